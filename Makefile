@@ -1,0 +1,36 @@
+# The two commands that work on a fresh machine: `make run` and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test test-fast bench proto lint sim clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+tests/node/node_modules: tests/node/package.json
+	cd tests/node && npm install --no-audit --no-fund --silent
+	touch tests/node/node_modules
+
+run: $(STAMP)
+	$(BIN)/odradek dev
+
+test: $(STAMP) tests/node/node_modules
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
+proto: $(STAMP)
+	$(BIN)/python scripts/gen_proto.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check odradek tests bench scripts
+	$(BIN)/mypy odradek
+
+clean:
+	rm -rf $(VENV) tests/node/node_modules .dev-data

@@ -1,0 +1,106 @@
+"""Encodes records into a RecordBatch v2."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Sequence
+
+import crc32c
+
+from odradek.records.batch import _HEADER, ATTR_CONTROL, BATCH_HEADER_SIZE, LOG_OVERHEAD, MAGIC
+from odradek.records.compression import Compression, compress
+from odradek.records.varint import encode_varint
+
+Header = tuple[str, bytes | None]
+
+NO_PRODUCER_ID = -1
+NO_SEQUENCE = -1
+
+
+class BatchBuilder:
+    """Accumulates records for one batch; `build()` returns the encoded bytes.
+
+    Offsets within the batch are 0..n-1; the broker assigns the base offset."""
+
+    def __init__(
+        self,
+        compression: Compression = Compression.NONE,
+        producer_id: int = NO_PRODUCER_ID,
+        producer_epoch: int = -1,
+        base_sequence: int = NO_SEQUENCE,
+        control: bool = False,
+    ) -> None:
+        self.compression = compression
+        self.producer_id = producer_id
+        self.producer_epoch = producer_epoch
+        self.base_sequence = base_sequence
+        self.control = control
+        self._body = bytearray()
+        self._count = 0
+        self._base_ts = 0
+        self._max_ts = -1
+
+    def __len__(self) -> int:
+        return self._count
+
+    @property
+    def size_estimate(self) -> int:
+        """Uncompressed size so far: an upper bound for deciding when a batch is full."""
+        return BATCH_HEADER_SIZE + len(self._body)
+
+    def append(
+        self,
+        timestamp: int,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Sequence[Header] = (),
+    ) -> None:
+        if self._count == 0:
+            self._base_ts = timestamp
+        if timestamp > self._max_ts:
+            self._max_ts = timestamp
+        rec = bytearray(b"\x00")  # record attributes: unused
+        encode_varint(timestamp - self._base_ts, rec)
+        encode_varint(self._count, rec)
+        _encode_bytes(key, rec)
+        _encode_bytes(value, rec)
+        encode_varint(len(headers), rec)
+        for name, hvalue in headers:
+            _encode_bytes(name.encode(), rec)
+            _encode_bytes(hvalue, rec)
+        encode_varint(len(rec), self._body)
+        self._body += rec
+        self._count += 1
+
+    def build(self) -> bytes:
+        if self._count == 0:
+            raise ValueError("a batch needs at least one record")
+        payload = compress(self.compression, bytes(self._body))
+        attributes = int(self.compression) | (ATTR_CONTROL if self.control else 0)
+        out = bytearray(BATCH_HEADER_SIZE)
+        _HEADER.pack_into(
+            out, 0, 0, BATCH_HEADER_SIZE - LOG_OVERHEAD + len(payload), -1, MAGIC, 0, attributes,
+            self._count - 1, self._base_ts, self._max_ts, self.producer_id, self.producer_epoch,
+            self.base_sequence, self._count)
+        out += payload
+        struct.pack_into(">I", out, 17, crc32c.crc32c(memoryview(out)[21:]))
+        return bytes(out)
+
+
+def _encode_bytes(data: bytes | None, out: bytearray) -> None:
+    if data is None:
+        encode_varint(-1, out)
+    else:
+        encode_varint(len(data), out)
+        out += data
+
+
+def encode_batch(
+    records: Iterable[tuple[int, bytes | None, bytes | None]],
+    compression: Compression = Compression.NONE,
+) -> bytes:
+    """Convenience: one batch from (timestamp, key, value) triples."""
+    builder = BatchBuilder(compression)
+    for timestamp, key, value in records:
+        builder.append(timestamp, key, value)
+    return builder.build()
