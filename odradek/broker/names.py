@@ -1,0 +1,28 @@
+"""Topic name rules, as Kafka's: so names that work there work here and vice versa."""
+
+from __future__ import annotations
+
+import re
+
+import grpc
+
+from odradek.broker.errors import BrokerError
+
+MAX_TOPIC_NAME = 249
+_LEGAL = re.compile(r"^[a-zA-Z0-9._-]+$")
+
+
+def check_topic_name(name: str) -> None:
+    problem = None
+    if not name:
+        problem = "it is empty"
+    elif name in (".", ".."):
+        problem = "'.' and '..' are reserved"
+    elif len(name) > MAX_TOPIC_NAME:
+        problem = f"it is {len(name)} characters long, over the limit of {MAX_TOPIC_NAME}"
+    elif not _LEGAL.match(name):
+        problem = "only ASCII letters, digits, '.', '_' and '-' are allowed"
+    if problem:
+        raise BrokerError(
+            grpc.StatusCode.INVALID_ARGUMENT, "INVALID_TOPIC",
+            f"invalid topic name {name!r}: {problem}", {"topic": name})
