@@ -33,8 +33,9 @@ async def abort(context: grpc.aio.ServicerContext, err: Abort) -> None:
                                        metadata=err.metadata)
     status = status_pb2.Status(code=err.code.value[0], message=err.message)
     status.details.add().Pack(info)
+    details = status.SerializeToString()
     await context.abort(err.code, err.message,
-                        trailing_metadata=(("grpc-status-details-bin", status.SerializeToString()),))
+                        trailing_metadata=(("grpc-status-details-bin", details),))
 
 
 @dataclass
@@ -221,7 +222,7 @@ class BrokerServicer(pb_grpc.BrokerServicer):  # type: ignore[misc]
                     pass
         out = bytearray()
         next_offset = req.offset
-        for base, last, data in part.batches:
+        for _base, last, data in part.batches:
             if last < req.offset:
                 continue
             if out and len(out) + len(data) > req.max_bytes:
@@ -283,7 +284,8 @@ class AdminServicer(pb_grpc.AdminServicer):  # type: ignore[misc]
                              log_start_offset=part.log_start, high_watermark=part.next_offset)
         for k, v in sorted(c.configs[name].items()):
             d.configs.add(name=k, value=v, is_default=False)
-        d.configs.add(name="retention.ms", value="604800000", is_default=True)
+        if "retention.ms" not in c.configs[name]:
+            d.configs.add(name="retention.ms", value="604800000", is_default=True)
         return d
 
     def _check_configs(self, configs: dict[str, str]) -> None:
