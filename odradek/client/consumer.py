@@ -9,13 +9,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequen
 from typing import NamedTuple
 
 from odradek.client.connection import Cluster
+from odradek.client.decoder import ConsumerRecord as ConsumerRecord
+from odradek.client.decoder import decode_fetched
 from odradek.client.errors import (
     CorruptRecordError,
     OdradekError,
     OffsetOutOfRangeError,
 )
 from odradek.records import InvalidRecordError as _BatchError
-from odradek.records import decode_batch, iter_batches
 from odradek.v1 import odradek_pb2 as pb
 from odradek.v1 import odradek_pb2_grpc as pb_grpc
 
@@ -23,16 +24,6 @@ from odradek.v1 import odradek_pb2_grpc as pb_grpc
 class TopicPartition(NamedTuple):
     topic: str
     partition: int
-
-
-class ConsumerRecord(NamedTuple):
-    topic: str
-    partition: int
-    offset: int
-    timestamp: int
-    key: bytes | None
-    value: bytes | None
-    headers: tuple[tuple[str, bytes | None], ...]
 
 
 _RESETS = {"earliest": pb.OFFSET_SPEC_EARLIEST, "latest": pb.OFFSET_SPEC_LATEST, "none": None}
@@ -71,24 +62,12 @@ def decode_records(
 ) -> tuple[list[ConsumerRecord], int | None]:
     """Records at or after `start` in the batches of data (control batches skipped), and
     the offset after the last whole batch (None when there is none)."""
-    out: list[ConsumerRecord] = []
-    next_offset: int | None = None
-    topic, partition = tp
-    view = memoryview(data)
     try:
-        for pos, header in iter_batches(view):
-            next_offset = header.next_offset
-            if header.is_control or header.last_offset < start:
-                continue
-            for r in decode_batch(view, pos, verify):
-                if r.offset >= start:
-                    out.append(ConsumerRecord(
-                        topic, partition, r.offset, r.timestamp, r.key, r.value, r.headers))
+        return decode_fetched(tp.topic, tp.partition, data, start, verify)
     except _BatchError as exc:
         raise CorruptRecordError(
-            f"{topic}-{partition}: fetched a bad batch near offset {start}: {exc}",
-            exc.reason, metadata={"topic": topic, "partition": str(partition)}) from None
-    return out, next_offset
+            f"{tp.topic}-{tp.partition}: fetched a bad batch near offset {start}: {exc}",
+            exc.reason, metadata={"topic": tp.topic, "partition": str(tp.partition)}) from None
 
 
 class Consumer:

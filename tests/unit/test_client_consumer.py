@@ -186,3 +186,39 @@ async def test_headers_and_null_key_value() -> None:
             c.assign([TP])
             (r,) = await poll_n(c, 1)
             assert (r.key, r.value, r.headers, r.timestamp) == (None, None, (("h", b"x"),), 7)
+
+
+def test_decoder_matches_reference_reader() -> None:
+    import os
+    import random
+
+    from odradek.client.decoder import decode_fetched
+    from odradek.records import Compression, iter_records
+    from odradek.records.batch import set_offset_and_epoch
+
+    rng = random.Random(7)
+    buf = bytearray()
+    offset = 0
+    for i in range(12):
+        b = BatchBuilder(list(Compression)[i % 5], control=(i % 4 == 3))
+        for _ in range(rng.randrange(1, 40)):
+            key = rng.choice([None, b"", os.urandom(rng.randrange(1, 300))])
+            value = rng.choice([None, b"", os.urandom(rng.randrange(1, 20000))])
+            headers = rng.choice([[], [("a", b"1")], [("é" * 70, None), ("b", os.urandom(200))]])
+            b.append(1000 + rng.randrange(-5, 100000), key, value, headers)
+        pos = len(buf)
+        buf += b.build()
+        set_offset_and_epoch(buf, pos, offset, 1)
+        offset += len(b) + rng.randrange(0, 3)
+    data = bytes(buf) + bytes(buf[:30])  # a partial batch at the end is ignored
+    expected = [ConsumerRecord("t", 0, r.offset, r.timestamp, r.key, r.value, r.headers)
+                for r in iter_records(bytes(buf))]
+    got, next_offset = decode_fetched("t", 0, data, 0)
+    assert got == expected and next_offset is not None and next_offset <= offset
+    start = expected[len(expected) // 2].offset
+    assert decode_fetched("t", 0, data, start)[0] == [r for r in expected if r.offset >= start]
+    corrupt = bytearray(buf)
+    corrupt[100] ^= 0xFF
+    with pytest.raises(Exception) as info:
+        decode_fetched("t", 0, bytes(corrupt), 0)
+    assert getattr(info.value, "reason", None) == "CORRUPT_RECORD"
