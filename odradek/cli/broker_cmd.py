@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from odradek.cli.common import add_config_flag
+from odradek.cli.common import CliError, key_value
 
 
 def _env_int(name: str, default: int) -> int:
@@ -39,7 +39,9 @@ def add_broker_parser(
     p.add_argument("--data-dir", default=data_dir, required=data_dir is None,
                    help="where partitions are stored (env ODRADEK_DATA_DIR)")
     p.add_argument("--broker-id", type=int, default=0, help="this broker's id (default 0)")
-    add_config_flag(p, "broker-level default for a topic config, e.g. retention.ms=3600000")
+    p.add_argument(
+        "--config", "-c", action="append", default=[], type=_config_pair, metavar="KEY=VALUE",
+        help="broker-level default for a topic config, e.g. retention.ms=3600000 (repeatable)")
     _add_log_level(p)
     p.set_defaults(func=_run_broker)
     return p
@@ -62,15 +64,35 @@ def add_dev_parser(
     return p
 
 
+def _config_pair(text: str) -> str:
+    """Checks k=v and keeps the text: odradek.broker parses args.config (list of str)."""
+    key_value(text)
+    return text
+
+
+def _missing_broker(exc: ModuleNotFoundError) -> CliError:
+    return CliError(f"the broker is not available in this installation ({exc})", "UNAVAILABLE")
+
+
 def _run_broker(args: argparse.Namespace) -> int:
-    from odradek.broker.main import run_broker  # type: ignore[import-not-found,unused-ignore]
+    try:
+        from odradek.broker.main import run_broker  # type: ignore[import-not-found,unused-ignore]
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith("odradek.broker"):
+            raise _missing_broker(exc) from None
+        raise
 
     result = run_broker(args)
     return int(result or 0)
 
 
 def _run_dev(args: argparse.Namespace) -> int:
-    from odradek.broker.dev import run_dev  # type: ignore[import-not-found,unused-ignore]
+    try:
+        from odradek.broker.dev import run_dev  # type: ignore[import-not-found,unused-ignore]
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith("odradek.broker"):
+            raise _missing_broker(exc) from None
+        raise
 
     result = run_dev(args)
     return int(result or 0)

@@ -84,7 +84,9 @@ def test_parser_flags(monkeypatch: pytest.MonkeyPatch) -> None:
         "x", 3, 2, {"a": "1", "b": "c=d"}, "h:1")
     a = p.parse_args(["broker", "--config", "retention.ms=5", "--log-level", "debug"])
     assert (a.port, a.host, a.data_dir, a.broker_id, a.config, a.log_level) == (
-        7777, "127.0.0.1", "/data", 0, {"retention.ms": "5"}, "DEBUG")
+        7777, "127.0.0.1", "/data", 0, ["retention.ms=5"], "DEBUG")
+    with pytest.raises(SystemExit):
+        p.parse_args(["broker", "--config", "novalue"])
     a = p.parse_args(["dev"])
     assert a.port == 7777 and a.data_dir == "/data"
     a = p.parse_args(["consume", "t", "--from-timestamp", "2024-01-01T00:00:00Z"])
