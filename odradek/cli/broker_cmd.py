@@ -1,0 +1,98 @@
+"""The `odradek broker` and `odradek dev` subcommands: flags here, the work in
+odradek.broker (imported only when the command runs)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from odradek.cli.common import CliError, key_value
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise SystemExit(f"error: ${name} must be an integer, not {value!r}") from None
+
+
+def _add_log_level(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--log-level", default=os.environ.get("ODRADEK_LOG_LEVEL", "INFO").upper(),
+        type=str.upper, choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+        help="logging level (env ODRADEK_LOG_LEVEL, default %(default)s)")
+
+
+def add_broker_parser(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "broker", help="run a broker", description="Runs one Odradek broker.")
+    p.add_argument("--port", type=int, default=_env_int("ODRADEK_PORT", 9092),
+                   help="gRPC port (env ODRADEK_PORT, default %(default)s)")
+    p.add_argument("--host", default=os.environ.get("ODRADEK_HOST", "127.0.0.1"),
+                   help="address to listen on (env ODRADEK_HOST, default %(default)s)")
+    data_dir = os.environ.get("ODRADEK_DATA_DIR")
+    p.add_argument("--data-dir", default=data_dir, required=data_dir is None,
+                   help="where partitions are stored (env ODRADEK_DATA_DIR)")
+    p.add_argument("--broker-id", type=int, default=0, help="this broker's id (default 0)")
+    p.add_argument(
+        "--config", "-c", action="append", default=[], type=_config_pair, metavar="KEY=VALUE",
+        help="broker-level default for a topic config, e.g. retention.ms=3600000 (repeatable)")
+    _add_log_level(p)
+    p.set_defaults(func=_run_broker)
+    return p
+
+
+def add_dev_parser(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "dev", help="run a local development cluster",
+        description="Runs a local development broker with its data in --data-dir.")
+    p.add_argument("--port", type=int, default=_env_int("ODRADEK_PORT", 9092),
+                   help="gRPC port (default %(default)s)")
+    p.add_argument("--host", default=os.environ.get("ODRADEK_HOST", "127.0.0.1"),
+                   help="address to listen on (default %(default)s)")
+    p.add_argument("--data-dir", default=os.environ.get("ODRADEK_DATA_DIR", "./.dev-data"),
+                   help="where data is kept (default %(default)s)")
+    _add_log_level(p)
+    p.set_defaults(func=_run_dev)
+    return p
+
+
+def _config_pair(text: str) -> str:
+    """Checks k=v and keeps the text: odradek.broker parses args.config (list of str)."""
+    key_value(text)
+    return text
+
+
+def _missing_broker(exc: ModuleNotFoundError) -> CliError:
+    return CliError(f"the broker is not available in this installation ({exc})", "UNAVAILABLE")
+
+
+def _run_broker(args: argparse.Namespace) -> int:
+    try:
+        from odradek.broker.main import run_broker  # type: ignore[import-not-found,unused-ignore]
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith("odradek.broker"):
+            raise _missing_broker(exc) from None
+        raise
+
+    result = run_broker(args)
+    return int(result or 0)
+
+
+def _run_dev(args: argparse.Namespace) -> int:
+    try:
+        from odradek.broker.dev import run_dev  # type: ignore[import-not-found,unused-ignore]
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith("odradek.broker"):
+            raise _missing_broker(exc) from None
+        raise
+
+    result = run_dev(args)
+    return int(result or 0)

@@ -1,0 +1,374 @@
+"""`odradek topic`, `odradek produce` and `odradek consume`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import sys
+from collections.abc import AsyncIterator
+from typing import IO, Any
+
+from odradek.cli.common import (
+    CliError,
+    add_config_flag,
+    bootstrap_parent,
+    key_value,
+    parse_timestamp,
+    unescape,
+)
+from odradek.client.admin import Admin
+from odradek.client.consumer import Consumer, ConsumerRecord, TopicPartition
+from odradek.client.errors import OdradekError
+from odradek.client.producer import Producer, RecordMetadata
+from odradek.records import Compression
+from odradek.v1 import odradek_pb2 as pb
+
+# -- topic -----------------------------------------------------------------------------------
+
+
+def add_topic_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parent = bootstrap_parent()
+    topic = sub.add_parser("topic", help="create, list, describe, alter and delete topics")
+    tsub = topic.add_subparsers(dest="topic_command", metavar="ACTION", required=True)
+
+    p = tsub.add_parser("create", parents=[parent], help="create a topic")
+    p.add_argument("name")
+    p.add_argument("--partitions", "-p", type=int, default=1, help="default %(default)s")
+    p.add_argument("--replication-factor", "-r", type=int, default=0,
+                   help="replicas per partition (0: the broker's default)")
+    add_config_flag(p, "topic config, e.g. cleanup.policy=compact")
+    p.add_argument("--validate-only", action="store_true", help="check, change nothing")
+    p.add_argument("--if-not-exists", action="store_true",
+                   help="succeed when the topic exists already")
+    p.set_defaults(func=_topic_create)
+
+    p = tsub.add_parser("list", parents=[parent], help="list topics")
+    p.add_argument("--internal", action="store_true", help="include internal topics")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=_topic_list)
+
+    p = tsub.add_parser("describe", parents=[parent], help="describe a topic")
+    p.add_argument("name")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=_topic_describe)
+
+    p = tsub.add_parser("delete", parents=[parent], help="delete a topic")
+    p.add_argument("name")
+    p.set_defaults(func=_topic_delete)
+
+    p = tsub.add_parser("alter", parents=[parent],
+                        help="change a topic's configs or partition count")
+    p.add_argument("name")
+    add_config_flag(p, "config to set")
+    p.add_argument("--delete-config", action="append", default=[], metavar="KEY",
+                   help="config to return to its default (repeatable)")
+    p.add_argument("--partitions", type=int, help="new total partition count")
+    p.add_argument("--validate-only", action="store_true", help="check, change nothing")
+    p.set_defaults(func=_topic_alter)
+
+
+def _print(text: str = "") -> None:
+    sys.stdout.write(text + "\n")
+
+
+def _print_description(d: pb.TopicDescription) -> None:
+    _print(f"Topic: {d.name}\tTopicId: {d.topic_id}\tPartitions: {len(d.partitions)}\t"
+           f"ReplicationFactor: {d.replication_factor}"
+           + ("\tInternal: true" if d.internal else ""))
+    set_configs = [f"{c.name}={c.value}" for c in d.configs if not c.is_default]
+    _print("Configs: " + (",".join(set_configs) if set_configs else "(defaults)"))
+    for ps in d.partitions:
+        info = ps.info
+        leader = str(info.leader) if info.leader >= 0 else "none"
+        _print(f"\tPartition: {info.partition}\tLeader: {leader}\t"
+               f"Replicas: {','.join(map(str, info.replicas))}\t"
+               f"Isr: {','.join(map(str, info.in_sync_replicas))}\t"
+               f"LogStart: {ps.log_start_offset}\tHighWatermark: {ps.high_watermark}\t"
+               f"Size: {ps.size_bytes}")
+
+
+def _to_json(message: Any) -> str:
+    from google.protobuf.json_format import MessageToDict  # type: ignore[import-untyped]
+
+    return json.dumps(MessageToDict(message, preserving_proto_field_name=True), indent=2)
+
+
+async def _topic_create(args: argparse.Namespace) -> int:
+    async with Admin(args.bootstrap) as admin:
+        try:
+            desc = await admin.create_topic(
+                args.name, args.partitions, args.replication_factor, args.config,
+                args.validate_only)
+        except OdradekError as exc:
+            if args.if_not_exists and exc.reason == "TOPIC_ALREADY_EXISTS":
+                return 0
+            raise
+    if args.validate_only:
+        _print(f"topic {args.name} is valid (not created)")
+    else:
+        count = len(desc.partitions) or args.partitions
+        _print(f"created topic {desc.name or args.name} with {count} partition(s)")
+    return 0
+
+
+async def _topic_list(args: argparse.Namespace) -> int:
+    async with Admin(args.bootstrap) as admin:
+        topics = await admin.list_topics(args.internal)
+    if args.json:
+        _print(json.dumps([{"name": t.name, "partitions": t.partitions,
+                            "replication_factor": t.replication_factor,
+                            "internal": t.internal} for t in topics]))
+        return 0
+    if not topics:
+        return 0
+    width = max(4, *(len(t.name) for t in topics))
+    _print(f"{'NAME':<{width}}  PARTITIONS  REPLICATION")
+    for t in topics:
+        flag = "  (internal)" if t.internal else ""
+        _print(f"{t.name:<{width}}  {t.partitions:>10}  {t.replication_factor:>11}{flag}")
+    return 0
+
+
+async def _topic_describe(args: argparse.Namespace) -> int:
+    async with Admin(args.bootstrap) as admin:
+        desc = await admin.describe_topic(args.name)
+    if args.json:
+        _print(_to_json(desc))
+    else:
+        _print_description(desc)
+    return 0
+
+
+async def _topic_delete(args: argparse.Namespace) -> int:
+    async with Admin(args.bootstrap) as admin:
+        await admin.delete_topic(args.name)
+    _print(f"deleted topic {args.name}")
+    return 0
+
+
+async def _topic_alter(args: argparse.Namespace) -> int:
+    if not args.config and not args.delete_config and args.partitions is None:
+        raise CliError("nothing to alter: give --config, --delete-config or --partitions")
+    async with Admin(args.bootstrap) as admin:
+        desc = None
+        if args.config or args.delete_config:
+            desc = await admin.alter_configs(
+                args.name, args.config, args.delete_config, args.validate_only)
+        if args.partitions is not None:
+            desc = await admin.create_partitions(args.name, args.partitions, args.validate_only)
+    assert desc is not None
+    if args.validate_only:
+        _print(f"changes to topic {args.name} are valid (not applied)")
+    else:
+        _print_description(desc)
+    return 0
+
+
+# -- produce ---------------------------------------------------------------------------------
+
+
+def add_produce_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "produce", parents=[bootstrap_parent()],
+        help="send lines from stdin as records",
+        description="Sends each line of standard input as one record.")
+    p.add_argument("topic")
+    p.add_argument("--key-separator", metavar="SEP",
+                   help="split each line into key SEP value (e.g. ':' or '\\t')")
+    p.add_argument("--partition", "-p", type=int, help="send every record to this partition")
+    p.add_argument("--compression", default="none",
+                   choices=[c.name.lower() for c in Compression])
+    p.add_argument("--acks", default="quorum", choices=["quorum", "leader", "all", "1", "-1"])
+    p.add_argument("--header", "-H", action="append", type=key_value, default=[],
+                   metavar="KEY=VALUE", help="header added to every record (repeatable)")
+    p.add_argument("--linger-ms", type=float, default=5)
+    p.add_argument("--batch-size", type=int, default=16384)
+    p.add_argument("--verbose", "-v", action="store_true",
+                   help="print partition and offset of each record to stderr")
+    p.set_defaults(func=_produce)
+
+
+async def _stdin_lines(stream: IO[bytes]) -> AsyncIterator[bytes]:
+    loop = asyncio.get_running_loop()
+    read = getattr(stream, "read1", None) or stream.read
+    carry = b""
+    while True:
+        chunk: bytes = await loop.run_in_executor(None, read, 1 << 16)
+        if not chunk:
+            break
+        lines = (carry + chunk).split(b"\n")
+        carry = lines.pop()
+        for line in lines:
+            yield line[:-1] if line.endswith(b"\r") else line
+    if carry:
+        yield carry
+
+
+async def _produce(args: argparse.Namespace) -> int:
+    sep = unescape(args.key_separator).encode() if args.key_separator else None
+    headers = [(k, v.encode()) for k, v in args.header]
+    failures: list[BaseException] = []
+    sent = 0
+
+    def done(fut: asyncio.Future[RecordMetadata]) -> None:
+        if fut.cancelled():
+            return
+        exc = fut.exception()
+        if exc is not None:
+            failures.append(exc)
+        elif args.verbose:
+            m = fut.result()
+            print(f"{m.topic}-{m.partition}@{m.offset}", file=sys.stderr)
+
+    stdin: Any = getattr(sys.stdin, "buffer", sys.stdin)
+    async with Producer(args.bootstrap, compression=args.compression, acks=args.acks,
+                        linger_ms=args.linger_ms, batch_size=args.batch_size) as producer:
+        async for line in _stdin_lines(stdin):
+            key: bytes | None = None
+            value = line
+            if sep is not None:
+                key, found, value = line.partition(sep)
+                if not found:
+                    raise CliError(f"line {sent + 1} has no key separator {args.key_separator!r}")
+            fut = await producer.send(args.topic, value, key=key, partition=args.partition,
+                                      headers=headers)
+            fut.add_done_callback(done)
+            sent += 1
+            if failures:
+                break
+        await producer.flush()
+    if failures:
+        exc = failures[0]
+        if isinstance(exc, OdradekError):
+            raise exc
+        raise CliError(str(exc))
+    return 0
+
+
+# -- consume ---------------------------------------------------------------------------------
+
+
+def add_consume_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "consume", parents=[bootstrap_parent()], help="print records of a topic",
+        description="Prints a topic's records, one per line. Starts at the end unless told.")
+    p.add_argument("topic")
+    start = p.add_mutually_exclusive_group()
+    start.add_argument("--from-beginning", action="store_true", help="start at the earliest offset")
+    start.add_argument("--from-end", action="store_true", help="only new records (the default)")
+    start.add_argument("--offset", type=int, metavar="N", help="start at offset N")
+    start.add_argument("--from-timestamp", type=parse_timestamp, metavar="MS|ISO8601",
+                       help="start at the first record at or after this time")
+    p.add_argument("--partition", "-p", type=int, action="append",
+                   help="partition to read (repeatable; default: all)")
+    p.add_argument("--max-messages", "-n", type=int, help="exit after this many records")
+    p.add_argument("--timeout-ms", type=int,
+                   help="exit after this long without a record (default: never)")
+    p.add_argument("--format", "-f", choices=["text", "json"], default="text")
+    p.add_argument("--print-key", action="store_true", help="text format: print key SEP value")
+    p.add_argument("--key-separator", default="\\t", metavar="SEP",
+                   help="text format: separator after the key (default a tab)")
+    p.set_defaults(func=_consume)
+
+
+def _text_or_b64(data: bytes | None) -> tuple[str | None, bool]:
+    if data is None:
+        return None, False
+    try:
+        return data.decode("utf-8"), False
+    except UnicodeDecodeError:
+        return base64.b64encode(data).decode("ascii"), True
+
+
+def record_to_json(r: ConsumerRecord) -> dict[str, Any]:
+    out: dict[str, Any] = {"topic": r.topic, "partition": r.partition, "offset": r.offset,
+                           "timestamp": r.timestamp}
+    for name, data in (("key", r.key), ("value", r.value)):
+        text, b64 = _text_or_b64(data)
+        out[name] = text
+        if b64:
+            out[f"{name}_encoding"] = "base64"
+    headers = []
+    for hname, hval in r.headers:
+        text, b64 = _text_or_b64(hval)
+        h: dict[str, Any] = {"key": hname, "value": text}
+        if b64:
+            h["value_encoding"] = "base64"
+        headers.append(h)
+    out["headers"] = headers
+    return out
+
+
+async def _consume(args: argparse.Namespace) -> int:
+    out: Any = getattr(sys.stdout, "buffer", None) or _TextBytes(sys.stdout)
+    key_sep = unescape(args.key_separator).encode()
+    async with Consumer(args.bootstrap, auto_offset_reset="latest") as consumer:
+        if args.partition:
+            tps = [TopicPartition(args.topic, p) for p in args.partition]
+            count = (await consumer.cluster.topic(args.topic)).num_partitions
+            for tp in tps:
+                if not 0 <= tp.partition < count:
+                    raise CliError(f"topic {args.topic} has no partition {tp.partition} "
+                                   f"(it has {count})", "UNKNOWN_TOPIC_OR_PARTITION")
+        else:
+            tps = await consumer.partitions_for(args.topic)
+        consumer.assign(tps)
+        if args.from_beginning:
+            await consumer.seek_to_beginning()
+        elif args.offset is not None:
+            if args.offset < 0:
+                raise CliError("--offset must be >= 0")
+            for tp in tps:
+                consumer.seek(tp, args.offset)
+        elif args.from_timestamp is not None:
+            for tp in tps:
+                await consumer.seek_to_timestamp(tp, args.from_timestamp)
+        else:
+            await consumer.seek_to_end()
+
+        seen = 0
+        loop = asyncio.get_running_loop()
+        idle_since = loop.time()
+        while args.max_messages is None or seen < args.max_messages:
+            wait = 1000.0
+            if args.timeout_ms is not None:
+                left = args.timeout_ms - (loop.time() - idle_since) * 1000
+                if left <= 0:
+                    break
+                wait = min(wait, left)
+            limit = None if args.max_messages is None else args.max_messages - seen
+            records = await consumer.poll(wait, max_records=limit)
+            if not records:
+                continue
+            idle_since = loop.time()
+            seen += len(records)
+            chunks: list[bytes] = []
+            for r in records:
+                if args.format == "json":
+                    chunks.append(json.dumps(record_to_json(r), ensure_ascii=False).encode())
+                else:
+                    value = b"null" if r.value is None else r.value
+                    if args.print_key:
+                        key = b"null" if r.key is None else r.key
+                        chunks.append(key + key_sep + value)
+                    else:
+                        chunks.append(value)
+            chunks.append(b"")
+            out.write(b"\n".join(chunks))
+            out.flush()
+    return 0
+
+
+class _TextBytes:
+    """Writes bytes to a text stream (when stdout has no binary buffer, as under tests)."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
+
+    def write(self, data: bytes) -> int:
+        return self._stream.write(data.decode("utf-8", errors="replace"))
+
+    def flush(self) -> None:
+        self._stream.flush()

@@ -1,0 +1,80 @@
+"""Helpers shared by the CLI's subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from datetime import UTC, datetime
+
+from odradek.client.connection import DEFAULT_BOOTSTRAP
+
+
+class CliError(Exception):
+    """An expected failure: printed as `error: <message>` without a traceback."""
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def bootstrap_parent() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument(
+        "--bootstrap", "-b",
+        default=os.environ.get("ODRADEK_BOOTSTRAP") or DEFAULT_BOOTSTRAP,
+        help="broker addresses, host:port[,host:port...] "
+             "(env ODRADEK_BOOTSTRAP, default %(default)s)")
+    return parent
+
+
+def key_value(text: str) -> tuple[str, str]:
+    """argparse type for k=v."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
+    return key.strip(), value
+
+
+class KeyValueAction(argparse.Action):
+    """Repeatable k=v flag collected into a dict."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        current = dict(getattr(namespace, self.dest, None) or {})
+        assert isinstance(values, tuple)
+        current[values[0]] = values[1]
+        setattr(namespace, self.dest, current)
+
+
+def add_config_flag(parser: argparse.ArgumentParser, help_text: str) -> None:
+    parser.add_argument(
+        "--config", "-c", dest="config", metavar="KEY=VALUE", type=key_value,
+        action=KeyValueAction, default={}, help=help_text + " (repeatable)")
+
+
+def parse_timestamp(text: str) -> int:
+    """Milliseconds since the epoch, or an ISO 8601 date-time (UTC when no zone)."""
+    text = text.strip()
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither milliseconds since the epoch nor an ISO 8601 date-time"
+        ) from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return int(dt.timestamp() * 1000)
+
+
+def unescape(text: str) -> str:
+    """Lets separators be given as \\t or \\n on the command line."""
+    return text.encode().decode("unicode_escape") if "\\" in text else text

@@ -1,0 +1,57 @@
+"""`odradek`: topics, produce, consume, bench, broker and dev."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from odradek.cli.common import CliError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from odradek.cli import bench_cmd, broker_cmd, client_cmds
+
+    parser = argparse.ArgumentParser(
+        prog="odradek", description="Odradek: an event streaming platform.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    client_cmds.add_topic_parser(sub)
+    client_cmds.add_produce_parser(sub)
+    client_cmds.add_consume_parser(sub)
+    bench_cmd.add_bench_parser(sub)
+    broker_cmd.add_broker_parser(sub)
+    broker_cmd.add_dev_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from odradek.client.errors import OdradekError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result = args.func(args)
+        if asyncio.iscoroutine(result):
+            result = asyncio.run(result)
+        return int(result or 0)
+    except OdradekError as exc:
+        print(f"error: {exc.message} ({exc.reason})", file=sys.stderr)
+        return 1
+    except CliError as exc:
+        suffix = f" ({exc.reason})" if exc.reason else ""
+        print(f"error: {exc}{suffix}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head`): stop quietly.
+        try:
+            sys.stdout = open("/dev/null", "w")  # noqa: SIM115 - silence the flush at exit
+        except OSError:
+            pass
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""The asynchronous admin client: topics, configs, partitions, metadata and offsets."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from odradek.client.connection import Cluster
+from odradek.v1 import odradek_pb2 as pb
+
+_SPECS = {
+    "earliest": pb.OFFSET_SPEC_EARLIEST,
+    "latest": pb.OFFSET_SPEC_LATEST,
+    "timestamp": pb.OFFSET_SPEC_TIMESTAMP,
+}
+
+
+class Admin:
+    """Manages topics. Calls go to any broker that answers (bootstrap first); the
+    replies are the protocol's messages (TopicDescription, TopicSummary, ...)."""
+
+    def __init__(
+        self,
+        bootstrap: str | Sequence[str] | None = None,
+        *,
+        request_timeout_ms: int = 30_000,
+        cluster: Cluster | None = None,
+    ) -> None:
+        self._cluster = cluster or Cluster(bootstrap, request_timeout_ms=request_timeout_ms)
+        self._owns_cluster = cluster is None
+        self._timeout = request_timeout_ms / 1000
+
+    @property
+    def cluster(self) -> Cluster:
+        return self._cluster
+
+    async def __aenter__(self) -> Admin:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._owns_cluster:
+            await self._cluster.close()
+
+    async def create_topic(
+        self,
+        name: str,
+        partitions: int = 1,
+        replication_factor: int = 0,
+        configs: Mapping[str, str] | None = None,
+        validate_only: bool = False,
+    ) -> pb.TopicDescription:
+        request = pb.CreateTopicRequest(
+            name=name, partitions=partitions, replication_factor=replication_factor,
+            configs=dict(configs or {}), validate_only=validate_only)
+
+        async def call(address: str) -> pb.TopicDescription:
+            resp: pb.CreateTopicResponse = await self._cluster.admin_stub(address).CreateTopic(
+                request, timeout=self._timeout)
+            return resp.topic
+
+        return await self._cluster.any_broker(call)
+
+    async def delete_topic(self, name: str) -> None:
+        request = pb.DeleteTopicRequest(name=name)
+
+        async def call(address: str) -> None:
+            await self._cluster.admin_stub(address).DeleteTopic(request, timeout=self._timeout)
+
+        await self._cluster.any_broker(call)
+        self._cluster.topics.pop(name, None)
+
+    async def list_topics(self, include_internal: bool = False) -> list[pb.TopicSummary]:
+        request = pb.ListTopicsRequest(include_internal=include_internal)
+
+        async def call(address: str) -> list[pb.TopicSummary]:
+            resp = await self._cluster.admin_stub(address).ListTopics(
+                request, timeout=self._timeout)
+            return list(resp.topics)
+
+        return await self._cluster.any_broker(call)
+
+    async def describe_topic(self, name: str) -> pb.TopicDescription:
+        request = pb.DescribeTopicRequest(name=name)
+
+        async def call(address: str) -> pb.TopicDescription:
+            resp: pb.TopicDescription = await self._cluster.admin_stub(address).DescribeTopic(
+                request, timeout=self._timeout)
+            return resp
+
+        return await self._cluster.any_broker(call)
+
+    async def alter_configs(
+        self,
+        name: str,
+        set: Mapping[str, str] | None = None,  # noqa: A002 - mirrors the protocol field
+        delete: Sequence[str] = (),
+        validate_only: bool = False,
+    ) -> pb.TopicDescription:
+        request = pb.AlterTopicConfigsRequest(
+            name=name, set=dict(set or {}), delete=list(delete), validate_only=validate_only)
+
+        async def call(address: str) -> pb.TopicDescription:
+            resp: pb.TopicDescription = await self._cluster.admin_stub(
+                address).AlterTopicConfigs(request, timeout=self._timeout)
+            return resp
+
+        return await self._cluster.any_broker(call)
+
+    async def create_partitions(
+        self, name: str, total: int, validate_only: bool = False,
+    ) -> pb.TopicDescription:
+        request = pb.CreatePartitionsRequest(
+            name=name, total_count=total, validate_only=validate_only)
+
+        async def call(address: str) -> pb.TopicDescription:
+            resp: pb.TopicDescription = await self._cluster.admin_stub(
+                address).CreatePartitions(request, timeout=self._timeout)
+            return resp
+
+        desc = await self._cluster.any_broker(call)
+        self._cluster.topics.pop(name, None)
+        return desc
+
+    async def metadata(self, topics: Sequence[str] | None = None) -> pb.MetadataResponse:
+        return await self._cluster.refresh(list(topics) if topics else None)
+
+    async def list_offsets(
+        self, topic: str, partition: int, spec: str = "latest", timestamp_ms: int = 0,
+    ) -> pb.ListOffsetsResponse:
+        """spec: earliest, latest or timestamp (the first offset at or after timestamp_ms)."""
+        code = _SPECS.get(spec.lower())
+        if code is None:
+            raise ValueError(f"unknown offset spec {spec!r}: expected earliest, latest, timestamp")
+        return await self._cluster.list_offsets(topic, partition, code, timestamp_ms)
