@@ -447,7 +447,8 @@ class RaftNode:
             if self._maybe_commit():
                 self._bcast_commit = True
             elif was_paused:
-                self._send_append(m.from_id, False)
+                # it may not know the commit index: tell it, even with no entries
+                self._send_append(m.from_id, True)
             if self.role != Role.LEADER:
                 return  # stepped down (removed from the config)
             while self._send_append(m.from_id, False):

@@ -195,7 +195,7 @@ class Message:
             term=d["term"],
             prev_index=d["prev_index"],
             prev_term=d["prev_term"],
-            entries=[Entry.from_dict(e) for e in d["entries"]],
+            entries=[Entry.from_dict(e) for e in d["entries"]] if d["entries"] else (),
             commit=d["commit"],
             index=d["index"],
             log_term=d["log_term"],

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from odradek.raft import (
     ConfigChangeType,
+    ConfigState,
     Entry,
     EntryKind,
     MemoryStorage,
@@ -70,7 +71,7 @@ class SimParams:
             max_delay=rng.choice([1, 2, 3, 5]),
             long_delay=rng.choice([0.0, 0.02]),
             disk_latency=rng.choice([0, 1, 2, 3]),
-            fault_rate=rng.choice([0.01, 0.03, 0.06]),
+            fault_rate=rng.choice([0.02, 0.05, 0.1]),
             client_rate=rng.choice([0.2, 0.5, 0.9]),
             membership=rng.random() < 0.3,
             transfer=rng.random() < 0.3,
@@ -118,6 +119,11 @@ class SimNetwork:
                 out.append(m)
         return out
 
+    def hold(self, m: Message, until: int) -> None:
+        """Re-deliver ``m`` at ``until`` (its receiver is paused)."""
+        self._seq += 1
+        heapq.heappush(self._heap, (until, self._seq, m))
+
     def __len__(self) -> int:
         return len(self._heap)
 
@@ -135,10 +141,12 @@ class SimNode:
     durable_commit: int = -1
     checked: int = -1
     incarnation: int = 0
+    paused_until: int = 0
 
 
 def encode_sm(applied: int, sm: dict[int, tuple[int, str]]) -> bytes:
-    return json.dumps({"applied": applied, "sm": sorted([k, t, d] for k, (t, d) in sm.items())}).encode()
+    items = sorted([k, t, d] for k, (t, d) in sm.items())
+    return json.dumps({"applied": applied, "sm": items}).encode()
 
 
 def decode_sm(data: bytes) -> dict[int, tuple[int, str]]:
@@ -180,6 +188,7 @@ class SimCluster:
         self.client_seq = 0
         self.client_target = 1
         self.stats = {"proposed": 0, "acked": 0, "elections": 0, "snapshots": 0, "faults": 0}
+        self.stats.update(truncations=0, transfers=0, config_changes=0, compactions=0)
         self.max_voters = len(ids)
 
     # ------------------------------------------------------------------ helpers
@@ -240,20 +249,26 @@ class SimCluster:
                 self._client()
         for m in self.net.due(self.now):
             n = self.nodes.get(m.to_id)
+            if n is not None and n.paused_until > self.now:
+                self.net.hold(m, n.paused_until)
+                continue
             if n is not None and n.raft is not None:
                 if self.verbose:
                     self._log(f"deliver {m.type.name} {m.from_id}->{m.to_id} t{m.term} {_brief(m)}")
                 n.raft.step(m)
         for n in self.nodes.values():
+            if n.paused_until > self.now:
+                continue
             if n.pending is not None and n.done_at <= self.now:
                 rd = n.pending
                 n.pending = None
                 self._complete(n, rd)
         for n in self.nodes.values():
-            if n.raft is not None:
+            if n.raft is not None and n.paused_until <= self.now:
                 n.raft.tick()
         for n in self.nodes.values():
-            self._pump(n)
+            if n.paused_until <= self.now:
+                self._pump(n)
         self._check()
 
     def _pump(self, n: SimNode) -> None:
@@ -286,6 +301,8 @@ class SimCluster:
             first = rd.entries_to_persist[0].index
             if first <= n.durable_commit:
                 self.fail(f"node {n.id} overwrites committed offset {first} <= {n.durable_commit}")
+            if first <= st.last_index():
+                self.stats["truncations"] += 1
             st.append(rd.entries_to_persist)
         hs = rd.hard_state
         if hs is not None:
@@ -320,7 +337,15 @@ class SimCluster:
     def _ack(self, e: Entry, voters_then: int, n: SimNode) -> None:
         r = n.raft
         assert r is not None
-        need = min(voters_then, len(r.config.voters)) // 2 + 1
+        # the entry was committed under one of the configurations the leader had between
+        # proposing and acknowledging it (each in effect as soon as appended)
+        sizes = [voters_then, len(r.config.voters)]
+        sizes += [
+            len(ConfigState.decode(c.data).voters)
+            for c in n.storage.config_entries()
+            if c.index > e.index
+        ]
+        need = min(sizes) // 2 + 1
         holders = 0
         for m in self.nodes.values():
             st = m.storage
@@ -388,6 +413,7 @@ class SimCluster:
         rng = self.rng
         self.stats["faults"] += 1
         kinds = ["partition", "oneway", "heal", "heal", "crash", "restart", "restart"]
+        kinds += ["crash_leader", "isolate_leader", "pause", "pause_leader"]
         if self.p.transfer:
             kinds += ["transfer", "transfer"]
         if self.p.membership:
@@ -412,11 +438,30 @@ class SimCluster:
         elif kind == "heal":
             self.net.blocked.clear()
             self._log("heal")
-        elif kind == "crash":
+        elif kind == "isolate_leader":
+            ld = self.leader()
+            if ld is not None:
+                # the leader, maybe with one follower, on the minority side
+                minority = [ld.id]
+                if len(ids) >= 5 and rng.random() < 0.5:
+                    minority.append(rng.choice([i for i in ids if i != ld.id]))
+                for x in minority:
+                    for y in ids:
+                        if y not in minority:
+                            self.net.blocked.add((x, y))
+                            self.net.blocked.add((y, x))
+                self._log(f"isolate {minority}")
+        elif kind in ("pause", "pause_leader"):
+            ld = self.leader()
+            n = ld if kind == "pause_leader" and ld is not None else self.nodes[rng.choice(ids)]
+            n.paused_until = self.now + rng.randint(3, 40)
+            self._log(f"pause {n.id} until {n.paused_until}")
+        elif kind in ("crash", "crash_leader"):
             down = sum(1 for n in self.nodes.values() if n.raft is None)
             if down >= (self.p.nodes - 1) // 2 + (1 if self.p.nodes == 3 else 0):
                 return
-            n = self.nodes[rng.choice(ids)]
+            ld = self.leader()
+            n = ld if kind == "crash_leader" and ld is not None else self.nodes[rng.choice(ids)]
             if n.raft is not None:
                 self._log(f"crash {n.id} (lost pending write: {n.pending is not None})")
                 n.raft = None
@@ -434,6 +479,7 @@ class SimCluster:
                 to = rng.choice(voters)
                 try:
                     ld.raft.transfer_leadership(to)
+                    self.stats["transfers"] += 1
                     self._log(f"transfer {ld.id} -> {to}")
                 except (NotLeader, ValueError):
                     pass
@@ -446,6 +492,7 @@ class SimCluster:
             st = n.storage
             if n.applied - st.first_index() >= 4 and n.applied <= st.last_index():
                 st.compact(n.applied, encode_sm(n.applied, n.sm))
+                self.stats["compactions"] += 1
                 self._log(f"compact {n.id} at {n.applied}")
 
     def _config_change(self) -> None:
@@ -464,6 +511,7 @@ class SimCluster:
             return
         try:
             idx = r.propose_config_change(change, who)
+            self.stats["config_changes"] += 1
             self._log(f"leader {ld.id} proposes {change.name} {who} at {idx}")
         except (NotLeader, ProposalDropped):
             pass
@@ -499,6 +547,8 @@ class SimCluster:
         """Heal everything, restart every node, and wait for the group to converge; then
         every acknowledged write must be on every voter and in its committed prefix."""
         self.net.blocked.clear()
+        for n in self.nodes.values():
+            n.paused_until = 0
         self.p.drop = 0.0
         self.p.dup = 0.0
         self.p.long_delay = 0.0
