@@ -1,0 +1,120 @@
+"""Drives many Raft groups on one broker: ticks them, feeds them messages from the
+transport, and carries out their Ready (persist, send, report) in one pass per loop turn.
+
+Proposals that arrive in the same event-loop turn are persisted by one write: that is
+the group commit. Every group ticks on the same timer, so the heartbeats of all groups
+bound for one broker leave in the same transport envelope."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Protocol
+
+from odradek.raft import Message, RaftNode, Ready
+from odradek.raft.storage import PersistentLogStorage
+
+log = logging.getLogger("odradek.raft")
+
+Send = Callable[[int, str, Message], None]
+
+
+class GroupListener(Protocol):
+    def on_persisted(self, ready: Ready) -> None:
+        """The Ready's entries and hard state are stored; before messages are sent."""
+
+    def on_ready(self, ready: Ready) -> None:
+        """After the Ready was carried out: commit index, role and leader are current."""
+
+
+class RaftGroup:
+    def __init__(self, name: str, node: RaftNode, storage: PersistentLogStorage,
+                 listener: GroupListener) -> None:
+        self.name = name
+        self.node = node
+        self.storage = storage
+        self.listener = listener
+
+
+class RaftHost:
+    def __init__(self, broker_id: int, send: Send, tick_interval_s: float = 0.1) -> None:
+        self.broker_id = broker_id
+        self.send = send
+        self.tick_interval_s = tick_interval_s
+        self.groups: dict[str, RaftGroup] = {}
+        self._dirty: set[str] = set()
+        self._scheduled = False
+        self._ticker: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._ticker = asyncio.get_running_loop().create_task(self._tick_loop())
+
+    async def stop(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            try:
+                await self._ticker
+            except asyncio.CancelledError:
+                pass
+        self.process()
+
+    def add(self, group: RaftGroup) -> None:
+        self.groups[group.name] = group
+        self.schedule(group.name)
+
+    def remove(self, name: str) -> RaftGroup | None:
+        self._dirty.discard(name)
+        return self.groups.pop(name, None)
+
+    def deliver(self, group_name: str, message: Message) -> None:
+        group = self.groups.get(group_name)
+        if group is None:
+            return  # a group we no longer (or do not yet) host: Raft tolerates the loss
+        group.node.step(message)
+        self.schedule(group_name)
+
+    def schedule(self, name: str) -> None:
+        self._dirty.add(name)
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self.process)
+
+    def process(self) -> None:
+        self._scheduled = False
+        dirty, self._dirty = self._dirty, set()
+        for name in dirty:
+            group = self.groups.get(name)
+            if group is None:
+                continue
+            try:
+                self._handle(group)
+            except Exception:
+                log.exception("raft group %s failed to process its ready state", name)
+
+    def _handle(self, group: RaftGroup) -> None:
+        node = group.node
+        while node.has_ready():
+            ready = node.ready()
+            storage = group.storage
+            if ready.snapshot_to_apply is not None:
+                storage.apply_snapshot(ready.snapshot_to_apply)
+            if ready.entries_to_persist:
+                storage.append(ready.entries_to_persist)
+            if ready.hard_state is not None:
+                storage.set_hard_state(ready.hard_state)
+            group.listener.on_persisted(ready)
+            for message in ready.messages:
+                self.send(message.to_id, group.name, message)
+            node.advance(ready)
+            group.listener.on_ready(ready)
+
+    async def _tick_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.tick_interval_s)
+            for name, group in self.groups.items():
+                group.node.tick()
+                if group.node.has_ready():
+                    self._dirty.add(name)
+            if self._dirty:
+                self.process()

@@ -1,0 +1,243 @@
+"""The partition log seen through Raft's storage protocol: nothing is written twice.
+
+A Raft entry is one stored batch: index = baseOffset, count = lastOffsetDelta + 1,
+term = partitionLeaderEpoch. Besides the log, a partition keeps a small state file with
+what Raft must remember and the log cannot tell cheaply: the vote, the current term,
+the commit index, the offsets where each term began (Kafka's leader-epoch cache), the
+membership changes, and the voters the group started with."""
+
+from __future__ import annotations
+
+import bisect
+import json
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from odradek.broker.replication.control import decode_control, encode_control
+from odradek.raft import (
+    NO_INDEX,
+    ConfigState,
+    Entry,
+    EntryKind,
+    HardState,
+    Snapshot,
+    SnapshotMeta,
+)
+from odradek.records import iter_batches
+from odradek.records.batch import set_offset_and_epoch
+from odradek.storage import PartitionLog
+
+STATE_FILE = "raft-state.json"
+SCAN_CHUNK = 4 << 20
+
+
+@dataclass
+class RaftState:
+    term: int = 0
+    vote: int | None = None
+    commit: int = NO_INDEX
+    voters: list[int] = field(default_factory=list)
+    # (first offset, term) for each term that has entries, ascending.
+    epochs: list[tuple[int, int]] = field(default_factory=list)
+    # (offset, voters) of CONFIG entries in the log.
+    configs: list[tuple[int, list[int]]] = field(default_factory=list)
+    # The log end offset up to which epochs and configs are known to be complete.
+    scanned_to: int = 0
+
+
+class PartitionRaftStorage:
+    """Implements odradek.raft.PersistentLogStorage over a PartitionLog."""
+
+    def __init__(self, log: PartitionLog, initial_voters: Sequence[int]) -> None:
+        self.log = log
+        self.path = log_dir(log) / STATE_FILE
+        self.state = self._load(initial_voters)
+        self._catch_up_scan()
+
+    # ------------------------------------------------------------------ persistence
+    def _load(self, initial_voters: Sequence[int]) -> RaftState:
+        try:
+            raw = json.loads(self.path.read_text())
+            state = RaftState(
+                term=raw["term"], vote=raw["vote"], commit=raw["commit"], voters=raw["voters"],
+                epochs=[(a, b) for a, b in raw["epochs"]],
+                configs=[(a, list(b)) for a, b in raw["configs"]], scanned_to=raw["scanned_to"])
+        except FileNotFoundError:
+            state = RaftState(voters=sorted(initial_voters))
+        end = self.log.log_end_offset
+        # Recovery may have cut the log's tail: forget what lay beyond the end.
+        state.epochs = [(o, t) for o, t in state.epochs if o < end]
+        state.configs = [(o, v) for o, v in state.configs if o < end]
+        state.scanned_to = min(state.scanned_to, end)
+        state.commit = min(state.commit, end - 1)
+        return state
+
+    def save(self, sync: bool) -> None:
+        s = self.state
+        data = json.dumps({"term": s.term, "vote": s.vote, "commit": s.commit,
+                           "voters": s.voters, "epochs": s.epochs, "configs": s.configs,
+                           "scanned_to": s.scanned_to})
+        tmp = self.path.with_suffix(".tmp")
+        with open(tmp, "w") as f:
+            f.write(data)
+            if sync:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+
+    def _catch_up_scan(self) -> None:
+        """Learns the terms and configs of batches written after the state file was saved."""
+        end = self.log.log_end_offset
+        offset = max(self.state.scanned_to, self.log.log_start_offset)
+        while offset < end:
+            chunk = self.log.read(offset, SCAN_CHUNK).data
+            if not chunk:
+                break
+            for pos, header in iter_batches(chunk):
+                if header.last_offset < offset:
+                    continue
+                self._note(header.base_offset, header.leader_epoch)
+                if header.is_control:
+                    kind, data = decode_control(memoryview(chunk)[pos : pos + header.size])
+                    if kind == EntryKind.CONFIG:
+                        self.state.configs.append(
+                            (header.base_offset, sorted(ConfigState.decode(data).voters)))
+                offset = header.next_offset
+        self.state.scanned_to = end
+
+    def _note(self, index: int, term: int) -> None:
+        epochs = self.state.epochs
+        if not epochs or term > epochs[-1][1]:
+            epochs.append((index, term))
+
+    # ------------------------------------------------------------- LogStorage (reads)
+    def initial_state(self) -> HardState:
+        s = self.state
+        return HardState(s.term, s.vote, min(s.commit, self.last_index()))
+
+    def snapshot_meta(self) -> SnapshotMeta:
+        index = self.log.log_start_offset - 1
+        term = self.term_of(index) if index >= 0 else 0
+        return SnapshotMeta(index, term or 0, ConfigState(frozenset(self._base_voters())))
+
+    def _base_voters(self) -> list[int]:
+        start = self.log.log_start_offset
+        before = [v for o, v in self.state.configs if o < start]
+        return before[-1] if before else self.state.voters
+
+    def snapshot(self) -> Snapshot:
+        # A partition's "snapshot" is empty: a follower below the leader's log start
+        # drops its log and continues from there, as a Kafka follower does.
+        return Snapshot(self.snapshot_meta(), b"")
+
+    def first_index(self) -> int:
+        return self.log.log_start_offset
+
+    def last_index(self) -> int:
+        return self.log.log_end_offset - 1
+
+    def term_of(self, offset: int) -> int | None:
+        epochs = self.state.epochs
+        i = bisect.bisect_right(epochs, (offset, 1 << 62)) - 1
+        return epochs[i][1] if i >= 0 else None
+
+    def term(self, offset: int) -> int | None:
+        if offset == self.log.log_start_offset - 1:
+            return self.snapshot_meta().term
+        if offset < self.log.log_start_offset or offset > self.last_index():
+            return None
+        return self.term_of(offset)
+
+    def entry_at(self, offset: int) -> Entry | None:
+        if offset < self.log.log_start_offset or offset > self.last_index():
+            return None
+        data = self.log.read(offset, 1).data
+        entries = self._to_entries(data, offset)
+        return entries[0] if entries else None
+
+    def entries(self, lo: int, hi: int, max_bytes: int) -> list[Entry]:
+        if lo < self.log.log_start_offset or lo > self.last_index():
+            return []
+        data = self.log.read(lo, max(max_bytes, 1), max_offset=hi).data
+        return self._to_entries(data, lo)
+
+    def _to_entries(self, data: bytes, lo: int) -> list[Entry]:
+        out = []
+        view = memoryview(data)
+        for pos, header in iter_batches(data):
+            if header.last_offset < lo:
+                continue
+            raw = view[pos : pos + header.size]
+            if header.is_control:
+                kind, payload = decode_control(raw)
+                if kind != EntryKind.NORMAL:
+                    out.append(Entry(header.base_offset, header.last_offset_delta + 1,
+                                     header.leader_epoch, payload, kind))
+                    continue
+            out.append(Entry(header.base_offset, header.last_offset_delta + 1,
+                             header.leader_epoch, bytes(raw)))
+        return out
+
+    def config_entries(self) -> list[Entry]:
+        start = self.log.log_start_offset
+        return [Entry(o, 1, self.term_of(o) or 0,
+                      ConfigState(frozenset(v)).encode(), EntryKind.CONFIG)
+                for o, v in self.state.configs if o >= start]
+
+    # ----------------------------------------------------------- writes (the host)
+    def append(self, entries: Sequence[Entry]) -> None:
+        if not entries:
+            return
+        first = entries[0].index
+        if first <= self.last_index():
+            self.truncate(first)
+        parts = []
+        now = int(time.time() * 1000)
+        for e in entries:
+            if e.kind == EntryKind.NORMAL:
+                buf = bytearray(e.data)
+            else:
+                buf = bytearray(encode_control(e.kind, e.data, now))
+                if e.kind == EntryKind.CONFIG:
+                    self.state.configs.append(
+                        (e.index, sorted(ConfigState.decode(e.data).voters)))
+            set_offset_and_epoch(buf, 0, e.index, e.term)
+            parts.append(bytes(buf))
+            self._note(e.index, e.term)
+        self.log.append_replicated(b"".join(parts))
+        self.state.scanned_to = self.log.log_end_offset
+
+    def truncate(self, offset: int) -> None:
+        self.log.truncate_to(offset)
+        s = self.state
+        s.epochs = [(o, t) for o, t in s.epochs if o < offset]
+        s.configs = [(o, v) for o, v in s.configs if o < offset]
+        s.scanned_to = min(s.scanned_to, offset)
+        self.save(sync=False)
+
+    def set_hard_state(self, hs: HardState) -> None:
+        s = self.state
+        durable_change = hs.term != s.term or hs.vote != s.vote
+        s.term, s.vote, s.commit = hs.term, hs.vote, hs.commit
+        if durable_change:
+            self.save(sync=True)
+
+    def apply_snapshot(self, snapshot: Snapshot) -> None:
+        start = snapshot.meta.index + 1
+        self.log.reset_to(start)
+        s = self.state
+        s.epochs = [(start, snapshot.meta.term)] if snapshot.meta.term else []
+        s.configs = []
+        s.voters = sorted(snapshot.meta.config.voters)
+        s.scanned_to = start
+        self.save(sync=True)
+
+    def compact(self, index: int, data: bytes) -> None:
+        raise NotImplementedError("partition logs are trimmed by retention, not snapshots")
+
+
+def log_dir(log: PartitionLog) -> Path:
+    return Path(log.directory)

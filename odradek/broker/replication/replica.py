@@ -1,0 +1,192 @@
+"""A partition replica whose log is a Raft group over the partition's replicas.
+
+The leader validates a produce request's batches, proposes one entry per batch, and
+answers when the entries are committed (acks=quorum) or stored locally (acks=leader).
+Consumers read up to the high watermark, the commit index + 1."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import grpc
+
+from odradek.broker.errors import BrokerError
+from odradek.raft import NotLeader, ProposalDropped, Ready, Role
+from odradek.raft.node import RaftNode
+from odradek.records import validate_batches
+from odradek.records.batch import set_max_timestamp
+from odradek.storage import AppendInfo, PartitionLog, ReadResult
+
+LeaderAddress = Callable[[int], str | None]
+
+
+@dataclass
+class _Pending:
+    last_offset: int
+    quorum: bool
+    future: asyncio.Future[None]
+
+
+class ReplicatedPartition:
+    def __init__(self, topic: str, index: int, log: PartitionLog, node: RaftNode,
+                 schedule: Callable[[], None], leader_address: LeaderAddress) -> None:
+        self.topic = topic
+        self.index = index
+        self.log = log
+        self.node = node
+        self._schedule = schedule
+        self._leader_address = leader_address
+        self._pending: list[_Pending] = []
+        self._appended = asyncio.Event()
+        self.high_watermark = min(node.commit_index + 1, log.log_end_offset)
+        self.closed = False
+        self.lock = asyncio.Lock()
+        self.on_leader_change: Callable[[ReplicatedPartition], None] | None = None
+        self._last_leader: int | None = None
+
+    @property
+    def leader(self) -> int | None:
+        return self.node.leader
+
+    @property
+    def leader_term(self) -> int:
+        return self.node.term
+
+    # ---------------------------------------------------------------------- produce
+    async def append(self, records: bytes, quorum: bool = True,
+                     timeout_s: float = 30.0) -> AppendInfo:
+        self._check_open()
+        if not self.node.is_leader():
+            raise self._not_leader()
+        config = self.log.config
+        headers = validate_batches(records, config.max_message_bytes)
+        append_time = -1
+        buf = bytearray(records)
+        if config.log_append_time:
+            append_time = int(time.time() * 1000)
+        items = []
+        pos = 0
+        for header in headers:
+            if append_time >= 0:
+                set_max_timestamp(buf, pos, append_time, True)
+            items.append((bytes(buf[pos : pos + header.size]), header.record_count))
+            pos += header.size
+        try:
+            indices = self.node.propose_batch(items)
+        except NotLeader:
+            raise self._not_leader() from None
+        except ProposalDropped as exc:
+            raise BrokerError(grpc.StatusCode.UNAVAILABLE, "LEADER_NOT_AVAILABLE",
+                              f"the leader cannot take writes right now: {exc}",
+                              self._where()) from exc
+        base = indices[0]
+        last = indices[-1] + headers[-1].record_count - 1
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Pending(last, quorum, future))
+        self._schedule()
+        try:
+            await asyncio.wait_for(asyncio.shield(future), timeout_s)
+        except TimeoutError:
+            raise BrokerError(
+                grpc.StatusCode.UNAVAILABLE, "NOT_ENOUGH_REPLICAS",
+                f"partition {self.index} of topic {self.topic!r} could not replicate the "
+                f"write to a quorum within {timeout_s:.1f}s", self._where()) from None
+        max_ts = max(h.max_timestamp for h in headers)
+        return AppendInfo(base, last, append_time, append_time if append_time >= 0 else max_ts)
+
+    # ---------------------------------------------------------------- Raft listener
+    def on_persisted(self, ready: Ready) -> None:
+        if not ready.entries_to_persist or not self._pending:
+            return
+        stored = ready.entries_to_persist[-1].last
+        for p in self._pending:
+            if not p.quorum and p.last_offset <= stored and not p.future.done():
+                p.future.set_result(None)
+
+    def on_ready(self, ready: Ready) -> None:
+        hw = min(ready.commit_index + 1, self.log.log_end_offset)
+        if hw > self.high_watermark:
+            self.high_watermark = hw
+            self._wake()
+        if self._pending:
+            keep = []
+            for p in self._pending:
+                if p.future.done():
+                    continue
+                if p.last_offset < self.high_watermark:
+                    p.future.set_result(None)
+                elif ready.soft_state.role != Role.LEADER:
+                    p.future.set_exception(self._not_leader())
+                else:
+                    keep.append(p)
+            self._pending = keep
+        leader = ready.soft_state.leader
+        if leader != self._last_leader:
+            self._last_leader = leader
+            if self.on_leader_change is not None:
+                self.on_leader_change(self)
+
+    # ------------------------------------------------------------------------ read
+    def read(self, offset: int, max_bytes: int) -> ReadResult:
+        self._check_open()
+        hw = self.high_watermark
+        start = self.log.log_start_offset
+        if offset < start or offset > hw:
+            raise BrokerError(
+                grpc.StatusCode.OUT_OF_RANGE, "OFFSET_OUT_OF_RANGE",
+                f"offset {offset} is out of range for partition {self.index} of topic "
+                f"{self.topic!r}: valid offsets are {start} to {hw}",
+                {"log_start_offset": str(start), "high_watermark": str(hw)})
+        return self.log.read(offset, max_bytes, max_offset=hw)
+
+    async def wait_for_append(self, timeout: float) -> None:
+        event = self._appended
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+        except TimeoutError:
+            pass
+
+    def close(self, delete: bool = False) -> None:
+        self.closed = True
+        for p in self._pending:
+            if not p.future.done():
+                p.future.set_exception(self._not_leader())
+        self._pending = []
+        if delete:
+            self.log.delete()
+        else:
+            self.log.close()
+        self._wake()
+
+    # --------------------------------------------------------------------- helpers
+    def _wake(self) -> None:
+        event = self._appended
+        self._appended = asyncio.Event()
+        event.set()
+
+    def _where(self) -> dict[str, str]:
+        return {"topic": self.topic, "partition": str(self.index)}
+
+    def _not_leader(self) -> BrokerError:
+        leader = self.node.leader
+        meta = self._where()
+        address = self._leader_address(leader) if leader is not None else None
+        if leader is not None and address is not None:
+            meta["leader_id"] = str(leader)
+            meta["leader"] = address
+            message = (f"this broker is not the leader of partition {self.index} of topic "
+                       f"{self.topic!r}; the leader is broker {leader} at {address}")
+        else:
+            message = (f"partition {self.index} of topic {self.topic!r} has no leader right "
+                       f"now; retry shortly")
+        return BrokerError(grpc.StatusCode.UNAVAILABLE, "NOT_LEADER", message, meta)
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise BrokerError(
+                grpc.StatusCode.NOT_FOUND, "UNKNOWN_TOPIC_OR_PARTITION",
+                f"partition {self.index} of topic {self.topic!r} is not hosted here any more",
+                self._where())

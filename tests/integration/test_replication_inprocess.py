@@ -1,0 +1,115 @@
+"""Three replicas of one partition in one process: the real Raft core, the real partition
+log on disk and the real host, joined by a loopback transport that can cut a node off."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from odradek.broker.replication.host import RaftGroup, RaftHost
+from odradek.broker.replication.log_storage import PartitionRaftStorage
+from odradek.broker.replication.replica import ReplicatedPartition
+from odradek.raft import Message, RaftConfig, RaftNode
+from odradek.records import encode_batch, iter_records
+from odradek.storage import LogConfig, PartitionLog
+
+GROUP = "t-0"
+IDS = (1, 2, 3)
+
+
+class Net:
+    def __init__(self) -> None:
+        self.hosts: dict[int, RaftHost] = {}
+        self.down: set[int] = set()
+
+    def sender(self, src: int) -> Callable[[int, str, Message], None]:
+        def send(dst: int, group: str, msg: Message) -> None:
+            if src in self.down or dst in self.down or dst not in self.hosts:
+                return
+            host = self.hosts[dst]
+            asyncio.get_running_loop().call_soon(host.deliver, group, msg)
+        return send
+
+
+class Replica:
+    def __init__(self, node_id: int, root: Path, net: Net) -> None:
+        self.id = node_id
+        self.dir = root / f"b{node_id}" / GROUP
+        self.net = net
+        self.start()
+
+    def start(self) -> None:
+        self.log = PartitionLog.open(self.dir, LogConfig(segment_bytes=4096))
+        self.storage = PartitionRaftStorage(self.log, IDS)
+        self.node = RaftNode(RaftConfig(self.id, election_ticks=5, return_committed_entries=False),
+                             self.storage, random.Random(self.id))
+        self.host = RaftHost(self.id, self.net.sender(self.id), tick_interval_s=0.01)
+        self.partition = ReplicatedPartition("t", 0, self.log, self.node,
+                                             lambda: self.host.schedule(GROUP), lambda _: None)
+        self.host.add(RaftGroup(GROUP, self.node, self.storage, self.partition))
+        self.net.hosts[self.id] = self.host
+        self.net.down.discard(self.id)
+        self.host.start()
+
+    async def crash(self) -> None:
+        self.net.down.add(self.id)
+        await self.host.stop()
+        self.net.hosts.pop(self.id, None)
+        self.partition.close()
+
+
+async def leader_of(replicas: list[Replica], timeout: float = 10.0) -> Replica:
+    async def find() -> Replica:
+        while True:
+            live = [r for r in replicas if r.id not in r.net.down and r.node.is_leader()]
+            if len(live) == 1:
+                return live[0]
+            await asyncio.sleep(0.01)
+    return await asyncio.wait_for(find(), timeout)
+
+
+def values(replica: Replica) -> list[bytes]:
+    data = replica.log.read(replica.log.log_start_offset, 1 << 24,
+                            max_offset=replica.partition.high_watermark).data
+    return [r.value or b"" for r in iter_records(data)]
+
+
+async def wait_until(check: Callable[[], bool], timeout: float = 10.0) -> None:
+    async def loop() -> None:
+        while not check():
+            await asyncio.sleep(0.01)
+    await asyncio.wait_for(loop(), timeout)
+
+
+@pytest.mark.timeout(60)
+async def test_replicate_fail_over_and_catch_up(tmp_path: Path) -> None:
+    net = Net()
+    replicas = [Replica(i, tmp_path, net) for i in IDS]
+    try:
+        leader = await leader_of(replicas)
+        acked = []
+        for n in range(20):
+            batch = encode_batch([(n, None, b"a%d-%d" % (n, i)) for i in range(5)])
+            info = await leader.partition.append(batch, timeout_s=10)
+            assert info.last_offset - info.base_offset == 4
+            acked += [b"a%d-%d" % (n, i) for i in range(5)]
+        await leader.crash()
+        survivors = [r for r in replicas if r is not leader]
+        new_leader = await leader_of(survivors)
+        assert new_leader is not leader
+        for n in range(10):
+            batch = encode_batch([(n, None, b"b%d" % n)])
+            await new_leader.partition.append(batch, timeout_s=10)
+            acked.append(b"b%d" % n)
+        leader.start()
+        await wait_until(lambda: all(values(r) == acked for r in replicas))
+        ends = {r.log.log_end_offset for r in replicas}
+        assert len(ends) == 1
+    finally:
+        for r in replicas:
+            if r.id not in net.down:
+                await r.crash()
