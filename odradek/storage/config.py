@@ -27,7 +27,7 @@ class ConfigError(ValueError):
 
 
 def _bounds(low: int | float, high: int | float) -> str:
-    if high in (INT_MAX, LONG_MAX):
+    if high == LONG_MAX:
         return f"at least {low}"
     return f"between {low} and {high}"
 
@@ -74,7 +74,7 @@ def _parse_timestamp_type(key: str, raw: str) -> str:
 
 
 def _format(value: Any) -> str:
-    if isinstance(value, frozenset):
+    if isinstance(value, set | frozenset):
         return ",".join(sorted(value))
     return str(value)
 

@@ -509,6 +509,8 @@ def _load_segments(directory: Path, bases: list[int], config: LogConfig, clean: 
                 log.warning("recovery: index of %s is missing or inconsistent; rebuilding "
                             "from the log", seg.log_path)
             error = seg.recover(prev_next, interval)
+            if error is None and not last:
+                seg.add_closing_time_entry()
             if error is None and seg.sync_index_files():
                 log.info("recovery: rebuilt the indexes of %s", seg.log_path)
         segments.append(seg)

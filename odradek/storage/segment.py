@@ -203,12 +203,16 @@ class LogSegment:
         self._max_ts_at_index = self.max_timestamp
         self.next_offset = next_offset
 
-    def seal(self) -> None:
-        """Called when the segment stops being active: the time index gets its closing
-        entry (largest timestamp, next offset), which lets a clean start skip the scan."""
+    def add_closing_time_entry(self) -> None:
+        """(largest timestamp, next offset) at the end of the time index, in memory."""
         rel = self.next_offset - self.base_offset
         if self.size and rel > self.time_index.last_offset:
             self.time_index.add(max(self.max_timestamp, self.time_index.last_timestamp), rel)
+
+    def seal(self) -> None:
+        """Called when the segment stops being active: the time index gets its closing
+        entry (largest timestamp, next offset), which lets a clean start skip the scan."""
+        self.add_closing_time_entry()
         for idx in (self.index, self.time_index):
             idx.ensure_file()
             idx.write()
