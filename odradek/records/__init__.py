@@ -11,7 +11,7 @@ from odradek.records.batch import (
     parse_header,
     validate_batches,
 )
-from odradek.records.builder import BatchBuilder, encode_batch
+from odradek.records.builder import BatchBuilder, encode_batch, rebuild_batch
 from odradek.records.compression import Compression
 from odradek.records.reader import Record, decode_batch, iter_records
 
@@ -27,5 +27,6 @@ __all__ = [
     "iter_batches",
     "iter_records",
     "parse_header",
+    "rebuild_batch",
     "validate_batches",
 ]

@@ -174,6 +174,8 @@ def set_max_timestamp(buf: bytearray, pos: int, timestamp: int, log_append_time:
     attrs = struct.unpack_from(">h", buf, pos + 21)[0]
     if log_append_time:
         attrs |= ATTR_LOG_APPEND_TIME
+    else:
+        attrs &= ~ATTR_LOG_APPEND_TIME
     struct.pack_into(">h", buf, pos + 21, attrs)
     struct.pack_into(">q", buf, pos + 35, timestamp)
     size = peek_size(buf, pos)

@@ -7,8 +7,16 @@ from collections.abc import Iterable, Sequence
 
 import crc32c
 
-from odradek.records.batch import _HEADER, ATTR_CONTROL, BATCH_HEADER_SIZE, LOG_OVERHEAD, MAGIC
+from odradek.records.batch import (
+    _HEADER,
+    ATTR_CONTROL,
+    BATCH_HEADER_SIZE,
+    LOG_OVERHEAD,
+    MAGIC,
+    BatchHeader,
+)
 from odradek.records.compression import Compression, compress
+from odradek.records.reader import Record
 from odradek.records.varint import encode_varint
 
 Header = tuple[str, bytes | None]
@@ -57,19 +65,10 @@ class BatchBuilder:
     ) -> None:
         if self._count == 0:
             self._base_ts = timestamp
-        if timestamp > self._max_ts:
             self._max_ts = timestamp
-        rec = bytearray(b"\x00")  # record attributes: unused
-        encode_varint(timestamp - self._base_ts, rec)
-        encode_varint(self._count, rec)
-        _encode_bytes(key, rec)
-        _encode_bytes(value, rec)
-        encode_varint(len(headers), rec)
-        for name, hvalue in headers:
-            _encode_bytes(name.encode(), rec)
-            _encode_bytes(hvalue, rec)
-        encode_varint(len(rec), self._body)
-        self._body += rec
+        elif timestamp > self._max_ts:
+            self._max_ts = timestamp
+        _encode_record(self._body, timestamp - self._base_ts, self._count, key, value, headers)
         self._count += 1
 
     def build(self) -> bytes:
@@ -85,6 +84,56 @@ class BatchBuilder:
         out += payload
         struct.pack_into(">I", out, 17, crc32c.crc32c(memoryview(out)[21:]))
         return bytes(out)
+
+
+def _encode_record(
+    out: bytearray,
+    timestamp_delta: int,
+    offset_delta: int,
+    key: bytes | None,
+    value: bytes | None,
+    headers: Sequence[Header],
+) -> None:
+    rec = bytearray(b"\x00")  # record attributes: unused
+    encode_varint(timestamp_delta, rec)
+    encode_varint(offset_delta, rec)
+    _encode_bytes(key, rec)
+    _encode_bytes(value, rec)
+    encode_varint(len(headers), rec)
+    for name, hvalue in headers:
+        _encode_bytes(name.encode(), rec)
+        _encode_bytes(hvalue, rec)
+    encode_varint(len(rec), out)
+    out += rec
+
+
+def rebuild_batch(header: BatchHeader, records: Sequence[Record]) -> bytes:
+    """Re-encodes a batch with a subset of its records (for compaction).
+
+    Keeps everything that describes the batch: baseOffset, lastOffsetDelta (so the batch
+    still spans the same offsets), partitionLeaderEpoch, attributes, producer fields and
+    baseTimestamp; each kept record keeps its offset. maxTimestamp is recomputed over the
+    kept records, except for LogAppendTime batches, whose records all carry it."""
+    if not records:
+        raise ValueError("a batch needs at least one record")
+    body = bytearray()
+    max_ts = records[0].timestamp
+    for rec in records:
+        max_ts = max(max_ts, rec.timestamp)
+        _encode_record(body, rec.timestamp - header.base_timestamp,
+                       rec.offset - header.base_offset, rec.key, rec.value, rec.headers)
+    if header.log_append_time:
+        max_ts = header.max_timestamp
+    payload = compress(Compression(header.compression), bytes(body))
+    out = bytearray(BATCH_HEADER_SIZE)
+    _HEADER.pack_into(
+        out, 0, header.base_offset, BATCH_HEADER_SIZE - LOG_OVERHEAD + len(payload),
+        header.leader_epoch, MAGIC, 0, header.attributes,
+        header.last_offset_delta, header.base_timestamp, max_ts, header.producer_id,
+        header.producer_epoch, header.base_sequence, len(records))
+    out += payload
+    struct.pack_into(">I", out, 17, crc32c.crc32c(memoryview(out)[21:]))
+    return bytes(out)
 
 
 def _encode_bytes(data: bytes | None, out: bytearray) -> None:

@@ -42,7 +42,12 @@ def _records(view: memoryview, pos: int, header: BatchHeader) -> Iterator[Record
     body_start = pos + BATCH_HEADER_SIZE
     body: bytes | memoryview = view[body_start : pos + header.size]
     if header.compression:
-        body = decompress(Compression(header.compression), body)
+        try:
+            body = decompress(Compression(header.compression), body)
+        except Exception as exc:  # cramjam raises its own error types
+            raise InvalidRecordError(
+                "CORRUPT_RECORD", f"batch at offset {header.base_offset} does not decompress "
+                f"as {Compression(header.compression).name.lower()}: {exc}") from exc
     append_time = header.max_timestamp if header.log_append_time else None
     p = 0
     try:

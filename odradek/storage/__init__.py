@@ -1,0 +1,17 @@
+"""The storage layer: partition logs made of segments, with indexes, recovery, retention
+and compaction. Records are Kafka RecordBatch v2 (see odradek.records)."""
+
+from odradek.storage.cleaner import CompactionStats
+from odradek.storage.config import DEFAULTS, ConfigError, LogConfig
+from odradek.storage.log import AppendInfo, OffsetOutOfRangeError, PartitionLog, ReadResult
+
+__all__ = [
+    "DEFAULTS",
+    "AppendInfo",
+    "CompactionStats",
+    "ConfigError",
+    "LogConfig",
+    "OffsetOutOfRangeError",
+    "PartitionLog",
+    "ReadResult",
+]

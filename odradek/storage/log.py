@@ -1,0 +1,529 @@
+"""A partition log: a directory of segments, of which the last is the active one.
+
+Layout of a partition directory:
+  <20-digit base offset>.log        RecordBatch v2 batches, back to back
+  <20-digit base offset>.index      sparse offset index (see index.py)
+  <20-digit base offset>.timeindex  sparse time index
+  recovery-point                    base offset of the active segment at the last flush:
+                                    segments before it were fsynced whole
+  .clean_shutdown                   written by close(), removed by open()
+
+Thread safety: appends, truncation, retention, compaction and flush are serialized by the
+caller (the broker holds a per-partition lock); reads may run at the same time from another
+thread, and an internal lock keeps them away from segments being removed or replaced.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+import time
+from bisect import bisect_right
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from odradek.records.batch import (
+    check_batch,
+    set_max_timestamp,
+    set_offset_and_epoch,
+    validate_batches,
+)
+from odradek.storage import cleaner
+from odradek.storage.cleaner import CompactionStats, fsync_dir
+from odradek.storage.config import LogConfig
+from odradek.storage.segment import (
+    INDEX_SUFFIX,
+    INT32_MAX,
+    LOG_SUFFIX,
+    TIMEINDEX_SUFFIX,
+    AppendedBatch,
+    LogSegment,
+    ScanError,
+    parse_segment_name,
+)
+
+log = logging.getLogger("odradek.storage")
+
+CLEAN_SHUTDOWN = ".clean_shutdown"
+RECOVERY_POINT = "recovery-point"
+
+
+class OffsetOutOfRangeError(Exception):
+    reason = "OFFSET_OUT_OF_RANGE"
+
+    def __init__(self, offset: int, log_start_offset: int, log_end_offset: int) -> None:
+        super().__init__(
+            f"offset {offset} is out of range: valid offsets are {log_start_offset} to "
+            f"{log_end_offset} (the log end offset)")
+        self.offset = offset
+        self.log_start_offset = log_start_offset
+        self.log_end_offset = log_end_offset
+
+
+@dataclass(frozen=True)
+class AppendInfo:
+    base_offset: int
+    last_offset: int
+    log_append_time_ms: int  # -1 unless the topic uses LogAppendTime
+    max_timestamp: int
+
+
+@dataclass(frozen=True)
+class ReadResult:
+    data: bytes
+    next_offset: int  # after the last returned batch; the requested offset if none
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class PartitionLog:
+    def __init__(self, directory: Path, config: LogConfig, clock: Callable[[], int],
+                 segments: list[LogSegment], recovery_point: int) -> None:
+        self.directory = directory
+        self.config = config
+        self._clock = clock
+        self._segments = segments
+        self._bases = [s.base_offset for s in segments]
+        self._lock = threading.RLock()
+        self._recovery_point = recovery_point
+        self._unflushed_messages = 0
+        self._last_flush_ms = clock()
+        self._active_since_ms = self._last_flush_ms  # what segment.ms counts from
+        self._dir_dirty = False
+        self._first_dirty = segments[0].base_offset  # compaction: start of uncleaned data
+        self._closed = False
+
+    # ------------------------------------------------------------------- open
+
+    @classmethod
+    def open(cls, directory: Path, config: LogConfig,
+             clock: Callable[[], int] = wall_clock_ms) -> PartitionLog:
+        """Opens the partition in directory, creating it or recovering it."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        marker = directory / CLEAN_SHUTDOWN
+        clean = marker.exists()
+        if clean:
+            marker.unlink()
+        recovery_point = _read_recovery_point(directory)
+        cleaner.recover_interrupted(directory)
+        bases = _cleanup_directory(directory)
+        segments = _load_segments(directory, bases, config, clean, recovery_point)
+        if not segments:
+            segments = [LogSegment(directory, 0, truncate=True)]
+        return cls(directory, config, clock, segments,
+                   min(recovery_point, segments[-1].base_offset))
+
+    def update_config(self, config: LogConfig) -> None:
+        self.config = config
+
+    # ------------------------------------------------------------- properties
+
+    @property
+    def log_start_offset(self) -> int:
+        return self._segments[0].base_offset
+
+    @property
+    def log_end_offset(self) -> int:
+        return self._segments[-1].next_offset
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(s.size for s in self._segments)
+
+    @property
+    def segment_count(self) -> int:
+        return len(self._segments)
+
+    @property
+    def segments(self) -> Sequence[LogSegment]:
+        """The segments, oldest first (read-only view for tools and tests)."""
+        return tuple(self._segments)
+
+    # ----------------------------------------------------------------- append
+
+    def append(self, records: bytes, leader_epoch: int = 0) -> AppendInfo:
+        """Producer path: validates, assigns offsets and stores all batches or none."""
+        self._check_open()
+        config = self.config
+        headers = validate_batches(records, config.max_message_bytes)
+        buf = bytearray(records)
+        now = self._clock()
+        append_time = config.log_append_time
+        with self._lock:
+            first = self.log_end_offset
+            span = sum(h.last_offset_delta + 1 for h in headers)
+            seg = self._maybe_roll(len(buf), first + span - 1, now)
+            offset = first
+            pos = 0
+            batches = []
+            max_ts = -1
+            messages = 0
+            for h in headers:
+                set_offset_and_epoch(buf, pos, offset, leader_epoch)
+                if append_time:
+                    set_max_timestamp(buf, pos, now, True)
+                    batch_ts = now
+                else:
+                    batch_ts = h.max_timestamp
+                next_offset = offset + h.last_offset_delta + 1
+                batches.append(AppendedBatch(pos, offset, next_offset, batch_ts, h.size))
+                max_ts = max(max_ts, batch_ts)
+                messages += h.record_count
+                offset = next_offset
+                pos += h.size
+            seg.append(buf, batches, config.index_interval_bytes)
+            self._unflushed_messages += messages
+        if self._unflushed_messages >= config.flush_messages:
+            self.flush()
+        return AppendInfo(first, offset - 1, now if append_time else -1, max_ts)
+
+    def append_replicated(self, records: bytes) -> AppendInfo:
+        """Follower/Raft path: batches keep their offsets and epochs; the first must start
+        at the log end offset and offsets must increase."""
+        self._check_open()
+        config = self.config
+        end = len(records)
+        if end == 0:
+            raise ValueError("append_replicated needs at least one batch")
+        batches: list[AppendedBatch] = []
+        expected = self.log_end_offset
+        pos = 0
+        max_ts = -1
+        messages = 0
+        while pos < end:
+            h = check_batch(records, pos, end)
+            if not batches and h.base_offset != expected:
+                raise ValueError(f"replicated batches start at offset {h.base_offset} but the "
+                                 f"log end offset is {expected}")
+            if h.base_offset < expected:
+                raise ValueError(f"replicated batch at byte {pos} has base offset "
+                                 f"{h.base_offset}, below the previous batch's next offset "
+                                 f"{expected}")
+            batches.append(AppendedBatch(pos, h.base_offset, h.next_offset, h.max_timestamp,
+                                         h.size))
+            max_ts = max(max_ts, h.max_timestamp)
+            messages += h.record_count
+            expected = h.next_offset
+            pos += h.size
+        now = self._clock()
+        with self._lock:
+            if self.log_end_offset != batches[0].base_offset:
+                raise ValueError("the log changed while the batches were checked")
+            seg = self._maybe_roll(end, expected - 1, now)
+            seg.append(records, batches, config.index_interval_bytes)
+            self._unflushed_messages += messages
+        if self._unflushed_messages >= config.flush_messages:
+            self.flush()
+        return AppendInfo(batches[0].base_offset, expected - 1,
+                          max_ts if config.log_append_time else -1, max_ts)
+
+    def _maybe_roll(self, size: int, last_offset: int, now: int) -> LogSegment:
+        seg = self._segments[-1]
+        if seg.size == 0:
+            self._active_since_ms = now
+            return seg
+        config = self.config
+        if (seg.size + size > config.segment_bytes
+                or now - self._active_since_ms > config.segment_ms
+                or last_offset - seg.base_offset > INT32_MAX):
+            return self._roll(now)
+        return seg
+
+    def _roll(self, now: int) -> LogSegment:
+        old = self._segments[-1]
+        old.seal()
+        new = LogSegment(self.directory, old.next_offset, truncate=True)
+        self._segments.append(new)
+        self._bases.append(new.base_offset)
+        self._active_since_ms = now
+        self._dir_dirty = True
+        log.debug("rolled %s: new segment %s", self.directory, new.log_path.name)
+        return new
+
+    # ------------------------------------------------------------------- read
+
+    def read(self, offset: int, max_bytes: int, max_offset: int | None = None) -> ReadResult:
+        """Stored bytes of whole batches from the one holding offset; see the module doc."""
+        with self._lock:
+            self._check_open()
+            start = self._segments[0].base_offset
+            end = self._segments[-1].next_offset
+            if offset < start or offset > end:
+                raise OffsetOutOfRangeError(offset, start, end)
+            if offset == end or (max_offset is not None and offset >= max_offset):
+                return ReadResult(b"", offset)
+            i = bisect_right(self._bases, offset) - 1
+            for seg in self._segments[i:]:
+                if max_offset is not None and seg.base_offset >= max_offset:
+                    break
+                found = seg.find(offset)
+                if found is None:
+                    continue
+                data, next_offset = seg.read(found[0], max_bytes, max_offset)
+                return ReadResult(data, offset if next_offset is None else next_offset)
+            return ReadResult(b"", offset)
+
+    def offset_for_timestamp(self, timestamp_ms: int) -> tuple[int, int] | None:
+        """(offset, timestamp) of the first record with timestamp >= timestamp_ms."""
+        with self._lock:
+            self._check_open()
+            for seg in self._segments:
+                hit = seg.offset_for_timestamp(timestamp_ms)
+                if hit is not None:
+                    return hit
+        return None
+
+    # --------------------------------------------------------------- truncate
+
+    def truncate_to(self, offset: int) -> None:
+        """Drops everything at and after offset. Whole batches only: when offset falls
+        inside a batch, that batch goes too and the log end offset becomes its base."""
+        self._check_open()
+        if offset < 0:
+            raise ValueError(f"cannot truncate to negative offset {offset}")
+        with self._lock:
+            if offset >= self.log_end_offset:
+                return
+            interval = self.config.index_interval_bytes
+            if offset <= self.log_start_offset:
+                for seg in self._segments:
+                    seg.delete_files()
+                self._segments = [LogSegment(self.directory, offset, truncate=True)]
+            else:
+                i = bisect_right(self._bases, offset) - 1
+                for seg in self._segments[i + 1:]:
+                    seg.delete_files()
+                del self._segments[i + 1:]
+                self._segments[i].truncate_to(offset, interval)
+            self._bases = [s.base_offset for s in self._segments]
+            self._active_since_ms = self._clock()
+            self._dir_dirty = True
+            self._first_dirty = min(self._first_dirty, self.log_end_offset)
+            if self._recovery_point > self._segments[-1].base_offset:
+                self._recovery_point = self._segments[-1].base_offset
+                _write_recovery_point(self.directory, self._recovery_point)
+            log.info("truncated %s to offset %d (log end offset now %d)", self.directory,
+                     offset, self.log_end_offset)
+
+    # ------------------------------------------------------------------ flush
+
+    def flush(self) -> None:
+        """fsyncs the data and indexes of every segment written since the last flush."""
+        with self._lock:
+            if self._closed:
+                return
+            active = self._segments[-1]
+            dirty = [s for s in self._segments if s.unflushed]
+            dir_dirty = self._dir_dirty
+            self._dir_dirty = False
+            point = active.base_offset
+        for seg in dirty:
+            seg.flush()
+            if seg is not active:
+                seg.index.close()
+                seg.time_index.close()
+        if dir_dirty:
+            fsync_dir(self.directory)
+        if point != self._recovery_point:
+            _write_recovery_point(self.directory, point)
+            self._recovery_point = point
+        self._unflushed_messages = 0
+        self._last_flush_ms = self._clock()
+
+    def flush_if_due(self) -> bool:
+        """Flushes when flush.ms has passed since the last flush and data is unflushed."""
+        if self._closed or self._unflushed_messages == 0:
+            return False
+        if self._clock() - self._last_flush_ms < self.config.flush_ms:
+            return False
+        self.flush()
+        return True
+
+    # -------------------------------------------------------------- retention
+
+    def enforce_retention(self) -> int:
+        """Deletes the oldest segments past retention.ms or retention.bytes (never the
+        active one); returns how many went."""
+        self._check_open()
+        config = self.config
+        if not config.delete:
+            return 0
+        now = self._clock()
+        with self._lock:
+            total = self.size_bytes
+            doomed: list[LogSegment] = []
+            for seg in self._segments[:-1]:
+                by_time = (config.retention_ms >= 0
+                           and now - seg.max_timestamp > config.retention_ms)
+                by_size = (config.retention_bytes >= 0
+                           and total - seg.size >= config.retention_bytes)
+                if not (by_time or by_size):
+                    break
+                doomed.append(seg)
+                total -= seg.size
+                log.info("retention: deleting %s (%d bytes, largest timestamp %d, by %s)",
+                         seg.log_path, seg.size, seg.max_timestamp,
+                         "time" if by_time else "size")
+            if not doomed:
+                return 0
+            del self._segments[: len(doomed)]
+            self._bases = [s.base_offset for s in self._segments]
+            self._first_dirty = max(self._first_dirty, self.log_start_offset)
+            for seg in doomed:
+                seg.delete_files()
+            self._dir_dirty = True
+        return len(doomed)
+
+    # ------------------------------------------------------------- compaction
+
+    def compact(self) -> CompactionStats:
+        """Keeps the latest record per key in the sealed segments (cleanup.policy compact);
+        runs when the dirty part is at least min.cleanable.dirty.ratio of them."""
+        self._check_open()
+        config = self.config
+        if not config.compact:
+            return CompactionStats()
+        now = self._clock()
+        with self._lock:
+            sealed = self._segments[:-1]
+            following = {s.base_offset: n.base_offset
+                         for s, n in zip(self._segments, self._segments[1:], strict=False)}
+        cleanable = []
+        for seg in sealed:
+            if (config.min_compaction_lag_ms > 0
+                    and seg.max_timestamp > now - config.min_compaction_lag_ms):
+                break
+            cleanable.append(seg)
+        if not cleanable:
+            return CompactionStats()
+        total = sum(s.size for s in cleanable)
+        dirty = sum(s.size for s in cleanable if s.base_offset >= self._first_dirty)
+        if dirty == 0 or dirty < total * config.min_cleanable_dirty_ratio:
+            return CompactionStats()
+        end = following[cleanable[-1].base_offset]
+        stats = cleaner.compact_segments(self.directory, cleanable, config, now,
+                                         self._replace_segments)
+        self._first_dirty = end
+        if stats.segments_cleaned:
+            log.info("compacted %s: %d segments, %d -> %d bytes, %d records removed",
+                     self.directory, stats.segments_cleaned, stats.bytes_before,
+                     stats.bytes_after, stats.records_removed)
+        return stats
+
+    def _replace_segments(self, group: Sequence[LogSegment], fresh: LogSegment) -> None:
+        with self._lock:
+            i = self._segments.index(group[0])
+            self._segments[i : i + len(group)] = [fresh]
+            self._bases = [s.base_offset for s in self._segments]
+            for seg in group:
+                seg.close()
+
+    # ------------------------------------------------------------------ close
+
+    def close(self) -> None:
+        """Flushes, closes the files and marks the shutdown clean."""
+        if self._closed:
+            return
+        self.flush()
+        self._close_files()
+        (self.directory / CLEAN_SHUTDOWN).touch()
+        fsync_dir(self.directory)
+
+    def delete(self) -> None:
+        """Closes and removes the partition's directory."""
+        self._close_files()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def _close_files(self) -> None:
+        with self._lock:
+            self._closed = True
+            for seg in self._segments:
+                seg.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ValueError(f"the log in {self.directory} is closed")
+
+
+# ------------------------------------------------------------------ recovery
+
+
+def _read_recovery_point(directory: Path) -> int:
+    try:
+        return int((directory / RECOVERY_POINT).read_text().strip())
+    except (OSError, ValueError):
+        return 0
+
+
+def _write_recovery_point(directory: Path, point: int) -> None:
+    tmp = directory / (RECOVERY_POINT + ".tmp")
+    tmp.write_text(f"{point}\n")
+    os.replace(tmp, directory / RECOVERY_POINT)
+
+
+def _cleanup_directory(directory: Path) -> list[int]:
+    """Removes stray temp and orphan index files; returns the segment base offsets."""
+    bases = []
+    for path in directory.iterdir():
+        base = parse_segment_name(path.name)
+        if base is not None:
+            bases.append(base)
+    present = set(bases)
+    for path in directory.iterdir():
+        name = path.name
+        if name.endswith(".tmp"):
+            path.unlink()
+            continue
+        for suffix in (INDEX_SUFFIX, TIMEINDEX_SUFFIX):
+            if name.endswith(suffix):
+                orphan = parse_segment_name(name[: -len(suffix)] + LOG_SUFFIX)
+                if orphan is not None and orphan not in present:
+                    log.warning("recovery: removed %s, which has no log segment", path)
+                    path.unlink()
+    return sorted(bases)
+
+
+def _load_segments(directory: Path, bases: list[int], config: LogConfig, clean: bool,
+                   recovery_point: int) -> list[LogSegment]:
+    interval = config.index_interval_bytes
+    segments: list[LogSegment] = []
+    prev_next = 0
+    for i, base in enumerate(bases):
+        seg = LogSegment(directory, base)
+        last = i == len(bases) - 1
+        trusted = not last and (clean or bases[i + 1] <= recovery_point)
+        error: ScanError | None = None
+        if base < prev_next:
+            error = ScanError(0, f"segment base offset {base} overlaps the previous segment, "
+                              f"which ends at offset {prev_next}")
+        elif trusted and seg.load_clean(prev_next):
+            pass
+        else:
+            if trusted:
+                log.warning("recovery: index of %s is missing or inconsistent; rebuilding "
+                            "from the log", seg.log_path)
+            error = seg.recover(prev_next, interval)
+            if error is None and not last:
+                seg.add_closing_time_entry()
+            if error is None and seg.sync_index_files():
+                log.info("recovery: rebuilt the indexes of %s", seg.log_path)
+        segments.append(seg)
+        if error is not None:
+            dropped = seg.truncate_at(error.position, interval)
+            log.warning("recovery: truncated %s at byte %d, dropping %d bytes: %s",
+                        seg.log_path, error.position, dropped, error.reason)
+            for later in bases[i + 1:]:
+                doomed = LogSegment(directory, later)
+                log.warning("recovery: deleted segment %s (%d bytes), which follows the "
+                            "corruption in %s", doomed.log_path, doomed.size, seg.log_path.name)
+                doomed.delete_files()
+            break
+        if seg.size:
+            prev_next = seg.next_offset
+    return segments
