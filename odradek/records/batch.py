@@ -100,14 +100,14 @@ def check_batch(buf: bytes | memoryview, pos: int, end: int) -> BatchHeader:
             "CORRUPT_RECORD", f"batch at byte {pos} is truncated: {end - pos} bytes left, "
             f"a header needs {BATCH_HEADER_SIZE}")
     header = parse_header(buf, pos)
-    if header.magic != MAGIC:
-        raise InvalidRecordError(
-            "UNSUPPORTED_MAGIC", f"batch at byte {pos} has magic {header.magic}; "
-            f"only RecordBatch v2 (magic 2) is supported")
     if header.batch_length < BATCH_HEADER_SIZE - LOG_OVERHEAD or pos + header.size > end:
         raise InvalidRecordError(
             "CORRUPT_RECORD", f"batch at byte {pos} declares length {header.batch_length} "
             f"but {end - pos - LOG_OVERHEAD} bytes follow")
+    if header.magic != MAGIC:
+        raise InvalidRecordError(
+            "UNSUPPORTED_MAGIC", f"batch at byte {pos} has magic {header.magic}; "
+            f"only RecordBatch v2 (magic 2) is supported")
     actual = crc32c.crc32c(memoryview(buf)[pos + _CRC_START : pos + header.size])
     if actual != header.crc:
         raise InvalidRecordError(
@@ -145,7 +145,7 @@ def validate_batches(buf: bytes | memoryview, max_batch_bytes: int) -> list[Batc
     end = len(buf)
     while pos < end:
         size = peek_size(buf, pos)
-        if size is not None and size > max_batch_bytes:
+        if size is not None and size > max_batch_bytes and pos + size <= end:
             raise InvalidRecordError(
                 "RECORD_TOO_LARGE", f"batch at byte {pos} is {size} bytes, over the topic's "
                 f"max.message.bytes of {max_batch_bytes}")

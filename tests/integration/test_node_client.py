@@ -35,4 +35,4 @@ def test_node_client_discovers_services_by_reflection(broker: BrokerProcess) -> 
     assert [p["partition"] for p in topics[0]["partitions"]] == [0, 1, 2]
     assert out["metadata"]["brokers"][0]["port"] == broker.port
     assert out["topics"]["topics"][0] == {
-        "name": "payments", "partitions": 3, "replicationFactor": 1, "internal": False}
+        "name": "payments", "partitions": 3, "replication_factor": 1, "internal": False}
