@@ -194,17 +194,19 @@ class RaftLog:
                 raise AssertionError(f"commit {index} beyond the log end {self.last_index()}")
             self.committed = index
 
-    def stable_to(self, index: int, term: int) -> None:
-        """Entries up to ``index`` (with that term) are durable."""
+    def stable_to(self, index: int, term: int) -> bool:
+        """Entries up to ``index`` (with that term) are durable. False if that entry is not
+        (or no longer) in the unstable part."""
         if index < self.unstable_offset:
-            return
+            return self.term(index) == term
         e = self._unstable_at(index)
         if e is None or e.term != term or e.last != index:
-            return  # replaced meanwhile; the replacement is persisted by a later Ready
+            return False  # replaced meanwhile; the replacement is persisted by a later Ready
         cut = bisect.bisect_right(self._ustarts, index)
         del self.unstable[:cut]
         del self._ustarts[:cut]
         self.unstable_offset = index + 1
+        return True
 
     def stable_snap_to(self, index: int) -> None:
         snap = self.pending_snapshot

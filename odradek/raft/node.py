@@ -720,8 +720,11 @@ class RaftNode:
             log.stable_snap_to(snap.meta.index)
             log.applied_to(snap.meta.index)
         if rd.entries_to_persist:
-            e = rd.entries_to_persist[-1]
-            log.stable_to(e.last, e.term)
+            # normally all of them are still unstable; if a suffix was replaced meanwhile,
+            # the prefix that is still ours is durable (the replacement comes next Ready)
+            for e in reversed(rd.entries_to_persist):
+                if log.stable_to(e.last, e.term):
+                    break
         if rd.committed_entries:
             log.applied_to(rd.committed_entries[-1].last)
         elif not self.cfg.return_committed_entries and log.pending_snapshot is None:
