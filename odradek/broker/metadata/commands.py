@@ -1,0 +1,266 @@
+"""The metadata log's commands.
+
+Each command is a frozen dataclass; `encode()` gives compact JSON with a "type" field and
+`decode_command()` turns those bytes back into the same command, raising ValueError (with
+the reason) on anything else. Commands carry facts, not requests: the controller validates a
+user's request against the image before it proposes the command, and `image.apply` ignores a
+command that no longer makes sense when it is applied.
+
+Configs are stored as a sorted tuple of (name, value) pairs so that commands stay hashable;
+`freeze_configs` builds one from a mapping and `configs_dict()` gives a dict back.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from odradek.broker.metadata._fields import Fields
+
+Configs = tuple[tuple[str, str], ...]
+Assignments = tuple[tuple[int, ...], ...]
+
+
+def freeze_configs(configs: Mapping[str, str] | Configs) -> Configs:
+    """A mapping (or pairs) as the sorted tuple of pairs that commands store."""
+    pairs = configs.items() if isinstance(configs, Mapping) else configs
+    return tuple(sorted((str(k), str(v)) for k, v in pairs))
+
+
+def _freeze_assignments(assignments: Any) -> Assignments:
+    return tuple(tuple(replicas) for replicas in assignments)
+
+
+@dataclass(frozen=True)
+class RegisterBroker:
+    """A broker joins (or re-joins, possibly at a new address)."""
+
+    TYPE: ClassVar[str] = "register_broker"
+    broker_id: int
+    host: str
+    port: int
+    rack: str | None = None
+
+    def encode(self) -> bytes:
+        return _dump(self.TYPE, {"broker_id": self.broker_id, "host": self.host,
+                                 "port": self.port, "rack": self.rack})
+
+
+@dataclass(frozen=True)
+class UnregisterBroker:
+    """A broker leaves the cluster for good."""
+
+    TYPE: ClassVar[str] = "unregister_broker"
+    broker_id: int
+
+    def encode(self) -> bytes:
+        return _dump(self.TYPE, {"broker_id": self.broker_id})
+
+
+@dataclass(frozen=True)
+class SetBrokerDraining:
+    """A draining broker gets no new replicas; the controller moves its replicas away."""
+
+    TYPE: ClassVar[str] = "set_broker_draining"
+    broker_id: int
+    draining: bool
+
+    def encode(self) -> bytes:
+        return _dump(self.TYPE, {"broker_id": self.broker_id, "draining": self.draining})
+
+
+@dataclass(frozen=True)
+class CreateTopic:
+    """A topic with one replica list per partition (first replica = preferred leader)."""
+
+    TYPE: ClassVar[str] = "create_topic"
+    name: str
+    topic_id: str
+    assignments: Assignments
+    configs: Configs = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "assignments", _freeze_assignments(self.assignments))
+        object.__setattr__(self, "configs", freeze_configs(self.configs))
+
+    def configs_dict(self) -> dict[str, str]:
+        return dict(self.configs)
+
+    def encode(self) -> bytes:
+        return _dump(self.TYPE, {"name": self.name, "topic_id": self.topic_id,
+                                 "assignments": self.assignments,
+                                 "configs": dict(self.configs)})
+
+
+@dataclass(frozen=True)
+class DeleteTopic:
+    TYPE: ClassVar[str] = "delete_topic"
+    name: str
+
+    def encode(self) -> bytes:
+        return _dump(self.TYPE, {"name": self.name})
+
+
+@dataclass(frozen=True)
+class AlterTopicConfigs:
+    """Replaces a topic's config overrides with `configs` (the complete new set)."""
+
+    TYPE: ClassVar[str] = "alter_topic_configs"
+    name: str
+    configs: Configs
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "configs", freeze_configs(self.configs))
+
+    def configs_dict(self) -> dict[str, str]:
+        return dict(self.configs)
+
+    def encode(self) -> bytes:
+        return _dump(self.TYPE, {"name": self.name, "configs": dict(self.configs)})
+
+
+@dataclass(frozen=True)
+class CreatePartitions:
+    """Adds partitions to a topic; `new_assignments` lists the added partitions only."""
+
+    TYPE: ClassVar[str] = "create_partitions"
+    name: str
+    new_assignments: Assignments
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "new_assignments", _freeze_assignments(self.new_assignments))
+
+    def encode(self) -> bytes:
+        return _dump(self.TYPE, {"name": self.name, "new_assignments": self.new_assignments})
+
+
+@dataclass(frozen=True)
+class ReassignPartition:
+    """Sets a partition's target replica list. The partition's Raft group then changes its
+    membership one server at a time (see placement.reassignment_steps) and reports each
+    committed change with PartitionReplicas. A target equal to the current replicas
+    cancels a reassignment in progress."""
+
+    TYPE: ClassVar[str] = "reassign_partition"
+    topic: str
+    partition: int
+    replicas: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "replicas", tuple(self.replicas))
+
+    def encode(self) -> bytes:
+        return _dump(self.TYPE, {"topic": self.topic, "partition": self.partition,
+                                 "replicas": self.replicas})
+
+
+@dataclass(frozen=True)
+class PartitionLeader:
+    """A partition's leader reports its election (term = its Raft term). When topic_id is
+    set, the report is ignored unless it matches: a report about a deleted topic must not
+    land on a new topic of the same name."""
+
+    TYPE: ClassVar[str] = "partition_leader"
+    topic: str
+    partition: int
+    leader: int
+    term: int
+    topic_id: str | None = None
+
+    def encode(self) -> bytes:
+        return _dump(self.TYPE, {"topic": self.topic, "partition": self.partition,
+                                 "leader": self.leader, "term": self.term,
+                                 "topic_id": self.topic_id})
+
+
+@dataclass(frozen=True)
+class PartitionReplicas:
+    """A partition's leader reports a committed membership change of its Raft group:
+    `replicas` is the new voter set, `config_offset` the offset of the configuration entry
+    in the partition's log (reports with an offset not above the recorded one are stale).
+    When the replicas reach the target, the reassignment is complete."""
+
+    TYPE: ClassVar[str] = "partition_replicas"
+    topic: str
+    partition: int
+    replicas: tuple[int, ...]
+    config_offset: int
+    topic_id: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "replicas", tuple(self.replicas))
+
+    def encode(self) -> bytes:
+        return _dump(self.TYPE, {"topic": self.topic, "partition": self.partition,
+                                 "replicas": self.replicas, "config_offset": self.config_offset,
+                                 "topic_id": self.topic_id})
+
+
+Command = (
+    RegisterBroker
+    | UnregisterBroker
+    | SetBrokerDraining
+    | CreateTopic
+    | DeleteTopic
+    | AlterTopicConfigs
+    | CreatePartitions
+    | ReassignPartition
+    | PartitionLeader
+    | PartitionReplicas
+)
+
+
+def _dump(type_: str, fields: dict[str, Any]) -> bytes:
+    return json.dumps({"type": type_, **fields}, separators=(",", ":"),
+                      ensure_ascii=False).encode()
+
+
+# --- decoding -------------------------------------------------------------------------
+
+
+_DECODERS: dict[str, Callable[[Fields], Command]] = {
+    RegisterBroker.TYPE: lambda f: RegisterBroker(
+        f.get_int("broker_id"), f.get_str("host"), f.get_int("port"), f.get_opt_str("rack")),
+    UnregisterBroker.TYPE: lambda f: UnregisterBroker(f.get_int("broker_id")),
+    SetBrokerDraining.TYPE: lambda f: SetBrokerDraining(
+        f.get_int("broker_id"), f.get_bool("draining")),
+    CreateTopic.TYPE: lambda f: CreateTopic(
+        f.get_str("name"), f.get_str("topic_id"), f.get_int_lists("assignments"),
+        freeze_configs(f.get_str_map("configs"))),
+    DeleteTopic.TYPE: lambda f: DeleteTopic(f.get_str("name")),
+    AlterTopicConfigs.TYPE: lambda f: AlterTopicConfigs(
+        f.get_str("name"), freeze_configs(f.get_str_map("configs"))),
+    CreatePartitions.TYPE: lambda f: CreatePartitions(
+        f.get_str("name"), f.get_int_lists("new_assignments")),
+    ReassignPartition.TYPE: lambda f: ReassignPartition(
+        f.get_str("topic"), f.get_int("partition"), f.get_ints("replicas")),
+    PartitionLeader.TYPE: lambda f: PartitionLeader(
+        f.get_str("topic"), f.get_int("partition"), f.get_int("leader"), f.get_int("term"),
+        f.get_opt_str("topic_id")),
+    PartitionReplicas.TYPE: lambda f: PartitionReplicas(
+        f.get_str("topic"), f.get_int("partition"), f.get_ints("replicas"),
+        f.get_int("config_offset"), f.get_opt_str("topic_id")),
+}
+
+COMMAND_TYPES: frozenset[str] = frozenset(_DECODERS)
+
+
+def decode_command(data: bytes) -> Command:
+    """The command that `encode()` produced; ValueError on anything else (bad JSON, not an
+    object, unknown "type", a missing field or a field of the wrong type). Fields that this
+    version does not know are ignored, so a later version may add optional ones."""
+    try:
+        obj = json.loads(data)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ValueError(f"metadata command is not valid JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise ValueError(f"metadata command must be a JSON object, got {type(obj).__name__}")
+    type_ = obj.get("type")
+    if not isinstance(type_, str):
+        raise ValueError("metadata command has no string field 'type'")
+    decoder = _DECODERS.get(type_)
+    if decoder is None:
+        raise ValueError(f"unknown metadata command type {type_!r}")
+    return decoder(Fields(f"metadata command {type_!r}", obj))
