@@ -90,16 +90,6 @@ class _Index:
     def ensure_file(self) -> None:
         self._open()
 
-    def truncate(self, entries: int) -> None:
-        """Keeps the first `entries` entries, in memory and on disk."""
-        self.write()
-        del self.keys[entries:]
-        del self.values[entries:]
-        if self.path.exists():
-            os.truncate(self.path, entries * self.entry_size)
-        self._written = entries
-        self._dirty = True
-
     def rewrite(self) -> None:
         """Replaces the file with the entries in memory (after a rebuild)."""
         self._pending.clear()

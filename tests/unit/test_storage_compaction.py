@@ -77,7 +77,7 @@ def check_batches_valid(log: PartitionLog) -> None:
         offset = result.next_offset
 
 
-FAST = settings(max_examples=30, deadline=None,
+FAST = settings(max_examples=60, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
 
