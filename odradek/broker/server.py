@@ -60,8 +60,9 @@ class Broker:
         ])
         broker = BrokerService(self.topics, self.settings.broker_id, self.settings.host,
                                self.settings.port, cluster_id)
-        pb_grpc.add_BrokerServicer_to_server(broker, self.server)
-        pb_grpc.add_AdminServicer_to_server(AdminService(self.topics, broker), self.server)
+        pb_grpc.add_BrokerServicer_to_server(broker, self.server)  # type: ignore[no-untyped-call]
+        admin = AdminService(self.topics, broker)
+        pb_grpc.add_AdminServicer_to_server(admin, self.server)  # type: ignore[no-untyped-call]
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         names = [pb.DESCRIPTOR.services_by_name[s].full_name for s in ("Broker", "Admin")]
         names += [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,

@@ -90,7 +90,7 @@ def _print_description(d: pb.TopicDescription) -> None:
 
 
 def _to_json(message: Any) -> str:
-    from google.protobuf.json_format import MessageToDict  # type: ignore[import-untyped]
+    from google.protobuf.json_format import MessageToDict
 
     return json.dumps(MessageToDict(message, preserving_proto_field_name=True), indent=2)
 
