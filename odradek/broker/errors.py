@@ -10,6 +10,7 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from odradek.broker.metadata.validation import MetadataError, Reason
 from odradek.records import InvalidRecordError
 from odradek.storage import ConfigError, OffsetOutOfRangeError
 
@@ -61,6 +62,16 @@ def to_broker_error(exc: Exception) -> BrokerError | None:
         return BrokerError(grpc.StatusCode.INVALID_ARGUMENT, exc.reason, str(exc))
     if isinstance(exc, ConfigError):
         return BrokerError(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_CONFIG", str(exc))
+    if isinstance(exc, MetadataError):
+        code = _METADATA_CODES.get(exc.reason, grpc.StatusCode.INVALID_ARGUMENT)
+        return BrokerError(code, str(exc.reason), exc.message, exc.metadata)
     if isinstance(exc, OffsetOutOfRangeError):
         return BrokerError(grpc.StatusCode.OUT_OF_RANGE, "OFFSET_OUT_OF_RANGE", str(exc))
     return None
+
+
+_METADATA_CODES = {
+    Reason.TOPIC_ALREADY_EXISTS: grpc.StatusCode.ALREADY_EXISTS,
+    Reason.UNKNOWN_TOPIC_OR_PARTITION: grpc.StatusCode.NOT_FOUND,
+    Reason.BROKER_NOT_AVAILABLE: grpc.StatusCode.FAILED_PRECONDITION,
+}

@@ -12,9 +12,9 @@ from typing import Any, TypeVar
 import grpc
 
 from odradek.broker.errors import BrokerError, invalid_request, to_broker_error
-from odradek.broker.topics import Topic, TopicManager
-from odradek.storage import DEFAULTS
+from odradek.broker.topic_admin import ForwardedError, TopicAdmin
 from odradek.v1 import odradek_pb2 as pb
+from odradek.v1 import cluster_pb2, cluster_pb2_grpc
 from odradek.v1 import odradek_pb2_grpc as pb_grpc
 
 log = logging.getLogger("odradek.broker")
@@ -34,6 +34,10 @@ def rpc(method: Handler[T]) -> Handler[T]:
     async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> T:
         try:
             return await method(self, request, context)
+        except ForwardedError as exc:
+            await context.abort(exc.error.code(), exc.error.details() or "",
+                                exc.error.trailing_metadata())
+            raise AssertionError("abort returned") from exc
         except Exception as exc:
             error = to_broker_error(exc)
             if error is None:
@@ -60,20 +64,19 @@ def _fetch_bytes(requested: int) -> int:
 
 
 class BrokerService(pb_grpc.BrokerServicer):
-    def __init__(self, topics: TopicManager, broker_id: int, host: str, port: int,
-                 cluster_id: str) -> None:
-        self.topics = topics
-        self.broker_id = broker_id
-        self.host = host
-        self.port = port
-        self.cluster_id = cluster_id
+    def __init__(self, admin: TopicAdmin) -> None:
+        self.admin = admin
 
     @rpc
     async def Produce(self, request: pb.ProduceRequest,
                       context: grpc.aio.ServicerContext) -> pb.ProduceResponse:
         _check_partition_request(request.topic, request.partition)
-        partition = self.topics.partition(request.topic, request.partition)
-        info = await partition.append(request.records)
+        if request.timeout_ms < 0:
+            raise invalid_request(f"timeout_ms must not be negative, got {request.timeout_ms}")
+        partition = self.admin.leader_partition(request.topic, request.partition)
+        timeout_s = (request.timeout_ms or 30_000) / 1000
+        info = await partition.append(request.records, quorum=request.acks != pb.ACKS_LEADER,
+                                      timeout_s=timeout_s)
         return pb.ProduceResponse(
             base_offset=info.base_offset, last_offset=info.last_offset,
             log_append_time_ms=info.log_append_time_ms,
@@ -86,7 +89,7 @@ class BrokerService(pb_grpc.BrokerServicer):
         if request.max_wait_ms < 0 or request.min_bytes < 0:
             raise invalid_request("max_wait_ms and min_bytes must not be negative")
         max_bytes = _fetch_bytes(request.max_bytes)
-        partition = self.topics.partition(request.topic, request.partition)
+        partition = self.admin.leader_partition(request.topic, request.partition)
         deadline = time.monotonic() + min(request.max_wait_ms, MAX_WAIT_MS) / 1000
         while True:
             result = partition.read(request.offset, max_bytes)
@@ -103,7 +106,7 @@ class BrokerService(pb_grpc.BrokerServicer):
         try:
             _check_partition_request(request.topic, request.partition)
             max_bytes = _fetch_bytes(request.max_bytes)
-            partition = self.topics.partition(request.topic, request.partition)
+            partition = self.admin.leader_partition(request.topic, request.partition)
             offset = request.offset
             while True:
                 result = partition.read(offset, max_bytes)
@@ -128,7 +131,7 @@ class BrokerService(pb_grpc.BrokerServicer):
     async def ListOffsets(self, request: pb.ListOffsetsRequest,
                           context: grpc.aio.ServicerContext) -> pb.ListOffsetsResponse:
         _check_partition_request(request.topic, request.partition)
-        partition = self.topics.partition(request.topic, request.partition)
+        partition = self.admin.leader_partition(request.topic, request.partition)
         if request.spec == pb.OFFSET_SPEC_EARLIEST:
             return pb.ListOffsetsResponse(found=True, offset=partition.log.log_start_offset,
                                           timestamp_ms=-1)
@@ -146,82 +149,68 @@ class BrokerService(pb_grpc.BrokerServicer):
     @rpc
     async def Metadata(self, request: pb.MetadataRequest,
                        context: grpc.aio.ServicerContext) -> pb.MetadataResponse:
-        names = list(request.topics) or sorted(self.topics.topics)
-        topics = [self._topic_metadata(self.topics.get(name)) for name in names]
-        broker = pb.BrokerInfo(id=self.broker_id, host=self.host, port=self.port)
-        return pb.MetadataResponse(cluster_id=self.cluster_id, controller_id=self.broker_id,
-                                   brokers=[broker], topics=topics)
-
-    def _topic_metadata(self, topic: Topic) -> pb.TopicMetadata:
-        return pb.TopicMetadata(name=topic.name, partitions=[
-            self.partition_info(p.index) for p in topic.partitions])
-
-    def partition_info(self, index: int) -> pb.PartitionInfo:
-        me = [self.broker_id]
-        return pb.PartitionInfo(partition=index, leader=self.broker_id, replicas=me,
-                                in_sync_replicas=me, leader_epoch=0)
+        return self.admin.metadata(list(request.topics))
 
 
 class AdminService(pb_grpc.AdminServicer):
-    def __init__(self, topics: TopicManager, broker: BrokerService) -> None:
-        self.topics = topics
-        self.broker = broker
+    """Topic admin. Requests are carried out by the controller; any other broker passes
+    them on to it, so clients may call any broker."""
+
+    def __init__(self, admin: TopicAdmin) -> None:
+        self.admin = admin
 
     @rpc
     async def CreateTopic(self, request: pb.CreateTopicRequest,
                           context: grpc.aio.ServicerContext) -> pb.CreateTopicResponse:
-        topic = self.topics.create(request.name, request.partitions, request.replication_factor,
-                                   dict(request.configs), request.validate_only)
-        if topic is None:
-            return pb.CreateTopicResponse()
-        return pb.CreateTopicResponse(topic=self._describe(topic))
+        if not self.admin.cluster.is_controller():
+            return await self.admin.forward("CreateTopic", request)  # type: ignore[no-any-return]
+        topic = await self.admin.create(request.name, request.partitions,
+                                        request.replication_factor, dict(request.configs),
+                                        request.validate_only)
+        return pb.CreateTopicResponse(topic=topic) if topic is not None else \
+            pb.CreateTopicResponse()
 
     @rpc
     async def DeleteTopic(self, request: pb.DeleteTopicRequest,
                           context: grpc.aio.ServicerContext) -> pb.DeleteTopicResponse:
-        self.topics.delete(request.name)
+        if not self.admin.cluster.is_controller():
+            return await self.admin.forward("DeleteTopic", request)  # type: ignore[no-any-return]
+        await self.admin.delete(request.name)
         return pb.DeleteTopicResponse()
 
     @rpc
     async def ListTopics(self, request: pb.ListTopicsRequest,
                          context: grpc.aio.ServicerContext) -> pb.ListTopicsResponse:
-        return pb.ListTopicsResponse(topics=[
-            pb.TopicSummary(name=t.name, partitions=len(t.partitions),
-                            replication_factor=t.record.replication_factor)
-            for t in sorted(self.topics.topics.values(), key=lambda t: t.name)])
+        return self.admin.list_topics()
 
     @rpc
     async def DescribeTopic(self, request: pb.DescribeTopicRequest,
                             context: grpc.aio.ServicerContext) -> pb.TopicDescription:
-        return self._describe(self.topics.get(request.name))
+        return self.admin.describe(request.name)
 
     @rpc
     async def AlterTopicConfigs(self, request: pb.AlterTopicConfigsRequest,
                                 context: grpc.aio.ServicerContext) -> pb.TopicDescription:
-        unknown = [key for key in request.delete if key not in DEFAULTS]
-        if unknown:
-            raise invalid_request(f"cannot delete unknown config {unknown[0]!r}")
-        topic = self.topics.alter_configs(request.name, dict(request.set), list(request.delete),
-                                          request.validate_only)
-        return self._describe(topic)
+        if not self.admin.cluster.is_controller():
+            return await self.admin.forward("AlterTopicConfigs", request)  # type: ignore[no-any-return]
+        return await self.admin.alter_configs(request.name, dict(request.set),
+                                              list(request.delete), request.validate_only)
 
     @rpc
     async def CreatePartitions(self, request: pb.CreatePartitionsRequest,
                                context: grpc.aio.ServicerContext) -> pb.TopicDescription:
-        topic = self.topics.add_partitions(request.name, request.total_count,
-                                           request.validate_only)
-        return self._describe(topic)
+        if not self.admin.cluster.is_controller():
+            return await self.admin.forward("CreatePartitions", request)  # type: ignore[no-any-return]
+        return await self.admin.create_partitions(request.name, request.total_count,
+                                                  request.validate_only)
 
-    def _describe(self, topic: Topic) -> pb.TopicDescription:
-        effective = topic.config.to_dict()
-        overrides = topic.record.configs
-        configs = [pb.ConfigEntry(name=k, value=v, is_default=k not in overrides)
-                   for k, v in sorted(effective.items())]
-        partitions = [pb.PartitionState(
-            info=self.broker.partition_info(p.index), log_start_offset=p.log.log_start_offset,
-            high_watermark=p.high_watermark, size_bytes=p.log.size_bytes,
-            segments=p.log.segment_count) for p in topic.partitions]
-        return pb.TopicDescription(
-            name=topic.name, topic_id=topic.record.topic_id,
-            replication_factor=topic.record.replication_factor,
-            partitions=partitions, configs=configs)
+
+class ControllerService(cluster_pb2_grpc.ControllerServicer):
+    def __init__(self, admin: TopicAdmin) -> None:
+        self.admin = admin
+
+    @rpc
+    async def Propose(self, request: cluster_pb2.ProposeRequest,
+                      context: grpc.aio.ServicerContext) -> cluster_pb2.ProposeResponse:
+        offset = await self.admin.propose_as_controller(request.command)
+        return cluster_pb2.ProposeResponse(offset=offset)

@@ -60,7 +60,7 @@ class ReplicatedPartition:
                      timeout_s: float = 30.0) -> AppendInfo:
         self._check_open()
         if not self.node.is_leader():
-            raise self._not_leader()
+            raise self.not_leader_error()
         config = self.log.config
         headers = validate_batches(records, config.max_message_bytes)
         append_time = -1
@@ -77,7 +77,7 @@ class ReplicatedPartition:
         try:
             indices = self.node.propose_batch(items)
         except NotLeader:
-            raise self._not_leader() from None
+            raise self.not_leader_error() from None
         except ProposalDropped as exc:
             raise BrokerError(grpc.StatusCode.UNAVAILABLE, "LEADER_NOT_AVAILABLE",
                               f"the leader cannot take writes right now: {exc}",
@@ -119,7 +119,7 @@ class ReplicatedPartition:
                 if p.last_offset < self.high_watermark:
                     p.future.set_result(None)
                 elif ready.soft_state.role != Role.LEADER:
-                    p.future.set_exception(self._not_leader())
+                    p.future.set_exception(self.not_leader_error())
                 else:
                     keep.append(p)
             self._pending = keep
@@ -153,7 +153,7 @@ class ReplicatedPartition:
         self.closed = True
         for p in self._pending:
             if not p.future.done():
-                p.future.set_exception(self._not_leader())
+                p.future.set_exception(self.not_leader_error())
         self._pending = []
         if delete:
             self.log.delete()
@@ -170,7 +170,7 @@ class ReplicatedPartition:
     def _where(self) -> dict[str, str]:
         return {"topic": self.topic, "partition": str(self.index)}
 
-    def _not_leader(self) -> BrokerError:
+    def not_leader_error(self) -> BrokerError:
         leader = self.node.leader
         meta = self._where()
         address = self._leader_address(leader) if leader is not None else None

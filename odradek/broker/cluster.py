@@ -1,0 +1,336 @@
+"""A broker as a member of the cluster: the metadata Raft group and its image, and the
+partition replicas this broker hosts, kept in line with the image.
+
+The metadata log (group "__meta") runs on a fixed voter set. Its leader is the controller:
+admin requests are validated and placed there (odradek.broker.metadata holds the rules as
+plain functions) and become commands in the log. Every broker applies the committed
+commands to its in-memory image and then opens, closes or reconfigures its replicas."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+
+from odradek.broker.errors import BrokerError
+from odradek.broker.metadata.commands import Command, PartitionLeader, decode_command
+from odradek.broker.metadata.image import MetadataImage, apply
+from odradek.broker.replication.host import RaftGroup, RaftHost
+from odradek.broker.replication.log_storage import PartitionRaftStorage
+from odradek.broker.replication.replica import ReplicatedPartition
+from odradek.raft import EntryKind, NotLeader, RaftConfig, RaftNode, Ready, Role
+from odradek.records import encode_batch, iter_records
+from odradek.storage import LogConfig, PartitionLog
+from odradek.v1 import cluster_pb2, cluster_pb2_grpc
+
+log = logging.getLogger("odradek.broker")
+
+META_GROUP = "__meta"
+PROPOSE_TIMEOUT_S = 15.0
+
+
+@dataclass
+class ClusterSettings:
+    broker_id: int
+    host: str
+    port: int
+    data_dir: Path
+    # Metadata voters: broker id -> "host:port" of its listener.
+    voters: dict[int, str]
+    rack: str | None = None
+    cluster_id: str = "odradek"
+    topic_defaults: LogConfig = field(default_factory=LogConfig)
+    tick_interval_s: float = 0.05
+    election_ticks: int = 10
+    heartbeat_ticks: int = 2
+
+
+def partition_group(topic: str, partition: int) -> str:
+    return f"{topic}-{partition}"
+
+
+class ClusterNode:
+    def __init__(self, settings: ClusterSettings, host: RaftHost,
+                 peers_changed: Callable[[], None] = lambda: None) -> None:
+        self.settings = settings
+        self.id = settings.broker_id
+        self.cluster_id = settings.cluster_id
+        self.host = host
+        self.image = MetadataImage()
+        self.partitions: dict[tuple[str, int], ReplicatedPartition] = {}
+        self._topic_ids: dict[tuple[str, int], str] = {}
+        self._applied_waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._image_changed = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._peers_changed = peers_changed
+        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._rng = random.Random()
+        self.meta_log = PartitionLog.open(settings.data_dir / META_GROUP,
+                                          LogConfig(retention_ms=-1))
+        self.meta_storage = PartitionRaftStorage(self.meta_log, sorted(settings.voters))
+        self.meta_node = RaftNode(self._raft_config(True), self.meta_storage, self._rng)
+        self.host.add(RaftGroup(META_GROUP, self.meta_node, self.meta_storage,
+                                _MetaListener(self)))
+
+    def _raft_config(self, entries: bool) -> RaftConfig:
+        s = self.settings
+        return RaftConfig(self.id, election_ticks=s.election_ticks,
+                          heartbeat_ticks=s.heartbeat_ticks, return_committed_entries=entries)
+
+    # ---------------------------------------------------------------- addresses
+    def address_of(self, broker_id: int | None) -> str | None:
+        if broker_id is None:
+            return None
+        info = self.image.brokers.get(broker_id)
+        if info is not None:
+            return f"{info.host}:{info.port}"
+        return self.settings.voters.get(broker_id)
+
+    @property
+    def controller_id(self) -> int | None:
+        return self.meta_node.leader
+
+    def is_controller(self) -> bool:
+        return self.meta_node.is_leader()
+
+    # --------------------------------------------------------------- lifecycle
+    def start(self) -> None:
+        self._spawn(self._register_loop())
+        self._spawn(self._balance_loop())
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for channel in self._channels.values():
+            await channel.close()
+        for key in list(self.partitions):
+            self._close_partition(key, delete=False)
+        self.host.remove(META_GROUP)
+        self.meta_log.close()
+
+    def _spawn(self, coro: object) -> None:
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ------------------------------------------------------------ proposals
+    async def propose(self, command: Command, timeout_s: float = PROPOSE_TIMEOUT_S) -> int:
+        """Appends a command to the metadata log (through the controller, wherever it is)
+        and returns once this broker has applied it."""
+        deadline = time.monotonic() + timeout_s
+        delay = 0.05
+        while True:
+            try:
+                if self.is_controller():
+                    offset = await self._propose_local(command, deadline)
+                else:
+                    offset = await self._propose_remote(command, deadline)
+                await self.wait_applied(offset, max(0.0, deadline - time.monotonic()))
+                return offset
+            except (NotLeader, _Retry) as exc:
+                if time.monotonic() + delay > deadline:
+                    raise BrokerError(
+                        grpc.StatusCode.UNAVAILABLE, "NOT_CONTROLLER",
+                        f"no controller could take the metadata change within {timeout_s:.0f}s"
+                        f" ({exc})") from None
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.5)
+
+    async def _propose_local(self, command: Command, deadline: float) -> int:
+        data = encode_batch([(int(time.time() * 1000), None, command.encode())])
+        offset = self.meta_node.propose(data, 1)
+        self.host.schedule(META_GROUP)
+        return offset
+
+    async def _propose_remote(self, command: Command, deadline: float) -> int:
+        address = self.address_of(self.controller_id)
+        if address is None:
+            raise _Retry("no controller elected yet")
+        stub = cluster_pb2_grpc.ControllerStub(self._channel(address))
+        try:
+            reply = await stub.Propose(cluster_pb2.ProposeRequest(command=command.encode()),
+                                       timeout=max(0.1, deadline - time.monotonic()))
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                raise _Retry(exc.details() or str(exc.code())) from None
+            raise
+        return int(reply.offset)
+
+    def _channel(self, address: str) -> grpc.aio.Channel:
+        channel = self._channels.get(address)
+        if channel is None:
+            channel = grpc.aio.insecure_channel(address)
+            self._channels[address] = channel
+        return channel
+
+    async def wait_applied(self, offset: int, timeout_s: float) -> None:
+        if self.image.last_offset >= offset:
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._applied_waiters.append((offset, future))
+        try:
+            await asyncio.wait_for(future, timeout_s)
+        except TimeoutError:
+            raise _Retry(f"metadata offset {offset} not applied in time") from None
+
+    async def wait_for(self, check: Callable[[MetadataImage], bool], timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while not check(self.image):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            event = self._image_changed
+            try:
+                await asyncio.wait_for(event.wait(), remaining)
+            except TimeoutError:
+                return False
+        return True
+
+    # ------------------------------------------------------------ applying
+    def apply_committed(self, ready: Ready) -> None:
+        changed = False
+        for entry in ready.committed_entries:
+            if entry.kind != EntryKind.NORMAL:
+                continue
+            for i, record in enumerate(iter_records(entry.data, verify=False)):
+                try:
+                    command = decode_command(record.value or b"")
+                except ValueError as exc:
+                    log.error("metadata entry at %d is not a command: %s", entry.index, exc)
+                    continue
+                self.image = apply(self.image, entry.index + i, command)
+                changed = True
+        if not changed:
+            return
+        last = self.image.last_offset
+        keep = []
+        for offset, future in self._applied_waiters:
+            if offset <= last:
+                if not future.done():
+                    future.set_result(None)
+            else:
+                keep.append((offset, future))
+        self._applied_waiters = keep
+        event, self._image_changed = self._image_changed, asyncio.Event()
+        event.set()
+        self.reconcile()
+
+    def reconcile(self) -> None:
+        """Opens the replicas the image gives this broker and closes the others."""
+        wanted: dict[tuple[str, int], tuple[str, tuple[int, ...]]] = {}
+        for topic, index, info in self.image.iter_partitions():
+            if self.id in info.effective_replicas or self.id in info.replicas:
+                topic_info = self.image.topics[topic]
+                wanted[(topic, index)] = (topic_info.topic_id, info.replicas)
+        for key in list(self.partitions):
+            if key not in wanted or self._topic_ids.get(key) != wanted[key][0]:
+                self._close_partition(key, delete=True)
+        for key, (topic_id, replicas) in wanted.items():
+            config = LogConfig.from_dict(self.image.topics[key[0]].configs,
+                                         base=self.settings.topic_defaults)
+            partition = self.partitions.get(key)
+            if partition is None:
+                self._open_partition(key, topic_id, replicas, config)
+            elif partition.log.config != config:
+                partition.log.update_config(config)
+        self._peers_changed()
+
+    def _open_partition(self, key: tuple[str, int], topic_id: str,
+                        replicas: tuple[int, ...], config: LogConfig) -> None:
+        topic, index = key
+        directory = self.settings.data_dir / partition_group(topic, index)
+        id_file = directory / "topic-id"
+        if directory.exists() and (not id_file.exists() or id_file.read_text() != topic_id):
+            shutil.rmtree(directory)  # left over from a deleted topic of the same name
+        plog = PartitionLog.open(directory, config)
+        id_file.write_text(topic_id)
+        storage = PartitionRaftStorage(plog, replicas)
+        node = RaftNode(self._raft_config(False), storage, self._rng)
+        name = partition_group(topic, index)
+        partition = ReplicatedPartition(topic, index, plog, node,
+                                        lambda: self.host.schedule(name), self.address_of)
+        partition.on_leader_change = self._leader_changed
+        self.partitions[key] = partition
+        self._topic_ids[key] = topic_id
+        self.host.add(RaftGroup(name, node, storage, partition))
+
+    def _close_partition(self, key: tuple[str, int], delete: bool) -> None:
+        partition = self.partitions.pop(key)
+        self._topic_ids.pop(key, None)
+        self.host.remove(partition_group(*key))
+        partition.close(delete=delete)
+
+    # ----------------------------------------------------- leadership reports
+    def _leader_changed(self, partition: ReplicatedPartition) -> None:
+        if partition.leader == self.id:
+            key = (partition.topic, partition.index)
+            command = PartitionLeader(partition.topic, partition.index, self.id,
+                                      partition.leader_term, self._topic_ids.get(key))
+            self._spawn(self._report(command))
+
+    async def _report(self, command: Command) -> None:
+        try:
+            await self.propose(command, timeout_s=60)
+        except BrokerError as exc:
+            log.warning("could not report %s: %s", command, exc.message)
+
+    async def _register_loop(self) -> None:
+        from odradek.broker.metadata.commands import RegisterBroker
+
+        s = self.settings
+        me = RegisterBroker(s.broker_id, s.host, s.port, s.rack)
+        while True:
+            info = self.image.brokers.get(self.id)
+            if info is not None and (info.host, info.port, info.rack) == (s.host, s.port, s.rack):
+                return
+            try:
+                await self.propose(me, timeout_s=5)
+            except BrokerError:
+                pass
+
+    async def _balance_loop(self) -> None:
+        """Hands leadership back to each partition's preferred replica (the first one)
+        once that replica is caught up, so leaders stay spread over the brokers."""
+        while True:
+            await asyncio.sleep(5.0)
+            for (topic, index), partition in list(self.partitions.items()):
+                info = self.image.partition(topic, index)
+                node = partition.node
+                if info is None or not node.is_leader() or info.target_replicas is not None:
+                    continue
+                preferred = info.replicas[0]
+                if preferred == self.id:
+                    continue
+                progress = node.progress.get(preferred)
+                if progress is not None and progress.match >= node.last_index:
+                    node.transfer_leadership(preferred)
+                    self.host.schedule(partition_group(topic, index))
+
+
+class _Retry(Exception):
+    pass
+
+
+class _MetaListener:
+    def __init__(self, cluster: ClusterNode) -> None:
+        self.cluster = cluster
+        self._role = Role.FOLLOWER
+
+    def on_persisted(self, ready: Ready) -> None:
+        pass
+
+    def on_ready(self, ready: Ready) -> None:
+        if ready.committed_entries:
+            self.cluster.apply_committed(ready)
+        if ready.soft_state.role != self._role:
+            self._role = ready.soft_state.role
+            if self._role == Role.LEADER:
+                log.info("broker %d is now the controller", self.cluster.id)

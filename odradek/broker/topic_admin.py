@@ -1,0 +1,204 @@
+"""Topic administration and metadata answers over the cluster image.
+
+Changes run on the controller: the request is validated (names, configs, placement) and
+becomes a command in the metadata log. Reads (list, describe, metadata) are answered by
+any broker from its own image. Knows no servicer; errors are BrokerError and the
+metadata package's MetadataError."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import grpc
+
+from odradek.broker.cluster import ClusterNode
+from odradek.broker.errors import BrokerError, invalid_request, unknown_topic
+from odradek.broker.metadata.commands import (
+    AlterTopicConfigs,
+    DeleteTopic,
+    decode_command,
+    freeze_configs,
+)
+from odradek.broker.metadata.controller import plan_create_partitions, plan_create_topic
+from odradek.broker.metadata.image import PartitionInfo
+from odradek.broker.metadata.validation import require_topic, validate_delete_topic
+from odradek.broker.names import check_topic_name
+from odradek.broker.replication.replica import ReplicatedPartition
+from odradek.storage import DEFAULTS, LogConfig
+from odradek.v1 import odradek_pb2 as pb
+from odradek.v1 import odradek_pb2_grpc as pb_grpc
+
+MAX_PARTITIONS = 10_000
+LEADER_WAIT_S = 10.0
+
+
+class ForwardedError(Exception):
+    """An error status the controller returned to a forwarded request, passed on as is."""
+
+    def __init__(self, error: grpc.aio.AioRpcError) -> None:
+        super().__init__(error.details())
+        self.error = error
+
+
+class TopicAdmin:
+    def __init__(self, cluster: ClusterNode, defaults: LogConfig,
+                 default_replication_factor: int = 3) -> None:
+        self.cluster = cluster
+        self.defaults = defaults
+        self.default_replication_factor = default_replication_factor
+
+    # ------------------------------------------------------------ data plane
+    def leader_partition(self, topic: str, index: int) -> ReplicatedPartition:
+        """The local replica when this broker leads it; else NOT_LEADER or unknown."""
+        partition = self.cluster.partitions.get((topic, index))
+        if partition is not None and partition.node.is_leader():
+            return partition
+        if partition is not None:
+            raise partition.not_leader_error()
+        info = self.cluster.image.partition(topic, index)
+        if info is None:
+            raise unknown_topic(topic, index if topic in self.cluster.image.topics else None)
+        meta = {"topic": topic, "partition": str(index)}
+        address = self.cluster.address_of(info.leader if info.leader >= 0 else None)
+        if address is not None:
+            meta["leader_id"] = str(info.leader)
+            meta["leader"] = address
+        return_msg = (f"broker {self.cluster.id} holds no replica of partition {index} of "
+                      f"topic {topic!r}" + (f"; the leader is at {address}" if address else ""))
+        raise BrokerError(grpc.StatusCode.UNAVAILABLE, "NOT_LEADER", return_msg, meta)
+
+    # ---------------------------------------------------------------- changes
+    async def create(self, name: str, partitions: int, replication_factor: int,
+                     configs: dict[str, str], validate_only: bool) -> pb.TopicDescription | None:
+        check_topic_name(name)
+        if not 1 <= partitions <= MAX_PARTITIONS:
+            raise BrokerError(
+                grpc.StatusCode.INVALID_ARGUMENT, "INVALID_PARTITIONS",
+                f"partition count must be between 1 and {MAX_PARTITIONS}, got {partitions}",
+                {"topic": name})
+        LogConfig.from_dict(configs, base=self.defaults)
+        image = self.cluster.image
+        rf = replication_factor or min(self.default_replication_factor,
+                                       max(1, len(image.available_brokers())))
+        command = plan_create_topic(image, name, uuid.uuid4().hex, partitions, rf, configs)
+        if validate_only:
+            return None
+        await self.cluster.propose(command)
+        await self.cluster.wait_for(lambda img: _all_led(img.topics.get(name)), LEADER_WAIT_S)
+        return self.describe(name)
+
+    async def delete(self, name: str) -> None:
+        validate_delete_topic(self.cluster.image, name)
+        await self.cluster.propose(DeleteTopic(name))
+
+    async def alter_configs(self, name: str, set_: dict[str, str], delete: list[str],
+                            validate_only: bool) -> pb.TopicDescription:
+        topic = require_topic(self.cluster.image, name)
+        unknown = [key for key in delete if key not in DEFAULTS]
+        if unknown:
+            raise invalid_request(f"cannot delete unknown config {unknown[0]!r}")
+        overrides = {k: v for k, v in topic.configs.items() if k not in delete}
+        overrides.update(set_)
+        LogConfig.from_dict(overrides, base=self.defaults)
+        if not validate_only:
+            await self.cluster.propose(AlterTopicConfigs(name, freeze_configs(overrides)))
+        return self.describe(name)
+
+    async def create_partitions(self, name: str, total: int,
+                                validate_only: bool) -> pb.TopicDescription:
+        if total > MAX_PARTITIONS:
+            raise BrokerError(
+                grpc.StatusCode.INVALID_ARGUMENT, "INVALID_PARTITIONS",
+                f"partition count must be at most {MAX_PARTITIONS}, got {total}", {"topic": name})
+        command = plan_create_partitions(self.cluster.image, name, total)
+        if not validate_only:
+            await self.cluster.propose(command)
+            await self.cluster.wait_for(lambda img: _all_led(img.topics.get(name)),
+                                        LEADER_WAIT_S)
+        return self.describe(name)
+
+    async def propose_as_controller(self, data: bytes) -> int:
+        if not self.cluster.is_controller():
+            address = self.cluster.address_of(self.cluster.controller_id)
+            raise BrokerError(grpc.StatusCode.UNAVAILABLE, "NOT_CONTROLLER",
+                              f"broker {self.cluster.id} is not the controller",
+                              {"leader": address} if address else {})
+        try:
+            command = decode_command(data)
+        except ValueError as exc:
+            raise invalid_request(f"not a metadata command: {exc}") from exc
+        return await self.cluster.propose(command)
+
+    async def forward(self, method: str, request: Any) -> Any:
+        address = self.cluster.address_of(self.cluster.controller_id)
+        if address is None:
+            raise BrokerError(grpc.StatusCode.UNAVAILABLE, "NOT_CONTROLLER",
+                              "no controller is elected right now; retry shortly")
+        stub = pb_grpc.AdminStub(self.cluster._channel(address))  # type: ignore[no-untyped-call]
+        try:
+            return await getattr(stub, method)(request, timeout=30)
+        except grpc.aio.AioRpcError as exc:
+            raise ForwardedError(exc) from exc
+
+    # ----------------------------------------------------------------- reads
+    def list_topics(self) -> pb.ListTopicsResponse:
+        image = self.cluster.image
+        return pb.ListTopicsResponse(topics=[
+            pb.TopicSummary(name=t.name, partitions=len(t.partitions),
+                            replication_factor=t.replication_factor)
+            for _, t in sorted(image.topics.items())])
+
+    def describe(self, name: str) -> pb.TopicDescription:
+        topic = require_topic(self.cluster.image, name)
+        effective = LogConfig.from_dict(topic.configs, base=self.defaults).to_dict()
+        configs = [pb.ConfigEntry(name=k, value=v, is_default=k not in topic.configs)
+                   for k, v in sorted(effective.items())]
+        states = []
+        for index, info in enumerate(topic.partitions):
+            state = pb.PartitionState(info=self.partition_info(name, index, info))
+            local = self.cluster.partitions.get((name, index))
+            if local is not None and not local.closed:
+                state.log_start_offset = local.log.log_start_offset
+                state.high_watermark = local.high_watermark
+                state.size_bytes = local.log.size_bytes
+                state.segments = local.log.segment_count
+            states.append(state)
+        return pb.TopicDescription(name=name, topic_id=topic.topic_id,
+                                   replication_factor=topic.replication_factor,
+                                   partitions=states, configs=configs)
+
+    def metadata(self, names: list[str]) -> pb.MetadataResponse:
+        image = self.cluster.image
+        for name in names:
+            if name not in image.topics:
+                raise unknown_topic(name)
+        topics = []
+        for name in names or sorted(image.topics):
+            topic = image.topics[name]
+            topics.append(pb.TopicMetadata(name=name, partitions=[
+                self.partition_info(name, i, info) for i, info in enumerate(topic.partitions)]))
+        brokers = [pb.BrokerInfo(id=b.id, host=b.host, port=b.port, rack=b.rack or "")
+                   for _, b in sorted(image.brokers.items())]
+        controller = self.cluster.controller_id
+        return pb.MetadataResponse(cluster_id=self.cluster.cluster_id,
+                                   controller_id=-1 if controller is None else controller,
+                                   brokers=brokers, topics=topics)
+
+    def partition_info(self, topic: str, index: int, info: PartitionInfo) -> pb.PartitionInfo:
+        replicas = list(info.effective_replicas)
+        leader, term, isr = info.leader, info.leader_term, replicas
+        local = self.cluster.partitions.get((topic, index))
+        if local is not None and local.node.is_leader():
+            leader, term = self.cluster.id, local.node.term
+            node = local.node
+            isr = [r for r in replicas
+                   if r == self.cluster.id or (
+                       (p := node.progress.get(r)) is not None and p.recent_active
+                       and p.match >= node.commit_index)]
+        return pb.PartitionInfo(partition=index, leader=leader, replicas=replicas,
+                                in_sync_replicas=isr, leader_epoch=max(term, 0))
+
+
+def _all_led(topic: Any) -> bool:
+    return topic is not None and all(p.leader >= 0 for p in topic.partitions)
