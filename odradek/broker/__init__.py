@@ -1,0 +1,1 @@
+"""The broker process: topics and partitions on disk behind a thin gRPC front end."""
