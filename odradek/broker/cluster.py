@@ -154,7 +154,7 @@ class ClusterNode:
         address = self.address_of(self.controller_id)
         if address is None:
             raise _Retry("no controller elected yet")
-        stub = cluster_pb2_grpc.ControllerStub(self._channel(address))
+        stub = cluster_pb2_grpc.ControllerStub(self._channel(address))  # type: ignore[no-untyped-call]
         try:
             reply = await stub.Propose(cluster_pb2.ProposeRequest(command=command.encode()),
                                        timeout=max(0.1, deadline - time.monotonic()))

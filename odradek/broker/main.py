@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 
 from odradek.broker.server import BrokerSettings, serve
+from odradek.storage import ConfigError, LogConfig
 
 
 def parse_configs(pairs: list[str] | None) -> dict[str, str]:
@@ -25,10 +26,26 @@ def setup_logging(level: str) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
+def parse_voters(text: str) -> dict[int, str]:
+    voters: dict[int, str] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        broker, sep, address = item.partition("=")
+        if not sep or not broker.strip().isdigit() or ":" not in address:
+            raise SystemExit(f"error: --voters expects id=host:port,..., got {item!r}")
+        voters[int(broker)] = address.strip()
+    return voters
+
+
 def run_broker(args: argparse.Namespace) -> int:
     setup_logging(getattr(args, "log_level", "info"))
-    settings = BrokerSettings(
-        data_dir=Path(args.data_dir), host=args.host, port=args.port,
-        broker_id=args.broker_id, topic_defaults=parse_configs(args.config))
+    try:
+        settings = BrokerSettings(
+            data_dir=Path(args.data_dir), host=args.host, port=args.port,
+            broker_id=args.broker_id, rack=args.rack, voters=parse_voters(args.voters),
+            topic_defaults=parse_configs(args.config),
+            default_replication_factor=args.default_replication_factor)
+        LogConfig.from_dict(settings.topic_defaults)
+    except ConfigError as exc:
+        raise SystemExit(f"error: {exc} (INVALID_CONFIG)") from None
     asyncio.run(serve(settings))
     return 0

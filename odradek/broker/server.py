@@ -14,9 +14,15 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from odradek.broker.service import AdminService, BrokerService
-from odradek.broker.topics import TopicManager
+from odradek.broker.cluster import ClusterNode, ClusterSettings
+from odradek.broker.replication.host import RaftHost
+from odradek.broker.replication.replica import ReplicatedPartition
+from odradek.broker.service import AdminService, BrokerService, ControllerService
+from odradek.broker.topic_admin import TopicAdmin
+from odradek.broker.transport import RaftTransport
+from odradek.raft import Message
 from odradek.storage import LogConfig
+from odradek.v1 import cluster_pb2_grpc, raft_pb2_grpc
 from odradek.v1 import odradek_pb2 as pb
 from odradek.v1 import odradek_pb2_grpc as pb_grpc
 
@@ -32,53 +38,97 @@ class BrokerSettings:
     host: str = "127.0.0.1"
     port: int = 9092
     broker_id: int = 0
+    rack: str | None = None
+    # Metadata voters, broker id -> "host:port"; empty: this broker alone.
+    voters: dict[int, str] = field(default_factory=dict)
     topic_defaults: dict[str, str] = field(default_factory=dict)
+    default_replication_factor: int = 3
     retention_check_interval_ms: int = 30_000
     flush_check_interval_ms: int = 100
+    tick_interval_ms: int = 50
     shutdown_grace_s: float = 5.0
 
 
 class Broker:
     def __init__(self, settings: BrokerSettings) -> None:
         self.settings = settings
-        defaults = LogConfig.from_dict(settings.topic_defaults)
+        self.defaults = LogConfig.from_dict(settings.topic_defaults)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        self.topics = TopicManager(settings.data_dir, defaults)
         self.health = HealthServicer()
         self.server: grpc.aio.Server | None = None
         self.port = settings.port
+        self.cluster: ClusterNode | None = None
+        self.transport: RaftTransport | None = None
+        self.host: RaftHost | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = asyncio.Event()
 
     async def start(self) -> None:
-        self.topics.open()
-        cluster_id = _cluster_id(self.settings.data_dir)
+        s = self.settings
         self.server = grpc.aio.server(options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.so_reuseport", 0),
         ])
-        broker = BrokerService(self.topics, self.settings.broker_id, self.settings.host,
-                               self.settings.port, cluster_id)
-        pb_grpc.add_BrokerServicer_to_server(broker, self.server)  # type: ignore[no-untyped-call]
-        admin = AdminService(self.topics, broker)
-        pb_grpc.add_AdminServicer_to_server(admin, self.server)  # type: ignore[no-untyped-call]
+        self.port = self.server.add_insecure_port(f"{s.host}:{s.port}")
+        if self.port == 0:
+            raise OSError(f"cannot listen on {s.host}:{s.port}")
+        voters = dict(s.voters) or {s.broker_id: f"{s.host}:{self.port}"}
+        if s.broker_id in voters:
+            voters[s.broker_id] = f"{s.host}:{self.port}"
+        resolve = self._resolve
+        self.transport = RaftTransport(s.broker_id, resolve, self._deliver)
+        self.host = RaftHost(s.broker_id, self.transport.send, s.tick_interval_ms / 1000)
+        cluster_settings = ClusterSettings(
+            broker_id=s.broker_id, host=s.host, port=self.port, data_dir=s.data_dir,
+            voters=voters, rack=s.rack, topic_defaults=self.defaults,
+            tick_interval_s=s.tick_interval_ms / 1000, cluster_id=_cluster_id(voters))
+        self.cluster = ClusterNode(cluster_settings, self.host)
+        admin = TopicAdmin(self.cluster, self.defaults, s.default_replication_factor)
+        pb_grpc.add_BrokerServicer_to_server(BrokerService(admin), self.server)  # type: ignore[no-untyped-call]
+        pb_grpc.add_AdminServicer_to_server(AdminService(admin), self.server)  # type: ignore[no-untyped-call]
+        cluster_pb2_grpc.add_ControllerServicer_to_server(ControllerService(admin), self.server)  # type: ignore[no-untyped-call]
+        raft_pb2_grpc.add_RaftServicer_to_server(self.transport.servicer(), self.server)  # type: ignore[no-untyped-call]
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        names = [pb.DESCRIPTOR.services_by_name[s].full_name for s in ("Broker", "Admin")]
+        names = [pb.DESCRIPTOR.services_by_name[n].full_name for n in ("Broker", "Admin")]
         names += [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
                   reflection.SERVICE_NAME]
         reflection.enable_server_reflection(names, self.server)
-        self.port = self.server.add_insecure_port(f"{self.settings.host}:{self.settings.port}")
-        if self.port == 0:
-            raise OSError(f"cannot listen on {self.settings.host}:{self.settings.port}")
-        broker.port = self.port
+        for peer in voters:
+            if peer != s.broker_id:
+                self.transport.add_peer(peer)
         await self.server.start()
-        for service in ("", *names[:2]):
-            await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        self.transport.start()
+        self.host.start()
+        self.cluster.start()
         self._tasks = [asyncio.create_task(self._flush_loop()),
-                       asyncio.create_task(self._retention_loop())]
-        log.info("broker %d listening on %s:%d, data in %s", self.settings.broker_id,
-                 self.settings.host, self.port, self.settings.data_dir)
+                       asyncio.create_task(self._retention_loop()),
+                       asyncio.create_task(self._serve_when_registered(names[:2]))]
+        log.info("broker %d listening on %s:%d, data in %s", s.broker_id, s.host, self.port,
+                 s.data_dir)
+
+    async def _serve_when_registered(self, services: list[str]) -> None:
+        """Health stays NOT_SERVING until the cluster knows this broker: before that it
+        can neither take writes nor say where partitions live."""
+        assert self.cluster is not None
+        for service in ("", *services):
+            await self.health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
+        me = self.settings.broker_id
+        while not await self.cluster.wait_for(lambda image: me in image.brokers, 3600):
+            pass
+        for service in ("", *services):
+            await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        log.info("broker %d registered with the cluster and serving", me)
+
+    def _resolve(self, broker_id: int) -> str | None:
+        return self.cluster.address_of(broker_id) if self.cluster is not None else None
+
+    def _deliver(self, group: str, message: Message) -> None:
+        if self.host is not None:
+            self.host.deliver(group, message)
+
+    def partitions(self) -> list[ReplicatedPartition]:
+        return list(self.cluster.partitions.values()) if self.cluster is not None else []
 
     async def stop(self) -> None:
         if self._stopped.is_set():
@@ -90,7 +140,12 @@ class Broker:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        self.topics.close()
+        if self.host is not None:
+            await self.host.stop()
+        if self.transport is not None:
+            await self.transport.stop()
+        if self.cluster is not None:
+            await self.cluster.stop()
         log.info("broker %d stopped", self.settings.broker_id)
 
     async def wait_stopped(self) -> None:
@@ -101,35 +156,32 @@ class Broker:
         # by the log itself on append.
         while True:
             await asyncio.sleep(self.settings.flush_check_interval_ms / 1000)
-            for topic in list(self.topics.topics.values()):
-                if topic.config.flush_ms >= NEVER:
-                    continue
-                for partition in topic.partitions:
-                    await partition.run_locked(partition.log.flush_if_due)
+            for partition in self.partitions():
+                if partition.log.config.flush_ms < NEVER and not partition.closed:
+                    partition.log.flush_if_due()
 
     async def _retention_loop(self) -> None:
         while True:
             await asyncio.sleep(self.settings.retention_check_interval_ms / 1000)
-            await self.run_housekeeping()
+            self.run_housekeeping()
 
-    async def run_housekeeping(self) -> None:
+    def run_housekeeping(self) -> None:
         """Retention and compaction over every partition, one at a time."""
-        for topic in list(self.topics.topics.values()):
-            for partition in topic.partitions:
-                try:
-                    if "delete" in topic.config.cleanup_policy:
-                        await partition.run_locked(partition.log.enforce_retention)
-                    if "compact" in topic.config.cleanup_policy:
-                        await partition.run_locked(partition.log.compact)
-                except Exception:
-                    log.exception("housekeeping failed for %s-%d", topic.name, partition.index)
+        for partition in self.partitions():
+            config = partition.log.config
+            try:
+                if config.delete:
+                    partition.log.enforce_retention()
+                if config.compact:
+                    partition.log.compact()
+            except Exception:
+                log.exception("housekeeping failed for %s-%d", partition.topic, partition.index)
 
 
-def _cluster_id(data_dir: Path) -> str:
-    path = data_dir / "cluster_id"
-    if not path.exists():
-        path.write_text(uuid.uuid4().hex)
-    return path.read_text().strip()
+def _cluster_id(voters: dict[int, str]) -> str:
+    """Every broker derives the same id from the voter set it was given."""
+    text = ",".join(f"{k}={v}" for k, v in sorted(voters.items()))
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"odradek:{text}").hex
 
 
 async def serve(settings: BrokerSettings) -> None:

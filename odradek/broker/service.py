@@ -13,8 +13,8 @@ import grpc
 
 from odradek.broker.errors import BrokerError, invalid_request, to_broker_error
 from odradek.broker.topic_admin import ForwardedError, TopicAdmin
-from odradek.v1 import odradek_pb2 as pb
 from odradek.v1 import cluster_pb2, cluster_pb2_grpc
+from odradek.v1 import odradek_pb2 as pb
 from odradek.v1 import odradek_pb2_grpc as pb_grpc
 
 log = logging.getLogger("odradek.broker")

@@ -38,7 +38,17 @@ def add_broker_parser(
     data_dir = os.environ.get("ODRADEK_DATA_DIR")
     p.add_argument("--data-dir", default=data_dir, required=data_dir is None,
                    help="where partitions are stored (env ODRADEK_DATA_DIR)")
-    p.add_argument("--broker-id", type=int, default=0, help="this broker's id (default 0)")
+    p.add_argument("--broker-id", type=int, default=_env_int("ODRADEK_BROKER_ID", 0),
+                   help="this broker's id (env ODRADEK_BROKER_ID, default 0)")
+    p.add_argument("--voters", default=os.environ.get("ODRADEK_VOTERS", ""),
+                   metavar="ID=HOST:PORT,...",
+                   help="the metadata voters, e.g. 0=10.0.0.1:9092,1=10.0.0.2:9092,"
+                        "2=10.0.0.3:9092 (env ODRADEK_VOTERS; default: this broker alone)")
+    p.add_argument("--rack", default=os.environ.get("ODRADEK_RACK") or None,
+                   help="rack or zone label, for spreading replicas (env ODRADEK_RACK)")
+    p.add_argument("--default-replication-factor", type=int, default=3,
+                   help="replication factor of topics that do not ask for one, capped by "
+                        "the brokers available (default %(default)s)")
     p.add_argument(
         "--config", "-c", action="append", default=[], type=_config_pair, metavar="KEY=VALUE",
         help="broker-level default for a topic config, e.g. retention.ms=3600000 (repeatable)")
@@ -59,6 +69,8 @@ def add_dev_parser(
                    help="address to listen on (default %(default)s)")
     p.add_argument("--data-dir", default=os.environ.get("ODRADEK_DATA_DIR", "./.dev-data"),
                    help="where data is kept (default %(default)s)")
+    p.add_argument("--brokers", type=int, default=1,
+                   help="how many brokers to run, on consecutive ports (default %(default)s)")
     _add_log_level(p)
     p.set_defaults(func=_run_dev)
     return p
