@@ -424,7 +424,7 @@ class RaftTransport:
             except grpc.aio.AioRpcError as e:
                 if e.code() in (grpc.StatusCode.INVALID_ARGUMENT,
                                 grpc.StatusCode.FAILED_PRECONDITION):
-                    log.error("raft: broker %d refused the stream: %s", peer.id, e.details())
+                    log.warning("raft: broker %d refused the stream: %s", peer.id, e.details())
                 else:
                     log.debug("raft: dialing broker %d at %s: %s", peer.id, address, e.code())
             except TimeoutError:
