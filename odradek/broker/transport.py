@@ -327,9 +327,9 @@ class RaftTransport:
                         "raft stream %d<->%d broke: %s", self.broker_id, peer.id, t.exception()
                     )
         finally:
-            reader.cancel()
-            writer.cancel()
-            await asyncio.gather(reader, writer, return_exceptions=True)
+            # Release the peer before awaiting anything: gRPC may cancel this task again
+            # (a server handler is cancelled when its RPC is), and the peer must never be
+            # left pointing at a dead session.
             session.close()
             if peer.session is session:
                 peer.session = None
@@ -339,9 +339,11 @@ class RaftTransport:
                 st.dropped_messages += count
             session.queue.clear()
             session.pending_bytes = 0
-            if not session.finished.done():
-                session.finished.set_result(None)
+            session.finished.set_result(None)
             log.info("raft stream %d<->%d closed", self.broker_id, peer.id)
+            reader.cancel()
+            writer.cancel()
+            await asyncio.gather(reader, writer, return_exceptions=True)
 
     async def _read_loop(self, peer: _Peer, read: Callable[[], Awaitable[Any]]) -> None:
         while True:
@@ -422,7 +424,7 @@ class RaftTransport:
             except grpc.aio.AioRpcError as e:
                 if e.code() in (grpc.StatusCode.INVALID_ARGUMENT,
                                 grpc.StatusCode.FAILED_PRECONDITION):
-                    log.error("raft: broker %d refused the stream: %s", peer.id, e.details())
+                    log.warning("raft: broker %d refused the stream: %s", peer.id, e.details())
                 else:
                     log.debug("raft: dialing broker %d at %s: %s", peer.id, address, e.code())
             except TimeoutError:

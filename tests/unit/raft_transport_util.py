@@ -98,6 +98,9 @@ class Cluster:
     async def __aexit__(self, *exc: object) -> None:
         async with asyncio.timeout(WAIT):
             for b in self.brokers:
-                await b.stop()
+                # stop() must be prompt: it never waits out a timeout on a live stream.
+                async with asyncio.timeout(1.0):
+                    await b.transport.stop()
+                await b.stop_server()
             for s in self.servers:
                 await s.stop(0)
