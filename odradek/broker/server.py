@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ from odradek.broker.replication.host import RaftHost
 from odradek.broker.replication.replica import ReplicatedPartition
 from odradek.broker.service import AdminService, BrokerService, ControllerService
 from odradek.broker.topic_admin import TopicAdmin
-from odradek.broker.transport import RaftTransport
+from odradek.broker.transport import SERVER_OPTIONS, RaftTransport
 from odradek.raft import Message
 from odradek.storage import LogConfig
 from odradek.v1 import cluster_pb2_grpc, raft_pb2_grpc
@@ -65,11 +66,7 @@ class Broker:
 
     async def start(self) -> None:
         s = self.settings
-        self.server = grpc.aio.server(options=[
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.so_reuseport", 0),
-        ])
+        self.server = grpc.aio.server(options=[*SERVER_OPTIONS, ("grpc.so_reuseport", 0)])
         self.port = self.server.add_insecure_port(f"{s.host}:{s.port}")
         if self.port == 0:
             raise OSError(f"cannot listen on {s.host}:{s.port}")
@@ -114,8 +111,14 @@ class Broker:
         for service in ("", *services):
             await self.health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
         me = self.settings.broker_id
-        while not await self.cluster.wait_for(lambda image: me in image.brokers, 3600):
+        cluster = self.cluster
+        while not await cluster.wait_for(lambda image: me in image.brokers, 3600):
             pass
+        # Catching up: wait (a bounded time) until every local replica knows its leader.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and any(
+                p.leader is None for p in cluster.partitions.values()):
+            await asyncio.sleep(0.05)
         for service in ("", *services):
             await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
         log.info("broker %d registered with the cluster and serving", me)

@@ -61,8 +61,10 @@ def test_cli_topic_produce_consume(broker: BrokerProcess) -> None:
                        "--format", "json", "--timeout-ms", "5000", *boot)
     assert consumed.returncode == 0, consumed.stderr
     rows = [json.loads(line) for line in consumed.stdout.splitlines()]
-    assert [(r["key"], r["value"], r["offset"]) for r in rows] == [
-        ("k1", "first", 0), ("k2", "second", 1), ("k3", "third", 2)]
+    assert [(r["key"], r["value"]) for r in rows] == [
+        ("k1", "first"), ("k2", "second"), ("k3", "third")]
+    offsets = [r["offset"] for r in rows]
+    assert offsets == sorted(set(offsets))
     described = odradek("topic", "describe", "events", *boot)
     assert "retention.ms" in described.stdout and "3600000" in described.stdout
     bad = odradek("topic", "create", "bad name", *boot)
