@@ -17,7 +17,7 @@ tests/node/node_modules: tests/node/package.json
 	touch tests/node/node_modules
 
 run: $(STAMP)
-	$(BIN)/odradek dev
+	$(BIN)/odradek dev --brokers 3
 
 test: $(STAMP) tests/node/node_modules
 	$(BIN)/python -m pytest -q -p no:cacheprovider

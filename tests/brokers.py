@@ -40,14 +40,15 @@ class BrokerProcess:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def start(self) -> BrokerProcess:
+    def start(self, wait: bool = True) -> BrokerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "odradek.cli.main", "broker", "--host", "127.0.0.1",
                "--port", str(self.port), "--data-dir", str(self.data_dir), *self.extra_args]
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-        self.wait_ready()
+        if wait:
+            self.wait_ready()
         return self
 
     def wait_ready(self, timeout: float = START_TIMEOUT_S) -> None:
@@ -75,6 +76,10 @@ class BrokerProcess:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(timeout=10)
 
+    def signal(self, sig: int) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+
     def stop(self, timeout: float = 15.0) -> int | None:
         if self.proc is None:
             return None
@@ -89,3 +94,30 @@ class BrokerProcess:
 
     def stubs(self, channel: grpc.Channel) -> tuple[pb_grpc.BrokerStub, pb_grpc.AdminStub]:
         return pb_grpc.BrokerStub(channel), pb_grpc.AdminStub(channel)
+
+
+class ClusterProcesses:
+    """n brokers on free ports, all of them (up to 3) metadata voters."""
+
+    def __init__(self, root: Path, count: int = 3, extra_args: list[str] | None = None) -> None:
+        ports = [free_port() for _ in range(count)]
+        voters = ",".join(f"{i}=127.0.0.1:{p}" for i, p in enumerate(ports[:3]))
+        self.brokers = [
+            BrokerProcess(root / f"broker-{i}", port,
+                          ["--broker-id", str(i), "--voters", voters, *(extra_args or [])])
+            for i, port in enumerate(ports)]
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(b.address for b in self.brokers)
+
+    def start(self) -> ClusterProcesses:
+        for broker in self.brokers:
+            broker.start(wait=False)
+        for broker in self.brokers:
+            broker.wait_ready()
+        return self
+
+    def stop(self) -> None:
+        for broker in self.brokers:
+            broker.stop()

@@ -1,0 +1,191 @@
+"""Three real broker processes on loopback: replication, failover after kill -9, a paused
+leader, and catch-up of a restarted broker."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from odradek.records import encode_batch, iter_records
+from odradek.storage import LogConfig, PartitionLog
+from odradek.v1 import odradek_pb2 as pb
+from odradek.v1 import odradek_pb2_grpc as pb_grpc
+from tests.brokers import BrokerProcess, ClusterProcesses
+
+TOPIC = "ledger"
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[ClusterProcesses]:
+    procs = ClusterProcesses(tmp_path).start()
+    try:
+        yield procs
+    finally:
+        procs.stop()
+
+
+def leader_of(cluster: ClusterProcesses, down: set[int], timeout: float = 20.0) -> int:
+    """The broker that leads partition 0, as a live broker's own replica reports it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for broker_id, broker in enumerate(cluster.brokers):
+            if broker_id in down:
+                continue
+            try:
+                with grpc.insecure_channel(broker.address) as channel:
+                    stub = pb_grpc.BrokerStub(channel)
+                    stub.ListOffsets(pb.ListOffsetsRequest(
+                        topic=TOPIC, partition=0, spec=pb.OFFSET_SPEC_LATEST), timeout=2)
+                    return broker_id
+            except grpc.RpcError:
+                continue
+        time.sleep(0.05)
+    raise TimeoutError("no leader found")
+
+
+class Writer:
+    """Writes 10-record batches in a loop with acks=quorum, without retries: an error
+    leaves that batch unacknowledged and the next batch goes to the current leader."""
+
+    def __init__(self, cluster: ClusterProcesses) -> None:
+        self.cluster = cluster
+        self.acked: list[bytes] = []
+        self.ack_times: list[float] = []
+        self.down: set[int] = set()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.n = 0
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                leader = leader_of(self.cluster, self.down, timeout=5)
+            except TimeoutError:
+                continue
+            with grpc.insecure_channel(self.cluster.brokers[leader].address) as channel:
+                stub = pb_grpc.BrokerStub(channel)
+                while not self.stop.is_set():
+                    values = [b"v-%08d" % (self.n + i) for i in range(10)]
+                    self.n += 10
+                    batch = encode_batch([(int(time.time() * 1000), None, v) for v in values])
+                    try:
+                        stub.Produce(pb.ProduceRequest(topic=TOPIC, partition=0, records=batch,
+                                                       acks=pb.ACKS_QUORUM, timeout_ms=3000),
+                                     timeout=4)
+                    except grpc.RpcError:
+                        break
+                    self.acked += values
+                    self.ack_times.append(time.monotonic())
+
+    def wait_acks(self, count: int, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.acked) < count and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(self.acked) >= count, f"only {len(self.acked)} acks"
+
+
+def replica_values(broker: BrokerProcess) -> list[bytes]:
+    log = PartitionLog.open(broker.data_dir / f"{TOPIC}-0", LogConfig())
+    try:
+        out: list[bytes] = []
+        offset = log.log_start_offset
+        while offset < log.log_end_offset:
+            result = log.read(offset, 1 << 22)
+            out += [r.value or b"" for r in iter_records(result.data) if r.offset >= offset]
+            if result.next_offset <= offset:
+                break
+            offset = result.next_offset
+        return out
+    finally:
+        log.close()
+
+
+def create_topic(cluster: ClusterProcesses) -> None:
+    with grpc.insecure_channel(cluster.brokers[0].address) as channel:
+        pb_grpc.AdminStub(channel).CreateTopic(
+            pb.CreateTopicRequest(name=TOPIC, partitions=1, replication_factor=3), timeout=30)
+
+
+def check_replicas(cluster: ClusterProcesses, acked: list[bytes]) -> None:
+    """Every replica holds the same records; each acknowledged one exactly once, in order."""
+    cluster.stop()
+    logs = [replica_values(b) for b in cluster.brokers]
+    assert logs[0] == logs[1] == logs[2], "replicas diverge"
+    stored = logs[0]
+    assert len(stored) == len(set(stored)), "a record is stored twice"
+    positions = {v: i for i, v in enumerate(stored)}
+    missing = [v for v in acked if v not in positions]
+    assert not missing, f"{len(missing)} acknowledged records lost, first {missing[0]!r}"
+    assert [positions[v] for v in acked] == sorted(positions[v] for v in acked)
+
+
+def wait_caught_up(cluster: ClusterProcesses, timeout: float = 30.0) -> None:
+    """Until every broker's replica reports the same high watermark as the leader's."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        marks = set()
+        for broker in cluster.brokers:
+            with grpc.insecure_channel(broker.address) as channel:
+                desc = pb_grpc.AdminStub(channel).DescribeTopic(
+                    pb.DescribeTopicRequest(name=TOPIC), timeout=5)
+                marks.add(desc.partitions[0].high_watermark)
+        if len(marks) == 1:
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"replicas did not converge: {marks}")
+
+
+@pytest.mark.timeout(180)
+def test_kill9_leader_under_load(cluster: ClusterProcesses) -> None:
+    create_topic(cluster)
+    writer = Writer(cluster)
+    writer.thread.start()
+    try:
+        writer.wait_acks(500)
+        victim = leader_of(cluster, set())
+        writer.down.add(victim)
+        killed_at = time.monotonic()
+        acked_before = len(writer.acked)
+        cluster.brokers[victim].kill9()
+        writer.wait_acks(acked_before + 500)  # a new leader takes writes
+        assert leader_of(cluster, writer.down) != victim
+        failover = min(t for t in writer.ack_times if t > killed_at) - killed_at
+        print(f"failover: first ack {failover:.3f}s after kill -9")
+        cluster.brokers[victim].start()
+        writer.down.discard(victim)
+        writer.wait_acks(len(writer.acked) + 200)
+    finally:
+        writer.stop.set()
+        writer.thread.join(timeout=30)
+    wait_caught_up(cluster)
+    check_replicas(cluster, writer.acked)
+
+
+@pytest.mark.timeout(180)
+def test_paused_leader_steps_down(cluster: ClusterProcesses) -> None:
+    create_topic(cluster)
+    writer = Writer(cluster)
+    writer.thread.start()
+    try:
+        writer.wait_acks(300)
+        victim = leader_of(cluster, set())
+        writer.down.add(victim)
+        cluster.brokers[victim].signal(signal.SIGSTOP)
+        try:
+            writer.wait_acks(len(writer.acked) + 300)  # the others elected a leader
+        finally:
+            cluster.brokers[victim].signal(signal.SIGCONT)
+        writer.down.discard(victim)
+        writer.wait_acks(len(writer.acked) + 300)
+        assert leader_of(cluster, set()) is not None
+    finally:
+        writer.stop.set()
+        writer.thread.join(timeout=30)
+    wait_caught_up(cluster)
+    check_replicas(cluster, writer.acked)
