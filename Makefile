@@ -32,5 +32,13 @@ lint: $(STAMP)
 	$(BIN)/ruff check odradek tests bench scripts
 	$(BIN)/mypy odradek
 
+# Deterministic simulation: SEEDS seeds over in-memory storage, then REAL_SEEDS seeds over
+# real partition logs with crash damage to unsynced writes (about 100 seeds/min).
+SEEDS ?= 2000
+REAL_SEEDS ?= 200
+sim: $(STAMP)
+	$(BIN)/python -m tests.sim.run --seeds $(SEEDS)
+	$(BIN)/python -m tests.sim.run --seeds $(REAL_SEEDS) --steps 1000 --real-storage
+
 clean:
 	rm -rf $(VENV) tests/node/node_modules .dev-data

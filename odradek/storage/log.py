@@ -7,6 +7,8 @@ Layout of a partition directory:
   recovery-point                    base offset of the active segment at the last flush:
                                     segments before it were fsynced whole
   .clean_shutdown                   written by close(), removed by open()
+  reset-to                          present only while reset_to() runs: open() completes
+                                    an interrupted reset (see reset_to)
 
 Thread safety: appends, truncation, retention, compaction and flush are serialized by the
 caller (the broker holds a per-partition lock); reads may run at the same time from another
@@ -49,6 +51,7 @@ log = logging.getLogger("odradek.storage")
 
 CLEAN_SHUTDOWN = ".clean_shutdown"
 RECOVERY_POINT = "recovery-point"
+RESET_MARKER = "reset-to"
 
 
 class OffsetOutOfRangeError(Exception):
@@ -111,6 +114,10 @@ class PartitionLog:
         if clean:
             marker.unlink()
         recovery_point = _read_recovery_point(directory)
+        reset = _read_reset_marker(directory)
+        if reset is not None:
+            _finish_reset(directory, reset)
+            recovery_point = reset
         cleaner.recover_interrupted(directory)
         bases = _cleanup_directory(directory)
         segments = _load_segments(directory, bases, config, clean, recovery_point)
@@ -311,6 +318,36 @@ class PartitionLog:
             log.info("truncated %s to offset %d (log end offset now %d)", self.directory,
                      offset, self.log_end_offset)
 
+    def reset_to(self, offset: int) -> None:
+        """Drops every segment and starts an empty log whose log start offset and log end
+        offset are both ``offset`` (a Raft follower installing a leader's snapshot).
+
+        Crash-safe: a marker file naming ``offset`` is made durable first; then the old
+        segments are deleted, the empty segment created and the directory fsynced; only
+        then is the marker removed (and that removal made durable). ``open`` finds a
+        marker left by a crash in between and completes the reset, so the log is either
+        the old one or the reset one, never a mix."""
+        self._check_open()
+        if offset < 0:
+            raise ValueError(f"cannot reset to negative offset {offset}")
+        with self._lock:
+            _write_reset_marker(self.directory, offset)
+            for seg in self._segments:
+                seg.delete_files()
+            self._segments = [LogSegment(self.directory, offset, truncate=True)]
+            self._bases = [offset]
+            self._segments[0].flush()
+            _write_recovery_point(self.directory, offset)
+            self._recovery_point = offset
+            fsync_dir(self.directory)
+            (self.directory / RESET_MARKER).unlink()
+            fsync_dir(self.directory)
+            self._dir_dirty = False
+            self._unflushed_messages = 0
+            self._active_since_ms = self._clock()
+            self._first_dirty = offset
+            log.info("reset %s to offset %d", self.directory, offset)
+
     # ------------------------------------------------------------------ flush
 
     def flush(self) -> None:
@@ -465,6 +502,49 @@ def _write_recovery_point(directory: Path, point: int) -> None:
     tmp = directory / (RECOVERY_POINT + ".tmp")
     tmp.write_text(f"{point}\n")
     os.replace(tmp, directory / RECOVERY_POINT)
+
+
+def _read_reset_marker(directory: Path) -> int | None:
+    try:
+        text = (directory / RESET_MARKER).read_text()
+    except FileNotFoundError:
+        return None
+    try:
+        return int(text.strip())
+    except ValueError:
+        # The marker is written to a temporary file, fsynced and renamed: a partial one
+        # cannot appear. Refuse to guess what an unreadable one meant.
+        raise ValueError(f"unreadable reset marker in {directory}: {text!r}") from None
+
+
+def _write_reset_marker(directory: Path, offset: int) -> None:
+    tmp = directory / (RESET_MARKER + ".tmp")
+    with open(tmp, "w") as f:
+        f.write(f"{offset}\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, directory / RESET_MARKER)
+    fsync_dir(directory)
+
+
+def _finish_reset(directory: Path, offset: int) -> None:
+    """Completes a reset_to(offset) interrupted by a crash: every segment goes, an empty
+    one based at offset takes their place, and the marker is removed last."""
+    log.warning("recovery: completing an interrupted reset of %s to offset %d",
+                directory, offset)
+    for path in sorted(directory.iterdir()):
+        name = path.name
+        for suffix in (LOG_SUFFIX, INDEX_SUFFIX, TIMEINDEX_SUFFIX):
+            if name.endswith(suffix) and parse_segment_name(name[: -len(suffix)]
+                                                            + LOG_SUFFIX) is not None:
+                path.unlink()
+    fresh = LogSegment(directory, offset, truncate=True)
+    fresh.flush()
+    fresh.close()
+    _write_recovery_point(directory, offset)
+    fsync_dir(directory)
+    (directory / RESET_MARKER).unlink()
+    fsync_dir(directory)
 
 
 def _cleanup_directory(directory: Path) -> list[int]:

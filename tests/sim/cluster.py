@@ -13,6 +13,7 @@ import random
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from odradek.raft import (
     ConfigChangeType,
@@ -34,12 +35,37 @@ from odradek.raft import (
 StorageFactory = Callable[[int, list[int]], PersistentLogStorage]
 
 
+class SimDisk(Protocol):
+    """Disks whose contents a crash can damage (tests/sim/real_storage.py): the cluster
+    opens each node's storage through it, asks it for client batches, and on a crash
+    hands it the node's unfinished write and takes back the reopened storage."""
+
+    stats: dict[str, int]
+    now_ms: Callable[[], int]
+
+    def open(self, node_id: int, voters: list[int]) -> PersistentLogStorage: ...
+
+    def proposal(self, seq: int, count: int) -> bytes: ...
+
+    def crash(self, node_id: int, pending: Ready | None,
+              rng: random.Random) -> PersistentLogStorage: ...
+
+    def close(self) -> None: ...
+
+
 class Violation(AssertionError):
     """A safety (or final liveness) property failed."""
 
 
-def replay_command(seed: int, steps: int, nodes: int) -> str:
-    return f"python -m tests.sim.run --seed {seed} --steps {steps} --nodes {nodes}"
+def replay_command(seed: int, steps: int, nodes: int, real_storage: bool = False) -> str:
+    cmd = f"python -m tests.sim.run --seed {seed} --steps {steps} --nodes {nodes}"
+    return cmd + " --real-storage" if real_storage else cmd
+
+
+def batch_payload(data: bytes) -> bytes:
+    """A stored RecordBatch without the fields the log rewrites (baseOffset and
+    partitionLeaderEpoch), to compare with what the client proposed."""
+    return data[8:12] + data[16:]
 
 
 @dataclass
@@ -163,12 +189,19 @@ class SimCluster:
         steps: int = 1000,
         verbose: bool = False,
         storage_factory: StorageFactory | None = None,
+        disk: SimDisk | None = None,
     ) -> None:
         self.seed = seed
         self.steps = steps
         self.verbose = verbose
         self.rng = random.Random(seed)
         self.p = SimParams.from_seed(self.rng, nodes)
+        self.disk = disk
+        if disk is not None:
+            # partition logs have no Raft snapshots (PartitionRaftStorage.compact refuses)
+            self.p.compaction = False
+            disk.now_ms = lambda: 1_700_000_000_000 + self.now * 10
+            storage_factory = disk.open
         self.net = SimNetwork(self.rng, self.p)
         self.now = 0
         self.trace: deque[str] = deque(maxlen=400)
@@ -201,7 +234,7 @@ class SimCluster:
     def fail(self, what: str) -> None:
         raise Violation(
             f"seed {self.seed}: {what}\n  replay: "
-            + replay_command(self.seed, self.steps, self.p.nodes)
+            + replay_command(self.seed, self.steps, self.p.nodes, self.disk is not None)
         )
 
     def _start(self, n: SimNode) -> None:
@@ -328,11 +361,17 @@ class SimCluster:
             self.fail(f"node {n.id} applies {e.index} after {n.applied}: gap")
         self._chain_check(n.id, e)
         if e.kind == EntryKind.NORMAL:
-            n.sm[e.index] = (e.term, e.data.decode())
+            n.sm[e.index] = (e.term, self._value(e.data))
         n.applied = e.last
         prop = self.pending_props.pop((n.id, e.index), None)
-        if prop is not None and prop[0] == e.term and prop[1] == e.data:
+        if prop is not None and prop[0] == e.term and self._same(prop[1], e.data):
             self._ack(e, prop[2], n)
+
+    def _value(self, data: bytes) -> str:
+        return data.decode() if self.disk is None else batch_payload(data).hex()
+
+    def _same(self, a: bytes, b: bytes) -> bool:
+        return a == b if self.disk is None else batch_payload(a) == batch_payload(b)
 
     def _ack(self, e: Entry, voters_then: int, n: SimNode) -> None:
         r = n.raft
@@ -358,7 +397,10 @@ class SimCluster:
 
     def _chain_check(self, node_id: int, e: Entry) -> None:
         c = self.chain.get(e.index)
-        key = (e.last, e.term, e.data, int(e.kind))
+        data = e.data
+        if self.disk is not None and e.kind == EntryKind.NORMAL:
+            data = batch_payload(data)
+        key = (e.last, e.term, data, int(e.kind))
         if c is None:
             if e.index != self.chain_end + 1:
                 self.fail(
@@ -465,6 +507,10 @@ class SimCluster:
             if n.raft is not None:
                 self._log(f"crash {n.id} (lost pending write: {n.pending is not None})")
                 n.raft = None
+                if self.disk is not None:
+                    n.storage = self.disk.crash(n.id, n.pending, rng)
+                    self._log(f"node {n.id} recovered: log {n.storage.first_index()}.."
+                              f"{n.storage.last_index()}")
                 n.pending = None
         elif kind == "restart":
             down = [n for n in self.nodes.values() if n.raft is None]
@@ -523,8 +569,11 @@ class SimCluster:
             return
         r = n.raft
         self.client_seq += 1
-        data = f"w{self.client_seq}".encode()
         count = self.rng.choice([1, 1, 2, 5])
+        if self.disk is None:
+            data = f"w{self.client_seq}".encode()
+        else:  # a real RecordBatch v2 whose records are the offsets it covers
+            data = self.disk.proposal(self.client_seq, count)
         try:
             idx = r.propose(data, count)
         except NotLeader as e:
@@ -538,9 +587,14 @@ class SimCluster:
 
     # ------------------------------------------------------------------ the run
     def run(self) -> dict[str, int]:
-        for _ in range(self.steps):
-            self.step()
-        self.finish()
+        try:
+            for _ in range(self.steps):
+                self.step()
+            self.finish()
+        finally:
+            if self.disk is not None:
+                self.disk.close()
+                self.stats.update(self.disk.stats)
         return self.stats
 
     def finish(self, quiesce: int = 3000) -> None:
@@ -580,7 +634,7 @@ class SimCluster:
                     self.fail(f"acked offset {index} not committed on node {v}")
                 if n.storage.term(index) != term and index > snap_index:
                     self.fail(f"acked offset {index} missing from node {v}'s log")
-                if n.sm.get(index) != (term, data.decode()):
+                if n.sm.get(index) != (term, self._value(data)):
                     self.fail(f"acked offset {index} missing from node {v}'s state machine")
 
     def _converged(self) -> bool:
@@ -623,6 +677,16 @@ def _brief(m: Message) -> str:
 
 def run_seed(seed: int, steps: int, nodes: int, verbose: bool = False) -> dict[str, int]:
     return SimCluster(seed, nodes=nodes, steps=steps, verbose=verbose).run()
+
+
+def make_cluster(seed: int, nodes: int, steps: int, verbose: bool = False,
+                 real_storage: bool = False) -> SimCluster:
+    """A cluster over MemoryStorage, or over real partition logs with crash damage."""
+    if not real_storage:
+        return SimCluster(seed, nodes=nodes, steps=steps, verbose=verbose)
+    from tests.sim.real_storage import RealDisk
+
+    return SimCluster(seed, nodes=nodes, steps=steps, verbose=verbose, disk=RealDisk())
 
 
 def nodes_for_seed(seed: int) -> int:

@@ -4,7 +4,13 @@ A Raft entry is one stored batch: index = baseOffset, count = lastOffsetDelta + 
 term = partitionLeaderEpoch. Besides the log, a partition keeps a small state file with
 what Raft must remember and the log cannot tell cheaply: the vote, the current term,
 the commit index, the offsets where each term began (Kafka's leader-epoch cache), the
-membership changes, and the voters the group started with."""
+membership changes, and the voters the group started with.
+
+Durability: everything the protocol hands over (entries, hard state, snapshots) is fsynced
+before the call returns, as Raft requires before the Ready's messages are sent. The state
+file is a cache of the log below ``scanned_to``; any change to the log below that point
+(truncation, snapshot install) first saves the state durably (write-ahead), so that after
+a crash the state file never describes log contents that are gone or replaced."""
 
 from __future__ import annotations
 
@@ -12,7 +18,7 @@ import bisect
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +35,7 @@ from odradek.raft import (
 from odradek.records import iter_batches
 from odradek.records.batch import set_offset_and_epoch
 from odradek.storage import PartitionLog
+from odradek.storage.cleaner import fsync_dir
 
 STATE_FILE = "raft-state.json"
 SCAN_CHUNK = 4 << 20
@@ -46,14 +53,18 @@ class RaftState:
     configs: list[tuple[int, list[int]]] = field(default_factory=list)
     # The log end offset up to which epochs and configs are known to be complete.
     scanned_to: int = 0
+    # Set while a snapshot install resets the log: a load completes the reset.
+    reset_to: int | None = None
 
 
 class PartitionRaftStorage:
     """Implements odradek.raft.PersistentLogStorage over a PartitionLog."""
 
-    def __init__(self, log: PartitionLog, initial_voters: Sequence[int]) -> None:
+    def __init__(self, log: PartitionLog, initial_voters: Sequence[int],
+                 clock: Callable[[], int] | None = None) -> None:
         self.log = log
         self.path = log_dir(log) / STATE_FILE
+        self._clock = clock or (lambda: int(time.time() * 1000))
         self.state = self._load(initial_voters)
         self._catch_up_scan()
 
@@ -64,9 +75,16 @@ class PartitionRaftStorage:
             state = RaftState(
                 term=raw["term"], vote=raw["vote"], commit=raw["commit"], voters=raw["voters"],
                 epochs=[(a, b) for a, b in raw["epochs"]],
-                configs=[(a, list(b)) for a, b in raw["configs"]], scanned_to=raw["scanned_to"])
+                configs=[(a, list(b)) for a, b in raw["configs"]], scanned_to=raw["scanned_to"],
+                reset_to=raw.get("reset_to"))
         except FileNotFoundError:
             state = RaftState(voters=sorted(initial_voters))
+        if state.reset_to is not None:
+            # A crash interrupted apply_snapshot after the state was saved: finish it.
+            self.log.reset_to(state.reset_to)
+            state.reset_to = None
+            self.state = state
+            self.save(sync=True)
         end = self.log.log_end_offset
         # Recovery may have cut the log's tail: forget what lay beyond the end.
         state.epochs = [(o, t) for o, t in state.epochs if o < end]
@@ -79,7 +97,7 @@ class PartitionRaftStorage:
         s = self.state
         data = json.dumps({"term": s.term, "vote": s.vote, "commit": s.commit,
                            "voters": s.voters, "epochs": s.epochs, "configs": s.configs,
-                           "scanned_to": s.scanned_to})
+                           "scanned_to": s.scanned_to, "reset_to": s.reset_to})
         tmp = self.path.with_suffix(".tmp")
         with open(tmp, "w") as f:
             f.write(data)
@@ -87,6 +105,8 @@ class PartitionRaftStorage:
                 f.flush()
                 os.fsync(f.fileno())
         os.replace(tmp, self.path)
+        if sync:
+            fsync_dir(self.path.parent)
 
     def _catch_up_scan(self) -> None:
         """Learns the terms and configs of batches written after the state file was saved."""
@@ -195,7 +215,7 @@ class PartitionRaftStorage:
         if first <= self.last_index():
             self.truncate(first)
         parts = []
-        now = int(time.time() * 1000)
+        now = self._clock()
         for e in entries:
             if e.kind == EntryKind.NORMAL:
                 buf = bytearray(e.data)
@@ -208,35 +228,53 @@ class PartitionRaftStorage:
             parts.append(bytes(buf))
             self._note(e.index, e.term)
         self.log.append_replicated(b"".join(parts))
+        # Raft counts these entries as stored once this returns (the follower acknowledges
+        # them, the leader counts itself in the quorum): they must survive a crash.
+        self.log.flush()
         self.state.scanned_to = self.log.log_end_offset
 
     def truncate(self, offset: int) -> None:
-        self.log.truncate_to(offset)
         s = self.state
         s.epochs = [(o, t) for o, t in s.epochs if o < offset]
         s.configs = [(o, v) for o, v in s.configs if o < offset]
         s.scanned_to = min(s.scanned_to, offset)
-        self.save(sync=False)
+        # Write-ahead: the durable state must stop vouching for the terms at and after
+        # offset before the log changes there, or a crash after new entries replace the
+        # old ones would pair the new batches with the old terms.
+        self.save(sync=True)
+        self.log.truncate_to(offset)
 
     def set_hard_state(self, hs: HardState) -> None:
         s = self.state
-        durable_change = hs.term != s.term or hs.vote != s.vote
+        if (hs.term, hs.vote, hs.commit) == (s.term, s.vote, s.commit):
+            return
         s.term, s.vote, s.commit = hs.term, hs.vote, hs.commit
-        if durable_change:
-            self.save(sync=True)
+        # All of it durable, the commit index included: the high watermark a restarted
+        # replica serves must not go back below what it already exposed.
+        self.save(sync=True)
 
     def apply_snapshot(self, snapshot: Snapshot) -> None:
-        start = snapshot.meta.index + 1
-        self.log.reset_to(start)
+        meta = snapshot.meta
+        start = meta.index + 1
         s = self.state
-        s.epochs = [(start, snapshot.meta.term)] if snapshot.meta.term else []
+        # The snapshot's term is the term of offset start - 1, the new log start - 1.
+        s.epochs = [(meta.index, meta.term)] if meta.term else []
         s.configs = []
-        s.voters = sorted(snapshot.meta.config.voters)
+        s.voters = sorted(meta.config.voters)
         s.scanned_to = start
+        s.commit = max(s.commit, meta.index)
+        s.reset_to = start  # a crash before the reset completes is finished by _load
+        self.save(sync=True)
+        self.log.reset_to(start)
+        s.reset_to = None
         self.save(sync=True)
 
     def compact(self, index: int, data: bytes) -> None:
-        raise NotImplementedError("partition logs are trimmed by retention, not snapshots")
+        """Not supported: a partition log is trimmed by retention (whole segments), not by
+        Raft snapshots of a state machine; a follower that falls below the leader's log
+        start is sent an empty snapshot (see ``snapshot``) and resets its log there."""
+        raise ValueError("partition logs are trimmed by retention, not by Raft snapshots "
+                         f"(compact at {index} refused)")
 
 
 def log_dir(log: PartitionLog) -> Path:
