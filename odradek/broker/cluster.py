@@ -72,8 +72,9 @@ class ClusterNode:
         self._peers_changed = peers_changed
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._rng = random.Random()
+        # The metadata log is small and precious: every entry is fsynced before it counts.
         self.meta_log = PartitionLog.open(settings.data_dir / META_GROUP,
-                                          LogConfig(retention_ms=-1))
+                                          LogConfig(retention_ms=-1, flush_messages=1))
         self.meta_storage = PartitionRaftStorage(self.meta_log, sorted(settings.voters))
         self.meta_node = RaftNode(self._raft_config(True), self.meta_storage, self._rng)
         self.host.add(RaftGroup(META_GROUP, self.meta_node, self.meta_storage,

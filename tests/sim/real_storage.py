@@ -149,7 +149,8 @@ class RealDisk:
         _install()
         self.root = Path(tempfile.mkdtemp(prefix="odradek-sim-")).resolve()
         self.prefix = str(self.root) + os.sep
-        self.config = LogConfig(segment_bytes=SEGMENT_BYTES, index_interval_bytes=INDEX_INTERVAL)
+        self.config = LogConfig(segment_bytes=SEGMENT_BYTES, index_interval_bytes=INDEX_INTERVAL,
+                                flush_messages=1)
         self.durable: dict[int, bytes] = {}
         self.storages: dict[int, PartitionRaftStorage] = {}
         self.voters: dict[int, list[int]] = {}
