@@ -20,12 +20,28 @@ from pathlib import Path
 import grpc
 
 from odradek.broker.errors import BrokerError
-from odradek.broker.metadata.commands import Command, PartitionLeader, decode_command
-from odradek.broker.metadata.image import MetadataImage, apply
+from odradek.broker.metadata.commands import (
+    Command,
+    PartitionLeader,
+    PartitionReplicas,
+    RegisterBroker,
+    decode_command,
+)
+from odradek.broker.metadata.image import MetadataImage, PartitionInfo, apply
+from odradek.broker.metadata.placement import reassignment_steps
 from odradek.broker.replication.host import RaftGroup, RaftHost
 from odradek.broker.replication.log_storage import PartitionRaftStorage
 from odradek.broker.replication.replica import ReplicatedPartition
-from odradek.raft import EntryKind, NotLeader, RaftConfig, RaftNode, Ready, Role
+from odradek.raft import (
+    ConfigChangeType,
+    EntryKind,
+    NotLeader,
+    ProposalDropped,
+    RaftConfig,
+    RaftNode,
+    Ready,
+    Role,
+)
 from odradek.records import encode_batch, iter_records
 from odradek.storage import LogConfig, PartitionLog
 from odradek.v1 import cluster_pb2, cluster_pb2_grpc
@@ -72,13 +88,19 @@ class ClusterNode:
         self._peers_changed = peers_changed
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._rng = random.Random()
-        # The metadata log is small and precious: every entry is fsynced before it counts.
-        self.meta_log = PartitionLog.open(settings.data_dir / META_GROUP,
-                                          LogConfig(retention_ms=-1, flush_messages=1))
-        self.meta_storage = PartitionRaftStorage(self.meta_log, sorted(settings.voters))
-        self.meta_node = RaftNode(self._raft_config(True), self.meta_storage, self._rng)
-        self.host.add(RaftGroup(META_GROUP, self.meta_node, self.meta_storage,
-                                _MetaListener(self)))
+        self._reported_configs: set[tuple[str, int, int]] = set()
+        self.voter = self.id in settings.voters
+        self._observed_controller: int | None = None
+        self.meta_log: PartitionLog | None = None
+        self.meta_node: RaftNode | None = None
+        if self.voter:
+            # The metadata log is small and precious: every entry is fsynced before it
+            # counts. Brokers that are not voters follow it through FetchMetadata.
+            self.meta_log = PartitionLog.open(settings.data_dir / META_GROUP,
+                                              LogConfig(retention_ms=-1, flush_messages=1))
+            storage = PartitionRaftStorage(self.meta_log, sorted(settings.voters))
+            self.meta_node = RaftNode(self._raft_config(True), storage, self._rng)
+            self.host.add(RaftGroup(META_GROUP, self.meta_node, storage, _MetaListener(self)))
 
     def _raft_config(self, entries: bool) -> RaftConfig:
         s = self.settings
@@ -96,15 +118,20 @@ class ClusterNode:
 
     @property
     def controller_id(self) -> int | None:
+        if self.meta_node is None:
+            return self._observed_controller
         return self.meta_node.leader
 
     def is_controller(self) -> bool:
-        return self.meta_node.is_leader()
+        return self.meta_node is not None and self.meta_node.is_leader()
 
     # --------------------------------------------------------------- lifecycle
     def start(self) -> None:
         self._spawn(self._register_loop())
         self._spawn(self._balance_loop())
+        self._spawn(self._reassign_loop())
+        if not self.voter:
+            self._spawn(self._observe_loop())
 
     async def stop(self) -> None:
         for task in list(self._tasks):
@@ -115,7 +142,8 @@ class ClusterNode:
         for key in list(self.partitions):
             self._close_partition(key, delete=False)
         self.host.remove(META_GROUP)
-        self.meta_log.close()
+        if self.meta_log is not None:
+            self.meta_log.close()
 
     def _spawn(self, coro: object) -> None:
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
@@ -146,6 +174,7 @@ class ClusterNode:
                 delay = min(delay * 2, 0.5)
 
     async def _propose_local(self, command: Command, deadline: float) -> int:
+        assert self.meta_node is not None
         data = encode_batch([(int(time.time() * 1000), None, command.encode())])
         offset = self.meta_node.propose(data, 1)
         self.host.schedule(META_GROUP)
@@ -197,20 +226,23 @@ class ClusterNode:
 
     # ------------------------------------------------------------ applying
     def apply_committed(self, ready: Ready) -> None:
-        changed = False
+        commands = []
         for entry in ready.committed_entries:
-            if entry.kind != EntryKind.NORMAL:
-                continue
-            for i, record in enumerate(iter_records(entry.data, verify=False)):
-                try:
-                    command = decode_command(record.value or b"")
-                except ValueError as exc:
-                    log.error("metadata entry at %d is not a command: %s", entry.index, exc)
-                    continue
-                self.image = apply(self.image, entry.index + i, command)
-                changed = True
-        if not changed:
+            if entry.kind == EntryKind.NORMAL:
+                commands += [(entry.index + i, record.value or b"") for i, record in
+                             enumerate(iter_records(entry.data, verify=False))]
+        self._apply_commands(commands)
+
+    def _apply_commands(self, commands: list[tuple[int, bytes]]) -> None:
+        if not commands:
             return
+        for offset, value in commands:
+            try:
+                command = decode_command(value)
+            except ValueError as exc:
+                log.error("metadata entry at %d is not a command: %s", offset, exc)
+                continue
+            self.image = apply(self.image, offset, command)
         last = self.image.last_offset
         keep = []
         for offset, future in self._applied_waiters:
@@ -224,6 +256,55 @@ class ClusterNode:
         event.set()
         self.reconcile()
 
+    # ------------------------------------------------------------ observers
+    async def read_metadata(self, offset: int, max_wait_s: float) -> tuple[bytes, int]:
+        """Committed metadata batches from offset (for observers); long-polls."""
+        if self.meta_log is None:
+            raise BrokerError(grpc.StatusCode.UNAVAILABLE, "NOT_CONTROLLER",
+                              f"broker {self.id} is not a metadata voter")
+        deadline = time.monotonic() + max_wait_s
+        while True:
+            applied_end = self.image.last_offset + 1
+            start = max(offset, self.meta_log.log_start_offset)
+            if start < applied_end:
+                result = self.meta_log.read(start, 1 << 20, max_offset=applied_end)
+                return result.data, result.next_offset
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return b"", offset
+            event = self._image_changed
+            try:
+                await asyncio.wait_for(event.wait(), remaining)
+            except TimeoutError:
+                pass
+
+    async def _observe_loop(self) -> None:
+        offset = 0
+        voters = sorted(self.settings.voters)
+        turn = 0
+        while True:
+            target = self._observed_controller
+            if target is None or target not in self.settings.voters:
+                target = voters[turn % len(voters)]
+                turn += 1
+            address = self.address_of(target)
+            if address is None:
+                await asyncio.sleep(0.2)
+                continue
+            stub = cluster_pb2_grpc.ControllerStub(self._channel(address))  # type: ignore[no-untyped-call]
+            try:
+                reply = await stub.FetchMetadata(
+                    cluster_pb2.FetchMetadataRequest(offset=offset, max_wait_ms=2000), timeout=5)
+            except grpc.aio.AioRpcError:
+                self._observed_controller = None
+                await asyncio.sleep(0.2)
+                continue
+            self._observed_controller = reply.controller_id if reply.controller_id >= 0 else None
+            # iter_records skips control batches (Raft's no-ops and membership changes).
+            self._apply_commands([(record.offset, record.value or b"")
+                                  for record in iter_records(reply.records)])
+            offset = max(offset, reply.next_offset)
+
     def reconcile(self) -> None:
         """Opens the replicas the image gives this broker and closes the others."""
         wanted: dict[tuple[str, int], tuple[str, tuple[int, ...]]] = {}
@@ -235,6 +316,8 @@ class ClusterNode:
             if key not in wanted or self._topic_ids.get(key) != wanted[key][0]:
                 self._close_partition(key, delete=True)
         for key, (topic_id, replicas) in wanted.items():
+            if self.id not in replicas:
+                replicas = ()  # joining through a reassignment: the leader adds us
             config = LogConfig.from_dict(self.image.topics[key[0]].configs,
                                          base=self.settings.topic_defaults)
             partition = self.partitions.get(key)
@@ -284,8 +367,6 @@ class ClusterNode:
             log.warning("could not report %s: %s", command, exc.message)
 
     async def _register_loop(self) -> None:
-        from odradek.broker.metadata.commands import RegisterBroker
-
         s = self.settings
         me = RegisterBroker(s.broker_id, s.host, s.port, s.rack)
         while True:
@@ -314,6 +395,58 @@ class ClusterNode:
                 if progress is not None and progress.match >= node.last_index:
                     node.transfer_leadership(preferred)
                     self.host.schedule(partition_group(topic, index))
+
+
+    async def _reassign_loop(self) -> None:
+        """The leader of a partition under reassignment walks it to its target one
+        membership change at a time, and reports each committed change to the metadata."""
+        while True:
+            await asyncio.sleep(0.2)
+            for (topic, index), partition in list(self.partitions.items()):
+                info = self.image.partition(topic, index)
+                if info is not None and partition.node.is_leader():
+                    try:
+                        self._reassign_step(topic, index, partition, info)
+                    except (NotLeader, ProposalDropped, ValueError) as exc:
+                        log.debug("reassignment of %s-%d waits: %s", topic, index, exc)
+
+    def _reassign_step(self, topic: str, index: int, partition: ReplicatedPartition,
+                       info: PartitionInfo) -> None:
+        node = partition.node
+        if node.config_index > node.commit_index:
+            return  # a change is still being committed
+        voters = node.config.voters
+        order = list(info.target_replicas or ()) + list(info.replicas)
+        current = tuple(sorted(voters, key=lambda b: order.index(b) if b in order else 99))
+        key = (topic, index, node.config_index)
+        if set(info.replicas) != voters and node.config_index >= 0:
+            if key not in self._reported_configs:
+                self._reported_configs.add(key)
+                self._spawn(self._report(PartitionReplicas(
+                    topic, index, current, node.config_index, self._topic_ids.get((topic, index)))))
+            return
+        target = info.target_replicas
+        if target is None or set(target) == voters:
+            return
+        steps = reassignment_steps(current, target, leader=self.id)
+        if not steps:
+            return
+        kind, broker = steps[0]
+        group = partition_group(topic, index)
+        if kind == "add":
+            node.propose_config_change(ConfigChangeType.ADD_VOTER, broker)
+        else:
+            lagging = [b for b in voters & set(target) if b != self.id and (
+                (p := node.progress.get(b)) is None or p.match < node.commit_index)]
+            if lagging:
+                return  # let the new replicas catch up before giving up an old one
+            if broker == self.id:
+                successors = [b for b in target if b in voters and b != self.id]
+                if successors:
+                    node.transfer_leadership(successors[0])
+            else:
+                node.propose_config_change(ConfigChangeType.REMOVE_VOTER, broker)
+        self.host.schedule(group)
 
 
 class _Retry(Exception):

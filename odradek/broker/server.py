@@ -80,7 +80,7 @@ class Broker:
             broker_id=s.broker_id, host=s.host, port=self.port, data_dir=s.data_dir,
             voters=voters, rack=s.rack, topic_defaults=self.defaults,
             tick_interval_s=s.tick_interval_ms / 1000, cluster_id=_cluster_id(voters))
-        self.cluster = ClusterNode(cluster_settings, self.host)
+        self.cluster = ClusterNode(cluster_settings, self.host, self._sync_peers)
         admin = TopicAdmin(self.cluster, self.defaults, s.default_replication_factor)
         pb_grpc.add_BrokerServicer_to_server(BrokerService(admin), self.server)  # type: ignore[no-untyped-call]
         pb_grpc.add_AdminServicer_to_server(AdminService(admin), self.server)  # type: ignore[no-untyped-call]
@@ -122,6 +122,15 @@ class Broker:
         for service in ("", *services):
             await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
         log.info("broker %d registered with the cluster and serving", me)
+
+    def _sync_peers(self) -> None:
+        """Every registered broker is a transport peer: a lower id can only be reached
+        over the stream it dials, so it must dial each broker it may hear from."""
+        if self.cluster is None or self.transport is None:
+            return
+        for broker_id in self.cluster.image.brokers:
+            if broker_id != self.settings.broker_id:
+                self.transport.add_peer(broker_id)
 
     def _resolve(self, broker_id: int) -> str | None:
         return self.cluster.address_of(broker_id) if self.cluster is not None else None

@@ -36,7 +36,7 @@ def rpc(method: Handler[T]) -> Handler[T]:
             return await method(self, request, context)
         except ForwardedError as exc:
             await context.abort(exc.error.code(), exc.error.details() or "",
-                                exc.error.trailing_metadata())
+                                tuple(exc.error.trailing_metadata() or ()))
             raise AssertionError("abort returned") from exc
         except Exception as exc:
             error = to_broker_error(exc)
@@ -205,6 +205,22 @@ class AdminService(pb_grpc.AdminServicer):
                                                   request.validate_only)
 
 
+    @rpc
+    async def ReassignPartition(self, request: pb.ReassignPartitionRequest,
+                                context: grpc.aio.ServicerContext) -> pb.TopicDescription:
+        if not self.admin.cluster.is_controller():
+            return await self.admin.forward("ReassignPartition", request)  # type: ignore[no-any-return]
+        return await self.admin.reassign_partition(request.topic, request.partition,
+                                                   list(request.replicas), request.validate_only)
+
+    @rpc
+    async def DrainBroker(self, request: pb.DrainBrokerRequest,
+                          context: grpc.aio.ServicerContext) -> pb.DrainBrokerResponse:
+        if not self.admin.cluster.is_controller():
+            return await self.admin.forward("DrainBroker", request)  # type: ignore[no-any-return]
+        return await self.admin.drain_broker(request.broker_id, request.validate_only)
+
+
 class ControllerService(cluster_pb2_grpc.ControllerServicer):
     def __init__(self, admin: TopicAdmin) -> None:
         self.admin = admin
@@ -214,3 +230,14 @@ class ControllerService(cluster_pb2_grpc.ControllerServicer):
                       context: grpc.aio.ServicerContext) -> cluster_pb2.ProposeResponse:
         offset = await self.admin.propose_as_controller(request.command)
         return cluster_pb2.ProposeResponse(offset=offset)
+
+    @rpc
+    async def FetchMetadata(self, request: cluster_pb2.FetchMetadataRequest,
+                            context: grpc.aio.ServicerContext) -> cluster_pb2.FetchMetadataResponse:
+        cluster = self.admin.cluster
+        wait = min(max(request.max_wait_ms, 0), MAX_WAIT_MS) / 1000
+        data, next_offset = await cluster.read_metadata(request.offset, wait)
+        controller = cluster.controller_id
+        return cluster_pb2.FetchMetadataResponse(
+            records=data, next_offset=next_offset,
+            controller_id=-1 if controller is None else controller)

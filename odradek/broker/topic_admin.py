@@ -17,10 +17,16 @@ from odradek.broker.errors import BrokerError, invalid_request, unknown_topic
 from odradek.broker.metadata.commands import (
     AlterTopicConfigs,
     DeleteTopic,
+    ReassignPartition,
     decode_command,
     freeze_configs,
 )
-from odradek.broker.metadata.controller import plan_create_partitions, plan_create_topic
+from odradek.broker.metadata.controller import (
+    plan_create_partitions,
+    plan_create_topic,
+    plan_drain,
+    plan_reassignment,
+)
 from odradek.broker.metadata.image import PartitionInfo
 from odradek.broker.metadata.validation import require_topic, validate_delete_topic
 from odradek.broker.names import check_topic_name
@@ -118,6 +124,29 @@ class TopicAdmin:
                                         LEADER_WAIT_S)
         return self.describe(name)
 
+    async def reassign_partition(self, topic: str, index: int, replicas: list[int],
+                                 validate_only: bool) -> pb.TopicDescription:
+        command = plan_reassignment(self.cluster.image, topic, index, replicas)
+        if not validate_only:
+            await self.cluster.propose(command)
+        return self.describe(topic)
+
+    async def drain_broker(self, broker_id: int, validate_only: bool) -> pb.DrainBrokerResponse:
+        image = self.cluster.image
+        commands = plan_drain(image, broker_id)
+        moves = []
+        for command in commands:
+            if isinstance(command, ReassignPartition):
+                info = image.partition(command.topic, command.partition)
+                moves.append(pb.PartitionMove(
+                    topic=command.topic, partition=command.partition,
+                    from_replicas=list(info.replicas) if info else [],
+                    to_replicas=list(command.replicas)))
+        if not validate_only:
+            for command in commands:
+                await self.cluster.propose(command)
+        return pb.DrainBrokerResponse(moves=moves)
+
     async def propose_as_controller(self, data: bytes) -> int:
         if not self.cluster.is_controller():
             address = self.cluster.address_of(self.cluster.controller_id)
@@ -186,18 +215,21 @@ class TopicAdmin:
                                    brokers=brokers, topics=topics)
 
     def partition_info(self, topic: str, index: int, info: PartitionInfo) -> pb.PartitionInfo:
-        replicas = list(info.effective_replicas)
+        replicas = list(info.replicas)
         leader, term, isr = info.leader, info.leader_term, replicas
         local = self.cluster.partitions.get((topic, index))
         if local is not None and local.node.is_leader():
             leader, term = self.cluster.id, local.node.term
             node = local.node
+            voters = set(node.config.voters)
+            replicas = [r for r in replicas if r in voters] + sorted(voters - set(replicas))
             isr = [r for r in replicas
                    if r == self.cluster.id or (
                        (p := node.progress.get(r)) is not None and p.recent_active
                        and p.match >= node.commit_index)]
         return pb.PartitionInfo(partition=index, leader=leader, replicas=replicas,
-                                in_sync_replicas=isr, leader_epoch=max(term, 0))
+                                in_sync_replicas=isr, leader_epoch=max(term, 0),
+                                target_replicas=list(info.target_replicas or ()))
 
 
 def _all_led(topic: Any) -> bool:

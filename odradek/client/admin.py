@@ -108,6 +108,34 @@ class Admin:
 
         return await self._cluster.any_broker(call)
 
+    async def reassign_partition(
+        self, topic: str, partition: int, replicas: list[int], validate_only: bool = False,
+    ) -> pb.TopicDescription:
+        """Moves a partition's replicas to `replicas` (the first is the preferred leader).
+        Returns at once; the move runs in the background (see target_replicas)."""
+        request = pb.ReassignPartitionRequest(
+            topic=topic, partition=partition, replicas=replicas, validate_only=validate_only)
+
+        async def call(address: str) -> pb.TopicDescription:
+            resp: pb.TopicDescription = await self._cluster.admin_stub(
+                address).ReassignPartition(request, timeout=self._timeout)
+            return resp
+
+        return await self._cluster.any_broker(call)
+
+    async def drain_broker(
+        self, broker_id: int, validate_only: bool = False,
+    ) -> pb.DrainBrokerResponse:
+        """Moves every replica off a broker; returns the moves planned."""
+        request = pb.DrainBrokerRequest(broker_id=broker_id, validate_only=validate_only)
+
+        async def call(address: str) -> pb.DrainBrokerResponse:
+            resp: pb.DrainBrokerResponse = await self._cluster.admin_stub(
+                address).DrainBroker(request, timeout=self._timeout)
+            return resp
+
+        return await self._cluster.any_broker(call)
+
     async def create_partitions(
         self, name: str, total: int, validate_only: bool = False,
     ) -> pb.TopicDescription:

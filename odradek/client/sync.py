@@ -195,6 +195,14 @@ class SyncAdmin(_SyncBase):
     def list_topics(self, include_internal: bool = False) -> list[pb.TopicSummary]:
         return self._call(self._admin.list_topics(include_internal))
 
+    def reassign_partition(self, topic: str, partition: int, replicas: list[int],
+                           validate_only: bool = False) -> pb.TopicDescription:
+        return self._call(self._admin.reassign_partition(topic, partition, replicas,
+                                                         validate_only))
+
+    def drain_broker(self, broker_id: int, validate_only: bool = False) -> pb.DrainBrokerResponse:
+        return self._call(self._admin.drain_broker(broker_id, validate_only))
+
     def describe_topic(self, name: str) -> pb.TopicDescription:
         return self._call(self._admin.describe_topic(name))
 

@@ -108,6 +108,11 @@ class RaftNode:
     def last_index(self) -> int:
         return self.log.last_index()
 
+    @property
+    def config_index(self) -> int:
+        """Offset of the latest membership change in the log (NO_INDEX if none)."""
+        return self._config_log[-1][0] if self._config_log else NO_INDEX
+
     def is_leader(self) -> bool:
         return self.role == Role.LEADER
 

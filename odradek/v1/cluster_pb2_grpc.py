@@ -39,6 +39,11 @@ class ControllerStub:
                 request_serializer=odradek_dot_v1_dot_cluster__pb2.ProposeRequest.SerializeToString,
                 response_deserializer=odradek_dot_v1_dot_cluster__pb2.ProposeResponse.FromString,
                 _registered_method=True)
+        self.FetchMetadata = channel.unary_unary(
+                '/odradek.v1.Controller/FetchMetadata',
+                request_serializer=odradek_dot_v1_dot_cluster__pb2.FetchMetadataRequest.SerializeToString,
+                response_deserializer=odradek_dot_v1_dot_cluster__pb2.FetchMetadataResponse.FromString,
+                _registered_method=True)
 
 
 class ControllerServicer:
@@ -52,6 +57,14 @@ class ControllerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FetchMetadata(self, request, context):
+        """Committed metadata log entries from an offset, for brokers that are not voters
+        (observers); long-polls up to max_wait_ms when there is nothing new.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControllerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -59,6 +72,11 @@ def add_ControllerServicer_to_server(servicer, server):
                     servicer.Propose,
                     request_deserializer=odradek_dot_v1_dot_cluster__pb2.ProposeRequest.FromString,
                     response_serializer=odradek_dot_v1_dot_cluster__pb2.ProposeResponse.SerializeToString,
+            ),
+            'FetchMetadata': grpc.unary_unary_rpc_method_handler(
+                    servicer.FetchMetadata,
+                    request_deserializer=odradek_dot_v1_dot_cluster__pb2.FetchMetadataRequest.FromString,
+                    response_serializer=odradek_dot_v1_dot_cluster__pb2.FetchMetadataResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -88,6 +106,33 @@ class Controller:
             '/odradek.v1.Controller/Propose',
             odradek_dot_v1_dot_cluster__pb2.ProposeRequest.SerializeToString,
             odradek_dot_v1_dot_cluster__pb2.ProposeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FetchMetadata(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/odradek.v1.Controller/FetchMetadata',
+            odradek_dot_v1_dot_cluster__pb2.FetchMetadataRequest.SerializeToString,
+            odradek_dot_v1_dot_cluster__pb2.FetchMetadataResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -317,6 +317,16 @@ class AdminStub:
                 request_serializer=odradek_dot_v1_dot_odradek__pb2.CreatePartitionsRequest.SerializeToString,
                 response_deserializer=odradek_dot_v1_dot_odradek__pb2.TopicDescription.FromString,
                 _registered_method=True)
+        self.ReassignPartition = channel.unary_unary(
+                '/odradek.v1.Admin/ReassignPartition',
+                request_serializer=odradek_dot_v1_dot_odradek__pb2.ReassignPartitionRequest.SerializeToString,
+                response_deserializer=odradek_dot_v1_dot_odradek__pb2.TopicDescription.FromString,
+                _registered_method=True)
+        self.DrainBroker = channel.unary_unary(
+                '/odradek.v1.Admin/DrainBroker',
+                request_serializer=odradek_dot_v1_dot_odradek__pb2.DrainBrokerRequest.SerializeToString,
+                response_deserializer=odradek_dot_v1_dot_odradek__pb2.DrainBrokerResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -359,6 +369,22 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReassignPartition(self, request, context):
+        """Moves a partition's replicas to the given brokers, one membership change at a time
+        (add, catch up, remove); the first broker listed becomes the preferred leader.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DrainBroker(self, request, context):
+        """Moves every replica off a broker (for scale-down or maintenance) and stops placing
+        new replicas on it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -391,6 +417,16 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.CreatePartitions,
                     request_deserializer=odradek_dot_v1_dot_odradek__pb2.CreatePartitionsRequest.FromString,
                     response_serializer=odradek_dot_v1_dot_odradek__pb2.TopicDescription.SerializeToString,
+            ),
+            'ReassignPartition': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReassignPartition,
+                    request_deserializer=odradek_dot_v1_dot_odradek__pb2.ReassignPartitionRequest.FromString,
+                    response_serializer=odradek_dot_v1_dot_odradek__pb2.TopicDescription.SerializeToString,
+            ),
+            'DrainBroker': grpc.unary_unary_rpc_method_handler(
+                    servicer.DrainBroker,
+                    request_deserializer=odradek_dot_v1_dot_odradek__pb2.DrainBrokerRequest.FromString,
+                    response_serializer=odradek_dot_v1_dot_odradek__pb2.DrainBrokerResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -556,6 +592,60 @@ class Admin:
             '/odradek.v1.Admin/CreatePartitions',
             odradek_dot_v1_dot_odradek__pb2.CreatePartitionsRequest.SerializeToString,
             odradek_dot_v1_dot_odradek__pb2.TopicDescription.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReassignPartition(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/odradek.v1.Admin/ReassignPartition',
+            odradek_dot_v1_dot_odradek__pb2.ReassignPartitionRequest.SerializeToString,
+            odradek_dot_v1_dot_odradek__pb2.TopicDescription.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DrainBroker(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/odradek.v1.Admin/DrainBroker',
+            odradek_dot_v1_dot_odradek__pb2.DrainBrokerRequest.SerializeToString,
+            odradek_dot_v1_dot_odradek__pb2.DrainBrokerResponse.FromString,
             options,
             channel_credentials,
             insecure,

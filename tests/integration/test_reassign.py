@@ -1,0 +1,94 @@
+"""Moving replicas between real broker processes: reassignment and draining a broker,
+by single-server membership changes, while the data stays readable."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from odradek.client import SyncAdmin, SyncProducer
+from odradek.v1 import odradek_pb2 as pb
+from tests.brokers import ClusterProcesses
+from tests.integration.test_cluster import replica_values
+
+
+@pytest.fixture
+def cluster4(tmp_path: Path) -> Iterator[ClusterProcesses]:
+    procs = ClusterProcesses(tmp_path, count=4).start()
+    try:
+        yield procs
+    finally:
+        procs.stop()
+
+
+def wait_replicas(admin: SyncAdmin, topic: str, partition: int, want: list[int],
+                  timeout: float = 60.0) -> pb.PartitionInfo:
+    deadline = time.monotonic() + timeout
+    info = None
+    while time.monotonic() < deadline:
+        info = admin.describe_topic(topic).partitions[partition].info
+        if list(info.replicas) == want and not info.target_replicas and info.leader >= 0:
+            return info
+        time.sleep(0.1)
+    raise TimeoutError(f"replicas of {topic}-{partition} stuck at {info}")
+
+
+@pytest.mark.timeout(180)
+def test_reassign_partition_to_another_broker(cluster4: ClusterProcesses) -> None:
+    admin = SyncAdmin(cluster4.bootstrap)
+    try:
+        admin.create_topic("ledger", partitions=1, replication_factor=3)
+        start = list(admin.describe_topic("ledger").partitions[0].info.replicas)
+        spare = ({0, 1, 2, 3} - set(start)).pop()
+        target = [spare, *start[1:]]
+        with SyncProducer(cluster4.bootstrap) as producer:
+            for i in range(200):
+                producer.send("ledger", b"before-%d" % i).result(timeout=30)
+        admin.reassign_partition("ledger", 0, target)
+        wait_replicas(admin, "ledger", 0, target)
+        with SyncProducer(cluster4.bootstrap) as producer:
+            for i in range(200):
+                producer.send("ledger", b"after-%d" % i).result(timeout=30)
+        with pytest.raises(Exception, match="INVALID_REPLICA_ASSIGNMENT|BROKER_NOT_AVAILABLE"):
+            admin.reassign_partition("ledger", 0, [0, 0, 1])
+    finally:
+        admin.close()
+    removed = cluster4.brokers[start[0]]
+    deadline = time.monotonic() + 30
+    while (removed.data_dir / "ledger-0").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not (removed.data_dir / "ledger-0").exists(), "the old replica was not removed"
+    cluster4.stop()
+    expected = [b"before-%d" % i for i in range(200)] + [b"after-%d" % i for i in range(200)]
+    assert replica_values(cluster4.brokers[spare]) == expected
+    for broker_id in target:
+        assert replica_values(cluster4.brokers[broker_id]) == expected
+
+
+@pytest.mark.timeout(180)
+def test_drain_broker_moves_every_replica(cluster4: ClusterProcesses) -> None:
+    admin = SyncAdmin(cluster4.bootstrap)
+    try:
+        admin.create_topic("spread", partitions=4, replication_factor=2)
+        plan = admin.drain_broker(3, validate_only=True)
+        before = admin.describe_topic("spread")
+        assert len(plan.moves) == sum(3 in p.info.replicas for p in before.partitions)
+        admin.drain_broker(3)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            parts = admin.describe_topic("spread").partitions
+            if all(3 not in p.info.replicas and not p.info.target_replicas
+                   and len(p.info.replicas) == 2 for p in parts):
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError(f"drain did not finish: {parts}")
+        admin.create_topic("after-drain", partitions=6, replication_factor=2)
+        placed = admin.describe_topic("after-drain").partitions
+        assert all(3 not in p.info.replicas for p in placed), "placed on a draining broker"
+    finally:
+        admin.close()
+
