@@ -339,8 +339,9 @@ class ClusterNode:
         storage = PartitionRaftStorage(plog, replicas)
         node = RaftNode(self._raft_config(False), storage, self._rng)
         name = partition_group(topic, index)
-        partition = ReplicatedPartition(topic, index, plog, node,
-                                        lambda: self.host.schedule(name), self.address_of)
+        partition = ReplicatedPartition(
+            topic, index, plog, node, lambda: self.host.schedule(name), self.address_of,
+            liveness_s=self.settings.tick_interval_s * self.settings.election_ticks)
         partition.on_leader_change = self._leader_changed
         self.partitions[key] = partition
         self._topic_ids[key] = topic_id
@@ -459,6 +460,9 @@ class _MetaListener:
         self._role = Role.FOLLOWER
 
     def on_persisted(self, ready: Ready) -> None:
+        pass
+
+    def heard_from(self, node_id: int) -> None:
         pass
 
     def on_ready(self, ready: Ready) -> None:

@@ -189,3 +189,48 @@ def test_paused_leader_steps_down(cluster: ClusterProcesses) -> None:
         writer.thread.join(timeout=30)
     wait_caught_up(cluster)
     check_replicas(cluster, writer.acked)
+
+
+@pytest.mark.timeout(120)
+def test_min_insync_replicas_refuses_writes_without_enough_replicas(
+        cluster: ClusterProcesses) -> None:
+    with grpc.insecure_channel(cluster.brokers[0].address) as channel:
+        pb_grpc.AdminStub(channel).CreateTopic(pb.CreateTopicRequest(
+            name=TOPIC, partitions=1, replication_factor=3,
+            configs={"min.insync.replicas": "3"}), timeout=30)
+    leader = leader_of(cluster, set())
+    follower = (leader + 1) % 3
+    batch = encode_batch([(1, None, b"x")])
+    request = pb.ProduceRequest(topic=TOPIC, partition=0, records=batch)
+    with grpc.insecure_channel(cluster.brokers[leader].address) as channel:
+        stub = pb_grpc.BrokerStub(channel)
+        stub.Produce(request, timeout=10)
+        cluster.brokers[follower].kill9()
+        deadline = time.monotonic() + 20
+        error = None
+        while time.monotonic() < deadline:
+            try:
+                stub.Produce(request, timeout=10)
+            except grpc.RpcError as exc:
+                error = exc
+                break
+            time.sleep(0.1)
+        assert error is not None and error.code() == grpc.StatusCode.UNAVAILABLE
+        assert "NOT_ENOUGH_REPLICAS" in str(error.trailing_metadata()) or \
+            "min.insync.replicas=3" in (error.details() or "")
+        before = stub.ListOffsets(pb.ListOffsetsRequest(
+            topic=TOPIC, partition=0, spec=pb.OFFSET_SPEC_LATEST), timeout=5).offset
+        # acks=leader does not wait for replicas, so min.insync.replicas does not apply
+        stub.Produce(pb.ProduceRequest(topic=TOPIC, partition=0, records=batch,
+                                       acks=pb.ACKS_LEADER), timeout=10)
+        cluster.brokers[follower].start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                reply = stub.Produce(request, timeout=10)
+                break
+            except grpc.RpcError:
+                time.sleep(0.2)
+        else:
+            raise AssertionError("writes not accepted after the replica returned")
+        assert reply.base_offset >= before

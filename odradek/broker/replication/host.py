@@ -27,6 +27,9 @@ class GroupListener(Protocol):
     def on_ready(self, ready: Ready) -> None:
         """After the Ready was carried out: commit index, role and leader are current."""
 
+    def heard_from(self, node_id: int) -> None:
+        """A message from another replica of the group arrived."""
+
 
 class RaftGroup:
     def __init__(self, name: str, node: RaftNode, storage: PersistentLogStorage,
@@ -71,6 +74,7 @@ class RaftHost:
         group = self.groups.get(group_name)
         if group is None:
             return  # a group we no longer (or do not yet) host: Raft tolerates the loss
+        group.listener.heard_from(message.from_id)
         group.node.step(message)
         self.schedule(group_name)
 

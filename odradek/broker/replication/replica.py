@@ -32,7 +32,8 @@ class _Pending:
 
 class ReplicatedPartition:
     def __init__(self, topic: str, index: int, log: PartitionLog, node: RaftNode,
-                 schedule: Callable[[], None], leader_address: LeaderAddress) -> None:
+                 schedule: Callable[[], None], leader_address: LeaderAddress,
+                 liveness_s: float = 1.0) -> None:
         self.topic = topic
         self.index = index
         self.log = log
@@ -46,6 +47,9 @@ class ReplicatedPartition:
         self.lock = asyncio.Lock()
         self.on_leader_change: Callable[[ReplicatedPartition], None] | None = None
         self._last_leader: int | None = None
+        # A follower heard from within liveness_s counts as in sync for min.insync.replicas.
+        self.liveness_s = liveness_s
+        self._heard: dict[int, float] = {}
 
     @property
     def leader(self) -> int | None:
@@ -63,6 +67,8 @@ class ReplicatedPartition:
             raise self.not_leader_error()
         config = self.log.config
         headers = validate_batches(records, config.max_message_bytes)
+        if quorum:
+            self._check_in_sync(config.min_insync_replicas)
         append_time = -1
         buf = bytearray(records)
         if config.log_append_time:
@@ -97,7 +103,28 @@ class ReplicatedPartition:
         max_ts = max(h.max_timestamp for h in headers)
         return AppendInfo(base, last, append_time, append_time if append_time >= 0 else max_ts)
 
+    def in_sync_replicas(self) -> list[int]:
+        """The leader and the followers it heard from recently."""
+        now = time.monotonic()
+        me = self.node.id
+        return [v for v in sorted(self.node.config.voters)
+                if v == me or now - self._heard.get(v, -1e9) <= self.liveness_s]
+
+    def _check_in_sync(self, min_insync: int) -> None:
+        voters = len(self.node.config.voters)
+        needed = max(min_insync, voters // 2 + 1)
+        live = len(self.in_sync_replicas())
+        if live < needed:
+            raise BrokerError(
+                grpc.StatusCode.UNAVAILABLE, "NOT_ENOUGH_REPLICAS",
+                f"partition {self.index} of topic {self.topic!r} has {live} of {voters} "
+                f"replicas in sync; a write needs {needed} (a majority and "
+                f"min.insync.replicas={min_insync})", self._where())
+
     # ---------------------------------------------------------------- Raft listener
+    def heard_from(self, node_id: int) -> None:
+        self._heard[node_id] = time.monotonic()
+
     def on_persisted(self, ready: Ready) -> None:
         if not ready.entries_to_persist or not self._pending:
             return
