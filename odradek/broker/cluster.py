@@ -27,10 +27,17 @@ from odradek.broker.metadata.commands import (
     RegisterBroker,
     decode_command,
 )
-from odradek.broker.metadata.image import MetadataImage, PartitionInfo, apply
+from odradek.broker.metadata.image import (
+    MetadataImage,
+    PartitionInfo,
+    apply,
+    decode_snapshot,
+    encode_snapshot,
+)
 from odradek.broker.metadata.placement import reassignment_steps
 from odradek.broker.replication.host import RaftGroup, RaftHost
 from odradek.broker.replication.log_storage import PartitionRaftStorage
+from odradek.broker.replication.meta_storage import MetadataRaftStorage
 from odradek.broker.replication.replica import ReplicatedPartition
 from odradek.raft import (
     ConfigChangeType,
@@ -66,6 +73,8 @@ class ClusterSettings:
     tick_interval_s: float = 0.05
     election_ticks: int = 10
     heartbeat_ticks: int = 2
+    # Snapshot the metadata image (and drop the log below it) every this many commands.
+    metadata_snapshot_every: int = 1000
 
 
 def partition_group(topic: str, partition: int) -> str:
@@ -93,14 +102,19 @@ class ClusterNode:
         self._observed_controller: int | None = None
         self.meta_log: PartitionLog | None = None
         self.meta_node: RaftNode | None = None
+        self.meta_storage: MetadataRaftStorage | None = None
         if self.voter:
             # The metadata log is small and precious: every entry is fsynced before it
             # counts. Brokers that are not voters follow it through FetchMetadata.
             self.meta_log = PartitionLog.open(settings.data_dir / META_GROUP,
                                               LogConfig(retention_ms=-1, flush_messages=1))
-            storage = PartitionRaftStorage(self.meta_log, sorted(settings.voters))
-            self.meta_node = RaftNode(self._raft_config(True), storage, self._rng)
-            self.host.add(RaftGroup(META_GROUP, self.meta_node, storage, _MetaListener(self)))
+            self.meta_storage = MetadataRaftStorage(self.meta_log, sorted(settings.voters))
+            snapshot = self.meta_storage.snapshot()
+            if snapshot.data:
+                self.image = decode_snapshot(snapshot.data)
+            self.meta_node = RaftNode(self._raft_config(True), self.meta_storage, self._rng)
+            self.host.add(RaftGroup(META_GROUP, self.meta_node, self.meta_storage,
+                                    _MetaListener(self)))
 
     def _raft_config(self, entries: bool) -> RaftConfig:
         s = self.settings
@@ -233,6 +247,11 @@ class ClusterNode:
                              enumerate(iter_records(entry.data, verify=False))]
         self._apply_commands(commands)
 
+    def install_snapshot(self, data: bytes) -> None:
+        """A voter that fell behind the log start was sent the controller's image."""
+        self.image = decode_snapshot(data)
+        self._image_applied()
+
     def _apply_commands(self, commands: list[tuple[int, bytes]]) -> None:
         if not commands:
             return
@@ -243,6 +262,14 @@ class ClusterNode:
                 log.error("metadata entry at %d is not a command: %s", offset, exc)
                 continue
             self.image = apply(self.image, offset, command)
+        self._image_applied()
+        storage = self.meta_storage
+        every = self.settings.metadata_snapshot_every
+        if storage is not None and self.image.last_offset - storage.snapshot_index >= every:
+            storage.compact(self.image.last_offset, encode_snapshot(self.image))
+            log.info("metadata snapshot at offset %d", self.image.last_offset)
+
+    def _image_applied(self) -> None:
         last = self.image.last_offset
         keep = []
         for offset, future in self._applied_waiters:
@@ -257,21 +284,25 @@ class ClusterNode:
         self.reconcile()
 
     # ------------------------------------------------------------ observers
-    async def read_metadata(self, offset: int, max_wait_s: float) -> tuple[bytes, int]:
-        """Committed metadata batches from offset (for observers); long-polls."""
-        if self.meta_log is None:
+    async def read_metadata(self, offset: int, max_wait_s: float) -> tuple[bytes, int, bytes]:
+        """Committed metadata batches from offset (for observers), or the snapshot when
+        offset lies below the log start; long-polls."""
+        if self.meta_log is None or self.meta_storage is None:
             raise BrokerError(grpc.StatusCode.UNAVAILABLE, "NOT_CONTROLLER",
                               f"broker {self.id} is not a metadata voter")
+        if offset < self.meta_storage.first_index():
+            snapshot = self.meta_storage.snapshot()
+            return b"", snapshot.meta.index + 1, snapshot.data
         deadline = time.monotonic() + max_wait_s
         while True:
             applied_end = self.image.last_offset + 1
             start = max(offset, self.meta_log.log_start_offset)
             if start < applied_end:
                 result = self.meta_log.read(start, 1 << 20, max_offset=applied_end)
-                return result.data, result.next_offset
+                return result.data, result.next_offset, b""
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return b"", offset
+                return b"", offset, b""
             event = self._image_changed
             try:
                 await asyncio.wait_for(event.wait(), remaining)
@@ -300,6 +331,8 @@ class ClusterNode:
                 await asyncio.sleep(0.2)
                 continue
             self._observed_controller = reply.controller_id if reply.controller_id >= 0 else None
+            if reply.snapshot:
+                self.install_snapshot(reply.snapshot)
             # iter_records skips control batches (Raft's no-ops and membership changes).
             self._apply_commands([(record.offset, record.value or b"")
                                   for record in iter_records(reply.records)])
@@ -466,6 +499,8 @@ class _MetaListener:
         pass
 
     def on_ready(self, ready: Ready) -> None:
+        if ready.snapshot_to_apply is not None and ready.snapshot_to_apply.data:
+            self.cluster.install_snapshot(ready.snapshot_to_apply.data)
         if ready.committed_entries:
             self.cluster.apply_committed(ready)
         if ready.soft_state.role != self._role:

@@ -43,7 +43,8 @@ def run_broker(args: argparse.Namespace) -> int:
             data_dir=Path(args.data_dir), host=args.host, port=args.port,
             broker_id=args.broker_id, rack=args.rack, voters=parse_voters(args.voters),
             topic_defaults=parse_configs(args.config),
-            default_replication_factor=args.default_replication_factor)
+            default_replication_factor=args.default_replication_factor,
+            metadata_snapshot_every=args.metadata_snapshot_every)
         LogConfig.from_dict(settings.topic_defaults)
     except ConfigError as exc:
         raise SystemExit(f"error: {exc} (INVALID_CONFIG)") from None

@@ -47,6 +47,7 @@ class BrokerSettings:
     retention_check_interval_ms: int = 30_000
     flush_check_interval_ms: int = 100
     tick_interval_ms: int = 50
+    metadata_snapshot_every: int = 1000
     shutdown_grace_s: float = 5.0
 
 
@@ -79,7 +80,8 @@ class Broker:
         cluster_settings = ClusterSettings(
             broker_id=s.broker_id, host=s.host, port=self.port, data_dir=s.data_dir,
             voters=voters, rack=s.rack, topic_defaults=self.defaults,
-            tick_interval_s=s.tick_interval_ms / 1000, cluster_id=_cluster_id(voters))
+            tick_interval_s=s.tick_interval_ms / 1000, cluster_id=_cluster_id(voters),
+            metadata_snapshot_every=s.metadata_snapshot_every)
         self.cluster = ClusterNode(cluster_settings, self.host, self._sync_peers)
         admin = TopicAdmin(self.cluster, self.defaults, s.default_replication_factor)
         pb_grpc.add_BrokerServicer_to_server(BrokerService(admin), self.server)  # type: ignore[no-untyped-call]

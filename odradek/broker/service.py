@@ -236,8 +236,8 @@ class ControllerService(cluster_pb2_grpc.ControllerServicer):
                             context: grpc.aio.ServicerContext) -> cluster_pb2.FetchMetadataResponse:
         cluster = self.admin.cluster
         wait = min(max(request.max_wait_ms, 0), MAX_WAIT_MS) / 1000
-        data, next_offset = await cluster.read_metadata(request.offset, wait)
+        data, next_offset, snapshot = await cluster.read_metadata(request.offset, wait)
         controller = cluster.controller_id
         return cluster_pb2.FetchMetadataResponse(
-            records=data, next_offset=next_offset,
+            records=data, next_offset=next_offset, snapshot=snapshot,
             controller_id=-1 if controller is None else controller)

@@ -46,6 +46,8 @@ def add_broker_parser(
                         "2=10.0.0.3:9092 (env ODRADEK_VOTERS; default: this broker alone)")
     p.add_argument("--rack", default=os.environ.get("ODRADEK_RACK") or None,
                    help="rack or zone label, for spreading replicas (env ODRADEK_RACK)")
+    p.add_argument("--metadata-snapshot-every", type=int, default=1000, metavar="N",
+                   help="snapshot the cluster metadata every N changes (default %(default)s)")
     p.add_argument("--default-replication-factor", type=int, default=3,
                    help="replication factor of topics that do not ask for one, capped by "
                         "the brokers available (default %(default)s)")

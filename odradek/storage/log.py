@@ -417,6 +417,26 @@ class PartitionLog:
             self._dir_dirty = True
         return len(doomed)
 
+    def delete_segments_below(self, offset: int) -> int:
+        """Deletes the sealed segments that hold only offsets below `offset` (a snapshot
+        covers them); returns how many went."""
+        self._check_open()
+        with self._lock:
+            doomed: list[LogSegment] = []
+            for seg, nxt in zip(self._segments[:-1], self._segments[1:], strict=False):
+                if nxt.base_offset > offset:
+                    break
+                doomed.append(seg)
+            if not doomed:
+                return 0
+            del self._segments[: len(doomed)]
+            self._bases = [s.base_offset for s in self._segments]
+            self._first_dirty = max(self._first_dirty, self.log_start_offset)
+            for seg in doomed:
+                seg.delete_files()
+            self._dir_dirty = True
+        return len(doomed)
+
     # ------------------------------------------------------------- compaction
 
     def compact(self) -> CompactionStats:

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18odradek/v1/cluster.proto\x12\nodradek.v1\";\n\x14\x46\x65tchMetadataRequest\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x13\n\x0bmax_wait_ms\x18\x02 \x01(\x05\"T\n\x15\x46\x65tchMetadataResponse\x12\x0f\n\x07records\x18\x01 \x01(\x0c\x12\x13\n\x0bnext_offset\x18\x02 \x01(\x03\x12\x15\n\rcontroller_id\x18\x03 \x01(\x05\"!\n\x0eProposeRequest\x12\x0f\n\x07\x63ommand\x18\x01 \x01(\x0c\"!\n\x0fProposeResponse\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x32\xa6\x01\n\nController\x12\x42\n\x07Propose\x12\x1a.odradek.v1.ProposeRequest\x1a\x1b.odradek.v1.ProposeResponse\x12T\n\rFetchMetadata\x12 .odradek.v1.FetchMetadataRequest\x1a!.odradek.v1.FetchMetadataResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18odradek/v1/cluster.proto\x12\nodradek.v1\";\n\x14\x46\x65tchMetadataRequest\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x13\n\x0bmax_wait_ms\x18\x02 \x01(\x05\"f\n\x15\x46\x65tchMetadataResponse\x12\x0f\n\x07records\x18\x01 \x01(\x0c\x12\x13\n\x0bnext_offset\x18\x02 \x01(\x03\x12\x15\n\rcontroller_id\x18\x03 \x01(\x05\x12\x10\n\x08snapshot\x18\x04 \x01(\x0c\"!\n\x0eProposeRequest\x12\x0f\n\x07\x63ommand\x18\x01 \x01(\x0c\"!\n\x0fProposeResponse\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x32\xa6\x01\n\nController\x12\x42\n\x07Propose\x12\x1a.odradek.v1.ProposeRequest\x1a\x1b.odradek.v1.ProposeResponse\x12T\n\rFetchMetadata\x12 .odradek.v1.FetchMetadataRequest\x1a!.odradek.v1.FetchMetadataResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,11 +34,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FETCHMETADATAREQUEST']._serialized_start=40
   _globals['_FETCHMETADATAREQUEST']._serialized_end=99
   _globals['_FETCHMETADATARESPONSE']._serialized_start=101
-  _globals['_FETCHMETADATARESPONSE']._serialized_end=185
-  _globals['_PROPOSEREQUEST']._serialized_start=187
-  _globals['_PROPOSEREQUEST']._serialized_end=220
-  _globals['_PROPOSERESPONSE']._serialized_start=222
-  _globals['_PROPOSERESPONSE']._serialized_end=255
-  _globals['_CONTROLLER']._serialized_start=258
-  _globals['_CONTROLLER']._serialized_end=424
+  _globals['_FETCHMETADATARESPONSE']._serialized_end=203
+  _globals['_PROPOSEREQUEST']._serialized_start=205
+  _globals['_PROPOSEREQUEST']._serialized_end=238
+  _globals['_PROPOSERESPONSE']._serialized_start=240
+  _globals['_PROPOSERESPONSE']._serialized_end=273
+  _globals['_CONTROLLER']._serialized_start=276
+  _globals['_CONTROLLER']._serialized_end=442
 # @@protoc_insertion_point(module_scope)

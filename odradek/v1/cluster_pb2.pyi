@@ -13,14 +13,16 @@ class FetchMetadataRequest(_message.Message):
     def __init__(self, offset: _Optional[int] = ..., max_wait_ms: _Optional[int] = ...) -> None: ...
 
 class FetchMetadataResponse(_message.Message):
-    __slots__ = ("records", "next_offset", "controller_id")
+    __slots__ = ("records", "next_offset", "controller_id", "snapshot")
     RECORDS_FIELD_NUMBER: _ClassVar[int]
     NEXT_OFFSET_FIELD_NUMBER: _ClassVar[int]
     CONTROLLER_ID_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
     records: bytes
     next_offset: int
     controller_id: int
-    def __init__(self, records: _Optional[bytes] = ..., next_offset: _Optional[int] = ..., controller_id: _Optional[int] = ...) -> None: ...
+    snapshot: bytes
+    def __init__(self, records: _Optional[bytes] = ..., next_offset: _Optional[int] = ..., controller_id: _Optional[int] = ..., snapshot: _Optional[bytes] = ...) -> None: ...
 
 class ProposeRequest(_message.Message):
     __slots__ = ("command",)

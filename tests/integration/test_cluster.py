@@ -234,3 +234,24 @@ def test_min_insync_replicas_refuses_writes_without_enough_replicas(
         else:
             raise AssertionError("writes not accepted after the replica returned")
         assert reply.base_offset >= before
+
+
+@pytest.mark.timeout(120)
+def test_metadata_snapshots_survive_restart(tmp_path: Path) -> None:
+    cluster = ClusterProcesses(tmp_path, extra_args=["--metadata-snapshot-every", "3"]).start()
+    try:
+        names = [f"topic-{i}" for i in range(8)]
+        with grpc.insecure_channel(cluster.brokers[0].address) as channel:
+            admin = pb_grpc.AdminStub(channel)
+            for name in names:
+                admin.CreateTopic(pb.CreateTopicRequest(name=name, partitions=1,
+                                                        replication_factor=3), timeout=30)
+        for broker in cluster.brokers:
+            assert (broker.data_dir / "__meta" / "snapshot.json").exists()
+        cluster.brokers[1].kill9()
+        cluster.brokers[1].start()
+        with grpc.insecure_channel(cluster.brokers[1].address) as channel:
+            listed = pb_grpc.AdminStub(channel).ListTopics(pb.ListTopicsRequest(), timeout=10)
+        assert [t.name for t in listed.topics] == names
+    finally:
+        cluster.stop()
