@@ -407,14 +407,7 @@ class PartitionLog:
                 log.info("retention: deleting %s (%d bytes, largest timestamp %d, by %s)",
                          seg.log_path, seg.size, seg.max_timestamp,
                          "time" if by_time else "size")
-            if not doomed:
-                return 0
-            del self._segments[: len(doomed)]
-            self._bases = [s.base_offset for s in self._segments]
-            self._first_dirty = max(self._first_dirty, self.log_start_offset)
-            for seg in doomed:
-                seg.delete_files()
-            self._dir_dirty = True
+            self._drop_oldest(doomed)
         return len(doomed)
 
     def delete_segments_below(self, offset: int) -> int:
@@ -427,15 +420,19 @@ class PartitionLog:
                 if nxt.base_offset > offset:
                     break
                 doomed.append(seg)
-            if not doomed:
-                return 0
-            del self._segments[: len(doomed)]
-            self._bases = [s.base_offset for s in self._segments]
-            self._first_dirty = max(self._first_dirty, self.log_start_offset)
-            for seg in doomed:
-                seg.delete_files()
-            self._dir_dirty = True
+            self._drop_oldest(doomed)
         return len(doomed)
+
+    def _drop_oldest(self, doomed: list[LogSegment]) -> None:
+        """Deletes the first len(doomed) segments (the caller holds the lock)."""
+        if not doomed:
+            return
+        del self._segments[: len(doomed)]
+        self._bases = [s.base_offset for s in self._segments]
+        self._first_dirty = max(self._first_dirty, self.log_start_offset)
+        for seg in doomed:
+            seg.delete_files()
+        self._dir_dirty = True
 
     # ------------------------------------------------------------- compaction
 
