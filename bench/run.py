@@ -1,9 +1,20 @@
-"""`make bench`: start a broker, measure the disk with dd, run the produce and consume
-benchmarks for 1 KB (and 100 B) records, and print a summary with ratios against dd.
+"""`make bench`: measures the disk with dd, then, each on brokers it starts itself:
 
-    python bench/run.py [--records N] [--partitions P] [--json-out FILE] [--bootstrap H:P]
+  single    one broker: acks=quorum produce of 1 KB and 100 B records, consume of 1 KB
+  cluster   3 broker processes on loopback, topics with RF=3 over several partitions:
+            acks=quorum produce of 1 KB and 100 B records at full throttle, 1 KB records
+            rate-limited to --rate-mb MB/s (the latency the design's target is about),
+            and consume
+  failover  3 brokers: kill -9 of a partition leader under a continuous acks=quorum
+            writer; time from the kill to the first ack from the new leader (--tries)
+  idle      3 brokers hosting --idle-topics x --idle-partitions partitions at RF=3:
+            CPU% (of one core) of each broker while nothing happens
 
-With --bootstrap it benchmarks a running cluster instead of starting a broker.
+It prints a summary table at the end, and with --json-out writes the same figures as JSON.
+
+    python bench/run.py [--quick] [--only NAME[,NAME]] [--json-out FILE]
+
+With --bootstrap the single-broker part benchmarks that running cluster instead.
 """
 
 from __future__ import annotations
@@ -13,7 +24,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,36 +31,24 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from cluster_bench import (  # noqa: E402
+    Broker,
+    Cluster,
+    child_env,
+    cli,
+    create_topics,
+    failover_bench,
+    free_ports,
+    idle_cpu_bench,
+    leader_counts,
+    log,
+    wait_balanced,
+)
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def env() -> dict[str, str]:
-    e = dict(os.environ)
-    e["PYTHONPATH"] = str(ROOT) + os.pathsep + e.get("PYTHONPATH", "")
-    return e
-
-
-def cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "odradek.cli.main", *args]
-
-
-def wait_ready(bootstrap: str, proc: subprocess.Popen[bytes] | None, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise SystemExit(f"the broker exited with code {proc.returncode} before it was ready")
-        r = subprocess.run(cli("topic", "list", "--bootstrap", bootstrap), env=env(),
-                           capture_output=True)
-        if r.returncode == 0:
-            return
-        time.sleep(0.3)
-    raise SystemExit(f"the broker at {bootstrap} was not ready within {timeout:.0f} s")
+PARTS = ("dd", "single", "cluster", "failover", "idle")
+MB = 1_000_000
 
 
 def dd_write_speed(directory: Path, mib: int = 256) -> float:
@@ -70,47 +68,26 @@ def dd_write_speed(directory: Path, mib: int = 256) -> float:
 
 
 def run_bench(*args: str) -> dict[str, Any]:
-    r = subprocess.run(cli("bench", *args, "--json"), env=env(), stdout=subprocess.PIPE)
+    log(f"$ odradek bench {' '.join(args)}")
+    r = subprocess.run(cli("bench", *args, "--json"), env=child_env(), stdout=subprocess.PIPE)
     if r.returncode != 0:
         raise SystemExit(f"odradek bench {' '.join(args)} failed with code {r.returncode}")
     lines = [ln for ln in r.stdout.decode().splitlines() if ln.startswith("{")]
     return dict(json.loads(lines[-1]))
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--records", type=int, default=200_000, help="1 KB records to produce")
-    ap.add_argument("--small-records", type=int, default=500_000, help="100 B records")
-    ap.add_argument("--partitions", type=int, default=1)
-    ap.add_argument("--acks", default="quorum")
-    ap.add_argument("--bootstrap", help="benchmark this cluster instead of starting a broker")
-    ap.add_argument("--dd-mib", type=int, default=256)
-    ap.add_argument("--json-out", help="write all results to this file")
-    args = ap.parse_args()
-
-    workdir = Path(tempfile.mkdtemp(prefix="odradek-bench-"))
-    proc: subprocess.Popen[bytes] | None = None
+def single_broker(args: argparse.Namespace, workdir: Path, run_id: str) -> dict[str, Any]:
+    broker: Broker | None = None
     try:
         if args.bootstrap:
             bootstrap = args.bootstrap
         else:
-            port = free_port()
-            bootstrap = f"127.0.0.1:{port}"
-            log = open(workdir / "broker.log", "wb")  # noqa: SIM115 - closed with the process
-            proc = subprocess.Popen(
-                cli("broker", "--port", str(port), "--data-dir", str(workdir / "data"),
-                    "--log-level", "WARNING"),
-                env=env(), stdout=log, stderr=subprocess.STDOUT)
-        wait_ready(bootstrap, proc)
-
-        print(f"measuring the disk: dd {args.dd_mib} MiB with fdatasync in {workdir} ...",
-              file=sys.stderr)
-        dd = dd_write_speed(workdir, args.dd_mib)
-
+            broker = Broker(workdir / "single", free_ports(1)[0], ["--log-level", "WARNING"])
+            broker.start()
+            broker.wait_serving()
+            bootstrap = broker.address
         common = ["--bootstrap", bootstrap, "--partitions", str(args.partitions),
                   "--acks", args.acks]
-        run_id = str(int(time.time()))
         big = run_bench("produce", *common, "--topic", f"bench-1k-{run_id}",
                         "--records", str(args.records), "--record-size", "1024")
         consume = run_bench("consume", "--bootstrap", bootstrap,
@@ -118,36 +95,211 @@ def main() -> int:
         small = run_bench("produce", *common, "--topic", f"bench-100b-{run_id}",
                           "--records", str(args.small_records), "--record-size", "100")
     finally:
-        if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        shutil.rmtree(workdir, ignore_errors=True)
+        if broker is not None:
+            broker.stop()
+    return {"partitions": args.partitions, "acks": args.acks,
+            "produce_1k": big, "consume_1k": consume, "produce_100b": small}
 
-    rows = [
-        ("dd write + fdatasync", None, dd, None),
-        ("produce 1 KB", big["records_per_s"], big["mb_per_s"], big["latency_ms"]),
-        ("consume 1 KB", consume["records_per_s"], consume["mb_per_s"], None),
-        ("produce 100 B", small["records_per_s"], small["mb_per_s"], small["latency_ms"]),
-    ]
+
+def three_brokers(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    p = args.cluster_partitions
+    topics = {"1k": "c-1k", "100b": "c-100b", "rate": "c-rate-1k"}
+    rate = round(args.rate_mb * MB / 1024)
+    rate_records = int(rate * args.rate_seconds)
+    with Cluster(workdir / "cluster") as cluster:
+        bootstrap = cluster.bootstrap
+        create_topics(bootstrap, list(topics.values()), p, 3)
+        balanced = wait_balanced(cluster, list(topics.values()), 20)
+        counts, _, _ = leader_counts(cluster, list(topics.values()))
+        log(f"3-broker cluster at {bootstrap}; {p} partitions per topic, leaders per broker "
+            f"{counts}{'' if balanced else ' (not all on their preferred replica)'}")
+        common = ["--bootstrap", bootstrap, "--partitions", str(p), "--replication-factor",
+                  "3", "--acks", "quorum"]
+        big = run_bench("produce", *common, "--topic", topics["1k"],
+                        "--records", str(args.cluster_records), "--record-size", "1024")
+        consume = run_bench("consume", "--bootstrap", bootstrap, "--topic", topics["1k"],
+                            "--records", str(args.cluster_records))
+        small = run_bench("produce", *common, "--topic", topics["100b"],
+                          "--records", str(args.cluster_small_records), "--record-size", "100")
+        limited = run_bench("produce", *common, "--topic", topics["rate"],
+                            "--records", str(rate_records), "--record-size", "1024",
+                            "--rate", str(rate))
+        alive = [b.alive() for b in cluster.brokers]
+    return {"brokers": 3, "replication_factor": 3, "partitions": p, "acks": "quorum",
+            "leaders_per_broker": counts, "produce_1k": big, "consume_1k": consume,
+            "produce_100b": small, "produce_1k_rate_limited": limited,
+            "target_rate_records_per_s": rate, "brokers_alive_after": alive}
+
+
+def py_spy_profile(directory: Path, seconds: int) -> Any:
+    """A callback for idle_cpu_bench: py-spy record of broker 0 (when py-spy is there)."""
+    exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not os.access(exe, os.X_OK):
+        log("py-spy is not installed: no profile")
+        return None
+
+    def profile(cluster: Cluster) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        broker = cluster.brokers[0]
+        for fmt, ext in (("flamegraph", "svg"), ("raw", "txt")):
+            out = directory / f"idle-broker0.{ext}"
+            log(f"py-spy record -d {seconds} --pid {broker.pid} -> {out}")
+            subprocess.run([exe, "record", "-d", str(seconds), "-r", "50", "-f", fmt,
+                            "-o", str(out), "--pid", str(broker.pid)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    return profile
+
+
+def _lat(result: dict[str, Any]) -> str:
+    lat = result.get("latency_ms")
+    if not lat:
+        return f"{'-':>8} {'-':>8} {'-':>8}"
+    return f"{lat['p50']:>8.2f} {lat['p95']:>8.2f} {lat['p99']:>8.2f}"
+
+
+def summary(results: dict[str, Any]) -> str:
+    dd = results.get("dd_mb_per_s")
+    out = [f"{'benchmark':<34} {'records/s':>11} {'MB/s':>8} {'vs dd':>6} "
+           f"{'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}"]
+    if dd:
+        out.append(f"{'dd write + fdatasync':<34} {'-':>11} {dd:>8.1f} {'1.00':>6} "
+                   f"{'-':>8} {'-':>8} {'-':>8}")
+    rows = []
+    if "single" in results:
+        s = results["single"]
+        rows += [("1 broker: produce 1 KB", s["produce_1k"]),
+                 ("1 broker: consume 1 KB", s["consume_1k"]),
+                 ("1 broker: produce 100 B", s["produce_100b"])]
+    if "cluster" in results:
+        c = results["cluster"]
+        rows += [("3 brokers RF=3: produce 1 KB", c["produce_1k"]),
+                 ("3 brokers RF=3: consume 1 KB", c["consume_1k"]),
+                 ("3 brokers RF=3: produce 100 B", c["produce_100b"]),
+                 (f"3 brokers RF=3: 1 KB at {c['target_rate_records_per_s']}/s",
+                  c["produce_1k_rate_limited"])]
+    if not rows and not dd:
+        out = []
+    for name, r in rows:
+        ratio = f"{r['mb_per_s'] / dd:.2f}" if dd else "-"
+        out.append(f"{name:<34} {r['records_per_s']:>11,.0f} {r['mb_per_s']:>8.1f} "
+                   f"{ratio:>6} {_lat(r)}")
+    notes = ["(MB = 10^6 bytes; acks=quorum; produce latency is send to delivery, "
+             "linger 5 ms)"]
+    if "single" in results:
+        notes.append(f"(1 broker: {results['single']['partitions']} partition(s))")
+    if "cluster" in results:
+        c = results["cluster"]
+        notes.append(f"(3 brokers: {c['partitions']} partitions per topic, leaders of the "
+                     f"3 topics' partitions per broker {c['leaders_per_broker']})")
+    if rows:
+        out += notes
+    if "failover" in results:
+        f = results["failover"]
+        out.append(f"\nfailover after kill -9 of the leader ({f['tries']} tries): median "
+                   f"{f['median_s'] * 1000:.0f} ms, min {f['min_s'] * 1000:.0f} ms, max "
+                   f"{f['max_s'] * 1000:.0f} ms  (kill to first acks=quorum ack from the "
+                   "new leader)")
+    if "idle" in results:
+        i = results["idle"]
+        cpu = ", ".join(f"{c:.1f}%" for c in i["cpu_percent_per_broker"])
+        base = ", ".join(f"{c:.1f}%" for c in i["cpu_percent_no_partitions"])
+        out.append(f"\nidle CPU with {i['partitions']} partitions at RF=3 "
+                   f"({i['topics']} topics), over {i['window_s']:.0f} s: {cpu} "
+                   f"(percent of one core, brokers 0..2; with no partitions: {base})")
+    return "\n".join(out)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true",
+                    help="fewer records, 3 failover tries, 300 idle partitions, short windows")
+    ap.add_argument("--only", action="append", default=[], metavar="NAME[,NAME]",
+                    help=f"run only these parts: {', '.join(PARTS)} (repeatable)")
+    ap.add_argument("--records", type=int, help="1 KB records, 1 broker (default 200000)")
+    ap.add_argument("--small-records", type=int, help="100 B records, 1 broker (500000)")
+    ap.add_argument("--partitions", type=int, default=1, help="partitions, 1 broker")
+    ap.add_argument("--acks", default="quorum", help="acks, 1 broker")
+    ap.add_argument("--bootstrap", help="single part: benchmark this cluster instead")
+    ap.add_argument("--cluster-records", type=int, help="1 KB records, 3 brokers (200000)")
+    ap.add_argument("--cluster-small-records", type=int, help="100 B records, 3 brokers "
+                    "(500000)")
+    ap.add_argument("--cluster-partitions", type=int, default=6)
+    ap.add_argument("--rate-mb", type=float, default=5.0,
+                    help="MB/s of 1 KB records of the rate-limited run (default 5)")
+    ap.add_argument("--rate-seconds", type=float, help="length of that run (default 20 s)")
+    ap.add_argument("--tries", type=int, help="failover tries (default 10)")
+    ap.add_argument("--idle-topics", type=int, help="default 10")
+    ap.add_argument("--idle-partitions", type=int, help="per topic, default 100")
+    ap.add_argument("--idle-window", type=float, help="seconds of CPU sampling (default 20)")
+    ap.add_argument("--idle-settle", type=float, help="seconds to wait after the leaders "
+                    "settled before sampling (default 10)")
+    ap.add_argument("--profile-dir", help="also py-spy record broker 0 while idle, into DIR")
+    ap.add_argument("--dd-mib", type=int, default=256)
+    ap.add_argument("--json-out", help="write all results to this file")
+    ap.add_argument("--keep", action="store_true", help="keep the brokers' logs and data")
+    args = ap.parse_args()
+
+    quick = args.quick
+
+    def pick(value: Any, full: Any, short: Any) -> Any:
+        return value if value is not None else (short if quick else full)
+
+    args.records = pick(args.records, 200_000, 30_000)
+    args.small_records = pick(args.small_records, 500_000, 50_000)
+    args.cluster_records = pick(args.cluster_records, 200_000, 20_000)
+    args.cluster_small_records = pick(args.cluster_small_records, 500_000, 30_000)
+    args.rate_seconds = pick(args.rate_seconds, 20.0, 5.0)
+    args.tries = pick(args.tries, 10, 3)
+    args.idle_topics = pick(args.idle_topics, 10, 3)
+    args.idle_partitions = pick(args.idle_partitions, 100, 100)
+    args.idle_window = pick(args.idle_window, 20.0, 6.0)
+    args.idle_settle = pick(args.idle_settle, 10.0, 3.0)
+    only = {n.strip() for item in args.only for n in item.split(",") if n.strip()}
+    unknown = only - set(PARTS)
+    if unknown:
+        ap.error(f"unknown part(s) {', '.join(sorted(unknown))}; choose from {', '.join(PARTS)}")
+    parts = [p for p in PARTS if not only or p in only]
+
+    workdir = Path(tempfile.mkdtemp(prefix="odradek-bench-"))
+    results: dict[str, Any] = {"quick": quick, "parts": parts}
+    started = time.monotonic()
+    try:
+        if "dd" in parts:
+            log(f"measuring the disk: dd {args.dd_mib} MiB with fdatasync in {workdir} ...")
+            results["dd_mb_per_s"] = round(dd_write_speed(workdir, args.dd_mib), 1)
+        run_id = str(int(time.time()))
+        if "single" in parts:
+            log("== 1 broker ==")
+            results["single"] = single_broker(args, workdir, run_id)
+        if "cluster" in parts:
+            log("== 3 brokers: throughput and latency ==")
+            results["cluster"] = three_brokers(args, workdir)
+        if "failover" in parts:
+            log(f"== 3 brokers: failover after kill -9, {args.tries} tries ==")
+            results["failover"] = failover_bench(workdir, args.tries)
+        if "idle" in parts:
+            log(f"== 3 brokers: idle CPU, {args.idle_topics} x {args.idle_partitions} "
+                "partitions ==")
+            profile = (py_spy_profile(Path(args.profile_dir), 10) if args.profile_dir
+                       else None)
+            results["idle"] = idle_cpu_bench(workdir, args.idle_topics, args.idle_partitions,
+                                             args.idle_settle, args.idle_window, profile)
+    except BaseException:
+        log(f"the bench failed: brokers' logs and data are kept in {workdir}")
+        raise
+    if args.keep:
+        log(f"brokers' logs and data are in {workdir}")
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+    results["elapsed_s"] = round(time.monotonic() - started, 1)
+
     print()
-    print(f"{'benchmark':<22} {'records/s':>12} {'MB/s':>9} {'vs dd':>7} "
-          f"{'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}")
-    for name, rps, mbps, lat in rows:
-        rps_s = f"{rps:,.0f}" if rps is not None else "-"
-        ratio = f"{mbps / dd:.2f}" if dd else "-"
-        lat_s = (f"{lat['p50']:>8.2f} {lat['p95']:>8.2f} {lat['p99']:>8.2f}" if lat
-                 else f"{'-':>8} {'-':>8} {'-':>8}")
-        print(f"{name:<22} {rps_s:>12} {mbps:>9.1f} {ratio:>7} {lat_s}")
-    print(f"\n(MB = 10^6 bytes; partitions={args.partitions}, acks={args.acks}; "
-          "produce latency is send to delivery)")
+    print(summary(results))
+    print(f"\n(bench took {results['elapsed_s']:.0f} s)")
     if args.json_out:
-        Path(args.json_out).write_text(json.dumps(
-            {"dd_mb_per_s": round(dd, 1), "produce_1k": big, "consume_1k": consume,
-             "produce_100b": small}, indent=2))
+        Path(args.json_out).write_text(json.dumps(results, indent=2) + "\n")
     return 0
 
 

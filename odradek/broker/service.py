@@ -35,6 +35,7 @@ def rpc(method: Handler[T]) -> Handler[T]:
         try:
             return await method(self, request, context)
         except ForwardedError as exc:
+            # abort() takes a tuple of pairs, not the grpc.aio.Metadata the call returned.
             await context.abort(exc.error.code(), exc.error.details() or "",
                                 tuple(exc.error.trailing_metadata() or ()))
             raise AssertionError("abort returned") from exc
