@@ -76,7 +76,12 @@ class Broker:
             voters[s.broker_id] = f"{s.host}:{self.port}"
         resolve = self._resolve
         self.transport = RaftTransport(s.broker_id, resolve, self._deliver)
-        self.host = RaftHost(s.broker_id, self.transport.send, s.tick_interval_ms / 1000)
+        tick_s = s.tick_interval_ms / 1000
+        transport = self.transport
+        election_s = tick_s * ClusterSettings.election_ticks
+        self.host = RaftHost(s.broker_id, transport.send, tick_s,
+                             alive=lambda peer: transport.alive(peer, election_s),
+                             on_tick=lambda: transport.ping_idle(tick_s))
         cluster_settings = ClusterSettings(
             broker_id=s.broker_id, host=s.host, port=self.port, data_dir=s.data_dir,
             voters=voters, rack=s.rack, topic_defaults=self.defaults,

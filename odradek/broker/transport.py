@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
@@ -114,10 +115,13 @@ class _Session:
 
 
 class _Peer:
-    __slots__ = ("id", "stats", "session", "buffer", "flush_scheduled", "dialer")
+    __slots__ = ("id", "stats", "session", "buffer", "flush_scheduled", "dialer",
+                 "last_received", "last_sent")
 
     def __init__(self, peer_id: int) -> None:
         self.id = peer_id
+        self.last_received = 0.0
+        self.last_sent = 0.0
         self.stats = PeerStats()
         self.session: _Session | None = None
         self.buffer: list[tuple[str, Message]] = []
@@ -286,7 +290,23 @@ class RaftTransport:
         if env.messages:
             self._enqueue(peer, session, env, size)
 
+    def ping_idle(self, interval_s: float) -> None:
+        """Sends an empty envelope to each connected peer that was sent nothing for
+        interval_s: one liveness signal per broker pair, whatever the number of groups."""
+        now = time.monotonic()
+        for peer in self._peers.values():
+            session = peer.session
+            if session is not None and not self._stopped and now - peer.last_sent >= interval_s:
+                self._enqueue(peer, session, pb.RaftEnvelope(
+                    from_broker=self.broker_id, to_broker=peer.id), 16)
+
+    def alive(self, peer_id: int, within_s: float) -> bool:
+        """Whether anything arrived from the peer within the last within_s seconds."""
+        peer = self._peers.get(peer_id)
+        return peer is not None and time.monotonic() - peer.last_received <= within_s
+
     def _enqueue(self, peer: _Peer, session: _Session, env: pb.RaftEnvelope, size: int) -> None:
+        peer.last_sent = time.monotonic()
         session.queue.append((env, size, len(env.messages)))
         session.pending_bytes += size
         st = peer.stats
@@ -353,6 +373,7 @@ class RaftTransport:
             self._receive(peer, env)
 
     def _receive(self, peer: _Peer, env: pb.RaftEnvelope) -> None:
+        peer.last_received = time.monotonic()
         st = peer.stats
         st.received_envelopes += 1
         st.received_messages += len(env.messages)

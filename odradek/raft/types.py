@@ -132,6 +132,8 @@ class MessageType(enum.IntEnum):
     PRE_VOTE_RESP = 8
     SNAPSHOT = 9
     TIMEOUT_NOW = 10
+    QUIESCE = 11
+    """Host-level: the leader stops heartbeats of an idle group; never given to step()."""
 
 
 @dataclass(slots=True)

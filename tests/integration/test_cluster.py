@@ -255,3 +255,35 @@ def test_metadata_snapshots_survive_restart(tmp_path: Path) -> None:
         assert [t.name for t in listed.topics] == names
     finally:
         cluster.stop()
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("fault", ["kill9", "sigstop"])
+def test_idle_partition_fails_over(cluster: ClusterProcesses, fault: str) -> None:
+    """An idle partition stops its per-partition heartbeats (quiesces); losing its leader's
+    broker must still lead to a new leader, through the broker-pair liveness signal."""
+    create_topic(cluster)
+    batch = encode_batch([(1, None, b"first")])
+    victim = leader_of(cluster, set())
+    with grpc.insecure_channel(cluster.brokers[victim].address) as channel:
+        pb_grpc.BrokerStub(channel).Produce(
+            pb.ProduceRequest(topic=TOPIC, partition=0, records=batch), timeout=10)
+    time.sleep(3)  # idle long enough to quiesce
+    if fault == "kill9":
+        cluster.brokers[victim].kill9()
+    else:
+        cluster.brokers[victim].signal(signal.SIGSTOP)
+    try:
+        new_leader = leader_of(cluster, {victim}, timeout=30)
+        assert new_leader != victim
+        with grpc.insecure_channel(cluster.brokers[new_leader].address) as channel:
+            pb_grpc.BrokerStub(channel).Produce(
+                pb.ProduceRequest(topic=TOPIC, partition=0,
+                                  records=encode_batch([(2, None, b"second")])), timeout=10)
+    finally:
+        if fault == "sigstop":
+            cluster.brokers[victim].signal(signal.SIGCONT)
+        else:
+            cluster.brokers[victim].start()
+    wait_caught_up(cluster)
+    check_replicas(cluster, [b"first", b"second"])

@@ -3,7 +3,14 @@ transport, and carries out their Ready (persist, send, report) in one pass per l
 
 Proposals that arrive in the same event-loop turn are persisted by one write: that is
 the group commit. Every group ticks on the same timer, so the heartbeats of all groups
-bound for one broker leave in the same transport envelope."""
+bound for one broker leave in the same transport envelope.
+
+Idle groups are quiesced, so that a broker with thousands of idle partitions costs little:
+once a leader's group has been caught up and unchanged for a while, it tells the followers
+to stop ticking and stops its own heartbeats. Liveness then comes from one signal per
+broker pair (the transport's pings): a quiet follower wakes, and may start an election,
+when nothing has arrived from the leader's broker within an election timeout. Any message,
+proposal or leadership change wakes a group."""
 
 from __future__ import annotations
 
@@ -12,7 +19,7 @@ import logging
 from collections.abc import Callable
 from typing import Protocol
 
-from odradek.raft import Message, RaftNode, Ready
+from odradek.raft import Message, MessageType, RaftNode, Ready
 from odradek.raft.storage import PersistentLogStorage
 
 log = logging.getLogger("odradek.raft")
@@ -41,10 +48,19 @@ class RaftGroup:
 
 
 class RaftHost:
-    def __init__(self, broker_id: int, send: Send, tick_interval_s: float = 0.1) -> None:
+    def __init__(self, broker_id: int, send: Send, tick_interval_s: float = 0.1,
+                 alive: Callable[[int], bool] | None = None,
+                 on_tick: Callable[[], None] | None = None,
+                 quiesce_after_ticks: int = 20) -> None:
         self.broker_id = broker_id
         self.send = send
         self.tick_interval_s = tick_interval_s
+        # Without a liveness signal groups never quiesce (every follower must keep its timer).
+        self._alive = alive
+        self._on_tick = on_tick
+        self.quiesce_after_ticks = quiesce_after_ticks
+        self.quiet: set[str] = set()
+        self._calm: dict[str, tuple[tuple[int, int, int], int]] = {}
         self.groups: dict[str, RaftGroup] = {}
         self._dirty: set[str] = set()
         self._scheduled = False
@@ -68,6 +84,8 @@ class RaftHost:
 
     def remove(self, name: str) -> RaftGroup | None:
         self._dirty.discard(name)
+        self.quiet.discard(name)
+        self._calm.pop(name, None)
         return self.groups.pop(name, None)
 
     def deliver(self, group_name: str, message: Message) -> None:
@@ -75,10 +93,18 @@ class RaftHost:
         if group is None:
             return  # a group we no longer (or do not yet) host: Raft tolerates the loss
         group.listener.heard_from(message.from_id)
+        if message.type == MessageType.QUIESCE:
+            node = group.node
+            if node.leader == message.from_id and node.term == message.term:
+                self.quiet.add(group_name)
+            return
         group.node.step(message)
         self.schedule(group_name)
 
     def schedule(self, name: str) -> None:
+        if name in self.quiet:
+            self.quiet.discard(name)
+            self._calm.pop(name, None)
         self._dirty.add(name)
         if not self._scheduled:
             self._scheduled = True
@@ -116,9 +142,44 @@ class RaftHost:
     async def _tick_loop(self) -> None:
         while True:
             await asyncio.sleep(self.tick_interval_s)
-            for name, group in self.groups.items():
-                group.node.tick()
-                if group.node.has_ready():
-                    self._dirty.add(name)
-            if self._dirty:
-                self.process()
+            if self._on_tick is not None:
+                self._on_tick()
+            self.tick()
+
+    def tick(self) -> None:
+        quiet = self.quiet
+        for name, group in self.groups.items():
+            node = group.node
+            if name in quiet:
+                leader = node.leader
+                if leader is None or leader == self.broker_id or (
+                        self._alive is not None and self._alive(leader)):
+                    continue
+                quiet.discard(name)  # the leader's broker went silent: time out as usual
+                log.info("raft group %s wakes: broker %d went silent", name, leader)
+            node.tick()
+            if node.is_leader() and self._alive is not None:
+                self._maybe_quiesce(name, node)
+            if node.has_ready():
+                self._dirty.add(name)
+        if self._dirty:
+            self.process()
+
+    def _maybe_quiesce(self, name: str, node: RaftNode) -> None:
+        last = node.last_index
+        caught_up = node.commit_index == last and node.lead_transferee is None and all(
+            p.match == last for v, p in node.progress.items() if v != self.broker_id)
+        if not caught_up or node.config_index > node.commit_index:
+            self._calm.pop(name, None)
+            return
+        state = (node.term, last, node.commit_index)
+        seen, ticks = self._calm.get(name, (state, 0))
+        ticks = ticks + 1 if seen == state else 0
+        self._calm[name] = (state, ticks)
+        if ticks >= self.quiesce_after_ticks:
+            for voter in node.config.voters:
+                if voter != self.broker_id:
+                    self.send(voter, name, Message(MessageType.QUIESCE, self.broker_id, voter,
+                                                   node.term))
+            self.quiet.add(name)
+            self._calm.pop(name, None)
