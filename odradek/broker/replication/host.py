@@ -25,6 +25,7 @@ from odradek.raft.storage import PersistentLogStorage
 log = logging.getLogger("odradek.raft")
 
 Send = Callable[[int, str, Message], None]
+_ACKS = frozenset({MessageType.APPEND_RESP, MessageType.HEARTBEAT_RESP})
 
 
 class GroupListener(Protocol):
@@ -99,10 +100,12 @@ class RaftHost:
                 self.quiet.add(group_name)
             return
         group.node.step(message)
-        self.schedule(group_name)
+        # Late acknowledgements to a quiet leader do not wake it; anything else does.
+        wake = message.type not in _ACKS or message.term != group.node.term
+        self.schedule(group_name, wake)
 
-    def schedule(self, name: str) -> None:
-        if name in self.quiet:
+    def schedule(self, name: str, wake: bool = True) -> None:
+        if wake and name in self.quiet:
             self.quiet.discard(name)
             self._calm.pop(name, None)
         self._dirty.add(name)
