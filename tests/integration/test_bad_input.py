@@ -4,6 +4,7 @@ nothing stored changes."""
 from __future__ import annotations
 
 import struct
+import time
 from collections.abc import Callable, Iterator
 
 import grpc
@@ -12,7 +13,7 @@ from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
-from odradek.records import encode_batch
+from odradek.records import encode_batch, iter_records
 from odradek.v1 import odradek_pb2 as pb
 from odradek.v1 import odradek_pb2_grpc as pb_grpc
 from tests.brokers import BrokerProcess
@@ -205,3 +206,41 @@ def test_invalid_partition_counts(stubs: tuple[pb_grpc.BrokerStub, pb_grpc.Admin
         assert reason_of(info.value) == reason
     described = admin.DescribeTopic(pb.DescribeTopicRequest(name=TOPIC), timeout=10)
     assert len(described.partitions) == 2
+
+
+def test_clients_that_disconnect_mid_call(broker: BrokerProcess) -> None:
+    """Subscribe streams and long polls cut off by the client, and produce calls abandoned
+    at a tiny deadline: the broker stays up and the log stays whole and in order."""
+    with grpc.insecure_channel(broker.address) as channel:
+        data, admin = pb_grpc.BrokerStub(channel), pb_grpc.AdminStub(channel)
+        admin.CreateTopic(pb.CreateTopicRequest(name="cut", partitions=1), timeout=10)
+        data.Produce(pb.ProduceRequest(topic="cut", partition=0,
+                                       records=good_batch()), timeout=10)
+        hw = data.ListOffsets(pb.ListOffsetsRequest(topic="cut", partition=0,
+                                                    spec=pb.OFFSET_SPEC_LATEST), timeout=10).offset
+        for _ in range(20):
+            stream = data.Subscribe(pb.SubscribeRequest(topic="cut", partition=0, offset=0),
+                                    timeout=10)
+            next(iter(stream))
+            stream.cancel()
+            poll = data.Fetch.future(pb.FetchRequest(topic="cut", partition=0, offset=hw,
+                                                     max_wait_ms=5000), timeout=10)
+            time.sleep(0.01)
+            poll.cancel()
+        abandoned = 0
+        for i in range(50):
+            batch = encode_batch([(i, None, b"late-%d" % i)])
+            try:
+                data.Produce(pb.ProduceRequest(topic="cut", partition=0, records=batch),
+                             timeout=0.0005)
+            except grpc.RpcError:
+                abandoned += 1
+        health = health_pb2_grpc.HealthStub(channel)
+        assert health.Check(health_pb2.HealthCheckRequest(), timeout=5).status == \
+            health_pb2.HealthCheckResponse.SERVING
+        reply = data.Fetch(pb.FetchRequest(topic="cut", partition=0, offset=0,
+                                           max_bytes=1 << 20), timeout=10)
+        values = [r.value for r in iter_records(reply.records)]
+        assert values[:2] == [b"b", b"d"]
+        late = [int(v.split(b"-")[1]) for v in values[2:] if v is not None]
+        assert late == sorted(late) and len(set(late)) == len(late)
