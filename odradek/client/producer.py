@@ -14,7 +14,6 @@ from typing import Any, NamedTuple
 import grpc
 
 from odradek.client.connection import Cluster
-from odradek.client.encoder import FastBatchBuilder
 from odradek.client.errors import (
     ClientClosedError,
     OdradekError,
@@ -24,7 +23,7 @@ from odradek.client.errors import (
     from_rpc_error,
 )
 from odradek.client.partitioner import DefaultPartitioner
-from odradek.records import BATCH_HEADER_SIZE, Compression
+from odradek.records import BATCH_HEADER_SIZE, BatchBuilder, Compression
 from odradek.v1 import odradek_pb2 as pb
 
 HeaderInput = tuple[str, bytes | str | None]
@@ -63,9 +62,9 @@ class _Batch:
     __slots__ = ("builder", "futures", "timestamps", "created", "data", "count", "size", "done")
 
     def __init__(
-        self, builder: FastBatchBuilder, created: float, done: asyncio.Future[None],
+        self, builder: BatchBuilder, created: float, done: asyncio.Future[None],
     ) -> None:
-        self.builder: FastBatchBuilder | None = builder
+        self.builder: BatchBuilder | None = builder
         self.futures: list[asyncio.Future[RecordMetadata]] = []
         self.timestamps: list[int] = []
         self.created = created
@@ -211,7 +210,7 @@ class Producer:
             if cluster.metadata_stale():
                 self._refresh_in_background(topic)
             batch = _Batch(
-                FastBatchBuilder(self._compression), time.monotonic(), loop.create_future())
+                BatchBuilder(self._compression), time.monotonic(), loop.create_future())
             state.current = batch
             state.timer = loop.call_later(self._linger, self._linger_expired, state, batch)
         if timestamp_ms is None:

@@ -17,11 +17,12 @@ from odradek.records.batch import (
 )
 from odradek.records.compression import Compression, compress
 from odradek.records.reader import Record
-from odradek.records.varint import encode_varint
+from odradek.records.varint import encode_varint, varint_bytes
 
 Header = tuple[str, bytes | None]
 
 NO_PRODUCER_ID = -1
+_NULL = varint_bytes(-1)
 NO_SEQUENCE = -1
 
 
@@ -94,17 +95,33 @@ def _encode_record(
     value: bytes | None,
     headers: Sequence[Header],
 ) -> None:
-    rec = bytearray(b"\x00")  # record attributes: unused
-    encode_varint(timestamp_delta, rec)
-    encode_varint(offset_delta, rec)
-    _encode_bytes(key, rec)
-    _encode_bytes(value, rec)
-    encode_varint(len(headers), rec)
-    for name, hvalue in headers:
-        _encode_bytes(name.encode(), rec)
-        _encode_bytes(hvalue, rec)
-    encode_varint(len(rec), out)
-    out += rec
+    ts = varint_bytes(timestamp_delta)
+    off = varint_bytes(offset_delta)
+    if key is None:
+        klen, key = _NULL, b""
+    else:
+        klen = varint_bytes(len(key))
+    if value is None:
+        vlen, value = _NULL, b""
+    else:
+        vlen = varint_bytes(len(value))
+    if headers:
+        hdr = bytearray(varint_bytes(len(headers)))
+        for name, hvalue in headers:
+            _encode_bytes(name.encode(), hdr)
+            _encode_bytes(hvalue, hdr)
+    else:
+        hdr = bytearray(b"\x00")
+    length = 1 + len(ts) + len(off) + len(klen) + len(key) + len(vlen) + len(value) + len(hdr)
+    out += varint_bytes(length)
+    out += b"\x00"  # record attributes: unused
+    out += ts
+    out += off
+    out += klen
+    out += key
+    out += vlen
+    out += value
+    out += hdr
 
 
 def rebuild_batch(header: BatchHeader, records: Sequence[Record]) -> bytes:

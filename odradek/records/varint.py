@@ -25,3 +25,22 @@ def decode_varint(buf: bytes | memoryview, pos: int) -> tuple[int, int]:
         if shift > 63:
             raise ValueError("varint longer than 10 bytes")
     return (result >> 1) ^ -(result & 1), pos
+
+
+def _varint_bytes(value: int) -> bytes:
+    out = bytearray()
+    encode_varint(value, out)
+    return bytes(out)
+
+
+# Small numbers (lengths, offset and timestamp deltas) are looked up, not computed: the
+# producer encodes every record, and this halves the cost of one.
+_TABLE_SIZE = 1 << 14
+_SMALL = [_varint_bytes(n) for n in range(_TABLE_SIZE)]
+
+
+def varint_bytes(value: int) -> bytes:
+    """The zigzag varint of value, as bytes."""
+    if 0 <= value < _TABLE_SIZE:
+        return _SMALL[value]
+    return _varint_bytes(value)

@@ -18,9 +18,8 @@ from odradek.client import (
     RequestTimeoutError,
     UnknownTopicOrPartitionError,
 )
-from odradek.client.encoder import FastBatchBuilder
 from odradek.client.partitioner import DefaultPartitioner, murmur2, partition_for_key
-from odradek.records import BatchBuilder, Compression, iter_batches
+from odradek.records import iter_batches
 from tests.unit.fake_odradek import FakeCluster
 
 
@@ -70,16 +69,6 @@ def test_sticky_partition_rotates_when_batch_closes() -> None:
     p.batch_closed("t", first, 4)
     assert p.partition("t", None, 4) != first
     assert DefaultPartitioner().partition("t", None, 1) == 0
-
-
-def test_fast_builder_matches_reference() -> None:
-    for codec in (Compression.NONE, Compression.GZIP):
-        a, b = FastBatchBuilder(codec), BatchBuilder(codec)
-        for i, (k, v) in enumerate([(None, b"x"), (b"k", None), (b"k" * 300, b"v" * 20000)]):
-            h = [("h", b"1"), ("n", None)] if i == 1 else []
-            a.append(1000 + i, k, v, h)
-            b.append(1000 + i, k, v, h)
-        assert a.build() == b.build()
 
 
 # -- delivery ------------------------------------------------------------------------------
