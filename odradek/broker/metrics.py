@@ -94,6 +94,11 @@ class BrokerMetrics:
         self.compaction_cleaned = Counter(
             "odradek_log_compaction_cleaned_bytes",
             "Bytes removed from segments by compaction, by topic", ["topic"], registry=r)
+        self._per_topic = (self.bytes_in, self.records_in, self.bytes_out, self.records_out,
+                           self.retention_deleted, self.compaction_runs,
+                           self.compaction_cleaned)
+        # The topics hosted here (set by the broker): their counters are shown from 0.
+        self.topics: Callable[[], Iterable[str]] | None = None
         self.housekeeping_errors = Counter(
             "odradek_log_housekeeping_errors", "Retention or compaction runs that failed",
             registry=r)
@@ -128,6 +133,12 @@ class BrokerMetrics:
             self.compaction_cleaned.labels(topic).inc(max(bytes_cleaned, 0))
 
     def render(self) -> bytes:
+        if self.topics is not None:
+            # Per-topic counters start at 0 for every hosted topic, so that a topic
+            # without traffic still has series (rates of 0 rather than no data).
+            for topic in self.topics():
+                for counter in self._per_topic:
+                    counter.labels(topic)
         return generate_latest(self.registry)
 
 

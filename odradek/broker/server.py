@@ -72,6 +72,7 @@ class Broker:
         self.metrics = BrokerMetrics()
         self.metrics.registry.register(StateCollector(
             settings.broker_id, settings.data_dir, lambda: self.cluster, lambda: self.host))
+        self.metrics.topics = self._hosted_topics
         self.metrics_server: MetricsServer | None = None
 
     @property
@@ -168,6 +169,9 @@ class Broker:
     def _deliver(self, group: str, message: Message) -> None:
         if self.host is not None:
             self.host.deliver(group, message)
+
+    def _hosted_topics(self) -> set[str]:
+        return {topic for topic, _ in self.cluster.partitions} if self.cluster else set()
 
     def partitions(self) -> list[ReplicatedPartition]:
         return list(self.cluster.partitions.values()) if self.cluster is not None else []
