@@ -66,9 +66,10 @@ def _free_port(host: str) -> int:
 class DevPrometheus:
     """`prometheus` scraping the dev brokers, on a free port, its data in a temp dir."""
 
-    def __init__(self, host: str, targets: list[str]) -> None:
+    def __init__(self, host: str, targets: list[str], interval: str = "5s") -> None:
         self.host = host
         self.targets = targets
+        self.interval = interval
         self.port = 0
         self.dir: tempfile.TemporaryDirectory[str] | None = None
         self.proc: subprocess.Popen[bytes] | None = None
@@ -84,7 +85,8 @@ class DevPrometheus:
         self.dir = tempfile.TemporaryDirectory(prefix="odradek-prometheus-")
         root = Path(self.dir.name)
         config = root / "prometheus.yml"
-        config.write_text(prometheus_config(self.targets, default_rule_files()))
+        config.write_text(prometheus_config(self.targets, default_rule_files(),
+                                             self.interval))
         self.port = _free_port(self.host)
         log = open(root / "prometheus.log", "wb")  # noqa: SIM115 - the child keeps it
         with log:
