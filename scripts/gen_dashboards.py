@@ -233,6 +233,13 @@ def replication() -> dict[str, Any]:
         timeseries("Raft term by partition",
                    [(f"max by (topic, partition) (odradek_partition_raft_term{{{INST}}})",
                      "{{topic}}-{{partition}}")]),
+        timeseries("Raft streams to peers",
+                   [(f"odradek_raft_peer_connected{{{INST}}}", "{{instance}} -> {{peer}}")],
+                   description="1 while the Raft stream to the peer broker is up"),
+        timeseries("Raft messages dropped",
+                   [(f"sum by (instance, peer) "
+                     f"(rate(odradek_raft_peer_dropped_messages_total{{{INST}}}{RATE}))",
+                     "{{instance}} -> {{peer}}")], "ops"),
         table("Partitions under replicated now",
               f"max by (topic, partition, instance) "
               f"(odradek_partition_under_replicated{{{INST}}})",

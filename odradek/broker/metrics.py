@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from odradek.broker.cluster import ClusterNode
     from odradek.broker.replication.host import RaftHost
     from odradek.broker.replication.replica import ReplicatedPartition
+    from odradek.broker.transport import RaftTransport
 
 log = logging.getLogger("odradek.broker.metrics")
 
@@ -147,14 +148,17 @@ class StateCollector(Collector):
 
     def __init__(self, broker_id: int, data_dir: Path,
                  cluster: Callable[[], ClusterNode | None],
-                 host: Callable[[], RaftHost | None]) -> None:
+                 host: Callable[[], RaftHost | None],
+                 transport: Callable[[], RaftTransport | None] = lambda: None) -> None:
         self.broker_id = broker_id
         self.data_dir = data_dir
         self._cluster = cluster
         self._host = host
+        self._transport = transport
 
     def collect(self) -> Iterable[Metric]:
         yield from self._disk()
+        yield from self._peers()
         cluster = self._cluster()
         if cluster is None:
             return
@@ -174,6 +178,35 @@ class StateCollector(Collector):
             yield _counter("odradek_raft_elections_won",
                            "Elections won by this broker's Raft groups (became leader)",
                            elections.won)
+
+    def _peers(self) -> Iterator[Metric]:
+        transport = self._transport()
+        if transport is None:
+            return
+        stats = sorted(transport.stats().items())
+        connected = GaugeMetricFamily(
+            "odradek_raft_peer_connected",
+            "1 if the Raft stream to the peer broker is up", labels=["peer"])
+        pending = GaugeMetricFamily(
+            "odradek_raft_peer_pending_bytes",
+            "Raft envelope bytes queued for the peer broker", labels=["peer"])
+        counters = {
+            field: CounterMetricFamily(f"odradek_raft_peer_{field}", doc, labels=["peer"])
+            for field, doc in (
+                ("sent_messages", "Raft messages sent to the peer broker"),
+                ("received_messages", "Raft messages received from the peer broker"),
+                ("dropped_messages",
+                 "Raft messages for the peer dropped (not connected, queue full, stream broke)"),
+                ("streams", "Raft streams established with the peer broker"))}
+        for peer, st in stats:
+            label = [str(peer)]
+            connected.add_metric(label, 1 if st.connected else 0)
+            pending.add_metric(label, st.pending_bytes)
+            for field, family in counters.items():
+                family.add_metric(label, getattr(st, field))
+        yield connected
+        yield pending
+        yield from counters.values()
 
     def _disk(self) -> Iterator[Metric]:
         try:

@@ -71,7 +71,8 @@ class Broker:
         self._stopped = asyncio.Event()
         self.metrics = BrokerMetrics()
         self.metrics.registry.register(StateCollector(
-            settings.broker_id, settings.data_dir, lambda: self.cluster, lambda: self.host))
+            settings.broker_id, settings.data_dir, lambda: self.cluster, lambda: self.host,
+            lambda: self.transport))
         self.metrics.topics = self._hosted_topics
         self.metrics_server: MetricsServer | None = None
 
