@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench proto lint clean
+.PHONY: run test bench proto lint clean prometheus-tools
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -19,8 +19,18 @@ tests/node/node_modules: tests/node/package.json
 run: $(STAMP)
 	$(BIN)/odradek dev --brokers 3
 
-test: $(STAMP) tests/node/node_modules
+test: $(STAMP) tests/node/node_modules prometheus-tools
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+# promtool and prometheus (Debian package prometheus) for the metrics tests; installed when
+# running as root and absent. Without network this warns and the tests say what is missing.
+prometheus-tools:
+	@if [ "$$(id -u)" = 0 ] && ! command -v promtool >/dev/null 2>&1; then \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -qq prometheus >/dev/null 2>&1 \
+	  || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq prometheus >/dev/null 2>&1; } \
+	  || echo "warning: could not install prometheus (no network?)" >&2; \
+	fi
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import grpc
@@ -29,9 +30,10 @@ class BrokerProcess:
     """`odradek broker` in a child process, with its log captured to a file."""
 
     def __init__(self, data_dir: Path, port: int | None = None,
-                 extra_args: list[str] | None = None) -> None:
+                 extra_args: list[str] | None = None, metrics_port: int | None = None) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
+        self.metrics_port = metrics_port or free_port()
         self.extra_args = extra_args or []
         self.log_path = data_dir.parent / f"{data_dir.name}-broker.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -40,10 +42,20 @@ class BrokerProcess:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+
+    def scrape(self, timeout: float = 10.0) -> str:
+        """The text of this broker's /metrics."""
+        with urllib.request.urlopen(self.metrics_url, timeout=timeout) as reply:
+            return str(reply.read().decode())
+
     def start(self, wait: bool = True) -> BrokerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "odradek.cli.main", "broker", "--host", "127.0.0.1",
-               "--port", str(self.port), "--data-dir", str(self.data_dir), *self.extra_args]
+               "--port", str(self.port), "--metrics-port", str(self.metrics_port),
+               "--data-dir", str(self.data_dir), *self.extra_args]
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)

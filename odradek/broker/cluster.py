@@ -99,6 +99,8 @@ class ClusterNode:
         self._rng = random.Random()
         self._reported_configs: set[tuple[str, int, int]] = set()
         self.voter = self.id in settings.voters
+        # Given to every partition log this node opens: times its fsyncs (metrics).
+        self.flush_observer: Callable[[float], None] | None = None
         self._observed_controller: int | None = None
         self.meta_log: PartitionLog | None = None
         self.meta_node: RaftNode | None = None
@@ -368,6 +370,7 @@ class ClusterNode:
         if directory.exists() and (not id_file.exists() or id_file.read_text() != topic_id):
             shutil.rmtree(directory)  # left over from a deleted topic of the same name
         plog = PartitionLog.open(directory, config)
+        plog.flush_observer = self.flush_observer
         id_file.write_text(topic_id)
         storage = PartitionRaftStorage(plog, replicas)
         node = RaftNode(self._raft_config(False), storage, self._rng)

@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
 import signal
+import socket
+import subprocess
+import tempfile
 from pathlib import Path
 
-from odradek.broker.main import setup_logging
+from odradek.broker.main import metrics_port, setup_logging
 from odradek.broker.server import Broker, BrokerSettings
 
 BANNER = """
@@ -27,27 +31,127 @@ data in {data}
 (Inside the repository use .venv/bin/odradek.) Press Ctrl-C to stop.
 """
 
+PROMETHEUS_CONFIG = """\
+global:
+  scrape_interval: {interval}
+  evaluation_interval: {interval}
+rule_files:
+{rules}
+scrape_configs:
+  - job_name: odradek
+    static_configs:
+      - targets: [{targets}]
+"""
 
-def dev_settings(data_dir: Path, host: str, port: int, count: int) -> list[BrokerSettings]:
+
+def prometheus_config(targets: list[str], rule_files: list[Path], interval: str = "5s") -> str:
+    """A Prometheus configuration scraping `targets` (host:port of metrics endpoints)."""
+    rules = "\n".join(f"  - {str(p)!r}" for p in rule_files) or "  []"
+    return PROMETHEUS_CONFIG.format(interval=interval, rules=rules,
+                                    targets=", ".join(f"{t!r}" for t in targets))
+
+
+def default_rule_files() -> list[Path]:
+    """deploy/prometheus/rules.yml when running from a checkout of the repository."""
+    path = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "rules.yml"
+    return [path] if path.exists() else []
+
+
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+class DevPrometheus:
+    """`prometheus` scraping the dev brokers, on a free port, its data in a temp dir."""
+
+    def __init__(self, host: str, targets: list[str], interval: str = "5s") -> None:
+        self.host = host
+        self.targets = targets
+        self.interval = interval
+        self.port = 0
+        self.dir: tempfile.TemporaryDirectory[str] | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> bool:
+        binary = shutil.which("prometheus")
+        if binary is None:
+            return False
+        self.dir = tempfile.TemporaryDirectory(prefix="odradek-prometheus-")
+        root = Path(self.dir.name)
+        config = root / "prometheus.yml"
+        config.write_text(prometheus_config(self.targets, default_rule_files(),
+                                             self.interval))
+        self.port = _free_port(self.host)
+        log = open(root / "prometheus.log", "wb")  # noqa: SIM115 - the child keeps it
+        with log:
+            self.proc = subprocess.Popen(
+                [binary, f"--config.file={config}", f"--storage.tsdb.path={root / 'data'}",
+                 f"--web.listen-address={self.host}:{self.port}"],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        return True
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        if self.dir is not None:
+            self.dir.cleanup()
+            self.dir = None
+
+
+def dev_settings(data_dir: Path, host: str, port: int, count: int,
+                 first_metrics_port: int = 0) -> list[BrokerSettings]:
     voter_ids = range(min(count, 3) if count >= 3 else count)
     voters = {i: f"{host}:{port + i}" for i in voter_ids}
     return [BrokerSettings(data_dir=data_dir / f"broker-{i}", host=host, port=port + i,
-                           broker_id=i, voters=voters) for i in range(count)]
+                           broker_id=i, voters=voters,
+                           metrics_port=first_metrics_port + i if first_metrics_port else 0)
+            for i in range(count)]
 
 
-async def _run(settings: list[BrokerSettings]) -> None:
+async def _run(settings: list[BrokerSettings], with_prometheus: bool = False) -> None:
     brokers = [Broker(s) for s in settings]
     for broker in brokers:
         await broker.start()
     addrs = [f"{s.host}:{b.port}" for s, b in zip(settings, brokers, strict=True)]
     print(BANNER.format(count=len(brokers), addrs=", ".join(addrs), first=addrs[0],
                         boot=",".join(addrs), data=settings[0].data_dir.parent), flush=True)
+    urls = [b.metrics_url for b in brokers if b.metrics_url is not None]
+    for broker in brokers:
+        if broker.metrics_url is not None:
+            print(f"  broker {broker.settings.broker_id} metrics: {broker.metrics_url}")
+    prometheus: DevPrometheus | None = None
+    if with_prometheus:
+        if not urls:
+            print("  --prometheus: no broker serves metrics (--metrics-port 0)")
+        else:
+            targets = [u.removeprefix("http://").removesuffix("/metrics") for u in urls]
+            prometheus = DevPrometheus(settings[0].host, targets)
+            if prometheus.start():
+                print(f"  prometheus: {prometheus.url} (alerts: {prometheus.url}/alerts)")
+            else:
+                print("  --prometheus: `prometheus` is not on PATH (Debian: apt-get install "
+                      "prometheus)")
+                prometheus = None
+    print(flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     print("stopping...", flush=True)
+    if prometheus is not None:
+        prometheus.stop()
     for broker in brokers:
         await broker.stop()
 
@@ -55,6 +159,8 @@ async def _run(settings: list[BrokerSettings]) -> None:
 def run_dev(args: argparse.Namespace) -> int:
     setup_logging(getattr(args, "log_level", "warning"))
     count = max(1, getattr(args, "brokers", 1))
-    settings = dev_settings(Path(args.data_dir).resolve(), args.host, args.port, count)
-    asyncio.run(_run(settings))
+    first_metrics = metrics_port(getattr(args, "metrics_port", -1), args.port)
+    settings = dev_settings(Path(args.data_dir).resolve(), args.host, args.port, count,
+                            first_metrics)
+    asyncio.run(_run(settings, bool(getattr(args, "prometheus", False))))
     return 0

@@ -7,6 +7,7 @@ import asyncio
 import logging
 from pathlib import Path
 
+from odradek.broker.metrics import DEFAULT_METRICS_PORT_OFFSET
 from odradek.broker.server import BrokerSettings, serve
 from odradek.storage import ConfigError, LogConfig
 
@@ -36,6 +37,13 @@ def parse_voters(text: str) -> dict[int, str]:
     return voters
 
 
+def metrics_port(requested: int, grpc_port: int) -> int:
+    """--metrics-port: negative (not given) means the gRPC port + 1000."""
+    if requested >= 0:
+        return requested
+    return grpc_port + DEFAULT_METRICS_PORT_OFFSET if grpc_port > 0 else 0
+
+
 def run_broker(args: argparse.Namespace) -> int:
     setup_logging(getattr(args, "log_level", "info"))
     try:
@@ -44,7 +52,8 @@ def run_broker(args: argparse.Namespace) -> int:
             broker_id=args.broker_id, rack=args.rack, voters=parse_voters(args.voters),
             topic_defaults=parse_configs(args.config),
             default_replication_factor=args.default_replication_factor,
-            metadata_snapshot_every=args.metadata_snapshot_every)
+            metadata_snapshot_every=args.metadata_snapshot_every,
+            metrics_port=metrics_port(args.metrics_port, args.port))
         LogConfig.from_dict(settings.topic_defaults)
     except ConfigError as exc:
         raise SystemExit(f"error: {exc} (INVALID_CONFIG)") from None

@@ -16,6 +16,7 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from odradek.broker.cluster import ClusterNode, ClusterSettings
+from odradek.broker.metrics import BrokerMetrics, MetricsServer, StateCollector
 from odradek.broker.replication.host import RaftHost
 from odradek.broker.replication.replica import ReplicatedPartition
 from odradek.broker.service import AdminService, BrokerService, ControllerService
@@ -49,6 +50,10 @@ class BrokerSettings:
     tick_interval_ms: int = 50
     metadata_snapshot_every: int = 1000
     shutdown_grace_s: float = 5.0
+    # Prometheus metrics over HTTP on this port (of `host`); 0: not served. The CLI
+    # defaults it to the gRPC port + 1000.
+    metrics_port: int = 0
+    metrics_host: str | None = None  # default: host
 
 
 class Broker:
@@ -64,6 +69,18 @@ class Broker:
         self.host: RaftHost | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = asyncio.Event()
+        self.metrics = BrokerMetrics()
+        self.metrics.registry.register(StateCollector(
+            settings.broker_id, settings.data_dir, lambda: self.cluster, lambda: self.host,
+            lambda: self.transport))
+        self.metrics.topics = self._hosted_topics
+        self.metrics_server: MetricsServer | None = None
+
+    @property
+    def metrics_url(self) -> str | None:
+        if self.metrics_server is None:
+            return None
+        return f"http://{self.metrics_server.host}:{self.metrics_server.port}/metrics"
 
     async def start(self) -> None:
         s = self.settings
@@ -88,10 +105,12 @@ class Broker:
             tick_interval_s=s.tick_interval_ms / 1000, cluster_id=_cluster_id(voters),
             metadata_snapshot_every=s.metadata_snapshot_every)
         self.cluster = ClusterNode(cluster_settings, self.host, self._sync_peers)
+        self.cluster.flush_observer = self.metrics.observe_fsync
         admin = TopicAdmin(self.cluster, self.defaults, s.default_replication_factor)
-        pb_grpc.add_BrokerServicer_to_server(BrokerService(admin), self.server)  # type: ignore[no-untyped-call]
-        pb_grpc.add_AdminServicer_to_server(AdminService(admin), self.server)  # type: ignore[no-untyped-call]
-        cluster_pb2_grpc.add_ControllerServicer_to_server(ControllerService(admin), self.server)  # type: ignore[no-untyped-call]
+        m = self.metrics
+        pb_grpc.add_BrokerServicer_to_server(BrokerService(admin, m), self.server)  # type: ignore[no-untyped-call]
+        pb_grpc.add_AdminServicer_to_server(AdminService(admin, m), self.server)  # type: ignore[no-untyped-call]
+        cluster_pb2_grpc.add_ControllerServicer_to_server(ControllerService(admin, m), self.server)  # type: ignore[no-untyped-call]
         raft_pb2_grpc.add_RaftServicer_to_server(self.transport.servicer(), self.server)  # type: ignore[no-untyped-call]
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         names = [pb.DESCRIPTOR.services_by_name[n].full_name for n in ("Broker", "Admin")]
@@ -101,6 +120,15 @@ class Broker:
         for peer in voters:
             if peer != s.broker_id:
                 self.transport.add_peer(peer)
+        if s.metrics_port > 0:
+            self.metrics_server = MetricsServer(self.metrics, s.metrics_host or s.host,
+                                                s.metrics_port)
+            try:
+                await self.metrics_server.start()
+            except OSError as exc:  # metrics must not keep a broker from serving
+                log.error("broker %d cannot serve metrics on %s:%d: %s", s.broker_id,
+                          self.metrics_server.host, s.metrics_port, exc)
+                self.metrics_server = None
         await self.server.start()
         self.transport.start()
         self.host.start()
@@ -110,6 +138,8 @@ class Broker:
                        asyncio.create_task(self._serve_when_registered(names[:2]))]
         log.info("broker %d listening on %s:%d, data in %s", s.broker_id, s.host, self.port,
                  s.data_dir)
+        if self.metrics_url is not None:
+            log.info("broker %d serves metrics at %s", s.broker_id, self.metrics_url)
 
     async def _serve_when_registered(self, services: list[str]) -> None:
         """Health stays NOT_SERVING until the cluster knows this broker: before that it
@@ -146,6 +176,9 @@ class Broker:
         if self.host is not None:
             self.host.deliver(group, message)
 
+    def _hosted_topics(self) -> set[str]:
+        return {topic for topic, _ in self.cluster.partitions} if self.cluster else set()
+
     def partitions(self) -> list[ReplicatedPartition]:
         return list(self.cluster.partitions.values()) if self.cluster is not None else []
 
@@ -156,6 +189,8 @@ class Broker:
         await self.health.enter_graceful_shutdown()
         if self.server is not None:
             await self.server.stop(self.settings.shutdown_grace_s)
+        if self.metrics_server is not None:
+            await self.metrics_server.stop()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -190,10 +225,14 @@ class Broker:
             config = partition.log.config
             try:
                 if config.delete:
-                    partition.log.enforce_retention()
+                    deleted = partition.log.enforce_retention()
+                    self.metrics.retention_ran(partition.topic, deleted)
                 if config.compact:
-                    partition.log.compact()
+                    stats = partition.log.compact()
+                    self.metrics.compaction_ran(partition.topic, stats.segments_cleaned,
+                                                stats.bytes_before - stats.bytes_after)
             except Exception:
+                self.metrics.housekeeping_errors.inc()
                 log.exception("housekeeping failed for %s-%d", partition.topic, partition.index)
 
 

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import grpc
 
 from odradek.broker.errors import BrokerError, invalid_request, to_broker_error
+from odradek.broker.metrics import BrokerMetrics
 from odradek.broker.topic_admin import ForwardedError, TopicAdmin
 from odradek.v1 import cluster_pb2, cluster_pb2_grpc
 from odradek.v1 import odradek_pb2 as pb
@@ -28,25 +29,39 @@ Handler = Callable[..., Awaitable[T]]
 
 
 def rpc(method: Handler[T]) -> Handler[T]:
-    """Turns domain errors into statuses with ErrorInfo; logs what was not expected."""
+    """Turns domain errors into statuses with ErrorInfo; logs what was not expected; counts
+    and times the request when the servicer has metrics."""
 
     @wraps(method)
     async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> T:
+        metrics: BrokerMetrics | None = getattr(self, "metrics", None)
+        started = time.perf_counter()
+        code: str | None = None
+        reason: str | None = None
         try:
             return await method(self, request, context)
         except ForwardedError as exc:
+            code, reason = exc.error.code().name, "FORWARDED"
             # abort() takes a tuple of pairs, not the grpc.aio.Metadata the call returned.
             await context.abort(exc.error.code(), exc.error.details() or "",
                                 tuple(exc.error.trailing_metadata() or ()))
             raise AssertionError("abort returned") from exc
+        except asyncio.CancelledError:
+            code = reason = "CANCELLED"
+            raise
         except Exception as exc:
             error = to_broker_error(exc)
             if error is None:
                 log.exception("unexpected error in %s", method.__name__)
                 error = BrokerError(grpc.StatusCode.INTERNAL, "INTERNAL",
                                     f"internal error: {type(exc).__name__}: {exc}")
+            code, reason = error.code.name, error.reason
             await context.abort_with_status(error.to_status())
             raise AssertionError("abort_with_status returned") from exc
+        finally:
+            if metrics is not None:
+                metrics.observe_rpc(method.__name__, time.perf_counter() - started,
+                                    code, reason)
 
     return wrapper
 
@@ -65,8 +80,9 @@ def _fetch_bytes(requested: int) -> int:
 
 
 class BrokerService(pb_grpc.BrokerServicer):
-    def __init__(self, admin: TopicAdmin) -> None:
+    def __init__(self, admin: TopicAdmin, metrics: BrokerMetrics | None = None) -> None:
         self.admin = admin
+        self.metrics = metrics
 
     @rpc
     async def Produce(self, request: pb.ProduceRequest,
@@ -78,6 +94,8 @@ class BrokerService(pb_grpc.BrokerServicer):
         timeout_s = (request.timeout_ms or 30_000) / 1000
         info = await partition.append(request.records, quorum=request.acks != pb.ACKS_LEADER,
                                       timeout_s=timeout_s)
+        if self.metrics is not None:
+            self.metrics.produced(request.topic, request.records)
         return pb.ProduceResponse(
             base_offset=info.base_offset, last_offset=info.last_offset,
             log_append_time_ms=info.log_append_time_ms,
@@ -98,6 +116,8 @@ class BrokerService(pb_grpc.BrokerServicer):
             if len(result.data) >= max(request.min_bytes, 1) or remaining <= 0:
                 break
             await partition.wait_for_append(remaining)
+        if self.metrics is not None:
+            self.metrics.fetched(request.topic, result.data)
         return pb.FetchResponse(
             records=result.data, high_watermark=partition.high_watermark,
             log_start_offset=partition.log.log_start_offset, next_offset=result.next_offset)
@@ -113,6 +133,8 @@ class BrokerService(pb_grpc.BrokerServicer):
                 result = partition.read(offset, max_bytes)
                 if result.data:
                     offset = result.next_offset
+                    if self.metrics is not None:
+                        self.metrics.fetched(request.topic, result.data)
                     yield pb.FetchResponse(
                         records=result.data, high_watermark=partition.high_watermark,
                         log_start_offset=partition.log.log_start_offset,
@@ -157,8 +179,9 @@ class AdminService(pb_grpc.AdminServicer):
     """Topic admin. Requests are carried out by the controller; any other broker passes
     them on to it, so clients may call any broker."""
 
-    def __init__(self, admin: TopicAdmin) -> None:
+    def __init__(self, admin: TopicAdmin, metrics: BrokerMetrics | None = None) -> None:
         self.admin = admin
+        self.metrics = metrics
 
     @rpc
     async def CreateTopic(self, request: pb.CreateTopicRequest,
@@ -223,8 +246,9 @@ class AdminService(pb_grpc.AdminServicer):
 
 
 class ControllerService(cluster_pb2_grpc.ControllerServicer):
-    def __init__(self, admin: TopicAdmin) -> None:
+    def __init__(self, admin: TopicAdmin, metrics: BrokerMetrics | None = None) -> None:
         self.admin = admin
+        self.metrics = metrics
 
     @rpc
     async def Propose(self, request: cluster_pb2.ProposeRequest,

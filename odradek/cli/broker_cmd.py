@@ -44,6 +44,9 @@ def add_broker_parser(
                    metavar="ID=HOST:PORT,...",
                    help="the metadata voters, e.g. 0=10.0.0.1:9092,1=10.0.0.2:9092,"
                         "2=10.0.0.3:9092 (env ODRADEK_VOTERS; default: this broker alone)")
+    p.add_argument("--metrics-port", type=int, default=_env_int("ODRADEK_METRICS_PORT", -1),
+                   help="HTTP port serving Prometheus metrics at /metrics (env "
+                        "ODRADEK_METRICS_PORT; default: the gRPC port + 1000; 0: off)")
     p.add_argument("--rack", default=os.environ.get("ODRADEK_RACK") or None,
                    help="rack or zone label, for spreading replicas (env ODRADEK_RACK)")
     p.add_argument("--metadata-snapshot-every", type=int, default=1000, metavar="N",
@@ -73,6 +76,11 @@ def add_dev_parser(
                    help="where data is kept (default %(default)s)")
     p.add_argument("--brokers", type=int, default=1,
                    help="how many brokers to run, on consecutive ports (default %(default)s)")
+    p.add_argument("--metrics-port", type=int, default=_env_int("ODRADEK_METRICS_PORT", -1),
+                   help="first broker's metrics port, the others on the next ports "
+                        "(default: --port + 1000; 0: off)")
+    p.add_argument("--prometheus", action="store_true",
+                   help="also run `prometheus` (if installed) scraping every broker")
     _add_log_level(p)
     p.set_defaults(func=_run_dev)
     return p

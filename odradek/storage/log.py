@@ -100,6 +100,8 @@ class PartitionLog:
         self._dir_dirty = False
         self._first_dirty = segments[0].base_offset  # compaction: start of uncleaned data
         self._closed = False
+        # Told the seconds each flush that wrote something spent fsyncing (for metrics).
+        self.flush_observer: Callable[[float], None] | None = None
 
     # ------------------------------------------------------------------- open
 
@@ -360,6 +362,7 @@ class PartitionLog:
             dir_dirty = self._dir_dirty
             self._dir_dirty = False
             point = active.base_offset
+        started = time.perf_counter()
         for seg in dirty:
             seg.flush()
             if seg is not active:
@@ -372,6 +375,8 @@ class PartitionLog:
             self._recovery_point = point
         self._unflushed_messages = 0
         self._last_flush_ms = self._clock()
+        if self.flush_observer is not None and (dirty or dir_dirty):
+            self.flush_observer(time.perf_counter() - started)
 
     def flush_if_due(self) -> bool:
         """Flushes when flush.ms has passed since the last flush and data is unflushed."""

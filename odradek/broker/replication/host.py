@@ -19,7 +19,7 @@ import logging
 from collections.abc import Callable
 from typing import Protocol
 
-from odradek.raft import Message, MessageType, RaftNode, Ready
+from odradek.raft import Message, MessageType, RaftNode, Ready, Role
 from odradek.raft.storage import PersistentLogStorage
 
 log = logging.getLogger("odradek.raft")
@@ -48,6 +48,27 @@ class RaftGroup:
         self.listener = listener
 
 
+class ElectionCounter:
+    """Counts the elections this host's groups start and win, from their role changes."""
+
+    def __init__(self) -> None:
+        self.started = 0
+        self.won = 0
+        self._roles: dict[str, Role] = {}
+
+    def role(self, group: str, role: Role) -> None:
+        if role == self._roles.get(group, Role.FOLLOWER):
+            return
+        self._roles[group] = role
+        if role == Role.CANDIDATE:
+            self.started += 1
+        elif role == Role.LEADER:
+            self.won += 1
+
+    def forget(self, group: str) -> None:
+        self._roles.pop(group, None)
+
+
 class RaftHost:
     def __init__(self, broker_id: int, send: Send, tick_interval_s: float = 0.1,
                  alive: Callable[[int], bool] | None = None,
@@ -66,6 +87,7 @@ class RaftHost:
         self._dirty: set[str] = set()
         self._scheduled = False
         self._ticker: asyncio.Task[None] | None = None
+        self.elections = ElectionCounter()
 
     def start(self) -> None:
         self._ticker = asyncio.get_running_loop().create_task(self._tick_loop())
@@ -87,6 +109,7 @@ class RaftHost:
         self._dirty.discard(name)
         self.quiet.discard(name)
         self._calm.pop(name, None)
+        self.elections.forget(name)
         return self.groups.pop(name, None)
 
     def deliver(self, group_name: str, message: Message) -> None:
@@ -140,6 +163,7 @@ class RaftHost:
             for message in ready.messages:
                 self.send(message.to_id, group.name, message)
             node.advance(ready)
+            self.elections.role(group.name, ready.soft_state.role)
             group.listener.on_ready(ready)
 
     async def _tick_loop(self) -> None:
