@@ -83,7 +83,8 @@ def partition_group(topic: str, partition: int) -> str:
 
 class ClusterNode:
     def __init__(self, settings: ClusterSettings, host: RaftHost,
-                 peers_changed: Callable[[], None] = lambda: None) -> None:
+                 peers_changed: Callable[[], None] = lambda: None,
+                 broker_alive: Callable[[int], bool] = lambda _: False) -> None:
         self.settings = settings
         self.id = settings.broker_id
         self.cluster_id = settings.cluster_id
@@ -95,6 +96,7 @@ class ClusterNode:
         self._image_changed = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._peers_changed = peers_changed
+        self.broker_alive = broker_alive
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._rng = random.Random()
         self._reported_configs: set[tuple[str, int, int]] = set()
@@ -377,7 +379,8 @@ class ClusterNode:
         name = partition_group(topic, index)
         partition = ReplicatedPartition(
             topic, index, plog, node, lambda: self.host.schedule(name), self.address_of,
-            liveness_s=self.settings.tick_interval_s * self.settings.election_ticks)
+            liveness_s=self.settings.tick_interval_s * self.settings.election_ticks,
+            broker_alive=self.broker_alive)
         partition.on_leader_change = self._leader_changed
         self.partitions[key] = partition
         self._topic_ids[key] = topic_id

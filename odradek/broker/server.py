@@ -104,7 +104,8 @@ class Broker:
             voters=voters, rack=s.rack, topic_defaults=self.defaults,
             tick_interval_s=s.tick_interval_ms / 1000, cluster_id=_cluster_id(voters),
             metadata_snapshot_every=s.metadata_snapshot_every)
-        self.cluster = ClusterNode(cluster_settings, self.host, self._sync_peers)
+        self.cluster = ClusterNode(cluster_settings, self.host, self._sync_peers,
+                                   broker_alive=lambda peer: transport.alive(peer, election_s))
         self.cluster.flush_observer = self.metrics.observe_fsync
         admin = TopicAdmin(self.cluster, self.defaults, s.default_replication_factor)
         m = self.metrics

@@ -287,3 +287,19 @@ def test_idle_partition_fails_over(cluster: ClusterProcesses, fault: str) -> Non
             cluster.brokers[victim].start()
     wait_caught_up(cluster)
     check_replicas(cluster, [b"first", b"second"])
+
+
+@pytest.mark.timeout(60)
+def test_quiesced_partition_takes_writes(cluster: ClusterProcesses) -> None:
+    """After an idle spell (the group quiesces), writes need no warm-up."""
+    with grpc.insecure_channel(cluster.brokers[0].address) as channel:
+        pb_grpc.AdminStub(channel).CreateTopic(pb.CreateTopicRequest(
+            name=TOPIC, partitions=1, replication_factor=3,
+            configs={"min.insync.replicas": "3"}), timeout=30)
+    for i in range(3):
+        time.sleep(2.5)
+        leader = leader_of(cluster, set())  # may have moved to the preferred replica
+        with grpc.insecure_channel(cluster.brokers[leader].address) as channel:
+            pb_grpc.BrokerStub(channel).Produce(pb.ProduceRequest(
+                topic=TOPIC, partition=0, records=encode_batch(
+                    [(i, None, b"after-idle-%d" % i)])), timeout=10)

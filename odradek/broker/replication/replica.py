@@ -33,7 +33,8 @@ class _Pending:
 class ReplicatedPartition:
     def __init__(self, topic: str, index: int, log: PartitionLog, node: RaftNode,
                  schedule: Callable[[], None], leader_address: LeaderAddress,
-                 liveness_s: float = 1.0) -> None:
+                 liveness_s: float = 1.0,
+                 broker_alive: Callable[[int], bool] = lambda _: False) -> None:
         self.topic = topic
         self.index = index
         self.log = log
@@ -50,6 +51,9 @@ class ReplicatedPartition:
         # A follower heard from within liveness_s counts as in sync for min.insync.replicas.
         self.liveness_s = liveness_s
         self._heard: dict[int, float] = {}
+        # A quiesced group exchanges no messages; its caught-up followers count as in sync
+        # while their brokers are alive (the transport's per-broker-pair signal).
+        self._broker_alive = broker_alive
 
     @property
     def leader(self) -> int | None:
@@ -106,9 +110,17 @@ class ReplicatedPartition:
     def in_sync_replicas(self) -> list[int]:
         """The leader and the followers it heard from recently."""
         now = time.monotonic()
-        me = self.node.id
-        return [v for v in sorted(self.node.config.voters)
-                if v == me or now - self._heard.get(v, -1e9) <= self.liveness_s]
+        node = self.node
+        me = node.id
+
+        def in_sync(v: int) -> bool:
+            if v == me or now - self._heard.get(v, -1e9) <= self.liveness_s:
+                return True
+            progress = node.progress.get(v)
+            return (progress is not None and progress.match >= node.commit_index
+                    and self._broker_alive(v))
+
+        return [v for v in sorted(node.config.voters) if in_sync(v)]
 
     def _check_in_sync(self, min_insync: int) -> None:
         voters = len(self.node.config.voters)
