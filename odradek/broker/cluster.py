@@ -50,6 +50,7 @@ from odradek.raft import (
     Role,
 )
 from odradek.records import encode_batch, iter_records
+from odradek.security.tls import ClientTLS, open_channel
 from odradek.storage import LogConfig, PartitionLog
 from odradek.v1 import cluster_pb2, cluster_pb2_grpc
 
@@ -83,7 +84,8 @@ def partition_group(topic: str, partition: int) -> str:
 
 class ClusterNode:
     def __init__(self, settings: ClusterSettings, host: RaftHost,
-                 peers_changed: Callable[[], None] = lambda: None) -> None:
+                 peers_changed: Callable[[], None] = lambda: None,
+                 tls: ClientTLS | None = None) -> None:
         self.settings = settings
         self.id = settings.broker_id
         self.cluster_id = settings.cluster_id
@@ -96,6 +98,7 @@ class ClusterNode:
         self._tasks: set[asyncio.Task[None]] = set()
         self._peers_changed = peers_changed
         self._channels: dict[str, grpc.aio.Channel] = {}
+        self._tls = tls
         self._rng = random.Random()
         self._reported_configs: set[tuple[str, int, int]] = set()
         self.voter = self.id in settings.voters
@@ -204,6 +207,8 @@ class ClusterNode:
                                        timeout=max(0.1, deadline - time.monotonic()))
         except grpc.aio.AioRpcError as exc:
             if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                if exc.code() == grpc.StatusCode.UNAVAILABLE:
+                    self.drop_channel(address)
                 raise _Retry(exc.details() or str(exc.code())) from None
             raise
         return int(reply.offset)
@@ -211,9 +216,16 @@ class ClusterNode:
     def _channel(self, address: str) -> grpc.aio.Channel:
         channel = self._channels.get(address)
         if channel is None:
-            channel = grpc.aio.insecure_channel(address)
+            channel = open_channel(address, self._tls)
             self._channels[address] = channel
         return channel
+
+    def drop_channel(self, address: str) -> None:
+        """Forgets a channel that failed: the next one is made with freshly read TLS files
+        (a rotated certificate), and with the address as it is now."""
+        channel = self._channels.pop(address, None)
+        if channel is not None:
+            self._spawn(channel.close())
 
     async def wait_applied(self, offset: int, timeout_s: float) -> None:
         if self.image.last_offset >= offset:

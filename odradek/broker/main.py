@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 
 from odradek.broker.server import BrokerSettings, serve
+from odradek.security.tls import ServerTLS, TLSConfigError
 from odradek.storage import ConfigError, LogConfig
 
 
@@ -36,6 +37,22 @@ def parse_voters(text: str) -> dict[int, str]:
     return voters
 
 
+def tls_settings(args: argparse.Namespace) -> ServerTLS | None:
+    cert, key, ca = (getattr(args, name, None) for name in ("tls_cert", "tls_key", "tls_ca"))
+    listener = getattr(args, "listener", None) or ("tls" if cert else "plaintext")
+    if listener == "plaintext":
+        if cert or key:
+            raise SystemExit("error: --tls-cert/--tls-key given with --listener plaintext")
+        return None
+    if not cert or not key:
+        raise SystemExit("error: --listener tls needs --tls-cert and --tls-key")
+    client_auth = getattr(args, "tls_client_auth", None) or ("required" if ca else "none")
+    try:
+        return ServerTLS(Path(cert), Path(key), Path(ca) if ca else None, client_auth)
+    except TLSConfigError as exc:
+        raise SystemExit(f"error: {exc}") from None
+
+
 def run_broker(args: argparse.Namespace) -> int:
     setup_logging(getattr(args, "log_level", "info"))
     try:
@@ -44,9 +61,13 @@ def run_broker(args: argparse.Namespace) -> int:
             broker_id=args.broker_id, rack=args.rack, voters=parse_voters(args.voters),
             topic_defaults=parse_configs(args.config),
             default_replication_factor=args.default_replication_factor,
-            metadata_snapshot_every=args.metadata_snapshot_every)
+            metadata_snapshot_every=args.metadata_snapshot_every,
+            tls=tls_settings(args))
         LogConfig.from_dict(settings.topic_defaults)
     except ConfigError as exc:
         raise SystemExit(f"error: {exc} (INVALID_CONFIG)") from None
-    asyncio.run(serve(settings))
+    try:
+        asyncio.run(serve(settings))
+    except TLSConfigError as exc:
+        raise SystemExit(f"error: {exc}") from None
     return 0

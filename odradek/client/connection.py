@@ -19,6 +19,7 @@ from odradek.client.errors import (
     UnknownTopicOrPartitionError,
     from_rpc_error,
 )
+from odradek.security.tls import ClientTLS, TLSConfigError, open_channel
 from odradek.v1 import odradek_pb2 as pb
 from odradek.v1 import odradek_pb2_grpc as pb_grpc
 
@@ -98,12 +99,15 @@ class Cluster:
         request_timeout_ms: int = 30_000,
         metadata_max_age_ms: int = 300_000,
         channel_options: Sequence[tuple[str, Any]] = (),
+        tls: ClientTLS | None = None,
     ) -> None:
         self.bootstrap = parse_bootstrap(bootstrap)
         self.request_timeout = request_timeout_ms / 1000
         self.metadata_max_age = metadata_max_age_ms / 1000
         self._options = tuple(CHANNEL_OPTIONS) + tuple(channel_options)
         self._channels: dict[str, grpc.aio.Channel] = {}
+        # None: plaintext. TLS files are read when a channel is made.
+        self.tls = tls
         self._broker_stubs: dict[str, pb_grpc.BrokerStub] = {}
         self._admin_stubs: dict[str, pb_grpc.AdminStub] = {}
         self.brokers: dict[int, str] = {}
@@ -123,7 +127,10 @@ class Cluster:
         if ch is None:
             if self._closed:
                 raise UnavailableError("the client is closed")
-            ch = grpc.aio.insecure_channel(address, options=self._options)
+            try:
+                ch = open_channel(address, self.tls, self._options)
+            except TLSConfigError as exc:
+                raise UnavailableError(str(exc)) from None
             self._channels[address] = ch
         return ch
 
