@@ -134,6 +134,17 @@ class Cluster:
             self._channels[address] = ch
         return ch
 
+    def drop_channel(self, address: str) -> None:
+        """With TLS, a channel that failed is replaced: the next one reads the certificate
+        files again (rotated client certificates, a CA bundle that changed)."""
+        if self.tls is None:
+            return  # plaintext channels reconnect by themselves; nothing to re-read
+        ch = self._channels.pop(address, None)
+        self._broker_stubs.pop(address, None)
+        self._admin_stubs.pop(address, None)
+        if ch is not None:
+            asyncio.ensure_future(ch.close(grace=5)).add_done_callback(_consume_exception)
+
     def broker_stub(self, address: str) -> pb_grpc.BrokerStub:
         stub = self._broker_stubs.get(address)
         if stub is None:
@@ -167,6 +178,7 @@ class Cluster:
                 err = from_rpc_error(exc)
                 if not (retry_codes and err.reason == "UNAVAILABLE"):
                     raise err from None
+                self.drop_channel(address)
                 last = err
         assert last is not None
         raise UnavailableError(
