@@ -222,7 +222,9 @@ class ClusterNode:
 
     def drop_channel(self, address: str) -> None:
         """Forgets a channel that failed: the next one is made with freshly read TLS files
-        (a rotated certificate), and with the address as it is now."""
+        (a rotated certificate). Plaintext channels reconnect by themselves and stay."""
+        if self._tls is None:
+            return
         channel = self._channels.pop(address, None)
         if channel is not None:
             self._spawn(channel.close())
