@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
 import shutil
 import socket
 import ssl
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -210,5 +213,41 @@ async def test_rotated_certificate_is_picked_up_live(tmp_path: Path, pki: Pki) -
         assert seen == new_serial
         # Clients still work against the rotated certificate.
         await produce_consume(proc.address, client_tls(pki), "after-rotation", count=5)
+    finally:
+        proc.stop()
+
+
+def odradek(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ODRADEK_TLS")}
+    return subprocess.run([sys.executable, "-m", "odradek.cli.main", *args], input=stdin,
+                          capture_output=True, text=True, timeout=60, check=False,
+                          env=dict(env, PYTHONUNBUFFERED="1"))
+
+
+def test_cli_over_tls(tls_broker: BrokerProcess, pki: Pki) -> None:
+    flags = ["--bootstrap", tls_broker.address, "--tls-ca", str(pki.ca),
+             "--tls-cert", str(pki.client_cert), "--tls-key", str(pki.client_key)]
+    created = odradek("topic", "create", "cli-tls", "--partitions", "1", *flags)
+    assert created.returncode == 0, created.stderr
+    produced = odradek("produce", "cli-tls", *flags, stdin="one\ntwo\n")
+    assert produced.returncode == 0, produced.stderr
+    consumed = odradek("consume", "cli-tls", "--from-beginning", "--max-messages", "2",
+                       "--timeout-ms", "5000", *flags)
+    assert consumed.returncode == 0, consumed.stderr
+    assert consumed.stdout.split() == ["one", "two"]
+    plain = odradek("topic", "list", "--bootstrap", tls_broker.address)
+    assert plain.returncode != 0 and "UNAVAILABLE" in plain.stderr
+
+
+def test_cluster_without_client_auth_refuses_to_start(tmp_path: Path, pki: Pki) -> None:
+    proc = BrokerProcess(tmp_path / "lonely", extra_args=[
+        "--broker-id", "0", "--voters", "0=127.0.0.1:1,1=127.0.0.1:2",
+        "--tls-cert", str(pki.broker_cert), "--tls-key", str(pki.broker_key),
+        "--tls-client-auth", "none"])
+    try:
+        proc.start(wait=False)
+        assert proc.proc is not None
+        assert proc.proc.wait(timeout=30) != 0
+        assert "--tls-client-auth required" in proc.log()
     finally:
         proc.stop()
