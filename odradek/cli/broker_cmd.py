@@ -67,17 +67,18 @@ def _add_tls_flags(p: argparse.ArgumentParser) -> None:
                    help="what --port speaks (env ODRADEK_LISTENER; default: tls when "
                         "--tls-cert is given, else plaintext). With tls there is no "
                         "plaintext listener")
-    p.add_argument("--tls-cert", default=env("ODRADEK_TLS_CERT") or None, metavar="PEM",
+    p.add_argument("--tls-cert", default=env("ODRADEK_BROKER_TLS_CERT") or None, metavar="PEM",
                    help="this broker's certificate (chain); also its client certificate "
-                        "towards other brokers (env ODRADEK_TLS_CERT)")
-    p.add_argument("--tls-key", default=env("ODRADEK_TLS_KEY") or None, metavar="PEM",
-                   help="the key of --tls-cert (env ODRADEK_TLS_KEY)")
-    p.add_argument("--tls-ca", default=env("ODRADEK_TLS_CA") or None, metavar="PEM",
+                        "towards other brokers (env ODRADEK_BROKER_TLS_CERT)")
+    p.add_argument("--tls-key", default=env("ODRADEK_BROKER_TLS_KEY") or None, metavar="PEM",
+                   help="the key of --tls-cert (env ODRADEK_BROKER_TLS_KEY)")
+    p.add_argument("--tls-ca", default=env("ODRADEK_BROKER_TLS_CA") or None, metavar="PEM",
                    help="CA bundle that signs client and broker certificates "
-                        "(env ODRADEK_TLS_CA)")
+                        "(env ODRADEK_BROKER_TLS_CA; the broker's variables are not the "
+                        "clients' ODRADEK_TLS_*)")
     p.add_argument("--tls-client-auth", choices=["none", "required"],
-                   default=env("ODRADEK_TLS_CLIENT_AUTH") or None,
-                   help="mutual TLS for clients (env ODRADEK_TLS_CLIENT_AUTH; default: "
+                   default=env("ODRADEK_BROKER_TLS_CLIENT_AUTH") or None,
+                   help="mutual TLS for clients (env ODRADEK_BROKER_TLS_CLIENT_AUTH; default: "
                         "required when --tls-ca is given, else none). Brokers reach each "
                         "other on this listener, so a cluster needs required")
 
