@@ -15,6 +15,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from odradek.security.tls import ClientTLS
 from odradek.v1 import odradek_pb2_grpc as pb_grpc
 
 START_TIMEOUT_S = 30.0
@@ -30,8 +31,11 @@ class BrokerProcess:
     """`odradek broker` in a child process, with its log captured to a file."""
 
     def __init__(self, data_dir: Path, port: int | None = None,
-                 extra_args: list[str] | None = None, metrics_port: int | None = None) -> None:
+                 extra_args: list[str] | None = None, metrics_port: int | None = None,
+                 tls: ClientTLS | None = None) -> None:
         self.data_dir = data_dir
+        # How the health checks reach a TLS listener (None: plaintext).
+        self.tls = tls
         self.port = port or free_port()
         self.metrics_port = metrics_port or free_port()
         self.extra_args = extra_args or []
@@ -65,7 +69,7 @@ class BrokerProcess:
 
     def wait_ready(self, timeout: float = START_TIMEOUT_S) -> None:
         deadline = time.monotonic() + timeout
-        with grpc.insecure_channel(self.address) as channel:
+        with self.health_channel() as channel:
             stub = health_pb2_grpc.HealthStub(channel)
             while time.monotonic() < deadline:
                 assert self.proc is not None
@@ -79,6 +83,21 @@ class BrokerProcess:
                     pass
                 time.sleep(0.05)
         raise TimeoutError(f"broker on {self.address} not ready in {timeout}s:\n{self.log()}")
+
+    def health_channel(self) -> grpc.Channel:
+        if self.tls is None:
+            return grpc.insecure_channel(self.address)
+        return grpc.secure_channel(self.address, self.tls.credentials())
+
+    def serving(self) -> bool:
+        """One bounded health check: is the broker SERVING now?"""
+        with self.health_channel() as channel:
+            try:
+                reply = health_pb2_grpc.HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(), timeout=1)
+            except grpc.RpcError:
+                return False
+            return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -111,12 +130,14 @@ class BrokerProcess:
 class ClusterProcesses:
     """n brokers on free ports, all of them (up to 3) metadata voters."""
 
-    def __init__(self, root: Path, count: int = 3, extra_args: list[str] | None = None) -> None:
+    def __init__(self, root: Path, count: int = 3, extra_args: list[str] | None = None,
+                 tls: ClientTLS | None = None) -> None:
         ports = [free_port() for _ in range(count)]
         voters = ",".join(f"{i}=127.0.0.1:{p}" for i, p in enumerate(ports[:3]))
         self.brokers = [
             BrokerProcess(root / f"broker-{i}", port,
-                          ["--broker-id", str(i), "--voters", voters, *(extra_args or [])])
+                          ["--broker-id", str(i), "--voters", voters, *(extra_args or [])],
+                          tls=tls)
             for i, port in enumerate(ports)]
 
     @property

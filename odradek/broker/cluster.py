@@ -50,6 +50,7 @@ from odradek.raft import (
     Role,
 )
 from odradek.records import encode_batch, iter_records
+from odradek.security.tls import ClientTLS, open_channel
 from odradek.storage import LogConfig, PartitionLog
 from odradek.v1 import cluster_pb2, cluster_pb2_grpc
 
@@ -84,7 +85,8 @@ def partition_group(topic: str, partition: int) -> str:
 class ClusterNode:
     def __init__(self, settings: ClusterSettings, host: RaftHost,
                  peers_changed: Callable[[], None] = lambda: None,
-                 broker_alive: Callable[[int], bool] = lambda _: False) -> None:
+                 broker_alive: Callable[[int], bool] = lambda _: False,
+                 tls: ClientTLS | None = None) -> None:
         self.settings = settings
         self.id = settings.broker_id
         self.cluster_id = settings.cluster_id
@@ -98,6 +100,7 @@ class ClusterNode:
         self._peers_changed = peers_changed
         self.broker_alive = broker_alive
         self._channels: dict[str, grpc.aio.Channel] = {}
+        self._tls = tls
         self._rng = random.Random()
         self._reported_configs: set[tuple[str, int, int]] = set()
         self.voter = self.id in settings.voters
@@ -208,6 +211,8 @@ class ClusterNode:
                                        timeout=max(0.1, deadline - time.monotonic()))
         except grpc.aio.AioRpcError as exc:
             if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                if exc.code() == grpc.StatusCode.UNAVAILABLE:
+                    self.drop_channel(address)
                 raise _Retry(exc.details() or str(exc.code())) from None
             raise
         return int(reply.offset)
@@ -215,9 +220,18 @@ class ClusterNode:
     def _channel(self, address: str) -> grpc.aio.Channel:
         channel = self._channels.get(address)
         if channel is None:
-            channel = grpc.aio.insecure_channel(address)
+            channel = open_channel(address, self._tls)
             self._channels[address] = channel
         return channel
+
+    def drop_channel(self, address: str) -> None:
+        """Forgets a channel that failed: the next one is made with freshly read TLS files
+        (a rotated certificate). Plaintext channels reconnect by themselves and stay."""
+        if self._tls is None:
+            return
+        channel = self._channels.pop(address, None)
+        if channel is not None:
+            self._spawn(channel.close())
 
     async def wait_applied(self, offset: int, timeout_s: float) -> None:
         if self.image.last_offset >= offset:

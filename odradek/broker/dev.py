@@ -16,6 +16,8 @@ from pathlib import Path
 
 from odradek.broker.main import metrics_port, setup_logging
 from odradek.broker.server import Broker, BrokerSettings
+from odradek.security.certs import LOCAL_NAMES, Pki, make_pki
+from odradek.security.tls import ServerTLS
 
 BANNER = """
 Odradek is running: {count} broker(s) on {addrs}
@@ -109,23 +111,56 @@ class DevPrometheus:
             self.dir = None
 
 
+TLS_BANNER = """
+Odradek is running with TLS only (mutual TLS required): {count} broker(s) on {addrs}
+data in {data}; a throwaway CA and certificates in {pki}
+
+  export ODRADEK_BOOTSTRAP={boot}
+  export ODRADEK_TLS_CA={ca}
+  export ODRADEK_TLS_CERT={cert}
+  export ODRADEK_TLS_KEY={key}
+  odradek topic create orders --partitions 3
+  echo 'hello' | odradek produce orders
+  odradek consume orders --from-beginning
+  # or per command: --tls-ca {ca} --tls-cert {cert} --tls-key {key}
+  grpcurl -cacert {ca} -cert {cert} -key {key} {first} list
+
+(Inside the repository use .venv/bin/odradek.) Press Ctrl-C to stop.
+"""
+
+
 def dev_settings(data_dir: Path, host: str, port: int, count: int,
-                 first_metrics_port: int = 0) -> list[BrokerSettings]:
+                 first_metrics_port: int = 0,
+                 tls: ServerTLS | None = None) -> list[BrokerSettings]:
     voter_ids = range(min(count, 3) if count >= 3 else count)
     voters = {i: f"{host}:{port + i}" for i in voter_ids}
     return [BrokerSettings(data_dir=data_dir / f"broker-{i}", host=host, port=port + i,
-                           broker_id=i, voters=voters,
+                           broker_id=i, voters=voters, tls=tls,
                            metrics_port=first_metrics_port + i if first_metrics_port else 0)
             for i in range(count)]
 
 
-async def _run(settings: list[BrokerSettings], with_prometheus: bool = False) -> None:
+def dev_tls(data_dir: Path, host: str) -> tuple[ServerTLS, Pki]:
+    """A throwaway CA, one broker identity shared by the dev brokers (SANs 127.0.0.1,
+    localhost and --host) and a client certificate, under data_dir/tls."""
+    sans = tuple(dict.fromkeys((*LOCAL_NAMES, host)))
+    pki = make_pki(data_dir / "tls", sans=sans)
+    return ServerTLS(pki.broker_cert, pki.broker_key, pki.ca, "required"), pki
+
+
+async def _run(settings: list[BrokerSettings], with_prometheus: bool = False,
+               pki: Pki | None = None) -> None:
     brokers = [Broker(s) for s in settings]
     for broker in brokers:
         await broker.start()
     addrs = [f"{s.host}:{b.port}" for s, b in zip(settings, brokers, strict=True)]
-    print(BANNER.format(count=len(brokers), addrs=", ".join(addrs), first=addrs[0],
-                        boot=",".join(addrs), data=settings[0].data_dir.parent), flush=True)
+    fields = dict(count=len(brokers), addrs=", ".join(addrs), first=addrs[0],
+                  boot=",".join(addrs), data=settings[0].data_dir.parent)
+    if pki is None:
+        print(BANNER.format(**fields), flush=True)
+    else:
+        print(TLS_BANNER.format(**fields, pki=pki.directory, ca=pki.ca, cert=pki.client_cert,
+                                key=pki.client_key), flush=True)
     urls = [b.metrics_url for b in brokers if b.metrics_url is not None]
     for broker in brokers:
         if broker.metrics_url is not None:
@@ -160,7 +195,8 @@ def run_dev(args: argparse.Namespace) -> int:
     setup_logging(getattr(args, "log_level", "warning"))
     count = max(1, getattr(args, "brokers", 1))
     first_metrics = metrics_port(getattr(args, "metrics_port", -1), args.port)
-    settings = dev_settings(Path(args.data_dir).resolve(), args.host, args.port, count,
-                            first_metrics)
-    asyncio.run(_run(settings, bool(getattr(args, "prometheus", False))))
+    data_dir = Path(args.data_dir).resolve()
+    tls, pki = dev_tls(data_dir, args.host) if getattr(args, "tls", False) else (None, None)
+    settings = dev_settings(data_dir, args.host, args.port, count, first_metrics, tls)
+    asyncio.run(_run(settings, bool(getattr(args, "prometheus", False)), pki))
     return 0

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from odradek.broker.metrics import DEFAULT_METRICS_PORT_OFFSET
 from odradek.broker.server import BrokerSettings, serve
+from odradek.security.tls import ServerTLS, TLSConfigError
 from odradek.storage import ConfigError, LogConfig
 
 
@@ -44,6 +45,22 @@ def metrics_port(requested: int, grpc_port: int) -> int:
     return grpc_port + DEFAULT_METRICS_PORT_OFFSET if grpc_port > 0 else 0
 
 
+def tls_settings(args: argparse.Namespace) -> ServerTLS | None:
+    cert, key, ca = (getattr(args, name, None) for name in ("tls_cert", "tls_key", "tls_ca"))
+    listener = getattr(args, "listener", None) or ("tls" if cert else "plaintext")
+    if listener == "plaintext":
+        if cert or key:
+            raise SystemExit("error: --tls-cert/--tls-key given with --listener plaintext")
+        return None
+    if not cert or not key:
+        raise SystemExit("error: --listener tls needs --tls-cert and --tls-key")
+    client_auth = getattr(args, "tls_client_auth", None) or ("required" if ca else "none")
+    try:
+        return ServerTLS(Path(cert), Path(key), Path(ca) if ca else None, client_auth)
+    except TLSConfigError as exc:
+        raise SystemExit(f"error: {exc}") from None
+
+
 def run_broker(args: argparse.Namespace) -> int:
     setup_logging(getattr(args, "log_level", "info"))
     try:
@@ -53,9 +70,13 @@ def run_broker(args: argparse.Namespace) -> int:
             topic_defaults=parse_configs(args.config),
             default_replication_factor=args.default_replication_factor,
             metadata_snapshot_every=args.metadata_snapshot_every,
-            metrics_port=metrics_port(args.metrics_port, args.port))
+            metrics_port=metrics_port(args.metrics_port, args.port),
+            tls=tls_settings(args))
         LogConfig.from_dict(settings.topic_defaults)
     except ConfigError as exc:
         raise SystemExit(f"error: {exc} (INVALID_CONFIG)") from None
-    asyncio.run(serve(settings))
+    try:
+        asyncio.run(serve(settings))
+    except TLSConfigError as exc:
+        raise SystemExit(f"error: {exc}") from None
     return 0

@@ -23,6 +23,7 @@ from odradek.broker.service import AdminService, BrokerService, ControllerServic
 from odradek.broker.topic_admin import TopicAdmin
 from odradek.broker.transport import SERVER_OPTIONS, RaftTransport
 from odradek.raft import Message
+from odradek.security.tls import ServerTLS, TLSConfigError
 from odradek.storage import LogConfig
 from odradek.v1 import cluster_pb2_grpc, raft_pb2_grpc
 from odradek.v1 import odradek_pb2 as pb
@@ -54,6 +55,9 @@ class BrokerSettings:
     # defaults it to the gRPC port + 1000.
     metrics_port: int = 0
     metrics_host: str | None = None  # default: host
+    # TLS identity; when set the listener speaks TLS only and brokers dial each other
+    # with mutual TLS (which needs client_auth "required" in a cluster of several).
+    tls: ServerTLS | None = None
 
 
 class Broker:
@@ -85,14 +89,23 @@ class Broker:
     async def start(self) -> None:
         s = self.settings
         self.server = grpc.aio.server(options=[*SERVER_OPTIONS, ("grpc.so_reuseport", 0)])
-        self.port = self.server.add_insecure_port(f"{s.host}:{s.port}")
+        if s.tls is not None:
+            if len(s.voters) > 1 and not s.tls.require_client_auth:
+                raise TLSConfigError(
+                    "brokers reach each other on the TLS listener with mutual TLS: a cluster "
+                    "of several brokers needs --tls-client-auth required")
+            self.port = self.server.add_secure_port(f"{s.host}:{s.port}",
+                                                    s.tls.server_credentials())
+        else:
+            self.port = self.server.add_insecure_port(f"{s.host}:{s.port}")
         if self.port == 0:
             raise OSError(f"cannot listen on {s.host}:{s.port}")
+        peer_tls = s.tls.client() if s.tls is not None else None
         voters = dict(s.voters) or {s.broker_id: f"{s.host}:{self.port}"}
         if s.broker_id in voters:
             voters[s.broker_id] = f"{s.host}:{self.port}"
         resolve = self._resolve
-        self.transport = RaftTransport(s.broker_id, resolve, self._deliver)
+        self.transport = RaftTransport(s.broker_id, resolve, self._deliver, tls=peer_tls)
         tick_s = s.tick_interval_ms / 1000
         transport = self.transport
         election_s = tick_s * ClusterSettings.election_ticks
@@ -105,7 +118,8 @@ class Broker:
             tick_interval_s=s.tick_interval_ms / 1000, cluster_id=_cluster_id(voters),
             metadata_snapshot_every=s.metadata_snapshot_every)
         self.cluster = ClusterNode(cluster_settings, self.host, self._sync_peers,
-                                   broker_alive=lambda peer: transport.alive(peer, election_s))
+                                   broker_alive=lambda peer: transport.alive(peer, election_s),
+                                   tls=peer_tls)
         self.cluster.flush_observer = self.metrics.observe_fsync
         admin = TopicAdmin(self.cluster, self.defaults, s.default_replication_factor)
         m = self.metrics
@@ -137,8 +151,8 @@ class Broker:
         self._tasks = [asyncio.create_task(self._flush_loop()),
                        asyncio.create_task(self._retention_loop()),
                        asyncio.create_task(self._serve_when_registered(names[:2]))]
-        log.info("broker %d listening on %s:%d, data in %s", s.broker_id, s.host, self.port,
-                 s.data_dir)
+        log.info("broker %d listening on %s:%d (%s), data in %s", s.broker_id, s.host,
+                 self.port, "tls" if s.tls is not None else "plaintext", s.data_dir)
         if self.metrics_url is not None:
             log.info("broker %d serves metrics at %s", s.broker_id, self.metrics_url)
 

@@ -168,6 +168,8 @@ class TopicAdmin:
         try:
             return await getattr(stub, method)(request, timeout=30)
         except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.UNAVAILABLE:
+                self.cluster.drop_channel(address)
             raise ForwardedError(exc) from exc
 
     # ----------------------------------------------------------------- reads

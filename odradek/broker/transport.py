@@ -28,6 +28,7 @@ import grpc
 
 from odradek.broker.raft_codec import estimate_size, from_proto, to_proto
 from odradek.raft.types import Message
+from odradek.security.tls import ClientTLS, TLSConfigError, open_channel
 from odradek.v1 import raft_pb2 as pb
 from odradek.v1 import raft_pb2_grpc as pb_grpc
 
@@ -148,11 +149,14 @@ class RaftTransport:
         max_envelope_bytes: int = MAX_ENVELOPE_BYTES,
         backoff_initial: float = BACKOFF_INITIAL,
         backoff_max: float = BACKOFF_MAX,
+        tls: ClientTLS | None = None,
     ) -> None:
         self.broker_id = broker_id
         self._resolve = resolve
         self._deliver = deliver
         self._channel_options = [*CHANNEL_OPTIONS, *(channel_options or ())]
+        # Mutual TLS to peers; the files are read again on every connection attempt.
+        self._tls = tls
         self._max_pending = max_pending_bytes
         self._max_envelope = max_envelope_bytes
         self._backoff_initial = backoff_initial
@@ -424,7 +428,11 @@ class RaftTransport:
 
     async def _dial_once(self, peer: _Peer, address: str) -> bool:
         """One connection attempt; returns whether the stream was established."""
-        channel = grpc.aio.insecure_channel(address, options=self._channel_options)
+        try:
+            channel = open_channel(address, self._tls, self._channel_options)
+        except TLSConfigError as exc:
+            log.warning("raft: cannot dial %s: %s", address, exc)
+            return False
         established = False
         try:
             call = pb_grpc.RaftStub(channel).Exchange()  # type: ignore[no-untyped-call]

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from odradek.cli.common import bootstrap_parent
+from odradek.cli.common import bootstrap_parent, tls_options
 from odradek.client.admin import Admin
 from odradek.client.consumer import Consumer
 from odradek.client.errors import OdradekError
@@ -97,8 +97,9 @@ def _percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[index]
 
 
-async def ensure_topic(bootstrap: str, topic: str, partitions: int, rf: int) -> None:
-    async with Admin(bootstrap) as admin:
+async def ensure_topic(bootstrap: str, topic: str, partitions: int, rf: int,
+                       **tls: Any) -> None:
+    async with Admin(bootstrap, **tls) as admin:
         try:
             await admin.create_topic(topic, partitions, rf)
         except OdradekError as exc:
@@ -107,7 +108,8 @@ async def ensure_topic(bootstrap: str, topic: str, partitions: int, rf: int) -> 
 
 
 async def produce_bench(args: argparse.Namespace) -> dict[str, Any]:
-    await ensure_topic(args.bootstrap, args.topic, args.partitions, args.replication_factor)
+    await ensure_topic(args.bootstrap, args.topic, args.partitions, args.replication_factor,
+                       **tls_options(args))
     n = args.records
     size = args.record_size
     payloads = [os.urandom(size) for _ in range(16)]
@@ -129,7 +131,8 @@ async def produce_bench(args: argparse.Namespace) -> dict[str, Any]:
 
         return delivered
 
-    async with Producer(args.bootstrap, linger_ms=args.linger_ms, batch_size=args.batch_size,
+    async with Producer(args.bootstrap, **tls_options(args), linger_ms=args.linger_ms,
+                        batch_size=args.batch_size,
                         compression=args.compression, acks=args.acks,
                         max_request_size=args.max_request_size) as producer:
         topic = args.topic
@@ -173,7 +176,8 @@ async def produce_bench(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def consume_bench(args: argparse.Namespace) -> dict[str, Any]:
-    async with Consumer(args.bootstrap, max_bytes=args.max_bytes, auto_offset_reset="earliest",
+    async with Consumer(args.bootstrap, **tls_options(args), max_bytes=args.max_bytes,
+                        auto_offset_reset="earliest",
                         fetch_max_wait_ms=100, check_crcs=True) as consumer:
         tps = await consumer.partitions_for(args.topic)
         consumer.assign(tps)

@@ -57,9 +57,33 @@ def add_broker_parser(
     p.add_argument(
         "--config", "-c", action="append", default=[], type=_config_pair, metavar="KEY=VALUE",
         help="broker-level default for a topic config, e.g. retention.ms=3600000 (repeatable)")
+    _add_tls_flags(p)
     _add_log_level(p)
     p.set_defaults(func=_run_broker)
     return p
+
+
+def _add_tls_flags(p: argparse.ArgumentParser) -> None:
+    env = os.environ.get
+    p.add_argument("--listener", choices=["plaintext", "tls"],
+                   default=env("ODRADEK_LISTENER") or None,
+                   help="what --port speaks (env ODRADEK_LISTENER; default: tls when "
+                        "--tls-cert is given, else plaintext). With tls there is no "
+                        "plaintext listener")
+    p.add_argument("--tls-cert", default=env("ODRADEK_BROKER_TLS_CERT") or None, metavar="PEM",
+                   help="this broker's certificate (chain); also its client certificate "
+                        "towards other brokers (env ODRADEK_BROKER_TLS_CERT)")
+    p.add_argument("--tls-key", default=env("ODRADEK_BROKER_TLS_KEY") or None, metavar="PEM",
+                   help="the key of --tls-cert (env ODRADEK_BROKER_TLS_KEY)")
+    p.add_argument("--tls-ca", default=env("ODRADEK_BROKER_TLS_CA") or None, metavar="PEM",
+                   help="CA bundle that signs client and broker certificates "
+                        "(env ODRADEK_BROKER_TLS_CA; the broker's variables are not the "
+                        "clients' ODRADEK_TLS_*)")
+    p.add_argument("--tls-client-auth", choices=["none", "required"],
+                   default=env("ODRADEK_BROKER_TLS_CLIENT_AUTH") or None,
+                   help="mutual TLS for clients (env ODRADEK_BROKER_TLS_CLIENT_AUTH; default: "
+                        "required when --tls-ca is given, else none). Brokers reach each "
+                        "other on this listener, so a cluster needs required")
 
 
 def add_dev_parser(
@@ -81,6 +105,9 @@ def add_dev_parser(
                         "(default: --port + 1000; 0: off)")
     p.add_argument("--prometheus", action="store_true",
                    help="also run `prometheus` (if installed) scraping every broker")
+    p.add_argument("--tls", action="store_true",
+                   help="TLS only, mutual TLS required: a throwaway CA, broker and client "
+                        "certificates are made under --data-dir/tls")
     _add_log_level(p)
     p.set_defaults(func=_run_dev)
     return p

@@ -16,6 +16,7 @@ from odradek.cli.common import (
     bootstrap_parent,
     key_value,
     parse_timestamp,
+    tls_options,
     unescape,
 )
 from odradek.client.admin import Admin
@@ -96,7 +97,7 @@ def _to_json(message: Any) -> str:
 
 
 async def _topic_create(args: argparse.Namespace) -> int:
-    async with Admin(args.bootstrap) as admin:
+    async with Admin(args.bootstrap, **tls_options(args)) as admin:
         try:
             desc = await admin.create_topic(
                 args.name, args.partitions, args.replication_factor, args.config,
@@ -114,7 +115,7 @@ async def _topic_create(args: argparse.Namespace) -> int:
 
 
 async def _topic_list(args: argparse.Namespace) -> int:
-    async with Admin(args.bootstrap) as admin:
+    async with Admin(args.bootstrap, **tls_options(args)) as admin:
         topics = await admin.list_topics(args.internal)
     if args.json:
         _print(json.dumps([{"name": t.name, "partitions": t.partitions,
@@ -132,7 +133,7 @@ async def _topic_list(args: argparse.Namespace) -> int:
 
 
 async def _topic_describe(args: argparse.Namespace) -> int:
-    async with Admin(args.bootstrap) as admin:
+    async with Admin(args.bootstrap, **tls_options(args)) as admin:
         desc = await admin.describe_topic(args.name)
     if args.json:
         _print(_to_json(desc))
@@ -142,7 +143,7 @@ async def _topic_describe(args: argparse.Namespace) -> int:
 
 
 async def _topic_delete(args: argparse.Namespace) -> int:
-    async with Admin(args.bootstrap) as admin:
+    async with Admin(args.bootstrap, **tls_options(args)) as admin:
         await admin.delete_topic(args.name)
     _print(f"deleted topic {args.name}")
     return 0
@@ -151,7 +152,7 @@ async def _topic_delete(args: argparse.Namespace) -> int:
 async def _topic_alter(args: argparse.Namespace) -> int:
     if not args.config and not args.delete_config and args.partitions is None:
         raise CliError("nothing to alter: give --config, --delete-config or --partitions")
-    async with Admin(args.bootstrap) as admin:
+    async with Admin(args.bootstrap, **tls_options(args)) as admin:
         desc = None
         if args.config or args.delete_config:
             desc = await admin.alter_configs(
@@ -223,7 +224,8 @@ async def _produce(args: argparse.Namespace) -> int:
             print(f"{m.topic}-{m.partition}@{m.offset}", file=sys.stderr)
 
     stdin: Any = getattr(sys.stdin, "buffer", sys.stdin)
-    async with Producer(args.bootstrap, compression=args.compression, acks=args.acks,
+    async with Producer(args.bootstrap, **tls_options(args), compression=args.compression,
+                        acks=args.acks,
                         linger_ms=args.linger_ms, batch_size=args.batch_size) as producer:
         async for line in _stdin_lines(stdin):
             key: bytes | None = None
@@ -304,7 +306,8 @@ def record_to_json(r: ConsumerRecord) -> dict[str, Any]:
 async def _consume(args: argparse.Namespace) -> int:
     out: Any = getattr(sys.stdout, "buffer", None) or _TextBytes(sys.stdout)
     key_sep = unescape(args.key_separator).encode()
-    async with Consumer(args.bootstrap, auto_offset_reset="latest") as consumer:
+    async with Consumer(args.bootstrap, **tls_options(args),
+                        auto_offset_reset="latest") as consumer:
         if args.partition:
             tps = [TopicPartition(args.topic, p) for p in args.partition]
             count = (await consumer.cluster.topic(args.topic)).num_partitions

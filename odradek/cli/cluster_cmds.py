@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Iterable
 
-from odradek.cli.common import CliError, bootstrap_parent
+from odradek.cli.common import CliError, bootstrap_parent, tls_options
 from odradek.client import Admin
 
 
@@ -34,7 +34,7 @@ def add_cluster_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]
 
 
 async def _describe(args: argparse.Namespace) -> int:
-    async with Admin(args.bootstrap) as admin:
+    async with Admin(args.bootstrap, **tls_options(args)) as admin:
         meta = await admin.metadata()
     print(f"Cluster: {meta.cluster_id}\tController: {meta.controller_id}")
     for b in meta.brokers:
@@ -44,7 +44,7 @@ async def _describe(args: argparse.Namespace) -> int:
 
 
 async def _drain(args: argparse.Namespace) -> int:
-    async with Admin(args.bootstrap) as admin:
+    async with Admin(args.bootstrap, **tls_options(args)) as admin:
         reply = await admin.drain_broker(args.broker_id, validate_only=args.dry_run)
     verb = "would move" if args.dry_run else "moving"
     for move in reply.moves:
@@ -61,7 +61,7 @@ async def _reassign(args: argparse.Namespace) -> int:
     except ValueError:
         raise CliError(f"--replicas expects broker ids like 0,1,2, got {args.replicas!r}",
                        "INVALID_REQUEST") from None
-    async with Admin(args.bootstrap) as admin:
+    async with Admin(args.bootstrap, **tls_options(args)) as admin:
         await admin.reassign_partition(args.topic, args.partition, replicas,
                                        validate_only=args.dry_run)
     done = "is valid (not applied)" if args.dry_run else "started"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 from datetime import UTC, datetime
+from typing import Any
 
 from odradek.client.connection import DEFAULT_BOOTSTRAP
 
@@ -24,7 +25,23 @@ def bootstrap_parent() -> argparse.ArgumentParser:
         default=os.environ.get("ODRADEK_BOOTSTRAP") or DEFAULT_BOOTSTRAP,
         help="broker addresses, host:port[,host:port...] "
              "(env ODRADEK_BOOTSTRAP, default %(default)s)")
+    parent.add_argument("--tls", action="store_true", default=None,
+                        help="connect with TLS, trusting the system roots unless --tls-ca "
+                             "(env ODRADEK_TLS=1; implied by any --tls-* flag)")
+    parent.add_argument("--tls-ca", metavar="PEM",
+                        help="CA bundle that signs the brokers' certificates "
+                             "(env ODRADEK_TLS_CA)")
+    parent.add_argument("--tls-cert", metavar="PEM",
+                        help="client certificate, for mutual TLS (env ODRADEK_TLS_CERT)")
+    parent.add_argument("--tls-key", metavar="PEM",
+                        help="key of --tls-cert (env ODRADEK_TLS_KEY)")
     return parent
+
+
+def tls_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The client TLS keyword arguments from bootstrap_parent's flags (the client falls
+    back to the ODRADEK_TLS_* environment for those not given)."""
+    return {name: getattr(args, name, None) for name in ("tls", "tls_ca", "tls_cert", "tls_key")}
 
 
 def key_value(text: str) -> tuple[str, str]:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 
 from odradek.client.connection import Cluster
+from odradek.security.tls import ClientTLS
 from odradek.v1 import odradek_pb2 as pb
 
 _SPECS = {
@@ -23,9 +25,14 @@ class Admin:
         bootstrap: str | Sequence[str] | None = None,
         *,
         request_timeout_ms: int = 30_000,
+        tls: bool | None = None,
+        tls_ca: str | os.PathLike[str] | None = None,
+        tls_cert: str | os.PathLike[str] | None = None,
+        tls_key: str | os.PathLike[str] | None = None,
         cluster: Cluster | None = None,
     ) -> None:
-        self._cluster = cluster or Cluster(bootstrap, request_timeout_ms=request_timeout_ms)
+        self._cluster = cluster or Cluster(bootstrap, request_timeout_ms=request_timeout_ms,
+                                         tls=ClientTLS.from_options(tls, tls_ca, tls_cert, tls_key))
         self._owns_cluster = cluster is None
         self._timeout = request_timeout_ms / 1000
 

@@ -19,6 +19,7 @@ from odradek.client.errors import (
     UnknownTopicOrPartitionError,
     from_rpc_error,
 )
+from odradek.security.tls import ClientTLS, TLSConfigError, open_channel
 from odradek.v1 import odradek_pb2 as pb
 from odradek.v1 import odradek_pb2_grpc as pb_grpc
 
@@ -98,12 +99,15 @@ class Cluster:
         request_timeout_ms: int = 30_000,
         metadata_max_age_ms: int = 300_000,
         channel_options: Sequence[tuple[str, Any]] = (),
+        tls: ClientTLS | None = None,
     ) -> None:
         self.bootstrap = parse_bootstrap(bootstrap)
         self.request_timeout = request_timeout_ms / 1000
         self.metadata_max_age = metadata_max_age_ms / 1000
         self._options = tuple(CHANNEL_OPTIONS) + tuple(channel_options)
         self._channels: dict[str, grpc.aio.Channel] = {}
+        # None: plaintext. TLS files are read when a channel is made.
+        self.tls = tls
         self._broker_stubs: dict[str, pb_grpc.BrokerStub] = {}
         self._admin_stubs: dict[str, pb_grpc.AdminStub] = {}
         self.brokers: dict[int, str] = {}
@@ -123,9 +127,23 @@ class Cluster:
         if ch is None:
             if self._closed:
                 raise UnavailableError("the client is closed")
-            ch = grpc.aio.insecure_channel(address, options=self._options)
+            try:
+                ch = open_channel(address, self.tls, self._options)
+            except TLSConfigError as exc:
+                raise UnavailableError(str(exc)) from None
             self._channels[address] = ch
         return ch
+
+    def drop_channel(self, address: str) -> None:
+        """With TLS, a channel that failed is replaced: the next one reads the certificate
+        files again (rotated client certificates, a CA bundle that changed)."""
+        if self.tls is None:
+            return  # plaintext channels reconnect by themselves; nothing to re-read
+        ch = self._channels.pop(address, None)
+        self._broker_stubs.pop(address, None)
+        self._admin_stubs.pop(address, None)
+        if ch is not None:
+            asyncio.ensure_future(ch.close(grace=5)).add_done_callback(_consume_exception)
 
     def broker_stub(self, address: str) -> pb_grpc.BrokerStub:
         stub = self._broker_stubs.get(address)
@@ -160,6 +178,7 @@ class Cluster:
                 err = from_rpc_error(exc)
                 if not (retry_codes and err.reason == "UNAVAILABLE"):
                     raise err from None
+                self.drop_channel(address)
                 last = err
         assert last is not None
         raise UnavailableError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
@@ -17,6 +18,7 @@ from odradek.client.errors import (
     OffsetOutOfRangeError,
 )
 from odradek.records import InvalidRecordError as _BatchError
+from odradek.security.tls import ClientTLS
 from odradek.v1 import odradek_pb2 as pb
 from odradek.v1 import odradek_pb2_grpc as pb_grpc
 
@@ -90,12 +92,17 @@ class Consumer:
         retry_backoff_ms: int = 100,
         retry_backoff_max_ms: int = 1000,
         check_crcs: bool = True,
+        tls: bool | None = None,
+        tls_ca: str | os.PathLike[str] | None = None,
+        tls_cert: str | os.PathLike[str] | None = None,
+        tls_key: str | os.PathLike[str] | None = None,
         cluster: Cluster | None = None,
     ) -> None:
         if auto_offset_reset not in _RESETS:
             raise ValueError(
                 f"auto_offset_reset must be earliest, latest or none, not {auto_offset_reset!r}")
-        self._cluster = cluster or Cluster(bootstrap, request_timeout_ms=request_timeout_ms)
+        self._cluster = cluster or Cluster(bootstrap, request_timeout_ms=request_timeout_ms,
+                                         tls=ClientTLS.from_options(tls, tls_ca, tls_cert, tls_key))
         self._owns_cluster = cluster is None
         self._max_bytes = max_bytes
         self._max_wait_ms = fetch_max_wait_ms

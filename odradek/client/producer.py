@@ -4,6 +4,7 @@ partition (so order is kept across retries), retries with backoff and metadata r
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import time
 from collections import deque
@@ -24,6 +25,7 @@ from odradek.client.errors import (
 )
 from odradek.client.partitioner import DefaultPartitioner
 from odradek.records import BATCH_HEADER_SIZE, BatchBuilder, Compression
+from odradek.security.tls import ClientTLS
 from odradek.v1 import odradek_pb2 as pb
 
 HeaderInput = tuple[str, bytes | str | None]
@@ -111,11 +113,16 @@ class Producer:
         max_request_size: int = 1024 * 1024,
         buffer_memory: int = 32 * 1024 * 1024,
         partitioner: DefaultPartitioner | None = None,
+        tls: bool | None = None,
+        tls_ca: str | os.PathLike[str] | None = None,
+        tls_cert: str | os.PathLike[str] | None = None,
+        tls_key: str | os.PathLike[str] | None = None,
         cluster: Cluster | None = None,
     ) -> None:
         if batch_size <= 0 or max_request_size <= 0:
             raise ValueError("batch_size and max_request_size must be positive")
-        self._cluster = cluster or Cluster(bootstrap, request_timeout_ms=request_timeout_ms)
+        self._cluster = cluster or Cluster(bootstrap, request_timeout_ms=request_timeout_ms,
+                                         tls=ClientTLS.from_options(tls, tls_ca, tls_cert, tls_key))
         self._owns_cluster = cluster is None
         self._linger = max(0.0, linger_ms / 1000)
         self._batch_size = batch_size
