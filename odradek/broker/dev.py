@@ -192,7 +192,7 @@ async def _run(settings: list[BrokerSettings], with_prometheus: bool = False,
 
 
 def run_dev(args: argparse.Namespace) -> int:
-    setup_logging(getattr(args, "log_level", "warning"))
+    setup_logging(getattr(args, "log_level", "warning"), getattr(args, "log_format", "text"))
     count = max(1, getattr(args, "brokers", 1))
     first_metrics = metrics_port(getattr(args, "metrics_port", -1), args.port)
     data_dir = Path(args.data_dir).resolve()

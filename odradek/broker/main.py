@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
+from datetime import UTC, datetime
 from pathlib import Path
 
 from odradek.broker.metrics import DEFAULT_METRICS_PORT_OFFSET
@@ -23,9 +25,30 @@ def parse_configs(pairs: list[str] | None) -> dict[str, str]:
     return configs
 
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per line: time (UTC, ISO 8601), level, logger, message, and the
+    exception's traceback when there is one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def setup_logging(level: str, fmt: str = "text") -> None:
+    handler = logging.StreamHandler()
+    if fmt == "json":
+        handler.setFormatter(JsonLogFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), handlers=[handler],
+                        force=True)
 
 
 def parse_voters(text: str) -> dict[int, str]:
@@ -62,7 +85,7 @@ def tls_settings(args: argparse.Namespace) -> ServerTLS | None:
 
 
 def run_broker(args: argparse.Namespace) -> int:
-    setup_logging(getattr(args, "log_level", "info"))
+    setup_logging(getattr(args, "log_level", "info"), getattr(args, "log_format", "text"))
     try:
         settings = BrokerSettings(
             data_dir=Path(args.data_dir), host=args.host, port=args.port,

@@ -24,6 +24,11 @@ def _add_log_level(parser: argparse.ArgumentParser) -> None:
         "--log-level", default=os.environ.get("ODRADEK_LOG_LEVEL", "INFO").upper(),
         type=str.upper, choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
         help="logging level (env ODRADEK_LOG_LEVEL, default %(default)s)")
+    parser.add_argument(
+        "--log-format", default=os.environ.get("ODRADEK_LOG_FORMAT", "text").lower(),
+        type=str.lower, choices=["text", "json"],
+        help="text, or json: one JSON object per line, for log collectors "
+             "(env ODRADEK_LOG_FORMAT, default %(default)s)")
 
 
 def add_broker_parser(

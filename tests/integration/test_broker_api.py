@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 import pytest
@@ -178,3 +180,16 @@ def test_log_append_time(stubs: Stubs) -> None:
     fetched = data.Fetch(pb.FetchRequest(topic="stamped", partition=0, offset=0), timeout=10)
     assert {r.timestamp for r in iter_records(fetched.records)} == {reply.log_append_time_ms}
 
+
+
+def test_json_logs(tmp_path: Path) -> None:
+    broker = BrokerProcess(tmp_path / "data", extra_args=["--log-format", "json"]).start()
+    try:
+        broker.stop()
+        lines = [line for line in broker.log().splitlines() if line.strip()]
+        entries = [json.loads(line) for line in lines]  # every line is one JSON object
+        assert all({"time", "level", "logger", "message"} <= set(e) for e in entries)
+        assert any("listening on" in e["message"] and e["level"] == "INFO" for e in entries)
+        assert any(e["message"].endswith("stopped") for e in entries)
+    finally:
+        broker.stop()
