@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -40,7 +41,7 @@ class _LoopThread:
         self.loop.close()
 
 
-class _SyncBase:
+class _SyncBase(ABC):
     _runner: _LoopThread
 
     def __enter__(self) -> Any:
@@ -49,8 +50,9 @@ class _SyncBase:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def close(self) -> None:  # pragma: no cover - overridden
-        raise NotImplementedError
+    @abstractmethod
+    def close(self) -> None:
+        """Flushes what is pending and stops the background loop."""
 
 
 class SyncProducer(_SyncBase):
