@@ -46,8 +46,9 @@ def assign_replicas(
     Only brokers that are not draining are used. Each partition takes the least loaded
     brokers (`load`: current replicas per broker, updated as partitions are placed), on
     distinct racks while racks remain; its preferred leader is the one of those with the
-    fewest preferred leaderships (`leader_load`). On a fresh cluster without racks, or with
-    racks of equal size, replica counts per broker end up within one of each other."""
+    fewest preferred leaderships (`leader_load`). On a fresh cluster without racks, replica
+    counts per broker end up within one of each other; with racks of equal size, within
+    two (rack diversity comes first); preferred leaderships within one."""
     if replication_factor < 1:
         raise PlacementError(f"replication factor must be at least 1, got {replication_factor}")
     if partitions < 0:
