@@ -429,8 +429,8 @@ class ClusterNode:
                 return
             try:
                 await self.propose(me, timeout_s=5)
-            except BrokerError:
-                pass
+            except BrokerError as exc:  # no quorum yet: keep trying until one forms
+                log.debug("registration of broker %d waits: %s", self.id, exc.message)
 
     async def _balance_loop(self) -> None:
         """Hands leadership back to each partition's preferred replica (the first one)
@@ -504,7 +504,7 @@ class ClusterNode:
 
 
 class _Retry(Exception):
-    pass
+    """A proposal found no controller, or was not applied in time: try again."""
 
 
 class _MetaListener:
@@ -513,10 +513,10 @@ class _MetaListener:
         self._role = Role.FOLLOWER
 
     def on_persisted(self, ready: Ready) -> None:
-        pass
+        """Nothing to do: metadata changes take effect when committed (on_ready)."""
 
     def heard_from(self, node_id: int) -> None:
-        pass
+        """Nothing to do: the metadata group needs no in-sync count."""
 
     def on_ready(self, ready: Ready) -> None:
         if ready.snapshot_to_apply is not None and ready.snapshot_to_apply.data:

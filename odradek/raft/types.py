@@ -250,7 +250,7 @@ class Ready:
 
 
 class RaftError(Exception):
-    pass
+    """Base of the errors the core raises to its host."""
 
 
 class NotLeader(RaftError):
