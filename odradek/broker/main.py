@@ -6,11 +6,14 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
+from odradek.broker.auth.setup import SecuritySettings, parse_super_users
 from odradek.broker.metrics import DEFAULT_METRICS_PORT_OFFSET
 from odradek.broker.server import BrokerSettings, serve
+from odradek.security.principal import PrincipalRule, PrincipalRuleError
 from odradek.security.tls import ServerTLS, TLSConfigError
 from odradek.storage import ConfigError, LogConfig
 
@@ -84,6 +87,37 @@ def tls_settings(args: argparse.Namespace) -> ServerTLS | None:
         raise SystemExit(f"error: {exc}") from None
 
 
+def security_settings(args: argparse.Namespace) -> SecuritySettings:
+    try:
+        rules = tuple(PrincipalRule.parse(r) for r in getattr(args, "tls_principal_rule", None)
+                      or ())
+        super_users = parse_super_users(getattr(args, "super_users", "") or "")
+    except (PrincipalRuleError, ValueError) as exc:
+        raise SystemExit(f"error: {exc}") from None
+    lifetime = float(getattr(args, "session_lifetime_s", 3600.0))
+    if lifetime <= 0:
+        raise SystemExit("error: --session-lifetime-s must be positive")
+    return SecuritySettings(authorization=getattr(args, "authorization", "off") == "on",
+                            super_users=super_users, principal_rules=rules,
+                            session_lifetime_s=lifetime, bootstrap_user=bootstrap_user(args))
+
+
+def bootstrap_user(args: argparse.Namespace) -> tuple[str, str] | None:
+    name = getattr(args, "bootstrap_user", None)
+    if not name:
+        return None
+    path = getattr(args, "bootstrap_password_file", None)
+    try:
+        password = (Path(path).read_text(encoding="utf-8").splitlines() or [""])[0] if path \
+            else os.environ.get("ODRADEK_BOOTSTRAP_PASSWORD", "")
+    except OSError as exc:
+        raise SystemExit(f"error: cannot read --bootstrap-password-file: {exc}") from None
+    if not password:
+        raise SystemExit("error: --bootstrap-user needs a password (--bootstrap-password-file "
+                         "or ODRADEK_BOOTSTRAP_PASSWORD)")
+    return name, password
+
+
 def run_broker(args: argparse.Namespace) -> int:
     setup_logging(getattr(args, "log_level", "info"), getattr(args, "log_format", "text"))
     try:
@@ -94,7 +128,7 @@ def run_broker(args: argparse.Namespace) -> int:
             default_replication_factor=args.default_replication_factor,
             metadata_snapshot_every=args.metadata_snapshot_every,
             metrics_port=metrics_port(args.metrics_port, args.port),
-            tls=tls_settings(args))
+            tls=tls_settings(args), security=security_settings(args))
         LogConfig.from_dict(settings.topic_defaults)
     except ConfigError as exc:
         raise SystemExit(f"error: {exc} (INVALID_CONFIG)") from None

@@ -7,6 +7,7 @@ import logging
 import signal
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,17 +16,20 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
+from odradek.broker.auth.guard import Guard
+from odradek.broker.auth.setup import SecuritySettings, build_guard, ensure_bootstrap_user
 from odradek.broker.cluster import ClusterNode, ClusterSettings
 from odradek.broker.metrics import BrokerMetrics, MetricsServer, StateCollector
 from odradek.broker.replication.host import RaftHost
 from odradek.broker.replication.replica import ReplicatedPartition
+from odradek.broker.security_service import SecurityService
 from odradek.broker.service import AdminService, BrokerService, ControllerService
 from odradek.broker.topic_admin import TopicAdmin
 from odradek.broker.transport import SERVER_OPTIONS, RaftTransport
 from odradek.raft import Message
 from odradek.security.tls import ServerTLS, TLSConfigError
 from odradek.storage import LogConfig
-from odradek.v1 import cluster_pb2_grpc, raft_pb2_grpc
+from odradek.v1 import cluster_pb2_grpc, raft_pb2_grpc, security_pb2, security_pb2_grpc
 from odradek.v1 import odradek_pb2 as pb
 from odradek.v1 import odradek_pb2_grpc as pb_grpc
 
@@ -58,6 +62,8 @@ class BrokerSettings:
     # TLS identity; when set the listener speaks TLS only and brokers dial each other
     # with mutual TLS (which needs client_auth "required" in a cluster of several).
     tls: ServerTLS | None = None
+    # Users, ACLs and who may do what (odradek.broker.auth).
+    security: SecuritySettings = field(default_factory=SecuritySettings)
 
 
 class Broker:
@@ -79,6 +85,7 @@ class Broker:
             lambda: self.transport))
         self.metrics.topics = self._hosted_topics
         self.metrics_server: MetricsServer | None = None
+        self.guard: Guard | None = None
 
     @property
     def metrics_url(self) -> str | None:
@@ -88,7 +95,9 @@ class Broker:
 
     async def start(self) -> None:
         s = self.settings
-        self.server = grpc.aio.server(options=[*SERVER_OPTIONS, ("grpc.so_reuseport", 0)])
+        # The guard needs the cluster's image, made below; the interceptor reaches it late.
+        self.server = grpc.aio.server(options=[*SERVER_OPTIONS, ("grpc.so_reuseport", 0)],
+                                      interceptors=[_LateInterceptor(self)])
         if s.tls is not None:
             if len(s.voters) > 1 and not s.tls.require_client_auth:
                 raise TLSConfigError(
@@ -121,14 +130,18 @@ class Broker:
                                    broker_alive=lambda peer: transport.alive(peer, election_s),
                                    tls=peer_tls)
         self.cluster.flush_observer = self.metrics.observe_fsync
+        self.guard = build_guard(s.security, s.tls, len(voters), self.cluster)
         admin = TopicAdmin(self.cluster, self.defaults, s.default_replication_factor)
         m = self.metrics
         pb_grpc.add_BrokerServicer_to_server(BrokerService(admin, m), self.server)  # type: ignore[no-untyped-call]
         pb_grpc.add_AdminServicer_to_server(AdminService(admin, m), self.server)  # type: ignore[no-untyped-call]
         cluster_pb2_grpc.add_ControllerServicer_to_server(ControllerService(admin, m), self.server)  # type: ignore[no-untyped-call]
+        security_pb2_grpc.add_SecurityServicer_to_server(  # type: ignore[no-untyped-call]
+            SecurityService(self.cluster, self.guard.sessions, m), self.server)
         raft_pb2_grpc.add_RaftServicer_to_server(self.transport.servicer(), self.server)  # type: ignore[no-untyped-call]
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         names = [pb.DESCRIPTOR.services_by_name[n].full_name for n in ("Broker", "Admin")]
+        names.append(security_pb2.DESCRIPTOR.services_by_name["Security"].full_name)
         names += [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
                   reflection.SERVICE_NAME]
         reflection.enable_server_reflection(names, self.server)
@@ -151,6 +164,9 @@ class Broker:
         self._tasks = [asyncio.create_task(self._flush_loop()),
                        asyncio.create_task(self._retention_loop()),
                        asyncio.create_task(self._serve_when_registered(names[:2]))]
+        if s.security.bootstrap_user is not None:
+            self._tasks.append(asyncio.create_task(ensure_bootstrap_user(
+                self.cluster, *s.security.bootstrap_user)))
         log.info("broker %d listening on %s:%d (%s), data in %s", s.broker_id, s.host,
                  self.port, "tls" if s.tls is not None else "plaintext", s.data_dir)
         if self.metrics_url is not None:
@@ -249,6 +265,26 @@ class Broker:
             except Exception:
                 self.metrics.housekeeping_errors.inc()
                 log.exception("housekeeping failed for %s-%d", partition.topic, partition.index)
+
+
+class _LateInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Hands calls to the broker's guard (built after the server, with the cluster)."""
+
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self._inner: grpc.aio.ServerInterceptor | None = None
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        if self._inner is None:
+            guard = self.broker.guard
+            if guard is None:
+                return await continuation(handler_call_details)
+            self._inner = guard.interceptor()
+        return await self._inner.intercept_service(continuation, handler_call_details)
 
 
 def _cluster_id(voters: dict[int, str]) -> str:

@@ -11,7 +11,8 @@ from typing import Any, TypeVar
 
 import grpc
 
-from odradek.broker.errors import BrokerError, invalid_request, to_broker_error
+from odradek.broker.auth.guard import current_access
+from odradek.broker.errors import BrokerError, invalid_request, to_broker_error, unknown_topic
 from odradek.broker.metrics import BrokerMetrics
 from odradek.broker.topic_admin import ForwardedError, TopicAdmin
 from odradek.v1 import cluster_pb2, cluster_pb2_grpc
@@ -172,7 +173,16 @@ class BrokerService(pb_grpc.BrokerServicer):
     @rpc
     async def Metadata(self, request: pb.MetadataRequest,
                        context: grpc.aio.ServicerContext) -> pb.MetadataResponse:
-        return self.admin.metadata(list(request.topics))
+        access = current_access()
+        for name in request.topics:
+            if not access.may_describe_topic(name):
+                raise unknown_topic(name)  # exactly what a topic that does not exist gets
+        reply = self.admin.metadata(list(request.topics))
+        if not request.topics:
+            visible = [t for t in reply.topics if access.may_describe_topic(t.name)]
+            del reply.topics[:]
+            reply.topics.extend(visible)
+        return reply
 
 
 class AdminService(pb_grpc.AdminServicer):
@@ -205,11 +215,18 @@ class AdminService(pb_grpc.AdminServicer):
     @rpc
     async def ListTopics(self, request: pb.ListTopicsRequest,
                          context: grpc.aio.ServicerContext) -> pb.ListTopicsResponse:
-        return self.admin.list_topics()
+        reply = self.admin.list_topics()
+        access = current_access()
+        visible = [t for t in reply.topics if access.may_describe_topic(t.name)]
+        del reply.topics[:]
+        reply.topics.extend(visible)
+        return reply
 
     @rpc
     async def DescribeTopic(self, request: pb.DescribeTopicRequest,
                             context: grpc.aio.ServicerContext) -> pb.TopicDescription:
+        if not current_access().may_describe_topic(request.name):
+            raise unknown_topic(request.name)  # exactly what a topic that does not exist gets
         return self.admin.describe(request.name)
 
     @rpc

@@ -63,6 +63,7 @@ def add_broker_parser(
         "--config", "-c", action="append", default=[], type=_config_pair, metavar="KEY=VALUE",
         help="broker-level default for a topic config, e.g. retention.ms=3600000 (repeatable)")
     _add_tls_flags(p)
+    _add_auth_flags(p)
     _add_log_level(p)
     p.set_defaults(func=_run_broker)
     return p
@@ -89,6 +90,40 @@ def _add_tls_flags(p: argparse.ArgumentParser) -> None:
                    help="mutual TLS for clients (env ODRADEK_BROKER_TLS_CLIENT_AUTH; default: "
                         "required when --tls-ca is given, else none). Brokers reach each "
                         "other on this listener, so a cluster needs required")
+
+
+def _add_auth_flags(p: argparse.ArgumentParser) -> None:
+    env = os.environ.get
+    p.add_argument("--authorization", choices=["on", "off"],
+                   default=(env("ODRADEK_AUTHORIZATION") or "off").lower(),
+                   help="on: every call needs an ACL that allows it (super users excepted); "
+                        "users authenticate with SCRAM-SHA-512 or a client certificate "
+                        "(env ODRADEK_AUTHORIZATION, default %(default)s)")
+    p.add_argument("--super-users", default=env("ODRADEK_SUPER_USERS", ""),
+                   metavar="User:A;User:B",
+                   help="principals allowed everything (env ODRADEK_SUPER_USERS). The "
+                        "brokers' own certificate principal always is one")
+    p.add_argument("--tls-principal-rule", action="append", metavar="RULE",
+                   default=[r for r in (env("ODRADEK_TLS_PRINCIPAL_RULES") or "").splitlines()
+                            if r.strip()],
+                   help="how a client certificate names its user, tried in order: "
+                        "'RULE:<regex>/<replacement>/' over the subject (CN=a,O=b), "
+                        "'SAN:<regex>/<replacement>/' over each SAN (DNS:x, URI:x, IP:x, "
+                        "EMAIL:x), 'DEFAULT' (the CN). Repeatable (env "
+                        "ODRADEK_TLS_PRINCIPAL_RULES, one per line; default: the CN)")
+    p.add_argument("--bootstrap-user", default=env("ODRADEK_BOOTSTRAP_USER") or None,
+                   metavar="NAME",
+                   help="a SCRAM user to create when none of that name exists (the first "
+                        "admin; list it in --super-users). Its password comes from "
+                        "--bootstrap-password-file or env ODRADEK_BOOTSTRAP_PASSWORD "
+                        "(env ODRADEK_BOOTSTRAP_USER)")
+    p.add_argument("--bootstrap-password-file", metavar="FILE",
+                   default=env("ODRADEK_BOOTSTRAP_PASSWORD_FILE") or None,
+                   help="the first line is the --bootstrap-user's password")
+    p.add_argument("--session-lifetime-s", type=float,
+                   default=float(env("ODRADEK_SESSION_LIFETIME_S") or 3600),
+                   help="how long a SCRAM session token is good for (env "
+                        "ODRADEK_SESSION_LIFETIME_S, default %(default)s)")
 
 
 def add_dev_parser(

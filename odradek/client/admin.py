@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from typing import Any
 
+from odradek.client.auth import ScramLogin
 from odradek.client.connection import Cluster
+from odradek.security import scram
 from odradek.security.tls import ClientTLS
 from odradek.v1 import odradek_pb2 as pb
+from odradek.v1 import security_pb2 as spb
+from odradek.v1 import security_pb2_grpc as spb_grpc
 
 _SPECS = {
     "earliest": pb.OFFSET_SPEC_EARLIEST,
@@ -29,10 +34,13 @@ class Admin:
         tls_ca: str | os.PathLike[str] | None = None,
         tls_cert: str | os.PathLike[str] | None = None,
         tls_key: str | os.PathLike[str] | None = None,
+        username: str | None = None,
+        password: str | None = None,
         cluster: Cluster | None = None,
     ) -> None:
         self._cluster = cluster or Cluster(bootstrap, request_timeout_ms=request_timeout_ms,
-                                         tls=ClientTLS.from_options(tls, tls_ca, tls_cert, tls_key))
+                                         tls=ClientTLS.from_options(tls, tls_ca, tls_cert, tls_key),
+                                         login=ScramLogin.from_options(username, password))
         self._owns_cluster = cluster is None
         self._timeout = request_timeout_ms / 1000
 
@@ -169,3 +177,53 @@ class Admin:
         if code is None:
             raise ValueError(f"unknown offset spec {spec!r}: expected earliest, latest, timestamp")
         return await self._cluster.list_offsets(topic, partition, code, timestamp_ms)
+
+    # -- users and ACLs ------------------------------------------------------------------
+
+    async def _security(self, method: str, request: Any) -> Any:
+        async def call(address: str) -> Any:
+            stub = spb_grpc.SecurityStub(self._cluster.channel(address))  # type: ignore[no-untyped-call]
+            return await getattr(stub, method)(request, timeout=self._timeout)
+
+        return await self._cluster.any_broker(call)
+
+    @staticmethod
+    def _user_request(name: str, password: str, iterations: int) -> spb.UpsertUserRequest:
+        # The credential is computed here: the password never leaves this process.
+        c = scram.make_credential(password, iterations)
+        return spb.UpsertUserRequest(name=name, credential=spb.ScramCredential(
+            mechanism=scram.MECHANISM, salt=c.salt, iterations=c.iterations,
+            stored_key=c.stored_key, server_key=c.server_key))
+
+    async def create_user(self, name: str, password: str,
+                          iterations: int = scram.DEFAULT_ITERATIONS) -> spb.UserDescription:
+        """A SCRAM-SHA-512 user; ALREADY_EXISTS (USER_ALREADY_EXISTS) if there is one."""
+        return await self._security(  # type: ignore[no-any-return]
+            "CreateUser", self._user_request(name, password, iterations))
+
+    async def alter_user(self, name: str, password: str,
+                         iterations: int = scram.DEFAULT_ITERATIONS) -> spb.UserDescription:
+        """A new password; the user's sessions on every broker end."""
+        return await self._security(  # type: ignore[no-any-return]
+            "AlterUser", self._user_request(name, password, iterations))
+
+    async def delete_user(self, name: str) -> None:
+        await self._security("DeleteUser", spb.DeleteUserRequest(name=name))
+
+    async def list_users(self) -> list[spb.UserDescription]:
+        reply = await self._security("ListUsers", spb.ListUsersRequest())
+        return list(reply.users)
+
+    async def create_acls(self, bindings: Sequence[spb.AclBinding]) -> None:
+        """Adds bindings (see odradek.client.acls.acl); existing ones are kept."""
+        await self._security("CreateAcls", spb.CreateAclsRequest(acls=list(bindings)))
+
+    async def delete_acls(self, filters: Sequence[spb.AclFilter]) -> list[spb.AclBinding]:
+        """Deletes every binding matching one of the filters; returns them."""
+        reply = await self._security("DeleteAcls", spb.DeleteAclsRequest(filters=list(filters)))
+        return list(reply.deleted)
+
+    async def list_acls(self, filter: spb.AclFilter | None = None) -> list[spb.AclBinding]:  # noqa: A002
+        reply = await self._security("ListAcls", spb.ListAclsRequest(
+            filter=filter or spb.AclFilter()))
+        return list(reply.acls)

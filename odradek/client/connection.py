@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import grpc
 
+from odradek.client.auth import ChannelSession, ScramLogin, interceptors
 from odradek.client.errors import (
     LeaderNotAvailableError,
     OdradekError,
@@ -100,6 +101,7 @@ class Cluster:
         metadata_max_age_ms: int = 300_000,
         channel_options: Sequence[tuple[str, Any]] = (),
         tls: ClientTLS | None = None,
+        login: ScramLogin | None = None,
     ) -> None:
         self.bootstrap = parse_bootstrap(bootstrap)
         self.request_timeout = request_timeout_ms / 1000
@@ -108,6 +110,8 @@ class Cluster:
         self._channels: dict[str, grpc.aio.Channel] = {}
         # None: plaintext. TLS files are read when a channel is made.
         self.tls = tls
+        # SCRAM credentials; each channel (broker) logs in on its first call.
+        self.login = login
         self._broker_stubs: dict[str, pb_grpc.BrokerStub] = {}
         self._admin_stubs: dict[str, pb_grpc.AdminStub] = {}
         self.brokers: dict[int, str] = {}
@@ -127,10 +131,14 @@ class Cluster:
         if ch is None:
             if self._closed:
                 raise UnavailableError("the client is closed")
+            session = ChannelSession(self.login) if self.login is not None else None
             try:
-                ch = open_channel(address, self.tls, self._options)
+                ch = open_channel(address, self.tls, self._options,
+                                  interceptors(session) if session is not None else None)
             except TLSConfigError as exc:
                 raise UnavailableError(str(exc)) from None
+            if session is not None:
+                session.channel = ch
             self._channels[address] = ch
         return ch
 

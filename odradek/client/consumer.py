@@ -9,6 +9,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import NamedTuple
 
+from odradek.client.auth import ScramLogin
 from odradek.client.connection import Cluster
 from odradek.client.decoder import ConsumerRecord as ConsumerRecord
 from odradek.client.decoder import decode_fetched
@@ -96,13 +97,16 @@ class Consumer:
         tls_ca: str | os.PathLike[str] | None = None,
         tls_cert: str | os.PathLike[str] | None = None,
         tls_key: str | os.PathLike[str] | None = None,
+        username: str | None = None,
+        password: str | None = None,
         cluster: Cluster | None = None,
     ) -> None:
         if auto_offset_reset not in _RESETS:
             raise ValueError(
                 f"auto_offset_reset must be earliest, latest or none, not {auto_offset_reset!r}")
         self._cluster = cluster or Cluster(bootstrap, request_timeout_ms=request_timeout_ms,
-                                         tls=ClientTLS.from_options(tls, tls_ca, tls_cert, tls_key))
+                                         tls=ClientTLS.from_options(tls, tls_ca, tls_cert, tls_key),
+                                         login=ScramLogin.from_options(username, password))
         self._owns_cluster = cluster is None
         self._max_bytes = max_bytes
         self._max_wait_ms = fetch_max_wait_ms

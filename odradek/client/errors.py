@@ -142,6 +142,12 @@ class PermissionDeniedError(OdradekError):
     default_reason = "PERMISSION_DENIED"
 
 
+class AuthenticationFailedError(OdradekError):
+    """SCRAM refused the credentials (an unknown user and a wrong password look alike)."""
+
+    default_reason = "AUTHENTICATION_FAILED"
+
+
 class ClientClosedError(OdradekError):
     default_reason = "CLIENT_CLOSED"
 
@@ -154,8 +160,12 @@ _BY_REASON: dict[str, type[OdradekError]] = {
         InvalidTopicError, TopicAlreadyExistsError, InvalidConfigError,
         InvalidPartitionsError, OffsetOutOfRangeError, InvalidRequestError, UnavailableError,
         RequestTimeoutError, PermissionDeniedError, ClientClosedError,
+        AuthenticationFailedError,
     )
 }
+# The broker names what was refused (as Kafka's error codes do); all are PERMISSION_DENIED.
+_BY_REASON.update(dict.fromkeys(("TOPIC_AUTHORIZATION_FAILED", "GROUP_AUTHORIZATION_FAILED",
+                                 "CLUSTER_AUTHORIZATION_FAILED"), PermissionDeniedError))
 
 
 def error_class(reason: str) -> type[OdradekError]:

@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 
 import grpc
 
+from odradek.client.auth import ScramLogin
 from odradek.client.connection import Cluster
 from odradek.client.errors import (
     ClientClosedError,
@@ -117,12 +118,15 @@ class Producer:
         tls_ca: str | os.PathLike[str] | None = None,
         tls_cert: str | os.PathLike[str] | None = None,
         tls_key: str | os.PathLike[str] | None = None,
+        username: str | None = None,
+        password: str | None = None,
         cluster: Cluster | None = None,
     ) -> None:
         if batch_size <= 0 or max_request_size <= 0:
             raise ValueError("batch_size and max_request_size must be positive")
         self._cluster = cluster or Cluster(bootstrap, request_timeout_ms=request_timeout_ms,
-                                         tls=ClientTLS.from_options(tls, tls_ca, tls_cert, tls_key))
+                                         tls=ClientTLS.from_options(tls, tls_ca, tls_cert, tls_key),
+                                         login=ScramLogin.from_options(username, password))
         self._owns_cluster = cluster is None
         self._linger = max(0.0, linger_ms / 1000)
         self._batch_size = batch_size

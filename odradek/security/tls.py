@@ -82,11 +82,13 @@ class ClientTLS:
 
 
 def open_channel(address: str, tls: ClientTLS | None,
-                 options: Sequence[tuple[str, Any]] = ()) -> grpc.aio.Channel:
+                 options: Sequence[tuple[str, Any]] = (),
+                 interceptors: Sequence[Any] | None = None) -> grpc.aio.Channel:
     """A grpc.aio channel to ``address``: TLS when ``tls`` is given, plaintext otherwise."""
     if tls is None:
-        return grpc.aio.insecure_channel(address, options=options)
-    return grpc.aio.secure_channel(address, tls.credentials(), options=options)
+        return grpc.aio.insecure_channel(address, options=options, interceptors=interceptors)
+    return grpc.aio.secure_channel(address, tls.credentials(), options=options,
+                                   interceptors=interceptors)
 
 
 @dataclass(frozen=True)

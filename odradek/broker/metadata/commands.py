@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from odradek.broker.metadata._fields import Fields
+from odradek.broker.metadata.security import SECURITY_DECODERS, SecurityCommand
 
 Configs = tuple[tuple[str, str], ...]
 Assignments = tuple[tuple[int, ...], ...]
@@ -209,6 +210,7 @@ Command = (
     | ReassignPartition
     | PartitionLeader
     | PartitionReplicas
+    | SecurityCommand
 )
 
 
@@ -243,6 +245,7 @@ _DECODERS: dict[str, Callable[[Fields], Command]] = {
         f.get_str("topic"), f.get_int("partition"), f.get_ints("replicas"),
         f.get_int("config_offset"), f.get_opt_str("topic_id")),
 }
+_DECODERS.update(SECURITY_DECODERS)  # users and ACLs: metadata/security.py
 
 COMMAND_TYPES: frozenset[str] = frozenset(_DECODERS)
 

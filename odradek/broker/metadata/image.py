@@ -33,6 +33,13 @@ from odradek.broker.metadata.commands import (
     SetBrokerDraining,
     UnregisterBroker,
 )
+from odradek.broker.metadata.security import (
+    SECURITY_COMMANDS,
+    SecurityState,
+    apply_security,
+    decode_security,
+    encode_security,
+)
 
 NO_LEADER = -1
 SNAPSHOT_VERSION = 1
@@ -87,6 +94,8 @@ class MetadataImage:
     brokers: dict[int, BrokerInfo] = field(default_factory=dict)
     topics: dict[str, TopicInfo] = field(default_factory=dict)
     last_offset: int = -1
+    # Users and ACLs (metadata/security.py).
+    security: SecurityState = field(default_factory=SecurityState)
 
     # --- queries (all results are in a deterministic order) ---
 
@@ -161,11 +170,14 @@ def apply(image: MetadataImage, offset: int, command: Command) -> MetadataImage:
     log over a snapshot is safe."""
     if offset <= image.last_offset:
         return image
+    if isinstance(command, SECURITY_COMMANDS):
+        return replace(image, security=apply_security(image.security, command),
+                       last_offset=offset)
     changed = _apply(image, command)
     if changed is None:
         return replace(image, last_offset=offset)
     brokers, topics = changed
-    return MetadataImage(brokers=brokers, topics=topics, last_offset=offset)
+    return replace(image, brokers=brokers, topics=topics, last_offset=offset)
 
 
 def replay(image: MetadataImage, entries: Iterable[tuple[int, Command]]) -> MetadataImage:
@@ -340,6 +352,7 @@ def encode_snapshot(image: MetadataImage) -> bytes:
             }
             for _, t in sorted(image.topics.items())
         ],
+        "security": encode_security(image.security),
     }
     return json.dumps(doc, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()
 
@@ -381,4 +394,5 @@ def decode_snapshot(data: bytes) -> MetadataImage:
             ))
         topics[name] = TopicInfo(name, f.get_str("topic_id"), tuple(parts),
                                  f.get_str_map("configs"))
-    return MetadataImage(brokers=brokers, topics=topics, last_offset=top.get_int("last_offset"))
+    return MetadataImage(brokers=brokers, topics=topics, last_offset=top.get_int("last_offset"),
+                         security=decode_security(top.obj.get("security")))

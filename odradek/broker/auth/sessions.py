@@ -1,0 +1,120 @@
+"""Broker-local SCRAM exchanges and the session tokens they yield.
+
+Nothing here is replicated: a token is good on the broker that issued it only (a client
+authenticates once per broker, as a Kafka client does per connection). A token stays good
+until it expires or the user's credential changes (deleted user, new password)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from odradek.broker.metadata.security import UserCredential
+from odradek.security import scram
+
+EXCHANGE_TTL_S = 30.0
+MAX_EXCHANGES = 10_000
+DEFAULT_SESSION_LIFETIME_S = 3600.0
+
+
+class AuthenticationFailed(Exception):
+    """One message for every failure, so a client cannot tell which part was wrong."""
+
+
+@dataclass
+class _Exchange:
+    user: str | None  # None: the user does not exist (a decoy exchange)
+    server: scram.ServerExchange
+    started: float
+
+
+@dataclass(frozen=True)
+class Session:
+    user: str
+    stored_key: bytes
+    expires_at: float
+
+    @property
+    def principal(self) -> str:
+        return f"User:{self.user}"
+
+
+class Sessions:
+    def __init__(self, users: Callable[[], Mapping[str, UserCredential]],
+                 lifetime_s: float = DEFAULT_SESSION_LIFETIME_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._users = users
+        self.lifetime_s = lifetime_s
+        self._clock = clock
+        self._exchanges: dict[str, _Exchange] = {}
+        self._sessions: dict[str, Session] = {}
+        # Decoy salts for unknown users: stable per name for this broker's lifetime, so
+        # asking twice does not reveal that the salt is made up.
+        self._decoy_secret = secrets.token_bytes(32)
+
+    def _decoy(self, name: str) -> scram.ScramCredential:
+        salt = hmac.new(self._decoy_secret, name.encode(), hashlib.sha256).digest()
+        return scram.ScramCredential(salt, scram.DEFAULT_ITERATIONS,
+                                     secrets.token_bytes(scram.KEY_BYTES),
+                                     secrets.token_bytes(scram.KEY_BYTES))
+
+    def _expire(self) -> None:
+        now = self._clock()
+        for key in [k for k, x in self._exchanges.items()
+                    if now - x.started > EXCHANGE_TTL_S]:
+            del self._exchanges[key]
+        for key in [k for k, s in self._sessions.items() if s.expires_at <= now]:
+            del self._sessions[key]
+
+    def start(self, client_first: str) -> tuple[str, str]:
+        """(exchange id, server-first-message). ScramError for a malformed message."""
+        name, nonce, bare = scram.parse_client_first(client_first)
+        self._expire()
+        if len(self._exchanges) >= MAX_EXCHANGES:
+            raise AuthenticationFailed("too many authentications in progress; retry shortly")
+        known = self._users().get(name)
+        if known is not None and known.mechanism == scram.MECHANISM:
+            credential = scram.ScramCredential(known.salt, known.iterations, known.stored_key,
+                                               known.server_key)
+            user: str | None = name
+        else:
+            credential, user = self._decoy(name), None
+        server = scram.ServerExchange(credential, nonce, bare)
+        first = server.first()
+        exchange_id = secrets.token_urlsafe(18)
+        self._exchanges[exchange_id] = _Exchange(user, server, self._clock())
+        return exchange_id, first
+
+    def finish(self, exchange_id: str, client_final: str) -> tuple[str, str, Session]:
+        """(server-final-message, token, session); AuthenticationFailed otherwise."""
+        exchange = self._exchanges.pop(exchange_id, None)
+        if exchange is None or self._clock() - exchange.started > EXCHANGE_TTL_S:
+            raise AuthenticationFailed("authentication failed")
+        try:
+            server_final = exchange.server.final(client_final)
+        except scram.ScramError:
+            raise AuthenticationFailed("authentication failed") from None
+        if exchange.user is None:  # cannot happen with a random decoy key; be sure anyway
+            raise AuthenticationFailed("authentication failed")
+        token = secrets.token_urlsafe(32)
+        session = Session(exchange.user, exchange.server.credential.stored_key,
+                          self._clock() + self.lifetime_s)
+        self._sessions[token] = session
+        return server_final, token, session
+
+    def lookup(self, token: str) -> Session | None:
+        """The live session of a token, or None (unknown, expired, or the user was deleted
+        or given a new password since)."""
+        session = self._sessions.get(token)
+        if session is None:
+            return None
+        current = self._users().get(session.user)
+        if (session.expires_at <= self._clock() or current is None
+                or not hmac.compare_digest(current.stored_key, session.stored_key)):
+            self._sessions.pop(token, None)
+            return None
+        return session

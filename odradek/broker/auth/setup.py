@@ -1,0 +1,86 @@
+"""Security settings of a broker, and the pieces built from them."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from odradek.broker.auth.guard import Guard
+from odradek.broker.auth.rules import RULES
+from odradek.broker.auth.sessions import DEFAULT_SESSION_LIFETIME_S, Sessions
+from odradek.broker.cluster import ClusterNode
+from odradek.broker.errors import BrokerError
+from odradek.broker.metadata.security import UpsertUser
+from odradek.security import scram
+from odradek.security.principal import PrincipalRule, principal_of_certificate
+from odradek.security.tls import ServerTLS, TLSConfigError
+
+log = logging.getLogger("odradek.broker")
+
+
+@dataclass
+class SecuritySettings:
+    # With authorization on, what no ACL allows is denied (super users excepted).
+    authorization: bool = False
+    super_users: frozenset[str] = frozenset()
+    # How a client certificate becomes a principal (empty: User:<CN>).
+    principal_rules: tuple[PrincipalRule, ...] = field(default_factory=tuple)
+    session_lifetime_s: float = DEFAULT_SESSION_LIFETIME_S
+    # A SCRAM user the controller creates when it does not exist yet (the first admin
+    # of a cluster with authorization on): (name, password). Never logged.
+    bootstrap_user: tuple[str, str] | None = field(default=None, repr=False)
+
+
+def parse_super_users(text: str) -> frozenset[str]:
+    """"User:admin;User:ops" (commas work too) -> the set; ValueError on a bad name."""
+    names = {item.strip() for item in text.replace(",", ";").split(";") if item.strip()}
+    for name in names:
+        if not name.startswith("User:") or len(name) == len("User:"):
+            raise ValueError(f"a super user is written User:<name>, got {name!r}")
+    return frozenset(names)
+
+
+def broker_principal(tls: ServerTLS | None, rules: tuple[PrincipalRule, ...]) -> str | None:
+    """The principal other brokers see when this one dials them with its certificate."""
+    if tls is None:
+        return None
+    try:
+        return principal_of_certificate(tls.cert.read_bytes(), rules)
+    except (OSError, ValueError) as exc:
+        raise TLSConfigError(f"cannot read the broker certificate {tls.cert}: {exc}") from None
+
+
+def build_guard(settings: SecuritySettings, tls: ServerTLS | None, voters: int,
+                cluster: ClusterNode) -> Guard:
+    """The guard of a broker's RPCs. The brokers' own certificate principal is a super
+    user (brokers call each other's internal services); so, with authorization on, a
+    cluster of several brokers needs mutual TLS between them."""
+    super_users = set(settings.super_users)
+    own = broker_principal(tls, settings.principal_rules)
+    if settings.authorization:
+        if voters > 1 and (tls is None or not tls.require_client_auth):
+            raise TLSConfigError(
+                "with --authorization on, brokers must know each other by certificate: a "
+                "cluster of several brokers needs TLS with --tls-client-auth required")
+        if own is not None:
+            super_users.add(own)
+            log.info("authorization on; the brokers' own principal %s is a super user", own)
+    sessions = Sessions(lambda: cluster.image.security.users, settings.session_lifetime_s)
+    return Guard(lambda: cluster.image.security, sessions, RULES,
+                 enabled=settings.authorization, super_users=frozenset(super_users),
+                 principal_rules=settings.principal_rules)
+
+
+async def ensure_bootstrap_user(cluster: ClusterNode, name: str, password: str) -> None:
+    """Creates the user once, from the controller, if no user of that name exists. The
+    password is hashed here and only the SCRAM credential goes into the metadata log."""
+    while name not in cluster.image.security.users:
+        if cluster.is_controller() and cluster.id in cluster.image.brokers:
+            c = scram.make_credential(password)
+            try:
+                await cluster.propose(UpsertUser(name, scram.MECHANISM, c.salt, c.iterations,
+                                                 c.stored_key, c.server_key))
+                log.info("created the bootstrap user %r", name)
+            except BrokerError as exc:
+                log.warning("cannot create the bootstrap user yet: %s", exc.message)
+        await cluster.wait_for(lambda image: name in image.security.users, 1.0)
