@@ -17,6 +17,18 @@ from odradek.broker.metadata.commands import (
     SetBrokerDraining,
     UnregisterBroker,
 )
+from odradek.broker.metadata.security import (
+    OPERATIONS,
+    PATTERN_TYPES,
+    PERMISSIONS,
+    RESOURCE_TYPES,
+    Acl,
+    CreateAcls,
+    DeleteAcls,
+    DeleteUser,
+    SecurityCommand,
+    UpsertUser,
+)
 
 any_int = st.integers(min_value=-(2**63), max_value=2**63)
 any_text = st.text(max_size=12)
@@ -55,6 +67,29 @@ def commands(
         st.builds(ReassignPartition, names, partitions, replicas),
         st.builds(PartitionLeader, names, partitions, broker_ids, terms, opt_id),
         st.builds(PartitionReplicas, names, partitions, replicas, terms, opt_id),
+        security_commands(names),
+    )
+
+
+def acls(names: st.SearchStrategy[str] = any_text) -> st.SearchStrategy[Acl]:
+    """Bindings, most of them valid (the image skips the others)."""
+    return st.builds(
+        Acl, st.sampled_from(["User:alice", "User:bob", "User:*"]) | any_text,
+        st.sampled_from(RESOURCE_TYPES), names | st.just("*"), st.sampled_from(PATTERN_TYPES),
+        st.sampled_from(OPERATIONS), st.sampled_from(PERMISSIONS),
+        st.sampled_from(["*", "127.0.0.1"]))
+
+
+def security_commands(names: st.SearchStrategy[str] = any_text,
+                      ) -> st.SearchStrategy[SecurityCommand]:
+    users = st.sampled_from(["alice", "bob"]) | any_text
+    key = st.binary(min_size=64, max_size=64)
+    return st.one_of(
+        st.builds(UpsertUser, users, st.just("SCRAM-SHA-512"), st.binary(min_size=16,
+                  max_size=32), st.integers(4096, 10_000), key, key),
+        st.builds(DeleteUser, users),
+        st.builds(CreateAcls, st.lists(acls(names), max_size=3).map(tuple)),
+        st.builds(DeleteAcls, st.lists(acls(names), max_size=3).map(tuple)),
     )
 
 

@@ -23,6 +23,13 @@ from odradek.broker.metadata.commands import (
     decode_command,
     freeze_configs,
 )
+from odradek.broker.metadata.security import (
+    Acl,
+    CreateAcls,
+    DeleteAcls,
+    DeleteUser,
+    UpsertUser,
+)
 from tests.unit.metadata_strategies import commands
 
 
@@ -45,6 +52,10 @@ EXAMPLES: list[Command] = [
     ReassignPartition("orders", 0, (4, 2, 3)),
     PartitionLeader("orders", 0, 2, 7, "7f3c"),
     PartitionReplicas("orders", 0, (1, 2, 3, 4), 120, "7f3c"),
+    UpsertUser("alice", "SCRAM-SHA-512", b"salt" * 4, 4096, b"k" * 64, b"s" * 64),
+    DeleteUser("alice"),
+    CreateAcls((Acl("User:alice", "topic", "orders", "prefixed", "read", "allow", "*"),)),
+    DeleteAcls((Acl("User:bob", "cluster", "odradek-cluster", "literal", "all", "deny", "::1"),)),
 ]
 
 

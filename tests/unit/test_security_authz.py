@@ -1,0 +1,232 @@
+"""Users and ACLs in the metadata image, the authorizer's rules, certificate principals
+and broker-local SCRAM sessions."""
+
+from __future__ import annotations
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from odradek.broker.auth.authorizer import Authorizer
+from odradek.broker.auth.sessions import AuthenticationFailed, Sessions
+from odradek.broker.metadata.image import MetadataImage, apply, decode_snapshot, encode_snapshot
+from odradek.broker.metadata.security import (
+    OPERATIONS,
+    Acl,
+    CreateAcls,
+    DeleteAcls,
+    DeleteUser,
+    SecurityState,
+    UpsertUser,
+    UserCredential,
+    check_acl,
+    matching_acls,
+)
+from odradek.security import certs, scram
+from odradek.security.principal import PrincipalRule, PrincipalRuleError, principal_of_certificate
+from tests.unit.metadata_strategies import acls, security_commands
+
+
+def allow(principal: str, rtype: str, name: str, op: str, pattern: str = "literal",
+          host: str = "*") -> Acl:
+    return Acl(principal, rtype, name, pattern, op, "allow", host)
+
+
+def deny(principal: str, rtype: str, name: str, op: str, pattern: str = "literal",
+         host: str = "*") -> Acl:
+    return Acl(principal, rtype, name, pattern, op, "deny", host)
+
+
+# --- the image ------------------------------------------------------------------------
+
+
+def test_users_and_acls_apply_and_survive_a_snapshot() -> None:
+    image = MetadataImage()
+    good = allow("User:alice", "topic", "orders", "read")
+    bad = allow("alice", "topic", "orders", "read")  # not User:...
+    for offset, cmd in enumerate([
+        UpsertUser("alice", scram.MECHANISM, b"s" * 16, 4096, b"k" * 64, b"v" * 64),
+        UpsertUser("bob", scram.MECHANISM, b"t" * 16, 5000, b"l" * 64, b"w" * 64),
+        DeleteUser("bob"),
+        CreateAcls((good, bad)),
+    ]):
+        image = apply(image, offset, cmd)
+    assert set(image.security.users) == {"alice"}
+    assert image.security.acls == frozenset({good})
+    assert decode_snapshot(encode_snapshot(image)) == image
+    image = apply(image, 10, DeleteAcls((good,)))
+    assert image.security.acls == frozenset()
+
+
+def test_snapshot_from_before_users_reads_as_empty() -> None:
+    data = encode_snapshot(MetadataImage()).replace(b',"security":{"acls":[],"users":[]}', b"")
+    assert b"security" not in data
+    assert decode_snapshot(data).security == SecurityState()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(security_commands(st.sampled_from(["orders", "ord", "x"])), max_size=20))
+def test_any_security_history_round_trips_through_a_snapshot(cmds: list) -> None:
+    image = MetadataImage()
+    for offset, cmd in enumerate(cmds):
+        image = apply(image, offset, cmd)
+    assert decode_snapshot(encode_snapshot(image)) == image
+    assert all(check_acl(a) is None for a in image.security.acls)
+
+
+def test_check_acl_messages() -> None:
+    assert check_acl(allow("User:a", "cluster", "other", "alter")) is not None
+    assert check_acl(allow("User:a", "topic", "*", "read", "prefixed")) is not None
+    assert check_acl(Acl("User:a", "topic", "t", "literal", "fly", "allow")) is not None
+    assert check_acl(allow("User:a", "topic", "t", "read")) is None
+
+
+def test_matching_acls_filters_on_given_fields_only() -> None:
+    a, b = allow("User:a", "topic", "t", "read"), deny("User:b", "topic", "t", "read")
+    assert matching_acls({a, b}, principal=None, permission="deny") == [b]
+    assert matching_acls({a, b}, resource_name="t") == sorted([a, b])
+
+
+# --- the authorizer -------------------------------------------------------------------
+
+
+def test_literal_prefixed_and_wildcard_names() -> None:
+    az = Authorizer([allow("User:a", "topic", "orders", "read"),
+                     allow("User:a", "topic", "logs-", "write", "prefixed"),
+                     allow("User:*", "topic", "*", "describe")])
+    assert az.allowed("User:a", "h", "topic", "orders", "read")
+    assert not az.allowed("User:a", "h", "topic", "orders2", "read")
+    assert az.allowed("User:a", "h", "topic", "logs-app", "write")
+    assert not az.allowed("User:a", "h", "topic", "logs", "write")
+    assert az.allowed("User:zed", "h", "topic", "anything", "describe")
+    assert not az.allowed("User:zed", "h", "group", "anything", "describe")
+
+
+def test_implied_operations() -> None:
+    for op in ("read", "write", "delete", "alter"):
+        assert Authorizer([allow("User:a", "topic", "t", op)]).allowed(
+            "User:a", "h", "topic", "t", "describe")
+    assert Authorizer([allow("User:a", "topic", "t", "alter_configs")]).allowed(
+        "User:a", "h", "topic", "t", "describe_configs")
+    assert not Authorizer([allow("User:a", "topic", "t", "describe")]).allowed(
+        "User:a", "h", "topic", "t", "read")
+    assert Authorizer([allow("User:a", "topic", "t", "all")]).allowed(
+        "User:a", "h", "topic", "t", "alter_configs")
+
+
+def test_host_filter_super_users_and_off() -> None:
+    az = Authorizer([allow("User:a", "topic", "t", "read", host="10.0.0.1")],
+                    super_users=["User:root"])
+    assert az.allowed("User:a", "10.0.0.1", "topic", "t", "read")
+    assert not az.allowed("User:a", "10.0.0.2", "topic", "t", "read")
+    assert az.allowed("User:root", "x", "cluster", "odradek-cluster", "alter")
+    assert not az.allowed("User:b", "x", "topic", "t", "read")  # default deny
+    assert Authorizer([], enabled=False).allowed("User:b", "x", "topic", "t", "delete")
+
+
+@settings(max_examples=300, deadline=None)
+@given(rules=st.lists(acls(st.sampled_from(["t", "t2", "x"])), max_size=8),
+       op=st.sampled_from([o for o in OPERATIONS if o != "all"]),
+       name=st.sampled_from(["t", "t2", "x", "y"]),
+       principal=st.sampled_from(["User:alice", "User:bob"]))
+def test_deny_wins_and_allow_needs_a_binding(rules: list[Acl], op: str, name: str,
+                                             principal: str) -> None:
+    valid = [r for r in rules if check_acl(r) is None]
+    decision = Authorizer(valid).allowed(principal, "127.0.0.1", "topic", name, op)
+    matching = [r for r in valid if r.principal in (principal, "User:*")
+                and r.resource_type == "topic" and r.host in ("*", "127.0.0.1")
+                and (name.startswith(r.resource_name) if r.pattern_type == "prefixed"
+                     else r.resource_name in ("*", name))]
+    denied = any(r.permission == "deny" and r.operation in (op, "all") for r in matching)
+    if denied:
+        assert not decision
+    # Adding a matching deny never turns a refusal into an allow, and always refuses.
+    assert not Authorizer([*valid, deny(principal, "topic", name, op)]).allowed(
+        principal, "127.0.0.1", "topic", name, op)
+    if decision:
+        assert any(r.permission == "allow" for r in matching)
+
+
+# --- certificate principals -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cert_pem(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    ca_cert, ca_key = certs.make_ca()
+    cert, _ = certs.issue(ca_cert, ca_key, "alice", sans=("alice.example.com",), server=False)
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def test_default_principal_is_the_cn(cert_pem: bytes) -> None:
+    assert principal_of_certificate(cert_pem) == "User:alice"
+
+
+def test_rules_on_subject_and_sans(cert_pem: bytes) -> None:
+    rule = PrincipalRule.parse(r"RULE:^CN=([^,]+).*$/svc-$1/")
+    assert principal_of_certificate(cert_pem, (rule,)) == "User:svc-alice"
+    san = PrincipalRule.parse(r"SAN:^DNS:([a-z]+)\.example\.com$/$1-dns/")
+    assert principal_of_certificate(cert_pem, (san,)) == "User:alice-dns"
+    nothing = PrincipalRule.parse(r"RULE:^CN=bob$/bob/")
+    assert principal_of_certificate(cert_pem, (nothing,)) is None
+    assert principal_of_certificate(cert_pem, (nothing, PrincipalRule.parse("DEFAULT"))) == \
+        "User:alice"
+    for bad in ("RULE:abc", "OTHER:a/b/", "RULE:(/x/"):
+        with pytest.raises(PrincipalRuleError):
+            PrincipalRule.parse(bad)
+
+
+# --- sessions -------------------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _login(sessions: Sessions, user: str, password: str) -> str:
+    client = scram.ClientExchange(user, password)
+    exchange_id, first = sessions.start(client.first())
+    final, token, _ = sessions.finish(exchange_id, client.final(first))
+    client.verify_server(final)
+    return token
+
+
+def test_sessions_expire_and_end_when_the_password_changes() -> None:
+    c = scram.make_credential("pw", 4096)
+    users = {"alice": UserCredential(scram.MECHANISM, c.salt, c.iterations, c.stored_key,
+                                     c.server_key)}
+    clock = Clock()
+    sessions = Sessions(lambda: users, lifetime_s=60, clock=clock)
+    token = _login(sessions, "alice", "pw")
+    assert sessions.lookup(token) is not None
+    clock.now += 61
+    assert sessions.lookup(token) is None
+    token = _login(sessions, "alice", "pw")
+    c2 = scram.make_credential("new", 4096)
+    users["alice"] = UserCredential(scram.MECHANISM, c2.salt, 4096, c2.stored_key, c2.server_key)
+    assert sessions.lookup(token) is None
+
+
+def test_unknown_user_and_wrong_password_look_alike() -> None:
+    c = scram.make_credential("pw", 4096)
+    users = {"alice": UserCredential(scram.MECHANISM, c.salt, 4096, c.stored_key,
+                                     c.server_key)}
+    sessions = Sessions(lambda: users)
+    errors = []
+    for user, password in (("alice", "nope"), ("mallory", "pw")):
+        client = scram.ClientExchange(user, password)
+        exchange_id, first = sessions.start(client.first())
+        assert set(dict(p.split("=", 1) for p in first.split(","))) == {"r", "s", "i"}
+        with pytest.raises(AuthenticationFailed) as info:
+            sessions.finish(exchange_id, client.final(first))
+        errors.append(str(info.value))
+    assert errors[0] == errors[1]
+    # An unknown user's made-up salt is the same on every attempt (no tell-tale change).
+    firsts = [sessions.start(scram.ClientExchange("mallory", "x").first())[1] for _ in range(2)]
+    assert firsts[0].split(",")[1] == firsts[1].split(",")[1]
+    with pytest.raises(AuthenticationFailed):
+        sessions.finish("no-such-exchange", "c=biws,r=x,p=AAAA")
