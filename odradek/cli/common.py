@@ -35,13 +35,29 @@ def bootstrap_parent() -> argparse.ArgumentParser:
                         help="client certificate, for mutual TLS (env ODRADEK_TLS_CERT)")
     parent.add_argument("--tls-key", metavar="PEM",
                         help="key of --tls-cert (env ODRADEK_TLS_KEY)")
+    parent.add_argument("--username", metavar="NAME",
+                        help="log in with SCRAM-SHA-512 as this user (env ODRADEK_USERNAME)")
+    parent.add_argument("--password-file", metavar="FILE",
+                        help="the password is the file's first line (env ODRADEK_PASSWORD "
+                             "or ODRADEK_PASSWORD_FILE; never given on the command line)")
     return parent
 
 
 def tls_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The client TLS keyword arguments from bootstrap_parent's flags (the client falls
-    back to the ODRADEK_TLS_* environment for those not given)."""
-    return {name: getattr(args, name, None) for name in ("tls", "tls_ca", "tls_cert", "tls_key")}
+    """The client's connection keyword arguments from bootstrap_parent's flags: TLS and
+    the SCRAM login (the client falls back to the ODRADEK_TLS_*, ODRADEK_USERNAME and
+    ODRADEK_PASSWORD[_FILE] environment for those not given)."""
+    options = {name: getattr(args, name, None) for name in ("tls", "tls_ca", "tls_cert",
+                                                            "tls_key", "username")}
+    path = getattr(args, "password_file", None)
+    if path:
+        from odradek.client.auth import read_password_file
+
+        try:
+            options["password"] = read_password_file(path)
+        except OSError as exc:
+            raise CliError(f"cannot read --password-file: {exc}") from None
+    return options
 
 
 def key_value(text: str) -> tuple[str, str]:

@@ -11,7 +11,7 @@ from odradek.cli.common import CliError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from odradek.cli import bench_cmd, broker_cmd, client_cmds, cluster_cmds
+    from odradek.cli import bench_cmd, broker_cmd, client_cmds, cluster_cmds, security_cmds
 
     parser = argparse.ArgumentParser(
         prog="odradek", description="Odradek: an event streaming platform.")
@@ -20,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     client_cmds.add_produce_parser(sub)
     client_cmds.add_consume_parser(sub)
     cluster_cmds.add_cluster_parsers(sub)
+    security_cmds.add_security_parsers(sub)
     bench_cmd.add_bench_parser(sub)
     broker_cmd.add_broker_parser(sub)
     broker_cmd.add_dev_parser(sub)
