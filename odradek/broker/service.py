@@ -80,6 +80,14 @@ def _fetch_bytes(requested: int) -> int:
     return min(requested or DEFAULT_FETCH_MAX_BYTES, MAX_FETCH_BYTES)
 
 
+def _keep_describable(topics: Any) -> None:
+    """Drops (in place) the topics the caller may not describe: to them, they do not exist."""
+    access = current_access()
+    visible = [t for t in topics if access.may_describe_topic(t.name)]
+    del topics[:]
+    topics.extend(visible)
+
+
 class BrokerService(pb_grpc.BrokerServicer):
     def __init__(self, admin: TopicAdmin, metrics: BrokerMetrics | None = None) -> None:
         self.admin = admin
@@ -179,9 +187,7 @@ class BrokerService(pb_grpc.BrokerServicer):
                 raise unknown_topic(name)  # exactly what a topic that does not exist gets
         reply = self.admin.metadata(list(request.topics))
         if not request.topics:
-            visible = [t for t in reply.topics if access.may_describe_topic(t.name)]
-            del reply.topics[:]
-            reply.topics.extend(visible)
+            _keep_describable(reply.topics)
         return reply
 
 
@@ -216,10 +222,7 @@ class AdminService(pb_grpc.AdminServicer):
     async def ListTopics(self, request: pb.ListTopicsRequest,
                          context: grpc.aio.ServicerContext) -> pb.ListTopicsResponse:
         reply = self.admin.list_topics()
-        access = current_access()
-        visible = [t for t in reply.topics if access.may_describe_topic(t.name)]
-        del reply.topics[:]
-        reply.topics.extend(visible)
+        _keep_describable(reply.topics)
         return reply
 
     @rpc
