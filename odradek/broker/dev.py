@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import secrets
 import shutil
 import signal
 import socket
@@ -14,6 +15,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from odradek.broker.auth.setup import SecuritySettings
 from odradek.broker.main import metrics_port, setup_logging
 from odradek.broker.server import Broker, BrokerSettings
 from odradek.security.certs import LOCAL_NAMES, Pki, make_pki
@@ -129,13 +131,36 @@ data in {data}; a throwaway CA and certificates in {pki}
 """
 
 
+AUTH_BANNER = """Authorization is on. The super user admin's password is in {password_file}:
+  export ODRADEK_USERNAME=admin ODRADEK_PASSWORD_FILE={password_file}
+  odradek user create alice            # asks for the password (or $ODRADEK_NEW_USER_PASSWORD)
+  odradek acl add --allow-principal User:alice --operation read --operation write --topic orders
+  odradek acl list
+"""
+
+
+def dev_security(data_dir: Path) -> tuple[SecuritySettings, Path]:
+    """Authorization on, with a super user `admin` whose password is made once and kept in
+    data_dir/admin.password (owner-only)."""
+    path = data_dir / "admin.password"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(18) + "\n")
+    password = path.read_text().splitlines()[0]
+    return SecuritySettings(authorization=True, super_users=frozenset({"User:admin"}),
+                            bootstrap_user=("admin", password)), path
+
+
 def dev_settings(data_dir: Path, host: str, port: int, count: int,
                  first_metrics_port: int = 0,
-                 tls: ServerTLS | None = None) -> list[BrokerSettings]:
+                 tls: ServerTLS | None = None,
+                 security: SecuritySettings | None = None) -> list[BrokerSettings]:
     voter_ids = range(min(count, 3) if count >= 3 else count)
     voters = {i: f"{host}:{port + i}" for i in voter_ids}
     return [BrokerSettings(data_dir=data_dir / f"broker-{i}", host=host, port=port + i,
                            broker_id=i, voters=voters, tls=tls,
+                           security=security or SecuritySettings(),
                            metrics_port=first_metrics_port + i if first_metrics_port else 0)
             for i in range(count)]
 
@@ -149,7 +174,7 @@ def dev_tls(data_dir: Path, host: str) -> tuple[ServerTLS, Pki]:
 
 
 async def _run(settings: list[BrokerSettings], with_prometheus: bool = False,
-               pki: Pki | None = None) -> None:
+               pki: Pki | None = None, password_file: Path | None = None) -> None:
     brokers = [Broker(s) for s in settings]
     for broker in brokers:
         await broker.start()
@@ -161,6 +186,8 @@ async def _run(settings: list[BrokerSettings], with_prometheus: bool = False,
     else:
         print(TLS_BANNER.format(**fields, pki=pki.directory, ca=pki.ca, cert=pki.client_cert,
                                 key=pki.client_key), flush=True)
+    if password_file is not None:
+        print(AUTH_BANNER.format(password_file=password_file), flush=True)
     urls = [b.metrics_url for b in brokers if b.metrics_url is not None]
     for broker in brokers:
         if broker.metrics_url is not None:
@@ -197,6 +224,12 @@ def run_dev(args: argparse.Namespace) -> int:
     first_metrics = metrics_port(getattr(args, "metrics_port", -1), args.port)
     data_dir = Path(args.data_dir).resolve()
     tls, pki = dev_tls(data_dir, args.host) if getattr(args, "tls", False) else (None, None)
-    settings = dev_settings(data_dir, args.host, args.port, count, first_metrics, tls)
-    asyncio.run(_run(settings, bool(getattr(args, "prometheus", False)), pki))
+    security, password_file = (dev_security(data_dir) if getattr(args, "authorization", False)
+                               else (None, None))
+    if security is not None and count > 1 and tls is None:
+        raise SystemExit("error: --authorization with several brokers needs --tls (brokers "
+                         "know each other by their certificates)")
+    settings = dev_settings(data_dir, args.host, args.port, count, first_metrics, tls,
+                            security)
+    asyncio.run(_run(settings, bool(getattr(args, "prometheus", False)), pki, password_file))
     return 0

@@ -4,6 +4,7 @@ image. Permission checks happen before (auth/rules.py)."""
 
 from __future__ import annotations
 
+import logging
 import unicodedata
 
 import grpc
@@ -31,6 +32,8 @@ from odradek.broker.service import rpc
 from odradek.security import scram
 from odradek.v1 import security_pb2 as spb
 from odradek.v1 import security_pb2_grpc as spb_grpc
+
+log = logging.getLogger("odradek.broker")
 
 # Enum values of the protocol <-> the metadata's strings (index = enum number).
 _RESOURCE = ("", *RESOURCE_TYPES)
@@ -126,7 +129,8 @@ class SecurityService(spb_grpc.SecurityServicer):
         try:
             final, token, session = self.sessions.finish(request.exchange_id,
                                                          request.client_final_message)
-        except AuthenticationFailed:
+        except AuthenticationFailed as exc:
+            log.info("SCRAM authentication failed from %s (%s)", context.peer(), exc)
             raise _unauthenticated() from None
         return spb.ScramFinishResponse(
             server_final_message=final, session_token=token, principal=session.principal,

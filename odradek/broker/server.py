@@ -130,7 +130,7 @@ class Broker:
                                    broker_alive=lambda peer: transport.alive(peer, election_s),
                                    tls=peer_tls)
         self.cluster.flush_observer = self.metrics.observe_fsync
-        self.guard = build_guard(s.security, s.tls, len(voters), self.cluster)
+        self.guard = build_guard(s.security, s.tls, len(voters), self.cluster, self.metrics)
         admin = TopicAdmin(self.cluster, self.defaults, s.default_replication_factor)
         m = self.metrics
         pb_grpc.add_BrokerServicer_to_server(BrokerService(admin, m), self.server)  # type: ignore[no-untyped-call]

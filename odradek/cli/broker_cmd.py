@@ -148,6 +148,10 @@ def add_dev_parser(
     p.add_argument("--tls", action="store_true",
                    help="TLS only, mutual TLS required: a throwaway CA, broker and client "
                         "certificates are made under --data-dir/tls")
+    p.add_argument("--authorization", action="store_true",
+                   help="authorization on, with a super user `admin` (SCRAM) whose password "
+                        "is made and kept in --data-dir/admin.password (several brokers "
+                        "need --tls)")
     _add_log_level(p)
     p.set_defaults(func=_run_dev)
     return p

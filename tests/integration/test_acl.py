@@ -352,6 +352,32 @@ async def test_refused_calls_change_nothing(secured: BrokerProcess) -> None:
         users = {u.name for u in (await sec.ListUsers(spb.ListUsersRequest())).users}
         assert users == {"admin", *PASSWORDS}
         assert len((await sec.ListAcls(spb.ListAclsRequest())).acls) == len(BINDINGS)
+    # Refusals are counted like other failed calls.
+    scrape = secured.scrape()
+    assert ('odradek_rpc_errors_total{code="PERMISSION_DENIED",method="Produce",'
+            'reason="TOPIC_AUTHORIZATION_FAILED"} 1.0') in scrape
+
+
+async def test_a_stream_ends_when_its_acl_is_removed(secured: BrokerProcess) -> None:
+    addr = secured.address
+    async with login_channel(addr, "alice") as alice, \
+            login_channel(addr, "admin", ADMIN_PASSWORD) as admin:
+        a_broker, _ = secured.stubs(alice)
+        admin_broker, _ = secured.stubs(admin)
+        await admin_broker.Produce(pb.ProduceRequest(topic="orders", partition=0,
+                                                     records=batch()))
+        stream = a_broker.Subscribe(pb.SubscribeRequest(topic="orders", partition=0, offset=0))
+        first = await asyncio.wait_for(stream.read(), 10)
+        assert first.records
+        deleted = await spb_grpc.SecurityStub(admin).DeleteAcls(spb.DeleteAclsRequest(  # type: ignore[no-untyped-call]
+            filters=[acl_filter("User:alice", "topic", "orders", "read")]))
+        assert len(deleted.deleted) == 1
+        await admin_broker.Produce(pb.ProduceRequest(topic="orders", partition=0,
+                                                     records=batch()))
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            while True:
+                await asyncio.wait_for(stream.read(), 10)
+        assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
 
 async def test_undescribable_topic_looks_like_a_missing_one(secured: BrokerProcess) -> None:
@@ -386,6 +412,9 @@ async def test_wrong_password_and_unknown_user_fail_alike(secured: BrokerProcess
     wrong = await attempt("alice", "not-her-password")
     unknown = await attempt("nobody-at-all", "whatever")
     assert wrong == unknown
+    log = secured.log()
+    assert "user 'alice'" in log and "user 'nobody-at-all': unknown user" in log
+    assert "not-her-password" not in log
     assert wrong[0] == grpc.StatusCode.UNAUTHENTICATED and wrong[2] == "AUTHENTICATION_FAILED"
     async with Admin(secured.address, username="alice", password="bad") as a:
         with pytest.raises(Exception) as info:

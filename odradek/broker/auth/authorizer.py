@@ -84,3 +84,20 @@ class Authorizer:
             return False
         granting = {r.operation, "all"} | IMPLIED_BY.get(r.operation, frozenset())
         return any(a.permission == "allow" and a.operation in granting for a in matching)
+
+    def allowed_for_some(self, principal: str, host: str, resource_type: str,
+                         operation: str) -> bool:
+        """Whether the principal may do the operation on some resource of the type: an
+        allow binding for it exists and no deny covers every name (Kafka's test for an
+        idempotent producer without the cluster permission: write on any topic)."""
+        if not self.enabled or principal in self.super_users:
+            return True
+        bindings = self._by_principal.get(principal, []) + (
+            self._by_principal.get(WILDCARD_PRINCIPAL, []) if principal != WILDCARD_PRINCIPAL
+            else [])
+        mine = [a for a in bindings if a.resource_type == resource_type
+                and a.host in (WILDCARD, host)]
+        if any(a.permission == "deny" and a.operation in (operation, "all")
+               and a.pattern_type == "literal" and a.resource_name == WILDCARD for a in mine):
+            return False
+        return any(a.permission == "allow" and a.operation in (operation, "all") for a in mine)

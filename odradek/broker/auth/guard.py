@@ -108,13 +108,17 @@ class Guard:
     def __init__(self, security: Callable[[], SecurityState], sessions: Sessions,
                  rules: dict[str, Rule | str], *, enabled: bool,
                  super_users: frozenset[str] = frozenset(),
-                 principal_rules: tuple[PrincipalRule, ...] = ()) -> None:
+                 principal_rules: tuple[PrincipalRule, ...] = (),
+                 refused: Callable[[str, BrokerError], None] = lambda method, error: None,
+                 ) -> None:
         self._security = security
         self.sessions = sessions
         self.rules = rules
         self.enabled = enabled
         self.super_users = super_users
         self.principal_rules = principal_rules
+        # Told of every refused call (method name, error): the metrics count them.
+        self.refused = refused
         self._state: SecurityState | None = None
         self._authorizer = Authorizer((), super_users, enabled)
         self._cert_principals: dict[bytes, str] = {}
@@ -178,21 +182,26 @@ class Guard:
         return _Interceptor(self)
 
 
-def _guarded(guard: Guard, rule: Rule | str | None, inner: Callable[..., Any],
+def _guarded(guard: Guard, method: str, rule: Rule | str | None, inner: Callable[..., Any],
              unary_request: bool) -> Callable[..., Any]:
     """`inner` behind the rule, in the same shape (an async generator stays one: grpc
     tells streaming handlers that yield from those that write to the context)."""
+    name = method.rpartition("/")[2]
 
     async def check(request: Any, context: grpc.aio.ServicerContext) -> None:
         try:
             _current.set(guard._check(rule, request if unary_request else None, context))
         except BrokerError as exc:
+            guard.refused(name, exc)
             await context.abort_with_status(exc.to_status())
 
     if inspect.isasyncgenfunction(inner):
         async def generator(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             await check(request, context)
             async for item in inner(request, context):
+                # A stream lives long: each answer is checked again, so a removed ACL, a
+                # deleted user or an expired session ends it (cached decisions: cheap).
+                await check(request, context)
                 yield item
 
         return generator
@@ -204,20 +213,20 @@ def _guarded(guard: Guard, rule: Rule | str | None, inner: Callable[..., Any],
     return coroutine
 
 
-def _wrap(guard: Guard, rule: Rule | str | None,
+def _wrap(guard: Guard, method: str, rule: Rule | str | None,
           handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
     de, ser = handler.request_deserializer, handler.response_serializer
     if handler.unary_unary is not None:
         return grpc.unary_unary_rpc_method_handler(
-            _guarded(guard, rule, handler.unary_unary, True), de, ser)
+            _guarded(guard, method, rule, handler.unary_unary, True), de, ser)
     if handler.unary_stream is not None:
         return grpc.unary_stream_rpc_method_handler(
-            _guarded(guard, rule, handler.unary_stream, True), de, ser)
+            _guarded(guard, method, rule, handler.unary_stream, True), de, ser)
     if handler.stream_unary is not None:
         return grpc.stream_unary_rpc_method_handler(
-            _guarded(guard, rule, handler.stream_unary, False), de, ser)
+            _guarded(guard, method, rule, handler.stream_unary, False), de, ser)
     return grpc.stream_stream_rpc_method_handler(
-        _guarded(guard, rule, handler.stream_stream, False), de, ser)
+        _guarded(guard, method, rule, handler.stream_stream, False), de, ser)
 
 
 class _Interceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
@@ -235,4 +244,4 @@ class _Interceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if handler is None or rule == PUBLIC or method.startswith(
                 ("/grpc.health.", "/grpc.reflection.")):
             return handler
-        return _wrap(self.guard, rule, handler)
+        return _wrap(self.guard, method, rule, handler)

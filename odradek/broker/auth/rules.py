@@ -42,6 +42,15 @@ def _create_topic(request: Any, access: Access) -> None:
     access.require_any(("cluster", CLUSTER_NAME, "create"), ("topic", request.name, "create"))
 
 
+def _idempotent_write(request: Any, access: Access) -> None:
+    """A producer id is given to whom may idempotent_write the cluster or write some topic
+    (what Kafka asks since 3.0); each Produce then still needs write on its topic."""
+    if access.allowed("cluster", CLUSTER_NAME, "idempotent_write") or \
+            access.authorizer.allowed_for_some(access.principal, access.host, "topic", "write"):
+        return
+    access.require_cluster("idempotent_write")
+
+
 RULES: dict[str, Rule | str] = {}
 
 
@@ -57,6 +66,7 @@ add_rules("odradek.v1.Broker", {
     "Subscribe": topic_rule("read"),
     "ListOffsets": topic_rule("read"),
     "Metadata": IN_SERVICER,
+    "InitProducerId": _idempotent_write,  # the idempotent producer's RPC (being added)
 })
 add_rules("odradek.v1.Admin", {
     "CreateTopic": _create_topic,

@@ -22,11 +22,13 @@ DEFAULT_SESSION_LIFETIME_S = 3600.0
 
 
 class AuthenticationFailed(Exception):
-    """One message for every failure, so a client cannot tell which part was wrong."""
+    """A failed exchange. The message is for the broker's log; clients get one message
+    for every failure, so they cannot tell which part was wrong."""
 
 
 @dataclass
 class _Exchange:
+    name: str
     user: str | None  # None: the user does not exist (a decoy exchange)
     server: scram.ServerExchange
     started: float
@@ -86,20 +88,21 @@ class Sessions:
         server = scram.ServerExchange(credential, nonce, bare)
         first = server.first()
         exchange_id = secrets.token_urlsafe(18)
-        self._exchanges[exchange_id] = _Exchange(user, server, self._clock())
+        self._exchanges[exchange_id] = _Exchange(name, user, server, self._clock())
         return exchange_id, first
 
     def finish(self, exchange_id: str, client_final: str) -> tuple[str, str, Session]:
         """(server-final-message, token, session); AuthenticationFailed otherwise."""
         exchange = self._exchanges.pop(exchange_id, None)
         if exchange is None or self._clock() - exchange.started > EXCHANGE_TTL_S:
-            raise AuthenticationFailed("authentication failed")
+            raise AuthenticationFailed("unknown or expired exchange")
         try:
             server_final = exchange.server.final(client_final)
-        except scram.ScramError:
-            raise AuthenticationFailed("authentication failed") from None
+        except scram.ScramError as exc:
+            what = "unknown user" if exchange.user is None else str(exc)
+            raise AuthenticationFailed(f"user {exchange.name!r}: {what}") from None
         if exchange.user is None:  # cannot happen with a random decoy key; be sure anyway
-            raise AuthenticationFailed("authentication failed")
+            raise AuthenticationFailed(f"user {exchange.name!r}: unknown user")
         token = secrets.token_urlsafe(32)
         session = Session(exchange.user, exchange.server.credential.stored_key,
                           self._clock() + self.lifetime_s)

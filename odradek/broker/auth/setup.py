@@ -11,6 +11,7 @@ from odradek.broker.auth.sessions import DEFAULT_SESSION_LIFETIME_S, Sessions
 from odradek.broker.cluster import ClusterNode
 from odradek.broker.errors import BrokerError
 from odradek.broker.metadata.security import UpsertUser
+from odradek.broker.metrics import BrokerMetrics
 from odradek.security import scram
 from odradek.security.principal import PrincipalRule, principal_of_certificate
 from odradek.security.tls import ServerTLS, TLSConfigError
@@ -51,7 +52,7 @@ def broker_principal(tls: ServerTLS | None, rules: tuple[PrincipalRule, ...]) ->
 
 
 def build_guard(settings: SecuritySettings, tls: ServerTLS | None, voters: int,
-                cluster: ClusterNode) -> Guard:
+                cluster: ClusterNode, metrics: BrokerMetrics | None = None) -> Guard:
     """The guard of a broker's RPCs. The brokers' own certificate principal is a super
     user (brokers call each other's internal services); so, with authorization on, a
     cluster of several brokers needs mutual TLS between them."""
@@ -66,9 +67,14 @@ def build_guard(settings: SecuritySettings, tls: ServerTLS | None, voters: int,
             super_users.add(own)
             log.info("authorization on; the brokers' own principal %s is a super user", own)
     sessions = Sessions(lambda: cluster.image.security.users, settings.session_lifetime_s)
+
+    def refused(method: str, error: BrokerError) -> None:
+        if metrics is not None:
+            metrics.observe_rpc(method, 0.0, error.code.name, error.reason)
+
     return Guard(lambda: cluster.image.security, sessions, RULES,
                  enabled=settings.authorization, super_users=frozenset(super_users),
-                 principal_rules=settings.principal_rules)
+                 principal_rules=settings.principal_rules, refused=refused)
 
 
 async def ensure_bootstrap_user(cluster: ClusterNode, name: str, password: str) -> None:
