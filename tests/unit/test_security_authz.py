@@ -3,6 +3,9 @@ and broker-local SCRAM sessions."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
 from cryptography.hazmat.primitives import serialization
 from hypothesis import given, settings
@@ -239,3 +242,60 @@ def test_unknown_user_and_wrong_password_look_alike() -> None:
     assert firsts[0].split(",")[1] == firsts[1].split(",")[1]
     with pytest.raises(AuthenticationFailed):
         sessions.finish("no-such-exchange", "c=biws,r=x,p=AAAA")
+
+
+# --- broker flags ---------------------------------------------------------------------
+
+
+def _broker_args(*argv: str) -> Any:
+    from odradek.cli.main import build_parser
+
+    return build_parser().parse_args(["broker", "--data-dir", "/tmp/x", *argv])
+
+
+def test_broker_security_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from odradek.broker.main import security_settings
+
+    pw = tmp_path / "pw"
+    pw.write_text("hunter2\nignored\n")
+    s = security_settings(_broker_args(
+        "--authorization", "on", "--super-users", "User:a;User:b", "--tls-principal-rule",
+        "RULE:^CN=([^,]+).*$/$1/", "--tls-principal-rule", "DEFAULT", "--bootstrap-user",
+        "root", "--bootstrap-password-file", str(pw)))
+    assert s.authorization and s.super_users == {"User:a", "User:b"}
+    assert [r.kind for r in s.principal_rules] == ["RULE", "DEFAULT"]
+    assert s.bootstrap_user == ("root", "hunter2") and "hunter2" not in repr(s)
+    assert not security_settings(_broker_args()).authorization
+    monkeypatch.setenv("ODRADEK_AUTHORIZATION", "on")
+    monkeypatch.setenv("ODRADEK_SUPER_USERS", "User:env")
+    assert security_settings(_broker_args()).super_users == {"User:env"}
+    for bad in (["--super-users", "admin"], ["--tls-principal-rule", "RULE:x"],
+                ["--bootstrap-user", "root"]):
+        monkeypatch.delenv("ODRADEK_BOOTSTRAP_PASSWORD", raising=False)
+        with pytest.raises(SystemExit, match="error:"):
+            security_settings(_broker_args(*bad))
+
+
+def test_dev_admin_password_is_made_once_and_private(tmp_path: Path) -> None:
+    from odradek.broker.dev import dev_security
+
+    first, path = dev_security(tmp_path)
+    second, _ = dev_security(tmp_path)
+    assert first.bootstrap_user == second.bootstrap_user and first.authorization
+    assert path.stat().st_mode & 0o077 == 0
+
+
+def test_client_login_from_options_and_environment(tmp_path: Path) -> None:
+    from odradek.client.auth import ScramLogin
+
+    assert ScramLogin.from_options(env={}) is None
+    assert ScramLogin.from_options("u", "p", env={}) == ScramLogin("u", "p")
+    pw = tmp_path / "pw"
+    pw.write_text("from-file\n")
+    env = {"ODRADEK_USERNAME": "e", "ODRADEK_PASSWORD_FILE": str(pw)}
+    assert ScramLogin.from_options(env=env) == ScramLogin("e", "from-file")
+    assert ScramLogin.from_options(env={"ODRADEK_USERNAME": "e", "ODRADEK_PASSWORD": "x"}) \
+        == ScramLogin("e", "x")
+    assert "x" not in repr(ScramLogin("e", "x"))
+    with pytest.raises(ValueError, match="no password"):
+        ScramLogin.from_options(env={"ODRADEK_USERNAME": "e"})
