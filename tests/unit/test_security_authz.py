@@ -299,3 +299,58 @@ def test_client_login_from_options_and_environment(tmp_path: Path) -> None:
     assert "x" not in repr(ScramLogin("e", "x"))
     with pytest.raises(ValueError, match="no password"):
         ScramLogin.from_options(env={"ODRADEK_USERNAME": "e"})
+
+
+# --- the guard ------------------------------------------------------------------------
+
+
+class FakeContext:
+    def __init__(self, metadata: tuple[tuple[str, str], ...] = (),
+                 peer: str = "ipv6:[::1]:5555") -> None:
+        self._metadata = metadata
+        self._peer = peer
+
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        return self._metadata
+
+    def auth_context(self) -> dict[str, list[bytes]]:
+        return {}
+
+    def peer(self) -> str:
+        return self._peer
+
+
+def _guard(enabled: bool = True) -> Any:
+    from odradek.broker.auth.guard import Guard
+    from odradek.broker.auth.rules import RULES
+
+    state = SecurityState(acls=frozenset({allow("User:ANONYMOUS", "topic", "t", "read")}))
+    return Guard(lambda: state, Sessions(lambda: {}), RULES, enabled=enabled,
+                 super_users=frozenset({"User:root"}))
+
+
+def test_guard_rules_unknown_methods_and_tokens() -> None:
+    from odradek.broker.auth.guard import peer_host
+    from odradek.broker.errors import BrokerError
+    from odradek.v1 import odradek_pb2 as pb
+
+    guard = _guard()
+    ctx: Any = FakeContext()
+    fetch = guard.rules["/odradek.v1.Broker/Fetch"]
+    access = guard._check(fetch, pb.FetchRequest(topic="t"), ctx)
+    assert (access.principal, access.host) == ("User:ANONYMOUS", "::1")
+    with pytest.raises(BrokerError) as info:
+        guard._check(fetch, pb.FetchRequest(topic="u"), ctx)
+    assert info.value.reason == "TOPIC_AUTHORIZATION_FAILED"
+    with pytest.raises(BrokerError) as info:  # a method nobody wrote a rule for
+        guard._check(guard.rules.get("/odradek.v1.Groups/Whatever"), None, ctx)
+    assert info.value.reason == "CLUSTER_AUTHORIZATION_FAILED"
+    with pytest.raises(BrokerError) as info:
+        guard._check(fetch, pb.FetchRequest(topic="t"),
+                     FakeContext((("authorization", "Bearer forged"),)))
+    assert info.value.reason == "SESSION_EXPIRED"
+    # Authorization off: anything goes, but a bad token is still refused.
+    assert _guard(False)._check(None, None, ctx).principal == "User:ANONYMOUS"
+    with pytest.raises(BrokerError):
+        _guard(False)._check(None, None, FakeContext((("authorization", "Bearer x"),)))
+    assert peer_host("ipv4:10.1.2.3:99") == "10.1.2.3" and peer_host("unix:/s") == "/s"

@@ -198,11 +198,15 @@ def _guarded(guard: Guard, method: str, rule: Rule | str | None, inner: Callable
     if inspect.isasyncgenfunction(inner):
         async def generator(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             await check(request, context)
-            async for item in inner(request, context):
-                # A stream lives long: each answer is checked again, so a removed ACL, a
-                # deleted user or an expired session ends it (cached decisions: cheap).
-                await check(request, context)
-                yield item
+            stream = inner(request, context)
+            try:
+                async for item in stream:
+                    # A stream lives long: each answer is checked again, so a removed ACL,
+                    # a deleted user or an expired session ends it (decisions are cached).
+                    await check(request, context)
+                    yield item
+            finally:
+                await stream.aclose()
 
         return generator
 
