@@ -15,6 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
+from odradek.broker.cert_metrics import CertificateCollector
 from odradek.broker.cluster import ClusterNode, ClusterSettings
 from odradek.broker.metrics import BrokerMetrics, MetricsServer, StateCollector
 from odradek.broker.replication.host import RaftHost
@@ -77,6 +78,8 @@ class Broker:
         self.metrics.registry.register(StateCollector(
             settings.broker_id, settings.data_dir, lambda: self.cluster, lambda: self.host,
             lambda: self.transport))
+        if settings.tls is not None:
+            self.metrics.registry.register(CertificateCollector(settings.tls))
         self.metrics.topics = self._hosted_topics
         self.metrics_server: MetricsServer | None = None
 
