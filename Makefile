@@ -32,7 +32,13 @@ prometheus-tools:
 	  || echo "warning: could not install prometheus (no network?)" >&2; \
 	fi
 
+# The JetStream comparison needs nats-server (Debian, installed when root) and nats-py.
 bench: $(STAMP)
+	@if [ "$$(id -u)" = 0 ] && ! command -v nats-server >/dev/null 2>&1; then \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server >/dev/null 2>&1 \
+	  || echo "warning: could not install nats-server: no JetStream comparison" >&2; \
+	fi
+	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python bench/run.py
 
 proto: $(STAMP)

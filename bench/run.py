@@ -9,6 +9,9 @@
             writer; time from the kill to the first ack from the new leader (--tries)
   idle      3 brokers hosting --idle-topics x --idle-partitions partitions at RF=3:
             CPU% (of one core) of each broker while nothing happens
+  jetstream NATS JetStream, 3 clustered nats-server processes, a stream with R3: the
+            cluster part's produce and consume, same record counts (bench/jetstream.py),
+            and Odradek's figures as a multiple of JetStream's
 
 It prints a summary table at the end, and with --json-out writes the same figures as JSON.
 
@@ -46,8 +49,9 @@ from cluster_bench import (  # noqa: E402
     log,
     wait_balanced,
 )
+from jetstream import jetstream_bench  # noqa: E402
 
-PARTS = ("dd", "single", "cluster", "failover", "idle")
+PARTS = ("dd", "single", "cluster", "failover", "idle", "jetstream")
 MB = 1_000_000
 
 
@@ -178,6 +182,11 @@ def summary(results: dict[str, Any]) -> str:
                  ("3 brokers RF=3: produce 100 B", c["produce_100b"]),
                  (f"3 brokers RF=3: 1 KB at {c['target_rate_records_per_s']}/s",
                   c["produce_1k_rate_limited"])]
+    if "jetstream" in results:
+        j = results["jetstream"]
+        rows += [("JetStream R3: produce 1 KB", j["produce_1k"]),
+                 ("JetStream R3: consume 1 KB", j["consume_1k"]),
+                 ("JetStream R3: produce 100 B", j["produce_100b"])]
     if not rows and not dd:
         out = []
     for name, r in rows:
@@ -192,6 +201,18 @@ def summary(results: dict[str, Any]) -> str:
         c = results["cluster"]
         notes.append(f"(3 brokers: {c['partitions']} partitions per topic, leaders of the "
                      f"3 topics' partitions per broker {c['leaders_per_broker']})")
+    if "jetstream" in results:
+        j = results["jetstream"]
+        notes.append(f"(JetStream: {j['version']}, file storage, nats-py with "
+                     f"{j['window']} publishes awaiting acks)")
+        if "cluster" in results:
+            c = results["cluster"]
+            ratios = ", ".join(
+                f"{name} {c[key]['records_per_s'] / j[key]['records_per_s']:.2f}x"
+                for name, key in (("produce 1 KB", "produce_1k"),
+                                  ("produce 100 B", "produce_100b"),
+                                  ("consume 1 KB", "consume_1k")))
+            notes.append(f"(Odradek 3 brokers RF=3 / JetStream R3, records/s: {ratios})")
     if rows:
         out += notes
     if "failover" in results:
@@ -286,6 +307,14 @@ def main() -> int:
                        else None)
             results["idle"] = idle_cpu_bench(workdir, args.idle_topics, args.idle_partitions,
                                              args.idle_settle, args.idle_window, profile)
+        if "jetstream" in parts:
+            log("== NATS JetStream, 3 servers, R3 ==")
+            if shutil.which("nats-server") is None:
+                log("nats-server is not installed (apt-get install nats-server): skipped")
+            else:
+                results["jetstream"] = jetstream_bench(workdir / "jetstream",
+                                                       args.cluster_records,
+                                                       args.cluster_small_records)
     except BaseException:
         log(f"the bench failed: brokers' logs and data are kept in {workdir}")
         raise

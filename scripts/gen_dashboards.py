@@ -146,6 +146,12 @@ def cluster_overview() -> dict[str, Any]:
                    description="1 on the broker that is the metadata controller"),
         timeseries("Registered brokers",
                    [(f"max(odradek_cluster_brokers{{{INST}}})", "brokers")]),
+        table("TLS certificates: days until expiry",
+              f"min by (instance, role, subject) "
+              f"(odradek_tls_certificate_expiry_timestamp_seconds{{{INST}}}) / 86400 "
+              f"- time() / 86400",
+              description="Certificates each broker presents (role=broker) or trusts "
+                          "(role=ca); empty when TLS is off"),
         timeseries("CPU", [(f"rate(process_cpu_seconds_total{{{INST}}}{RATE})",
                             "{{instance}}")], "percentunit"),
         timeseries("Resident memory", [(f"process_resident_memory_bytes{{{INST}}}",

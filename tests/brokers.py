@@ -15,10 +15,23 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from odradek.security.certs import Pki
 from odradek.security.tls import ClientTLS
 from odradek.v1 import odradek_pb2_grpc as pb_grpc
 
 START_TIMEOUT_S = 30.0
+
+
+def client_tls(pki: Pki) -> ClientTLS:
+    """What a test client presents and trusts to reach brokers started with `tls_args`."""
+    return ClientTLS(pki.ca, pki.client_cert, pki.client_key)
+
+
+def tls_args(pki: Pki, cert: Path | None = None, key: Path | None = None) -> list[str]:
+    """Broker flags for a TLS-only listener that requires client certificates of `pki`."""
+    return ["--listener", "tls", "--tls-cert", str(cert or pki.broker_cert),
+            "--tls-key", str(key or pki.broker_key), "--tls-ca", str(pki.ca),
+            "--tls-client-auth", "required"]
 
 
 def free_port() -> int:

@@ -18,6 +18,7 @@ from grpc_reflection.v1alpha import reflection
 
 from odradek.broker.auth.guard import Guard
 from odradek.broker.auth.setup import SecuritySettings, build_guard, ensure_bootstrap_user
+from odradek.broker.cert_metrics import CertificateCollector
 from odradek.broker.cluster import ClusterNode, ClusterSettings
 from odradek.broker.metrics import BrokerMetrics, MetricsServer, StateCollector
 from odradek.broker.replication.host import RaftHost
@@ -83,6 +84,8 @@ class Broker:
         self.metrics.registry.register(StateCollector(
             settings.broker_id, settings.data_dir, lambda: self.cluster, lambda: self.host,
             lambda: self.transport))
+        if settings.tls is not None:
+            self.metrics.registry.register(CertificateCollector(settings.tls))
         self.metrics.topics = self._hosted_topics
         self.metrics_server: MetricsServer | None = None
         self.guard: Guard | None = None

@@ -15,9 +15,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from odradek.records.builder import BatchBuilder
+from odradek.security.certs import make_pki
 from odradek.v1 import odradek_pb2 as pb
 from odradek.v1 import odradek_pb2_grpc as pb_grpc
-from tests.brokers import BrokerProcess
+from tests.brokers import BrokerProcess, client_tls, tls_args
 from tests.promql import SYNTHETIC, dashboard_exprs, dashboard_files, used_metric_names
 from tests.promtool import ROOT, require
 
@@ -27,10 +28,13 @@ UIDS = {"cluster-overview.json": "odradek-cluster-overview", "topics.json": "odr
 
 @pytest.fixture(scope="module")
 def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The /metrics text of a broker that has served some produce, fetch and bad requests."""
-    broker = BrokerProcess(tmp_path_factory.mktemp("dash") / "data").start()
+    """The /metrics text of a broker that has served some produce, fetch and bad requests.
+    It listens with TLS, so that the certificate metrics are there too."""
+    pki = make_pki(tmp_path_factory.mktemp("dash-pki"))
+    broker = BrokerProcess(tmp_path_factory.mktemp("dash") / "data", extra_args=tls_args(pki),
+                           tls=client_tls(pki)).start()
     try:
-        with grpc.insecure_channel(broker.address) as channel:
+        with broker.health_channel() as channel:
             data, admin = pb_grpc.BrokerStub(channel), pb_grpc.AdminStub(channel)
             admin.CreateTopic(pb.CreateTopicRequest(name="d", partitions=2,
                                                     configs={"flush.messages": "1"}), timeout=10)

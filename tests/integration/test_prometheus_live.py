@@ -1,6 +1,7 @@
 """A real Prometheus (the Debian package's binary) scraping a real three-broker cluster
-under light load: every dashboard and alert expression has data, and killing a broker
-makes the under-replicated alert go pending, and restarting it clears it."""
+(TLS between everyone, so the certificate metrics exist) under light load: every
+dashboard and alert expression has data, and killing a broker makes the under-replicated
+alert go pending, and restarting it clears it."""
 
 from __future__ import annotations
 
@@ -20,9 +21,10 @@ import pytest
 
 from odradek.broker.dev import DevPrometheus
 from odradek.records.builder import BatchBuilder
+from odradek.security.certs import make_pki
 from odradek.v1 import odradek_pb2 as pb
 from odradek.v1 import odradek_pb2_grpc as pb_grpc
-from tests.brokers import ClusterProcesses
+from tests.brokers import ClusterProcesses, client_tls, tls_args
 from tests.promql import all_exprs
 from tests.promtool import require
 
@@ -84,7 +86,7 @@ class Load:
         builder = BatchBuilder()
         builder.append(1000, b"key", b"value")
         records = builder.build()
-        channels = [grpc.insecure_channel(b.address) for b in self.cluster.brokers]
+        channels = [b.health_channel() for b in self.cluster.brokers]
         try:
             while not self._stop.is_set():
                 for partition in range(self.partitions):
@@ -109,7 +111,8 @@ class Load:
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[ClusterProcesses]:
-    procs = ClusterProcesses(tmp_path).start()
+    pki = make_pki(tmp_path / "pki")
+    procs = ClusterProcesses(tmp_path, extra_args=tls_args(pki), tls=client_tls(pki)).start()
     try:
         yield procs
     finally:
@@ -119,7 +122,7 @@ def cluster(tmp_path: Path) -> Iterator[ClusterProcesses]:
 def test_prometheus_sees_every_expression_and_the_under_replicated_alert(
         cluster: ClusterProcesses) -> None:
     require("prometheus")
-    with grpc.insecure_channel(cluster.brokers[0].address) as channel:
+    with cluster.brokers[0].health_channel() as channel:
         pb_grpc.AdminStub(channel).CreateTopic(pb.CreateTopicRequest(
             name=TOPIC, partitions=3, replication_factor=3,
             configs={"flush.messages": "1"}), timeout=30)

@@ -23,7 +23,8 @@ from odradek.client import Admin, Consumer, Producer, TopicPartition
 from odradek.client.errors import OdradekError
 from odradek.security.certs import Pki, issue, load_pair, make_pki, write_pair
 from odradek.security.tls import ClientTLS
-from tests.brokers import BrokerProcess, ClusterProcesses
+from tests.brokers import BrokerProcess, ClusterProcesses, client_tls
+from tests.brokers import tls_args as broker_args
 
 SHORT_MS = 3000
 
@@ -37,16 +38,6 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 def foreign(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     """Another CA, with broker and client certificates of its own."""
     return make_pki(tmp_path_factory.mktemp("foreign-pki"), common_name="Foreign CA")
-
-
-def client_tls(pki: Pki) -> ClientTLS:
-    return ClientTLS(pki.ca, pki.client_cert, pki.client_key)
-
-
-def broker_args(pki: Pki, cert: Path | None = None, key: Path | None = None) -> list[str]:
-    return ["--listener", "tls", "--tls-cert", str(cert or pki.broker_cert),
-            "--tls-key", str(key or pki.broker_key), "--tls-ca", str(pki.ca),
-            "--tls-client-auth", "required"]
 
 
 def tls_kwargs(tls: ClientTLS) -> dict[str, str | None]:
