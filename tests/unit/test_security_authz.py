@@ -354,3 +354,16 @@ def test_guard_rules_unknown_methods_and_tokens() -> None:
     with pytest.raises(BrokerError):
         _guard(False)._check(None, None, FakeContext((("authorization", "Bearer x"),)))
     assert peer_host("ipv4:10.1.2.3:99") == "10.1.2.3" and peer_host("unix:/s") == "/s"
+
+
+def test_logins_are_refused_beyond_the_session_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    from odradek.broker.auth import sessions as sessions_module
+
+    monkeypatch.setattr(sessions_module, "MAX_SESSIONS", 2)
+    c = scram.make_credential("pw", 4096)
+    users = {"a": UserCredential(scram.MECHANISM, c.salt, 4096, c.stored_key, c.server_key)}
+    sessions = Sessions(lambda: users)
+    tokens = [_login(sessions, "a", "pw") for _ in range(2)]
+    with pytest.raises(AuthenticationFailed, match="too many"):
+        _login(sessions, "a", "pw")
+    assert all(sessions.lookup(t) is not None for t in tokens)

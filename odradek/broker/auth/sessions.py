@@ -18,6 +18,7 @@ from odradek.security import scram
 
 EXCHANGE_TTL_S = 30.0
 MAX_EXCHANGES = 10_000
+MAX_SESSIONS = 100_000
 DEFAULT_SESSION_LIFETIME_S = 3600.0
 
 
@@ -76,8 +77,10 @@ class Sessions:
         """(exchange id, server-first-message). ScramError for a malformed message."""
         name, nonce, bare = scram.parse_client_first(client_first)
         self._expire()
-        if len(self._exchanges) >= MAX_EXCHANGES:
-            raise AuthenticationFailed("too many authentications in progress; retry shortly")
+        if len(self._exchanges) >= MAX_EXCHANGES or len(self._sessions) >= MAX_SESSIONS:
+            # Memory stays bounded whatever clients do; live sessions keep working.
+            raise AuthenticationFailed("too many authentications or sessions on this broker; "
+                                       "retry shortly")
         known = self._users().get(name)
         if known is not None and known.mechanism == scram.MECHANISM:
             credential = scram.ScramCredential(known.salt, known.iterations, known.stored_key,
