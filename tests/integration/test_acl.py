@@ -212,8 +212,10 @@ async def wait_for_login(address: str, user: str, password: str,
 
 
 def secured_args(*extra: str) -> list[str]:
+    # Frequent metadata snapshots: a restart then loads users and ACLs from a snapshot
+    # and replays the log after it.
     return ["--authorization", "on", "--super-users", "User:admin", "--bootstrap-user",
-            "admin", *extra]
+            "admin", "--metadata-snapshot-every", "5", *extra]
 
 
 @pytest.fixture
@@ -480,6 +482,32 @@ async def test_users_and_acls_survive_a_restart(secured: BrokerProcess) -> None:
         secured.start()
         # The same client: its session died with the broker; it logs in again by itself.
         assert {t.name for t in await alice.list_topics()} == expected
+
+
+async def test_sessions_expire_and_clients_renew_them(tmp_path: Path,
+                                                      env_password: None) -> None:
+    proc = BrokerProcess(tmp_path / "b", extra_args=secured_args("--session-lifetime-s", "2"))
+    try:
+        proc.start()
+        await wait_for_login(proc.address, "admin", ADMIN_PASSWORD)
+        async with open_channel(proc.address, None) as channel:
+            reply = await authenticate(channel, ScramLogin("admin", ADMIN_PASSWORD))
+            assert reply.expires_in_ms == 2000 and reply.principal == "User:admin"
+            token = (("authorization", f"Bearer {reply.session_token}"),)
+            stub = spb_grpc.SecurityStub(channel)  # type: ignore[no-untyped-call]
+            await stub.ListUsers(spb.ListUsersRequest(), metadata=token)
+            await asyncio.sleep(2.5)
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await stub.ListUsers(spb.ListUsersRequest(), metadata=token)
+            assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            assert from_rpc_error(info.value).reason == "SESSION_EXPIRED"
+        # A client keeps working across several lifetimes: it renews before expiry.
+        async with Admin(proc.address, username="admin", password=ADMIN_PASSWORD) as admin:
+            for _ in range(10):
+                assert "admin" in {u.name for u in await admin.list_users()}
+                await asyncio.sleep(0.5)
+    finally:
+        proc.stop()
 
 
 # --- certificates ------------------------------------------------------------------------
