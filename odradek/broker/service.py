@@ -99,7 +99,8 @@ class BrokerService(pb_grpc.BrokerServicer):
         return pb.ProduceResponse(
             base_offset=info.base_offset, last_offset=info.last_offset,
             log_append_time_ms=info.log_append_time_ms,
-            log_start_offset=partition.log.log_start_offset)
+            log_start_offset=partition.log.log_start_offset,
+            batch_base_offsets=info.batch_offsets)
 
     @rpc
     async def Fetch(self, request: pb.FetchRequest,
@@ -173,6 +174,12 @@ class BrokerService(pb_grpc.BrokerServicer):
     async def Metadata(self, request: pb.MetadataRequest,
                        context: grpc.aio.ServicerContext) -> pb.MetadataResponse:
         return self.admin.metadata(list(request.topics))
+
+    @rpc
+    async def InitProducerId(self, request: pb.InitProducerIdRequest,
+                             context: grpc.aio.ServicerContext) -> pb.InitProducerIdResponse:
+        pid, epoch = await self.admin.cluster.producer_ids.init(request.producer_name or None)
+        return pb.InitProducerIdResponse(producer_id=pid, producer_epoch=epoch)
 
 
 class AdminService(pb_grpc.AdminServicer):

@@ -9,11 +9,13 @@ from hypothesis import given
 
 from odradek.broker.metadata.commands import (
     COMMAND_TYPES,
+    AllocateProducerIds,
     AlterTopicConfigs,
     Command,
     CreatePartitions,
     CreateTopic,
     DeleteTopic,
+    InitNamedProducer,
     PartitionLeader,
     PartitionReplicas,
     ReassignPartition,
@@ -45,6 +47,8 @@ EXAMPLES: list[Command] = [
     ReassignPartition("orders", 0, (4, 2, 3)),
     PartitionLeader("orders", 0, 2, 7, "7f3c"),
     PartitionReplicas("orders", 0, (1, 2, 3, 4), 120, "7f3c"),
+    AllocateProducerIds(2, 1000),
+    InitNamedProducer("payments-writer"),
 ]
 
 

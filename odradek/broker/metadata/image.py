@@ -33,6 +33,13 @@ from odradek.broker.metadata.commands import (
     SetBrokerDraining,
     UnregisterBroker,
 )
+from odradek.broker.metadata.producer_ids import (
+    PRODUCER_COMMANDS,
+    ProducerIds,
+    apply_producer_command,
+    decode_producer_ids,
+    encode_producer_ids,
+)
 
 NO_LEADER = -1
 SNAPSHOT_VERSION = 1
@@ -87,6 +94,7 @@ class MetadataImage:
     brokers: dict[int, BrokerInfo] = field(default_factory=dict)
     topics: dict[str, TopicInfo] = field(default_factory=dict)
     last_offset: int = -1
+    producers: ProducerIds = field(default_factory=ProducerIds)
 
     # --- queries (all results are in a deterministic order) ---
 
@@ -161,11 +169,14 @@ def apply(image: MetadataImage, offset: int, command: Command) -> MetadataImage:
     log over a snapshot is safe."""
     if offset <= image.last_offset:
         return image
+    if isinstance(command, PRODUCER_COMMANDS):
+        producers = apply_producer_command(image.producers, offset, command)
+        return replace(image, last_offset=offset, producers=producers or image.producers)
     changed = _apply(image, command)
     if changed is None:
         return replace(image, last_offset=offset)
     brokers, topics = changed
-    return MetadataImage(brokers=brokers, topics=topics, last_offset=offset)
+    return replace(image, brokers=brokers, topics=topics, last_offset=offset)
 
 
 def replay(image: MetadataImage, entries: Iterable[tuple[int, Command]]) -> MetadataImage:
@@ -340,6 +351,7 @@ def encode_snapshot(image: MetadataImage) -> bytes:
             }
             for _, t in sorted(image.topics.items())
         ],
+        "producers": encode_producer_ids(image.producers),
     }
     return json.dumps(doc, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()
 
@@ -381,4 +393,8 @@ def decode_snapshot(data: bytes) -> MetadataImage:
             ))
         topics[name] = TopicInfo(name, f.get_str("topic_id"), tuple(parts),
                                  f.get_str_map("configs"))
-    return MetadataImage(brokers=brokers, topics=topics, last_offset=top.get_int("last_offset"))
+    # Snapshots written before producer ids existed have no "producers".
+    producers = (decode_producer_ids(doc["producers"]) if "producers" in doc
+                 else ProducerIds())
+    return MetadataImage(brokers=brokers, topics=topics, last_offset=top.get_int("last_offset"),
+                         producers=producers)
