@@ -146,6 +146,21 @@ class ClientClosedError(OdradekError):
     default_reason = "CLIENT_CLOSED"
 
 
+class OutOfOrderSequenceError(OdradekError):
+    """The partition refused an idempotent batch whose sequence skips ahead: an earlier
+    batch of this producer was lost. The producer starts a new producer id for what
+    follows; the refused records are not stored."""
+
+    default_reason = "OUT_OF_ORDER_SEQUENCE"
+
+
+class ProducerFencedError(OdradekError):
+    """A newer instance of this named producer has started: this one may send nothing
+    more (close it)."""
+
+    default_reason = "PRODUCER_FENCED"
+
+
 _BY_REASON: dict[str, type[OdradekError]] = {
     cls.default_reason: cls
     for cls in (
@@ -154,6 +169,7 @@ _BY_REASON: dict[str, type[OdradekError]] = {
         InvalidTopicError, TopicAlreadyExistsError, InvalidConfigError,
         InvalidPartitionsError, OffsetOutOfRangeError, InvalidRequestError, UnavailableError,
         RequestTimeoutError, PermissionDeniedError, ClientClosedError,
+        OutOfOrderSequenceError, ProducerFencedError,
     )
 }
 

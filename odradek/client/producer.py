@@ -1,5 +1,7 @@
 """The asynchronous producer: per-partition batching, one request in flight per
-partition (so order is kept across retries), retries with backoff and metadata refresh."""
+partition (so order is kept across retries), retries with backoff and metadata refresh.
+Idempotent by default: batches carry a producer id, epoch and sequence numbers, so a
+retried batch that the partition already stored is not stored again."""
 
 from __future__ import annotations
 
@@ -18,11 +20,13 @@ from odradek.client.connection import Cluster
 from odradek.client.errors import (
     ClientClosedError,
     OdradekError,
+    ProducerFencedError,
     RecordTooLargeError,
     RequestTimeoutError,
     UnknownTopicOrPartitionError,
     from_rpc_error,
 )
+from odradek.client.idempotence import ProducerIdentity
 from odradek.client.partitioner import DefaultPartitioner
 from odradek.records import BATCH_HEADER_SIZE, BatchBuilder, Compression
 from odradek.security.tls import ClientTLS
@@ -61,7 +65,8 @@ def _to_bytes(data: bytes | bytearray | memoryview | str | None) -> bytes | None
 
 
 class _Batch:
-    __slots__ = ("builder", "futures", "timestamps", "created", "data", "count", "size", "done")
+    __slots__ = ("builder", "futures", "timestamps", "created", "data", "count", "size", "done",
+                 "generation")
 
     def __init__(
         self, builder: BatchBuilder, created: float, done: asyncio.Future[None],
@@ -74,6 +79,7 @@ class _Batch:
         self.count = 0
         self.size = 0  # bytes counted against buffer_memory
         self.done = done
+        self.generation = 0  # the producer identity it was stamped with (0: not yet)
 
 
 class _Partition:
@@ -95,7 +101,14 @@ class Producer:
     future that resolves to the record's RecordMetadata once the broker has it (per
     `acks`), or fails with an OdradekError. A batch goes out when it holds batch_size
     bytes or linger_ms after its first record; batches waiting for the same partition
-    share one Produce request up to max_request_size bytes."""
+    share one Produce request up to max_request_size bytes.
+
+    With enable_idempotence (the default unless acks is leader), the producer asks a
+    broker for a producer id before its first batch and numbers each partition's batches;
+    at most max_in_flight batches of a partition are in flight (one request), and retries
+    resend them unchanged, so a leader change or a lost answer never stores a batch
+    twice. producer_name (Kafka's transactional.id) makes the id stable across restarts:
+    a new instance fences the older one, whose sends then fail with ProducerFencedError."""
 
     def __init__(
         self,
@@ -118,9 +131,14 @@ class Producer:
         tls_cert: str | os.PathLike[str] | None = None,
         tls_key: str | os.PathLike[str] | None = None,
         cluster: Cluster | None = None,
+        enable_idempotence: bool | None = None,
+        producer_name: str | None = None,
+        max_in_flight: int = 5,
     ) -> None:
         if batch_size <= 0 or max_request_size <= 0:
             raise ValueError("batch_size and max_request_size must be positive")
+        if max_in_flight <= 0:
+            raise ValueError(f"max_in_flight must be positive, got {max_in_flight}")
         self._cluster = cluster or Cluster(bootstrap, request_timeout_ms=request_timeout_ms,
                                          tls=ClientTLS.from_options(tls, tls_ca, tls_cert, tls_key))
         self._owns_cluster = cluster is None
@@ -143,10 +161,34 @@ class Producer:
         self._space: asyncio.Event | None = None
         self._closed = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        quorum = self._acks == pb.ACKS_QUORUM
+        if enable_idempotence is None:
+            enable_idempotence = quorum or producer_name is not None
+        if enable_idempotence and not quorum:
+            raise ValueError("enable_idempotence needs acks=quorum (all): with acks=leader "
+                             "an acknowledged batch can be lost, and its retry stored again")
+        if producer_name is not None and not enable_idempotence:
+            raise ValueError("producer_name needs enable_idempotence")
+        self._identity = ProducerIdentity(self._cluster, producer_name, self._delivery_timeout) \
+            if enable_idempotence else None
+        self._max_in_flight = max_in_flight if enable_idempotence else 1 << 30
 
     @property
     def cluster(self) -> Cluster:
         return self._cluster
+
+    @property
+    def idempotent(self) -> bool:
+        return self._identity is not None
+
+    @property
+    def producer_id(self) -> tuple[int, int] | None:
+        """(producer id, epoch) once known; None before the first send or when not
+        idempotent."""
+        identity = self._identity
+        if identity is None or identity.producer_id < 0:
+            return None
+        return identity.producer_id, identity.epoch
 
     async def __aenter__(self) -> Producer:
         return self
@@ -171,6 +213,8 @@ class Producer:
         """Queues one record; returns its delivery future."""
         if self._closed:
             raise ClientClosedError("the producer is closed")
+        if self._identity is not None and self._identity.fenced is not None:
+            raise self._identity.fenced
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
@@ -305,7 +349,7 @@ class Producer:
             while state.ready:
                 batches = [state.ready[0]]
                 total = len(batches[0].data)
-                for b in islice(state.ready, 1, None):
+                for b in islice(state.ready, 1, self._max_in_flight):
                     if total + len(b.data) > self._max_request_size:
                         break
                     batches.append(b)
@@ -330,6 +374,18 @@ class Producer:
         topic, partition = state.topic, state.partition
         cluster = self._cluster
         records = batches[0].data if len(batches) == 1 else b"".join(b.data for b in batches)
+        identity = self._identity
+        generation = 0
+        if identity is not None:
+            try:
+                generation = await identity.ensure()
+            except OdradekError as exc:
+                self._fail(batches, exc)
+                return
+            # Stamped once: every retry below resends these very bytes.
+            records = identity.stamp(topic, partition, records)
+            for b in batches:
+                b.generation = generation
         request = pb.ProduceRequest(
             topic=topic, partition=partition, records=records, acks=self._acks,  # type: ignore[arg-type]
             timeout_ms=int(self._request_timeout * 1000))
@@ -352,6 +408,15 @@ class Producer:
             attempt += 1
             delay = self._backoff_for(attempt)
             waited = time.monotonic() - batches[0].created
+            give_up = not err.retriable or attempt > self._retries or (
+                waited + delay > self._delivery_timeout)
+            if give_up and identity is not None:
+                # The batches may or may not be stored: this partition's sequence cannot go
+                # on, so later batches get a new identity.
+                if isinstance(err, ProducerFencedError):
+                    identity.fence(err)
+                else:
+                    identity.reset(generation)
             if not err.retriable or attempt > self._retries:
                 self._fail(batches, err)
                 return
@@ -368,7 +433,12 @@ class Producer:
         topic, partition = state.topic, state.partition
         offset = resp.base_offset
         append_time = resp.log_append_time_ms
-        for b in batches:
+        # Batches the partition had already (retries) keep their first offsets, so the
+        # batches of one answer need not be contiguous.
+        bases = resp.batch_base_offsets if len(resp.batch_base_offsets) == len(batches) else None
+        for n, b in enumerate(batches):
+            if bases is not None:
+                offset = bases[n]
             timestamps = b.timestamps
             if append_time > 0:
                 for i, fut in enumerate(b.futures):
