@@ -401,7 +401,8 @@ class ClusterNode:
         partition = ReplicatedPartition(
             topic, index, plog, node, lambda: self.host.schedule(name), self.address_of,
             liveness_s=self.settings.tick_interval_s * self.settings.election_ticks,
-            broker_alive=self.broker_alive, producers=storage.producers)
+            broker_alive=self.broker_alive, producers=storage.producers,
+            producer_epoch=lambda pid: self.image.producers.epochs.get(pid))
         partition.on_leader_change = self._leader_changed
         self.partitions[key] = partition
         self._topic_ids[key] = topic_id

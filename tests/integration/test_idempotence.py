@@ -207,9 +207,12 @@ def test_duplicates_gaps_and_fencing_get_clear_answers(broker: BrokerProcess) ->
     named, e0 = init_producer(address, "writer")
     produce(address, batch(named, e0, 0, [b"zombie-1"]))
     assert init_producer(address, "writer") == (named, e0 + 1)
-    produce(address, batch(named, e0 + 1, 0, [b"successor"]))
+    # Fenced at once, before the new instance wrote here (the metadata knows its epoch)...
     fenced = refused(address, batch(named, e0, 1, [b"zombie-2"]))
     assert fenced.reason == "PRODUCER_FENCED" and "fenced" in fenced.message
+    produce(address, batch(named, e0 + 1, 0, [b"successor"]))
+    # ...and after it did (the partition's own state knows it too).
+    assert refused(address, batch(named, e0, 1, [b"zombie-3"])).reason == "PRODUCER_FENCED"
 
     bad = refused(address, batch(pid, -1, 3, [b"x"]))
     assert bad.reason == "INVALID_RECORD"

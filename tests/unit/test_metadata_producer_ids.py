@@ -32,6 +32,7 @@ def test_named_producer_keeps_its_id_and_bumps_its_epoch() -> None:
     assert image.producers.named["w"] == NamedProducer(3, 1, 2)
     assert image.producers.named["other"] == NamedProducer(4, 0, 3)
     assert image.producers.next_id == 5
+    assert image.producers.epochs == {3: 1, 4: 0}
 
 
 def test_exhausted_epoch_gives_a_fresh_id() -> None:
@@ -39,6 +40,7 @@ def test_exhausted_epoch_gives_a_fresh_id() -> None:
         next_id=7, named={"w": NamedProducer(2, MAX_EPOCH, 0)}), last_offset=0)
     image = apply(start, 1, InitNamedProducer("w"))
     assert image.producers.named["w"] == NamedProducer(7, 0, 1)
+    assert image.producers.epochs == {7: 0}
 
 
 @pytest.mark.parametrize("command", [

@@ -134,6 +134,16 @@ def test_a_request_may_start_with_duplicates_then_go_on() -> None:
         leader.check(headers(idem_batch(5, 0, 1), idem_batch(5, 0, 0)))
 
 
+def test_epochs_the_metadata_moved_past_are_fenced_before_the_partition_sees_them() -> None:
+    table = ProducerStateTable()
+    table.record(5, 0, 0, 1, 0, 0, TS)
+    leader = LeaderSequences(lambda: table, {5: 1}.get)
+    with pytest.raises(SequenceError) as info:
+        leader.check(headers(idem_batch(5, 0, 1)))
+    assert info.value.reason == "PRODUCER_FENCED"
+    assert leader.check(headers(idem_batch(5, 1, 0))) == [None]
+
+
 @pytest.mark.parametrize("batch", [idem_batch(5, -1, 0), idem_batch(5, 0, -1)])
 def test_idempotent_batches_need_epoch_and_sequence(batch: bytes) -> None:
     with pytest.raises(SequenceError) as info:

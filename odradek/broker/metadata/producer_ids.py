@@ -36,6 +36,9 @@ class ProducerIds:
     # broker id -> (first id, count) of the block it reserved last
     blocks: dict[int, tuple[int, int]] = field(default_factory=dict)
     named: dict[str, NamedProducer] = field(default_factory=dict)
+    # producer id -> current epoch of the named producers (derived from `named`): partition
+    # leaders refuse older epochs at once, even where the new instance has not written.
+    epochs: dict[int, int] = field(default_factory=dict)
 
 
 def apply_producer_command(state: ProducerIds, offset: int,
@@ -58,7 +61,11 @@ def apply_producer_command(state: ProducerIds, offset: int,
         next_id += 1
     named = dict(state.named)
     named[cmd.name] = new
-    return replace(state, next_id=next_id, named=named)
+    epochs = dict(state.epochs)
+    if old is not None:
+        epochs.pop(old.producer_id, None)
+    epochs[new.producer_id] = new.epoch
+    return replace(state, next_id=next_id, named=named, epochs=epochs)
 
 
 def encode_producer_ids(state: ProducerIds) -> dict[str, Any]:
@@ -84,4 +91,5 @@ def decode_producer_ids(raw: Any) -> ProducerIds:
                 and all(isinstance(x, int) and not isinstance(x, bool) for x in row[1:])):
             raise ValueError(f"metadata snapshot named producer {row!r} is malformed")
         named[row[0]] = NamedProducer(row[1], row[2], row[3])
-    return ProducerIds(f.get_int("next_id"), blocks, named)
+    epochs = {p.producer_id: p.epoch for p in named.values()}
+    return ProducerIds(f.get_int("next_id"), blocks, named, epochs)

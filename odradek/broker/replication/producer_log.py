@@ -35,7 +35,7 @@ class ProducerStateStore:
         self.expiration_ms = expiration_ms
         self._clock = clock or (lambda: int(time.time() * 1000))
         self._snapshot_offset: int | None = None
-        self._active_base = self._active_segment_base()
+        self._active_base = plog.active_segment_base
         self._last_expire = self._clock()
         self.table = self._load()
         self.scan(self.log.log_end_offset)
@@ -88,17 +88,13 @@ class ProducerStateStore:
             self._after_append()
 
     def _after_append(self) -> None:
-        base = self._active_segment_base()
+        base = self.log.active_segment_base
         if base != self._active_base:
             self._active_base = base
             self.save()  # a segment rolled: the next open scans from here
         now = self._clock()
         if now - self._last_expire >= EXPIRE_EVERY_MS:
             self.expire()
-
-    def _active_segment_base(self) -> int:
-        segments = self.log.segments
-        return segments[-1].base_offset if segments else 0
 
     def expire(self) -> None:
         self._last_expire = self._clock()

@@ -199,8 +199,12 @@ class LeaderSequences:
     stored yet (proposals reach the log a loop turn later, and another request may be
     checked in between)."""
 
-    def __init__(self, table: Callable[[], ProducerStateTable]) -> None:
+    def __init__(self, table: Callable[[], ProducerStateTable],
+                 current_epoch: Callable[[int], int | None] = lambda _: None) -> None:
         self._table = table
+        # The epoch the metadata gave a named producer last: older ones are fenced here
+        # even before the new instance writes to this partition.
+        self._current_epoch = current_epoch
         # producer id -> (its entry with the in-flight batches added, their last offset)
         self._inflight: dict[int, tuple[ProducerEntry, int]] = {}
 
@@ -230,6 +234,13 @@ class LeaderSequences:
                     "INVALID_RECORD", f"batch of producer {pid} has epoch {h.producer_epoch} "
                     f"and base sequence {h.base_sequence}; an idempotent batch needs both "
                     "at least 0", where)
+            latest = self._current_epoch(pid)
+            if latest is not None and h.producer_epoch < latest:
+                raise SequenceError(
+                    "PRODUCER_FENCED", f"producer {pid} sent epoch {h.producer_epoch} but "
+                    f"epoch {latest} has taken over: this producer instance was fenced by a "
+                    "newer one with the same producer name",
+                    {**where, "current_epoch": str(latest)})
             entry = scratch.get(pid) or self._entry(pid)
             last_seq = add_sequence(h.base_sequence, h.record_count - 1)
             original = check_sequence(entry, pid, h.producer_epoch, h.base_sequence, last_seq)

@@ -49,7 +49,8 @@ class ReplicatedPartition:
                  schedule: Callable[[], None], leader_address: LeaderAddress,
                  liveness_s: float = 1.0,
                  broker_alive: Callable[[int], bool] = lambda _: False,
-                 producers: ProducerStateStore | None = None) -> None:
+                 producers: ProducerStateStore | None = None,
+                 producer_epoch: Callable[[int], int | None] = lambda _: None) -> None:
         self.topic = topic
         self.index = index
         self.log = log
@@ -72,7 +73,8 @@ class ReplicatedPartition:
         self.producers = producers
         empty = ProducerStateTable()
         self._sequences = LeaderSequences(
-            (lambda: producers.table) if producers is not None else (lambda: empty))
+            (lambda: producers.table) if producers is not None else (lambda: empty),
+            producer_epoch)
 
     @property
     def leader(self) -> int | None:
