@@ -105,10 +105,11 @@ class Producer:
 
     With enable_idempotence (the default unless acks is leader), the producer asks a
     broker for a producer id before its first batch and numbers each partition's batches;
-    at most max_in_flight batches of a partition are in flight (one request), and retries
-    resend them unchanged, so a leader change or a lost answer never stores a batch
-    twice. producer_name (Kafka's transactional.id) makes the id stable across restarts:
-    a new instance fences the older one, whose sends then fail with ProducerFencedError."""
+    a partition has one request in flight (up to max_request_size bytes, or
+    max_batches_per_request batches), and retries resend it unchanged, so a leader change
+    or a lost answer never stores a batch twice. producer_name (Kafka's transactional.id)
+    makes the id stable across restarts: a new instance fences the older one, whose sends
+    then fail with ProducerFencedError."""
 
     def __init__(
         self,
@@ -133,12 +134,13 @@ class Producer:
         cluster: Cluster | None = None,
         enable_idempotence: bool | None = None,
         producer_name: str | None = None,
-        max_in_flight: int = 5,
+        max_batches_per_request: int | None = None,
     ) -> None:
         if batch_size <= 0 or max_request_size <= 0:
             raise ValueError("batch_size and max_request_size must be positive")
-        if max_in_flight <= 0:
-            raise ValueError(f"max_in_flight must be positive, got {max_in_flight}")
+        if max_batches_per_request is not None and max_batches_per_request <= 0:
+            raise ValueError("max_batches_per_request must be positive, got "
+                             f"{max_batches_per_request}")
         self._cluster = cluster or Cluster(bootstrap, request_timeout_ms=request_timeout_ms,
                                          tls=ClientTLS.from_options(tls, tls_ca, tls_cert, tls_key))
         self._owns_cluster = cluster is None
@@ -171,7 +173,7 @@ class Producer:
             raise ValueError("producer_name needs enable_idempotence")
         self._identity = ProducerIdentity(self._cluster, producer_name, self._delivery_timeout) \
             if enable_idempotence else None
-        self._max_in_flight = max_in_flight if enable_idempotence else 1 << 30
+        self._max_batches = max_batches_per_request or 1 << 30
 
     @property
     def cluster(self) -> Cluster:
@@ -349,7 +351,7 @@ class Producer:
             while state.ready:
                 batches = [state.ready[0]]
                 total = len(batches[0].data)
-                for b in islice(state.ready, 1, self._max_in_flight):
+                for b in islice(state.ready, 1, self._max_batches):
                     if total + len(b.data) > self._max_request_size:
                         break
                     batches.append(b)

@@ -62,9 +62,9 @@ async def test_retries_resend_the_same_bytes() -> None:
     assert requests[0].records == requests[1].records == requests[2].records
 
 
-async def test_at_most_max_in_flight_batches_per_request() -> None:
+async def test_at_most_max_batches_per_request() -> None:
     async with fake_cluster() as fake, Producer(fake.bootstrap, linger_ms=50, batch_size=100,
-                                                max_in_flight=2) as producer:
+                                                max_batches_per_request=2) as producer:
         futures = [await producer.send("t", b"y" * 60, partition=0) for _ in range(7)]
         for fut in futures:
             await fut

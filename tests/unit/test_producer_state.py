@@ -56,13 +56,22 @@ def test_retry_of_a_remembered_batch_returns_the_original() -> None:
     assert check_sequence(e, 7, 0, 10, 12) is None
 
 
-@pytest.mark.parametrize("first", [11, 3, 6])
-def test_gaps_and_stale_sequences_are_out_of_order(first: int) -> None:
+@pytest.mark.parametrize("first", [11, 20])
+def test_gaps_are_out_of_order(first: int) -> None:
     e = entry_with(0, (0, 4, 100), (5, 9, 105))
     with pytest.raises(SequenceError, match="expects 10") as info:
         check_sequence(e, 7, 0, first, first)
     assert info.value.reason == "OUT_OF_ORDER_SEQUENCE"
     assert info.value.metadata["expected_sequence"] == "10"
+
+
+def test_sequences_older_than_the_remembered_runs_are_out_of_order() -> None:
+    e = ProducerEntry(0)
+    for i in range(MAX_BATCHES + 2):
+        e.add(0, BatchSeq(i, i, 2 * i, 2 * i), TS)
+    with pytest.raises(SequenceError, match="expects 7"):
+        check_sequence(e, 7, 0, 1, 1)
+    assert check_sequence(e, 7, 0, 3, 3) == BatchSeq(3, 3, 6, 6)
 
 
 def test_older_epoch_is_fenced_and_newer_epoch_starts_at_zero() -> None:
@@ -84,17 +93,28 @@ def test_sequences_wrap_around() -> None:
         check_sequence(e, 7, 0, 1, 3)
 
 
-def test_only_the_last_batches_are_remembered() -> None:
+def test_only_the_last_runs_are_remembered() -> None:
     e = ProducerEntry(0)
     for i in range(MAX_BATCHES + 2):
-        e.add(0, BatchSeq(i, i, i, i), TS)
+        e.add(0, BatchSeq(i, i, 2 * i, 2 * i), TS)  # another producer's batch in between
     assert [b.first_seq for b in e.batches] == list(range(2, MAX_BATCHES + 2))
+
+
+def test_consecutive_batches_form_one_run_and_any_batch_inside_is_found() -> None:
+    e = ProducerEntry(0)
+    for first in range(0, 30, 3):
+        e.add(0, BatchSeq(first, first + 2, 100 + first, 102 + first), TS)
+    assert e.batches == [BatchSeq(0, 29, 100, 129)]
+    assert e.find(6, 8) == BatchSeq(6, 8, 106, 108)
+    assert e.find(28, 30) is None
+    e.add(0, BatchSeq(30, 30, 500, 500), TS)  # not at the next offset: a new run
+    assert len(e.batches) == 2 and e.find(30, 30) == BatchSeq(30, 30, 500, 500)
 
 
 def test_expiry_forgets_idle_producers() -> None:
     table = ProducerStateTable()
-    table.record(1, 0, 0, 1, 0, 0, TS)
-    table.record(2, 0, 0, 1, 1, 1, TS + 10_000)
+    table.record(1, 0, 0, 0, 0, TS)
+    table.record(2, 0, 0, 1, 1, TS + 10_000)
     assert table.expire(TS + 10_500, 1000) == 1
     assert list(table.producers) == [2]
 
@@ -117,7 +137,7 @@ def test_in_flight_batches_count_before_they_are_stored() -> None:
         leader.check(headers(idem_batch(5, 0, 4)))
     second = headers(idem_batch(5, 0, 3))
     assert leader.check(second) == [None]
-    table.record(5, 0, 0, 3, 10, 12, TS)
+    table.record(5, 0, 0, 10, 12, TS)
     leader.stored(12)
     assert leader.check(second) == [None]
     leader.clear()
@@ -126,7 +146,7 @@ def test_in_flight_batches_count_before_they_are_stored() -> None:
 
 def test_a_request_may_start_with_duplicates_then_go_on() -> None:
     table = ProducerStateTable()
-    table.record(5, 0, 0, 1, 0, 0, TS)
+    table.record(5, 0, 0, 0, 0, TS)
     leader = LeaderSequences(lambda: table)
     request = headers(idem_batch(5, 0, 0), idem_batch(5, 0, 1), idem_batch(-1, -1, -1))
     assert leader.check(request) == [BatchSeq(0, 0, 0, 0), None, None]
@@ -136,7 +156,7 @@ def test_a_request_may_start_with_duplicates_then_go_on() -> None:
 
 def test_epochs_the_metadata_moved_past_are_fenced_before_the_partition_sees_them() -> None:
     table = ProducerStateTable()
-    table.record(5, 0, 0, 1, 0, 0, TS)
+    table.record(5, 0, 0, 0, 0, TS)
     leader = LeaderSequences(lambda: table, {5: 1}.get)
     with pytest.raises(SequenceError) as info:
         leader.check(headers(idem_batch(5, 0, 1)))
@@ -151,43 +171,59 @@ def test_idempotent_batches_need_epoch_and_sequence(batch: bytes) -> None:
     assert info.value.reason == "INVALID_RECORD"
 
 
-@settings(max_examples=200, deadline=None)
-@given(st.lists(st.one_of(st.integers(0, 12), st.just("store"), st.just("snapshot")),
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.integers(0, 12), st.sampled_from(["store", "other", "snapshot"])),
                 max_size=60))
 def test_model_every_batch_is_stored_once_in_order(actions: list[int | str]) -> None:
-    """A producer sends batch i (sequence i) any number of times, in any order; the state
-    must store each once, in sequence order, and answer retries with the first offsets."""
+    """Producer 1 sends batch i (sequence i) any number of times, in any order, while
+    producer 2's batches sometimes come in between; the state must store each batch of
+    producer 1 once, in sequence order, and answer retries with the first offsets."""
     table = ProducerStateTable()
     leader = LeaderSequences(lambda: table)
-    log: list[int] = []  # sequence stored at each offset
-    in_flight: list[int] = []  # offsets proposed, not yet stored
+    log: list[tuple[int, int]] = []  # (producer, sequence) at each offset
+    stored = 0  # offsets below this are in the table; the rest are in flight
+
+    def remembered() -> dict[int, int]:
+        """Sequence -> offset over producer 1's last MAX_BATCHES runs."""
+        runs: list[dict[int, int]] = []
+        for offset, (pid, seq) in enumerate(log):
+            if pid != 1:
+                continue
+            prev = log[offset - 1] if offset else None
+            if prev is None or prev[0] != 1 or prev[1] + 1 != seq:
+                runs.append({})
+            runs[-1][seq] = offset
+        return {k: v for run in runs[-MAX_BATCHES:] for k, v in run.items()}
+
     for action in actions:
         if action == "store":
-            for offset in in_flight:
-                table.record(1, 0, log[offset], 1, offset, offset, TS)
-            if in_flight:
-                leader.stored(in_flight[-1])
-            in_flight = []
+            for offset in range(stored, len(log)):
+                pid, seq = log[offset]
+                table.record(pid, 0, seq, offset, offset, TS)
+            if len(log) > stored:
+                leader.stored(len(log) - 1)
+            stored = len(log)
             continue
         if action == "snapshot":
             table = ProducerStateTable.decode(table.encode())
             continue
-        assert isinstance(action, int)
-        seq = action
-        remembered = log[-MAX_BATCHES:]
+        others = sum(1 for p, _ in log if p == 2)
+        pid, seq = (2, others) if action == "other" else (1, int(action))
+        mine = [s for p, s in log if p == 1]
+        known = remembered()
         try:
-            (original,) = leader.check(headers(idem_batch(1, 0, seq)))
+            (original,) = leader.check(headers(idem_batch(pid, 0, seq)))
         except SequenceError:
-            assert log and seq not in remembered and seq != log[-1] + 1
+            assert pid == 1 and mine and seq not in known and seq != mine[-1] + 1
             continue
         if original is None:
-            assert not log or seq == log[-1] + 1  # the next one (or the first ever seen)
-            log.append(seq)
-            leader.proposed(headers(idem_batch(1, 0, seq)), [len(log) - 1])
-            in_flight.append(len(log) - 1)
+            assert pid == 2 or not mine or seq == mine[-1] + 1
+            log.append((pid, seq))
+            leader.proposed(headers(idem_batch(pid, 0, seq)), [len(log) - 1])
         else:
-            assert seq in remembered and log[original.base_offset] == seq
-    assert log == list(range(log[0], log[0] + len(log))) if log else True
+            assert pid == 1 and original.base_offset == known[seq]
+    mine = [s for p, s in log if p == 1]
+    assert mine == list(range(mine[0], mine[0] + len(mine))) if mine else True
 
 
 # --- kept with the log -----------------------------------------------------------------

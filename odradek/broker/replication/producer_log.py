@@ -82,8 +82,8 @@ class ProducerStateStore:
             if h.is_control:
                 table.skip_to(h.next_offset)
             else:
-                table.record(h.producer_id, h.producer_epoch, h.base_sequence, h.record_count,
-                             h.base_offset, h.last_offset, h.max_timestamp)
+                table.record(h.producer_id, h.producer_epoch, h.base_sequence, h.base_offset,
+                             h.last_offset, h.max_timestamp)
         if snapshot:
             self._after_append()
 

@@ -7,6 +7,12 @@ sequence that skips ahead is a gap; an epoch below the producer's current one co
 a fenced zombie). Every replica updates it as batches enter its log, so a new leader
 already has it. Sequence numbers are int32 and wrap from 2**31 - 1 to 0, as in Kafka.
 
+Consecutive batches of a producer stored at consecutive offsets (one request's batches,
+or successive requests with nothing in between) are remembered as one run: a batch whose
+sequences lie inside a run was stored there, at the offsets its sequences map to. So the
+last MAX_BATCHES runs cover at least the last MAX_BATCHES batches, usually far more, and a
+request may carry any number of batches.
+
 A producer the table does not know (never seen, expired, or its batches deleted by
 retention or compaction) is accepted with any sequence: the broker cannot tell a gap
 from lost history, and Kafka makes the same choice."""
@@ -22,8 +28,8 @@ from odradek.broker.metadata._fields import Fields
 from odradek.records import BatchHeader
 from odradek.records.batch import ATTR_TRANSACTIONAL
 
-# Batches remembered per producer: the client keeps at most this many in flight per
-# partition (Kafka's max.in.flight.requests.per.connection), so any retry is among them.
+# Runs of batches remembered per producer (Kafka remembers 5 batches, its client's
+# max.in.flight.requests.per.connection); a retried request is always inside the last one.
 MAX_BATCHES = 5
 SEQUENCE_MODULUS = 1 << 31
 DEFAULT_EXPIRATION_MS = 24 * 3600 * 1000
@@ -48,7 +54,8 @@ class SequenceError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class BatchSeq:
-    """One stored batch of a producer: its first and last sequence and its offsets."""
+    """Stored batches of a producer (one, or a run of consecutive ones): the first and last
+    sequence and the offsets they took. Offsets -1: checked, not proposed yet."""
 
     first_seq: int
     last_seq: int
@@ -70,15 +77,28 @@ class ProducerEntry:
         if epoch != self.epoch:
             self.epoch = epoch
             self.batches = []
-        self.batches.append(batch)
-        if len(self.batches) > MAX_BATCHES:
-            del self.batches[0]
+        last = self.batches[-1] if self.batches else None
+        if (last is not None and last.base_offset >= 0 and batch.base_offset >= 0
+                and batch.base_offset == last.last_offset + 1
+                and batch.first_seq == add_sequence(last.last_seq, 1)):
+            self.batches[-1] = BatchSeq(last.first_seq, batch.last_seq, last.base_offset,
+                                        batch.last_offset)
+        else:
+            self.batches.append(batch)
+            if len(self.batches) > MAX_BATCHES:
+                del self.batches[0]
         self.last_timestamp = max(self.last_timestamp, timestamp)
 
     def find(self, first_seq: int, last_seq: int) -> BatchSeq | None:
+        """Where the batch with these sequences was stored, if it lies inside a run."""
+        span = (last_seq - first_seq) % SEQUENCE_MODULUS
         for b in self.batches:
-            if b.first_seq == first_seq and b.last_seq == last_seq:
-                return b
+            start = (first_seq - b.first_seq) % SEQUENCE_MODULUS
+            if start + span <= (b.last_seq - b.first_seq) % SEQUENCE_MODULUS:
+                if b.base_offset < 0:
+                    return b
+                return BatchSeq(first_seq, last_seq, b.base_offset + start,
+                                b.base_offset + start + span)
         return None
 
 
@@ -127,10 +147,12 @@ class ProducerStateTable:
     def get(self, producer_id: int) -> ProducerEntry | None:
         return self.producers.get(producer_id)
 
-    def record(self, producer_id: int, epoch: int, first_seq: int, record_count: int,
-               base_offset: int, last_offset: int, timestamp: int) -> None:
+    def record(self, producer_id: int, epoch: int, first_seq: int, base_offset: int,
+               last_offset: int, timestamp: int) -> None:
         """A batch entered the log. Batches below end_offset were seen already (the
-        leader's own entries are recorded once when stored)."""
+        leader's own entries are recorded once when stored). Its sequences span its
+        offsets (baseSequence + lastOffsetDelta, as in Kafka: compaction may have removed
+        records, never the offsets they span)."""
         if last_offset < self.end_offset:
             return
         self.end_offset = last_offset + 1
@@ -141,7 +163,7 @@ class ProducerStateTable:
             entry = self.producers[producer_id] = ProducerEntry(epoch)
         elif epoch < entry.epoch:
             return  # a fenced batch a leader let through: it does not move the state back
-        entry.add(epoch, BatchSeq(first_seq, add_sequence(first_seq, record_count - 1),
+        entry.add(epoch, BatchSeq(first_seq, add_sequence(first_seq, last_offset - base_offset),
                                   base_offset, last_offset), timestamp)
 
     def skip_to(self, offset: int) -> None:
@@ -242,7 +264,7 @@ class LeaderSequences:
                     "newer one with the same producer name",
                     {**where, "current_epoch": str(latest)})
             entry = scratch.get(pid) or self._entry(pid)
-            last_seq = add_sequence(h.base_sequence, h.record_count - 1)
+            last_seq = add_sequence(h.base_sequence, h.last_offset_delta)
             original = check_sequence(entry, pid, h.producer_epoch, h.base_sequence, last_seq)
             if original is not None:
                 if fresh or original.base_offset < 0:
@@ -268,7 +290,7 @@ class LeaderSequences:
             entry = entry.copy() if entry is not None else ProducerEntry(h.producer_epoch)
             last = base + h.last_offset_delta
             entry.add(h.producer_epoch, BatchSeq(
-                h.base_sequence, add_sequence(h.base_sequence, h.record_count - 1), base, last),
+                h.base_sequence, add_sequence(h.base_sequence, h.last_offset_delta), base, last),
                 h.max_timestamp)
             self._inflight[h.producer_id] = (entry, last)
 
