@@ -31,15 +31,6 @@ def cluster3(tmp_path: Path) -> Iterator[ClusterProcesses]:
         procs.stop()
 
 
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[BrokerProcess]:
-    proc = BrokerProcess(tmp_path / "data").start()
-    try:
-        yield proc
-    finally:
-        proc.stop()
-
-
 def batch(pid: int, epoch: int, seq: int, values: list[bytes]) -> bytes:
     builder = BatchBuilder(producer_id=pid, producer_epoch=epoch, base_sequence=seq)
     for v in values:

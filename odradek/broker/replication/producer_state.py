@@ -102,6 +102,14 @@ class ProducerEntry:
         return None
 
 
+def fenced(producer_id: int, epoch: int, current: int) -> SequenceError:
+    return SequenceError(
+        "PRODUCER_FENCED", f"producer {producer_id} sent epoch {epoch} but epoch {current} "
+        "has taken over: this producer instance was fenced by a newer one with the same "
+        "producer name", {"producer_id": str(producer_id), "producer_epoch": str(epoch),
+                          "current_epoch": str(current)})
+
+
 def check_sequence(entry: ProducerEntry | None, producer_id: int, epoch: int, first_seq: int,
                    last_seq: int) -> BatchSeq | None:
     """The original batch when this one is a duplicate; None when it may be appended;
@@ -111,10 +119,7 @@ def check_sequence(entry: ProducerEntry | None, producer_id: int, epoch: int, fi
     if entry is None:
         return None
     if epoch < entry.epoch:
-        raise SequenceError(
-            "PRODUCER_FENCED", f"producer {producer_id} sent epoch {epoch} but epoch "
-            f"{entry.epoch} has taken over: this producer instance was fenced by a newer one "
-            "with the same producer name", {**where, "current_epoch": str(entry.epoch)})
+        raise fenced(producer_id, epoch, entry.epoch)
     if epoch > entry.epoch:
         if first_seq != 0:
             raise SequenceError(
@@ -258,11 +263,7 @@ class LeaderSequences:
                     "at least 0", where)
             latest = self._current_epoch(pid)
             if latest is not None and h.producer_epoch < latest:
-                raise SequenceError(
-                    "PRODUCER_FENCED", f"producer {pid} sent epoch {h.producer_epoch} but "
-                    f"epoch {latest} has taken over: this producer instance was fenced by a "
-                    "newer one with the same producer name",
-                    {**where, "current_epoch": str(latest)})
+                raise fenced(pid, h.producer_epoch, latest)
             entry = scratch.get(pid) or self._entry(pid)
             last_seq = add_sequence(h.base_sequence, h.last_offset_delta)
             original = check_sequence(entry, pid, h.producer_epoch, h.base_sequence, last_seq)
