@@ -205,6 +205,10 @@ def test_duplicates_gaps_and_fencing_get_clear_answers(broker: BrokerProcess) ->
     # ...and after it did (the partition's own state knows it too).
     assert refused(address, batch(named, e0, 1, [b"zombie-3"])).reason == "PRODUCER_FENCED"
 
+    with pytest.raises(grpc.RpcError) as info:
+        init_producer(address, "w" * 300)
+    assert from_rpc_error(info.value).reason == "INVALID_REQUEST"
+
     bad = refused(address, batch(pid, -1, 3, [b"x"]))
     assert bad.reason == "INVALID_RECORD"
     # Producers without an id are not checked: the same batch twice is stored twice.
