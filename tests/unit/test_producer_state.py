@@ -306,3 +306,16 @@ def test_control_and_plain_batches_are_skipped(tmp_path: Path) -> None:
     append(st_, idem_batch(9, 0, 0))
     assert list(st_.producers.table.producers) == [9]
     assert st_.producers.table.end_offset == 4
+
+
+def test_expiry_counts_from_when_the_replica_stored_the_batch(tmp_path: Path) -> None:
+    now = [TS]
+    st_ = PartitionRaftStorage(PartitionLog.open(tmp_path, CONFIG), [1], clock=lambda: now[0],
+                               producer_id_expiration_ms=3_600_000)
+    append(st_, idem_batch(1, 0, 0, ts=0))  # an event time from 1970: kept all the same
+    now[0] += 120_000
+    append(st_, idem_batch(2, 0, 0))
+    assert sorted(st_.producers.table.producers) == [1, 2]
+    now[0] += 3_500_000  # producer 1 idle past the hour, producer 2 not
+    append(st_, idem_batch(3, 0, 0))
+    assert sorted(st_.producers.table.producers) == [2, 3]

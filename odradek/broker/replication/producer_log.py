@@ -78,12 +78,16 @@ class ProducerStateStore:
     def on_append(self, data: bytes | memoryview, snapshot: bool = True) -> None:
         """Batches (with their offsets) entered the log."""
         table = self.table
+        # Expiry counts from when this replica stored a producer's last batch (after a
+        # scan: from the scan), not from the batch's timestamp, which a producer sets: a
+        # backfill with old timestamps must not lose its state at once.
+        now = self._clock()
         for _pos, h in iter_batches(data):
             if h.is_control:
                 table.skip_to(h.next_offset)
             else:
                 table.record(h.producer_id, h.producer_epoch, h.base_sequence, h.base_offset,
-                             h.last_offset, h.max_timestamp)
+                             h.last_offset, now)
         if snapshot:
             self._after_append()
 
