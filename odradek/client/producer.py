@@ -65,8 +65,7 @@ def _to_bytes(data: bytes | bytearray | memoryview | str | None) -> bytes | None
 
 
 class _Batch:
-    __slots__ = ("builder", "futures", "timestamps", "created", "data", "count", "size", "done",
-                 "generation")
+    __slots__ = ("builder", "futures", "timestamps", "created", "data", "count", "size", "done")
 
     def __init__(
         self, builder: BatchBuilder, created: float, done: asyncio.Future[None],
@@ -79,7 +78,6 @@ class _Batch:
         self.count = 0
         self.size = 0  # bytes counted against buffer_memory
         self.done = done
-        self.generation = 0  # the producer identity it was stamped with (0: not yet)
 
 
 class _Partition:
@@ -386,8 +384,6 @@ class Producer:
                 return
             # Stamped once: every retry below resends these very bytes.
             records = identity.stamp(topic, partition, records)
-            for b in batches:
-                b.generation = generation
         request = pb.ProduceRequest(
             topic=topic, partition=partition, records=records, acks=self._acks,  # type: ignore[arg-type]
             timeout_ms=int(self._request_timeout * 1000))
