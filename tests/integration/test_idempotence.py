@@ -241,3 +241,23 @@ def test_sequence_state_survives_a_restart(broker: BrokerProcess, how: str) -> N
     # A restart keeps the producer id counter too: a new id is a new one.
     assert init_producer(address)[0] != pid
     assert [v for _, v in read_all(address)] == [b"v%d" % i for i in range(9)]
+
+
+@pytest.mark.timeout(60)
+def test_idle_producers_expire(tmp_path: Path) -> None:
+    proc = BrokerProcess(tmp_path / "data", extra_args=["--producer-id-expiration-ms", "1000"])
+    proc.start()
+    try:
+        address = proc.address
+        create_topic(address)
+        pid, epoch = init_producer(address)
+        first = batch(pid, epoch, 0, [b"a"])
+        produce(address, first)
+        assert refused(address, batch(pid, epoch, 5, [b"x"])).reason == "OUT_OF_ORDER_SEQUENCE"
+        time.sleep(1.5)
+        produce(address, batch(-1, -1, -1, [b"plain"]))  # any append runs the expiry
+        # Forgotten: an unknown producer is taken at any sequence (as in Kafka).
+        produce(address, batch(pid, epoch, 5, [b"b"]))
+        assert [v for _, v in read_all(address)] == [b"a", b"plain", b"b"]
+    finally:
+        proc.stop()

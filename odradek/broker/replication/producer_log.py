@@ -97,7 +97,7 @@ class ProducerStateStore:
             self._active_base = base
             self.save()  # a segment rolled: the next open scans from here
         now = self._clock()
-        if now - self._last_expire >= EXPIRE_EVERY_MS:
+        if now - self._last_expire >= min(EXPIRE_EVERY_MS, self.expiration_ms):
             self.expire()
 
     def expire(self) -> None:
