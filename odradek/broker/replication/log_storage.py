@@ -70,15 +70,18 @@ class PartitionRaftStorage:
 
     def __init__(self, log: PartitionLog, initial_voters: Sequence[int],
                  clock: Callable[[], int] | None = None,
-                 producer_id_expiration_ms: int = DEFAULT_EXPIRATION_MS) -> None:
+                 producer_id_expiration_ms: int = DEFAULT_EXPIRATION_MS,
+                 producer_state: bool = True) -> None:
         self.log = log
         self.path = log_dir(log) / STATE_FILE
         self._clock = clock or (lambda: int(time.time() * 1000))
         self._commit_saved_at = 0.0
         self.state = self._load(initial_voters)
         self._catch_up_scan()
-        # Idempotent producers' sequence state, kept as batches enter the log.
-        self.producers = ProducerStateStore(log, producer_id_expiration_ms, self._clock)
+        # Idempotent producers' sequence state, kept as batches enter the log (not for the
+        # metadata log, which no producer writes).
+        self.producers = ProducerStateStore(log, producer_id_expiration_ms, self._clock) \
+            if producer_state else None
 
     # ------------------------------------------------------------------ persistence
     def _load(self, initial_voters: Sequence[int]) -> RaftState:
@@ -244,7 +247,8 @@ class PartitionRaftStorage:
         data = b"".join(parts)
         self.log.append_replicated(data)
         self.state.scanned_to = self.log.log_end_offset
-        self.producers.on_append(data)
+        if self.producers is not None:
+            self.producers.on_append(data)
 
     def truncate(self, offset: int) -> None:
         s = self.state
@@ -255,7 +259,8 @@ class PartitionRaftStorage:
         # offset before the log changes there, or a crash after new entries replace the
         # old ones would pair the new batches with the old terms.
         self.save(sync=True)
-        self.producers.truncate(offset)
+        if self.producers is not None:
+            self.producers.truncate(offset)
         self.log.truncate_to(offset)
 
     def set_hard_state(self, hs: HardState) -> None:
@@ -289,7 +294,8 @@ class PartitionRaftStorage:
         s.voters = sorted(meta.config.voters)
         s.scanned_to = start
         s.commit = max(s.commit, meta.index)
-        self.producers.reset(start)
+        if self.producers is not None:
+            self.producers.reset(start)
         s.reset_to = start  # a crash before the reset completes is finished by _load
         self.save(sync=True)
         self.log.reset_to(start)
