@@ -35,9 +35,11 @@ from odradek.broker.metadata.image import (
     encode_snapshot,
 )
 from odradek.broker.metadata.placement import reassignment_steps
+from odradek.broker.producer_ids import ProducerIdManager
 from odradek.broker.replication.host import RaftGroup, RaftHost
 from odradek.broker.replication.log_storage import PartitionRaftStorage
 from odradek.broker.replication.meta_storage import MetadataRaftStorage
+from odradek.broker.replication.producer_state import DEFAULT_EXPIRATION_MS
 from odradek.broker.replication.replica import ReplicatedPartition
 from odradek.raft import (
     ConfigChangeType,
@@ -76,6 +78,9 @@ class ClusterSettings:
     heartbeat_ticks: int = 2
     # Snapshot the metadata image (and drop the log below it) every this many commands.
     metadata_snapshot_every: int = 1000
+    # Idempotent producers idle this long are forgotten by the partitions (Kafka's
+    # producer.id.expiration.ms).
+    producer_id_expiration_ms: int = DEFAULT_EXPIRATION_MS
 
 
 def partition_group(topic: str, partition: int) -> str:
@@ -107,6 +112,7 @@ class ClusterNode:
         # Given to every partition log this node opens: times its fsyncs (metrics).
         self.flush_observer: Callable[[float], None] | None = None
         self._observed_controller: int | None = None
+        self.producer_ids = ProducerIdManager(self)
         self.meta_log: PartitionLog | None = None
         self.meta_node: RaftNode | None = None
         self.meta_storage: MetadataRaftStorage | None = None
@@ -388,13 +394,15 @@ class ClusterNode:
         plog = PartitionLog.open(directory, config)
         plog.flush_observer = self.flush_observer
         id_file.write_text(topic_id)
-        storage = PartitionRaftStorage(plog, replicas)
+        storage = PartitionRaftStorage(
+            plog, replicas, producer_id_expiration_ms=self.settings.producer_id_expiration_ms)
         node = RaftNode(self._raft_config(False), storage, self._rng)
         name = partition_group(topic, index)
         partition = ReplicatedPartition(
             topic, index, plog, node, lambda: self.host.schedule(name), self.address_of,
             liveness_s=self.settings.tick_interval_s * self.settings.election_ticks,
-            broker_alive=self.broker_alive)
+            broker_alive=self.broker_alive, producers=storage.producers,
+            producer_epoch=lambda pid: self.image.producers.epochs.get(pid))
         partition.on_leader_change = self._leader_changed
         self.partitions[key] = partition
         self._topic_ids[key] = topic_id

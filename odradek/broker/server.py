@@ -22,6 +22,7 @@ from odradek.broker.cert_metrics import CertificateCollector
 from odradek.broker.cluster import ClusterNode, ClusterSettings
 from odradek.broker.metrics import BrokerMetrics, MetricsServer, StateCollector
 from odradek.broker.replication.host import RaftHost
+from odradek.broker.replication.producer_state import DEFAULT_EXPIRATION_MS
 from odradek.broker.replication.replica import ReplicatedPartition
 from odradek.broker.security_service import SecurityService
 from odradek.broker.service import AdminService, BrokerService, ControllerService
@@ -55,6 +56,7 @@ class BrokerSettings:
     flush_check_interval_ms: int = 100
     tick_interval_ms: int = 50
     metadata_snapshot_every: int = 1000
+    producer_id_expiration_ms: int = DEFAULT_EXPIRATION_MS
     shutdown_grace_s: float = 5.0
     # Prometheus metrics over HTTP on this port (of `host`); 0: not served. The CLI
     # defaults it to the gRPC port + 1000.
@@ -128,7 +130,8 @@ class Broker:
             broker_id=s.broker_id, host=s.host, port=self.port, data_dir=s.data_dir,
             voters=voters, rack=s.rack, topic_defaults=self.defaults,
             tick_interval_s=s.tick_interval_ms / 1000, cluster_id=_cluster_id(voters),
-            metadata_snapshot_every=s.metadata_snapshot_every)
+            metadata_snapshot_every=s.metadata_snapshot_every,
+            producer_id_expiration_ms=s.producer_id_expiration_ms)
         self.cluster = ClusterNode(cluster_settings, self.host, self._sync_peers,
                                    broker_alive=lambda peer: transport.alive(peer, election_s),
                                    tls=peer_tls)

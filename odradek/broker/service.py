@@ -108,7 +108,8 @@ class BrokerService(pb_grpc.BrokerServicer):
         return pb.ProduceResponse(
             base_offset=info.base_offset, last_offset=info.last_offset,
             log_append_time_ms=info.log_append_time_ms,
-            log_start_offset=partition.log.log_start_offset)
+            log_start_offset=partition.log.log_start_offset,
+            batch_base_offsets=info.batch_offsets)
 
     @rpc
     async def Fetch(self, request: pb.FetchRequest,
@@ -189,6 +190,12 @@ class BrokerService(pb_grpc.BrokerServicer):
         if not request.topics:
             _keep_describable(reply.topics)
         return reply
+
+    @rpc
+    async def InitProducerId(self, request: pb.InitProducerIdRequest,
+                             context: grpc.aio.ServicerContext) -> pb.InitProducerIdResponse:
+        pid, epoch = await self.admin.cluster.producer_ids.init(request.producer_name or None)
+        return pb.InitProducerIdResponse(producer_id=pid, producer_epoch=epoch)
 
 
 class AdminService(pb_grpc.AdminServicer):

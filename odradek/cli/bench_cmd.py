@@ -43,6 +43,8 @@ def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
                    help="records per second to aim for (0: as fast as possible)")
     p.add_argument("--json", action="store_true", help="also print one JSON line of results")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-idempotence", action="store_true",
+                   help="send batches without producer id and sequence numbers")
     p.set_defaults(func=run_produce)
 
     c = bsub.add_parser("consume", parents=[bootstrap_parent()],
@@ -134,7 +136,8 @@ async def produce_bench(args: argparse.Namespace) -> dict[str, Any]:
     async with Producer(args.bootstrap, **tls_options(args), linger_ms=args.linger_ms,
                         batch_size=args.batch_size,
                         compression=args.compression, acks=args.acks,
-                        max_request_size=args.max_request_size) as producer:
+                        max_request_size=args.max_request_size,
+                        enable_idempotence=False if args.no_idempotence else None) as producer:
         topic = args.topic
         send = producer.send
         interval = 1 / args.rate if args.rate > 0 else 0.0

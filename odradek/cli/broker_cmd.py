@@ -56,6 +56,9 @@ def add_broker_parser(
                    help="rack or zone label, for spreading replicas (env ODRADEK_RACK)")
     p.add_argument("--metadata-snapshot-every", type=int, default=1000, metavar="N",
                    help="snapshot the cluster metadata every N changes (default %(default)s)")
+    p.add_argument("--producer-id-expiration-ms", type=_positive_int, default=24 * 3600 * 1000,
+                   metavar="MS", help="forget an idempotent producer's sequence state after "
+                   "this long without a batch from it (default one day)")
     p.add_argument("--default-replication-factor", type=int, default=3,
                    help="replication factor of topics that do not ask for one, capped by "
                         "the brokers available (default %(default)s)")
@@ -155,6 +158,16 @@ def add_dev_parser(
     _add_log_level(p)
     p.set_defaults(func=_run_dev)
     return p
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
 
 
 def _config_pair(text: str) -> str:

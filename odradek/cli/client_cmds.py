@@ -186,6 +186,9 @@ def add_produce_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser])
                    metavar="KEY=VALUE", help="header added to every record (repeatable)")
     p.add_argument("--linger-ms", type=float, default=5)
     p.add_argument("--batch-size", type=int, default=16384)
+    p.add_argument("--no-idempotence", action="store_true",
+                   help="send batches without producer id and sequence numbers (with acks "
+                   "quorum, retries are then deduplicated by nothing)")
     p.add_argument("--verbose", "-v", action="store_true",
                    help="print partition and offset of each record to stderr")
     p.set_defaults(func=_produce)
@@ -226,7 +229,8 @@ async def _produce(args: argparse.Namespace) -> int:
     stdin: Any = getattr(sys.stdin, "buffer", sys.stdin)
     async with Producer(args.bootstrap, **tls_options(args), compression=args.compression,
                         acks=args.acks,
-                        linger_ms=args.linger_ms, batch_size=args.batch_size) as producer:
+                        linger_ms=args.linger_ms, batch_size=args.batch_size,
+                        enable_idempotence=False if args.no_idempotence else None) as producer:
         async for line in _stdin_lines(stdin):
             key: bytes | None = None
             value = line

@@ -152,6 +152,21 @@ class ClientClosedError(OdradekError):
     default_reason = "CLIENT_CLOSED"
 
 
+class OutOfOrderSequenceError(OdradekError):
+    """The partition refused an idempotent batch whose sequence skips ahead: an earlier
+    batch of this producer was lost. The producer starts a new producer id for what
+    follows; the refused records are not stored."""
+
+    default_reason = "OUT_OF_ORDER_SEQUENCE"
+
+
+class ProducerFencedError(OdradekError):
+    """A newer instance of this named producer has started: this one may send nothing
+    more (close it)."""
+
+    default_reason = "PRODUCER_FENCED"
+
+
 _BY_REASON: dict[str, type[OdradekError]] = {
     cls.default_reason: cls
     for cls in (
@@ -161,6 +176,7 @@ _BY_REASON: dict[str, type[OdradekError]] = {
         InvalidPartitionsError, OffsetOutOfRangeError, InvalidRequestError, UnavailableError,
         RequestTimeoutError, PermissionDeniedError, ClientClosedError,
         AuthenticationFailedError,
+        OutOfOrderSequenceError, ProducerFencedError,
     )
 }
 # The broker names what was refused (as Kafka's error codes do); all are PERMISSION_DENIED.

@@ -1,5 +1,7 @@
 """The asynchronous producer: per-partition batching, one request in flight per
-partition (so order is kept across retries), retries with backoff and metadata refresh."""
+partition (so order is kept across retries), retries with backoff and metadata refresh.
+Idempotent by default: batches carry a producer id, epoch and sequence numbers, so a
+retried batch that the partition already stored is not stored again."""
 
 from __future__ import annotations
 
@@ -19,11 +21,13 @@ from odradek.client.connection import Cluster
 from odradek.client.errors import (
     ClientClosedError,
     OdradekError,
+    ProducerFencedError,
     RecordTooLargeError,
     RequestTimeoutError,
     UnknownTopicOrPartitionError,
     from_rpc_error,
 )
+from odradek.client.idempotence import ProducerIdentity
 from odradek.client.partitioner import DefaultPartitioner
 from odradek.records import BATCH_HEADER_SIZE, BatchBuilder, Compression
 from odradek.security.tls import ClientTLS
@@ -96,7 +100,15 @@ class Producer:
     future that resolves to the record's RecordMetadata once the broker has it (per
     `acks`), or fails with an OdradekError. A batch goes out when it holds batch_size
     bytes or linger_ms after its first record; batches waiting for the same partition
-    share one Produce request up to max_request_size bytes."""
+    share one Produce request up to max_request_size bytes.
+
+    With enable_idempotence (the default unless acks is leader), the producer asks a
+    broker for a producer id before its first batch and numbers each partition's batches;
+    a partition has one request in flight (up to max_request_size bytes, or
+    max_batches_per_request batches), and retries resend it unchanged, so a leader change
+    or a lost answer never stores a batch twice. producer_name (Kafka's transactional.id)
+    makes the id stable across restarts: a new instance fences the older one, whose sends
+    then fail with ProducerFencedError."""
 
     def __init__(
         self,
@@ -121,9 +133,15 @@ class Producer:
         username: str | None = None,
         password: str | None = None,
         cluster: Cluster | None = None,
+        enable_idempotence: bool | None = None,
+        producer_name: str | None = None,
+        max_batches_per_request: int | None = None,
     ) -> None:
         if batch_size <= 0 or max_request_size <= 0:
             raise ValueError("batch_size and max_request_size must be positive")
+        if max_batches_per_request is not None and max_batches_per_request <= 0:
+            raise ValueError("max_batches_per_request must be positive, got "
+                             f"{max_batches_per_request}")
         self._cluster = cluster or Cluster(bootstrap, request_timeout_ms=request_timeout_ms,
                                          tls=ClientTLS.from_options(tls, tls_ca, tls_cert, tls_key),
                                          login=ScramLogin.from_options(username, password))
@@ -147,10 +165,34 @@ class Producer:
         self._space: asyncio.Event | None = None
         self._closed = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        quorum = self._acks == pb.ACKS_QUORUM
+        if enable_idempotence is None:
+            enable_idempotence = quorum or producer_name is not None
+        if enable_idempotence and not quorum:
+            raise ValueError("enable_idempotence needs acks=quorum (all): with acks=leader "
+                             "an acknowledged batch can be lost, and its retry stored again")
+        if producer_name is not None and not enable_idempotence:
+            raise ValueError("producer_name needs enable_idempotence")
+        self._identity = ProducerIdentity(self._cluster, producer_name, self._delivery_timeout) \
+            if enable_idempotence else None
+        self._max_batches = max_batches_per_request or 1 << 30
 
     @property
     def cluster(self) -> Cluster:
         return self._cluster
+
+    @property
+    def idempotent(self) -> bool:
+        return self._identity is not None
+
+    @property
+    def producer_id(self) -> tuple[int, int] | None:
+        """(producer id, epoch) once known; None before the first send or when not
+        idempotent."""
+        identity = self._identity
+        if identity is None or identity.producer_id < 0:
+            return None
+        return identity.producer_id, identity.epoch
 
     async def __aenter__(self) -> Producer:
         return self
@@ -175,6 +217,8 @@ class Producer:
         """Queues one record; returns its delivery future."""
         if self._closed:
             raise ClientClosedError("the producer is closed")
+        if self._identity is not None and self._identity.fenced is not None:
+            raise self._identity.fenced
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
@@ -309,7 +353,7 @@ class Producer:
             while state.ready:
                 batches = [state.ready[0]]
                 total = len(batches[0].data)
-                for b in islice(state.ready, 1, None):
+                for b in islice(state.ready, 1, self._max_batches):
                     if total + len(b.data) > self._max_request_size:
                         break
                     batches.append(b)
@@ -334,6 +378,16 @@ class Producer:
         topic, partition = state.topic, state.partition
         cluster = self._cluster
         records = batches[0].data if len(batches) == 1 else b"".join(b.data for b in batches)
+        identity = self._identity
+        generation = 0
+        if identity is not None:
+            try:
+                generation = await identity.ensure()
+            except OdradekError as exc:
+                self._fail(batches, exc)
+                return
+            # Stamped once: every retry below resends these very bytes.
+            records = identity.stamp(topic, partition, records)
         request = pb.ProduceRequest(
             topic=topic, partition=partition, records=records, acks=self._acks,  # type: ignore[arg-type]
             timeout_ms=int(self._request_timeout * 1000))
@@ -356,6 +410,15 @@ class Producer:
             attempt += 1
             delay = self._backoff_for(attempt)
             waited = time.monotonic() - batches[0].created
+            give_up = not err.retriable or attempt > self._retries or (
+                waited + delay > self._delivery_timeout)
+            if give_up and identity is not None:
+                # The batches may or may not be stored: this partition's sequence cannot go
+                # on, so later batches get a new identity.
+                if isinstance(err, ProducerFencedError):
+                    identity.fence(err)
+                else:
+                    identity.reset(generation)
             if not err.retriable or attempt > self._retries:
                 self._fail(batches, err)
                 return
@@ -372,7 +435,12 @@ class Producer:
         topic, partition = state.topic, state.partition
         offset = resp.base_offset
         append_time = resp.log_append_time_ms
-        for b in batches:
+        # Batches the partition had already (retries) keep their first offsets, so the
+        # batches of one answer need not be contiguous.
+        bases = resp.batch_base_offsets if len(resp.batch_base_offsets) == len(batches) else None
+        for n, b in enumerate(batches):
+            if bases is not None:
+                offset = bases[n]
             timestamps = b.timestamps
             if append_time > 0:
                 for i, fut in enumerate(b.futures):

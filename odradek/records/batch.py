@@ -182,3 +182,18 @@ def set_max_timestamp(buf: bytearray, pos: int, timestamp: int, log_append_time:
     assert size is not None
     crc = crc32c.crc32c(memoryview(buf)[pos + _CRC_START : pos + size])
     struct.pack_into(">I", buf, pos + 17, crc)
+
+
+_PRODUCER = struct.Struct(">qhi")
+_PRODUCER_POS = 43
+
+
+def set_producer(buf: bytearray, pos: int, producer_id: int, producer_epoch: int,
+                 base_sequence: int) -> None:
+    """Stamps an idempotent producer's id, epoch and base sequence, then re-CRCs: the
+    client builds a batch before it knows them and stamps it once, before the first send."""
+    _PRODUCER.pack_into(buf, pos + _PRODUCER_POS, producer_id, producer_epoch, base_sequence)
+    size = peek_size(buf, pos)
+    assert size is not None
+    crc = crc32c.crc32c(memoryview(buf)[pos + _CRC_START : pos + size])
+    struct.pack_into(">I", buf, pos + 17, crc)

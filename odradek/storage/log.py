@@ -150,6 +150,11 @@ class PartitionLog:
         return len(self._segments)
 
     @property
+    def active_segment_base(self) -> int:
+        """Base offset of the active (last) segment: it changes when the log rolls."""
+        return self._segments[-1].base_offset
+
+    @property
     def segments(self) -> Sequence[LogSegment]:
         """The segments, oldest first (read-only view for tools and tests)."""
         return tuple(self._segments)

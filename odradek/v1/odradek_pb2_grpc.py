@@ -60,6 +60,11 @@ class BrokerStub:
                 request_serializer=odradek_dot_v1_dot_odradek__pb2.MetadataRequest.SerializeToString,
                 response_deserializer=odradek_dot_v1_dot_odradek__pb2.MetadataResponse.FromString,
                 _registered_method=True)
+        self.InitProducerId = channel.unary_unary(
+                '/odradek.v1.Broker/InitProducerId',
+                request_serializer=odradek_dot_v1_dot_odradek__pb2.InitProducerIdRequest.SerializeToString,
+                response_deserializer=odradek_dot_v1_dot_odradek__pb2.InitProducerIdResponse.FromString,
+                _registered_method=True)
 
 
 class BrokerServicer:
@@ -101,6 +106,14 @@ class BrokerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def InitProducerId(self, request, context):
+        """Gives an idempotent producer its producer id and epoch; any broker answers. Batches
+        carry them (with per-partition sequence numbers) in the RecordBatch header.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BrokerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -128,6 +141,11 @@ def add_BrokerServicer_to_server(servicer, server):
                     servicer.Metadata,
                     request_deserializer=odradek_dot_v1_dot_odradek__pb2.MetadataRequest.FromString,
                     response_serializer=odradek_dot_v1_dot_odradek__pb2.MetadataResponse.SerializeToString,
+            ),
+            'InitProducerId': grpc.unary_unary_rpc_method_handler(
+                    servicer.InitProducerId,
+                    request_deserializer=odradek_dot_v1_dot_odradek__pb2.InitProducerIdRequest.FromString,
+                    response_serializer=odradek_dot_v1_dot_odradek__pb2.InitProducerIdResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -266,6 +284,33 @@ class Broker:
             '/odradek.v1.Broker/Metadata',
             odradek_dot_v1_dot_odradek__pb2.MetadataRequest.SerializeToString,
             odradek_dot_v1_dot_odradek__pb2.MetadataResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def InitProducerId(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/odradek.v1.Broker/InitProducerId',
+            odradek_dot_v1_dot_odradek__pb2.InitProducerIdRequest.SerializeToString,
+            odradek_dot_v1_dot_odradek__pb2.InitProducerIdResponse.FromString,
             options,
             channel_credentials,
             insecure,

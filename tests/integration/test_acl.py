@@ -167,6 +167,12 @@ def cluster_calls() -> list[Call]:
             spb.CreateAclsRequest(acls=[existing]), timeout=10)),
         Call("DeleteAcls (none match)", alter, lambda ch: sec(ch).DeleteAcls(
             spb.DeleteAclsRequest(filters=[acl_filter(principal="User:nobody")]), timeout=10)),
+        # A producer id: idempotent_write on the cluster, or write on some topic.
+        Call("InitProducerId",
+             [("cluster", CLUSTER, "idempotent_write")]
+             + [("topic", t, "write") for t in EXISTING + MISSING],
+             lambda ch: pb_grpc.BrokerStub(ch).InitProducerId(  # type: ignore[no-untyped-call]
+                 pb.InitProducerIdRequest(), timeout=10)),
     ]
 
 

@@ -66,6 +66,7 @@ class FakeCluster:
         self.ports: list[int] = []
         self.leader_hints = False
         self.log_append_time = False
+        self.next_producer_id = 1000
         self._servers: list[grpc.aio.Server] = []
         self.cond: asyncio.Condition | None = None
 
@@ -180,6 +181,13 @@ class BrokerServicer(pb_grpc.BrokerServicer):  # type: ignore[misc]
     Fetch = _servicer_method("Fetch")
     ListOffsets = _servicer_method("ListOffsets")
     Metadata = _servicer_method("Metadata")
+    InitProducerId = _servicer_method("InitProducerId")
+
+    async def _InitProducerId(self, req: pb.InitProducerIdRequest,
+                              ctx: Any) -> pb.InitProducerIdResponse:
+        pid = self.cluster.next_producer_id
+        self.cluster.next_producer_id += 1
+        return pb.InitProducerIdResponse(producer_id=pid, producer_epoch=0)
 
     def _check_leader(self, topic: str, partition: int) -> None:
         leader = self.cluster.leaders[(topic, partition)]

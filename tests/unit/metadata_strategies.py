@@ -5,11 +5,13 @@ from __future__ import annotations
 from hypothesis import strategies as st
 
 from odradek.broker.metadata.commands import (
+    AllocateProducerIds,
     AlterTopicConfigs,
     Command,
     CreatePartitions,
     CreateTopic,
     DeleteTopic,
+    InitNamedProducer,
     PartitionLeader,
     PartitionReplicas,
     ReassignPartition,
@@ -67,6 +69,8 @@ def commands(
         st.builds(ReassignPartition, names, partitions, replicas),
         st.builds(PartitionLeader, names, partitions, broker_ids, terms, opt_id),
         st.builds(PartitionReplicas, names, partitions, replicas, terms, opt_id),
+        st.builds(AllocateProducerIds, broker_ids, st.integers(-1, 2000)),
+        st.builds(InitNamedProducer, names),
         security_commands(names),
     )
 

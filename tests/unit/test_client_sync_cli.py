@@ -16,6 +16,7 @@ from odradek.client import (
     SyncProducer,
     TopicAlreadyExistsError,
 )
+from odradek.records import iter_batches
 from tests.unit.fake_odradek import ThreadedFake
 
 
@@ -94,7 +95,12 @@ def test_parser_flags(monkeypatch: pytest.MonkeyPatch) -> None:
     a = p.parse_args(["consume", "t", "--from-timestamp", "2024-01-01T01:00:00+01:00"])
     assert a.from_timestamp == 1704067200000
     a = p.parse_args(["bench", "produce", "--records", "10", "--record-size", "5"])
-    assert (a.records, a.record_size, a.acks) == (10, 5, "quorum")
+    assert (a.records, a.record_size, a.acks, a.no_idempotence) == (10, 5, "quorum", False)
+    assert p.parse_args(["produce", "t", "--no-idempotence"]).no_idempotence
+    a = p.parse_args(["broker", "--producer-id-expiration-ms", "60000"])
+    assert a.producer_id_expiration_ms == 60000
+    with pytest.raises(SystemExit):
+        p.parse_args(["broker", "--producer-id-expiration-ms", "-1"])
     with pytest.raises(SystemExit):
         p.parse_args(["consume", "t", "--from-beginning", "--offset", "3"])
     with pytest.raises(SystemExit):
@@ -186,11 +192,19 @@ def test_cli_bench(fake: ThreadedFake, capsys: pytest.CaptureFixture[str]) -> No
     assert result["records"] == 2000 and result["mb_per_s"] > 0
     assert result["latency_ms"]["p99"] >= result["latency_ms"]["p50"] > 0
     assert "produce [" in err
+    pids = {h.producer_id for r in fake.cluster.produce_requests() for _, h in iter_batches(
+        r.records)}
+    assert len(pids) == 1 and min(pids) >= 0  # idempotent by default: one producer id
+    code, out, err = run(capsys, "bench", "produce", "--topic", "bt", "--records", "10",
+                         "--record-size", "100", "--no-idempotence", "--no-progress", *b)
+    assert code == 0, err
+    last = fake.cluster.produce_requests()[-1]
+    assert {h.producer_id for _, h in iter_batches(last.records)} == {-1}
     code, out, err = run(capsys, "bench", "consume", "--topic", "bt", "--json", "--no-progress",
                          *b)
     assert code == 0, err
     result = json.loads(out.splitlines()[-1])
-    assert result["records"] == 2000 and result["bytes"] == 200_000
+    assert result["records"] == 2010 and result["bytes"] == 201_000
 
 
 def test_broker_command_calls_into_broker_package(

@@ -9,11 +9,13 @@ from hypothesis import given
 
 from odradek.broker.metadata.commands import (
     COMMAND_TYPES,
+    AllocateProducerIds,
     AlterTopicConfigs,
     Command,
     CreatePartitions,
     CreateTopic,
     DeleteTopic,
+    InitNamedProducer,
     PartitionLeader,
     PartitionReplicas,
     ReassignPartition,
@@ -56,6 +58,8 @@ EXAMPLES: list[Command] = [
     DeleteUser("alice"),
     CreateAcls((Acl("User:alice", "topic", "orders", "prefixed", "read", "allow", "*"),)),
     DeleteAcls((Acl("User:bob", "cluster", "odradek-cluster", "literal", "all", "deny", "::1"),)),
+    AllocateProducerIds(2, 1000),
+    InitNamedProducer("payments-writer"),
 ]
 
 

@@ -66,7 +66,7 @@ add_rules("odradek.v1.Broker", {
     "Subscribe": topic_rule("read"),
     "ListOffsets": topic_rule("read"),
     "Metadata": IN_SERVICER,
-    "InitProducerId": _idempotent_write,  # the idempotent producer's RPC (being added)
+    "InitProducerId": _idempotent_write,
 })
 add_rules("odradek.v1.Admin", {
     "CreateTopic": _create_topic,

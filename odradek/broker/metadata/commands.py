@@ -199,6 +199,31 @@ class PartitionReplicas:
                                  "topic_id": self.topic_id})
 
 
+@dataclass(frozen=True)
+class AllocateProducerIds:
+    """Reserves the next `count` producer ids for a broker, which hands them out to
+    idempotent producers without a name (one command per block, as in Kafka's KIP-730)."""
+
+    TYPE: ClassVar[str] = "allocate_producer_ids"
+    broker_id: int
+    count: int
+
+    def encode(self) -> bytes:
+        return _dump(self.TYPE, {"broker_id": self.broker_id, "count": self.count})
+
+
+@dataclass(frozen=True)
+class InitNamedProducer:
+    """A producer with a stable name (Kafka's transactional.id) starts: it keeps the
+    name's producer id and gets the next epoch, which fences every older instance."""
+
+    TYPE: ClassVar[str] = "init_named_producer"
+    name: str
+
+    def encode(self) -> bytes:
+        return _dump(self.TYPE, {"name": self.name})
+
+
 Command = (
     RegisterBroker
     | UnregisterBroker
@@ -211,6 +236,8 @@ Command = (
     | PartitionLeader
     | PartitionReplicas
     | SecurityCommand
+    | AllocateProducerIds
+    | InitNamedProducer
 )
 
 
@@ -244,6 +271,9 @@ _DECODERS: dict[str, Callable[[Fields], Command]] = {
     PartitionReplicas.TYPE: lambda f: PartitionReplicas(
         f.get_str("topic"), f.get_int("partition"), f.get_ints("replicas"),
         f.get_int("config_offset"), f.get_opt_str("topic_id")),
+    AllocateProducerIds.TYPE: lambda f: AllocateProducerIds(
+        f.get_int("broker_id"), f.get_int("count")),
+    InitNamedProducer.TYPE: lambda f: InitNamedProducer(f.get_str("name")),
 }
 _DECODERS.update(SECURITY_DECODERS)  # users and ACLs: metadata/security.py
 

@@ -33,6 +33,13 @@ from odradek.broker.metadata.commands import (
     SetBrokerDraining,
     UnregisterBroker,
 )
+from odradek.broker.metadata.producer_ids import (
+    PRODUCER_COMMANDS,
+    ProducerIds,
+    apply_producer_command,
+    decode_producer_ids,
+    encode_producer_ids,
+)
 from odradek.broker.metadata.security import (
     SECURITY_COMMANDS,
     SecurityState,
@@ -96,6 +103,7 @@ class MetadataImage:
     last_offset: int = -1
     # Users and ACLs (metadata/security.py).
     security: SecurityState = field(default_factory=SecurityState)
+    producers: ProducerIds = field(default_factory=ProducerIds)
 
     # --- queries (all results are in a deterministic order) ---
 
@@ -173,6 +181,9 @@ def apply(image: MetadataImage, offset: int, command: Command) -> MetadataImage:
     if isinstance(command, SECURITY_COMMANDS):
         return replace(image, security=apply_security(image.security, command),
                        last_offset=offset)
+    if isinstance(command, PRODUCER_COMMANDS):
+        producers = apply_producer_command(image.producers, offset, command)
+        return replace(image, last_offset=offset, producers=producers or image.producers)
     changed = _apply(image, command)
     if changed is None:
         return replace(image, last_offset=offset)
@@ -353,6 +364,7 @@ def encode_snapshot(image: MetadataImage) -> bytes:
             for _, t in sorted(image.topics.items())
         ],
         "security": encode_security(image.security),
+        "producers": encode_producer_ids(image.producers),
     }
     return json.dumps(doc, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()
 
@@ -394,5 +406,9 @@ def decode_snapshot(data: bytes) -> MetadataImage:
             ))
         topics[name] = TopicInfo(name, f.get_str("topic_id"), tuple(parts),
                                  f.get_str_map("configs"))
+    # Snapshots written before producer ids existed have no "producers".
+    producers = (decode_producer_ids(doc["producers"]) if "producers" in doc
+                 else ProducerIds())
     return MetadataImage(brokers=brokers, topics=topics, last_offset=top.get_int("last_offset"),
-                         security=decode_security(top.obj.get("security")))
+                         security=decode_security(top.obj.get("security")),
+                         producers=producers)

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from odradek.broker.replication.control import decode_control, encode_control
+from odradek.broker.replication.producer_log import ProducerStateStore
+from odradek.broker.replication.producer_state import DEFAULT_EXPIRATION_MS
 from odradek.raft import (
     NO_INDEX,
     ConfigState,
@@ -67,13 +69,19 @@ class PartitionRaftStorage:
     """Implements odradek.raft.PersistentLogStorage over a PartitionLog."""
 
     def __init__(self, log: PartitionLog, initial_voters: Sequence[int],
-                 clock: Callable[[], int] | None = None) -> None:
+                 clock: Callable[[], int] | None = None,
+                 producer_id_expiration_ms: int = DEFAULT_EXPIRATION_MS,
+                 producer_state: bool = True) -> None:
         self.log = log
         self.path = log_dir(log) / STATE_FILE
         self._clock = clock or (lambda: int(time.time() * 1000))
         self._commit_saved_at = 0.0
         self.state = self._load(initial_voters)
         self._catch_up_scan()
+        # Idempotent producers' sequence state, kept as batches enter the log (not for the
+        # metadata log, which no producer writes).
+        self.producers = ProducerStateStore(log, producer_id_expiration_ms, self._clock) \
+            if producer_state else None
 
     # ------------------------------------------------------------------ persistence
     def _load(self, initial_voters: Sequence[int]) -> RaftState:
@@ -236,8 +244,11 @@ class PartitionRaftStorage:
             self._note(e.index, e.term)
         # The log fsyncs by the topic's flush.messages; with flush.messages=1 the entries
         # are durable when this returns, before the follower acknowledges them.
-        self.log.append_replicated(b"".join(parts))
+        data = b"".join(parts)
+        self.log.append_replicated(data)
         self.state.scanned_to = self.log.log_end_offset
+        if self.producers is not None:
+            self.producers.on_append(data)
 
     def truncate(self, offset: int) -> None:
         s = self.state
@@ -248,6 +259,8 @@ class PartitionRaftStorage:
         # offset before the log changes there, or a crash after new entries replace the
         # old ones would pair the new batches with the old terms.
         self.save(sync=True)
+        if self.producers is not None:
+            self.producers.truncate(offset)
         self.log.truncate_to(offset)
 
     def set_hard_state(self, hs: HardState) -> None:
@@ -281,6 +294,8 @@ class PartitionRaftStorage:
         s.voters = sorted(meta.config.voters)
         s.scanned_to = start
         s.commit = max(s.commit, meta.index)
+        if self.producers is not None:
+            self.producers.reset(start)
         s.reset_to = start  # a crash before the reset completes is finished by _load
         self.save(sync=True)
         self.log.reset_to(start)

@@ -23,7 +23,7 @@ class MetadataRaftStorage(PartitionRaftStorage):
     def __init__(self, log: PartitionLog, initial_voters: Sequence[int]) -> None:
         self.snapshot_path = log_dir(log) / SNAPSHOT_FILE
         self._snap: Snapshot | None = self._read_snapshot()
-        super().__init__(log, initial_voters)
+        super().__init__(log, initial_voters, producer_state=False)
 
     def _read_snapshot(self) -> Snapshot | None:
         try:

@@ -1,8 +1,9 @@
 """A partition replica whose log is a Raft group over the partition's replicas.
 
-The leader validates a produce request's batches, proposes one entry per batch, and
-answers when the entries are committed (acks=quorum) or stored locally (acks=leader).
-Consumers read up to the high watermark, the commit index + 1."""
+The leader validates a produce request's batches, checks idempotent producers' sequence
+numbers, proposes one entry per new batch, and answers when the entries are committed
+(acks=quorum) or stored locally (acks=leader); a retried batch it already has is answered
+with its original offsets. Consumers read up to the high watermark, the commit index + 1."""
 
 from __future__ import annotations
 
@@ -14,6 +15,12 @@ from dataclasses import dataclass
 import grpc
 
 from odradek.broker.errors import BrokerError
+from odradek.broker.replication.producer_log import ProducerStateStore
+from odradek.broker.replication.producer_state import (
+    LeaderSequences,
+    ProducerStateTable,
+    SequenceError,
+)
 from odradek.raft import NotLeader, ProposalDropped, Ready, Role
 from odradek.raft.node import RaftNode
 from odradek.records import validate_batches
@@ -21,6 +28,13 @@ from odradek.records.batch import set_max_timestamp
 from odradek.storage import AppendInfo, PartitionLog, ReadResult
 
 LeaderAddress = Callable[[int], str | None]
+
+
+@dataclass(frozen=True)
+class ProduceResult(AppendInfo):
+    # The base offset of each batch of the request, in order (duplicates answered with
+    # the offsets they were first stored at).
+    batch_offsets: tuple[int, ...] = ()
 
 
 @dataclass
@@ -34,7 +48,9 @@ class ReplicatedPartition:
     def __init__(self, topic: str, index: int, log: PartitionLog, node: RaftNode,
                  schedule: Callable[[], None], leader_address: LeaderAddress,
                  liveness_s: float = 1.0,
-                 broker_alive: Callable[[int], bool] = lambda _: False) -> None:
+                 broker_alive: Callable[[int], bool] = lambda _: False,
+                 producers: ProducerStateStore | None = None,
+                 producer_epoch: Callable[[int], int | None] = lambda _: None) -> None:
         self.topic = topic
         self.index = index
         self.log = log
@@ -54,6 +70,11 @@ class ReplicatedPartition:
         # A quiesced group exchanges no messages; its caught-up followers count as in sync
         # while their brokers are alive (the transport's per-broker-pair signal).
         self._broker_alive = broker_alive
+        self.producers = producers
+        empty = ProducerStateTable()
+        self._sequences = LeaderSequences(
+            (lambda: producers.table) if producers is not None else (lambda: empty),
+            producer_epoch)
 
     @property
     def leader(self) -> int | None:
@@ -65,7 +86,7 @@ class ReplicatedPartition:
 
     # ---------------------------------------------------------------------- produce
     async def append(self, records: bytes, quorum: bool = True,
-                     timeout_s: float = 30.0) -> AppendInfo:
+                     timeout_s: float = 30.0) -> ProduceResult:
         self._check_open()
         if not self.node.is_leader():
             raise self.not_leader_error()
@@ -73,27 +94,53 @@ class ReplicatedPartition:
         headers = validate_batches(records, config.max_message_bytes)
         if quorum:
             self._check_in_sync(config.min_insync_replicas)
+        try:
+            originals = self._sequences.check(headers)
+        except SequenceError as exc:
+            code = (grpc.StatusCode.INVALID_ARGUMENT if exc.reason == "INVALID_RECORD"
+                    else grpc.StatusCode.FAILED_PRECONDITION)
+            raise BrokerError(code, exc.reason, f"partition {self.index} of topic "
+                              f"{self.topic!r}: {exc.message}",
+                              {**self._where(), **exc.metadata}) from None
         append_time = -1
         buf = bytearray(records)
         if config.log_append_time:
             append_time = int(time.time() * 1000)
         items = []
+        fresh = []
         pos = 0
-        for header in headers:
-            if append_time >= 0:
-                set_max_timestamp(buf, pos, append_time, True)
-            items.append((bytes(buf[pos : pos + header.size]), header.record_count))
+        for header, original in zip(headers, originals, strict=True):
+            if original is None:
+                if append_time >= 0:
+                    set_max_timestamp(buf, pos, append_time, True)
+                items.append((bytes(buf[pos : pos + header.size]), header.record_count))
+                fresh.append(header)
             pos += header.size
-        try:
-            indices = self.node.propose_batch(items)
-        except NotLeader:
-            raise self.not_leader_error() from None
-        except ProposalDropped as exc:
-            raise BrokerError(grpc.StatusCode.UNAVAILABLE, "LEADER_NOT_AVAILABLE",
-                              f"the leader cannot take writes right now: {exc}",
-                              self._where()) from exc
-        base = indices[0]
-        last = indices[-1] + headers[-1].record_count - 1
+        offsets = [o.base_offset for o in originals if o is not None]
+        if items:
+            try:
+                indices = self.node.propose_batch(items)
+            except NotLeader:
+                raise self.not_leader_error() from None
+            except ProposalDropped as exc:
+                raise BrokerError(grpc.StatusCode.UNAVAILABLE, "LEADER_NOT_AVAILABLE",
+                                  f"the leader cannot take writes right now: {exc}",
+                                  self._where()) from exc
+            self._sequences.proposed(fresh, indices)
+            offsets += indices
+            last = indices[-1] + fresh[-1].record_count - 1
+        else:
+            last = originals[-1].last_offset  # type: ignore[union-attr]
+        await self._wait_for(last, quorum, timeout_s)
+        max_ts = max(h.max_timestamp for h in headers)
+        first = offsets[0]
+        return ProduceResult(first, last, append_time,
+                             append_time if append_time >= 0 else max_ts, tuple(offsets))
+
+    async def _wait_for(self, last: int, quorum: bool, timeout_s: float) -> None:
+        """Until the offset is committed (quorum) or stored here (leader)."""
+        if last < (self.high_watermark if quorum else self.log.log_end_offset):
+            return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append(_Pending(last, quorum, future))
         self._schedule()
@@ -104,8 +151,6 @@ class ReplicatedPartition:
                 grpc.StatusCode.UNAVAILABLE, "NOT_ENOUGH_REPLICAS",
                 f"partition {self.index} of topic {self.topic!r} could not replicate the "
                 f"write to a quorum within {timeout_s:.1f}s", self._where()) from None
-        max_ts = max(h.max_timestamp for h in headers)
-        return AppendInfo(base, last, append_time, append_time if append_time >= 0 else max_ts)
 
     def in_sync_replicas(self) -> list[int]:
         """The leader and the followers it heard from recently."""
@@ -138,14 +183,17 @@ class ReplicatedPartition:
         self._heard[node_id] = time.monotonic()
 
     def on_persisted(self, ready: Ready) -> None:
-        if not ready.entries_to_persist or not self._pending:
+        if not ready.entries_to_persist:
             return
         stored = ready.entries_to_persist[-1].last
+        self._sequences.stored(stored)
         for p in self._pending:
             if not p.quorum and p.last_offset <= stored and not p.future.done():
                 p.future.set_result(None)
 
     def on_ready(self, ready: Ready) -> None:
+        if ready.soft_state.role != Role.LEADER:
+            self._sequences.clear()
         hw = min(ready.commit_index + 1, self.log.log_end_offset)
         if hw > self.high_watermark:
             self.high_watermark = hw
@@ -197,6 +245,8 @@ class ReplicatedPartition:
         if delete:
             self.log.delete()
         else:
+            if self.producers is not None:
+                self.producers.save()  # the next start scans nothing
             self.log.close()
         self._wake()
 

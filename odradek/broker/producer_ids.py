@@ -1,0 +1,72 @@
+"""Hands out producer ids and epochs (InitProducerId), on any broker.
+
+A producer without a name gets the next id of this broker's block, a block being reserved
+through the metadata log (AllocateProducerIds) when the last one is used up, so most
+requests need no round trip to the controller; ids of a block a broker did not hand out
+before it restarted are simply never used. A named producer goes through the metadata
+log every time (InitNamedProducer): its id stays, its epoch goes up by one, and the
+partitions refuse the older epochs from then on (PRODUCER_FENCED)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+import grpc
+
+from odradek.broker.errors import BrokerError, invalid_request
+from odradek.broker.metadata.commands import AllocateProducerIds, InitNamedProducer
+from odradek.broker.metadata.producer_ids import MAX_NAME_LENGTH
+
+if TYPE_CHECKING:
+    from odradek.broker.cluster import ClusterNode
+
+BLOCK_SIZE = 1000
+
+
+class ProducerIdManager:
+    def __init__(self, cluster: ClusterNode, block_size: int = BLOCK_SIZE) -> None:
+        self.cluster = cluster
+        self.block_size = block_size
+        self._next = 0
+        self._end = 0  # the block is used up when _next reaches _end
+        self._lock = asyncio.Lock()
+
+    async def init(self, name: str | None) -> tuple[int, int]:
+        """(producer id, epoch) for a new producer instance."""
+        if name:
+            return await self._init_named(name)
+        async with self._lock:
+            if self._next >= self._end:
+                await self._reserve_block()
+            pid = self._next
+            self._next += 1
+            return pid, 0
+
+    async def _reserve_block(self) -> None:
+        cluster = self.cluster
+        # Only this broker reserves blocks for itself, one at a time (the lock), so the
+        # block recorded for it once the command is applied is the one it asked for.
+        await cluster.propose(AllocateProducerIds(cluster.id, self.block_size))
+        block = cluster.image.producers.blocks.get(cluster.id)
+        if block is None:
+            raise BrokerError(grpc.StatusCode.INTERNAL, "INTERNAL",
+                              "the producer id block was not recorded")
+        self._next, self._end = block[0], block[0] + block[1]
+
+    async def _init_named(self, name: str) -> tuple[int, int]:
+        if len(name) > MAX_NAME_LENGTH:
+            raise invalid_request(
+                f"producer_name is {len(name)} characters long; at most {MAX_NAME_LENGTH}")
+        offset = await self.cluster.propose(InitNamedProducer(name))
+        named = self.cluster.image.producers.named.get(name)
+        if named is None:
+            raise BrokerError(grpc.StatusCode.INTERNAL, "INTERNAL",
+                              f"producer name {name!r} was not recorded")
+        if named.init_offset != offset:
+            raise BrokerError(
+                grpc.StatusCode.FAILED_PRECONDITION, "PRODUCER_FENCED",
+                f"another instance of producer {name!r} initialised at the same time and "
+                f"took over (epoch {named.epoch})",
+                {"producer_name": name, "producer_id": str(named.producer_id)})
+        return named.producer_id, named.epoch
