@@ -93,6 +93,7 @@ def run_broker(args: argparse.Namespace) -> int:
             topic_defaults=parse_configs(args.config),
             default_replication_factor=args.default_replication_factor,
             metadata_snapshot_every=args.metadata_snapshot_every,
+            offsets_topic_partitions=args.offsets_topic_partitions,
             metrics_port=metrics_port(args.metrics_port, args.port),
             tls=tls_settings(args))
         LogConfig.from_dict(settings.topic_defaults)

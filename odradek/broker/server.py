@@ -16,6 +16,9 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from odradek.broker.cluster import ClusterNode, ClusterSettings
+from odradek.broker.groups.coordinator import CoordinatorSettings, GroupCoordinator
+from odradek.broker.groups.metrics import GroupCollector
+from odradek.broker.groups.service import GroupsService
 from odradek.broker.metrics import BrokerMetrics, MetricsServer, StateCollector
 from odradek.broker.replication.host import RaftHost
 from odradek.broker.replication.replica import ReplicatedPartition
@@ -25,7 +28,7 @@ from odradek.broker.transport import SERVER_OPTIONS, RaftTransport
 from odradek.raft import Message
 from odradek.security.tls import ServerTLS, TLSConfigError
 from odradek.storage import LogConfig
-from odradek.v1 import cluster_pb2_grpc, raft_pb2_grpc
+from odradek.v1 import cluster_pb2_grpc, groups_pb2, groups_pb2_grpc, raft_pb2_grpc
 from odradek.v1 import odradek_pb2 as pb
 from odradek.v1 import odradek_pb2_grpc as pb_grpc
 
@@ -58,6 +61,8 @@ class BrokerSettings:
     # TLS identity; when set the listener speaks TLS only and brokers dial each other
     # with mutual TLS (which needs client_auth "required" in a cluster of several).
     tls: ServerTLS | None = None
+    # Partitions of the internal topic __consumer_offsets when this broker creates it.
+    offsets_topic_partitions: int = 8
 
 
 class Broker:
@@ -71,12 +76,14 @@ class Broker:
         self.cluster: ClusterNode | None = None
         self.transport: RaftTransport | None = None
         self.host: RaftHost | None = None
+        self.groups: GroupCoordinator | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = asyncio.Event()
         self.metrics = BrokerMetrics()
         self.metrics.registry.register(StateCollector(
             settings.broker_id, settings.data_dir, lambda: self.cluster, lambda: self.host,
             lambda: self.transport))
+        self.metrics.registry.register(GroupCollector(lambda: self.groups))
         self.metrics.topics = self._hosted_topics
         self.metrics_server: MetricsServer | None = None
 
@@ -126,9 +133,14 @@ class Broker:
         pb_grpc.add_BrokerServicer_to_server(BrokerService(admin, m), self.server)  # type: ignore[no-untyped-call]
         pb_grpc.add_AdminServicer_to_server(AdminService(admin, m), self.server)  # type: ignore[no-untyped-call]
         cluster_pb2_grpc.add_ControllerServicer_to_server(ControllerService(admin, m), self.server)  # type: ignore[no-untyped-call]
+        self.groups = GroupCoordinator(self.cluster, admin, CoordinatorSettings(
+            offsets_partitions=s.offsets_topic_partitions,
+            offsets_replication_factor=s.default_replication_factor))
+        groups_pb2_grpc.add_GroupsServicer_to_server(GroupsService(self.groups, m), self.server)  # type: ignore[no-untyped-call]
         raft_pb2_grpc.add_RaftServicer_to_server(self.transport.servicer(), self.server)  # type: ignore[no-untyped-call]
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         names = [pb.DESCRIPTOR.services_by_name[n].full_name for n in ("Broker", "Admin")]
+        names.append(groups_pb2.DESCRIPTOR.services_by_name["Groups"].full_name)
         names += [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
                   reflection.SERVICE_NAME]
         reflection.enable_server_reflection(names, self.server)
@@ -148,9 +160,10 @@ class Broker:
         self.transport.start()
         self.host.start()
         self.cluster.start()
+        self.groups.start()
         self._tasks = [asyncio.create_task(self._flush_loop()),
                        asyncio.create_task(self._retention_loop()),
-                       asyncio.create_task(self._serve_when_registered(names[:2]))]
+                       asyncio.create_task(self._serve_when_registered(names[:3]))]
         log.info("broker %d listening on %s:%d (%s), data in %s", s.broker_id, s.host,
                  self.port, "tls" if s.tls is not None else "plaintext", s.data_dir)
         if self.metrics_url is not None:
@@ -209,6 +222,8 @@ class Broker:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.groups is not None:
+            await self.groups.stop()
         if self.host is not None:
             await self.host.stop()
         if self.transport is not None:

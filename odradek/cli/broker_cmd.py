@@ -56,6 +56,10 @@ def add_broker_parser(
                    help="rack or zone label, for spreading replicas (env ODRADEK_RACK)")
     p.add_argument("--metadata-snapshot-every", type=int, default=1000, metavar="N",
                    help="snapshot the cluster metadata every N changes (default %(default)s)")
+    p.add_argument("--offsets-topic-partitions", type=int, default=8, metavar="N",
+                   help="partitions of the internal topic __consumer_offsets when it is "
+                        "created (group coordinators are spread over them; default "
+                        "%(default)s)")
     p.add_argument("--default-replication-factor", type=int, default=3,
                    help="replication factor of topics that do not ask for one, capped by "
                         "the brokers available (default %(default)s)")

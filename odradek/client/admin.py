@@ -6,7 +6,9 @@ import os
 from collections.abc import Mapping, Sequence
 
 from odradek.client.connection import Cluster
+from odradek.client.groups import GroupClient
 from odradek.security.tls import ClientTLS
+from odradek.v1 import groups_pb2 as gpb
 from odradek.v1 import odradek_pb2 as pb
 
 _SPECS = {
@@ -35,6 +37,7 @@ class Admin:
                                          tls=ClientTLS.from_options(tls, tls_ca, tls_cert, tls_key))
         self._owns_cluster = cluster is None
         self._timeout = request_timeout_ms / 1000
+        self._groups = GroupClient(self._cluster)
 
     @property
     def cluster(self) -> Cluster:
@@ -169,3 +172,44 @@ class Admin:
         if code is None:
             raise ValueError(f"unknown offset spec {spec!r}: expected earliest, latest, timestamp")
         return await self._cluster.list_offsets(topic, partition, code, timestamp_ms)
+
+    # -- consumer groups -----------------------------------------------------------------
+
+    async def list_groups(self) -> list[gpb.GroupSummary]:
+        return await self._groups.list_groups()
+
+    async def describe_group(self, group_id: str) -> gpb.GroupDescription:
+        """State, members, assignment, and per partition the committed offset, log end
+        offset and lag."""
+        return await self._groups.describe(group_id)
+
+    async def delete_group(self, group_id: str) -> None:
+        """Deletes the group and its committed offsets; refused while it has members."""
+        await self._groups.delete(group_id)
+
+    async def group_offsets(self, group_id: str) -> dict[tuple[str, int], int]:
+        return await self._groups.committed(group_id)
+
+    async def reset_group_offsets(
+        self, group_id: str, topics: Mapping[str, Sequence[int]] | Sequence[str] = (), *,
+        to_earliest: bool = False, to_latest: bool = False,
+        to_timestamp_ms: int | None = None, to_offset: int | None = None,
+        shift_by: int | None = None, dry_run: bool = False,
+    ) -> list[gpb.OffsetChange]:
+        """Moves the group's committed offsets of topics (a topic without partitions: all of
+        them; nothing: every partition with a committed offset). Exactly one target. Refused
+        while the group has members; with dry_run only says what would change."""
+        specs = {"to_earliest": to_earliest or None, "to_latest": to_latest or None,
+                 "to_timestamp_ms": to_timestamp_ms, "to_offset": to_offset,
+                 "shift_by": shift_by}
+        given = {k: v for k, v in specs.items() if v is not None}
+        if len(given) != 1:
+            raise ValueError("give exactly one of to_earliest, to_latest, to_timestamp_ms, "
+                             "to_offset, shift_by")
+        items = topics.items() if isinstance(topics, Mapping) else [(t, []) for t in topics]
+        request = gpb.ResetOffsetsRequest(
+            group_id=group_id, dry_run=dry_run,
+            partitions=[gpb.TopicPartitions(topic=t, partitions=list(ps)) for t, ps in items])
+        [(field, value)] = given.items()
+        setattr(request, field, value)
+        return await self._groups.reset(request)

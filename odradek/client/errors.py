@@ -28,6 +28,9 @@ RETRIABLE_REASONS = frozenset({
     "DEADLINE_EXCEEDED",
     "ABORTED",
     "RESOURCE_EXHAUSTED",
+    "NOT_COORDINATOR",
+    "COORDINATOR_NOT_AVAILABLE",
+    "COORDINATOR_LOAD_IN_PROGRESS",
 })
 # Reasons that mean the client's view of where a partition lives is stale.
 METADATA_REASONS = frozenset({
@@ -146,6 +149,20 @@ class ClientClosedError(OdradekError):
     default_reason = "CLIENT_CLOSED"
 
 
+class CommitFailedError(OdradekError):
+    """The group took the partition away (or removed the member) before the commit."""
+
+    default_reason = "FENCED_MEMBER"
+
+
+class GroupNotEmptyError(OdradekError):
+    default_reason = "NON_EMPTY_GROUP"
+
+
+class GroupNotFoundError(OdradekError):
+    default_reason = "GROUP_ID_NOT_FOUND"
+
+
 _BY_REASON: dict[str, type[OdradekError]] = {
     cls.default_reason: cls
     for cls in (
@@ -153,9 +170,11 @@ _BY_REASON: dict[str, type[OdradekError]] = {
         CorruptRecordError, InvalidRecordError, RecordTooLargeError, UnsupportedMagicError,
         InvalidTopicError, TopicAlreadyExistsError, InvalidConfigError,
         InvalidPartitionsError, OffsetOutOfRangeError, InvalidRequestError, UnavailableError,
-        RequestTimeoutError, PermissionDeniedError, ClientClosedError,
+        RequestTimeoutError, PermissionDeniedError, ClientClosedError, CommitFailedError,
+        GroupNotEmptyError, GroupNotFoundError,
     )
 }
+_BY_REASON["ILLEGAL_GENERATION"] = _BY_REASON["UNKNOWN_MEMBER_ID"] = CommitFailedError
 
 
 def error_class(reason: str) -> type[OdradekError]:
