@@ -12,11 +12,12 @@ from typing import TypeVar
 import grpc
 
 from odradek.client.connection import Cluster
-from odradek.client.errors import OdradekError, from_rpc_error
+from odradek.client.errors import OdradekError, UnavailableError, from_rpc_error
 from odradek.v1 import groups_pb2 as gpb
 from odradek.v1 import groups_pb2_grpc as gpb_grpc
 
 T = TypeVar("T")
+OFFSETS_TOPIC = "__consumer_offsets"
 
 # Reasons after which the coordinator must be looked up again.
 REDISCOVER = frozenset({"NOT_COORDINATOR", "COORDINATOR_NOT_AVAILABLE", "UNAVAILABLE",
@@ -115,19 +116,32 @@ class GroupClient:
 
     # -------------------------------------------------------------------- admin
     async def list_groups(self) -> list[gpb.GroupSummary]:
-        """Every group of the cluster: each broker lists those it coordinates."""
-        await self.cluster.refresh()
+        """Every group of the cluster: each leader of a partition of __consumer_offsets
+        lists the groups it coordinates. Retried while leaders move; an unreachable
+        coordinator is an error rather than a silently shorter list."""
         timeout = self.cluster.request_timeout
-        addresses = sorted(set(self.cluster.brokers.values())) or self.cluster.bootstrap
-        replies = await asyncio.gather(*(
-            self.stub(a).ListGroups(gpb.ListGroupsRequest(), timeout=timeout)
-            for a in addresses), return_exceptions=True)
+        deadline = time.monotonic() + timeout
+        while True:
+            meta = await self.cluster.refresh()
+            leaders = {p.leader for t in meta.topics if t.name == OFFSETS_TOPIC
+                       for p in t.partitions}
+            addresses = sorted({self.cluster.brokers.get(b, "") for b in leaders})
+            replies = await asyncio.gather(*(
+                self.stub(a).ListGroups(gpb.ListGroupsRequest(), timeout=timeout)
+                for a in addresses if a), return_exceptions=True)
+            errors = [from_rpc_error(r) if isinstance(r, grpc.RpcError) else r
+                      for r in replies if isinstance(r, BaseException)]
+            if "" not in addresses and not errors:
+                break
+            retriable = all(isinstance(e, OdradekError) and e.retriable for e in errors)
+            if not retriable or time.monotonic() + 0.5 > deadline:
+                if errors:
+                    raise errors[0]
+                raise UnavailableError("a partition of __consumer_offsets has no leader")
+            await asyncio.sleep(0.5)
         groups: dict[str, gpb.GroupSummary] = {}
         for reply in replies:
-            if isinstance(reply, grpc.RpcError):
-                raise from_rpc_error(reply) from None
-            if isinstance(reply, BaseException):
-                raise reply
+            assert isinstance(reply, gpb.ListGroupsResponse)
             for g in reply.groups:
                 groups[g.group_id] = g
         return [groups[k] for k in sorted(groups)]

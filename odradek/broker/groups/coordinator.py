@@ -265,13 +265,13 @@ class GroupCoordinator:
                     continue
                 values[key] = value
             offset = result.next_offset
-        now = time.monotonic()
+        now, wall_ms = time.monotonic(), int(time.time() * 1000)
         for key, value in values.items():
             if value is None:
                 continue
             if isinstance(key, GroupKey) and isinstance(value, GroupValue):
                 offsets = shard.groups[key.group].offsets if key.group in shard.groups else {}
-                group = Group.from_value(key.group, value, now)
+                group = Group.from_value(key.group, value, now, wall_ms)
                 group.offsets = offsets
                 shard.groups[key.group] = group
             elif isinstance(key, OffsetKey) and isinstance(value, OffsetValue):
@@ -338,7 +338,10 @@ class GroupCoordinator:
             raise invalid_request("a member must subscribe to at least one topic")
         async with shard.lock(join.group_id):
             group = shard.groups.get(join.group_id) or Group(join.group_id)
-            known = set(group.members)
+            previous = group.members.get(join.member_id) or next(
+                (m for m in group.members.values()
+                 if join.instance_id and m.instance_id == join.instance_id), None)
+            changed = previous is None or previous.disconnected_ms != 0
             member, _ = group.join(request, time.monotonic())
             shard.groups[group.group_id] = group
             key = (group.group_id, member.member_id)
@@ -347,7 +350,7 @@ class GroupCoordinator:
                 old.close(group_error(
                     "FENCED_INSTANCE_ID", f"member {member.member_id!r} of group "
                     f"{group.group_id!r} connected again elsewhere", group.group_id))
-            await self._settle(shard, group, member.member_id not in known)
+            await self._settle(shard, group, changed)
             # Registered only now, so that Joined goes out before the assignment.
             channel = MemberChannel(group.group_id, member.member_id)
             self._channels[key] = channel
@@ -395,15 +398,30 @@ class GroupCoordinator:
         channel.close()
 
     def stream_closed(self, channel: MemberChannel) -> None:
-        """The member's stream ended without a leave: it has a session timeout to return."""
+        """The member's stream ended without a leave: it has a session timeout to return.
+        When it broke is persisted, so that a new coordinator counts from then."""
         key = (channel.group_id, channel.member_id)
         if self._channels.get(key) is not channel:
             return
         del self._channels[key]
-        for shard in self._shards.values():
-            group = shard.groups.get(channel.group_id)
-            if group is not None:
-                group.disconnected(channel.member_id, time.monotonic())
+        self._spawn(self._record_disconnect(channel))
+
+    async def _record_disconnect(self, channel: MemberChannel) -> None:
+        try:
+            shard = self._shard(channel.group_id)
+        except BrokerError:
+            return  # not coordinating any more: the new coordinator starts its own clock
+        group = shard.groups.get(channel.group_id)
+        if group is None:
+            return
+        async with shard.lock(group.group_id):
+            if (group.group_id, channel.member_id) in self._channels:
+                return  # it came back meanwhile
+            if group.disconnected(channel.member_id, time.monotonic(), int(time.time() * 1000)):
+                try:
+                    await self._persist(shard, [(GroupKey(group.group_id), group.to_value())])
+                except BrokerError as exc:
+                    log.warning("group %s: %s", group.group_id, exc.message)
 
     async def _tick(self) -> None:
         """Removes expired members and follows topics' partition counts."""

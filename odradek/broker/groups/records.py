@@ -42,6 +42,9 @@ class MemberValue:
     session_timeout_ms: int
     max_poll_interval_ms: int
     owned: tuple[TP, ...]
+    # Wall-clock ms when the member's stream broke (0: connected), so that a new
+    # coordinator does not give a dead member a fresh session timeout.
+    disconnected_ms: int = 0
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,8 @@ def encode_value(value: Value) -> bytes:
                       "id": m.member_id, "instance": m.instance_id, "client": m.client_id,
                       "topics": list(m.topics), "session_ms": m.session_timeout_ms,
                       "poll_ms": m.max_poll_interval_ms,
-                      "owned": [[t, p] for t, p in m.owned]} for m in value.members]})
+                      "owned": [[t, p] for t, p in m.owned],
+                      "gone_ms": m.disconnected_ms} for m in value.members]})
 
 
 def decode(key: bytes, value: bytes | None) -> tuple[Key, Value | None]:
@@ -94,7 +98,8 @@ def decode(key: bytes, value: bytes | None) -> tuple[Key, Value | None]:
             members = tuple(MemberValue(
                 str(m["id"]), str(m["instance"]), str(m["client"]),
                 tuple(str(t) for t in m["topics"]), int(m["session_ms"]), int(m["poll_ms"]),
-                tuple((str(t), int(p)) for t, p in m["owned"])) for m in v["members"])
+                tuple((str(t), int(p)) for t, p in m["owned"]), int(m.get("gone_ms", 0)))
+                for m in v["members"])
             return gkey, GroupValue(int(v["generation"]), str(v["strategy"]), members)
     except (ValueError, KeyError, TypeError, IndexError) as exc:
         raise ValueError(f"not a group record: {exc}") from exc

@@ -58,6 +58,7 @@ class Member:
     last_seen: float = 0.0
     polled_at: float = 0.0
     revoke_deadline: float | None = None
+    disconnected_ms: int = 0  # wall clock, persisted; 0 while connected
 
     @property
     def revoking(self) -> set[TP]:
@@ -66,7 +67,8 @@ class Member:
     def to_value(self) -> MemberValue:
         return MemberValue(self.member_id, self.instance_id, self.client_id,
                            tuple(sorted(self.topics)), self.session_timeout_ms,
-                           self.max_poll_interval_ms, tuple(sorted(self.owned)))
+                           self.max_poll_interval_ms, tuple(sorted(self.owned)),
+                           self.disconnected_ms)
 
 
 @dataclass
@@ -110,25 +112,29 @@ class Group:
                           tuple(m.to_value() for _, m in sorted(self.members.items())))
 
     @classmethod
-    def from_value(cls, group_id: str, value: GroupValue, now: float) -> Group:
+    def from_value(cls, group_id: str, value: GroupValue, now: float,
+                   wall_ms: int) -> Group:
         """A group read back by a new coordinator: members are given one session timeout
-        (from now) to reconnect, and keep what they owned meanwhile."""
+        to reconnect (counted from when their stream broke, if it did before the move),
+        and keep what they owned meanwhile."""
         group = cls(group_id)
         group.generation = value.generation
         group.strategy = value.strategy
         for mv in value.members:
             owned = set(mv.owned)
+            gone_s = max(0, wall_ms - mv.disconnected_ms) / 1000 if mv.disconnected_ms else 0
             group.members[mv.member_id] = Member(
                 mv.member_id, mv.instance_id, mv.client_id, frozenset(mv.topics),
                 mv.session_timeout_ms, mv.max_poll_interval_ms, owned=set(owned),
                 assigned=set(owned), sent_generation=value.generation, connected=False,
-                last_seen=now, polled_at=now)
+                last_seen=now - gone_s, polled_at=now, disconnected_ms=mv.disconnected_ms)
         return group
 
     # ---------------------------------------------------------------- membership
     def join(self, request: JoinRequest, now: float) -> tuple[Member, str | None]:
         """Adds or resumes a member. Returns it and, when a static member took the place
-        of a previous instance, the member id whose stream must be closed (itself)."""
+        of a previous instance, the member id whose stream must be closed (itself).
+        A resumed member's disconnected_ms is cleared: persist the group."""
         self._check_join(request)
         member = self.members.get(request.member_id) if request.member_id else None
         replaced: str | None = None
@@ -150,6 +156,7 @@ class Group:
         member.max_poll_interval_ms = request.max_poll_interval_ms
         member.client_id = request.client_id
         member.connected = True
+        member.disconnected_ms = 0
         member.last_seen = member.polled_at = now
         return member, replaced
 
@@ -179,12 +186,16 @@ class Group:
         member.last_seen = now
         member.polled_at = now - max(0, ms_since_poll) / 1000
 
-    def disconnected(self, member_id: str, now: float) -> None:
-        """The member's stream broke: it keeps its partitions for a session timeout."""
+    def disconnected(self, member_id: str, now: float, wall_ms: int) -> bool:
+        """The member's stream broke: it keeps its partitions for a session timeout.
+        True if it was a member (then persist the group)."""
         member = self.members.get(member_id)
-        if member is not None:
-            member.connected = False
-            member.last_seen = now
+        if member is None:
+            return False
+        member.connected = False
+        member.last_seen = now
+        member.disconnected_ms = wall_ms
+        return True
 
     def remove(self, member_id: str) -> bool:
         return self.members.pop(member_id, None) is not None
