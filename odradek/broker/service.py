@@ -205,7 +205,7 @@ class AdminService(pb_grpc.AdminServicer):
     @rpc
     async def ListTopics(self, request: pb.ListTopicsRequest,
                          context: grpc.aio.ServicerContext) -> pb.ListTopicsResponse:
-        return self.admin.list_topics()
+        return self.admin.list_topics(request.include_internal)
 
     @rpc
     async def DescribeTopic(self, request: pb.DescribeTopicRequest,

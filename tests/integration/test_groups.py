@@ -219,6 +219,9 @@ def test_group_admin_and_coordinator_failover_keeps_committed_offsets(
         return offsets if offsets == ends else None
 
     committed = wait_for("offsets committed", committed_all)
+    assert "__consumer_offsets" not in {t.name for t in admin.list_topics()}
+    assert [t.internal for t in admin.list_topics(include_internal=True)
+            if t.name == "__consumer_offsets"] == [True]
     cli = [sys.executable, "-m", "odradek.cli.main"]
     reset = subprocess.run([*cli, "group", "reset", group, "-b", cluster.bootstrap, "--topic",
                             topic, "--to-earliest", "--execute"], capture_output=True, text=True,
