@@ -17,6 +17,7 @@ from odradek.client.connection import Cluster
 from odradek.client.decoder import ConsumerRecord as ConsumerRecord
 from odradek.client.decoder import decode_fetched
 from odradek.client.errors import (
+    CommitFailedError,
     CorruptRecordError,
     OdradekError,
     OffsetOutOfRangeError,
@@ -522,6 +523,7 @@ class Consumer:
                 self._groups, self._member_config, self._subscribed_topics, self,
                 lambda: int((time.monotonic() - self._last_poll) * 1000))
             self._membership.start()
+        self._membership.polled()
         if self._group_error is not None:
             raise self._group_error
         if self._lost:
@@ -572,9 +574,14 @@ class Consumer:
         if not self._group_id:
             raise ValueError("commit needs a group_id")
         offsets = self._positions(set(self._states)) if offsets is None else offsets
-        if offsets:
-            await self._groups.commit(self._group_id, self.member_id, self._generation,
-                                      offsets)
+        if not offsets:
+            return
+        if self._subscription is not None and (self._lost or not self.member_id):
+            raise CommitFailedError(
+                f"not a member of group {self._group_id!r} now (removed, or not joined yet): "
+                "the partitions may belong to another member", "UNKNOWN_MEMBER_ID",
+                metadata={"group": self._group_id})
+        await self._groups.commit(self._group_id, self.member_id, self._generation, offsets)
 
     def commit_async(
         self, offsets: dict[tuple[str, int], int] | None = None,
@@ -604,10 +611,7 @@ class Consumer:
 
     async def _commit_quietly(self, tps: set[TopicPartition]) -> None:
         try:
-            offsets = self._positions(tps)
-            if offsets:
-                await self._groups.commit(self._member_config.group_id, self.member_id,
-                                          self._generation, offsets)
+            await self.commit(self._positions(tps))
         except OdradekError as exc:
             log.warning("auto commit of group %s failed: %s", self._group_id, exc)
 

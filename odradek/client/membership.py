@@ -63,6 +63,13 @@ class Membership:
         self._out: asyncio.Queue[gpb.MemberRequest] | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        # Cleared when the group drops this member: it rejoins at the application's next
+        # poll (as Kafka's consumer does), not while the application is stuck.
+        self._polling = asyncio.Event()
+        self._polling.set()
+
+    def polled(self) -> None:
+        self._polling.set()
 
     def start(self) -> None:
         if self._task is None:
@@ -95,6 +102,7 @@ class Membership:
         attempt = 0
         while not self._stopping:
             err: OdradekError | None = None
+            await self._polling.wait()
             try:
                 topics = await self._topics()
                 if not topics:  # a pattern that matches nothing yet
@@ -119,6 +127,7 @@ class Membership:
     def _recoverable(self, err: OdradekError) -> bool:
         if err.reason == "UNKNOWN_MEMBER_ID":
             self.member_id = ""
+            self._polling.clear()
             self._listener.lost()
             return True
         if err.reason in REDISCOVER:
