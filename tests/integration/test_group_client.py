@@ -38,6 +38,11 @@ async def until(what: str, check: Callable[[], Awaitable[bool]], timeout: float 
     raise AssertionError(f"timed out waiting for {what}")
 
 
+async def create(bootstrap: str, topic: str, partitions: int) -> None:
+    async with Admin(bootstrap) as admin:
+        await admin.create_topic(topic, partitions)
+
+
 async def _produce(bootstrap: str, topic: str, count: int) -> None:
     async with Producer(bootstrap) as producer:
         futures = [await producer.send(topic, f"v{i}", key=f"k{i}") for i in range(count)]
@@ -70,8 +75,7 @@ def test_pattern_subscription_follows_new_topics(broker: BrokerProcess) -> None:
 def test_revoked_partitions_are_committed_and_the_new_owner_starts_there(
         broker: BrokerProcess) -> None:
     async def go() -> None:
-        async with Admin(broker.address) as admin:
-            await admin.create_topic("handover", 4)
+        await create(broker.address, "handover", 4)
         await _produce(broker.address, "handover", 200)
         seen: list[tuple[str, int, int]] = []
         revoked: list[object] = []
@@ -118,8 +122,7 @@ def test_revoked_partitions_are_committed_and_the_new_owner_starts_there(
 def test_a_member_that_stops_polling_is_removed_fenced_and_rejoins(
         broker: BrokerProcess) -> None:
     async def go() -> None:
-        async with Admin(broker.address) as admin:
-            await admin.create_topic("slow", 2)
+        await create(broker.address, "slow", 2)
         lost: list[object] = []
         async with Consumer(broker.address, group_id="slow", session_timeout_ms=2000,
                             max_poll_interval_ms=1500, enable_auto_commit=False) as c:
@@ -150,8 +153,7 @@ def test_a_member_that_stops_polling_is_removed_fenced_and_rejoins(
 
 def test_a_member_with_another_strategy_is_refused(broker: BrokerProcess) -> None:
     async def go() -> None:
-        async with Admin(broker.address) as admin:
-            await admin.create_topic("strategies", 1)
+        await create(broker.address, "strategies", 1)
         async with Consumer(broker.address, group_id="strategies") as first, \
                 Consumer(broker.address, group_id="strategies",
                          assignment_strategy="range") as second:
