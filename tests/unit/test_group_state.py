@@ -175,3 +175,18 @@ def test_a_member_gone_before_the_coordinator_moved_is_not_given_a_new_session()
     assert b not in dict(back.expired(500.6))
     again = join(back, 500.1, member_id=a)
     assert again == a and back.members[a].disconnected_ms == 0
+
+
+def test_a_revocation_in_progress_survives_a_coordinator_move():
+    g = Group("g")
+    a = join(g, 0)
+    g.reconcile(PARTITIONS, 0)
+    b = join(g, 0)
+    g.reconcile(PARTITIONS, 0)
+    revoking = g.members[a].revoking
+    assert revoking
+    back = Group.from_value("g", g.to_value(), now=10.0, wall_ms=1)
+    assert back.members[a].revoking == revoking
+    assert back.reconcile(PARTITIONS, 10.0) == {}  # b still waits
+    assert back.acknowledge(a, back.members[a].sent_generation)
+    assert back.reconcile(PARTITIONS, 10.0) == {b: revoking}

@@ -150,6 +150,9 @@ class GroupCoordinator:
         topic = self.cluster.image.topics[OFFSETS_TOPIC]
         index = partition_for(group_id, len(topic.partitions))
         leader = topic.partitions[index].leader
+        local = self.cluster.partitions.get((OFFSETS_TOPIC, index))
+        if local is not None and not local.closed and local.leader is not None:
+            leader = local.leader  # a replica learns of an election before the image does
         address = self.cluster.address_of(leader if leader >= 0 else None)
         if address is None:
             raise BrokerError(grpc.StatusCode.UNAVAILABLE, "COORDINATOR_NOT_AVAILABLE",
@@ -164,8 +167,16 @@ class GroupCoordinator:
             if OFFSETS_TOPIC in self.cluster.image.topics:
                 return
             s = self.settings
-            brokers = max(1, len(self.cluster.image.available_brokers()))
-            rf = min(s.offsets_replication_factor, brokers)
+            # Created once with its final replication factor: wait (the client retries)
+            # until as many brokers as there are metadata voters have registered, rather
+            # than replicate every group's offsets on fewer brokers for ever.
+            rf = min(s.offsets_replication_factor, max(1, len(self.cluster.settings.voters)))
+            brokers = len(self.cluster.image.available_brokers())
+            if brokers < rf:
+                raise BrokerError(
+                    grpc.StatusCode.UNAVAILABLE, "COORDINATOR_NOT_AVAILABLE",
+                    f"{OFFSETS_TOPIC} needs {rf} brokers and {brokers} are registered; "
+                    "retry shortly")
             configs = {"cleanup.policy": "compact"}
             try:
                 if self.cluster.is_controller():

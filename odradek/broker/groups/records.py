@@ -45,6 +45,8 @@ class MemberValue:
     # Wall-clock ms when the member's stream broke (0: connected), so that a new
     # coordinator does not give a dead member a fresh session timeout.
     disconnected_ms: int = 0
+    # The last assignment sent (owned - assigned is being revoked); None: equal to owned.
+    assigned: tuple[TP, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,9 @@ def encode_value(value: Value) -> bytes:
                       "topics": list(m.topics), "session_ms": m.session_timeout_ms,
                       "poll_ms": m.max_poll_interval_ms,
                       "owned": [[t, p] for t, p in m.owned],
-                      "gone_ms": m.disconnected_ms} for m in value.members]})
+                      "gone_ms": m.disconnected_ms,
+                      "assigned": None if m.assigned is None else [[t, p] for t, p in m.assigned]}
+                     for m in value.members]})
 
 
 def decode(key: bytes, value: bytes | None) -> tuple[Key, Value | None]:
@@ -98,7 +102,9 @@ def decode(key: bytes, value: bytes | None) -> tuple[Key, Value | None]:
             members = tuple(MemberValue(
                 str(m["id"]), str(m["instance"]), str(m["client"]),
                 tuple(str(t) for t in m["topics"]), int(m["session_ms"]), int(m["poll_ms"]),
-                tuple((str(t), int(p)) for t, p in m["owned"]), int(m.get("gone_ms", 0)))
+                tuple((str(t), int(p)) for t, p in m["owned"]), int(m.get("gone_ms", 0)),
+                None if m.get("assigned") is None else
+                tuple((str(t), int(p)) for t, p in m["assigned"]))
                 for m in v["members"])
             return gkey, GroupValue(int(v["generation"]), str(v["strategy"]), members)
     except (ValueError, KeyError, TypeError, IndexError) as exc:

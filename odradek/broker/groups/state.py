@@ -68,7 +68,7 @@ class Member:
         return MemberValue(self.member_id, self.instance_id, self.client_id,
                            tuple(sorted(self.topics)), self.session_timeout_ms,
                            self.max_poll_interval_ms, tuple(sorted(self.owned)),
-                           self.disconnected_ms)
+                           self.disconnected_ms, tuple(sorted(self.assigned)))
 
 
 @dataclass
@@ -122,12 +122,15 @@ class Group:
         group.strategy = value.strategy
         for mv in value.members:
             owned = set(mv.owned)
+            assigned = owned if mv.assigned is None else set(mv.assigned) & owned
             gone_s = max(0, wall_ms - mv.disconnected_ms) / 1000 if mv.disconnected_ms else 0
             group.members[mv.member_id] = Member(
                 mv.member_id, mv.instance_id, mv.client_id, frozenset(mv.topics),
                 mv.session_timeout_ms, mv.max_poll_interval_ms, owned=set(owned),
-                assigned=set(owned), sent_generation=value.generation, connected=False,
-                last_seen=now - gone_s, polled_at=now, disconnected_ms=mv.disconnected_ms)
+                assigned=set(assigned), sent_generation=value.generation, connected=False,
+                last_seen=now - gone_s, polled_at=now, disconnected_ms=mv.disconnected_ms,
+                revoke_deadline=(now + mv.max_poll_interval_ms / 1000
+                                 if assigned != owned else None))
         return group
 
     # ---------------------------------------------------------------- membership
