@@ -120,12 +120,18 @@ def stable_with(admin: SyncAdmin, group: str, count: int) -> dict[str, set[int]]
 
 
 def check_order(member: Member) -> None:
-    """Per partition, each member printed offsets in increasing order."""
+    """Per partition, each member printed new records in offset order. A member that lost
+    its partitions (e.g. reconnecting after its session expired) may read again from the
+    committed offset: those repeats are allowed (at least once), not a reordering."""
+    seen: set[tuple[int, int]] = set()
     last: dict[int, int] = {}
     for partition, offset, _ in member.records():
+        if (partition, offset) in seen:
+            continue
         assert offset > last.get(partition, -1), \
             f"{member.path.name}: partition {partition} went from {last[partition]} to {offset}"
         last[partition] = offset
+        seen.add((partition, offset))
 
 
 def test_kill9_member_partitions_move_and_nothing_is_lost(
