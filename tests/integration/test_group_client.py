@@ -201,3 +201,17 @@ def test_bad_requests_get_a_reason(broker: BrokerProcess, call: Callable[[object
         with pytest.raises(grpc.RpcError) as info:
             call(stub)
         assert from_rpc_error(info.value).reason == reason
+
+
+def test_groups_service_is_reflected_and_has_health(broker: BrokerProcess) -> None:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+        ProtoReflectionDescriptorDatabase,
+    )
+
+    with grpc.insecure_channel(broker.address) as channel:
+        services = ProtoReflectionDescriptorDatabase(channel).get_services()
+        assert "odradek.v1.Groups" in services
+        reply = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service="odradek.v1.Groups"), timeout=10)
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
