@@ -533,9 +533,15 @@ class Consumer:
             if lost:
                 await _call(self._on_lost, lost)
         while self._pending is not None:
-            generation, target = self._pending
-            self._pending = None
-            await self._apply_assignment(generation, target)
+            pending, self._pending = self._pending, None
+            try:
+                await self._apply_assignment(*pending)
+            except BaseException:
+                # Applying is idempotent: the next poll tries again (unless a newer
+                # assignment arrived meanwhile), so the change is never dropped.
+                if self._pending is None:
+                    self._pending = pending
+                raise
         if self._auto_commit and time.monotonic() >= self._next_commit:
             self._next_commit = time.monotonic() + self._auto_commit_s
             await self._commit_quietly(set(self._states))
