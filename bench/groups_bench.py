@@ -6,7 +6,9 @@ when a member joins and when one leaves (median of --tries), and the throughput 
 
 Rebalance time: from the moment the joining member first polls (or the leaving member
 starts its close, which commits and leaves) to the moment every member holds its final
-assignment (the last on_assigned callback), all members polling every 50 ms."""
+assignment (the last on_assigned callback), all members polling every 50 ms. Crash: 4
+`odradek consume --group` processes (session timeout 3 s), one killed with -9; the time
+until the coordinator reports the 3 others STABLE with every partition."""
 
 from __future__ import annotations
 
@@ -145,6 +147,47 @@ def throughput(bootstrap: str, topic: str) -> dict[str, float]:
             "per_member": [r["count"] for r in results]}  # type: ignore[dict-item]
 
 
+def crashes(bootstrap: str, tries: int) -> list[float]:
+    from odradek.client import SyncAdmin
+    from odradek.client.errors import OdradekError
+
+    def stable(admin: SyncAdmin, group: str, count: int) -> bool:
+        try:
+            d = admin.describe_group(group)
+        except OdradekError:
+            return False
+        owned = sum(len(a.partitions) for m in d.members for a in m.assigned)
+        return d.state == "STABLE" and len(d.members) == count and owned == PARTITIONS
+
+    def wait(admin: SyncAdmin, group: str, count: int) -> None:
+        deadline = time.monotonic() + 60
+        while not stable(admin, group, count):
+            if time.monotonic() > deadline:
+                raise TimeoutError("the group did not settle")
+            time.sleep(0.02)
+
+    times = []
+    with SyncAdmin(bootstrap) as admin:
+        admin.create_topic("bench-crash", PARTITIONS, 3)
+        for i in range(tries):
+            group = f"bench-crash-{i}"
+            procs = [subprocess.Popen(
+                [sys.executable, "-m", "odradek.cli.main", "consume", "bench-crash", "-b",
+                 bootstrap, "--group", group, "--session-timeout-ms", "3000"],
+                stdout=subprocess.DEVNULL, cwd=ROOT) for _ in range(4)]
+            try:
+                wait(admin, group, 4)
+                procs[0].kill()
+                started = time.monotonic()
+                wait(admin, group, 3)
+                times.append(time.monotonic() - started)
+            finally:
+                for proc in procs:
+                    proc.kill()
+                    proc.wait(10)
+    return times
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tries", type=int, default=7)
@@ -160,6 +203,10 @@ def main() -> None:
             print(f"rebalance on leave: median {statistics.median(leaves) * 1000:.0f} ms "
                   f"(min {min(leaves) * 1000:.0f}, max {max(leaves) * 1000:.0f}, "
                   f"n={len(leaves)})")
+            crash = crashes(cluster.bootstrap, args.tries)
+            print(f"rebalance on kill -9 (session timeout 3000 ms): median "
+                  f"{statistics.median(crash) * 1000:.0f} ms (min {min(crash) * 1000:.0f}, "
+                  f"max {max(crash) * 1000:.0f}, n={len(crash)})")
             asyncio.run(fill(cluster.bootstrap, "bench-throughput", args.records, args.size))
             result = throughput(cluster.bootstrap, "bench-throughput")
             print(f"4-member group: {result['records']:.0f} records of {args.size} B in "

@@ -63,6 +63,7 @@ class Membership:
         self._out: asyncio.Queue[gpb.MemberRequest] | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._leaving = False
         # Cleared when the group drops this member: it rejoins at the application's next
         # poll (as Kafka's consumer does), not while the application is stuck.
         self._polling = asyncio.Event()
@@ -83,18 +84,20 @@ class Membership:
             self._out.put_nowait(request)
 
     async def stop(self, leave: bool, timeout_s: float = 5.0) -> None:
-        """Ends the membership; with leave the coordinator reassigns at once, without it
-        (static members) the partitions wait a session timeout for this instance."""
-        self._stopping = True
+        """Ends the membership; with leave the coordinator reassigns at once (the leave
+        waits for a reconnection if the stream is down), without it (static members) the
+        partitions wait a session timeout for this instance."""
         task = self._task
         if task is None:
             return
-        if leave and self._out is not None:
+        if leave and self.member_id and not task.done():
+            self._leaving = True
             self._send(gpb.MemberRequest(leave=gpb.LeaveGroup()))
             try:
                 await asyncio.wait_for(asyncio.shield(task), timeout_s)
             except (TimeoutError, Exception):  # noqa: BLE001 - leaving is best effort
                 pass
+        self._stopping = True
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
 
@@ -111,13 +114,16 @@ class Membership:
                 address = await self._groups.coordinator(self.config.group_id,
                                                          refresh=attempt > 0)
                 await self._session(address, topics)
+                if self._leaving:
+                    return
                 attempt = 0
             except grpc.RpcError as exc:
                 err = from_rpc_error(exc)
             except OdradekError as exc:
                 err = exc
-            if self._stopping:
-                return
+            if self._stopping or (self._leaving and err is not None
+                                  and err.reason == "UNKNOWN_MEMBER_ID"):
+                return  # stopped, or leaving a group that already dropped us
             if err is not None and not self._recoverable(err):
                 self._listener.failed(err)
                 return
@@ -146,6 +152,9 @@ class Membership:
 
         async def requests() -> AsyncIterator[gpb.MemberRequest]:
             yield join
+            if self._leaving:  # reconnected only to leave
+                yield gpb.MemberRequest(leave=gpb.LeaveGroup())
+                return
             while True:
                 try:
                     item = await asyncio.wait_for(out.get(), self._heartbeat_s)

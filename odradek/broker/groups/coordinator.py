@@ -256,7 +256,12 @@ class GroupCoordinator:
         # A new leader's high watermark reaches its log end once an entry of its own term
         # commits: from then on the log holds every acknowledged group change.
         while p.high_watermark < p.log.log_end_offset:
-            if self._shards.get(shard.index) is not shard or time.monotonic() > deadline:
+            if self._shards.get(shard.index) is not shard:
+                return
+            if time.monotonic() > deadline:  # no quorum: the watch loop tries again
+                log.warning("%s-%d: could not load its groups within %.0fs", OFFSETS_TOPIC,
+                            shard.index, LOAD_TIMEOUT_S)
+                self._unload(shard.index)
                 return
             await p.wait_for_append(0.1)
         if self._shards.get(shard.index) is not shard:
