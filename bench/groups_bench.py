@@ -80,8 +80,8 @@ class Member:
 
     async def close(self) -> None:
         self.task.cancel()
-        await asyncio.gather(self.task, return_exceptions=True)
-        await self.consumer.close()
+        await asyncio.wait([self.task], timeout=10)
+        await asyncio.wait_for(self.consumer.close(), 60)
 
 
 async def _balanced(members: list[Member], timeout: float = 60) -> None:

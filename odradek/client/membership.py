@@ -99,7 +99,13 @@ class Membership:
                 pass
         self._stopping = True
         task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        # Bounded: closing a consumer must not hang on a stream that ignores the cancel.
+        done, _ = await asyncio.wait([task], timeout=timeout_s)
+        if not done:
+            log.warning("membership of %s did not stop within %.0fs", self.config.group_id,
+                        timeout_s)
+        elif not task.cancelled() and task.exception() is not None:
+            log.debug("membership of %s ended: %s", self.config.group_id, task.exception())
 
     async def _run(self) -> None:
         attempt = 0

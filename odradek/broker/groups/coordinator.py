@@ -24,19 +24,18 @@ from odradek.broker.groups.assignors import TP
 from odradek.broker.groups.lookup import OffsetLookup
 from odradek.broker.groups.records import (
     GroupKey,
-    GroupValue,
     Key,
     OffsetKey,
     OffsetValue,
     Value,
-    decode,
     encode_key,
     encode_value,
 )
+from odradek.broker.groups.replay import rebuild
 from odradek.broker.groups.state import Group, JoinRequest, Member, check_group_id, group_error
 from odradek.broker.replication.replica import ReplicatedPartition
 from odradek.broker.topic_admin import ForwardedError, TopicAdmin
-from odradek.records import encode_batch, iter_records
+from odradek.records import Record, encode_batch, iter_records
 from odradek.v1 import groups_pb2 as gpb
 from odradek.v1 import odradek_pb2 as pb
 
@@ -266,33 +265,15 @@ class GroupCoordinator:
             await p.wait_for_append(0.1)
         if self._shards.get(shard.index) is not shard:
             return
-        values: dict[Key, Value | None] = {}
         offset, end = p.log.log_start_offset, p.high_watermark
+        records: list[Record] = []
         while offset < end:
             result = p.log.read(offset, READ_CHUNK, max_offset=end)
             if not result.data:
                 break
-            for record in iter_records(result.data, verify=False):
-                try:
-                    key, value = decode(record.key or b"", record.value)
-                except ValueError as exc:
-                    log.warning("%s-%d offset %d: %s", OFFSETS_TOPIC, shard.index,
-                                record.offset, exc)
-                    continue
-                values[key] = value
+            records.extend(iter_records(result.data, verify=False))
             offset = result.next_offset
-        now, wall_ms = time.monotonic(), int(time.time() * 1000)
-        for key, value in values.items():
-            if value is None:
-                continue
-            if isinstance(key, GroupKey) and isinstance(value, GroupValue):
-                offsets = shard.groups[key.group].offsets if key.group in shard.groups else {}
-                group = Group.from_value(key.group, value, now, wall_ms)
-                group.offsets = offsets
-                shard.groups[key.group] = group
-            elif isinstance(key, OffsetKey) and isinstance(value, OffsetValue):
-                group = shard.groups.setdefault(key.group, Group(key.group))
-                group.offsets[(key.topic, key.partition)] = value
+        shard.groups = rebuild(records, time.monotonic(), int(time.time() * 1000))
         shard.ready = True
         log.info("coordinating %d group(s) of %s-%d (term %d)", len(shard.groups),
                  OFFSETS_TOPIC, shard.index, shard.term)
