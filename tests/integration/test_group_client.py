@@ -215,3 +215,36 @@ def test_groups_service_is_reflected_and_has_health(broker: BrokerProcess) -> No
         reply = health_pb2_grpc.HealthStub(channel).Check(
             health_pb2.HealthCheckRequest(service="odradek.v1.Groups"), timeout=10)
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_cli_describe_and_bad_flags(broker: BrokerProcess) -> None:
+    import subprocess
+    import sys
+
+    async def go() -> None:
+        await create(broker.address, "cli-topic", 2)
+        await _produce(broker.address, "cli-topic", 10)
+        async with Consumer(broker.address, group_id="cli-group",
+                            auto_offset_reset="earliest") as c:
+            c.subscribe(["cli-topic"])
+
+            async def read_all() -> bool:
+                await c.poll(50)
+                return all(st.position == st.high_watermark for st in c._states.values()) \
+                    and len(c.assignment()) == 2
+            await until("caught up", read_all)
+            await c.commit()
+
+    run(go())
+    cli = [sys.executable, "-m", "odradek.cli.main"]
+    out = subprocess.run([*cli, "group", "describe", "cli-group", "-b", broker.address],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    rows = [line.split() for line in out.stdout.splitlines() if line.startswith("cli-topic")]
+    assert [(r[1], r[4]) for r in rows] == [("0", "0"), ("1", "0")]  # partition, lag
+    bad = subprocess.run([*cli, "consume", "cli-topic", "--group", "g", "--partition", "0",
+                          "-b", broker.address], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and "--group reads the partitions" in bad.stderr
+    missing = subprocess.run([*cli, "group", "describe", "no-such-group", "-b",
+                              broker.address], capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 1 and "GROUP_ID_NOT_FOUND" in missing.stderr
