@@ -20,6 +20,9 @@ from odradek.broker.auth.guard import Guard
 from odradek.broker.auth.setup import SecuritySettings, build_guard, ensure_bootstrap_user
 from odradek.broker.cert_metrics import CertificateCollector
 from odradek.broker.cluster import ClusterNode, ClusterSettings
+from odradek.broker.groups.coordinator import CoordinatorSettings, GroupCoordinator
+from odradek.broker.groups.metrics import GroupCollector
+from odradek.broker.groups.service import GroupsService
 from odradek.broker.metrics import BrokerMetrics, MetricsServer, StateCollector
 from odradek.broker.replication.host import RaftHost
 from odradek.broker.replication.producer_state import DEFAULT_EXPIRATION_MS
@@ -31,7 +34,14 @@ from odradek.broker.transport import SERVER_OPTIONS, RaftTransport
 from odradek.raft import Message
 from odradek.security.tls import ServerTLS, TLSConfigError
 from odradek.storage import LogConfig
-from odradek.v1 import cluster_pb2_grpc, raft_pb2_grpc, security_pb2, security_pb2_grpc
+from odradek.v1 import (
+    cluster_pb2_grpc,
+    groups_pb2,
+    groups_pb2_grpc,
+    raft_pb2_grpc,
+    security_pb2,
+    security_pb2_grpc,
+)
 from odradek.v1 import odradek_pb2 as pb
 from odradek.v1 import odradek_pb2_grpc as pb_grpc
 
@@ -67,6 +77,8 @@ class BrokerSettings:
     tls: ServerTLS | None = None
     # Users, ACLs and who may do what (odradek.broker.auth).
     security: SecuritySettings = field(default_factory=SecuritySettings)
+    # Partitions of the internal topic __consumer_offsets when this broker creates it.
+    offsets_topic_partitions: int = 8
 
 
 class Broker:
@@ -80,6 +92,7 @@ class Broker:
         self.cluster: ClusterNode | None = None
         self.transport: RaftTransport | None = None
         self.host: RaftHost | None = None
+        self.groups: GroupCoordinator | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = asyncio.Event()
         self.metrics = BrokerMetrics()
@@ -88,6 +101,7 @@ class Broker:
             lambda: self.transport))
         if settings.tls is not None:
             self.metrics.registry.register(CertificateCollector(settings.tls))
+        self.metrics.registry.register(GroupCollector(lambda: self.groups))
         self.metrics.topics = self._hosted_topics
         self.metrics_server: MetricsServer | None = None
         self.guard: Guard | None = None
@@ -144,9 +158,15 @@ class Broker:
         cluster_pb2_grpc.add_ControllerServicer_to_server(ControllerService(admin, m), self.server)  # type: ignore[no-untyped-call]
         security_pb2_grpc.add_SecurityServicer_to_server(  # type: ignore[no-untyped-call]
             SecurityService(self.cluster, self.guard.sessions, m), self.server)
+        self.groups = GroupCoordinator(self.cluster, admin, CoordinatorSettings(
+            offsets_partitions=s.offsets_topic_partitions,
+            offsets_replication_factor=s.default_replication_factor))
+        groups_pb2_grpc.add_GroupsServicer_to_server(GroupsService(self.groups, m), self.server)  # type: ignore[no-untyped-call]
         raft_pb2_grpc.add_RaftServicer_to_server(self.transport.servicer(), self.server)  # type: ignore[no-untyped-call]
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        # The first three get a health status of their own (SERVING once registered).
         names = [pb.DESCRIPTOR.services_by_name[n].full_name for n in ("Broker", "Admin")]
+        names.append(groups_pb2.DESCRIPTOR.services_by_name["Groups"].full_name)
         names.append(security_pb2.DESCRIPTOR.services_by_name["Security"].full_name)
         names += [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
                   reflection.SERVICE_NAME]
@@ -167,9 +187,10 @@ class Broker:
         self.transport.start()
         self.host.start()
         self.cluster.start()
+        self.groups.start()
         self._tasks = [asyncio.create_task(self._flush_loop()),
                        asyncio.create_task(self._retention_loop()),
-                       asyncio.create_task(self._serve_when_registered(names[:2]))]
+                       asyncio.create_task(self._serve_when_registered(names[:3]))]
         if s.security.bootstrap_user is not None:
             self._tasks.append(asyncio.create_task(ensure_bootstrap_user(
                 self.cluster, *s.security.bootstrap_user)))
@@ -231,6 +252,8 @@ class Broker:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.groups is not None:
+            await self.groups.stop()
         if self.host is not None:
             await self.host.stop()
         if self.transport is not None:

@@ -228,7 +228,7 @@ class AdminService(pb_grpc.AdminServicer):
     @rpc
     async def ListTopics(self, request: pb.ListTopicsRequest,
                          context: grpc.aio.ServicerContext) -> pb.ListTopicsResponse:
-        reply = self.admin.list_topics()
+        reply = self.admin.list_topics(request.include_internal)
         _keep_describable(reply.topics)
         return reply
 

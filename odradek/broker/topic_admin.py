@@ -173,12 +173,15 @@ class TopicAdmin:
             raise ForwardedError(exc) from exc
 
     # ----------------------------------------------------------------- reads
-    def list_topics(self) -> pb.ListTopicsResponse:
+    def list_topics(self, include_internal: bool = True) -> pb.ListTopicsResponse:
+        """Internal topics (named __*, such as __consumer_offsets) only when asked for."""
         image = self.cluster.image
         return pb.ListTopicsResponse(topics=[
             pb.TopicSummary(name=t.name, partitions=len(t.partitions),
-                            replication_factor=t.replication_factor)
-            for _, t in sorted(image.topics.items())])
+                            replication_factor=t.replication_factor,
+                            internal=is_internal(t.name))
+            for _, t in sorted(image.topics.items())
+            if include_internal or not is_internal(t.name)])
 
     def describe(self, name: str) -> pb.TopicDescription:
         topic = require_topic(self.cluster.image, name)
@@ -232,6 +235,10 @@ class TopicAdmin:
         return pb.PartitionInfo(partition=index, leader=leader, replicas=replicas,
                                 in_sync_replicas=isr, leader_epoch=max(term, 0),
                                 target_replicas=list(info.target_replicas or ()))
+
+
+def is_internal(topic: str) -> bool:
+    return topic.startswith("__")
 
 
 def _all_led(topic: Any) -> bool:

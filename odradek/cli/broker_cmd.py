@@ -59,6 +59,10 @@ def add_broker_parser(
     p.add_argument("--producer-id-expiration-ms", type=_positive_int, default=24 * 3600 * 1000,
                    metavar="MS", help="forget an idempotent producer's sequence state after "
                    "this long without a batch from it (default one day)")
+    p.add_argument("--offsets-topic-partitions", type=int, default=8, metavar="N",
+                   help="partitions of the internal topic __consumer_offsets when it is "
+                        "created (group coordinators are spread over them; default "
+                        "%(default)s)")
     p.add_argument("--default-replication-factor", type=int, default=3,
                    help="replication factor of topics that do not ask for one, capped by "
                         "the brokers available (default %(default)s)")

@@ -269,6 +269,16 @@ def add_consume_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser])
                        help="start at the first record at or after this time")
     p.add_argument("--partition", "-p", type=int, action="append",
                    help="partition to read (repeatable; default: all)")
+    p.add_argument("--group", "-g", metavar="GROUP",
+                   help="consume as a member of this group: partitions are assigned by the "
+                        "group, reading starts at its committed offsets (else at the end, or "
+                        "the beginning with --from-beginning) and progress is committed")
+    p.add_argument("--group-instance-id", default="", metavar="ID",
+                   help="static membership: a restart within the session timeout keeps the "
+                        "partitions without a rebalance")
+    p.add_argument("--session-timeout-ms", type=int, default=10_000, metavar="MS",
+                   help="with --group: a member silent this long is removed "
+                        "(default %(default)s)")
     p.add_argument("--max-messages", "-n", type=int, help="exit after this many records")
     p.add_argument("--timeout-ms", type=int,
                    help="exit after this long without a record (default: never)")
@@ -310,9 +320,20 @@ def record_to_json(r: ConsumerRecord) -> dict[str, Any]:
 async def _consume(args: argparse.Namespace) -> int:
     out: Any = getattr(sys.stdout, "buffer", None) or _TextBytes(sys.stdout)
     key_sep = unescape(args.key_separator).encode()
-    async with Consumer(args.bootstrap, **tls_options(args),
-                        auto_offset_reset="latest") as consumer:
-        if args.partition:
+    if args.group:
+        if args.partition or args.offset is not None or args.from_timestamp is not None:
+            raise CliError("--group reads the partitions the group assigns from its committed "
+                           "offsets: --partition, --offset and --from-timestamp do not apply")
+        group = {"group_id": args.group, "group_instance_id": args.group_instance_id,
+                 "session_timeout_ms": args.session_timeout_ms, "client_id": "odradek-cli"}
+    else:
+        group = {}
+    reset = "earliest" if args.group and args.from_beginning else "latest"
+    async with Consumer(args.bootstrap, **tls_options(args), **group,
+                        auto_offset_reset=reset) as consumer:
+        if args.group:
+            consumer.subscribe([args.topic])
+        elif args.partition:
             tps = [TopicPartition(args.topic, p) for p in args.partition]
             count = (await consumer.cluster.topic(args.topic)).num_partitions
             for tp in tps:
@@ -321,51 +342,61 @@ async def _consume(args: argparse.Namespace) -> int:
                                    f"(it has {count})", "UNKNOWN_TOPIC_OR_PARTITION")
         else:
             tps = await consumer.partitions_for(args.topic)
-        consumer.assign(tps)
-        if args.from_beginning:
-            await consumer.seek_to_beginning()
-        elif args.offset is not None:
-            if args.offset < 0:
-                raise CliError("--offset must be >= 0")
-            for tp in tps:
-                consumer.seek(tp, args.offset)
-        elif args.from_timestamp is not None:
-            for tp in tps:
-                await consumer.seek_to_timestamp(tp, args.from_timestamp)
-        else:
-            await consumer.seek_to_end()
-
-        seen = 0
-        loop = asyncio.get_running_loop()
-        idle_since = loop.time()
-        while args.max_messages is None or seen < args.max_messages:
-            wait = 1000.0
-            if args.timeout_ms is not None:
-                left = args.timeout_ms - (loop.time() - idle_since) * 1000
-                if left <= 0:
-                    break
-                wait = min(wait, left)
-            limit = None if args.max_messages is None else args.max_messages - seen
-            records = await consumer.poll(wait, max_records=limit)
-            if not records:
-                continue
-            idle_since = loop.time()
-            seen += len(records)
-            chunks: list[bytes] = []
-            for r in records:
-                if args.format == "json":
-                    chunks.append(json.dumps(record_to_json(r), ensure_ascii=False).encode())
-                else:
-                    value = b"null" if r.value is None else r.value
-                    if args.print_key:
-                        key = b"null" if r.key is None else r.key
-                        chunks.append(key + key_sep + value)
-                    else:
-                        chunks.append(value)
-            chunks.append(b"")
-            out.write(b"\n".join(chunks))
-            out.flush()
+        if not args.group:
+            await _position(consumer, tps, args)
+        await _print_records(consumer, args, out, key_sep)
     return 0
+
+
+async def _position(consumer: Consumer, tps: list[TopicPartition],
+                args: argparse.Namespace) -> None:
+    consumer.assign(tps)
+    if args.from_beginning:
+        await consumer.seek_to_beginning()
+    elif args.offset is not None:
+        if args.offset < 0:
+            raise CliError("--offset must be >= 0")
+        for tp in tps:
+            consumer.seek(tp, args.offset)
+    elif args.from_timestamp is not None:
+        for tp in tps:
+            await consumer.seek_to_timestamp(tp, args.from_timestamp)
+    else:
+        await consumer.seek_to_end()
+
+
+async def _print_records(consumer: Consumer, args: argparse.Namespace, out: Any,
+                     key_sep: bytes) -> None:
+    seen = 0
+    loop = asyncio.get_running_loop()
+    idle_since = loop.time()
+    while args.max_messages is None or seen < args.max_messages:
+        wait = 1000.0
+        if args.timeout_ms is not None:
+            left = args.timeout_ms - (loop.time() - idle_since) * 1000
+            if left <= 0:
+                break
+            wait = min(wait, left)
+        limit = None if args.max_messages is None else args.max_messages - seen
+        records = await consumer.poll(wait, max_records=limit)
+        if not records:
+            continue
+        idle_since = loop.time()
+        seen += len(records)
+        chunks: list[bytes] = []
+        for r in records:
+            if args.format == "json":
+                chunks.append(json.dumps(record_to_json(r), ensure_ascii=False).encode())
+            else:
+                value = b"null" if r.value is None else r.value
+                if args.print_key:
+                    key = b"null" if r.key is None else r.key
+                    chunks.append(key + key_sep + value)
+                else:
+                    chunks.append(value)
+        chunks.append(b"")
+        out.write(b"\n".join(chunks))
+        out.flush()
 
 
 class _TextBytes:

@@ -1,4 +1,4 @@
-"""`odradek`: topics, produce, consume, bench, broker and dev."""
+"""`odradek`: topics, produce, consume, groups, bench, broker and dev."""
 
 from __future__ import annotations
 
@@ -11,7 +11,14 @@ from odradek.cli.common import CliError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from odradek.cli import bench_cmd, broker_cmd, client_cmds, cluster_cmds, security_cmds
+    from odradek.cli import (
+        bench_cmd,
+        broker_cmd,
+        client_cmds,
+        cluster_cmds,
+        group_cmds,
+        security_cmds,
+    )
 
     parser = argparse.ArgumentParser(
         prog="odradek", description="Odradek: an event streaming platform.")
@@ -19,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     client_cmds.add_topic_parser(sub)
     client_cmds.add_produce_parser(sub)
     client_cmds.add_consume_parser(sub)
+    group_cmds.add_group_parser(sub)
     cluster_cmds.add_cluster_parsers(sub)
     security_cmds.add_security_parsers(sub)
     bench_cmd.add_bench_parser(sub)

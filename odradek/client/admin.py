@@ -8,8 +8,10 @@ from typing import Any
 
 from odradek.client.auth import ScramLogin
 from odradek.client.connection import Cluster
+from odradek.client.groups import GroupClient
 from odradek.security import scram
 from odradek.security.tls import ClientTLS
+from odradek.v1 import groups_pb2 as gpb
 from odradek.v1 import odradek_pb2 as pb
 from odradek.v1 import security_pb2 as spb
 from odradek.v1 import security_pb2_grpc as spb_grpc
@@ -43,6 +45,7 @@ class Admin:
                                          login=ScramLogin.from_options(username, password))
         self._owns_cluster = cluster is None
         self._timeout = request_timeout_ms / 1000
+        self._groups = GroupClient(self._cluster)
 
     @property
     def cluster(self) -> Cluster:
@@ -227,3 +230,44 @@ class Admin:
         reply = await self._security("ListAcls", spb.ListAclsRequest(
             filter=filter or spb.AclFilter()))
         return list(reply.acls)
+
+    # -- consumer groups -----------------------------------------------------------------
+
+    async def list_groups(self) -> list[gpb.GroupSummary]:
+        return await self._groups.list_groups()
+
+    async def describe_group(self, group_id: str) -> gpb.GroupDescription:
+        """State, members, assignment, and per partition the committed offset, log end
+        offset and lag."""
+        return await self._groups.describe(group_id)
+
+    async def delete_group(self, group_id: str) -> None:
+        """Deletes the group and its committed offsets; refused while it has members."""
+        await self._groups.delete(group_id)
+
+    async def group_offsets(self, group_id: str) -> dict[tuple[str, int], int]:
+        return await self._groups.committed(group_id)
+
+    async def reset_group_offsets(
+        self, group_id: str, topics: Mapping[str, Sequence[int]] | Sequence[str] = (), *,
+        to_earliest: bool = False, to_latest: bool = False,
+        to_timestamp_ms: int | None = None, to_offset: int | None = None,
+        shift_by: int | None = None, dry_run: bool = False,
+    ) -> list[gpb.OffsetChange]:
+        """Moves the group's committed offsets of topics (a topic without partitions: all of
+        them; nothing: every partition with a committed offset). Exactly one target. Refused
+        while the group has members; with dry_run only says what would change."""
+        specs = {"to_earliest": to_earliest or None, "to_latest": to_latest or None,
+                 "to_timestamp_ms": to_timestamp_ms, "to_offset": to_offset,
+                 "shift_by": shift_by}
+        given = {k: v for k, v in specs.items() if v is not None}
+        if len(given) != 1:
+            raise ValueError("give exactly one of to_earliest, to_latest, to_timestamp_ms, "
+                             "to_offset, shift_by")
+        items = topics.items() if isinstance(topics, Mapping) else [(t, []) for t in topics]
+        request = gpb.ResetOffsetsRequest(
+            group_id=group_id, dry_run=dry_run,
+            partitions=[gpb.TopicPartitions(topic=t, partitions=list(ps)) for t, ps in items])
+        [(field, value)] = given.items()
+        setattr(request, field, value)
+        return await self._groups.reset(request)

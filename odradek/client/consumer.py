@@ -1,9 +1,13 @@
-"""The asynchronous consumer: manual assignment, one prefetch in flight per partition."""
+"""The asynchronous consumer: manual assignment or group subscription, one prefetch in
+flight per partition."""
 
 from __future__ import annotations
 
 import asyncio
+import inspect
+import logging
 import os
+import re
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
@@ -14,19 +18,27 @@ from odradek.client.connection import Cluster
 from odradek.client.decoder import ConsumerRecord as ConsumerRecord
 from odradek.client.decoder import decode_fetched
 from odradek.client.errors import (
+    CommitFailedError,
     CorruptRecordError,
     OdradekError,
     OffsetOutOfRangeError,
 )
+from odradek.client.groups import GroupClient
+from odradek.client.membership import MemberConfig, Membership
 from odradek.records import InvalidRecordError as _BatchError
 from odradek.security.tls import ClientTLS
 from odradek.v1 import odradek_pb2 as pb
 from odradek.v1 import odradek_pb2_grpc as pb_grpc
 
+log = logging.getLogger("odradek.client")
+
 
 class TopicPartition(NamedTuple):
     topic: str
     partition: int
+
+
+RebalanceCallback = Callable[[list[TopicPartition]], Awaitable[None] | None]
 
 
 _RESETS = {"earliest": pb.OFFSET_SPEC_EARLIEST, "latest": pb.OFFSET_SPEC_LATEST, "none": None}
@@ -78,7 +90,12 @@ class Consumer:
 
     `assign()` the partitions, optionally `seek*()`, then `await poll()` repeatedly.
     A partition with no position starts at auto_offset_reset (earliest or latest);
-    with "none", poll raises OffsetOutOfRangeError instead."""
+    with "none", poll raises OffsetOutOfRangeError instead.
+
+    With a group_id, `subscribe()` instead: the group's coordinator assigns partitions
+    (rebalance callbacks run inside poll), each starts at the group's committed offset,
+    and positions are committed every auto_commit_interval_ms, before a partition is given
+    up and on close (unless enable_auto_commit is off: then `commit()` yourself)."""
 
     def __init__(
         self,
@@ -100,6 +117,14 @@ class Consumer:
         username: str | None = None,
         password: str | None = None,
         cluster: Cluster | None = None,
+        group_id: str | None = None,
+        group_instance_id: str = "",
+        client_id: str = "",
+        session_timeout_ms: int = 10_000,
+        max_poll_interval_ms: int = 300_000,
+        assignment_strategy: str = "sticky",
+        enable_auto_commit: bool = True,
+        auto_commit_interval_ms: int = 5_000,
     ) -> None:
         if auto_offset_reset not in _RESETS:
             raise ValueError(
@@ -121,6 +146,24 @@ class Consumer:
         self._wakeup: asyncio.Event | None = None
         self._rotate = 0
         self._closed = False
+        self._group_id = group_id
+        self._groups = GroupClient(self._cluster)
+        self._member_config = MemberConfig(
+            group_id or "", group_instance_id, client_id, session_timeout_ms,
+            max_poll_interval_ms, assignment_strategy)
+        self._auto_commit = enable_auto_commit
+        self._auto_commit_s = auto_commit_interval_ms / 1000
+        self._membership: Membership | None = None
+        self._subscription: list[str] | re.Pattern[str] | None = None
+        self._on_assigned: RebalanceCallback | None = None
+        self._on_revoked: RebalanceCallback | None = None
+        self._on_lost: RebalanceCallback | None = None
+        self._pending: tuple[int, set[TopicPartition]] | None = None
+        self._lost = False
+        self._group_error: OdradekError | None = None
+        self._generation = -1
+        self._last_poll = time.monotonic()
+        self._next_commit = time.monotonic() + self._auto_commit_s
 
     @property
     def cluster(self) -> Cluster:
@@ -136,6 +179,11 @@ class Consumer:
 
     def assign(self, partitions: Iterable[tuple[str, int]]) -> None:
         """Replaces the assignment. Partitions kept keep their positions."""
+        if self._subscription is not None:
+            raise ValueError("this consumer subscribed to a group: it cannot also assign")
+        self._set_partitions(partitions)
+
+    def _set_partitions(self, partitions: Iterable[tuple[str, int]]) -> None:
         wanted = [TopicPartition(t, p) for t, p in partitions]
         for tp, st in list(self._states.items()):
             if tp not in wanted:
@@ -339,8 +387,13 @@ class Consumer:
             self._wakeup = asyncio.Event()
         limit = max_records or self._max_poll_records
         deadline = time.monotonic() + timeout_ms / 1000
+        if self._subscription is not None:
+            await self._group_poll()
         await self._resolve_resets()
         while True:
+            if self._pending is not None or self._lost:
+                await self._group_poll()
+                await self._resolve_resets()
             self._ensure_fetchers()
             for st in self._states.values():
                 if st.error is not None and not st.buffer:
@@ -396,8 +449,14 @@ class Consumer:
         return self._state(tp).high_watermark
 
     async def close(self) -> None:
+        """Commits (with auto commit) and leaves the group (a static member does not
+        leave: its partitions wait a session timeout for it), then stops."""
         if self._closed:
             return
+        if self._membership is not None:
+            if self._auto_commit and self._group_error is None:
+                await self._commit_quietly(set(self._states))
+            await self._membership.stop(leave=not self._member_config.instance_id)
         self._closed = True
         tasks = [st.task for st in self._states.values() if st.task is not None]
         for st in self._states.values():
@@ -407,3 +466,168 @@ class Consumer:
         if self._owns_cluster:
             await self._cluster.close()
 
+    # -- groups ----------------------------------------------------------------------------
+
+    def subscribe(
+        self, topics: Iterable[str] | str | re.Pattern[str], *,
+        on_assigned: RebalanceCallback | None = None,
+        on_revoked: RebalanceCallback | None = None,
+        on_lost: RebalanceCallback | None = None,
+    ) -> None:
+        """Joins the group (at the next poll) for topics: names or a compiled pattern that
+        topic names must match in full (new matching topics are picked up). on_revoked runs
+        before partitions are given up (after the auto commit), on_assigned after new ones
+        are added, on_lost (default on_revoked) when the group dropped this member."""
+        if not self._group_id:
+            raise ValueError("subscribe needs a group_id")
+        if self._states and self._subscription is None:
+            raise ValueError("this consumer has a manual assignment: it cannot also subscribe")
+        if isinstance(topics, str):
+            topics = [topics]
+        self._subscription = topics if isinstance(topics, re.Pattern) else sorted(set(topics))
+        if not self._subscription:
+            raise ValueError("subscribe to at least one topic")
+        self._on_assigned, self._on_revoked = on_assigned, on_revoked
+        self._on_lost = on_lost or on_revoked
+
+    @property
+    def member_id(self) -> str:
+        return self._membership.member_id if self._membership is not None else ""
+
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    async def _subscribed_topics(self) -> list[str]:
+        sub = self._subscription
+        if not isinstance(sub, re.Pattern):
+            return list(sub or [])
+        meta = await self._cluster.refresh()
+        return sorted(t.name for t in meta.topics if sub.fullmatch(t.name)
+                      and not t.name.startswith("__"))
+
+    # MembershipListener: called on the event loop; poll applies what they record.
+    def assigned(self, generation: int, partitions: set[tuple[str, int]]) -> None:
+        self._pending = (generation, {TopicPartition(*tp) for tp in partitions})
+        self._wake()
+
+    def lost(self) -> None:
+        self._lost = True
+        self._pending = None
+        self._wake()
+
+    def failed(self, error: OdradekError) -> None:
+        self._group_error = error
+        self._wake()
+
+    async def _group_poll(self) -> None:
+        self._last_poll = time.monotonic()
+        if self._membership is None:
+            self._membership = Membership(
+                self._groups, self._member_config, self._subscribed_topics, self,
+                lambda: int((time.monotonic() - self._last_poll) * 1000))
+            self._membership.start()
+        self._membership.polled()
+        if self._group_error is not None:
+            raise self._group_error
+        if self._lost:
+            self._lost = False
+            lost = sorted(self._states)
+            self._set_partitions([])
+            if lost:
+                await _call(self._on_lost, lost)
+        while self._pending is not None:
+            pending, self._pending = self._pending, None
+            try:
+                await self._apply_assignment(*pending)
+            except BaseException:
+                # Applying is idempotent: the next poll tries again (unless a newer
+                # assignment arrived meanwhile), so the change is never dropped.
+                if self._pending is None:
+                    self._pending = pending
+                raise
+        if self._auto_commit and time.monotonic() >= self._next_commit:
+            self._next_commit = time.monotonic() + self._auto_commit_s
+            await self._commit_quietly(set(self._states))
+
+    async def _apply_assignment(self, generation: int, target: set[TopicPartition]) -> None:
+        current = set(self._states)
+        revoked = sorted(current - target)
+        if revoked:
+            if self._auto_commit:
+                await self._commit_quietly(set(revoked))
+            await _call(self._on_revoked, revoked)
+            self._set_partitions(current - set(revoked))
+        added = sorted(target - current)
+        self._generation = generation
+        if added:
+            committed = await self._groups.committed(self._member_config.group_id, added)
+            self._set_partitions(set(self._states) | set(added))
+            for tp in added:
+                offset = committed.get(tp)
+                if offset is not None:
+                    st = self._states[tp]
+                    st.position = st.fetch_offset = offset
+                    st.reset = None
+            await _call(self._on_assigned, added)
+        assert self._membership is not None
+        self._membership.acknowledge(generation)
+
+    def _positions(self, tps: set[TopicPartition]) -> dict[tuple[str, int], int]:
+        return {tp: st.position for tp in tps
+                if (st := self._states.get(tp)) is not None and st.position is not None}
+
+    async def commit(self, offsets: dict[tuple[str, int], int] | None = None) -> None:
+        """Commits offsets (the next offset to read per partition; default: the positions
+        of every assigned partition). Raises CommitFailedError when the group has given a
+        partition to another member."""
+        if not self._group_id:
+            raise ValueError("commit needs a group_id")
+        offsets = self._positions(set(self._states)) if offsets is None else offsets
+        if not offsets:
+            return
+        if self._subscription is not None and (self._lost or not self.member_id):
+            raise CommitFailedError(
+                f"not a member of group {self._group_id!r} now (removed, or not joined yet): "
+                "the partitions may belong to another member", "UNKNOWN_MEMBER_ID",
+                metadata={"group": self._group_id})
+        await self._groups.commit(self._group_id, self.member_id, self._generation, offsets)
+
+    def commit_async(
+        self, offsets: dict[tuple[str, int], int] | None = None,
+        callback: Callable[[OdradekError | None], None] | None = None,
+    ) -> asyncio.Task[None]:
+        """Starts a commit and returns at once; callback gets the error or None."""
+        task = asyncio.ensure_future(self.commit(
+            self._positions(set(self._states)) if offsets is None else offsets))
+
+        def done(t: asyncio.Task[None]) -> None:
+            err = None if t.cancelled() else t.exception()
+            if callback is not None:
+                callback(err if isinstance(err, OdradekError) or err is None else
+                         OdradekError(str(err)))
+            elif err is not None:
+                log.warning("async commit of group %s failed: %s", self._group_id, err)
+
+        task.add_done_callback(done)
+        return task
+
+    async def committed(self, tps: Iterable[tuple[str, int]]) -> dict[TopicPartition, int]:
+        """The group's committed offsets of tps (those without one are left out)."""
+        if not self._group_id:
+            raise ValueError("committed needs a group_id")
+        got = await self._groups.committed(self._group_id, list(tps))
+        return {TopicPartition(*tp): o for tp, o in got.items()}
+
+    async def _commit_quietly(self, tps: set[TopicPartition]) -> None:
+        try:
+            await self.commit(self._positions(tps))
+        except OdradekError as exc:
+            log.warning("auto commit of group %s failed: %s", self._group_id, exc)
+
+
+async def _call(callback: RebalanceCallback | None, tps: list[TopicPartition]) -> None:
+    if callback is not None:
+        result = callback(tps)
+        if inspect.isawaitable(result):
+            await result

@@ -28,6 +28,9 @@ RETRIABLE_REASONS = frozenset({
     "DEADLINE_EXCEEDED",
     "ABORTED",
     "RESOURCE_EXHAUSTED",
+    "NOT_COORDINATOR",
+    "COORDINATOR_NOT_AVAILABLE",
+    "COORDINATOR_LOAD_IN_PROGRESS",
 })
 # Reasons that mean the client's view of where a partition lives is stale.
 METADATA_REASONS = frozenset({
@@ -167,6 +170,20 @@ class ProducerFencedError(OdradekError):
     default_reason = "PRODUCER_FENCED"
 
 
+class CommitFailedError(OdradekError):
+    """The group took the partition away (or removed the member) before the commit."""
+
+    default_reason = "FENCED_MEMBER"
+
+
+class GroupNotEmptyError(OdradekError):
+    default_reason = "NON_EMPTY_GROUP"
+
+
+class GroupNotFoundError(OdradekError):
+    default_reason = "GROUP_ID_NOT_FOUND"
+
+
 _BY_REASON: dict[str, type[OdradekError]] = {
     cls.default_reason: cls
     for cls in (
@@ -175,10 +192,11 @@ _BY_REASON: dict[str, type[OdradekError]] = {
         InvalidTopicError, TopicAlreadyExistsError, InvalidConfigError,
         InvalidPartitionsError, OffsetOutOfRangeError, InvalidRequestError, UnavailableError,
         RequestTimeoutError, PermissionDeniedError, ClientClosedError,
-        AuthenticationFailedError,
-        OutOfOrderSequenceError, ProducerFencedError,
+        AuthenticationFailedError, OutOfOrderSequenceError, ProducerFencedError,
+        CommitFailedError, GroupNotEmptyError, GroupNotFoundError,
     )
 }
+_BY_REASON["ILLEGAL_GENERATION"] = _BY_REASON["UNKNOWN_MEMBER_ID"] = CommitFailedError
 # The broker names what was refused (as Kafka's error codes do); all are PERMISSION_DENIED.
 _BY_REASON.update(dict.fromkeys(("TOPIC_AUTHORIZATION_FAILED", "GROUP_AUTHORIZATION_FAILED",
                                  "CLUSTER_AUTHORIZATION_FAILED"), PermissionDeniedError))

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import re
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from odradek.client.admin import Admin
-from odradek.client.consumer import Consumer, ConsumerRecord, TopicPartition
+from odradek.client.consumer import Consumer, ConsumerRecord, RebalanceCallback, TopicPartition
 from odradek.client.producer import HeaderInput, Producer, RecordMetadata
+from odradek.v1 import groups_pb2 as gpb
 from odradek.v1 import odradek_pb2 as pb
 
 T = TypeVar("T")
@@ -159,6 +161,27 @@ class SyncConsumer(_SyncBase):
     def poll(self, timeout_ms: float = 0, max_records: int | None = None) -> list[ConsumerRecord]:
         return self._call(self._consumer.poll(timeout_ms, max_records))
 
+    def subscribe(self, topics: Iterable[str] | str | re.Pattern[str],
+                  **callbacks: RebalanceCallback | None) -> None:
+        """As Consumer.subscribe; the callbacks run on the client's event loop thread."""
+        async def go() -> None:
+            self._consumer.subscribe(topics, **callbacks)
+
+        self._call(go())
+
+    def commit(self, offsets: dict[tuple[str, int], int] | None = None) -> None:
+        self._call(self._consumer.commit(offsets))
+
+    def commit_async(self, offsets: dict[tuple[str, int], int] | None = None) -> None:
+        """Starts a commit; a failure is logged."""
+        async def go() -> None:
+            self._consumer.commit_async(offsets)
+
+        self._call(go())
+
+    def committed(self, tps: Iterable[tuple[str, int]]) -> dict[TopicPartition, int]:
+        return self._call(self._consumer.committed(list(tps)))
+
     def close(self) -> None:
         if self._runner.loop.is_closed():
             return
@@ -229,6 +252,23 @@ class SyncAdmin(_SyncBase):
         self, topic: str, partition: int, spec: str = "latest", timestamp_ms: int = 0,
     ) -> pb.ListOffsetsResponse:
         return self._call(self._admin.list_offsets(topic, partition, spec, timestamp_ms))
+
+    def list_groups(self) -> list[gpb.GroupSummary]:
+        return self._call(self._admin.list_groups())
+
+    def describe_group(self, group_id: str) -> gpb.GroupDescription:
+        return self._call(self._admin.describe_group(group_id))
+
+    def delete_group(self, group_id: str) -> None:
+        self._call(self._admin.delete_group(group_id))
+
+    def group_offsets(self, group_id: str) -> dict[tuple[str, int], int]:
+        return self._call(self._admin.group_offsets(group_id))
+
+    def reset_group_offsets(self, group_id: str,
+                            topics: Mapping[str, Sequence[int]] | Sequence[str] = (),
+                            **options: Any) -> list[gpb.OffsetChange]:
+        return self._call(self._admin.reset_group_offsets(group_id, topics, **options))
 
     def close(self) -> None:
         if self._runner.loop.is_closed():

@@ -4,14 +4,7 @@ A rule gets the decoded request and the caller's Access and raises PERMISSION_DE
 (Access.require...) when the call is not allowed; IN_SERVICER marks methods whose
 servicer does the finer checks itself (answers filtered to what the caller may describe).
 Services added later add their entries here (or call `add_rules`); a method without an
-entry is for super users only. For consumer groups, for instance:
-
-    add_rules("odradek.v1.Groups", {
-        "Join": group_rule("read"), "CommitOffsets": group_rule("read"),
-        "DescribeGroup": group_rule("describe"), "DeleteGroup": group_rule("delete")})
-
-(with a `group` field in the requests; Kafka also checks read on each topic whose
-offsets are committed or fetched: `lambda r, a: [a.require("topic", t, "read") for t in ...]`)."""
+entry is for super users only."""
 
 from __future__ import annotations
 
@@ -88,6 +81,37 @@ add_rules("odradek.v1.Security", {
     "CreateAcls": cluster_rule("alter"),
     "DeleteAcls": cluster_rule("alter"),
     "ListAcls": cluster_rule("describe"),
+})
+
+
+def _topics_of(request: Any) -> list[str]:
+    """The topics a group request names (offsets committed, fetched or reset)."""
+    if hasattr(request, "offsets"):
+        return sorted({o.topic for o in request.offsets})
+    return sorted({p.topic for p in request.partitions})
+
+
+def _group_and_topics(group_op: str, topic_op: str) -> Rule:
+    """Kafka's rule for offsets: the group, and each topic named (a commit or reset needs
+    read on it, a fetch describe)."""
+    def rule(request: Any, access: Access) -> None:
+        access.require("group", request.group_id, group_op)
+        for topic in _topics_of(request):
+            access.require("topic", topic, topic_op)
+    return rule
+
+
+# Membership (a request stream) checks read on the group at the join, in the servicer;
+# ListGroups and FetchOffsets of every topic answer only with what the caller may describe.
+add_rules("odradek.v1.Groups", {
+    "FindCoordinator": group_rule("describe", "group_id"),
+    "Membership": IN_SERVICER,
+    "CommitOffsets": _group_and_topics("read", "read"),
+    "FetchOffsets": _group_and_topics("describe", "describe"),
+    "ListGroups": IN_SERVICER,
+    "DescribeGroup": group_rule("describe", "group_id"),
+    "DeleteGroup": group_rule("delete", "group_id"),
+    "ResetOffsets": _group_and_topics("read", "read"),
 })
 add_rules("odradek.v1.Controller", {"Propose": INTER_BROKER, "FetchMetadata": INTER_BROKER})
 add_rules("odradek.v1.Raft", {"Exchange": INTER_BROKER})

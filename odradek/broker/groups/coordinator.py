@@ -1,0 +1,590 @@
+"""The group coordinator of one broker: it serves the groups whose partition of
+__consumer_offsets this broker leads.
+
+Every change (membership, assignment, committed offsets, deletes as tombstones) is
+appended to that partition through Raft with acks=quorum before anyone is told. When this
+broker becomes the leader of an internal partition it replays the partition to rebuild its
+groups (members get a session timeout to reconnect and keep their partitions meanwhile);
+when it stops leading one it drops those groups and closes their members' streams, so
+the members find the new coordinator."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import zlib
+from dataclasses import dataclass, field
+
+import grpc
+
+from odradek.broker.cluster import ClusterNode
+from odradek.broker.errors import BrokerError, invalid_request
+from odradek.broker.groups.assignors import TP
+from odradek.broker.groups.lookup import OffsetLookup
+from odradek.broker.groups.records import (
+    GroupKey,
+    Key,
+    OffsetKey,
+    OffsetValue,
+    Value,
+    encode_key,
+    encode_value,
+)
+from odradek.broker.groups.replay import rebuild
+from odradek.broker.groups.state import Group, JoinRequest, Member, check_group_id, group_error
+from odradek.broker.replication.replica import ReplicatedPartition
+from odradek.broker.topic_admin import ForwardedError, TopicAdmin
+from odradek.records import Record, encode_batch, iter_records
+from odradek.v1 import groups_pb2 as gpb
+from odradek.v1 import odradek_pb2 as pb
+
+log = logging.getLogger("odradek.broker.groups")
+
+OFFSETS_TOPIC = "__consumer_offsets"
+LOAD_TIMEOUT_S = 30.0
+APPEND_TIMEOUT_S = 10.0
+READ_CHUNK = 1 << 20
+
+
+@dataclass
+class CoordinatorSettings:
+    # Partitions of __consumer_offsets when this broker creates it (an existing topic
+    # keeps its count: group placement hashes over the actual count).
+    offsets_partitions: int = 8
+    offsets_replication_factor: int = 3
+    tick_s: float = 0.1
+
+
+class MemberChannel:
+    """What the coordinator has to say to one member's stream: messages, then possibly an
+    error that ends the stream (None: a clean end)."""
+
+    def __init__(self, group_id: str, member_id: str) -> None:
+        self.group_id = group_id
+        self.member_id = member_id
+        self._queue: asyncio.Queue[gpb.MemberResponse | BrokerError | None] = asyncio.Queue()
+        self.closed = False
+
+    def send(self, message: gpb.MemberResponse) -> None:
+        if not self.closed:
+            self._queue.put_nowait(message)
+
+    def close(self, error: BrokerError | None = None) -> None:
+        if not self.closed:
+            self.closed = True
+            self._queue.put_nowait(error)
+
+    async def next(self) -> gpb.MemberResponse | BrokerError | None:
+        return await self._queue.get()
+
+
+@dataclass
+class _Shard:
+    """The groups of one internal partition this broker leads."""
+    index: int
+    term: int
+    partition: ReplicatedPartition
+    ready: bool = False
+    groups: dict[str, Group] = field(default_factory=dict)
+    locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+
+    def lock(self, group_id: str) -> asyncio.Lock:
+        return self.locks.setdefault(group_id, asyncio.Lock())
+
+
+def partition_for(group_id: str, partitions: int) -> int:
+    return zlib.crc32(group_id.encode()) % partitions
+
+
+def _tps(items: list[gpb.TopicPartitions]) -> list[TP]:
+    return [(tp.topic, p) for tp in items for p in tp.partitions]
+
+
+def topic_partitions(tps: set[TP] | list[TP]) -> list[gpb.TopicPartitions]:
+    by_topic: dict[str, list[int]] = {}
+    for topic, p in sorted(tps):
+        by_topic.setdefault(topic, []).append(p)
+    return [gpb.TopicPartitions(topic=t, partitions=ps) for t, ps in by_topic.items()]
+
+
+class GroupCoordinator:
+    def __init__(self, cluster: ClusterNode, admin: TopicAdmin,
+                 settings: CoordinatorSettings | None = None) -> None:
+        self.cluster = cluster
+        self.admin = admin
+        self.settings = settings or CoordinatorSettings()
+        self.lookup = OffsetLookup(cluster)
+        self._shards: dict[int, _Shard] = {}
+        self._channels: dict[tuple[str, str], MemberChannel] = {}
+        self._partitions_seen: dict[str, dict[str, int]] = {}
+        self._create_lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        self._spawn(self._watch_loop())
+        self._spawn(self._end_offsets_loop())
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for index in list(self._shards):
+            self._unload(index)
+
+    def _spawn(self, coro: object) -> None:
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def groups(self) -> list[Group]:
+        """Every group this broker coordinates now."""
+        return [g for s in self._shards.values() if s.ready for g in s.groups.values()]
+
+    # ------------------------------------------------------------- coordinator
+    async def find_coordinator(self, group_id: str) -> gpb.FindCoordinatorResponse:
+        check_group_id(group_id)
+        await self._ensure_topic()
+        topic = self.cluster.image.topics[OFFSETS_TOPIC]
+        index = partition_for(group_id, len(topic.partitions))
+        leader = topic.partitions[index].leader
+        local = self.cluster.partitions.get((OFFSETS_TOPIC, index))
+        if local is not None and not local.closed and local.leader is not None:
+            leader = local.leader  # a replica learns of an election before the image does
+        address = self.cluster.address_of(leader if leader >= 0 else None)
+        if address is None:
+            raise BrokerError(grpc.StatusCode.UNAVAILABLE, "COORDINATOR_NOT_AVAILABLE",
+                              f"partition {index} of {OFFSETS_TOPIC} has no leader right now; "
+                              "retry shortly", {"group": group_id})
+        return gpb.FindCoordinatorResponse(broker_id=leader, address=address, partition=index)
+
+    async def _ensure_topic(self) -> None:
+        if OFFSETS_TOPIC in self.cluster.image.topics:
+            return
+        async with self._create_lock:
+            if OFFSETS_TOPIC in self.cluster.image.topics:
+                return
+            s = self.settings
+            # Created once with its final replication factor: wait (the client retries)
+            # until as many brokers as there are metadata voters have registered, rather
+            # than replicate every group's offsets on fewer brokers for ever.
+            rf = min(s.offsets_replication_factor, max(1, len(self.cluster.settings.voters)))
+            brokers = len(self.cluster.image.available_brokers())
+            if brokers < rf:
+                raise BrokerError(
+                    grpc.StatusCode.UNAVAILABLE, "COORDINATOR_NOT_AVAILABLE",
+                    f"{OFFSETS_TOPIC} needs {rf} brokers and {brokers} are registered; "
+                    "retry shortly")
+            configs = {"cleanup.policy": "compact"}
+            try:
+                if self.cluster.is_controller():
+                    await self.admin.create(OFFSETS_TOPIC, s.offsets_partitions, rf, configs,
+                                            False)
+                else:
+                    await self.admin.forward("CreateTopic", pb.CreateTopicRequest(
+                        name=OFFSETS_TOPIC, partitions=s.offsets_partitions,
+                        replication_factor=rf, configs=configs))
+            except ForwardedError as exc:
+                if exc.error.code() != grpc.StatusCode.ALREADY_EXISTS:
+                    raise
+            except BrokerError as exc:
+                if exc.reason != "TOPIC_ALREADY_EXISTS":
+                    raise
+            log.info("created %s with %d partitions, replication factor %d",
+                     OFFSETS_TOPIC, s.offsets_partitions, rf)
+        await self.cluster.wait_for(lambda img: OFFSETS_TOPIC in img.topics, 10)
+
+    def _shard(self, group_id: str) -> _Shard:
+        check_group_id(group_id)
+        topic = self.cluster.image.topics.get(OFFSETS_TOPIC)
+        if topic is None:
+            raise self._not_coordinator(group_id, None)
+        index = partition_for(group_id, len(topic.partitions))
+        shard = self._shards.get(index)
+        if shard is None or not shard.partition.node.is_leader():
+            leader = topic.partitions[index].leader
+            raise self._not_coordinator(group_id, leader if leader >= 0 else None)
+        if not shard.ready:
+            raise BrokerError(grpc.StatusCode.UNAVAILABLE, "COORDINATOR_LOAD_IN_PROGRESS",
+                              f"broker {self.cluster.id} is loading the groups of partition "
+                              f"{index} of {OFFSETS_TOPIC}; retry shortly", {"group": group_id})
+        return shard
+
+    def _not_coordinator(self, group_id: str, leader: int | None) -> BrokerError:
+        meta = {"group": group_id}
+        address = self.cluster.address_of(leader) if leader != self.cluster.id else None
+        if address is not None:
+            meta["coordinator"] = address
+            meta["coordinator_id"] = str(leader)
+        return BrokerError(grpc.StatusCode.UNAVAILABLE, "NOT_COORDINATOR",
+                           f"broker {self.cluster.id} is not the coordinator of group "
+                           f"{group_id!r}" + (f"; it is at {address}" if address else ""), meta)
+
+    # ------------------------------------------------------- loading, unloading
+    async def _watch_loop(self) -> None:
+        while True:
+            try:
+                self._watch()
+                await self._tick()
+            except Exception:
+                log.exception("group coordinator tick failed")
+            await asyncio.sleep(self.settings.tick_s)
+
+    def _watch(self) -> None:
+        topic = self.cluster.image.topics.get(OFFSETS_TOPIC)
+        count = len(topic.partitions) if topic is not None else 0
+        for index in list(self._shards):
+            shard = self._shards[index]
+            node = shard.partition.node
+            if index >= count or shard.partition.closed or not node.is_leader() \
+                    or node.term != shard.term:
+                self._unload(index)
+        for index in range(count):
+            partition = self.cluster.partitions.get((OFFSETS_TOPIC, index))
+            if partition is None or partition.closed or not partition.node.is_leader():
+                continue
+            if index not in self._shards:
+                shard = _Shard(index, partition.node.term, partition)
+                self._shards[index] = shard
+                self._spawn(self._load(shard))
+
+    async def _load(self, shard: _Shard) -> None:
+        p = shard.partition
+        deadline = time.monotonic() + LOAD_TIMEOUT_S
+        # A new leader's high watermark reaches its log end once an entry of its own term
+        # commits: from then on the log holds every acknowledged group change.
+        while p.high_watermark < p.log.log_end_offset:
+            if self._shards.get(shard.index) is not shard:
+                return
+            if time.monotonic() > deadline:  # no quorum: the watch loop tries again
+                log.warning("%s-%d: could not load its groups within %.0fs", OFFSETS_TOPIC,
+                            shard.index, LOAD_TIMEOUT_S)
+                self._unload(shard.index)
+                return
+            await p.wait_for_append(0.1)
+        if self._shards.get(shard.index) is not shard:
+            return
+        offset, end = p.log.log_start_offset, p.high_watermark
+        records: list[Record] = []
+        while offset < end:
+            result = p.log.read(offset, READ_CHUNK, max_offset=end)
+            if not result.data:
+                break
+            records.extend(iter_records(result.data, verify=False))
+            offset = result.next_offset
+        shard.groups = rebuild(records, time.monotonic(), int(time.time() * 1000))
+        shard.ready = True
+        log.info("coordinating %d group(s) of %s-%d (term %d)", len(shard.groups),
+                 OFFSETS_TOPIC, shard.index, shard.term)
+
+    def _unload(self, index: int) -> None:
+        shard = self._shards.pop(index)
+        for group_id in shard.groups:
+            for key in [k for k in self._channels if k[0] == group_id]:
+                self._channels.pop(key).close(self._not_coordinator(group_id, None))
+            self._partitions_seen.pop(group_id, None)
+        log.info("no longer coordinating the groups of %s-%d", OFFSETS_TOPIC, index)
+
+    # -------------------------------------------------------------- persistence
+    async def _persist(self, shard: _Shard, items: list[tuple[Key, Value | None]]) -> None:
+        if not items:
+            return
+        now_ms = int(time.time() * 1000)
+        batch = encode_batch([(now_ms, encode_key(k), None if v is None else encode_value(v))
+                              for k, v in items])
+        if self._shards.get(shard.index) is not shard:
+            raise self._not_coordinator(items[0][0].group, None)
+        try:
+            await shard.partition.append(batch, quorum=True, timeout_s=APPEND_TIMEOUT_S)
+        except BrokerError as exc:
+            raise BrokerError(grpc.StatusCode.UNAVAILABLE, "COORDINATOR_NOT_AVAILABLE",
+                              f"the group change could not be written: {exc.message}",
+                              {"group": items[0][0].group}) from exc
+
+    # --------------------------------------------------------------- membership
+    def _partitions(self, group: Group) -> dict[str, int]:
+        topics = self.cluster.image.topics
+        wanted = {t for m in group.members.values() for t in m.topics}
+        return {t: len(topics[t].partitions) for t in sorted(wanted) if t in topics}
+
+    async def _settle(self, shard: _Shard, group: Group, membership_changed: bool) -> None:
+        """Reassigns, persists, then pushes the changed assignments. Under the group lock."""
+        partitions = self._partitions(group)
+        self._partitions_seen[group.group_id] = partitions
+        changes = group.reconcile(partitions, time.monotonic())
+        if changes or membership_changed:
+            await self._persist(shard, [(GroupKey(group.group_id), group.to_value())])
+        for member_id in changes:
+            self._push(group, group.members[member_id])
+
+    def _push(self, group: Group, member: Member) -> None:
+        channel = self._channels.get((group.group_id, member.member_id))
+        if channel is not None:
+            channel.send(gpb.MemberResponse(assignment=gpb.Assignment(
+                generation=member.sent_generation,
+                partitions=topic_partitions(member.assigned))))
+
+    async def join(self, join: gpb.JoinGroup) -> MemberChannel:
+        shard = self._shard(join.group_id)
+        request = JoinRequest(
+            join.member_id, join.instance_id, join.client_id, frozenset(join.topics),
+            join.session_timeout_ms or 10_000, join.max_poll_interval_ms or 300_000,
+            join.strategy or "sticky")
+        if not request.topics:
+            raise invalid_request("a member must subscribe to at least one topic")
+        async with shard.lock(join.group_id):
+            group = shard.groups.get(join.group_id) or Group(join.group_id)
+            previous = group.members.get(join.member_id) or next(
+                (m for m in group.members.values()
+                 if join.instance_id and m.instance_id == join.instance_id), None)
+            changed = previous is None or previous.disconnected_ms != 0
+            member, _ = group.join(request, time.monotonic())
+            shard.groups[group.group_id] = group
+            key = (group.group_id, member.member_id)
+            old = self._channels.pop(key, None)
+            if old is not None:
+                old.close(group_error(
+                    "FENCED_INSTANCE_ID", f"member {member.member_id!r} of group "
+                    f"{group.group_id!r} connected again elsewhere", group.group_id))
+            await self._settle(shard, group, changed)
+            # Registered only now, so that Joined goes out before the assignment.
+            channel = MemberChannel(group.group_id, member.member_id)
+            self._channels[key] = channel
+            heartbeat_ms = max(100, min(member.session_timeout_ms // 3, 3000))
+            channel.send(gpb.MemberResponse(joined=gpb.Joined(
+                member_id=member.member_id, generation=group.generation,
+                heartbeat_interval_ms=heartbeat_ms)))
+            self._push(group, member)
+        return channel
+
+    def _member(self, channel: MemberChannel) -> tuple[_Shard, Group]:
+        shard = self._shard(channel.group_id)
+        group = shard.groups.get(channel.group_id)
+        if group is None or self._channels.get((channel.group_id, channel.member_id)) \
+                is not channel:
+            raise group_error("UNKNOWN_MEMBER_ID", f"member {channel.member_id!r} is no longer "
+                              f"in group {channel.group_id!r}", channel.group_id)
+        return shard, group
+
+    def heartbeat(self, channel: MemberChannel, ms_since_poll: int) -> None:
+        _, group = self._member(channel)
+        group.heartbeat(channel.member_id, ms_since_poll, time.monotonic())
+
+    async def acknowledge(self, channel: MemberChannel, generation: int) -> None:
+        shard, group = self._member(channel)
+        async with shard.lock(group.group_id):
+            group.heartbeat(channel.member_id, 0, time.monotonic())
+            if group.acknowledge(channel.member_id, generation):
+                await self._settle(shard, group, True)
+
+    async def update_subscription(self, channel: MemberChannel, topics: list[str]) -> None:
+        if not topics:
+            raise invalid_request("a member must subscribe to at least one topic")
+        shard, group = self._member(channel)
+        async with shard.lock(group.group_id):
+            group.require(channel.member_id).topics = frozenset(topics)
+            await self._settle(shard, group, True)
+
+    async def leave(self, channel: MemberChannel) -> None:
+        shard, group = self._member(channel)
+        async with shard.lock(group.group_id):
+            self._channels.pop((group.group_id, channel.member_id), None)
+            if group.remove(channel.member_id):
+                await self._settle(shard, group, True)
+        channel.close()
+
+    def stream_closed(self, channel: MemberChannel) -> None:
+        """The member's stream ended without a leave: it has a session timeout to return.
+        When it broke is persisted, so that a new coordinator counts from then."""
+        key = (channel.group_id, channel.member_id)
+        if self._channels.get(key) is not channel:
+            return
+        del self._channels[key]
+        self._spawn(self._record_disconnect(channel))
+
+    async def _record_disconnect(self, channel: MemberChannel) -> None:
+        try:
+            shard = self._shard(channel.group_id)
+        except BrokerError:
+            return  # not coordinating any more: the new coordinator starts its own clock
+        group = shard.groups.get(channel.group_id)
+        if group is None:
+            return
+        async with shard.lock(group.group_id):
+            if (group.group_id, channel.member_id) in self._channels:
+                return  # it came back meanwhile
+            if group.disconnected(channel.member_id, time.monotonic(), int(time.time() * 1000)):
+                try:
+                    await self._persist(shard, [(GroupKey(group.group_id), group.to_value())])
+                except BrokerError as exc:
+                    log.warning("group %s: %s", group.group_id, exc.message)
+
+    async def _tick(self) -> None:
+        """Removes expired members and follows topics' partition counts."""
+        now = time.monotonic()
+        for shard in list(self._shards.values()):
+            if not shard.ready:
+                continue
+            for group in list(shard.groups.values()):
+                expired = group.expired(now)
+                grown = bool(group.members) and \
+                    self._partitions(group) != self._partitions_seen.get(group.group_id)
+                if not expired and not grown:
+                    continue
+                async with shard.lock(group.group_id):
+                    for member_id, why in group.expired(time.monotonic()):
+                        group.remove(member_id)
+                        log.info("group %s: member %s removed: %s", group.group_id,
+                                 member_id, why)
+                        channel = self._channels.pop((group.group_id, member_id), None)
+                        if channel is not None:
+                            channel.close(group_error(
+                                "UNKNOWN_MEMBER_ID", f"member {member_id!r} was removed from "
+                                f"group {group.group_id!r}: {why}", group.group_id))
+                    try:
+                        await self._settle(shard, group, bool(expired))
+                    except BrokerError as exc:
+                        log.warning("group %s: %s", group.group_id, exc.message)
+
+    # ------------------------------------------------------------------ offsets
+    async def commit(self, request: gpb.CommitOffsetsRequest) -> None:
+        shard = self._shard(request.group_id)
+        items: list[tuple[TP, OffsetValue]] = []
+        now_ms = int(time.time() * 1000)
+        for o in request.offsets:
+            if not o.topic or o.partition < 0 or o.offset < 0:
+                raise invalid_request(
+                    f"bad commit for {o.topic!r} partition {o.partition}: topic must be set, "
+                    "partition and offset must not be negative")
+            items.append(((o.topic, o.partition), OffsetValue(o.offset, o.metadata, now_ms)))
+        if not items:
+            return
+        async with shard.lock(request.group_id):
+            group = shard.groups.get(request.group_id) or Group(request.group_id)
+            group.check_commit(request.member_id, request.generation, [tp for tp, _ in items])
+            await self._write_offsets(shard, group, items)
+
+    async def _write_offsets(self, shard: _Shard, group: Group,
+                             items: list[tuple[TP, OffsetValue]]) -> None:
+        await self._persist(shard, [(OffsetKey(group.group_id, t, p), v) for (t, p), v in items])
+        shard.groups[group.group_id] = group
+        group.offsets.update(items)
+
+    def fetch(self, request: gpb.FetchOffsetsRequest) -> list[gpb.CommittedOffset]:
+        group = self._shard(request.group_id).groups.get(request.group_id)
+        offsets = group.offsets if group is not None else {}
+        wanted = _tps(list(request.partitions)) or sorted(offsets)
+        out = []
+        for tp in wanted:
+            value = offsets.get(tp)
+            out.append(gpb.CommittedOffset(
+                topic=tp[0], partition=tp[1], offset=-1 if value is None else value.offset,
+                metadata="" if value is None else value.metadata,
+                commit_timestamp_ms=-1 if value is None else value.timestamp_ms))
+        return out
+
+    # -------------------------------------------------------------------- admin
+    def describe_group(self, group_id: str) -> Group:
+        group = self._shard(group_id).groups.get(group_id)
+        if group is None:
+            raise group_error("GROUP_ID_NOT_FOUND", f"group {group_id!r} does not exist",
+                              group_id, grpc.StatusCode.NOT_FOUND)
+        return group
+
+    async def delete(self, group_id: str) -> None:
+        shard = self._shard(group_id)
+        async with shard.lock(group_id):
+            group = self.describe_group(group_id)
+            self._check_empty(group, "deleted")
+            tombstones: list[tuple[Key, Value | None]] = [
+                (OffsetKey(group_id, t, p), None) for t, p in sorted(group.offsets)]
+            await self._persist(shard, [*tombstones, (GroupKey(group_id), None)])
+            shard.groups.pop(group_id, None)
+            self._partitions_seen.pop(group_id, None)
+
+    def _check_empty(self, group: Group, what: str) -> None:
+        if group.members:
+            raise group_error(
+                "NON_EMPTY_GROUP", f"group {group.group_id!r} has {len(group.members)} "
+                f"member(s); its offsets can only be {what} when it has none (stop its "
+                "consumers and wait for their session timeout)", group.group_id)
+
+    async def reset(self, request: gpb.ResetOffsetsRequest) -> list[gpb.OffsetChange]:
+        shard = self._shard(request.group_id)
+        spec = request.WhichOneof("spec")
+        if spec is None:
+            raise invalid_request("say where to reset to: to_earliest, to_latest, "
+                                  "to_timestamp_ms, to_offset or shift_by")
+        async with shard.lock(request.group_id):
+            group = shard.groups.get(request.group_id) or Group(request.group_id)
+            self._check_empty(group, "reset")
+            tps = self._reset_partitions(group, request.partitions)
+            changes = []
+            for tp in tps:
+                previous = group.offsets.get(tp)
+                offset = await self._reset_target(tp, request, spec, previous)
+                changes.append(gpb.OffsetChange(
+                    topic=tp[0], partition=tp[1], offset=offset,
+                    previous=-1 if previous is None else previous.offset))
+            if not request.dry_run:
+                now_ms = int(time.time() * 1000)
+                await self._write_offsets(shard, group, [
+                    ((c.topic, c.partition), OffsetValue(c.offset, "", now_ms)) for c in changes])
+        return changes
+
+    def _reset_partitions(self, group: Group, asked: list[gpb.TopicPartitions]) -> list[TP]:
+        if not asked:
+            if not group.offsets:
+                raise invalid_request(f"group {group.group_id!r} has no committed offsets: "
+                                      "name the topics to reset")
+            return sorted(group.offsets)
+        out: list[TP] = []
+        for item in asked:
+            count = self.lookup.partition_count(item.topic)
+            for p in item.partitions or range(count):
+                if not 0 <= p < count:
+                    raise invalid_request(f"topic {item.topic!r} has no partition {p} "
+                                          f"(it has {count})")
+                out.append((item.topic, p))
+        return sorted(set(out))
+
+    async def _reset_target(self, tp: TP, request: gpb.ResetOffsetsRequest, spec: str,
+                            previous: OffsetValue | None) -> int:
+        lookup = self.lookup
+        if spec == "to_timestamp_ms":
+            return await lookup.offset(*tp, pb.OFFSET_SPEC_TIMESTAMP, request.to_timestamp_ms)
+        earliest = await lookup.offset(*tp, pb.OFFSET_SPEC_EARLIEST)
+        latest = await lookup.offset(*tp, pb.OFFSET_SPEC_LATEST)
+        if spec == "to_earliest":
+            return earliest
+        if spec == "to_latest":
+            return latest
+        if spec == "to_offset":
+            target = request.to_offset
+        else:
+            base = previous.offset if previous is not None else latest
+            target = base + request.shift_by
+        return min(max(target, earliest), latest)
+
+    async def lag(self, group: Group) -> list[gpb.PartitionLag]:
+        owners = {tp: m.member_id for m in group.members.values() for tp in m.owned}
+        tps = sorted(set(group.offsets) | set(owners))
+        ends = await asyncio.gather(*(self.lookup.end_offset(*tp) for tp in tps))
+        out = []
+        for tp, end in zip(tps, ends, strict=True):
+            committed = group.offsets.get(tp)
+            c = committed.offset if committed is not None else -1
+            out.append(gpb.PartitionLag(
+                topic=tp[0], partition=tp[1], committed_offset=c,
+                log_end_offset=-1 if end is None else end,
+                lag=-1 if end is None or c < 0 else max(0, end - c),
+                member_id=owners.get(tp, "")))
+        return out
+
+    async def _end_offsets_loop(self) -> None:
+        """Keeps the log end offsets of committed partitions fresh for the lag gauges."""
+        while True:
+            await asyncio.sleep(10)
+            tps = {tp for g in self.groups() for tp in g.offsets}
+            await asyncio.gather(*(self.lookup.end_offset(*tp) for tp in sorted(tps)))
