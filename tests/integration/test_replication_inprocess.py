@@ -36,10 +36,13 @@ class Net:
 
 
 class Replica:
-    def __init__(self, node_id: int, root: Path, net: Net) -> None:
+    def __init__(self, node_id: int, root: Path, net: Net, quiesce: bool = False) -> None:
         self.id = node_id
         self.dir = root / f"b{node_id}" / GROUP
         self.net = net
+        # With a liveness signal (here: "not cut off") idle groups quiesce.
+        self.alive: Callable[[int], bool] | None = (
+            (lambda peer: peer not in net.down) if quiesce else None)
         self.start()
 
     def start(self) -> None:
@@ -47,9 +50,11 @@ class Replica:
         self.storage = PartitionRaftStorage(self.log, IDS)
         self.node = RaftNode(RaftConfig(self.id, election_ticks=5, return_committed_entries=False),
                              self.storage, random.Random(self.id))
-        self.host = RaftHost(self.id, self.net.sender(self.id), tick_interval_s=0.01)
+        self.host = RaftHost(self.id, self.net.sender(self.id), tick_interval_s=0.01,
+                             alive=self.alive, quiesce_after_ticks=5)
         self.partition = ReplicatedPartition("t", 0, self.log, self.node,
-                                             lambda: self.host.schedule(GROUP), lambda _: None)
+                                             lambda: self.host.schedule(GROUP), lambda _: None,
+                                             broker_alive=self.alive or (lambda _: False))
         self.host.add(RaftGroup(GROUP, self.node, self.storage, self.partition))
         self.net.hosts[self.id] = self.host
         self.net.down.discard(self.id)
@@ -113,3 +118,29 @@ async def test_replicate_fail_over_and_catch_up(tmp_path: Path) -> None:
         for r in replicas:
             if r.id not in net.down:
                 await r.crash()
+
+
+@pytest.mark.timeout(60)
+async def test_an_idle_group_quiesces_and_keeps_its_leader(tmp_path: Path) -> None:
+    """Once quiet, nobody ticks: no follower may be left awake to time out against a leader
+    that stopped its heartbeats (a heartbeat sent after QUIESCE used to wake followers,
+    and an idle cluster changed leaders every second or two)."""
+    net = Net()
+    replicas = [Replica(i, tmp_path, net, quiesce=True) for i in IDS]
+    try:
+        leader = await leader_of(replicas)
+        await wait_until(lambda: len(leader.partition.in_sync_replicas()) == 3)
+        await leader.partition.append(encode_batch([(0, None, b"v")]), timeout_s=5)
+        await wait_until(lambda: all(GROUP in r.host.quiet for r in replicas))
+        term = leader.node.term
+        await asyncio.sleep(1.0)  # 100 ticks, 20 election timeouts
+        assert [r.node.term for r in replicas] == [term] * 3
+        assert leader.node.is_leader()
+        assert all(GROUP in r.host.quiet for r in replicas)
+        # A write wakes the group and commits everywhere.
+        await leader.partition.append(encode_batch([(1, None, b"w")]), timeout_s=5)
+        await wait_until(lambda: all(values(r) == [b"v", b"w"] for r in replicas))
+    finally:
+        for r in replicas:
+            await r.crash()
+

@@ -175,6 +175,7 @@ class RaftHost:
 
     def tick(self) -> None:
         quiet = self.quiet
+        calm: list[str] = []
         for name, group in self.groups.items():
             node = group.node
             if name in quiet:
@@ -185,28 +186,42 @@ class RaftHost:
                 quiet.discard(name)  # the leader's broker went silent: time out as usual
                 log.info("raft group %s wakes: broker %d went silent", name, leader)
             node.tick()
-            if node.is_leader() and self._alive is not None:
-                self._maybe_quiesce(name, node)
+            if node.is_leader() and self._alive is not None and self._calm_for_long(name, node):
+                calm.append(name)
             if node.has_ready():
                 self._dirty.add(name)
         if self._dirty:
             self.process()
+        # Only now, after this tick's heartbeats left: QUIESCE must be the last message a
+        # follower gets from its leader. A heartbeat behind it would wake the follower,
+        # which then times out against a leader that no longer sends anything.
+        for name in calm:
+            self._quiesce(name)
 
-    def _maybe_quiesce(self, name: str, node: RaftNode) -> None:
+    def _calm_for_long(self, name: str, node: RaftNode) -> bool:
+        """Has the leader's group been caught up and unchanged for quiesce_after_ticks?"""
         last = node.last_index
         caught_up = node.commit_index == last and node.lead_transferee is None and all(
             p.match == last for v, p in node.progress.items() if v != self.broker_id)
         if not caught_up or node.config_index > node.commit_index:
             self._calm.pop(name, None)
-            return
+            return False
         state = (node.term, last, node.commit_index)
         seen, ticks = self._calm.get(name, (state, 0))
         ticks = ticks + 1 if seen == state else 0
         self._calm[name] = (state, ticks)
-        if ticks >= self.quiesce_after_ticks:
-            for voter in node.config.voters:
-                if voter != self.broker_id:
-                    self.send(voter, name, Message(MessageType.QUIESCE, self.broker_id, voter,
-                                                   node.term))
-            self.quiet.add(name)
-            self._calm.pop(name, None)
+        return ticks >= self.quiesce_after_ticks
+
+    def _quiesce(self, name: str) -> None:
+        group = self.groups.get(name)
+        if group is None or name in self._dirty:
+            return
+        node = group.node
+        if not node.is_leader() or node.has_ready():
+            return  # something happened while this tick's messages were sent: stay awake
+        for voter in node.config.voters:
+            if voter != self.broker_id:
+                self.send(voter, name, Message(MessageType.QUIESCE, self.broker_id, voter,
+                                               node.term))
+        self.quiet.add(name)
+        self._calm.pop(name, None)
