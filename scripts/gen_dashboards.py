@@ -256,8 +256,46 @@ def replication() -> dict[str, Any]:
                      panels, [instance_variable()])
 
 
+def consumer_groups() -> dict[str, Any]:
+    g = 'job="odradek", group=~"$group"'
+    panels = [
+        stat("Consumer groups", f"count(max by (group) (odradek_consumer_group_members{{{g}}}))",
+             description="Groups with members or committed offsets"),
+        stat("Members", f"sum(max by (group) (odradek_consumer_group_members{{{g}}}))"),
+        stat("Total lag", f"sum(max by (group, topic, partition) "
+                          f"(odradek_consumer_group_lag{{{g}}}))",
+             description="Records after the committed offsets, over every group and partition"),
+        timeseries("Lag by group and topic",
+                   [(f"sum by (group, topic) (max by (group, topic, partition) "
+                     f"(odradek_consumer_group_lag{{{g}}}))", "{{group}} / {{topic}}")],
+                   description="Log end offset minus committed offset, summed over partitions"),
+        timeseries("Lag change by group and topic",
+                   [(f"sum by (group, topic) "
+                     f"(deriv(odradek_consumer_group_lag{{{g}}}[5m]))", "{{group}} / {{topic}}")],
+                   "ops", description="Records per second the lag grows (positive: the "
+                   "group falls behind; the alert fires after 15 minutes of growth)"),
+        timeseries("Commit progress by group and topic",
+                   [(f"sum by (group, topic) "
+                     f"(deriv(odradek_consumer_group_committed_offset{{{g}}}[5m]))",
+                     "{{group}} / {{topic}}")], "ops",
+                   description="Records per second the committed offsets advance"),
+        timeseries("Members by group",
+                   [(f"max by (group) (odradek_consumer_group_members{{{g}}})", "{{group}}")]),
+        table("Lag by partition now",
+              f"sort_desc(max by (group, topic, partition) (odradek_consumer_group_lag{{{g}}}))",
+              description="Exported by the group's coordinator (the leader of its "
+                          "__consumer_offsets partition)"),
+    ]
+    variable = variable_query("group", "Group",
+                              'label_values(odradek_consumer_group_members{job="odradek"}, '
+                              'group)')
+    return dashboard("odradek-consumer-groups", "Odradek / Consumer groups",
+                     "Members, committed offsets and lag of consumer groups.", panels,
+                     [variable])
+
+
 DASHBOARDS = {"cluster-overview.json": cluster_overview, "topics.json": topics,
-              "replication.json": replication}
+              "replication.json": replication, "consumer-groups.json": consumer_groups}
 
 
 def render() -> dict[str, str]:

@@ -17,6 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from odradek.security.certs import Pki
 from odradek.security.tls import ClientTLS
+from odradek.v1 import groups_pb2, groups_pb2_grpc
 from odradek.v1 import odradek_pb2_grpc as pb_grpc
 
 START_TIMEOUT_S = 30.0
@@ -32,6 +33,31 @@ def tls_args(pki: Pki, cert: Path | None = None, key: Path | None = None) -> lis
     return ["--listener", "tls", "--tls-cert", str(cert or pki.broker_cert),
             "--tls-key", str(key or pki.broker_key), "--tls-ca", str(pki.ca),
             "--tls-client-auth", "required"]
+
+
+def commit_group_offsets(brokers: list[BrokerProcess], group: str, topic: str,
+                         offsets: dict[int, int], timeout: float = 30.0) -> None:
+    """Commits offsets for a group (no members) on its coordinator, then describes the group,
+    which also refreshes the coordinator's log end offsets: the group's lag metrics exist
+    from then on. Retries while the coordinator is being made (UNAVAILABLE) or moves."""
+    request = groups_pb2.CommitOffsetsRequest(group_id=group, offsets=[
+        groups_pb2.OffsetCommit(topic=topic, partition=p, offset=o) for p, o in offsets.items()])
+    by_address = {b.address: b for b in brokers}
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with brokers[0].health_channel() as channel:
+                reply = groups_pb2_grpc.GroupsStub(channel).FindCoordinator(  # type: ignore[no-untyped-call]
+                    groups_pb2.FindCoordinatorRequest(group_id=group), timeout=5)
+            with by_address[reply.address].health_channel() as channel:
+                stub = groups_pb2_grpc.GroupsStub(channel)  # type: ignore[no-untyped-call]
+                stub.CommitOffsets(request, timeout=5)
+                stub.DescribeGroup(groups_pb2.DescribeGroupRequest(group_id=group), timeout=5)
+            return
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def free_port() -> int:

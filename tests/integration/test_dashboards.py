@@ -18,12 +18,13 @@ from odradek.records.builder import BatchBuilder
 from odradek.security.certs import make_pki
 from odradek.v1 import odradek_pb2 as pb
 from odradek.v1 import odradek_pb2_grpc as pb_grpc
-from tests.brokers import BrokerProcess, client_tls, tls_args
+from tests.brokers import BrokerProcess, client_tls, commit_group_offsets, tls_args
 from tests.promql import SYNTHETIC, dashboard_exprs, dashboard_files, used_metric_names
 from tests.promtool import ROOT, require
 
 UIDS = {"cluster-overview.json": "odradek-cluster-overview", "topics.json": "odradek-topics",
-        "replication.json": "odradek-replication"}
+        "replication.json": "odradek-replication",
+        "consumer-groups.json": "odradek-consumer-groups"}
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +46,7 @@ def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             data.Fetch(pb.FetchRequest(topic="d", partition=0, offset=0), timeout=10)
             with pytest.raises(grpc.RpcError):
                 data.Fetch(pb.FetchRequest(topic="missing", partition=0), timeout=10)
+        commit_group_offsets([broker], "dash", "d", {0: 0})
         yield broker.scrape()
     finally:
         broker.stop()
