@@ -29,6 +29,8 @@ data in {data}
   odradek topic create orders --partitions 3
   echo 'hello' | odradek produce orders
   odradek consume orders --from-beginning
+  odradek consume orders --group billing --from-beginning   # as a group member
+  odradek group describe billing             # members, committed offsets, lag
   grpcurl -plaintext {first} list            # reflection is on
   grpcurl -plaintext {first} grpc.health.v1.Health/Check
 
