@@ -465,12 +465,19 @@ class ClusterNode:
         while True:
             await asyncio.sleep(0.2)
             for (topic, index), partition in list(self.partitions.items()):
+                node = partition.node
+                if not node.is_leader():
+                    continue
                 info = self.image.partition(topic, index)
-                if info is not None and partition.node.is_leader():
-                    try:
-                        self._reassign_step(topic, index, partition, info)
-                    except (NotLeader, ProposalDropped, ValueError) as exc:
-                        log.debug("reassignment of %s-%d waits: %s", topic, index, exc)
+                if info is None or (info.target_replicas is None
+                                    and node.config_index <= node.commit_index
+                                    and node.config.voters.issuperset(info.replicas)
+                                    and len(node.config.voters) == len(info.replicas)):
+                    continue  # nothing to walk and nothing to report (the common case)
+                try:
+                    self._reassign_step(topic, index, partition, info)
+                except (NotLeader, ProposalDropped, ValueError) as exc:
+                    log.debug("reassignment of %s-%d waits: %s", topic, index, exc)
 
     def _reassign_step(self, topic: str, index: int, partition: ReplicatedPartition,
                        info: PartitionInfo) -> None:

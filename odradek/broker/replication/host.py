@@ -176,12 +176,18 @@ class RaftHost:
     def tick(self) -> None:
         quiet = self.quiet
         calm: list[str] = []
+        # Most groups are quiet on an idle broker: ask about each leader's broker once per
+        # tick, not once per group.
+        alive: dict[int | None, bool] = {None: True, self.broker_id: True}
         for name, group in self.groups.items():
             node = group.node
             if name in quiet:
                 leader = node.leader
-                if leader is None or leader == self.broker_id or (
-                        self._alive is not None and self._alive(leader)):
+                up = alive.get(leader)
+                if up is None:
+                    assert leader is not None  # None is in the cache
+                    up = alive[leader] = self._alive is not None and self._alive(leader)
+                if up:
                     continue
                 quiet.discard(name)  # the leader's broker went silent: time out as usual
                 log.info("raft group %s wakes: broker %d went silent", name, leader)
