@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,19 +23,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cluster_bench import free_ports  # noqa: E402 - bench/ is on sys.path
+
 MB = 1_000_000
 STREAM = "BENCH"
-
-
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [int(s.getsockname()[1]) for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 class JetStreamCluster:
@@ -48,7 +38,7 @@ class JetStreamCluster:
         self.exe = shutil.which("nats-server")
         if self.exe is None:
             raise RuntimeError("nats-server is not installed (Debian package nats-server)")
-        ports = _free_ports(2 * n)
+        ports = free_ports(2 * n)
         self.client_ports, self.route_ports = ports[:n], ports[n:]
         self.procs: list[subprocess.Popen[bytes]] = []
         self._logs: list[Any] = []
