@@ -19,6 +19,7 @@ from pathlib import Path
 
 import grpc
 
+from odradek.broker import regressions
 from odradek.broker.errors import BrokerError
 from odradek.broker.metadata.commands import (
     Command,
@@ -100,6 +101,10 @@ class ClusterNode:
         self.partitions: dict[tuple[str, int], ReplicatedPartition] = {}
         self._topic_ids: dict[tuple[str, int], str] = {}
         self._applied_waiters: list[tuple[int, asyncio.Future[None]]] = []
+        # Commands whose application a proposer waits to see (propose_tracked): the image
+        # right after each was applied here.
+        self._tracked: dict[Command, MetadataImage | None] = {}
+        self._requests = 0
         self._image_changed = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._peers_changed = peers_changed
@@ -200,6 +205,40 @@ class ClusterNode:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 0.5)
 
+    def new_request_id(self) -> str:
+        """An id no other proposal of any broker carries (the rng is seeded in the
+        simulation, so its runs replay)."""
+        self._requests += 1
+        return f"{self.id}.{self._rng.getrandbits(64):016x}.{self._requests}"
+
+    async def propose_tracked(self, make: Callable[[], Command],
+                              timeout_s: float = PROPOSE_TIMEOUT_S) -> MetadataImage:
+        """Proposes make()'s command until one is applied here, and returns the image just
+        after it. `propose` returns once the command's offset is applied, but a proposal
+        can be lost (its leader deposed before it committed, its log truncated) and that
+        offset taken by another command; so every attempt carries a request id of its own
+        (make() draws a new one) and only the command that carries it counts."""
+        if regressions.LOST_PROPOSAL_COUNTS in regressions.reintroduced:
+            await self.propose(make(), timeout_s)
+            return self.image
+        deadline = time.monotonic() + timeout_s
+        while True:
+            command = make()
+            self._tracked[command] = None
+            try:
+                await self.propose(command, max(0.1, deadline - time.monotonic()))
+                applied = self._tracked.get(command)
+            finally:
+                self._tracked.pop(command, None)
+            if applied is not None:
+                return applied
+            if time.monotonic() >= deadline:
+                raise BrokerError(
+                    grpc.StatusCode.UNAVAILABLE, "NOT_CONTROLLER",
+                    f"the metadata change was lost in controller changes for {timeout_s:.0f}s;"
+                    " retry")
+            log.info("a metadata proposal was lost in a controller change; proposing again")
+
     async def _propose_local(self, command: Command, deadline: float) -> int:
         assert self.meta_node is not None
         data = encode_batch([(int(time.time() * 1000), None, command.encode())])
@@ -286,6 +325,8 @@ class ClusterNode:
                 log.error("metadata entry at %d is not a command: %s", offset, exc)
                 continue
             self.image = apply(self.image, offset, command)
+            if self._tracked and command in self._tracked:
+                self._tracked[command] = self.image
         self._image_applied()
         storage = self.meta_storage
         every = self.settings.metadata_snapshot_every

@@ -5,16 +5,18 @@ through the metadata log (AllocateProducerIds) when the last one is used up, so 
 requests need no round trip to the controller; ids of a block a broker did not hand out
 before it restarted are simply never used. A named producer goes through the metadata
 log every time (InitNamedProducer): its id stays, its epoch goes up by one, and the
-partitions refuse the older epochs from then on (PRODUCER_FENCED)."""
+partitions refuse the older epochs from then on (PRODUCER_FENCED).
+
+A block or an epoch counts only when the command applied carries this request's own id
+(ClusterNode.propose_tracked): the offset a lost proposal was given may hold another
+command, and the image then still shows this broker's previous block."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import TYPE_CHECKING
 
-import grpc
-
-from odradek.broker.errors import BrokerError, invalid_request
+from odradek.broker.errors import invalid_request
 from odradek.broker.metadata.commands import AllocateProducerIds, InitNamedProducer
 from odradek.broker.metadata.producer_ids import MAX_NAME_LENGTH
 
@@ -45,28 +47,19 @@ class ProducerIdManager:
 
     async def _reserve_block(self) -> None:
         cluster = self.cluster
-        # Only this broker reserves blocks for itself, one at a time (the lock), so the
-        # block recorded for it once the command is applied is the one it asked for.
-        await cluster.propose(AllocateProducerIds(cluster.id, self.block_size))
-        block = cluster.image.producers.blocks.get(cluster.id)
-        if block is None:
-            raise BrokerError(grpc.StatusCode.INTERNAL, "INTERNAL",
-                              "the producer id block was not recorded")
-        self._next, self._end = block[0], block[0] + block[1]
+        image = await cluster.propose_tracked(
+            lambda: AllocateProducerIds(cluster.id, self.block_size, cluster.new_request_id()))
+        first, count = image.producers.blocks[cluster.id]
+        self._next, self._end = first, first + count
 
     async def _init_named(self, name: str) -> tuple[int, int]:
         if len(name) > MAX_NAME_LENGTH:
             raise invalid_request(
                 f"producer_name is {len(name)} characters long; at most {MAX_NAME_LENGTH}")
-        offset = await self.cluster.propose(InitNamedProducer(name))
-        named = self.cluster.image.producers.named.get(name)
-        if named is None:
-            raise BrokerError(grpc.StatusCode.INTERNAL, "INTERNAL",
-                              f"producer name {name!r} was not recorded")
-        if named.init_offset != offset:
-            raise BrokerError(
-                grpc.StatusCode.FAILED_PRECONDITION, "PRODUCER_FENCED",
-                f"another instance of producer {name!r} initialised at the same time and "
-                f"took over (epoch {named.epoch})",
-                {"producer_name": name, "producer_id": str(named.producer_id)})
+        cluster = self.cluster
+        # The image just after this instance's own command: a later instance's epoch is
+        # higher and fences this one when it writes.
+        image = await cluster.propose_tracked(
+            lambda: InitNamedProducer(name, cluster.new_request_id()))
+        named = image.producers.named[name]
         return named.producer_id, named.epoch

@@ -58,8 +58,8 @@ EXAMPLES: list[Command] = [
     DeleteUser("alice"),
     CreateAcls((Acl("User:alice", "topic", "orders", "prefixed", "read", "allow", "*"),)),
     DeleteAcls((Acl("User:bob", "cluster", "odradek-cluster", "literal", "all", "deny", "::1"),)),
-    AllocateProducerIds(2, 1000),
-    InitNamedProducer("payments-writer"),
+    AllocateProducerIds(2, 1000, "2.9f3a.1"),
+    InitNamedProducer("payments-writer", "0.77c1.4"),
 ]
 
 
@@ -86,6 +86,15 @@ def test_lists_are_normalised_to_tuples() -> None:
     cmd = CreateTopic("t", "id", [[1, 2], [2, 3]], ())  # type: ignore[arg-type]
     assert cmd.assignments == ((1, 2), (2, 3))
     hash(cmd)
+
+
+def test_producer_commands_written_before_request_ids_read_as_anonymous() -> None:
+    assert decode_command(b'{"type":"allocate_producer_ids","broker_id":1,"count":5}') == \
+        AllocateProducerIds(1, 5, "")
+    assert decode_command(b'{"type":"init_named_producer","name":"w"}') == \
+        InitNamedProducer("w", "")
+    with pytest.raises(ValueError, match="'request_id' must be a string"):
+        decode_command(b'{"type":"init_named_producer","name":"w","request_id":1}')
 
 
 def test_unknown_fields_are_ignored() -> None:

@@ -46,6 +46,12 @@ class Fields:
             raise self._bad(key, "a string")
         return value
 
+    def get_str_or(self, key: str, default: str) -> str:
+        """A string field that older versions did not write."""
+        if key not in self.obj:
+            return default
+        return self.get_str(key)
+
     def get_opt_str(self, key: str) -> str | None:
         value = self._get(key)
         if value is not None and not isinstance(value, str):

@@ -207,9 +207,14 @@ class AllocateProducerIds:
     TYPE: ClassVar[str] = "allocate_producer_ids"
     broker_id: int
     count: int
+    # Unique per proposal: the broker uses a block only when the command applied carries
+    # its own request's id (the offset it was given may hold another command: see
+    # ClusterNode.propose_tracked).
+    request_id: str = ""
 
     def encode(self) -> bytes:
-        return _dump(self.TYPE, {"broker_id": self.broker_id, "count": self.count})
+        return _dump(self.TYPE, {"broker_id": self.broker_id, "count": self.count,
+                                 "request_id": self.request_id})
 
 
 @dataclass(frozen=True)
@@ -219,9 +224,10 @@ class InitNamedProducer:
 
     TYPE: ClassVar[str] = "init_named_producer"
     name: str
+    request_id: str = ""  # as AllocateProducerIds.request_id
 
     def encode(self) -> bytes:
-        return _dump(self.TYPE, {"name": self.name})
+        return _dump(self.TYPE, {"name": self.name, "request_id": self.request_id})
 
 
 Command = (
@@ -272,8 +278,9 @@ _DECODERS: dict[str, Callable[[Fields], Command]] = {
         f.get_str("topic"), f.get_int("partition"), f.get_ints("replicas"),
         f.get_int("config_offset"), f.get_opt_str("topic_id")),
     AllocateProducerIds.TYPE: lambda f: AllocateProducerIds(
-        f.get_int("broker_id"), f.get_int("count")),
-    InitNamedProducer.TYPE: lambda f: InitNamedProducer(f.get_str("name")),
+        f.get_int("broker_id"), f.get_int("count"), f.get_str_or("request_id", "")),
+    InitNamedProducer.TYPE: lambda f: InitNamedProducer(
+        f.get_str("name"), f.get_str_or("request_id", "")),
 }
 _DECODERS.update(SECURITY_DECODERS)  # users and ACLs: metadata/security.py
 

@@ -1,0 +1,14 @@
+"""Fixed bugs that the whole-broker simulation's self-test puts back on purpose, to show
+that the simulation still finds them (`make sim-broker-selftest`). Nothing else sets
+these; in production the set stays empty."""
+
+from __future__ import annotations
+
+# A proposal's offset being applied counts as the proposal applied (a lost proposal hands
+# out the broker's previous producer id block again).
+LOST_PROPOSAL_COUNTS = "lost-proposal-counts"
+# A leader answers OFFSET_OUT_OF_RANGE above its own high watermark without being sure of
+# it (a deposed leader, or a new one whose high watermark has not caught up).
+UNSURE_LEADER_OUT_OF_RANGE = "unsure-leader-out-of-range"
+
+reintroduced: set[str] = set()
