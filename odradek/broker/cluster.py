@@ -443,7 +443,8 @@ class ClusterNode:
             topic, index, plog, node, lambda: self.host.schedule(name), self.address_of,
             liveness_s=self.settings.tick_interval_s * self.settings.election_ticks,
             broker_alive=self.broker_alive, producers=storage.producers,
-            producer_epoch=lambda pid: self.image.producers.epochs.get(pid))
+            producer_epoch=lambda pid: self.image.producers.epochs.get(pid),
+            fresh_since=self.host.fresh_since)
         partition.on_leader_change = self._leader_changed
         self.partitions[key] = partition
         self._topic_ids[key] = topic_id
@@ -573,6 +574,9 @@ class _MetaListener:
 
     def heard_from(self, node_id: int) -> None:
         """Nothing to do: the metadata group needs no in-sync count."""
+
+    def acknowledged(self, node_id: int) -> None:
+        """Nothing to do: the metadata image is read from what is applied, not led."""
 
     def on_ready(self, ready: Ready) -> None:
         if ready.snapshot_to_apply is not None and ready.snapshot_to_apply.data:

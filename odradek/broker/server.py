@@ -139,7 +139,8 @@ class Broker:
         election_s = tick_s * ClusterSettings.election_ticks
         self.host = RaftHost(s.broker_id, transport.send, tick_s,
                              alive=lambda peer: transport.alive(peer, election_s),
-                             on_tick=lambda: transport.ping_idle(tick_s))
+                             on_tick=lambda: transport.ping_idle(tick_s),
+                             stall_after_s=election_s / 2)
         cluster_settings = ClusterSettings(
             broker_id=s.broker_id, host=s.host, port=self.port, data_dir=s.data_dir,
             voters=voters, rack=s.rack, topic_defaults=self.defaults,

@@ -168,6 +168,8 @@ class BrokerService(pb_grpc.BrokerServicer):
         if request.spec == pb.OFFSET_SPEC_EARLIEST:
             return pb.ListOffsetsResponse(found=True, offset=partition.log.log_start_offset,
                                           timestamp_ms=-1)
+        if request.spec in (pb.OFFSET_SPEC_LATEST, pb.OFFSET_SPEC_TIMESTAMP):
+            partition.check_high_watermark_known()
         if request.spec == pb.OFFSET_SPEC_LATEST:
             return pb.ListOffsetsResponse(found=True, offset=partition.high_watermark,
                                           timestamp_ms=-1)

@@ -334,6 +334,14 @@ class Cluster:
             await asyncio.sleep(delay)
             await self.after_error(topic, partition, err)
 
+    async def forget_leader(self, topic: str, partition: int) -> None:
+        """Drops what is known of the partition's leader and asks the cluster again."""
+        self._leader_override.pop((topic, partition), None)
+        try:
+            await self.refresh([topic])
+        except OdradekError:
+            pass  # the next attempt reports what is wrong
+
     async def after_error(self, topic: str, partition: int, err: OdradekError) -> None:
         """Updates what is known of the partition's leader after a failed call."""
         hint = err.leader_hint

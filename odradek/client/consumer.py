@@ -57,7 +57,7 @@ class _Chunk:
 
 class _State:
     __slots__ = ("tp", "position", "fetch_offset", "reset", "gen", "task", "buffer", "space",
-                 "error", "high_watermark")
+                 "error", "high_watermark", "seen_high_watermark")
 
     def __init__(self, tp: TopicPartition, reset: str) -> None:
         self.tp = tp
@@ -70,6 +70,25 @@ class _State:
         self.space = asyncio.Event()
         self.error: OdradekError | None = None
         self.high_watermark = -1
+        # The highest high watermark a leader answered: offsets below it are committed,
+        # and a broker that calls one of them out of range is not the current leader.
+        self.seen_high_watermark = -1
+
+
+# How many out-of-range answers for a committed offset (one this consumer saw below a high
+# watermark) are taken as a stale leader's before the position is reset after all (say
+# the topic was deleted and made again under its name).
+STALE_OUT_OF_RANGE_RETRIES = 20
+
+
+def _contradicts(err: OffsetOutOfRangeError, st: _State, offset: int) -> bool:
+    """Does the out-of-range answer call an offset out of range that a leader has already
+    shown to be committed (at or below a high watermark it answered)?"""
+    try:
+        start = int(err.metadata.get("log_start_offset", "0"))
+    except ValueError:
+        start = 0
+    return start <= offset <= st.seen_high_watermark
 
 
 def decode_records(
@@ -302,7 +321,7 @@ class Consumer:
     async def _fetcher(self, st: _State, gen: int) -> None:
         tp = st.tp
         cluster = self._cluster
-        attempt = 0
+        attempt = stale_answers = 0
         try:
             while st.gen == gen:
                 if len(st.buffer) >= 2:  # one response buffered, one more prefetched
@@ -323,6 +342,14 @@ class Consumer:
                 except OdradekError as err:
                     if st.gen != gen:
                         return
+                    if (isinstance(err, OffsetOutOfRangeError) and _contradicts(err, st, offset)
+                            and stale_answers < STALE_OUT_OF_RANGE_RETRIES):
+                        # Not authoritative: follow the partition's current leader.
+                        stale_answers += 1
+                        await asyncio.sleep(min(self._backoff * stale_answers,
+                                                self._backoff_max))
+                        await cluster.forget_leader(tp.topic, tp.partition)
+                        continue
                     if isinstance(err, OffsetOutOfRangeError) and self._reset != "none":
                         attempt += 1
                         if attempt > 1:
@@ -340,12 +367,13 @@ class Consumer:
                     return
                 if st.gen != gen:
                     return
-                attempt = 0
+                attempt = stale_answers = 0
                 records, next_offset = decode_records(tp, resp.records, offset, self._check_crcs)
                 if next_offset is None:
                     next_offset = max(offset, resp.next_offset)
                 next_offset = max(next_offset, offset)
                 st.high_watermark = resp.high_watermark
+                st.seen_high_watermark = max(st.seen_high_watermark, resp.high_watermark)
                 if records or next_offset != offset:
                     st.fetch_offset = next_offset
                     st.buffer.append(_Chunk(records, next_offset))

@@ -31,10 +31,12 @@ RETRIABLE_REASONS = frozenset({
     "NOT_COORDINATOR",
     "COORDINATOR_NOT_AVAILABLE",
     "COORDINATOR_LOAD_IN_PROGRESS",
+    "OFFSET_NOT_AVAILABLE",
 })
 # Reasons that mean the client's view of where a partition lives is stale.
 METADATA_REASONS = frozenset({
     "NOT_LEADER", "LEADER_NOT_AVAILABLE", "UNKNOWN_TOPIC_OR_PARTITION", "UNAVAILABLE",
+    "OFFSET_NOT_AVAILABLE",
 })
 
 
@@ -125,6 +127,12 @@ class OffsetOutOfRangeError(OdradekError):
     default_reason = "OFFSET_OUT_OF_RANGE"
 
 
+class OffsetNotAvailableError(OdradekError):
+    """A new leader has not caught up its high watermark yet: retry."""
+
+    default_reason = "OFFSET_NOT_AVAILABLE"
+
+
 class InvalidRequestError(OdradekError):
     default_reason = "INVALID_REQUEST"
 
@@ -190,7 +198,8 @@ _BY_REASON: dict[str, type[OdradekError]] = {
         UnknownTopicOrPartitionError, NotLeaderError, LeaderNotAvailableError,
         CorruptRecordError, InvalidRecordError, RecordTooLargeError, UnsupportedMagicError,
         InvalidTopicError, TopicAlreadyExistsError, InvalidConfigError,
-        InvalidPartitionsError, OffsetOutOfRangeError, InvalidRequestError, UnavailableError,
+        InvalidPartitionsError, OffsetOutOfRangeError, OffsetNotAvailableError,
+        InvalidRequestError, UnavailableError,
         RequestTimeoutError, PermissionDeniedError, ClientClosedError,
         AuthenticationFailedError, OutOfOrderSequenceError, ProducerFencedError,
         CommitFailedError, GroupNotEmptyError, GroupNotFoundError,

@@ -109,6 +109,12 @@ class RaftNode:
         return self.log.last_index()
 
     @property
+    def term_start(self) -> int:
+        """As leader: the offset of its term's first entry (its no-op). Until that is
+        committed its commit index may lag what an earlier leader committed."""
+        return self._term_start
+
+    @property
     def config_index(self) -> int:
         """Offset of the latest membership change in the log (NO_INDEX if none)."""
         return self._config_log[-1][0] if self._config_log else NO_INDEX

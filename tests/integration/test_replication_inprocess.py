@@ -4,16 +4,18 @@ log on disk and the real host, joined by a loopback transport that can cut a nod
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from odradek.broker.errors import BrokerError
 from odradek.broker.replication.host import RaftGroup, RaftHost
 from odradek.broker.replication.log_storage import PartitionRaftStorage
 from odradek.broker.replication.replica import ReplicatedPartition
-from odradek.raft import Message, RaftConfig, RaftNode
+from odradek.raft import Message, MessageType, RaftConfig, RaftNode
 from odradek.records import encode_batch, iter_records
 from odradek.storage import LogConfig, PartitionLog
 
@@ -25,10 +27,15 @@ class Net:
     def __init__(self) -> None:
         self.hosts: dict[int, RaftHost] = {}
         self.down: set[int] = set()
+        # Changes or drops (None) a message on its way.
+        self.rewrite: Callable[[Message], Message | None] = lambda m: m
 
     def sender(self, src: int) -> Callable[[int, str, Message], None]:
-        def send(dst: int, group: str, msg: Message) -> None:
+        def send(dst: int, group: str, msg: Message | None) -> None:
             if src in self.down or dst in self.down or dst not in self.hosts:
+                return
+            msg = self.rewrite(msg)  # type: ignore[arg-type]
+            if msg is None:
                 return
             host = self.hosts[dst]
             asyncio.get_running_loop().call_soon(host.deliver, group, msg)
@@ -144,3 +151,68 @@ async def test_an_idle_group_quiesces_and_keeps_its_leader(tmp_path: Path) -> No
         for r in replicas:
             await r.crash()
 
+
+
+@pytest.mark.timeout(60)
+async def test_a_new_leader_behind_on_its_high_watermark_calls_nothing_out_of_range(
+        tmp_path: Path) -> None:
+    """A new leader's commit index can lag the high watermark its predecessor exposed until
+    its own first entry commits. Meanwhile consumers at offsets they have already read get
+    an empty answer (not OFFSET_OUT_OF_RANGE, which would make them reset), and ListOffsets
+    a retriable OFFSET_NOT_AVAILABLE (not a high watermark that went back)."""
+    net = Net()
+    replicas = [Replica(i, tmp_path, net) for i in IDS]
+    try:
+        old = await leader_of(replicas)
+        behind, other = [r for r in replicas if r is not old]
+        known = behind.node.commit_index
+
+        def hide_commits(m: Message) -> Message | None:
+            # `behind` stores the entries but never learns that they are committed.
+            if m.from_id == old.id and m.to_id == behind.id:
+                return dataclasses.replace(m, commit=min(m.commit, known))
+            return m
+
+        net.rewrite = hide_commits
+        for n in range(5):
+            await old.partition.append(encode_batch([(n, None, b"v%d" % n)]), timeout_s=10)
+        exposed = old.partition.high_watermark
+        await wait_until(lambda: behind.log.log_end_offset == old.log.log_end_offset)
+        await old.crash()
+
+        def elect_behind(m: Message) -> Message | None:
+            # `other` votes for `behind` but never campaigns, and `behind` never hears
+            # that its first entry was stored: it stays a leader that is not yet sure.
+            if m.from_id == other.id and m.type in (
+                    MessageType.VOTE, MessageType.PRE_VOTE, MessageType.APPEND_RESP,
+                    MessageType.HEARTBEAT_RESP):
+                return None
+            return m
+
+        net.rewrite = elect_behind
+        await wait_until(lambda: behind.node.is_leader())
+        assert behind.partition.high_watermark < exposed  # the case under test
+        for offset in (exposed - 1, exposed):
+            assert behind.partition.read(offset, 1 << 20).data == b""
+        with pytest.raises(BrokerError) as info:
+            behind.partition.check_high_watermark_known()
+        assert info.value.reason == "OFFSET_NOT_AVAILABLE"
+
+        net.rewrite = lambda m: m
+        await wait_until(lambda: behind.partition.high_watermark > exposed)
+        behind.partition.check_high_watermark_known()
+        got = behind.partition.read(exposed - 1, 1 << 20)
+        assert [r.value for r in iter_records(got.data) if r.offset >= exposed - 1] == [b"v4"]
+
+        def beyond_the_end() -> bool:
+            try:
+                behind.partition.read(behind.log.log_end_offset + 10, 1 << 20)
+            except BrokerError as exc:
+                return exc.reason == "OFFSET_OUT_OF_RANGE"
+            return False
+        # Once sure of its leadership it answers out of range beyond its log end.
+        await wait_until(beyond_the_end)
+    finally:
+        for r in replicas:
+            if r.id not in net.down:
+                await r.crash()

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import time
 from collections.abc import Callable
 from typing import Protocol
 
@@ -34,6 +36,9 @@ class GroupListener(Protocol):
 
     def on_ready(self, ready: Ready) -> None:
         """After the Ready was carried out: commit index, role and leader are current."""
+
+    def acknowledged(self, node_id: int) -> None:
+        """As leader: node_id acknowledged an append or heartbeat of the current term."""
 
     def heard_from(self, node_id: int) -> None:
         """A message from another replica of the group arrived."""
@@ -73,7 +78,7 @@ class RaftHost:
     def __init__(self, broker_id: int, send: Send, tick_interval_s: float = 0.1,
                  alive: Callable[[int], bool] | None = None,
                  on_tick: Callable[[], None] | None = None,
-                 quiesce_after_ticks: int = 20) -> None:
+                 quiesce_after_ticks: int = 20, stall_after_s: float = 0.5) -> None:
         self.broker_id = broker_id
         self.send = send
         self.tick_interval_s = tick_interval_s
@@ -88,6 +93,11 @@ class RaftHost:
         self._scheduled = False
         self._ticker: asyncio.Task[None] | None = None
         self.elections = ElectionCounter()
+        # A gap this long between ticks means the process was paused or starved: what it
+        # heard before and just after (its socket buffers) may be stale.
+        self.stall_after_s = stall_after_s
+        self._last_tick = time.monotonic()
+        self._stall_ended = -math.inf
 
     def start(self) -> None:
         self._ticker = asyncio.get_running_loop().create_task(self._tick_loop())
@@ -122,7 +132,10 @@ class RaftHost:
             if node.leader == message.from_id and node.term == message.term:
                 self.quiet.add(group_name)
             return
-        group.node.step(message)
+        node = group.node
+        node.step(message)
+        if message.type in _ACKS and message.term == node.term and node.is_leader():
+            group.listener.acknowledged(message.from_id)
         # Late acknowledgements to a quiet leader do not wake it; anything else does.
         wake = message.type not in _ACKS or message.term != group.node.term
         self.schedule(group_name, wake)
@@ -166,9 +179,23 @@ class RaftHost:
             self.elections.role(group.name, ready.soft_state.role)
             group.listener.on_ready(ready)
 
+    def fresh_since(self) -> float:
+        """Acknowledgements received before this time may be stale and prove nothing about
+        the present (math.inf while a stall is under way that no tick has seen yet)."""
+        now = time.monotonic()
+        if now - self._last_tick > self.stall_after_s:
+            return math.inf
+        return self._stall_ended + self.tick_interval_s
+
     async def _tick_loop(self) -> None:
         while True:
             await asyncio.sleep(self.tick_interval_s)
+            now = time.monotonic()
+            if now - self._last_tick > self.stall_after_s:
+                self._stall_ended = now
+                log.warning("broker %d did not run for %.1fs (paused or starved)",
+                            self.broker_id, now - self._last_tick)
+            self._last_tick = now
             if self._on_tick is not None:
                 self._on_tick()
             self.tick()

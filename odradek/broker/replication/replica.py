@@ -8,12 +8,14 @@ with its original offsets. Consumers read up to the high watermark, the commit i
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import grpc
 
+from odradek.broker import regressions
 from odradek.broker.errors import BrokerError
 from odradek.broker.replication.producer_log import ProducerStateStore
 from odradek.broker.replication.producer_state import (
@@ -50,7 +52,8 @@ class ReplicatedPartition:
                  liveness_s: float = 1.0,
                  broker_alive: Callable[[int], bool] = lambda _: False,
                  producers: ProducerStateStore | None = None,
-                 producer_epoch: Callable[[int], int | None] = lambda _: None) -> None:
+                 producer_epoch: Callable[[int], int | None] = lambda _: None,
+                 fresh_since: Callable[[], float] = lambda: -math.inf) -> None:
         self.topic = topic
         self.index = index
         self.log = log
@@ -67,6 +70,13 @@ class ReplicatedPartition:
         # A follower heard from within liveness_s counts as in sync for min.insync.replicas.
         self.liveness_s = liveness_s
         self._heard: dict[int, float] = {}
+        # As leader: when each follower last acknowledged this term (time, term). A
+        # majority within lease_s, after fresh_since() (the host's last stall), means no
+        # other leader can have been elected: followers grant no vote within an election
+        # timeout of hearing from their leader.
+        self._acked: dict[int, tuple[float, int]] = {}
+        self.lease_s = liveness_s / 2
+        self._fresh_since = fresh_since
         # A quiesced group exchanges no messages; its caught-up followers count as in sync
         # while their brokers are alive (the transport's per-broker-pair signal).
         self._broker_alive = broker_alive
@@ -178,9 +188,42 @@ class ReplicatedPartition:
                 f"replicas in sync; a write needs {needed} (a majority and "
                 f"min.insync.replicas={min_insync})", self._where())
 
+    def high_watermark_known(self) -> bool:
+        """Has this leader's high watermark reached its own term's first entry? Before, it
+        may lag the high watermark that an earlier leader exposed."""
+        node = self.node
+        return node.is_leader() and self.high_watermark > node.term_start
+
+    def leadership_confirmed(self) -> bool:
+        """A leader sure of its high watermark that a majority acknowledged recently: no
+        later leader can exist, so its log end is the partition's log end."""
+        if not self.high_watermark_known():
+            return False
+        node = self.node
+        since = max(time.monotonic() - self.lease_s, self._fresh_since())
+        term = node.term
+        acks = 1 + sum(1 for v in node.config.voters if v != node.id
+                       and self._acked.get(v, (-math.inf, -1))[1] == term
+                       and self._acked[v][0] >= since)
+        return acks > len(node.config.voters) // 2
+
+    def check_high_watermark_known(self) -> None:
+        """For answers that report the high watermark (ListOffsets): a new leader's may lag
+        the one consumers already saw, and they would go back."""
+        if not self.node.is_leader():
+            raise self.not_leader_error()
+        if not self.high_watermark_known():
+            raise BrokerError(
+                grpc.StatusCode.UNAVAILABLE, "OFFSET_NOT_AVAILABLE",
+                f"partition {self.index} of topic {self.topic!r} has a new leader that is "
+                "still catching up its high watermark; retry shortly", self._where())
+
     # ---------------------------------------------------------------- Raft listener
     def heard_from(self, node_id: int) -> None:
         self._heard[node_id] = time.monotonic()
+
+    def acknowledged(self, node_id: int) -> None:
+        self._acked[node_id] = (time.monotonic(), self.node.term)
 
     def on_persisted(self, ready: Ready) -> None:
         if not ready.entries_to_persist:
@@ -218,16 +261,31 @@ class ReplicatedPartition:
 
     # ------------------------------------------------------------------------ read
     def read(self, offset: int, max_bytes: int) -> ReadResult:
+        """Committed batches from offset. Above the high watermark the answer is empty (a
+        consumer waits there) unless this replica is sure that the offset lies beyond the
+        partition's log: a deposed leader, or a new one whose high watermark has not caught
+        up, may be behind what consumers have already read, and OFFSET_OUT_OF_RANGE makes
+        them reset their position."""
         self._check_open()
         hw = self.high_watermark
-        start = self.log.log_start_offset
-        if offset < start or offset > hw:
-            raise BrokerError(
-                grpc.StatusCode.OUT_OF_RANGE, "OFFSET_OUT_OF_RANGE",
-                f"offset {offset} is out of range for partition {self.index} of topic "
-                f"{self.topic!r}: valid offsets are {start} to {hw}",
-                {"log_start_offset": str(start), "high_watermark": str(hw)})
+        if offset > hw and regressions.UNSURE_LEADER_OUT_OF_RANGE not in regressions.reintroduced:
+            if offset <= self.log.log_end_offset:
+                return ReadResult(b"", offset)
+            if not self.leadership_confirmed():
+                self._schedule()  # a quiet group's heartbeats bring the acknowledgements
+                return ReadResult(b"", offset)
+        if offset > hw or offset < self.log.log_start_offset:
+            raise self._out_of_range(offset)
         return self.log.read(offset, max_bytes, max_offset=hw)
+
+    def _out_of_range(self, offset: int) -> BrokerError:
+        start, end = self.log.log_start_offset, self.log.log_end_offset
+        return BrokerError(
+            grpc.StatusCode.OUT_OF_RANGE, "OFFSET_OUT_OF_RANGE",
+            f"offset {offset} is out of range for partition {self.index} of topic "
+            f"{self.topic!r}: valid offsets are {start} to {end}",
+            {"log_start_offset": str(start), "high_watermark": str(self.high_watermark),
+             "log_end_offset": str(end)})
 
     async def wait_for_append(self, timeout: float) -> None:
         event = self._appended
