@@ -152,6 +152,22 @@ async def test_out_of_range_resets_or_raises() -> None:
                 await poll_n(c, 1)
 
 
+async def test_out_of_range_for_an_offset_seen_committed_is_retried_not_reset() -> None:
+    """A stale leader may call an offset out of range that another leader already showed
+    committed: the consumer asks for the leader again and keeps its position."""
+    async with fake_cluster() as fake:
+        fake.create_topic("t", 1)
+        fake.append_raw("t", 0, batch([b"a", b"b", b"c"]))
+        async with Consumer(fake.bootstrap, auto_offset_reset="earliest") as c:
+            c.assign([TP])
+            assert [r.value for r in await poll_n(c, 3)] == [b"a", b"b", b"c"]
+            fake.inject("Fetch", "OFFSET_OUT_OF_RANGE", grpc.StatusCode.OUT_OF_RANGE,
+                        count=3, log_start_offset="0", high_watermark="1")
+            fake.append_raw("t", 0, batch([b"d"]))
+            await fake.notify()
+            assert [r.value for r in await poll_n(c, 1, timeout_ms=5000)] == [b"d"]
+
+
 async def test_unknown_topic_raises_from_poll() -> None:
     async with fake_cluster() as fake, Consumer(fake.bootstrap) as c:
         c.assign([("nope", 0)])
