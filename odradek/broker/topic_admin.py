@@ -228,10 +228,8 @@ class TopicAdmin:
             node = local.node
             voters = set(node.config.voters)
             replicas = [r for r in replicas if r in voters] + sorted(voters - set(replicas))
-            isr = [r for r in replicas
-                   if r == self.cluster.id or (
-                       (p := node.progress.get(r)) is not None and p.recent_active
-                       and p.match >= node.commit_index)]
+            in_sync = set(local.in_sync_replicas())
+            isr = [r for r in replicas if r in in_sync]
         return pb.PartitionInfo(partition=index, leader=leader, replicas=replicas,
                                 in_sync_replicas=isr, leader_epoch=max(term, 0),
                                 target_replicas=list(info.target_replicas or ()))

@@ -216,3 +216,43 @@ async def test_a_new_leader_behind_on_its_high_watermark_calls_nothing_out_of_ra
         for r in replicas:
             if r.id not in net.down:
                 await r.crash()
+
+
+@pytest.mark.timeout(60)
+async def test_in_sync_means_holding_what_the_leader_held_a_lag_ago(tmp_path: Path) -> None:
+    """As Kafka's ISR: a follower a few writes behind the log end stays in sync; one that
+    is alive (it answers heartbeats) but has not caught up for lag_max_s drops out, and
+    comes back once it has."""
+    net = Net()
+    replicas = [Replica(i, tmp_path, net) for i in IDS]
+    try:
+        leader = await leader_of(replicas)
+        leader.partition.lag_max_s = 0.5
+        slow = next(r for r in replicas if r is not leader)
+        await leader.partition.append(encode_batch([(0, None, b"a")]), timeout_s=10)
+        await wait_until(lambda: leader.partition.in_sync_replicas() == list(IDS))
+
+        def starve(m: Message) -> Message | None:
+            return None if m.type == MessageType.APPEND and m.to_id == slow.id else m
+
+        net.rewrite = starve
+        await leader.partition.append(encode_batch([(1, None, b"b")]), timeout_s=10)
+        assert leader.node.progress[slow.id].match < leader.node.commit_index
+        assert slow.id in leader.partition.in_sync_replicas()  # behind, within the lag
+
+        async def keep_writing() -> None:
+            n = 2
+            while slow.id in leader.partition.in_sync_replicas():
+                await leader.partition.append(encode_batch([(n, None, b"w")]), timeout_s=10)
+                n += 1
+                await asyncio.sleep(0.02)
+        await asyncio.wait_for(keep_writing(), 20)
+        assert slow.node.leader == leader.node.id  # still heard from: alive, just behind
+
+        net.rewrite = lambda m: m
+        await leader.partition.append(encode_batch([(99, None, b"z")]), timeout_s=10)
+        await wait_until(lambda: slow.id in leader.partition.in_sync_replicas())
+    finally:
+        for r in replicas:
+            if r.id not in net.down:
+                await r.crash()

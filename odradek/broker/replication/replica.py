@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -30,6 +31,10 @@ from odradek.records.batch import set_max_timestamp
 from odradek.storage import AppendInfo, PartitionLog, ReadResult
 
 LeaderAddress = Callable[[int], str | None]
+# A follower that holds what the leader held this long ago is in sync (Kafka's
+# replica.lag.time.max.ms, whose default is 30 s).
+REPLICA_LAG_MAX_S = 10.0
+LOG_END_SAMPLE_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -53,7 +58,8 @@ class ReplicatedPartition:
                  broker_alive: Callable[[int], bool] = lambda _: False,
                  producers: ProducerStateStore | None = None,
                  producer_epoch: Callable[[int], int | None] = lambda _: None,
-                 fresh_since: Callable[[], float] = lambda: -math.inf) -> None:
+                 fresh_since: Callable[[], float] = lambda: -math.inf,
+                 lag_max_s: float = REPLICA_LAG_MAX_S) -> None:
         self.topic = topic
         self.index = index
         self.log = log
@@ -76,6 +82,10 @@ class ReplicatedPartition:
         # timeout of hearing from their leader.
         self._acked: dict[int, tuple[float, int]] = {}
         self.lease_s = liveness_s / 2
+        # (time, the leader's last offset then), a sample every LOG_END_SAMPLE_S while
+        # leading: how far behind a follower may be and still count as in sync.
+        self.lag_max_s = lag_max_s
+        self._log_ends: deque[tuple[float, int]] = deque()
         self._fresh_since = fresh_since
         # A quiesced group exchanges no messages; its caught-up followers count as in sync
         # while their brokers are alive (the transport's per-broker-pair signal).
@@ -161,21 +171,43 @@ class ReplicatedPartition:
                 grpc.StatusCode.UNAVAILABLE, "NOT_ENOUGH_REPLICAS",
                 f"partition {self.index} of topic {self.topic!r} could not replicate the "
                 f"write to a quorum within {timeout_s:.1f}s", self._where()) from None
+        finally:
+            # Nobody waits any more (a timeout, or the caller went away): an outcome set
+            # later would be an exception that is never retrieved.
+            future.cancel()
 
     def in_sync_replicas(self) -> list[int]:
-        """The leader and the followers it heard from recently."""
+        """The leader and the followers that are alive and caught up, as Kafka's ISR: a
+        follower is caught up when it holds what the leader held lag_max_s ago (so under
+        steady writes a follower a few batches behind the log end stays in sync)."""
         now = time.monotonic()
         node = self.node
         me = node.id
+        floor = self._log_end_since(now - self.lag_max_s)
 
         def in_sync(v: int) -> bool:
-            if v == me or now - self._heard.get(v, -1e9) <= self.liveness_s:
+            if v == me:
                 return True
             progress = node.progress.get(v)
-            return (progress is not None and progress.match >= node.commit_index
-                    and self._broker_alive(v))
+            if progress is None or progress.match < floor:
+                return False
+            # A quiet group exchanges nothing: its brokers' liveness stands in.
+            return now - self._heard.get(v, -math.inf) <= self.liveness_s or self._broker_alive(v)
 
         return [v for v in sorted(node.config.voters) if in_sync(v)]
+
+    def _log_end_since(self, cutoff: float) -> int:
+        """The leader's last offset as of cutoff (or as of when it became leader)."""
+        samples = self._log_ends
+        while len(samples) >= 2 and samples[1][0] <= cutoff:
+            samples.popleft()
+        return samples[0][1] if samples else self.node.last_index
+
+    def _sample_log_end(self) -> None:
+        now = time.monotonic()
+        samples = self._log_ends
+        if not samples or now - samples[-1][0] >= LOG_END_SAMPLE_S:
+            samples.append((now, self.node.last_index))
 
     def _check_in_sync(self, min_insync: int) -> None:
         voters = len(self.node.config.voters)
@@ -237,6 +269,9 @@ class ReplicatedPartition:
     def on_ready(self, ready: Ready) -> None:
         if ready.soft_state.role != Role.LEADER:
             self._sequences.clear()
+            self._log_ends.clear()
+        else:
+            self._sample_log_end()
         hw = min(ready.commit_index + 1, self.log.log_end_offset)
         if hw > self.high_watermark:
             self.high_watermark = hw
