@@ -20,7 +20,7 @@ from pathlib import Path
 import grpc
 
 from odradek.broker import regressions
-from odradek.broker.errors import BrokerError
+from odradek.broker.errors import BrokerError, Reason
 from odradek.broker.metadata.commands import (
     Command,
     PartitionLeader,
@@ -198,8 +198,7 @@ class ClusterNode:
                 return offset
             except (NotLeader, _Retry) as exc:
                 if time.monotonic() + delay > deadline:
-                    raise BrokerError(
-                        grpc.StatusCode.UNAVAILABLE, "NOT_CONTROLLER",
+                    raise BrokerError(Reason.NOT_CONTROLLER,
                         f"no controller could take the metadata change within {timeout_s:.0f}s"
                         f" ({exc})") from None
                 await asyncio.sleep(delay)
@@ -233,8 +232,7 @@ class ClusterNode:
             if applied is not None:
                 return applied
             if time.monotonic() >= deadline:
-                raise BrokerError(
-                    grpc.StatusCode.UNAVAILABLE, "NOT_CONTROLLER",
+                raise BrokerError(Reason.NOT_CONTROLLER,
                     f"the metadata change was lost in controller changes for {timeout_s:.0f}s;"
                     " retry")
             log.info("a metadata proposal was lost in a controller change; proposing again")
@@ -353,7 +351,7 @@ class ClusterNode:
         """Committed metadata batches from offset (for observers), or the snapshot when
         offset lies below the log start; long-polls."""
         if self.meta_log is None or self.meta_storage is None:
-            raise BrokerError(grpc.StatusCode.UNAVAILABLE, "NOT_CONTROLLER",
+            raise BrokerError(Reason.NOT_CONTROLLER,
                               f"broker {self.id} is not a metadata voter")
         if offset < self.meta_storage.first_index():
             snapshot = self.meta_storage.snapshot()

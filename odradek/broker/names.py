@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import re
 
-import grpc
-
-from odradek.broker.errors import BrokerError
+from odradek.broker.errors import BrokerError, Reason
 
 MAX_TOPIC_NAME = 249
 _LEGAL = re.compile(r"^[a-zA-Z0-9._-]+$")
@@ -23,6 +21,5 @@ def check_topic_name(name: str) -> None:
     elif not _LEGAL.match(name):
         problem = "only ASCII letters, digits, '.', '_' and '-' are allowed"
     if problem:
-        raise BrokerError(
-            grpc.StatusCode.INVALID_ARGUMENT, "INVALID_TOPIC",
+        raise BrokerError(Reason.INVALID_TOPIC,
             f"invalid topic name {name!r}: {problem}", {"topic": name})

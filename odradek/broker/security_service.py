@@ -11,7 +11,7 @@ import grpc
 
 from odradek.broker.auth.sessions import AuthenticationFailed, Sessions
 from odradek.broker.cluster import ClusterNode
-from odradek.broker.errors import BrokerError, invalid_request
+from odradek.broker.errors import BrokerError, Reason, invalid_request
 from odradek.broker.metadata.security import (
     MAX_USER_NAME,
     OPERATIONS,
@@ -55,7 +55,7 @@ def acl_from_proto(b: spb.AclBinding) -> Acl:
               _name(_PERMISSION, b.permission, "permission"), b.host or WILDCARD)
     problem = check_acl(acl)
     if problem is not None:
-        raise BrokerError(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ACL", problem)
+        raise BrokerError(Reason.INVALID_ACL, problem)
     return acl
 
 
@@ -97,7 +97,7 @@ def check_credential(c: spb.ScramCredential) -> None:
 
 
 def _unauthenticated(message: str = "authentication failed") -> BrokerError:
-    return BrokerError(grpc.StatusCode.UNAUTHENTICATED, "AUTHENTICATION_FAILED", message)
+    return BrokerError(Reason.AUTHENTICATION_FAILED, message)
 
 
 class SecurityService(spb_grpc.SecurityServicer):
@@ -112,7 +112,7 @@ class SecurityService(spb_grpc.SecurityServicer):
     async def ScramStart(self, request: spb.ScramStartRequest,
                          context: grpc.aio.ServicerContext) -> spb.ScramStartResponse:
         if request.mechanism != scram.MECHANISM:
-            raise BrokerError(grpc.StatusCode.INVALID_ARGUMENT, "UNSUPPORTED_SASL_MECHANISM",
+            raise BrokerError(Reason.UNSUPPORTED_SASL_MECHANISM,
                               f"mechanism {request.mechanism!r} is not supported; "
                               f"use {scram.MECHANISM}")
         try:
@@ -120,7 +120,7 @@ class SecurityService(spb_grpc.SecurityServicer):
         except scram.ScramError as exc:
             raise invalid_request(f"bad client-first-message: {exc}") from None
         except AuthenticationFailed as exc:
-            raise BrokerError(grpc.StatusCode.RESOURCE_EXHAUSTED, "THROTTLED", str(exc)) from None
+            raise BrokerError(Reason.THROTTLED, str(exc)) from None
         return spb.ScramStartResponse(exchange_id=exchange_id, server_first_message=first)
 
     @rpc
@@ -143,10 +143,10 @@ class SecurityService(spb_grpc.SecurityServicer):
         check_credential(c)
         exists = request.name in self.cluster.image.security.users
         if create and exists:
-            raise BrokerError(grpc.StatusCode.ALREADY_EXISTS, "USER_ALREADY_EXISTS",
+            raise BrokerError(Reason.USER_ALREADY_EXISTS,
                               f"user {request.name!r} already exists", {"user": request.name})
         if not create and not exists:
-            raise BrokerError(grpc.StatusCode.NOT_FOUND, "USER_NOT_FOUND",
+            raise BrokerError(Reason.USER_NOT_FOUND,
                               f"user {request.name!r} does not exist", {"user": request.name})
         await self.cluster.propose(UpsertUser(request.name, c.mechanism, c.salt, c.iterations,
                                               c.stored_key, c.server_key))
@@ -167,7 +167,7 @@ class SecurityService(spb_grpc.SecurityServicer):
     async def DeleteUser(self, request: spb.DeleteUserRequest,
                          context: grpc.aio.ServicerContext) -> spb.DeleteUserResponse:
         if request.name not in self.cluster.image.security.users:
-            raise BrokerError(grpc.StatusCode.NOT_FOUND, "USER_NOT_FOUND",
+            raise BrokerError(Reason.USER_NOT_FOUND,
                               f"user {request.name!r} does not exist", {"user": request.name})
         await self.cluster.propose(DeleteUser(request.name))
         return spb.DeleteUserResponse()

@@ -12,7 +12,14 @@ from typing import Any, TypeVar
 import grpc
 
 from odradek.broker.auth.guard import current_access
-from odradek.broker.errors import BrokerError, invalid_request, to_broker_error, unknown_topic
+from odradek.broker.errors import (
+    BrokerError,
+    Reason,
+    invalid_request,
+    to_broker_error,
+    unknown_topic,
+)
+from odradek.broker.grpc.status import status_code, to_status
 from odradek.broker.metrics import BrokerMetrics
 from odradek.broker.topic_admin import ForwardedError, TopicAdmin
 from odradek.v1 import cluster_pb2, cluster_pb2_grpc
@@ -54,10 +61,10 @@ def rpc(method: Handler[T]) -> Handler[T]:
             error = to_broker_error(exc)
             if error is None:
                 log.exception("unexpected error in %s", method.__name__)
-                error = BrokerError(grpc.StatusCode.INTERNAL, "INTERNAL",
+                error = BrokerError(Reason.INTERNAL,
                                     f"internal error: {type(exc).__name__}: {exc}")
-            code, reason = error.code.name, error.reason
-            await context.abort_with_status(error.to_status())
+            code, reason = status_code(error).name, error.reason
+            await context.abort_with_status(to_status(error))
             raise AssertionError("abort_with_status returned") from exc
         finally:
             if metrics is not None:
@@ -157,8 +164,8 @@ class BrokerService(pb_grpc.BrokerServicer):
             error = to_broker_error(exc)
             if error is None:
                 log.exception("unexpected error in Subscribe")
-                error = BrokerError(grpc.StatusCode.INTERNAL, "INTERNAL", f"internal error: {exc}")
-            await context.abort_with_status(error.to_status())
+                error = BrokerError(Reason.INTERNAL, f"internal error: {exc}")
+            await context.abort_with_status(to_status(error))
 
     @rpc
     async def ListOffsets(self, request: pb.ListOffsetsRequest,

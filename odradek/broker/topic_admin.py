@@ -13,7 +13,7 @@ from typing import Any
 import grpc
 
 from odradek.broker.cluster import ClusterNode
-from odradek.broker.errors import BrokerError, invalid_request, unknown_topic
+from odradek.broker.errors import BrokerError, Reason, invalid_request, unknown_topic
 from odradek.broker.metadata.commands import (
     AlterTopicConfigs,
     DeleteTopic,
@@ -72,15 +72,14 @@ class TopicAdmin:
             meta["leader"] = address
         return_msg = (f"broker {self.cluster.id} holds no replica of partition {index} of "
                       f"topic {topic!r}" + (f"; the leader is at {address}" if address else ""))
-        raise BrokerError(grpc.StatusCode.UNAVAILABLE, "NOT_LEADER", return_msg, meta)
+        raise BrokerError(Reason.NOT_LEADER, return_msg, meta)
 
     # ---------------------------------------------------------------- changes
     async def create(self, name: str, partitions: int, replication_factor: int,
                      configs: dict[str, str], validate_only: bool) -> pb.TopicDescription | None:
         check_topic_name(name)
         if not 1 <= partitions <= MAX_PARTITIONS:
-            raise BrokerError(
-                grpc.StatusCode.INVALID_ARGUMENT, "INVALID_PARTITIONS",
+            raise BrokerError(Reason.INVALID_PARTITIONS,
                 f"partition count must be between 1 and {MAX_PARTITIONS}, got {partitions}",
                 {"topic": name})
         LogConfig.from_dict(configs, base=self.defaults)
@@ -114,8 +113,7 @@ class TopicAdmin:
     async def create_partitions(self, name: str, total: int,
                                 validate_only: bool) -> pb.TopicDescription:
         if total > MAX_PARTITIONS:
-            raise BrokerError(
-                grpc.StatusCode.INVALID_ARGUMENT, "INVALID_PARTITIONS",
+            raise BrokerError(Reason.INVALID_PARTITIONS,
                 f"partition count must be at most {MAX_PARTITIONS}, got {total}", {"topic": name})
         command = plan_create_partitions(self.cluster.image, name, total)
         if not validate_only:
@@ -150,7 +148,7 @@ class TopicAdmin:
     async def propose_as_controller(self, data: bytes) -> int:
         if not self.cluster.is_controller():
             address = self.cluster.address_of(self.cluster.controller_id)
-            raise BrokerError(grpc.StatusCode.UNAVAILABLE, "NOT_CONTROLLER",
+            raise BrokerError(Reason.NOT_CONTROLLER,
                               f"broker {self.cluster.id} is not the controller",
                               {"leader": address} if address else {})
         try:
@@ -162,7 +160,7 @@ class TopicAdmin:
     async def forward(self, method: str, request: Any) -> Any:
         address = self.cluster.address_of(self.cluster.controller_id)
         if address is None:
-            raise BrokerError(grpc.StatusCode.UNAVAILABLE, "NOT_CONTROLLER",
+            raise BrokerError(Reason.NOT_CONTROLLER,
                               "no controller is elected right now; retry shortly")
         stub = pb_grpc.AdminStub(self.cluster._channel(address))  # type: ignore[no-untyped-call]
         try:

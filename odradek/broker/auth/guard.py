@@ -20,22 +20,23 @@ import grpc
 
 from odradek.broker.auth.authorizer import ANONYMOUS, Authorizer
 from odradek.broker.auth.sessions import Sessions
-from odradek.broker.errors import BrokerError
+from odradek.broker.errors import BrokerError, Reason
+from odradek.broker.grpc.status import to_status
 from odradek.broker.metadata.security import CLUSTER_NAME, SecurityState
 from odradek.security.principal import PrincipalRule, principal_of_certificate
 
 CERT_CACHE_LIMIT = 4096
 
-DENIED_REASONS = {"topic": "TOPIC_AUTHORIZATION_FAILED", "group": "GROUP_AUTHORIZATION_FAILED",
-                  "cluster": "CLUSTER_AUTHORIZATION_FAILED"}
+DENIED_REASONS = {"topic": Reason.TOPIC_AUTHORIZATION_FAILED,
+                  "group": Reason.GROUP_AUTHORIZATION_FAILED,
+                  "cluster": Reason.CLUSTER_AUTHORIZATION_FAILED}
 
 
 def permission_denied(principal: str, resource_type: str, name: str,
                       operation: str) -> BrokerError:
     what = "the cluster" if resource_type == "cluster" else f"{resource_type} {name!r}"
     return BrokerError(
-        grpc.StatusCode.PERMISSION_DENIED, DENIED_REASONS[resource_type],
-        f"{principal} is not allowed to {operation} on {what}",
+        DENIED_REASONS[resource_type], f"{principal} is not allowed to {operation} on {what}",
         {"principal": principal, "resource_type": resource_type, "resource_name": name,
          "operation": operation})
 
@@ -67,8 +68,7 @@ class Access:
 
     def require_super_user(self) -> None:
         if self.authorizer.enabled and not self.authorizer.is_super_user(self.principal):
-            raise BrokerError(
-                grpc.StatusCode.PERMISSION_DENIED, "CLUSTER_AUTHORIZATION_FAILED",
+            raise BrokerError(Reason.CLUSTER_AUTHORIZATION_FAILED,
                 f"{self.principal} may not call broker-internal services",
                 {"principal": self.principal})
 
@@ -157,7 +157,7 @@ class Guard:
         if token is not None:
             session = self.sessions.lookup(token)
             if session is None:
-                raise BrokerError(grpc.StatusCode.UNAUTHENTICATED, "SESSION_EXPIRED",
+                raise BrokerError(Reason.SESSION_EXPIRED,
                                   "the session token is unknown or expired on this broker; "
                                   "authenticate again")
             principal = session.principal
@@ -193,7 +193,7 @@ def _guarded(guard: Guard, method: str, rule: Rule | str | None, inner: Callable
             _current.set(guard._check(rule, request if unary_request else None, context))
         except BrokerError as exc:
             guard.refused(name, exc)
-            await context.abort_with_status(exc.to_status())
+            await context.abort_with_status(to_status(exc))
 
     if inspect.isasyncgenfunction(inner):
         async def generator(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:

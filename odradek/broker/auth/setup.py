@@ -10,6 +10,7 @@ from odradek.broker.auth.rules import RULES
 from odradek.broker.auth.sessions import DEFAULT_SESSION_LIFETIME_S, Sessions
 from odradek.broker.cluster import ClusterNode
 from odradek.broker.errors import BrokerError
+from odradek.broker.grpc.status import status_code
 from odradek.broker.metadata.security import UpsertUser
 from odradek.broker.metrics import BrokerMetrics
 from odradek.security import scram
@@ -70,7 +71,7 @@ def build_guard(settings: SecuritySettings, tls: ServerTLS | None, voters: int,
 
     def refused(method: str, error: BrokerError) -> None:
         if metrics is not None:
-            metrics.observe_rpc(method, 0.0, error.code.name, error.reason)
+            metrics.observe_rpc(method, 0.0, status_code(error).name, error.reason)
 
     return Guard(lambda: cluster.image.security, sessions, RULES,
                  enabled=settings.authorization, super_users=frozenset(super_users),

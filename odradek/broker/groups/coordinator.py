@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import grpc
 
 from odradek.broker.cluster import ClusterNode
-from odradek.broker.errors import BrokerError, invalid_request
+from odradek.broker.errors import BrokerError, Reason, invalid_request
 from odradek.broker.groups.assignors import TP
 from odradek.broker.groups.lookup import OffsetLookup
 from odradek.broker.groups.records import (
@@ -154,7 +154,7 @@ class GroupCoordinator:
             leader = local.leader  # a replica learns of an election before the image does
         address = self.cluster.address_of(leader if leader >= 0 else None)
         if address is None:
-            raise BrokerError(grpc.StatusCode.UNAVAILABLE, "COORDINATOR_NOT_AVAILABLE",
+            raise BrokerError(Reason.COORDINATOR_NOT_AVAILABLE,
                               f"partition {index} of {OFFSETS_TOPIC} has no leader right now; "
                               "retry shortly", {"group": group_id})
         return gpb.FindCoordinatorResponse(broker_id=leader, address=address, partition=index)
@@ -172,8 +172,7 @@ class GroupCoordinator:
             rf = min(s.offsets_replication_factor, max(1, len(self.cluster.settings.voters)))
             brokers = len(self.cluster.image.available_brokers())
             if brokers < rf:
-                raise BrokerError(
-                    grpc.StatusCode.UNAVAILABLE, "COORDINATOR_NOT_AVAILABLE",
+                raise BrokerError(Reason.COORDINATOR_NOT_AVAILABLE,
                     f"{OFFSETS_TOPIC} needs {rf} brokers and {brokers} are registered; "
                     "retry shortly")
             configs = {"cleanup.policy": "compact"}
@@ -206,7 +205,7 @@ class GroupCoordinator:
             leader = topic.partitions[index].leader
             raise self._not_coordinator(group_id, leader if leader >= 0 else None)
         if not shard.ready:
-            raise BrokerError(grpc.StatusCode.UNAVAILABLE, "COORDINATOR_LOAD_IN_PROGRESS",
+            raise BrokerError(Reason.COORDINATOR_LOAD_IN_PROGRESS,
                               f"broker {self.cluster.id} is loading the groups of partition "
                               f"{index} of {OFFSETS_TOPIC}; retry shortly", {"group": group_id})
         return shard
@@ -217,7 +216,7 @@ class GroupCoordinator:
         if address is not None:
             meta["coordinator"] = address
             meta["coordinator_id"] = str(leader)
-        return BrokerError(grpc.StatusCode.UNAVAILABLE, "NOT_COORDINATOR",
+        return BrokerError(Reason.NOT_COORDINATOR,
                            f"broker {self.cluster.id} is not the coordinator of group "
                            f"{group_id!r}" + (f"; it is at {address}" if address else ""), meta)
 
@@ -298,7 +297,7 @@ class GroupCoordinator:
         try:
             await shard.partition.append(batch, quorum=True, timeout_s=APPEND_TIMEOUT_S)
         except BrokerError as exc:
-            raise BrokerError(grpc.StatusCode.UNAVAILABLE, "COORDINATOR_NOT_AVAILABLE",
+            raise BrokerError(Reason.COORDINATOR_NOT_AVAILABLE,
                               f"the group change could not be written: {exc.message}",
                               {"group": items[0][0].group}) from exc
 
@@ -345,7 +344,7 @@ class GroupCoordinator:
             old = self._channels.pop(key, None)
             if old is not None:
                 old.close(group_error(
-                    "FENCED_INSTANCE_ID", f"member {member.member_id!r} of group "
+                    Reason.FENCED_INSTANCE_ID, f"member {member.member_id!r} of group "
                     f"{group.group_id!r} connected again elsewhere", group.group_id))
             await self._settle(shard, group, changed)
             # Registered only now, so that Joined goes out before the assignment.
@@ -363,7 +362,8 @@ class GroupCoordinator:
         group = shard.groups.get(channel.group_id)
         if group is None or self._channels.get((channel.group_id, channel.member_id)) \
                 is not channel:
-            raise group_error("UNKNOWN_MEMBER_ID", f"member {channel.member_id!r} is no longer "
+            raise group_error(
+                Reason.UNKNOWN_MEMBER_ID, f"member {channel.member_id!r} is no longer "
                               f"in group {channel.group_id!r}", channel.group_id)
         return shard, group
 
@@ -440,7 +440,7 @@ class GroupCoordinator:
                         channel = self._channels.pop((group.group_id, member_id), None)
                         if channel is not None:
                             channel.close(group_error(
-                                "UNKNOWN_MEMBER_ID", f"member {member_id!r} was removed from "
+                                Reason.UNKNOWN_MEMBER_ID, f"member {member_id!r} was removed from "
                                 f"group {group.group_id!r}: {why}", group.group_id))
                     try:
                         await self._settle(shard, group, bool(expired))
@@ -488,8 +488,8 @@ class GroupCoordinator:
     def describe_group(self, group_id: str) -> Group:
         group = self._shard(group_id).groups.get(group_id)
         if group is None:
-            raise group_error("GROUP_ID_NOT_FOUND", f"group {group_id!r} does not exist",
-                              group_id, grpc.StatusCode.NOT_FOUND)
+            raise group_error(Reason.GROUP_ID_NOT_FOUND, f"group {group_id!r} does not exist",
+                              group_id)
         return group
 
     async def delete(self, group_id: str) -> None:
@@ -506,7 +506,7 @@ class GroupCoordinator:
     def _check_empty(self, group: Group, what: str) -> None:
         if group.members:
             raise group_error(
-                "NON_EMPTY_GROUP", f"group {group.group_id!r} has {len(group.members)} "
+                Reason.NON_EMPTY_GROUP, f"group {group.group_id!r} has {len(group.members)} "
                 f"member(s); its offsets can only be {what} when it has none (stop its "
                 "consumers and wait for their session timeout)", group.group_id)
 

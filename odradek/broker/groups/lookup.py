@@ -6,7 +6,7 @@ from __future__ import annotations
 import grpc
 
 from odradek.broker.cluster import ClusterNode
-from odradek.broker.errors import BrokerError, unknown_topic
+from odradek.broker.errors import BrokerError, Reason, unknown_topic
 from odradek.v1 import odradek_pb2 as pb
 from odradek.v1 import odradek_pb2_grpc as pb_grpc
 
@@ -33,7 +33,7 @@ class OffsetLookup:
             raise unknown_topic(topic, partition)
         address = self.cluster.address_of(info.leader if info.leader >= 0 else None)
         if address is None:
-            raise BrokerError(grpc.StatusCode.UNAVAILABLE, "LEADER_NOT_AVAILABLE",
+            raise BrokerError(Reason.LEADER_NOT_AVAILABLE,
                               f"partition {partition} of topic {topic!r} has no leader now",
                               {"topic": topic, "partition": str(partition)})
         stub = pb_grpc.BrokerStub(self.cluster._channel(address))  # type: ignore[no-untyped-call]
@@ -42,7 +42,7 @@ class OffsetLookup:
         try:
             reply = await stub.ListOffsets(request, timeout=LOOKUP_TIMEOUT_S)
         except grpc.aio.AioRpcError as exc:
-            raise BrokerError(grpc.StatusCode.UNAVAILABLE, "LEADER_NOT_AVAILABLE",
+            raise BrokerError(Reason.LEADER_NOT_AVAILABLE,
                               f"could not read offsets of partition {partition} of topic "
                               f"{topic!r} from its leader: {exc.details()}",
                               {"topic": topic, "partition": str(partition)}) from None

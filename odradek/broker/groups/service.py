@@ -9,8 +9,9 @@ from collections.abc import AsyncIterator
 import grpc
 
 from odradek.broker.auth.guard import current_access
-from odradek.broker.errors import BrokerError, invalid_request, to_broker_error
+from odradek.broker.errors import BrokerError, Reason, invalid_request, to_broker_error
 from odradek.broker.groups.coordinator import GroupCoordinator, MemberChannel, topic_partitions
+from odradek.broker.grpc.status import to_status
 from odradek.broker.metrics import BrokerMetrics
 from odradek.broker.service import rpc
 from odradek.v1 import groups_pb2 as gpb
@@ -54,8 +55,8 @@ class GroupsService(gpb_grpc.GroupsServicer):
             error = to_broker_error(exc)
             if error is None:
                 log.exception("unexpected error in Membership")
-                error = BrokerError(grpc.StatusCode.INTERNAL, "INTERNAL", f"internal error: {exc}")
-            await context.abort_with_status(error.to_status())
+                error = BrokerError(Reason.INTERNAL, f"internal error: {exc}")
+            await context.abort_with_status(to_status(error))
         finally:
             if reader is not None:
                 reader.cancel()

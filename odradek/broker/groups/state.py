@@ -13,9 +13,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-import grpc
-
-from odradek.broker.errors import BrokerError
+from odradek.broker.errors import BrokerError, Reason
 from odradek.broker.groups.assignors import ASSIGNORS, DEFAULT_STRATEGY, TP
 from odradek.broker.groups.records import GroupValue, MemberValue, OffsetValue
 
@@ -26,15 +24,13 @@ DEFAULT_MAX_POLL_INTERVAL_MS = 300_000
 MAX_GROUP_ID = 255
 
 
-def group_error(reason: str, message: str, group: str,
-                code: grpc.StatusCode = grpc.StatusCode.FAILED_PRECONDITION,
-                **extra: str) -> BrokerError:
-    return BrokerError(code, reason, message, {"group": group, **extra})
+def group_error(reason: Reason, message: str, group: str, **extra: str) -> BrokerError:
+    return BrokerError(reason, message, {"group": group, **extra})
 
 
 def check_group_id(group_id: str) -> None:
     if not group_id or len(group_id) > MAX_GROUP_ID:
-        raise BrokerError(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_GROUP_ID",
+        raise BrokerError(Reason.INVALID_GROUP_ID,
                           f"group id must be 1 to {MAX_GROUP_ID} characters, "
                           f"got {len(group_id)}", {"group": group_id})
 
@@ -165,24 +161,23 @@ class Group:
 
     def _check_join(self, request: JoinRequest) -> None:
         if request.strategy not in ASSIGNORS:
-            raise group_error("INCONSISTENT_GROUP_PROTOCOL",
+            raise group_error(Reason.INCONSISTENT_GROUP_PROTOCOL,
                               f"unknown assignment strategy {request.strategy!r}; use one of "
-                              f"{', '.join(sorted(ASSIGNORS))}", self.group_id,
-                              grpc.StatusCode.INVALID_ARGUMENT)
+                              f"{', '.join(sorted(ASSIGNORS))}", self.group_id)
         others = [m for m in self.members.values() if m.member_id != request.member_id
                   and not (request.instance_id and m.instance_id == request.instance_id)]
         if others and request.strategy != self.strategy:
-            raise group_error("INCONSISTENT_GROUP_PROTOCOL",
+            raise group_error(Reason.INCONSISTENT_GROUP_PROTOCOL,
                               f"group {self.group_id!r} uses the {self.strategy} strategy; "
                               f"this member asked for {request.strategy}", self.group_id)
         if not MIN_SESSION_TIMEOUT_MS <= request.session_timeout_ms <= MAX_SESSION_TIMEOUT_MS:
-            raise group_error("INVALID_SESSION_TIMEOUT",
+            raise group_error(Reason.INVALID_SESSION_TIMEOUT,
                               f"session timeout must be between {MIN_SESSION_TIMEOUT_MS} and "
                               f"{MAX_SESSION_TIMEOUT_MS} ms, got {request.session_timeout_ms}",
-                              self.group_id, grpc.StatusCode.INVALID_ARGUMENT)
+                              self.group_id)
         if request.max_poll_interval_ms < 1:
-            raise group_error("INVALID_REQUEST", "max poll interval must be positive",
-                              self.group_id, grpc.StatusCode.INVALID_ARGUMENT)
+            raise group_error(Reason.INVALID_REQUEST, "max poll interval must be positive",
+                              self.group_id)
 
     def heartbeat(self, member_id: str, ms_since_poll: int, now: float) -> None:
         member = self.require(member_id)
@@ -206,10 +201,10 @@ class Group:
     def require(self, member_id: str) -> Member:
         member = self.members.get(member_id)
         if member is None:
-            raise group_error("UNKNOWN_MEMBER_ID",
+            raise group_error(Reason.UNKNOWN_MEMBER_ID,
                               f"member {member_id!r} is not in group {self.group_id!r} "
                               "(it left or was removed after its session timeout)",
-                              self.group_id, grpc.StatusCode.FAILED_PRECONDITION,
+                              self.group_id,
                               member=member_id)
         return member
 
@@ -271,21 +266,20 @@ class Group:
         given; a commit from outside the protocol only when the group has no members."""
         if not member_id:
             if self.members:
-                raise group_error(
-                    "NON_EMPTY_GROUP",
+                raise group_error(Reason.NON_EMPTY_GROUP,
                     f"group {self.group_id!r} has {len(self.members)} member(s): only its "
                     "members may commit offsets", self.group_id)
             return
         member = self.require(member_id)
         if not member.first_generation <= generation <= self.generation:
-            raise group_error("ILLEGAL_GENERATION",
+            raise group_error(Reason.ILLEGAL_GENERATION,
                               f"generation {generation} is not one member {member_id!r} of "
                               f"group {self.group_id!r} was given (current "
                               f"{self.generation})", self.group_id, member=member_id)
         foreign = [tp for tp in tps if tp not in member.owned]
         if foreign:
             t, p = foreign[0]
-            raise group_error("FENCED_MEMBER",
+            raise group_error(Reason.FENCED_MEMBER,
                               f"member {member_id!r} does not own partition {p} of topic "
                               f"{t!r} (it was reassigned)", self.group_id, member=member_id,
                               topic=t, partition=str(p))

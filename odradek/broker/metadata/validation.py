@@ -7,18 +7,9 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from enum import StrEnum
 
 from odradek.broker.metadata.image import MetadataImage, PartitionInfo, TopicInfo
-
-
-class Reason(StrEnum):
-    TOPIC_ALREADY_EXISTS = "TOPIC_ALREADY_EXISTS"
-    UNKNOWN_TOPIC_OR_PARTITION = "UNKNOWN_TOPIC_OR_PARTITION"
-    INVALID_PARTITIONS = "INVALID_PARTITIONS"
-    INVALID_REPLICATION_FACTOR = "INVALID_REPLICATION_FACTOR"
-    INVALID_REPLICA_ASSIGNMENT = "INVALID_REPLICA_ASSIGNMENT"
-    BROKER_NOT_AVAILABLE = "BROKER_NOT_AVAILABLE"
+from odradek.broker.reasons import Reason
 
 
 class MetadataError(Exception):

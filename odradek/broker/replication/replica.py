@@ -14,10 +14,9 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import grpc
-
 from odradek.broker import regressions
 from odradek.broker.errors import BrokerError
+from odradek.broker.reasons import Reason, reason_of
 from odradek.broker.replication.producer_log import ProducerStateStore
 from odradek.broker.replication.producer_state import (
     LeaderSequences,
@@ -117,9 +116,7 @@ class ReplicatedPartition:
         try:
             originals = self._sequences.check(headers)
         except SequenceError as exc:
-            code = (grpc.StatusCode.INVALID_ARGUMENT if exc.reason == "INVALID_RECORD"
-                    else grpc.StatusCode.FAILED_PRECONDITION)
-            raise BrokerError(code, exc.reason, f"partition {self.index} of topic "
+            raise BrokerError(reason_of(exc.reason), f"partition {self.index} of topic "
                               f"{self.topic!r}: {exc.message}",
                               {**self._where(), **exc.metadata}) from None
         append_time = -1
@@ -143,7 +140,7 @@ class ReplicatedPartition:
             except NotLeader:
                 raise self.not_leader_error() from None
             except ProposalDropped as exc:
-                raise BrokerError(grpc.StatusCode.UNAVAILABLE, "LEADER_NOT_AVAILABLE",
+                raise BrokerError(Reason.LEADER_NOT_AVAILABLE,
                                   f"the leader cannot take writes right now: {exc}",
                                   self._where()) from exc
             self._sequences.proposed(fresh, indices)
@@ -167,8 +164,7 @@ class ReplicatedPartition:
         try:
             await asyncio.wait_for(asyncio.shield(future), timeout_s)
         except TimeoutError:
-            raise BrokerError(
-                grpc.StatusCode.UNAVAILABLE, "NOT_ENOUGH_REPLICAS",
+            raise BrokerError(Reason.NOT_ENOUGH_REPLICAS,
                 f"partition {self.index} of topic {self.topic!r} could not replicate the "
                 f"write to a quorum within {timeout_s:.1f}s", self._where()) from None
         finally:
@@ -214,8 +210,7 @@ class ReplicatedPartition:
         needed = max(min_insync, voters // 2 + 1)
         live = len(self.in_sync_replicas())
         if live < needed:
-            raise BrokerError(
-                grpc.StatusCode.UNAVAILABLE, "NOT_ENOUGH_REPLICAS",
+            raise BrokerError(Reason.NOT_ENOUGH_REPLICAS,
                 f"partition {self.index} of topic {self.topic!r} has {live} of {voters} "
                 f"replicas in sync; a write needs {needed} (a majority and "
                 f"min.insync.replicas={min_insync})", self._where())
@@ -245,8 +240,7 @@ class ReplicatedPartition:
         if not self.node.is_leader():
             raise self.not_leader_error()
         if not self.high_watermark_known():
-            raise BrokerError(
-                grpc.StatusCode.UNAVAILABLE, "OFFSET_NOT_AVAILABLE",
+            raise BrokerError(Reason.OFFSET_NOT_AVAILABLE,
                 f"partition {self.index} of topic {self.topic!r} has a new leader that is "
                 "still catching up its high watermark; retry shortly", self._where())
 
@@ -315,8 +309,7 @@ class ReplicatedPartition:
 
     def _out_of_range(self, offset: int) -> BrokerError:
         start, end = self.log.log_start_offset, self.log.log_end_offset
-        return BrokerError(
-            grpc.StatusCode.OUT_OF_RANGE, "OFFSET_OUT_OF_RANGE",
+        return BrokerError(Reason.OFFSET_OUT_OF_RANGE,
             f"offset {offset} is out of range for partition {self.index} of topic "
             f"{self.topic!r}: valid offsets are {start} to {end}",
             {"log_start_offset": str(start), "high_watermark": str(self.high_watermark),
@@ -364,11 +357,10 @@ class ReplicatedPartition:
         else:
             message = (f"partition {self.index} of topic {self.topic!r} has no leader right "
                        f"now; retry shortly")
-        return BrokerError(grpc.StatusCode.UNAVAILABLE, "NOT_LEADER", message, meta)
+        return BrokerError(Reason.NOT_LEADER, message, meta)
 
     def _check_open(self) -> None:
         if self.closed:
-            raise BrokerError(
-                grpc.StatusCode.NOT_FOUND, "UNKNOWN_TOPIC_OR_PARTITION",
+            raise BrokerError(Reason.UNKNOWN_TOPIC_OR_PARTITION,
                 f"partition {self.index} of topic {self.topic!r} is not hosted here any more",
                 self._where())
