@@ -29,6 +29,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from odradek.raft.quorum import majority
 from odradek.records.batch import iter_batches
 
 if TYPE_CHECKING:
@@ -278,7 +279,7 @@ class StateCollector(Collector):
             lagging = live < len(voters)
             under_g.add_metric(labels, 1 if lagging else 0)
             under += lagging
-            if live < len(voters) // 2 + 1:
+            if live < majority(len(voters)):
                 no_quorum += 1
             commit = node.commit_index
             for follower in voters:

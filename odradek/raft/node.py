@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from odradek.raft.log import RaftLog
 from odradek.raft.progress import Progress, ProgressState
+from odradek.raft.quorum import VoteResult, committed_index, has_majority, vote_result
 from odradek.raft.storage import LogStorage
 from odradek.raft.types import (
     NO_INDEX,
@@ -169,15 +170,11 @@ class RaftNode:
             self._bcast_heartbeat()
 
     def _quorum_active(self) -> bool:
-        voters = self.config.voters
-        if not voters:
-            return False
-        active = 0
-        for v in voters:
+        def active(v: int) -> bool:
             pr = self.progress.get(v)
-            if v == self.id or (pr is not None and pr.recent_active):
-                active += 1
-        return active >= len(voters) // 2 + 1
+            return v == self.id or (pr is not None and pr.recent_active)
+
+        return has_majority(self.config.voters, active)
 
     # ===================================================================== proposals
     def propose(self, data: bytes, count: int = 1, kind: EntryKind = EntryKind.NORMAL) -> int:
@@ -344,13 +341,13 @@ class RaftNode:
             t == _MT.VOTE_RESP and self.role == Role.CANDIDATE
         ):
             self._votes[m.from_id] = not m.reject
-            won, lost = self._tally()
-            if won:
+            result = vote_result(self.config.voters, self._votes)
+            if result == VoteResult.WON:
                 if self.role == Role.PRE_CANDIDATE:
                     self._campaign(force=False)
                 else:
                     self._become_leader()
-            elif lost:
+            elif result == VoteResult.LOST:
                 self._become_follower(self.term, None)
 
     def _handle_append(self, m: Message) -> None:
@@ -469,13 +466,9 @@ class RaftNode:
 
     def _maybe_commit(self) -> bool:
         voters = self.config.voters
-        if not voters:
-            return False
-        matches = sorted(
-            (self.progress[v].match if v in self.progress else NO_INDEX for v in voters),
-            reverse=True,
-        )
-        idx = matches[len(voters) // 2]
+        progress = self.progress
+        idx = committed_index(
+            voters, lambda v: progress[v].match if v in progress else NO_INDEX)
         log = self.log
         if idx <= log.committed or log.term(idx) != self.term:
             return False  # only entries of the current term are committed by counting
@@ -601,8 +594,7 @@ class RaftNode:
     def _request_votes(self, mtype: MessageType, term: int, force: bool) -> None:
         if self.id in self.config.voters:
             self._votes[self.id] = True
-        won, _ = self._tally()
-        if won:
+        if vote_result(self.config.voters, self._votes) == VoteResult.WON:
             if mtype == _MT.PRE_VOTE:
                 self._campaign(force)
             else:
@@ -615,13 +607,6 @@ class RaftNode:
                 self._send(
                     Message(mtype, self.id, v, term, index=last, log_term=last_term, force=force)
                 )
-
-    def _tally(self) -> tuple[bool, bool]:
-        voters = self.config.voters
-        q = len(voters) // 2 + 1
-        granted = sum(1 for v, ok in self._votes.items() if ok and v in voters)
-        rejected = sum(1 for v, ok in self._votes.items() if not ok and v in voters)
-        return granted >= q, rejected > len(voters) - q
 
     def _become_leader(self) -> None:
         self._reset(self.term)

@@ -76,8 +76,6 @@ class ConfigState:
             return cls()
         return cls(frozenset(int(v) for v in json.loads(data)["voters"]))
 
-    def quorum(self) -> int:
-        return len(self.voters) // 2 + 1
 
 
 class ConfigChangeType(enum.IntEnum):

@@ -25,6 +25,7 @@ from odradek.broker.replication.producer_state import (
 )
 from odradek.raft import NotLeader, ProposalDropped, Ready, Role
 from odradek.raft.node import RaftNode
+from odradek.raft.quorum import has_majority, majority
 from odradek.records import validate_batches
 from odradek.records.batch import set_max_timestamp
 from odradek.storage import AppendInfo, PartitionLog, ReadResult
@@ -85,6 +86,7 @@ class ReplicatedPartition:
         # leading: how far behind a follower may be and still count as in sync.
         self.lag_max_s = lag_max_s
         self._log_ends: deque[tuple[float, int]] = deque()
+        self._led_since = -math.inf
         self._fresh_since = fresh_since
         # A quiesced group exchanges no messages; its caught-up followers count as in sync
         # while their brokers are alive (the transport's per-broker-pair signal).
@@ -181,11 +183,20 @@ class ReplicatedPartition:
         me = node.id
         floor = self._log_end_since(now - self.lag_max_s)
 
+        # A new leader learns where its followers are from their first answers: until
+        # then, for up to lag_max_s, those it hears from count (as Kafka's new leader
+        # starts from the ISR it was given).
+        young = now - self._led_since < self.lag_max_s
+        term = node.term
+
         def in_sync(v: int) -> bool:
             if v == me:
                 return True
             progress = node.progress.get(v)
-            if progress is None or progress.match < floor:
+            if progress is None:
+                return False
+            unknown = young and self._acked.get(v, (0.0, -1))[1] != term
+            if progress.match < floor and not unknown:
                 return False
             # A quiet group exchanges nothing: its brokers' liveness stands in.
             return now - self._heard.get(v, -math.inf) <= self.liveness_s or self._broker_alive(v)
@@ -202,12 +213,14 @@ class ReplicatedPartition:
     def _sample_log_end(self) -> None:
         now = time.monotonic()
         samples = self._log_ends
+        if not samples:
+            self._led_since = now
         if not samples or now - samples[-1][0] >= LOG_END_SAMPLE_S:
             samples.append((now, self.node.last_index))
 
     def _check_in_sync(self, min_insync: int) -> None:
         voters = len(self.node.config.voters)
-        needed = max(min_insync, voters // 2 + 1)
+        needed = max(min_insync, majority(voters))
         live = len(self.in_sync_replicas())
         if live < needed:
             raise BrokerError(Reason.NOT_ENOUGH_REPLICAS,
@@ -229,10 +242,12 @@ class ReplicatedPartition:
         node = self.node
         since = max(time.monotonic() - self.lease_s, self._fresh_since())
         term = node.term
-        acks = 1 + sum(1 for v in node.config.voters if v != node.id
-                       and self._acked.get(v, (-math.inf, -1))[1] == term
-                       and self._acked[v][0] >= since)
-        return acks > len(node.config.voters) // 2
+
+        def acknowledged(v: int) -> bool:
+            at, in_term = self._acked.get(v, (-math.inf, -1))
+            return v == node.id or (in_term == term and at >= since)
+
+        return has_majority(node.config.voters, acknowledged)
 
     def check_high_watermark_known(self) -> None:
         """For answers that report the high watermark (ListOffsets): a new leader's may lag
