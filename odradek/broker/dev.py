@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 from odradek.broker.auth.setup import SecuritySettings
+from odradek.broker.data_dir import DataDirError
 from odradek.broker.main import metrics_port, setup_logging
 from odradek.broker.server import Broker, BrokerSettings
 from odradek.security.certs import LOCAL_NAMES, Pki, make_pki
@@ -233,5 +234,10 @@ def run_dev(args: argparse.Namespace) -> int:
                          "know each other by their certificates)")
     settings = dev_settings(data_dir, args.host, args.port, count, first_metrics, tls,
                             security)
-    asyncio.run(_run(settings, bool(getattr(args, "prometheus", False)), pki, password_file))
+    try:
+        asyncio.run(_run(settings, bool(getattr(args, "prometheus", False)), pki,
+                         password_file))
+    except DataDirError as exc:
+        raise SystemExit(f"error: {exc} (another `odradek dev` on this directory? "
+                         "use --data-dir)") from None
     return 0

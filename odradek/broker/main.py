@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from odradek.broker.auth.setup import SecuritySettings, parse_super_users
+from odradek.broker.data_dir import DataDirError
 from odradek.broker.metrics import DEFAULT_METRICS_PORT_OFFSET
 from odradek.broker.server import BrokerSettings, serve
 from odradek.security.principal import PrincipalRule, PrincipalRuleError
@@ -136,6 +137,6 @@ def run_broker(args: argparse.Namespace) -> int:
         raise SystemExit(f"error: {exc} (INVALID_CONFIG)") from None
     try:
         asyncio.run(serve(settings))
-    except TLSConfigError as exc:
+    except (TLSConfigError, DataDirError) as exc:
         raise SystemExit(f"error: {exc}") from None
     return 0

@@ -20,6 +20,7 @@ from odradek.broker.auth.guard import Guard
 from odradek.broker.auth.setup import SecuritySettings, build_guard, ensure_bootstrap_user
 from odradek.broker.cert_metrics import CertificateCollector
 from odradek.broker.cluster import ClusterNode, ClusterSettings
+from odradek.broker.data_dir import DataDirLock, claim
 from odradek.broker.groups.coordinator import CoordinatorSettings, GroupCoordinator
 from odradek.broker.groups.metrics import GroupCollector
 from odradek.broker.groups.service import GroupsService
@@ -105,6 +106,7 @@ class Broker:
         self.metrics.topics = self._hosted_topics
         self.metrics_server: MetricsServer | None = None
         self.guard: Guard | None = None
+        self._data_lock: DataDirLock | None = None
 
     @property
     def metrics_url(self) -> str | None:
@@ -132,6 +134,7 @@ class Broker:
         voters = dict(s.voters) or {s.broker_id: f"{s.host}:{self.port}"}
         if s.broker_id in voters:
             voters[s.broker_id] = f"{s.host}:{self.port}"
+        self._data_lock = claim(s.data_dir, s.broker_id, _cluster_id(voters), list(voters))
         resolve = self._resolve
         self.transport = RaftTransport(s.broker_id, resolve, self._deliver, tls=peer_tls)
         tick_s = s.tick_interval_ms / 1000
@@ -261,6 +264,8 @@ class Broker:
             await self.transport.stop()
         if self.cluster is not None:
             await self.cluster.stop()
+        if self._data_lock is not None:
+            self._data_lock.release()
         log.info("broker %d stopped", self.settings.broker_id)
 
     async def wait_stopped(self) -> None:
