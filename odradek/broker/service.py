@@ -22,15 +22,14 @@ from odradek.broker.errors import (
 from odradek.broker.grpc.status import status_code, to_status
 from odradek.broker.metrics import BrokerMetrics
 from odradek.broker.topic_admin import ForwardedError, TopicAdmin
+from odradek.broker.topics import reads
+from odradek.broker.topics.reads import MAX_WAIT_MS, check_partition_request
 from odradek.v1 import cluster_pb2, cluster_pb2_grpc
 from odradek.v1 import odradek_pb2 as pb
 from odradek.v1 import odradek_pb2_grpc as pb_grpc
 
 log = logging.getLogger("odradek.broker")
 
-DEFAULT_FETCH_MAX_BYTES = 1024 * 1024
-MAX_FETCH_BYTES = 64 * 1024 * 1024
-MAX_WAIT_MS = 60_000
 
 T = TypeVar("T")
 Handler = Callable[..., Awaitable[T]]
@@ -74,17 +73,15 @@ def rpc(method: Handler[T]) -> Handler[T]:
     return wrapper
 
 
-def _check_partition_request(topic: str, partition: int) -> None:
-    if not topic:
-        raise invalid_request("the request names no topic")
-    if partition < 0:
-        raise invalid_request(f"partition must not be negative, got {partition}")
+_OFFSET_SPECS = {pb.OFFSET_SPEC_EARLIEST: reads.OffsetSpec.EARLIEST,
+                 pb.OFFSET_SPEC_LATEST: reads.OffsetSpec.LATEST,
+                 pb.OFFSET_SPEC_TIMESTAMP: reads.OffsetSpec.TIMESTAMP}
 
 
-def _fetch_bytes(requested: int) -> int:
-    if requested < 0:
-        raise invalid_request(f"max_bytes must not be negative, got {requested}")
-    return min(requested or DEFAULT_FETCH_MAX_BYTES, MAX_FETCH_BYTES)
+def _fetch_response(result: reads.FetchResult) -> pb.FetchResponse:
+    return pb.FetchResponse(records=result.records, high_watermark=result.high_watermark,
+                            log_start_offset=result.log_start_offset,
+                            next_offset=result.next_offset)
 
 
 def _keep_describable(topics: Any) -> None:
@@ -103,7 +100,7 @@ class BrokerService(pb_grpc.BrokerServicer):
     @rpc
     async def Produce(self, request: pb.ProduceRequest,
                       context: grpc.aio.ServicerContext) -> pb.ProduceResponse:
-        _check_partition_request(request.topic, request.partition)
+        check_partition_request(request.topic, request.partition)
         if request.timeout_ms < 0:
             raise invalid_request(f"timeout_ms must not be negative, got {request.timeout_ms}")
         partition = self.admin.leader_partition(request.topic, request.partition)
@@ -121,43 +118,23 @@ class BrokerService(pb_grpc.BrokerServicer):
     @rpc
     async def Fetch(self, request: pb.FetchRequest,
                     context: grpc.aio.ServicerContext) -> pb.FetchResponse:
-        _check_partition_request(request.topic, request.partition)
-        if request.max_wait_ms < 0 or request.min_bytes < 0:
-            raise invalid_request("max_wait_ms and min_bytes must not be negative")
-        max_bytes = _fetch_bytes(request.max_bytes)
+        check_partition_request(request.topic, request.partition)
         partition = self.admin.leader_partition(request.topic, request.partition)
-        deadline = time.monotonic() + min(request.max_wait_ms, MAX_WAIT_MS) / 1000
-        while True:
-            result = partition.read(request.offset, max_bytes)
-            remaining = deadline - time.monotonic()
-            if len(result.data) >= max(request.min_bytes, 1) or remaining <= 0:
-                break
-            await partition.wait_for_append(remaining)
+        result = await reads.fetch(partition, request.offset, request.max_bytes,
+                                   request.max_wait_ms, request.min_bytes)
         if self.metrics is not None:
-            self.metrics.fetched(request.topic, result.data)
-        return pb.FetchResponse(
-            records=result.data, high_watermark=partition.high_watermark,
-            log_start_offset=partition.log.log_start_offset, next_offset=result.next_offset)
+            self.metrics.fetched(request.topic, result.records)
+        return _fetch_response(result)
 
     async def Subscribe(self, request: pb.SubscribeRequest,
                         context: grpc.aio.ServicerContext) -> AsyncIterator[pb.FetchResponse]:
         try:
-            _check_partition_request(request.topic, request.partition)
-            max_bytes = _fetch_bytes(request.max_bytes)
+            check_partition_request(request.topic, request.partition)
             partition = self.admin.leader_partition(request.topic, request.partition)
-            offset = request.offset
-            while True:
-                result = partition.read(offset, max_bytes)
-                if result.data:
-                    offset = result.next_offset
-                    if self.metrics is not None:
-                        self.metrics.fetched(request.topic, result.data)
-                    yield pb.FetchResponse(
-                        records=result.data, high_watermark=partition.high_watermark,
-                        log_start_offset=partition.log.log_start_offset,
-                        next_offset=result.next_offset)
-                else:
-                    await partition.wait_for_append(1.0)
+            async for result in reads.subscribe(partition, request.offset, request.max_bytes):
+                if self.metrics is not None:
+                    self.metrics.fetched(request.topic, result.records)
+                yield _fetch_response(result)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -170,23 +147,14 @@ class BrokerService(pb_grpc.BrokerServicer):
     @rpc
     async def ListOffsets(self, request: pb.ListOffsetsRequest,
                           context: grpc.aio.ServicerContext) -> pb.ListOffsetsResponse:
-        _check_partition_request(request.topic, request.partition)
+        check_partition_request(request.topic, request.partition)
+        spec = _OFFSET_SPECS.get(request.spec)
+        if spec is None:
+            raise invalid_request("spec must be EARLIEST, LATEST or TIMESTAMP")
         partition = self.admin.leader_partition(request.topic, request.partition)
-        if request.spec == pb.OFFSET_SPEC_EARLIEST:
-            return pb.ListOffsetsResponse(found=True, offset=partition.log.log_start_offset,
-                                          timestamp_ms=-1)
-        if request.spec in (pb.OFFSET_SPEC_LATEST, pb.OFFSET_SPEC_TIMESTAMP):
-            partition.check_high_watermark_known()
-        if request.spec == pb.OFFSET_SPEC_LATEST:
-            return pb.ListOffsetsResponse(found=True, offset=partition.high_watermark,
-                                          timestamp_ms=-1)
-        if request.spec == pb.OFFSET_SPEC_TIMESTAMP:
-            hit = partition.log.offset_for_timestamp(request.timestamp_ms)
-            if hit is None or hit[0] >= partition.high_watermark:
-                return pb.ListOffsetsResponse(found=False, offset=partition.high_watermark,
-                                              timestamp_ms=-1)
-            return pb.ListOffsetsResponse(found=True, offset=hit[0], timestamp_ms=hit[1])
-        raise invalid_request("spec must be EARLIEST, LATEST or TIMESTAMP")
+        answer = reads.list_offsets(partition, spec, request.timestamp_ms)
+        return pb.ListOffsetsResponse(found=answer.found, offset=answer.offset,
+                                      timestamp_ms=answer.timestamp_ms)
 
     @rpc
     async def Metadata(self, request: pb.MetadataRequest,

@@ -20,7 +20,8 @@ BROKER = Path(__file__).parents[2] / "odradek" / "broker"
 # Domain modules that already know no protocol; the rest follow as they are separated.
 PROTOCOL_FREE = ["errors.py", "reasons.py", "names.py", "regressions.py", "metadata",
                  "replication", "groups/state.py", "groups/assignors.py", "groups/records.py",
-                 "groups/replay.py", "auth/authorizer.py", "auth/sessions.py"]
+                 "groups/replay.py", "auth/authorizer.py", "auth/sessions.py", "topics",
+                 "data_dir.py"]
 
 
 def test_every_reason_has_a_grpc_status() -> None:
