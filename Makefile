@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench proto lint clean prometheus-tools
+.PHONY: run test bench bench-compaction proto lint clean prometheus-tools
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -40,6 +40,10 @@ bench: $(STAMP)
 	fi
 	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python bench/run.py
+
+# What a compaction on one topic costs the appends of another (inline vs worker thread).
+bench-compaction: $(STAMP)
+	$(BIN)/python bench/compaction_stall.py
 
 proto: $(STAMP)
 	$(BIN)/python scripts/gen_proto.py

@@ -116,6 +116,8 @@ class ClusterNode:
         self.voter = self.id in settings.voters
         # Given to every partition log this node opens: times its fsyncs (metrics).
         self.flush_observer: Callable[[float], None] | None = None
+        # Given every partition log this node opens (the broker's housekeeper takes it).
+        self.adopt_log: Callable[[PartitionLog], None] = lambda _: None
         self._observed_controller: int | None = None
         self.producer_ids = ProducerIdManager(self)
         self.meta_log: PartitionLog | None = None
@@ -432,6 +434,7 @@ class ClusterNode:
             shutil.rmtree(directory)  # left over from a deleted topic of the same name
         plog = PartitionLog.open(directory, config)
         plog.flush_observer = self.flush_observer
+        self.adopt_log(plog)
         id_file.write_text(topic_id)
         storage = PartitionRaftStorage(
             plog, replicas, producer_id_expiration_ms=self.settings.producer_id_expiration_ms)

@@ -24,6 +24,7 @@ from odradek.broker.data_dir import DataDirLock, claim
 from odradek.broker.groups.coordinator import CoordinatorSettings, GroupCoordinator
 from odradek.broker.groups.metrics import GroupCollector
 from odradek.broker.groups.service import GroupsService
+from odradek.broker.housekeeping import Housekeeper
 from odradek.broker.metrics import BrokerMetrics, MetricsServer, StateCollector
 from odradek.broker.replication.host import RaftHost
 from odradek.broker.replication.producer_state import DEFAULT_EXPIRATION_MS
@@ -107,6 +108,7 @@ class Broker:
         self.metrics_server: MetricsServer | None = None
         self.guard: Guard | None = None
         self._data_lock: DataDirLock | None = None
+        self.housekeeper = Housekeeper(self.metrics)
 
     @property
     def metrics_url(self) -> str | None:
@@ -154,6 +156,7 @@ class Broker:
                                    broker_alive=lambda peer: transport.alive(peer, election_s),
                                    tls=peer_tls)
         self.cluster.flush_observer = self.metrics.observe_fsync
+        self.cluster.adopt_log = self.housekeeper.adopt
         self.guard = build_guard(s.security, s.tls, len(voters), self.cluster, self.metrics)
         admin = TopicAdmin(self.cluster, self.defaults, s.default_replication_factor)
         m = self.metrics
@@ -256,6 +259,7 @@ class Broker:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.housekeeper.stop()
         if self.groups is not None:
             await self.groups.stop()
         if self.host is not None:
@@ -283,24 +287,7 @@ class Broker:
     async def _retention_loop(self) -> None:
         while True:
             await asyncio.sleep(self.settings.retention_check_interval_ms / 1000)
-            self.run_housekeeping()
-
-    def run_housekeeping(self) -> None:
-        """Retention and compaction over every partition, one at a time."""
-        for partition in self.partitions():
-            config = partition.log.config
-            try:
-                if config.delete:
-                    deleted = partition.log.enforce_retention()
-                    self.metrics.retention_ran(partition.topic, deleted)
-                if config.compact:
-                    stats = partition.log.compact()
-                    self.metrics.compaction_ran(partition.topic, stats.segments_cleaned,
-                                                stats.bytes_before - stats.bytes_after)
-            except Exception:
-                self.metrics.housekeeping_errors.inc()
-                log.exception("housekeeping failed for %s-%d", partition.topic, partition.index)
-
+            await self.housekeeper.run_once(self.partitions)
 
 class _LateInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     """Hands calls to the broker's guard (built after the server, with the cluster)."""

@@ -59,6 +59,9 @@ def add_broker_parser(
     p.add_argument("--producer-id-expiration-ms", type=_positive_int, default=24 * 3600 * 1000,
                    metavar="MS", help="forget an idempotent producer's sequence state after "
                    "this long without a batch from it (default one day)")
+    p.add_argument("--log-cleanup-interval-ms", type=_positive_int, default=30_000,
+                   metavar="MS", help="run retention and compaction over every partition "
+                   "this often (Kafka's log.retention.check.interval.ms; default 30 s)")
     p.add_argument("--offsets-topic-partitions", type=int, default=8, metavar="N",
                    help="partitions of the internal topic __consumer_offsets when it is "
                         "created (group coordinators are spread over them; default "

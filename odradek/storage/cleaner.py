@@ -95,9 +95,6 @@ def clean_group(
     """Writes the survivors of a group to `.cleaned` files (fsynced). Returns the cleaned
     segment (still open) and the number of records removed."""
     out = LogSegment(directory, group[0].base_offset, suffix=CLEANED, truncate=True)
-    removed = 0
-    buf = bytearray()
-    pending: list[AppendedBatch] = []
 
     def keep(rec: Record) -> bool:
         if rec.key is None:
@@ -106,6 +103,21 @@ def clean_group(
             return False
         return not (rec.value is None and rec.timestamp < tombstone_horizon)
 
+    try:
+        removed = _copy_survivors(group, out, keep, index_interval)
+    except BaseException:
+        out.delete_files()  # a group that changed under us, or a crash test: no leftovers
+        raise
+    out.seal()
+    out.flush()
+    return out, removed
+
+
+def _copy_survivors(group: Sequence[LogSegment], out: LogSegment,
+                    keep: Callable[[Record], bool], index_interval: int) -> int:
+    removed = 0
+    buf = bytearray()
+    pending: list[AppendedBatch] = []
     for seg in group:
         for header, view in seg.iter_batches():
             data: bytes | memoryview = view
@@ -128,9 +140,7 @@ def clean_group(
                 pending.clear()
     if buf:
         out.append(buf, pending, index_interval)
-    out.seal()
-    out.flush()
-    return out, removed
+    return removed
 
 
 def commit_swap(directory: Path, cleaned: LogSegment, group: Sequence[LogSegment]) -> None:
@@ -200,9 +210,11 @@ def compact_segments(
     segments: Sequence[LogSegment],
     config: LogConfig,
     now_ms: int,
-    replace: Callable[[Sequence[LogSegment], LogSegment], None],
+    swap_in: Callable[[Sequence[LogSegment], LogSegment], bool],
 ) -> CompactionStats:
-    """Cleans the given sealed segments; `replace` swaps each cleaned group in memory."""
+    """Cleans the given sealed segments. The cleaning reads and writes files only, so it
+    may run beside appends and reads; `swap_in(group, cleaned)` then installs each cleaned
+    group (under the log's lock) and says whether it still could."""
     latest = latest_offsets(segments)
     horizon = now_ms - config.delete_retention_ms
     before = sum(s.size for s in segments)
@@ -216,17 +228,26 @@ def compact_segments(
             cleaned.delete_files()
             after += group[0].size
             continue
-        after += cleaned.size
         _crash_point("cleaned")
-        commit_swap(directory, cleaned, group)
-        fresh = LogSegment(directory, cleaned.base_offset)
-        if not fresh.load_clean(0):
-            fresh.recover(0, config.index_interval_bytes, verify=False)
-            fresh.sync_index_files()
-        replace(group, fresh)
+        if not swap_in(group, cleaned):
+            after += sum(s.size for s in group)
+            continue
+        after += cleaned.size
         cleaned_count += len(group)
         removed_total += removed
     return CompactionStats(cleaned_count, before, after, removed_total)
+
+
+def install(directory: Path, cleaned: LogSegment, group: Sequence[LogSegment],
+            index_interval: int) -> LogSegment:
+    """Commits the swap of a cleaned group on disk and opens the segment that replaces
+    it."""
+    commit_swap(directory, cleaned, group)
+    fresh = LogSegment(directory, cleaned.base_offset)
+    if not fresh.load_clean(0):
+        fresh.recover(0, index_interval, verify=False)
+        fresh.sync_index_files()
+    return fresh
 
 
 def fsync_dir(directory: Path) -> None:

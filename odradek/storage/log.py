@@ -7,12 +7,15 @@ Layout of a partition directory:
   recovery-point                    base offset of the active segment at the last flush:
                                     segments before it were fsynced whole
   .clean_shutdown                   written by close(), removed by open()
+  *.deleted                         files of segments retention dropped, not yet removed
   reset-to                          present only while reset_to() runs: open() completes
                                     an interrupted reset (see reset_to)
 
-Thread safety: appends, truncation, retention, compaction and flush are serialized by the
-caller (the broker holds a per-partition lock); reads may run at the same time from another
-thread, and an internal lock keeps them away from segments being removed or replaced.
+Thread safety: appends, truncation and flush are serialized by the caller (the broker's
+event loop); retention and compaction may run in another thread beside them, and reads
+from any thread: an internal lock keeps the segment list consistent. Compaction reads and
+writes files outside the lock and takes it only to swap a cleaned group in, which it
+skips if the group changed meanwhile.
 """
 
 from __future__ import annotations
@@ -80,6 +83,14 @@ class ReadResult:
     next_offset: int  # after the last returned batch; the requested offset if none
 
 
+DELETED_SUFFIX = ".deleted"
+
+
+def remove_files(paths: list[Path]) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)
+
+
 def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -102,6 +113,8 @@ class PartitionLog:
         self._closed = False
         # Told the seconds each flush that wrote something spent fsyncing (for metrics).
         self.flush_observer: Callable[[float], None] | None = None
+        # Removes the files of segments that retention dropped (renamed *.deleted).
+        self.file_remover: Callable[[list[Path]], None] = remove_files
 
     # ------------------------------------------------------------------- open
 
@@ -440,15 +453,31 @@ class PartitionLog:
         del self._segments[: len(doomed)]
         self._bases = [s.base_offset for s in self._segments]
         self._first_dirty = max(self._first_dirty, self.log_start_offset)
+        # Renamed now, removed by file_remover (perhaps in another thread: unlinking a
+        # large file can take long); a crash before leaves files that open() removes.
+        renamed = []
         for seg in doomed:
-            seg.delete_files()
+            seg.close()
+            for path in seg.files():
+                target = path.with_name(path.name + DELETED_SUFFIX)
+                try:
+                    path.rename(target)
+                except FileNotFoundError:
+                    continue
+                renamed.append(target)
         self._dir_dirty = True
+        self.file_remover(renamed)
 
     # ------------------------------------------------------------- compaction
 
-    def compact(self) -> CompactionStats:
+    def compact(self, upto: int | None = None) -> CompactionStats:
         """Keeps the latest record per key in the sealed segments (cleanup.policy compact);
-        runs when the dirty part is at least min.cleanable.dirty.ratio of them."""
+        runs when the dirty part is at least min.cleanable.dirty.ratio of them.
+
+        Only segments that end at or below `upto` are cleaned (a replica passes its high
+        watermark): which record of a key is the latest depends on every later segment
+        the cleaner reads, and records above the high watermark may still be truncated
+        (a new leader's log diverged), taking the key's latest value with them."""
         self._check_open()
         config = self.config
         if not config.compact:
@@ -460,6 +489,8 @@ class PartitionLog:
                          for s, n in zip(self._segments, self._segments[1:], strict=False)}
         cleanable = []
         for seg in sealed:
+            if upto is not None and seg.next_offset > upto:
+                break
             if (config.min_compaction_lag_ms > 0
                     and seg.max_timestamp > now - config.min_compaction_lag_ms):
                 break
@@ -471,8 +502,19 @@ class PartitionLog:
         if dirty == 0 or dirty < total * config.min_cleanable_dirty_ratio:
             return CompactionStats()
         end = following[cleanable[-1].base_offset]
-        stats = cleaner.compact_segments(self.directory, cleanable, config, now,
-                                         self._replace_segments)
+        expected = set(cleanable)  # what the cleaner reads; updated by each swap
+        try:
+            stats = cleaner.compact_segments(
+                self.directory, cleanable, config, now,
+                lambda group, cleaned: self._swap_in(group, cleaned, expected))
+        except (OSError, ValueError):
+            with self._lock:
+                changed = self._closed or not set(cleanable) <= set(self._segments)
+            if not changed:
+                raise
+            # Truncated, reset or closed while it cleaned (another thread): next time.
+            log.info("compaction of %s stopped: the log changed meanwhile", self.directory)
+            return CompactionStats()
         self._first_dirty = end
         if stats.segments_cleaned:
             log.info("compacted %s: %d segments, %d -> %d bytes, %d records removed",
@@ -480,13 +522,27 @@ class PartitionLog:
                      stats.bytes_after, stats.records_removed)
         return stats
 
-    def _replace_segments(self, group: Sequence[LogSegment], fresh: LogSegment) -> None:
+    def _swap_in(self, group: Sequence[LogSegment], cleaned: LogSegment,
+                 read: set[LogSegment]) -> bool:
+        """Replaces the group by its cleaned segment if every segment the cleaner read is
+        still in the log: compaction may run in another thread, and a truncation, a reset
+        or a close may have come first (then the cleaned files are dropped)."""
         with self._lock:
-            i = self._segments.index(group[0])
+            present = set(self._segments)
+            i = self._segments.index(group[0]) if group[0] in present else -1
+            if self._closed or i < 0 or not read <= present \
+                    or i + len(group) >= len(self._segments):
+                cleaned.delete_files()
+                return False
+            fresh = cleaner.install(self.directory, cleaned, group,
+                                    self.config.index_interval_bytes)
             self._segments[i : i + len(group)] = [fresh]
             self._bases = [s.base_offset for s in self._segments]
             for seg in group:
                 seg.close()
+            read.difference_update(group)
+            read.add(fresh)
+            return True
 
     # ------------------------------------------------------------------ close
 
@@ -584,7 +640,7 @@ def _cleanup_directory(directory: Path) -> list[int]:
     present = set(bases)
     for path in directory.iterdir():
         name = path.name
-        if name.endswith(".tmp"):
+        if name.endswith(".tmp") or name.endswith(DELETED_SUFFIX):
             path.unlink()
             continue
         for suffix in (INDEX_SUFFIX, TIMEINDEX_SUFFIX):

@@ -216,3 +216,48 @@ def test_cleaner_leaves_no_temp_files_on_success(tmp_path: Path) -> None:
     assert all(n.endswith((".log", ".index", ".timeindex")) or n == "recovery-point"
                for n in names), names
     log.close()
+
+
+def test_a_group_that_changed_under_the_cleaner_is_not_swapped_in(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Compaction cleans outside the log's lock (in the broker's worker thread): a
+    truncation that came first wins, and the cleaned files are dropped."""
+    d = tmp_path / "p"
+    log = PartitionLog.open(d, CONFIG, clock=Clock(NOW))
+    writes = [(i % 3, b"v%03d" % i + b"." * 150, 0) for i in range(40)]
+    write(log, writes, [1])
+    cut = log.segments[1].base_offset
+
+    def truncate_meanwhile(name: str) -> None:
+        if name == "cleaned":
+            log.truncate_to(cut)  # a new Raft leader's log diverged there
+
+    monkeypatch.setattr(cleaner_module, "_crash_point", truncate_meanwhile)
+    stats = log.compact()
+    assert stats.records_removed == 0
+    assert log.log_end_offset == cut
+    assert not [p for p in d.iterdir() if p.name.endswith((".cleaned", ".swap"))]
+    kept = read_all(log)
+    assert [r.offset for r in kept] == list(range(cut))
+    check_batches_valid(log)
+    log.close()
+
+
+def test_nothing_at_or_above_upto_is_cleaned(tmp_path: Path) -> None:
+    """A replica compacts only below its high watermark: records above it may still be
+    truncated, and a key's older records must not go for a latest one that may vanish."""
+    d = tmp_path / "p"
+    log = PartitionLog.open(d, CONFIG, clock=Clock(NOW))
+    writes = [(i % 3, b"v%03d" % i + b"." * 150, 0) for i in range(40)]
+    write(log, writes, [1])
+    upto = log.segments[3].base_offset
+    above = [s.log_path.read_bytes() for s in log.segments[3:]]
+    stats = log.compact(upto=upto)
+    assert stats.segments_cleaned == 3
+    assert [s.log_path.read_bytes() for s in log.segments if s.base_offset >= upto] == above
+    # The keys' records below upto are all superseded within what was read: one each left.
+    kept = [r for r in read_all(log) if r.offset < upto]
+    assert sorted(r.key for r in kept) == [b"key-0", b"key-1", b"key-2"]
+    log.truncate_to(upto)  # what may happen above the high watermark
+    assert sorted(r.key for r in read_all(log)) == [b"key-0", b"key-1", b"key-2"]
+    log.close()

@@ -74,3 +74,28 @@ def test_unlimited_retention(tmp_path: Path) -> None:
         log.append(batch(b"x" * 300, ts=0))
     assert log.enforce_retention() == 0
     log.close()
+
+
+def test_dropped_segments_are_renamed_then_removed_by_the_remover(tmp_path: Path) -> None:
+    """Retention renames a dropped segment's files at once and leaves removing them to
+    file_remover (the broker's worker thread); files a crash left are removed at open and
+    never come back as segments."""
+    clock = Clock(10 * DAY)
+    config = LogConfig(segment_bytes=1024, retention_ms=DAY)
+    log = PartitionLog.open(tmp_path / "p", config, clock=clock)
+    handed: list[Path] = []
+    log.file_remover = handed.extend  # removes nothing: as if the process died first
+    for day in range(3):
+        for _ in range(2):
+            log.append(batch(b"x" * 300, ts=day * DAY))
+    clock.now = 100 * DAY
+    assert log.enforce_retention() == 2
+    assert handed and all(p.name.endswith(".deleted") and p.exists() for p in handed)
+    assert {p.name for p in handed} >= {"00000000000000000000.log.deleted",
+                                         "00000000000000000002.log.deleted"}
+    log._close_files()  # a crash: no clean shutdown
+    log = PartitionLog.open(tmp_path / "p", config, clock=clock)
+    assert not any(p.exists() for p in handed)
+    assert (log.log_start_offset, log.log_end_offset) == (4, 6)
+    assert log.enforce_retention() == 0
+    log.close()
