@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -58,6 +59,16 @@ def commit_group_offsets(brokers: list[BrokerProcess], group: str, topic: str,
             if exc.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str,
+               interval: float = 0.05) -> None:
+    """Polls check() until it holds; TimeoutError naming `what` after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(interval)
 
 
 def free_port() -> int:

@@ -5,21 +5,12 @@ topic's segments and removes their files, while produce goes on."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from odradek.records import encode_batch
 from odradek.v1 import odradek_pb2 as pb
-from tests.brokers import BrokerProcess
+from tests.brokers import BrokerProcess, wait_until
 from tests.integration.test_crash import read_all
-
-
-def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def test_compaction_and_retention_run_in_the_broker(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -17,7 +17,7 @@ import pytest
 
 from odradek.client import SyncConsumer, SyncProducer
 from odradek.v1 import odradek_pb2 as pb
-from tests.brokers import BrokerProcess, ClusterProcesses
+from tests.brokers import BrokerProcess, ClusterProcesses, wait_until
 
 TOPIC = "tail"
 
@@ -32,13 +32,6 @@ def cluster3(tmp_path: Path) -> Iterator[ClusterProcesses]:
             broker.signal(signal.SIGCONT)
         cluster.stop()
 
-
-def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def partition_seen_by(broker: BrokerProcess) -> pb.PartitionInfo | None:
