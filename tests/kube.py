@@ -268,3 +268,37 @@ def ready(obj: dict[str, Any] | None) -> dict[str, Any] | None:
         if c.get("type") == "Ready":
             return dict(c)
     return None
+
+
+async def apply(kube: kmock.KubernetesEmulator, body: dict[str, Any]) -> None:
+    reply = await kube.post(resource_url(body["kind"]), json=body)
+    assert reply.status in (200, 201), await reply.text()
+
+
+async def patch_spec(kube: kmock.KubernetesEmulator, kind: str, name: str,
+                     spec: dict[str, Any]) -> None:
+    reply = await kube.patch(resource_url(kind, name), json={"spec": spec},
+                             headers={"Content-Type": "application/merge-patch+json"})
+    assert reply.status == 200, await reply.text()
+
+
+async def wait_ready(kube: kmock.KubernetesEmulator, op: OperatorProcess, kind: str, name: str,
+                     status: str = "True", reason: str | None = None,
+                     timeout: float = 40.0) -> dict[str, Any]:
+    """Waits until the resource's Ready condition is `status` (and `reason`) for its
+    current generation; returns the object."""
+    async def check() -> dict[str, Any] | None:
+        obj = stored(kube, kind, name)
+        cond = ready(obj)
+        generation = (obj or {}).get("metadata", {}).get("generation")
+        if (obj and cond and cond["status"] == status
+                and (reason is None or cond["reason"] == reason)
+                and obj["status"].get("observedGeneration") == generation):
+            return obj
+        return None
+
+    def context() -> str:
+        return f"{stored(kube, kind, name)}\n{op.log()}"
+
+    return await eventually(check, timeout, f"{kind} {name} Ready={status} {reason or ''}",
+                            context)

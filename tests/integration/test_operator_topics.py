@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import kmock
 import pytest
@@ -17,13 +16,16 @@ from tests.brokers import ClusterProcesses
 from tests.kube import (
     OdradekKube,
     OperatorProcess,
+    apply,
     declare_crds,
     eventually,
     manifest,
     objects_of,
+    patch_spec,
     ready,
     resource_url,
     stored,
+    wait_ready,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.kmock(cls=OdradekKube)]
@@ -58,36 +60,6 @@ async def operator(kmock: kmock.KubernetesEmulator, brokers: ClusterProcesses,
         proc.stop()
 
 
-async def apply(kube: kmock.KubernetesEmulator, body: dict[str, Any]) -> None:
-    reply = await kube.post(resource_url(body["kind"]), json=body)
-    assert reply.status in (200, 201), await reply.text()
-
-
-async def patch_spec(kube: kmock.KubernetesEmulator, kind: str, name: str,
-                     spec: dict[str, Any]) -> None:
-    reply = await kube.patch(resource_url(kind, name), json={"spec": spec},
-                             headers={"Content-Type": "application/merge-patch+json"})
-    assert reply.status == 200, await reply.text()
-
-
-async def wait_ready(kube: kmock.KubernetesEmulator, op: OperatorProcess, name: str,
-                     status: str = "True", reason: str | None = None) -> dict[str, Any]:
-    async def check() -> dict[str, Any] | None:
-        obj = stored(kube, "Topic", name)
-        cond = ready(obj)
-        generation = (obj or {}).get("metadata", {}).get("generation")
-        if (cond and cond["status"] == status and (reason is None or cond["reason"] == reason)
-                and obj and obj["status"].get("observedGeneration") == generation):
-            return obj
-        return None
-
-    def context() -> str:
-        return f"{stored(kube, 'Topic', name)}\n{op.log()}"
-
-    return await eventually(check, WAIT_S, f"Topic {name} Ready={status} {reason or ''}",
-                            context)
-
-
 async def configs(admin: Admin, topic: str) -> dict[str, str]:
     desc = await admin.describe_topic(topic)
     return {c.name: c.value for c in desc.configs if not c.is_default}
@@ -98,7 +70,7 @@ async def test_topic_lifecycle(kmock: kmock.KubernetesEmulator, operator: Operat
     await apply(kmock, manifest("Topic", "orders", {
         "partitions": 3, "replicationFactor": 3,
         "config": {"retention.ms": 86400000, "cleanup.policy": "delete"}}))
-    obj = await wait_ready(kmock, operator, "orders")
+    obj = await wait_ready(kmock, operator, "Topic", "orders")
     desc = await admin.describe_topic("orders")
     assert len(desc.partitions) == 3
     assert await configs(admin, "orders") == {"retention.ms": "86400000",
@@ -123,14 +95,14 @@ async def test_topic_lifecycle(kmock: kmock.KubernetesEmulator, operator: Operat
     # More partitions and a config change from the resource.
     await patch_spec(kmock, "Topic", "orders", {"partitions": 5, "config": {
         "retention.ms": 3600000, "cleanup.policy": "delete"}})
-    await wait_ready(kmock, operator, "orders")
+    await wait_ready(kmock, operator, "Topic", "orders")
     assert len((await admin.describe_topic("orders")).partitions) == 5
     assert (await configs(admin, "orders"))["retention.ms"] == "3600000"
 
     # A decrease is refused with a condition and changes nothing (not even the config).
     await patch_spec(kmock, "Topic", "orders", {"partitions": 2, "config": {
         "retention.ms": 7, "cleanup.policy": "delete"}})
-    obj = await wait_ready(kmock, operator, "orders", "False", "PartitionsDecreaseRefused")
+    obj = await wait_ready(kmock, operator, "Topic", "orders", "False", "PartitionsDecreaseRefused")
     assert len((await admin.describe_topic("orders")).partitions) == 5
     assert (await configs(admin, "orders"))["retention.ms"] == "3600000"
     assert len(obj["status"]["partitions"]) == 5
@@ -155,7 +127,7 @@ async def test_refusals_conflicts_and_retention(
     # no topic.
     await apply(kmock, manifest("Topic", "bad-config", {
         "partitions": 1, "replicationFactor": 1, "config": {"retention.ms": "soon"}}))
-    obj = await wait_ready(kmock, operator, "bad-config", "False", "InvalidConfig")
+    obj = await wait_ready(kmock, operator, "Topic", "bad-config", "False", "InvalidConfig")
     assert "retention.ms" in ready(obj)["message"]  # type: ignore[index]
     with pytest.raises(UnknownTopicOrPartitionError):
         await admin.describe_topic("bad-config")
@@ -171,11 +143,11 @@ async def test_refusals_conflicts_and_retention(
     await apply(kmock, manifest("Topic", "payments", {
         "partitions": 2, "replicationFactor": 1, "config": {"retention.ms": 60000}},
         annotations={"odradek.io/retain-on-delete": "true"}))
-    await wait_ready(kmock, operator, "payments")
+    await wait_ready(kmock, operator, "Topic", "payments")
     await apply(kmock, manifest("Topic", "payments-again", {
         "topicName": "payments", "partitions": 4, "replicationFactor": 1,
         "config": {"retention.ms": 1}}))
-    await wait_ready(kmock, operator, "payments-again", "False", "ResourceConflict")
+    await wait_ready(kmock, operator, "Topic", "payments-again", "False", "ResourceConflict")
     assert len((await admin.describe_topic("payments")).partitions) == 2
     assert (await configs(admin, "payments"))["retention.ms"] == "60000"
 
@@ -188,7 +160,7 @@ async def test_refusals_conflicts_and_retention(
                    for p in desc.partitions)
 
     await eventually(three_replicas, WAIT_S, "replication factor 3", operator.log)
-    await wait_ready(kmock, operator, "payments")
+    await wait_ready(kmock, operator, "Topic", "payments")
 
     # The conflicting resource goes away without touching the topic; the retained one
     # leaves the topic in the brokers.

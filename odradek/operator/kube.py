@@ -1,0 +1,76 @@
+"""The few Kubernetes API calls the handlers make themselves (kopf makes the rest): the
+official client, called off the event loop, with plain dicts in and out."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from functools import cache
+from typing import Any
+
+import kubernetes
+
+# The client's generated types want its model classes; plain dicts are what it sends.
+client: Any = kubernetes.client
+config: Any = kubernetes.config
+ApiException: type[Exception] = kubernetes.client.exceptions.ApiException
+
+
+@cache
+def _api() -> Any:
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    return client.ApiClient()
+
+
+def _core() -> Any:
+    return client.CoreV1Api(_api())
+
+
+async def read_secret(namespace: str, name: str) -> dict[str, Any] | None:
+    def read() -> dict[str, Any] | None:
+        try:
+            reply = _core().read_namespaced_secret(name, namespace, _preload_content=False)
+        except ApiException as exc:
+            if getattr(exc, "status", None) == 404:
+                return None
+            raise
+        return dict(json.loads(reply.data))
+
+    return await asyncio.to_thread(read)
+
+
+async def create_secret(namespace: str, body: dict[str, Any]) -> bool:
+    """Creates it; False when one of that name exists already (it is left alone)."""
+    def create() -> bool:
+        try:
+            _core().create_namespaced_secret(namespace, body, _preload_content=False)
+        except ApiException as exc:
+            if getattr(exc, "status", None) == 409:
+                return False
+            raise
+        return True
+
+    return await asyncio.to_thread(create)
+
+
+async def apply(kind_api: str, namespace: str, body: dict[str, Any]) -> None:
+    """Creates or merge-patches an object of a built-in kind (for rendered Cluster parts):
+    kind_api names the client method suffix, e.g. "stateful_set" with AppsV1Api."""
+    def run() -> None:
+        api_class = client.AppsV1Api if kind_api == "stateful_set" else (
+            client.PolicyV1Api if kind_api == "pod_disruption_budget" else client.CoreV1Api)
+        api = api_class(_api())
+        name = body["metadata"]["name"]
+        try:
+            getattr(api, f"create_namespaced_{kind_api}")(namespace, body,
+                                                         _preload_content=False)
+        except ApiException as exc:
+            if getattr(exc, "status", None) != 409:
+                raise
+            getattr(api, f"patch_namespaced_{kind_api}")(name, namespace, body,
+                                                        _preload_content=False)
+
+    await asyncio.to_thread(run)
