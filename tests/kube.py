@@ -144,6 +144,12 @@ def declare_crds(kube: kmock.KubernetesEmulator) -> None:
                          ("configmaps", "ConfigMap")):
         kube.resources[f"v1/{plural}"] = kmock.ResourceInfo(
             kind=kind, singular=kind.lower(), verbs=verbs, namespaced=True)
+    kube.resources["apps/v1/statefulsets"] = kmock.ResourceInfo(
+        kind="StatefulSet", singular="statefulset", verbs=verbs, subresources={"status"},
+        namespaced=True)
+    kube.resources["policy/v1/poddisruptionbudgets"] = kmock.ResourceInfo(
+        kind="PodDisruptionBudget", singular="poddisruptionbudget", verbs=verbs,
+        namespaced=True)
     # kopf waits for the namespaces (to match its --namespace patterns) and the CRDs.
     kube.resources["v1/namespaces"] = kmock.ResourceInfo(
         kind="Namespace", singular="namespace", verbs=verbs, namespaced=False)

@@ -56,21 +56,41 @@ async def create_secret(namespace: str, body: dict[str, Any]) -> bool:
     return await asyncio.to_thread(create)
 
 
-async def apply(kind_api: str, namespace: str, body: dict[str, Any]) -> None:
-    """Creates or merge-patches an object of a built-in kind (for rendered Cluster parts):
-    kind_api names the client method suffix, e.g. "stateful_set" with AppsV1Api."""
+_KINDS = {"ConfigMap": ("CoreV1Api", "config_map"), "Service": ("CoreV1Api", "service"),
+          "PodDisruptionBudget": ("PolicyV1Api", "pod_disruption_budget"),
+          "StatefulSet": ("AppsV1Api", "stateful_set")}
+
+
+def _methods(kind: str) -> tuple[Any, str]:
+    api_class, suffix = _KINDS[kind]
+    return getattr(client, api_class)(_api()), suffix
+
+
+async def apply(namespace: str, body: dict[str, Any]) -> None:
+    """Creates an object of a built-in kind, or merge-patches it to the rendered state."""
     def run() -> None:
-        api_class = client.AppsV1Api if kind_api == "stateful_set" else (
-            client.PolicyV1Api if kind_api == "pod_disruption_budget" else client.CoreV1Api)
-        api = api_class(_api())
-        name = body["metadata"]["name"]
+        api, suffix = _methods(body["kind"])
         try:
-            getattr(api, f"create_namespaced_{kind_api}")(namespace, body,
-                                                         _preload_content=False)
+            getattr(api, f"create_namespaced_{suffix}")(namespace, body, _preload_content=False)
         except ApiException as exc:
             if getattr(exc, "status", None) != 409:
                 raise
-            getattr(api, f"patch_namespaced_{kind_api}")(name, namespace, body,
-                                                        _preload_content=False)
+            getattr(api, f"patch_namespaced_{suffix}")(
+                body["metadata"]["name"], namespace, body, _preload_content=False)
 
     await asyncio.to_thread(run)
+
+
+async def read(kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+    def run() -> dict[str, Any] | None:
+        api, suffix = _methods(kind)
+        try:
+            reply = getattr(api, f"read_namespaced_{suffix}")(name, namespace,
+                                                             _preload_content=False)
+        except ApiException as exc:
+            if getattr(exc, "status", None) == 404:
+                return None
+            raise
+        return dict(json.loads(reply.data))
+
+    return await asyncio.to_thread(run)

@@ -37,7 +37,12 @@ def run(namespaces: Sequence[str] = (), clusterwide: bool = False,
         peering: str | None = None) -> None:
     """Runs until SIGTERM/SIGINT. namespaces: names or globs; clusterwide: all of them.
     peering: the KopfPeering name for leader election between replicas (None: standalone)."""
-    from odradek.operator.handlers import groups, topics, users  # noqa: F401 - registers
+    from odradek.operator.handlers import (  # noqa: F401 - importing registers them
+        clusters,
+        groups,
+        topics,
+        users,
+    )
 
     if metrics_port:
         from prometheus_client import start_http_server
