@@ -178,7 +178,11 @@ class OperatorProcess:
     """`odradek operator` in a child process, pointed at the mock and at real brokers."""
 
     def __init__(self, workdir: Path, kube_url: str, bootstrap: str,
-                 extra_env: dict[str, str] | None = None) -> None:
+                 extra_env: dict[str, str] | None = None,
+                 namespaces: list[str] | None = None) -> None:
+        # namespaces: the --namespace flags (None: --all-namespaces).
+        self.scope = ([a for n in namespaces for a in ("--namespace", n)]
+                      if namespaces is not None else ["--all-namespaces"])
         self.kubeconfig = write_kubeconfig(workdir / "kubeconfig", kube_url)
         self.log_path = workdir / "operator.log"
         self.metrics_port = free_port()
@@ -189,7 +193,7 @@ class OperatorProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> OperatorProcess:
-        cmd = [sys.executable, "-m", "odradek.cli.main", "operator", "--namespace", NAMESPACE,
+        cmd = [sys.executable, "-m", "odradek.cli.main", "operator", *self.scope,
                "--metrics-port", str(self.metrics_port),
                "--liveness-port", str(self.liveness_port)]
         with open(self.log_path, "ab") as log:
@@ -211,6 +215,13 @@ class OperatorProcess:
                 return False
 
         await eventually(alive, timeout, "operator liveness", self.log)
+
+    async def scrape(self) -> str:
+        """The operator's /metrics text."""
+        async with aiohttp.ClientSession() as session, session.get(
+                f"http://127.0.0.1:{self.metrics_port}/metrics",
+                timeout=aiohttp.ClientTimeout(total=5)) as reply:
+            return await reply.text()
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

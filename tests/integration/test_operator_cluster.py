@@ -39,8 +39,10 @@ KINDS = {"ConfigMap": "v1/configmaps", "Service": "v1/services",
 async def operator(kmock: kmock.KubernetesEmulator, tmp_path: Path
                    ) -> AsyncIterator[OperatorProcess]:
     declare_crds(kmock)
-    # No brokers are needed: the Cluster handler only talks to the Kubernetes API.
-    proc = OperatorProcess(tmp_path, str(kmock.url).rstrip("/"), "127.0.0.1:1")
+    # No brokers are needed: the Cluster handler only talks to the Kubernetes API. All
+    # namespaces: the operator watches cluster-wide.
+    proc = OperatorProcess(tmp_path, str(kmock.url).rstrip("/"), "127.0.0.1:1",
+                           namespaces=None)
     try:
         proc.start()
         await proc.wait_alive()

@@ -16,6 +16,7 @@ import pytest
 from odradek.client import Admin, Consumer, Producer
 from tests.brokers import BrokerProcess, commit_group_offsets
 from tests.kube import (
+    NAMESPACE,
     OdradekKube,
     OperatorProcess,
     apply,
@@ -45,7 +46,9 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
 async def operator(kmock: kmock.KubernetesEmulator, broker: BrokerProcess,
                    tmp_path: Path) -> AsyncIterator[OperatorProcess]:
     declare_crds(kmock)
-    proc = OperatorProcess(tmp_path, str(kmock.url).rstrip("/"), broker.address)
+    # Several namespaces (the second has no resources).
+    proc = OperatorProcess(tmp_path, str(kmock.url).rstrip("/"), broker.address,
+                           namespaces=[NAMESPACE, "elsewhere"])
     try:
         proc.start()
         await proc.wait_alive()

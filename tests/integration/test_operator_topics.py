@@ -14,6 +14,7 @@ import pytest
 from odradek.client import Admin, UnknownTopicOrPartitionError
 from tests.brokers import ClusterProcesses
 from tests.kube import (
+    NAMESPACE,
     OdradekKube,
     OperatorProcess,
     apply,
@@ -51,7 +52,8 @@ async def admin(brokers: ClusterProcesses) -> AsyncIterator[Admin]:
 async def operator(kmock: kmock.KubernetesEmulator, brokers: ClusterProcesses,
                    tmp_path: Path) -> AsyncIterator[OperatorProcess]:
     declare_crds(kmock)
-    proc = OperatorProcess(tmp_path, str(kmock.url).rstrip("/"), brokers.bootstrap)
+    proc = OperatorProcess(tmp_path, str(kmock.url).rstrip("/"), brokers.bootstrap,
+                           namespaces=[NAMESPACE])
     try:
         proc.start()
         await proc.wait_alive()
@@ -119,6 +121,13 @@ async def test_topic_lifecycle(kmock: kmock.KubernetesEmulator, operator: Operat
         return False
 
     await eventually(gone, WAIT_S, "topic deleted and resource released", operator.log)
+
+    # The operator's own metrics count the reconciles, refusals and durations per kind.
+    metrics = await operator.scrape()
+    assert 'odradek_operator_reconciles_total{kind="Topic",result="ok"}' in metrics
+    assert ('odradek_operator_reconcile_errors_total{kind="Topic",'
+            'reason="PartitionsDecreaseRefused"}') in metrics
+    assert 'odradek_operator_reconcile_duration_seconds_count{kind="Topic"}' in metrics
 
 
 async def test_refusals_conflicts_and_retention(

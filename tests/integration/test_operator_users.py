@@ -18,6 +18,7 @@ from odradek.client.errors import AuthenticationFailedError
 from tests.brokers import BrokerProcess
 from tests.integration.test_acl import ADMIN_PASSWORD, secured_args, wait_for_login
 from tests.kube import (
+    NAMESPACE,
     OdradekKube,
     OperatorProcess,
     apply,
@@ -62,7 +63,8 @@ async def operator(kmock: kmock.KubernetesEmulator, broker: BrokerProcess, admin
                    tmp_path: Path) -> AsyncIterator[OperatorProcess]:
     declare_crds(kmock)
     proc = OperatorProcess(tmp_path, str(kmock.url).rstrip("/"), broker.address, {
-        "ODRADEK_USERNAME": "admin", "ODRADEK_PASSWORD": ADMIN_PASSWORD})
+        "ODRADEK_USERNAME": "admin", "ODRADEK_PASSWORD": ADMIN_PASSWORD},
+        namespaces=[NAMESPACE])
     try:
         proc.start()
         await proc.wait_alive()
