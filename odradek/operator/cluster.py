@@ -37,11 +37,18 @@ class ClusterSpec:
     topology_key: str | None = None
     super_users: tuple[str, ...] = ()
     authorization: bool = False
+    explicit_voters: bool = False  # spec.voters given (else the first min(3, brokers))
+
+
+def default_voters(brokers: int) -> int:
+    """The first three brokers, or the first alone in a cluster of one or two (an even
+    voter count would tolerate no more failures than one fewer)."""
+    return 3 if brokers >= 3 else 1
 
 
 def desired(spec: Mapping[str, Any], name: str, namespace: str) -> ClusterSpec:
     brokers = int(spec.get("brokers", 3))
-    voters = int(spec.get("voters") or min(3, brokers))
+    voters = int(spec.get("voters") or default_voters(brokers))
     if voters > brokers or voters not in (1, 3, 5):
         raise SpecError(f"voters must be 1, 3 or 5 and at most brokers ({brokers}), "
                         f"not {voters}")
@@ -58,7 +65,8 @@ def desired(spec: Mapping[str, Any], name: str, namespace: str) -> ClusterSpec:
         storage.get("storageClassName"), dict(spec.get("resources") or {}),
         {str(k): str(v) for k, v in (spec.get("config") or {}).items()},
         (spec.get("rack") or {}).get("topologyKey"),
-        tuple(auth.get("superUsers") or ()), bool(auth.get("enabled")))
+        tuple(auth.get("superUsers") or ()), bool(auth.get("enabled")),
+        spec.get("voters") is not None)
 
 
 # -- names ---------------------------------------------------------------------------------
@@ -146,7 +154,8 @@ def _container(c: ClusterSpec) -> Body:
     }
 
 
-def render_stateful_set(c: ClusterSpec, owner: Mapping[str, Any]) -> Body:
+def render_stateful_set(c: ClusterSpec, owner: Mapping[str, Any],
+                        replicas: int | None = None) -> Body:
     pod_spec: Body = {"containers": [_container(c)], "terminationGracePeriodSeconds": 60}
     if c.topology_key:
         pod_spec["topologySpreadConstraints"] = [{
@@ -160,7 +169,8 @@ def render_stateful_set(c: ClusterSpec, owner: Mapping[str, Any]) -> Body:
         "apiVersion": "apps/v1", "kind": "StatefulSet",
         "metadata": _meta(c, c.name, owner),
         "spec": {
-            "replicas": c.brokers, "serviceName": headless_service(c.name),
+            "replicas": c.brokers if replicas is None else replicas,
+            "serviceName": headless_service(c.name),
             # Brokers find each other by DNS before any is ready: start them together.
             "podManagementPolicy": "Parallel",
             "selector": {"matchLabels": labels(c)},
@@ -194,10 +204,48 @@ def render_pdb(c: ClusterSpec, owner: Mapping[str, Any]) -> Body:
             "spec": {"maxUnavailable": 1, "selector": {"matchLabels": labels(c)}}}
 
 
-def render(c: ClusterSpec, owner: Mapping[str, Any]) -> list[Body]:
-    """Every object of the cluster, in the order to apply them."""
+def render(c: ClusterSpec, owner: Mapping[str, Any], replicas: int | None = None
+           ) -> list[Body]:
+    """Every object of the cluster, in the order to apply them. replicas: the StatefulSet's
+    size now, when a scale-down waits for draining (default: spec.brokers)."""
     return [render_config_map(c, owner), *render_services(c, owner), render_pdb(c, owner),
-            render_stateful_set(c, owner)]
+            render_stateful_set(c, owner, replicas)]
+
+
+# -- scaling down --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ScalePlan:
+    replicas: int  # the StatefulSet's size to render now
+    drain: tuple[int, ...] = ()  # brokers whose replicas must move away first
+    refused: Outcome | None = None
+    waiting: str = ""
+
+
+def scale_plan(c: ClusterSpec, current: int | None, hosted: Mapping[int, int],
+               max_replication_factor: int) -> ScalePlan:
+    """A scale-down drains the brokers that will go (their replicas moved elsewhere by
+    the brokers' DrainBroker), and only when none holds a replica does the StatefulSet
+    shrink. Refused below the metadata voters or the largest replication factor in use.
+    hosted: broker id -> replicas it holds."""
+    if current is None or c.brokers >= current:
+        return ScalePlan(c.brokers)
+    # Voters are not moved: the ones running now must all stay.
+    running_voters = c.voters if c.explicit_voters else default_voters(current)
+    if c.brokers < running_voters:
+        return ScalePlan(current, refused=Outcome(
+            "False", "ScaleDownRefused", f"{c.brokers} brokers would be fewer than the "
+            f"{running_voters} metadata voters; nothing was changed"))
+    if c.brokers < max_replication_factor:
+        return ScalePlan(current, refused=Outcome(
+            "False", "ScaleDownRefused", f"a topic has replication factor "
+            f"{max_replication_factor}, more than {c.brokers} brokers; nothing was changed"))
+    going = tuple(range(c.brokers, current))
+    left = {b: hosted[b] for b in going if hosted.get(b)}
+    if left:
+        return ScalePlan(current, drain=tuple(left), waiting=f"draining brokers "
+                         f"{sorted(left)}: {sum(left.values())} replicas still on them")
+    return ScalePlan(c.brokers)
 
 
 # -- status --------------------------------------------------------------------------------

@@ -88,6 +88,7 @@ def test_refused_specs(spec: dict[str, Any]) -> None:
 def test_voters_default_to_the_first_three() -> None:
     assert cl.desired({"brokers": 5}, "x", "ns").voters == 3
     assert cl.desired({"brokers": 1}, "x", "ns").voters == 1
+    assert cl.desired({"brokers": 2}, "x", "ns").voters == 1
 
 
 def test_conditions() -> None:
@@ -103,3 +104,22 @@ def test_conditions() -> None:
         "observedGeneration": 2, "readyReplicas": 3, "updatedReplicas": 3, "replicas": 3}}
     assert cl.state_of(sts) == cl.ClusterState(3, 3, 3, True)
     assert cl.state_of(None) == cl.ClusterState(0, 0, 0, False)
+
+
+def test_scale_down_drains_first_then_shrinks() -> None:
+    c = cl.desired({"brokers": 3}, "x", "ns")
+    assert cl.scale_plan(c, None, {}, 3) == cl.ScalePlan(3)  # new cluster
+    assert cl.scale_plan(c, 2, {}, 3) == cl.ScalePlan(3)  # growth
+    draining = cl.scale_plan(c, 5, {0: 4, 3: 2, 4: 0}, 3)
+    assert draining.replicas == 5 and draining.drain == (3,) and draining.waiting
+    assert cl.scale_plan(c, 5, {0: 4, 1: 4, 2: 4}, 3) == cl.ScalePlan(3)
+
+
+def test_scale_down_refusals() -> None:
+    below_rf = cl.scale_plan(cl.desired({"brokers": 3}, "x", "ns"), 4, {}, 4)
+    assert below_rf.refused and below_rf.refused.reason == "ScaleDownRefused"
+    assert below_rf.replicas == 4 and not below_rf.drain
+    below_voters = cl.scale_plan(cl.desired({"brokers": 2}, "x", "ns"), 4, {}, 1)
+    assert below_voters.refused and "voters" in below_voters.refused.message
+    explicit = cl.desired({"brokers": 2, "voters": 1}, "x", "ns")
+    assert cl.scale_plan(explicit, 4, {}, 1) == cl.ScalePlan(2)

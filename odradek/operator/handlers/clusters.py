@@ -1,21 +1,43 @@
 """Cluster handlers: apply the rendered objects, read readiness back from the
-StatefulSet. Scaling with draining and leadership-aware rolling restarts are not built:
-the StatefulSet's own RollingUpdate rolls the pods when the config hash changes."""
+StatefulSet. A scale-down drains the brokers that go before the StatefulSet shrinks.
+Leadership-aware rolling restarts are not built: the StatefulSet's own RollingUpdate rolls
+the pods when the config hash changes."""
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import kopf
 
+from odradek.client import OdradekError
 from odradek.operator import cluster as cl
 from odradek.operator import crds, kube
 from odradek.operator.conditions import Outcome, set_condition
-from odradek.operator.handlers.common import conclude
+from odradek.operator.handlers.common import call, conclude, refused
 from odradek.operator.metrics import reconciling
-from odradek.operator.runtime import BROKERS, resync_seconds
+from odradek.operator.runtime import BROKERS, bootstrap_for, resync_seconds
 
 RESOURCE = (crds.GROUP, crds.VERSION, crds.plural("Cluster"))
+
+
+async def _scale(c: cl.ClusterSpec, current: int | None) -> cl.ScalePlan:
+    if current is None or c.brokers >= current:
+        return cl.ScalePlan(c.brokers)
+    admin = BROKERS.admin(bootstrap_for(c.namespace, {"clusterRef": c.name}))
+    try:
+        md = await call(admin.metadata, "metadata")
+        parts = [p for t in md.topics for p in t.partitions]
+        hosted = Counter(b for p in parts for b in p.replicas)
+        plan = cl.scale_plan(c, current, hosted, max((len(p.replicas) for p in parts),
+                                                     default=0))
+        moving = {b for p in parts if p.target_replicas for b in p.replicas}
+        for broker in plan.drain:
+            if broker not in moving:  # a drain under way is not planned again
+                await call(lambda b=broker: admin.drain_broker(b), "drain")  # type: ignore[misc]
+    except OdradekError as exc:
+        return cl.ScalePlan(current, refused=refused(exc))
+    return plan
 
 
 async def reconcile(body: Any, spec: Any, status: Any, meta: Any, namespace: str, name: str,
@@ -28,12 +50,19 @@ async def reconcile(body: Any, spec: Any, status: Any, meta: Any, namespace: str
             tally.fail("InvalidSpec")
             conclude(body, status, patch, Outcome("False", "InvalidSpec", str(exc)), generation)
             return
-        for obj in cl.render(c, body):
+        sts = await kube.read("StatefulSet", namespace, name)
+        scale = await _scale(c, (sts or {}).get("spec", {}).get("replicas"))
+        for obj in cl.render(c, body, scale.replicas):
             await kube.apply(namespace, obj)
         state = cl.state_of(await kube.read("StatefulSet", namespace, name))
         outcomes = cl.conditions(c, state)
-        conclude(body, status, patch, outcomes["Ready"], generation, brokers=c.brokers,
-                 readyBrokers=state.ready, bootstrap=cl.bootstrap(c))
+        if scale.waiting:
+            outcomes["Reconciling"] = Outcome("True", "Draining", scale.waiting)
+        if scale.refused:
+            tally.fail(scale.refused.reason)
+            outcomes["Reconciling"] = scale.refused
+        conclude(body, status, patch, scale.refused or outcomes["Ready"], generation,
+                 brokers=c.brokers, readyBrokers=state.ready, bootstrap=cl.bootstrap(c))
         conds = patch.status["conditions"]
         for type_ in ("Reconciling", "Degraded"):
             conds = set_condition(conds, type_, outcomes[type_], generation)
