@@ -53,7 +53,8 @@ def _config_map(description: str) -> Schema:
     # Values may be written as YAML numbers (retention.ms: 86400000) or strings.
     return {"type": "object", "description": description, "maxProperties": 100,
             "x-kubernetes-validations": [{
-                "rule": f"self.all(k, k.matches('{CONFIG_KEY_PATTERN}'))",
+                # A raw CEL string: "\." is no escape CEL knows.
+                "rule": f"self.all(k, k.matches(r'{CONFIG_KEY_PATTERN}'))",
                 "message": "config keys look like retention.ms"}],
             "additionalProperties": {"x-kubernetes-int-or-string": True}}
 
