@@ -132,8 +132,9 @@ ACL_RULE = _obj("One ACL binding for this user's principal (User:<name>)", {
 USER_SPEC = _obj("A user of the brokers and what it may do", {
     "clusterRef": CLUSTER_REF,
     "authentication": _obj("How the user proves who it is", {
-        "type": _str("scram-sha-512 (a generated password in a Secret); tls is not built "
-                     "yet", enum=["scram-sha-512", "tls"]),
+        "type": _str("scram-sha-512 (a generated password in a Secret) or tls (a client "
+                     "certificate from the cluster CA in a kubernetes.io/tls Secret)",
+                     enum=["scram-sha-512", "tls"]),
     }, required=["type"]),
     "authorization": _obj("ACLs", {
         "acls": {"type": "array", "maxItems": 500, "items": ACL_RULE},
@@ -143,8 +144,8 @@ USER_SPEC = _obj("A user of the brokers and what it may do", {
 USER_STATUS = _obj("The user in the brokers", {
     "observedGeneration": OBSERVED_GENERATION,
     "username": _str("The SCRAM user name (metadata.name)"),
-    "secret": _str("Secret holding the credentials (keys: username, password, "
-                   "sasl.mechanism)"),
+    "secret": _str("Secret holding the credentials (scram-sha-512: username, password, "
+                   "sasl.mechanism, bootstrap; tls: ca.crt, tls.crt, tls.key)"),
     "acls": _int("ACL bindings applied"),
     "conditions": CONDITIONS,
 })

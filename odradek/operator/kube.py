@@ -56,6 +56,15 @@ async def create_secret(namespace: str, body: dict[str, Any]) -> bool:
     return await asyncio.to_thread(create)
 
 
+async def replace_secret_data(namespace: str, body: dict[str, Any]) -> None:
+    """Merge-patches a Secret's data and type (a renewed certificate)."""
+    def run() -> None:
+        _core().patch_namespaced_secret(body["metadata"]["name"], namespace,
+                                        {"data": body["data"]}, _preload_content=False)
+
+    await asyncio.to_thread(run)
+
+
 _KINDS = {"ConfigMap": ("CoreV1Api", "config_map"), "Service": ("CoreV1Api", "service"),
           "PodDisruptionBudget": ("PolicyV1Api", "pod_disruption_budget"),
           "StatefulSet": ("AppsV1Api", "stateful_set")}

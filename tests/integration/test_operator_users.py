@@ -1,6 +1,7 @@
 """User resources through `odradek operator` against kmock and a real broker with
 authorization on: the generated password in an owned Secret logs in, the ACLs are
-enforced and kept exactly as the spec says, deletion removes the user and its bindings."""
+enforced and kept exactly as the spec says, deletion removes the user and its bindings;
+a tls user's certificate from the cluster CA is its identity over mutual TLS."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ import pytest
 from odradek.client import Admin, PermissionDeniedError
 from odradek.client.acls import acl, acl_filter, describe
 from odradek.client.errors import AuthenticationFailedError
-from tests.brokers import BrokerProcess
+from odradek.security.certs import make_pki
+from odradek.security.tls import ClientTLS
+from tests.brokers import BrokerProcess, tls_args
 from tests.integration.test_acl import ADMIN_PASSWORD, secured_args, wait_for_login
 from tests.kube import (
     NAMESPACE,
@@ -140,3 +143,48 @@ async def test_user_lifecycle(kmock: kmock.KubernetesEmulator, operator: Operato
         async with Admin(broker.address, username="alice",
                          password=secret["password"]) as alice:
             await alice.describe_topic("orders")
+
+
+async def test_tls_user(kmock: kmock.KubernetesEmulator, tmp_path: Path) -> None:
+    pki = make_pki(tmp_path / "pki")
+    operator_tls = ClientTLS(pki.ca, pki.client_cert, pki.client_key)  # CN=client: super user
+    proc = BrokerProcess(tmp_path / "b", tls=operator_tls, extra_args=[
+        *tls_args(pki), "--authorization", "on", "--super-users", "User:client"])
+    declare_crds(kmock)
+    op = OperatorProcess(tmp_path, str(kmock.url).rstrip("/"), proc.address, {
+        "ODRADEK_TLS_CA": str(pki.ca), "ODRADEK_TLS_CERT": str(pki.client_cert),
+        "ODRADEK_TLS_KEY": str(pki.client_key),
+        "ODRADEK_OPERATOR_CA_CERT": str(pki.ca), "ODRADEK_OPERATOR_CA_KEY": str(pki.ca_key)},
+        namespaces=[NAMESPACE])
+    try:
+        proc.start()
+        op.start()
+        await op.wait_alive()
+        async with Admin(proc.address, tls_ca=pki.ca, tls_cert=pki.client_cert,
+                         tls_key=pki.client_key) as admin:
+            await admin.create_topic("orders", 1, 1)
+            await apply(kmock, manifest("User", "erin", {
+                "authentication": {"type": "tls"},
+                "authorization": {"acls": [{"resource": {"type": "topic", "name": "orders"},
+                                            "operations": ["describe"]}]}}))
+            obj = await wait_ready(kmock, op, "User", "erin")
+            assert obj["status"]["secret"] == "erin"
+            files = secret_of(kmock, "erin")
+            assert files and set(files) == {"ca.crt", "tls.crt", "tls.key"}
+            assert "erin" not in {u.name for u in await admin.list_users()}  # no SCRAM user
+            for key, value in files.items():
+                (tmp_path / key).write_text(value)
+            async with Admin(proc.address, tls_ca=tmp_path / "ca.crt",
+                             tls_cert=tmp_path / "tls.crt", tls_key=tmp_path / "tls.key") as erin:
+                assert (await erin.describe_topic("orders")).name == "orders"
+                with pytest.raises(PermissionDeniedError):
+                    await erin.create_topic("erin-made", 1, 1)
+            await kmock.delete(resource_url("User", "erin"))
+
+            async def removed() -> bool:
+                return not await rules(admin, "erin") and secret_of(kmock, "erin") is None
+
+            await eventually(removed, WAIT_S, "erin's ACLs and Secret removed", op.log)
+    finally:
+        op.stop()
+        proc.stop()

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from pathlib import Path
+
 import pytest
 
 from odradek.client.acls import CLUSTER_NAME, acl, describe
 from odradek.operator import users as u
+from odradek.security.certs import make_pki
 
 SPEC = {"authentication": {"type": "scram-sha-512"}, "authorization": {"acls": [
     {"resource": {"type": "topic", "name": "orders", "patternType": "prefixed"},
@@ -41,7 +45,7 @@ def test_diff_adds_the_missing_and_removes_the_rest() -> None:
     assert u.rules_diff({keep}, [keep]) == ([], [])
 
 
-@pytest.mark.parametrize("spec", [{"authentication": {"type": "tls"}}, {},
+@pytest.mark.parametrize("spec", [{"authentication": {"type": "kerberos"}}, {},
                                   {"authentication": {"type": "scram-sha-512"},
                                    "authorization": {"acls": [
                                        {"resource": {"type": "topic"}, "operations": ["read"]}]}}])
@@ -60,3 +64,21 @@ def test_secret_is_owned_and_holds_the_credentials() -> None:
     assert body["metadata"]["name"] == u.secret_name("billing")
     assert u.password_of(body) == password
     assert set(body["data"]) == {"username", "password", "sasl.mechanism", "bootstrap"}
+
+
+def test_tls_user_certificate_and_renewal(tmp_path: Path) -> None:
+    pki = make_pki(tmp_path)
+    owner = {"apiVersion": "odradek.io/v1alpha1", "kind": "User",
+             "metadata": {"name": "erin", "uid": "u-2"}}
+    files = u.issue_certificate("erin", str(pki.ca), str(pki.ca_key))
+    assert files["ca.crt"] == pki.ca.read_bytes()
+    secret = u.tls_secret_body("erin", "ns", owner, files)
+    assert secret["type"] == "kubernetes.io/tls"
+    assert set(secret["data"]) == {"ca.crt", "tls.crt", "tls.key"}
+    assert not u.needs_certificate(secret, "erin")
+    assert u.needs_certificate(None, "erin")
+    assert u.needs_certificate(secret, "frank")  # another user's certificate
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=u.CERT_DAYS) - u.RENEW_BEFORE
+    assert u.needs_certificate(secret, "erin", now=later + dt.timedelta(hours=1))
+    assert not u.needs_certificate(secret, "erin", now=later - dt.timedelta(days=1))
+    assert u.desired_rules("erin", {"authentication": {"type": "tls"}}) == set()

@@ -1,8 +1,10 @@
-"""User handlers: a SCRAM user with a generated password kept in an owned Secret, and
-exactly the ACL bindings of the spec."""
+"""User handlers: a SCRAM user with a generated password, or a client certificate from
+the cluster CA, kept in an owned Secret; and exactly the ACL bindings of the spec."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 from typing import Any
 
 import kopf
@@ -17,6 +19,28 @@ from odradek.operator.metrics import reconciling
 from odradek.operator.runtime import BROKERS, NoBootstrap, bootstrap_for, resync_seconds
 
 RESOURCE = (crds.GROUP, crds.VERSION, crds.plural("User"))
+# The cluster CA that signs tls users' certificates (files, e.g. a mounted Secret); the
+# brokers trust it as their --tls-ca.
+ENV_CA_CERT = "ODRADEK_OPERATOR_CA_CERT"
+ENV_CA_KEY = "ODRADEK_OPERATOR_CA_KEY"
+
+
+async def _certificate(body: Any, namespace: str, name: str) -> None:
+    """A Secret with a client certificate (CN=<user>) from the cluster CA, issued anew
+    when missing or within u.RENEW_BEFORE of expiring."""
+    ca_cert, ca_key = os.environ.get(ENV_CA_CERT), os.environ.get(ENV_CA_KEY)
+    if not (ca_cert and ca_key):
+        raise u.SpecError(f"tls users need the cluster CA: the operator has no "
+                          f"{ENV_CA_CERT}/{ENV_CA_KEY}")
+    secret = await kube.read_secret(namespace, u.secret_name(name))
+    if not u.needs_certificate(secret, name):
+        return
+    files = await asyncio.to_thread(u.issue_certificate, name, ca_cert, ca_key)
+    new = u.tls_secret_body(name, namespace, body, files)
+    if secret is None:
+        await kube.create_secret(namespace, new)
+    else:
+        await kube.replace_secret_data(namespace, new)
 
 
 async def _password(body: Any, namespace: str, name: str, where: str) -> tuple[str, bool]:
@@ -61,18 +85,22 @@ async def reconcile(body: Any, spec: Any, status: Any, meta: Any, namespace: str
                     patch: Any) -> None:
     generation = meta.get("generation")
     async with reconciling("User") as tally, BROKERS.lock(meta.get("uid", name)):
+        tls = u.authentication(spec) == "tls"
         try:
             wanted = u.desired_rules(name, spec)
             where = bootstrap_for(namespace, spec)
+            if tls:
+                await _certificate(body, namespace, name)
         except (u.SpecError, NoBootstrap) as exc:
             tally.fail("InvalidSpec")
             conclude(body, status, patch, Outcome("False", "InvalidSpec", str(exc)), generation)
             return
         admin = BROKERS.admin(where)
-        password, new = await _password(body, namespace, name, where)
         result = Outcome("True", "Ready", f"user {name} with {len(wanted)} ACL bindings")
         try:
-            await _ensure_user(admin, name, password, new)
+            if not tls:  # a certificate's user exists by its CN alone
+                password, new = await _password(body, namespace, name, where)
+                await _ensure_user(admin, name, password, new)
             count = await _ensure_rules(admin, name, wanted)
         except OdradekError as exc:
             result, count = refused(exc), 0
