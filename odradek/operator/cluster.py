@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -283,3 +284,39 @@ def conditions(c: ClusterSpec, s: ClusterState) -> dict[str, Outcome]:
                             "ready") if not rolling and s.ready < c.brokers
         else Outcome("False", "AllReady" if ready else "RollingOut"),
     }
+
+
+# -- scaling up ----------------------------------------------------------------------------
+
+Placement = tuple[str, int, tuple[int, ...]]  # topic, partition, replicas
+
+
+def balance_moves(placements: Sequence[Placement], brokers: Sequence[int]) -> list[Placement]:
+    """Reassignments that move replicas from the most to the least loaded brokers until
+    replica counts differ by at most one; a partition moves at most once per plan, and a
+    follower is moved rather than the preferred leader when there is a choice."""
+    load = Counter(dict.fromkeys(brokers, 0))
+    load.update(b for _, _, replicas in placements for b in replicas if b in load)
+    current = {(t, p): r for t, p, r in placements}
+    moved: dict[tuple[str, int], tuple[int, ...]] = {}
+    while brokers:
+        high = max(brokers, key=lambda b: (load[b], b))
+        low = min(brokers, key=lambda b: (load[b], b))
+        if load[high] - load[low] <= 1:
+            break
+        candidates = [k for k, r in current.items()
+                      if k not in moved and high in r and low not in r]
+        if not candidates:
+            break
+        key = min(candidates, key=lambda k: (current[k][0] == high, k))
+        moved[key] = tuple(low if b == high else b for b in current[key])
+        load[high] -= 1
+        load[low] += 1
+    return [(t, p, r) for (t, p), r in sorted(moved.items())]
+
+
+def needs_balance(placements: Sequence[Placement], brokers: Sequence[int]) -> bool:
+    """Only a broker that holds nothing (new after a scale-up) starts a rebalance, so that
+    placements made by hand are not fought at every resync."""
+    hosting = {b for _, _, replicas in placements for b in replicas}
+    return bool(placements) and any(b not in hosting for b in brokers)

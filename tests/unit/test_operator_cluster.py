@@ -123,3 +123,19 @@ def test_scale_down_refusals() -> None:
     assert below_voters.refused and "voters" in below_voters.refused.message
     explicit = cl.desired({"brokers": 2, "voters": 1}, "x", "ns")
     assert cl.scale_plan(explicit, 4, {}, 1) == cl.ScalePlan(2)
+
+
+def test_balance_moves_onto_a_new_broker() -> None:
+    placements = [("t", p, (p % 3, (p + 1) % 3)) for p in range(6)]  # 12 replicas on 0-2
+    assert cl.needs_balance(placements, [0, 1, 2, 3])
+    assert not cl.needs_balance(placements, [0, 1, 2])
+    moves = cl.balance_moves(placements, [0, 1, 2, 3])
+    after = dict(((t, p), r) for t, p, r in placements)
+    after.update({(t, p): r for t, p, r in moves})
+    counts = [sum(b in r for r in after.values()) for b in range(4)]
+    assert max(counts) - min(counts) <= 1 and counts[3] == 3
+    assert all(len(set(r)) == 2 for r in after.values())
+    assert len({(t, p) for t, p, _ in moves}) == len(moves)
+    # Followers move before preferred leaders.
+    assert all(after[(t, p)][0] == placements[p][2][0] for t, p, _ in moves)
+    assert cl.balance_moves([], [0, 1]) == []

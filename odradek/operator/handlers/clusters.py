@@ -21,9 +21,29 @@ from odradek.operator.runtime import BROKERS, bootstrap_for, resync_seconds
 RESOURCE = (crds.GROUP, crds.VERSION, crds.plural("Cluster"))
 
 
+async def _balance(c: cl.ClusterSpec) -> str:
+    """After a scale-up: moves partitions onto brokers that hold nothing yet."""
+    admin = BROKERS.admin(bootstrap_for(c.namespace, {"clusterRef": c.name}))
+    try:
+        md = await admin.metadata()
+    except OdradekError:
+        return ""  # no broker answers yet: the next resync looks again
+    ids = [b.id for b in md.brokers if b.id < c.brokers]
+    placements = [(t.name, p.partition, tuple(p.replicas)) for t in md.topics
+                  for p in t.partitions]
+    moving = any(p.target_replicas for t in md.topics for p in t.partitions)
+    if moving or len(ids) < c.brokers or not cl.needs_balance(placements, ids):
+        return "moving partitions" if moving else ""
+    moves = cl.balance_moves(placements, ids)
+    for topic, partition, replicas in moves:
+        await call(lambda t=topic, p=partition, r=replicas:  # type: ignore[misc]
+                   admin.reassign_partition(t, p, list(r)), "reassign")
+    return f"moving {len(moves)} partitions onto new brokers" if moves else ""
+
+
 async def _scale(c: cl.ClusterSpec, current: int | None) -> cl.ScalePlan:
     if current is None or c.brokers >= current:
-        return cl.ScalePlan(c.brokers)
+        return cl.ScalePlan(c.brokers, waiting=await _balance(c) if current else "")
     admin = BROKERS.admin(bootstrap_for(c.namespace, {"clusterRef": c.name}))
     try:
         md = await call(admin.metadata, "metadata")
@@ -57,7 +77,8 @@ async def reconcile(body: Any, spec: Any, status: Any, meta: Any, namespace: str
         state = cl.state_of(await kube.read("StatefulSet", namespace, name))
         outcomes = cl.conditions(c, state)
         if scale.waiting:
-            outcomes["Reconciling"] = Outcome("True", "Draining", scale.waiting)
+            outcomes["Reconciling"] = Outcome(
+                "True", "Draining" if scale.drain else "Balancing", scale.waiting)
         if scale.refused:
             tally.fail(scale.refused.reason)
             outcomes["Reconciling"] = scale.refused
