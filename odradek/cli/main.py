@@ -17,6 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
         client_cmds,
         cluster_cmds,
         group_cmds,
+        operator_cmd,
         security_cmds,
     )
 
@@ -32,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench_cmd.add_bench_parser(sub)
     broker_cmd.add_broker_parser(sub)
     broker_cmd.add_dev_parser(sub)
+    operator_cmd.add_operator_parser(sub)
     return parser
 
 

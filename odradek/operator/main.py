@@ -1,0 +1,54 @@
+"""The operator process (`odradek operator`): kopf with the handlers of every kind."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import kopf
+
+from odradek.operator import crds
+from odradek.operator.runtime import BROKERS
+
+log = logging.getLogger(__name__)
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    # Progress and the last handled spec live in annotations: the status schemas are
+    # structural, so anything kopf wrote there unasked would be pruned by the API server.
+    settings.persistence.finalizer = f"{crds.GROUP}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=crds.GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=crds.GROUP, key="last-handled-configuration")
+    # Events for what needs a person (refusals, conflicts), not for every handler run.
+    settings.posting.level = logging.WARNING
+    settings.execution.max_workers = 4
+
+
+@kopf.on.cleanup()
+async def close(**_: Any) -> None:
+    await BROKERS.close()
+
+
+def run(namespaces: Sequence[str] = (), clusterwide: bool = False,
+        liveness_port: int | None = None, metrics_port: int | None = None,
+        peering: str | None = None) -> None:
+    """Runs until SIGTERM/SIGINT. namespaces: names or globs; clusterwide: all of them.
+    peering: the KopfPeering name for leader election between replicas (None: standalone)."""
+    from odradek.operator.handlers import (  # noqa: F401 - importing registers them
+        clusters,
+        groups,
+        topics,
+        users,
+    )
+
+    if metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port)
+        log.info("metrics on :%d/metrics", metrics_port)
+    liveness = f"http://0.0.0.0:{liveness_port}/healthz" if liveness_port else None
+    kopf.run(clusterwide=clusterwide, namespaces=list(namespaces), liveness_endpoint=liveness,
+             standalone=peering is None, peering_name=peering)

@@ -1,0 +1,72 @@
+"""What the handlers share: where the brokers are, one Admin client per bootstrap, a lock
+per resource, and the resync interval. No kopf here."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from odradek.client import Admin
+
+ENV_BOOTSTRAP = "ODRADEK_BOOTSTRAP"
+ENV_RESYNC = "ODRADEK_OPERATOR_RESYNC_S"
+DEFAULT_PORT = 9092
+
+
+class NoBootstrap(ValueError):
+    """The resource names no cluster and the operator has no override."""
+
+
+def resync_seconds(env: Mapping[str, str] = os.environ) -> float:
+    """How often drift made outside the resources is looked for and reverted."""
+    return float(env.get(ENV_RESYNC) or 30)
+
+
+def client_service(cluster: str) -> str:
+    """The client Service of a Cluster resource (rendered by odradek/operator/cluster.py)."""
+    return f"{cluster}-bootstrap"
+
+
+def bootstrap_for(namespace: str | None, spec: Mapping[str, Any],
+                  env: Mapping[str, str] = os.environ) -> str:
+    """The brokers a resource's changes go to: the operator's ODRADEK_BOOTSTRAP when set
+    (one cluster for all, as in the tests), else spec.clusterRef's client Service."""
+    override = env.get(ENV_BOOTSTRAP)
+    if override:
+        return override
+    ref = spec.get("clusterRef")
+    if not ref:
+        raise NoBootstrap("spec.clusterRef is not set and the operator has no "
+                          f"{ENV_BOOTSTRAP}")
+    return f"{client_service(str(ref))}.{namespace or 'default'}.svc:{DEFAULT_PORT}"
+
+
+class Brokers:
+    """One Admin per bootstrap address, made on first use and closed at shutdown.
+    Credentials come from ODRADEK_USERNAME / ODRADEK_PASSWORD (a super user)."""
+
+    def __init__(self) -> None:
+        self._admins: dict[str, Admin] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def admin(self, bootstrap: str) -> Admin:
+        if bootstrap not in self._admins:
+            self._admins[bootstrap] = Admin(bootstrap, request_timeout_ms=10_000)
+        return self._admins[bootstrap]
+
+    def lock(self, uid: str) -> asyncio.Lock:
+        # Change handlers and the resync timer of one resource must not interleave.
+        return self._locks.setdefault(uid, asyncio.Lock())
+
+    def forget(self, uid: str) -> None:
+        self._locks.pop(uid, None)
+
+    async def close(self) -> None:
+        admins, self._admins = self._admins, {}
+        for admin in admins.values():
+            await admin.close()
+
+
+BROKERS = Brokers()

@@ -1,0 +1,269 @@
+"""Cluster resources through `odradek operator` against kmock: the rendered objects are
+created, owned by the Cluster and valid; readiness is read back from the StatefulSet;
+objects changed by hand are put back; deleting the Cluster takes its objects with it.
+With 4 real brokers under a running acks=quorum producer: 3 -> 4 moves partitions onto the
+new broker, a scale-down below the voters is refused, 4 -> 3 drains the broker that goes
+before the StatefulSet shrinks, and no acknowledged record is lost. (No pods run: a test
+kubelet is not built, so the test starts the brokers, not the StatefulSet.)"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import kmock
+import kubernetes_validate
+import pytest
+import yaml
+
+from odradek.client import Admin, Consumer, OdradekError, Producer, TopicPartition
+from tests.brokers import ClusterProcesses
+from tests.kube import (
+    NAMESPACE,
+    OdradekKube,
+    OperatorProcess,
+    apply,
+    declare_crds,
+    eventually,
+    manifest,
+    objects_of,
+    patch_spec,
+    resource_url,
+    stored,
+    wait_ready,
+)
+
+pytestmark = [pytest.mark.kmock(cls=OdradekKube)]
+ROOT = Path(__file__).resolve().parents[2]
+WAIT_S = 40.0
+KINDS = {"ConfigMap": "v1/configmaps", "Service": "v1/services",
+         "PodDisruptionBudget": "policy/v1/poddisruptionbudgets",
+         "StatefulSet": "apps/v1/statefulsets"}
+
+
+@pytest.fixture
+async def operator(kmock: kmock.KubernetesEmulator, tmp_path: Path
+                   ) -> AsyncIterator[OperatorProcess]:
+    declare_crds(kmock)
+    # No brokers are needed: the Cluster handler only talks to the Kubernetes API. All
+    # namespaces: the operator watches cluster-wide.
+    proc = OperatorProcess(tmp_path, str(kmock.url).rstrip("/"), "127.0.0.1:1",
+                           namespaces=None)
+    try:
+        proc.start()
+        await proc.wait_alive()
+        yield proc
+    finally:
+        proc.stop()
+
+
+def owned(kube: kmock.KubernetesEmulator, uid: str) -> dict[str, dict[str, Any]]:
+    found = {}
+    for kind, resource in KINDS.items():
+        for obj in objects_of(kube, resource):
+            if any(r["uid"] == uid for r in obj["metadata"].get("ownerReferences", [])):
+                found[f"{kind}/{obj['metadata']['name']}"] = obj
+    return found
+
+
+async def test_cluster_renders_and_reports(kmock: kmock.KubernetesEmulator,
+                                           operator: OperatorProcess) -> None:
+    body = yaml.safe_load((ROOT / "deploy/examples/cluster.yaml").read_text())
+    body["metadata"]["namespace"] = NAMESPACE
+    await apply(kmock, body)
+    obj = await wait_ready(kmock, operator, "Cluster", "events", "False", "BrokersNotReady")
+    assert obj["status"]["readyBrokers"] == 0 and obj["status"]["brokers"] == 3
+    assert obj["status"]["bootstrap"] == f"events-bootstrap.{NAMESPACE}.svc:9092"
+    uid = obj["metadata"]["uid"]
+
+    async def rendered() -> dict[str, dict[str, Any]]:
+        parts = owned(kmock, uid)
+        return parts if len(parts) == 5 else {}
+
+    parts = await eventually(rendered, WAIT_S, "5 owned objects", operator.log)
+    for part in parts.values():
+        kubernetes_validate.validate(
+            {k: v for k, v in part.items() if k != "status"},
+            kubernetes_validate.latest_version(), strict=True)
+    sts = parts["StatefulSet/events"]
+    assert sts["spec"]["replicas"] == 3
+
+    # The StatefulSet controller reports its pods ready: so does the Cluster.
+    reply = await kmock.patch(
+        f"/apis/apps/v1/namespaces/{NAMESPACE}/statefulsets/events/status",
+        json={"status": {"replicas": 3, "readyReplicas": 3, "updatedReplicas": 3,
+                         "observedGeneration": sts["metadata"]["generation"]}},
+        headers={"Content-Type": "application/merge-patch+json"})
+    assert reply.status == 200, await reply.text()
+    obj = await wait_ready(kmock, operator, "Cluster", "events")
+    types = {c["type"]: c["status"] for c in obj["status"]["conditions"]}
+    assert types == {"Ready": "True", "Reconciling": "False", "Degraded": "False"}
+    assert obj["status"]["readyBrokers"] == 3
+
+    # A PodDisruptionBudget changed by hand is put back at the next resync.
+    await kmock.patch(f"/apis/policy/v1/namespaces/{NAMESPACE}/poddisruptionbudgets/events",
+                      json={"spec": {"maxUnavailable": 3}},
+                      headers={"Content-Type": "application/merge-patch+json"})
+
+    async def restored() -> bool:
+        return owned(kmock, uid)["PodDisruptionBudget/events"]["spec"]["maxUnavailable"] == 1
+
+    await eventually(restored, WAIT_S, "PDB put back", operator.log)
+
+    # Deleting the Cluster deletes what it owns (garbage collection by owner).
+    await kmock.delete(resource_url("Cluster", "events"))
+
+    async def gone() -> bool:
+        return stored(kmock, "Cluster", "events") is None and not owned(kmock, uid)
+
+    await eventually(gone, WAIT_S, "cluster and its objects deleted", operator.log)
+
+
+@pytest.fixture
+def four_brokers(tmp_path: Path) -> Iterator[ClusterProcesses]:
+    """Four brokers (voters 0-2); only the first three are started here."""
+    cluster = ClusterProcesses(tmp_path / "brokers", 4)
+    try:
+        for broker in cluster.brokers[:3]:
+            broker.start(wait=False)
+        for broker in cluster.brokers[:3]:
+            broker.wait_ready()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+async def set_sts_status(kube: kmock.KubernetesEmulator, replicas: int) -> None:
+    sts = objects_of(kube, "apps/v1/statefulsets")[0]
+    reply = await kube.patch(
+        f"/apis/apps/v1/namespaces/{NAMESPACE}/statefulsets/events/status",
+        json={"status": {"replicas": replicas, "readyReplicas": replicas,
+                         "updatedReplicas": replicas,
+                         "observedGeneration": sts["metadata"]["generation"]}},
+        headers={"Content-Type": "application/merge-patch+json"})
+    assert reply.status == 200, await reply.text()
+
+
+class RunningProducer:
+    """acks=quorum writes in the background; what was acknowledged must all be read."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.bootstrap, self.topic = bootstrap, topic
+        self.acked: set[bytes] = set()
+        self.stop = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        async with Producer(self.bootstrap) as producer:
+            for i in range(20_000):  # bounded; stopped long before
+                if self.stop.is_set():
+                    return
+                value = f"r{i}".encode()
+                try:
+                    await producer.send_and_wait(self.topic, value, key=value)
+                    self.acked.add(value)
+                except OdradekError:
+                    await asyncio.sleep(0.05)  # not acknowledged: not counted
+                await asyncio.sleep(0.005)
+
+    def start(self) -> RunningProducer:
+        self.task = asyncio.create_task(self._run())
+        return self
+
+    async def finish(self) -> None:
+        self.stop.set()
+        assert self.task is not None
+        await asyncio.wait_for(self.task, 30)
+
+    async def read_all(self, partitions: int) -> set[bytes]:
+        seen: set[bytes] = set()
+        consumer = Consumer(self.bootstrap)
+        try:
+            tps = [TopicPartition(self.topic, p) for p in range(partitions)]
+            consumer.assign(tps)
+            for tp in tps:
+                await consumer.seek_to_beginning(tp)
+
+            async def everything() -> bool:
+                seen.update(r.value for r in await consumer.poll(timeout_ms=500))
+                return self.acked <= seen
+
+            await eventually(everything, 30, "every acknowledged record read")
+        finally:
+            await consumer.close()
+        return seen
+
+
+@pytest.mark.slow
+async def test_scale_up_and_down_under_a_producer(
+        kmock: kmock.KubernetesEmulator, tmp_path: Path,
+        four_brokers: ClusterProcesses) -> None:
+    declare_crds(kmock)
+    bootstrap = ",".join(b.address for b in four_brokers.brokers[:3])
+    op = OperatorProcess(tmp_path, str(kmock.url).rstrip("/"), bootstrap,
+                         namespaces=[NAMESPACE])
+    producer: RunningProducer | None = None
+    try:
+        op.start()
+        await op.wait_alive()
+        async with Admin(bootstrap) as admin:
+            await admin.create_topic("spread", 6, 2)
+            producer = RunningProducer(bootstrap, "spread").start()
+            await apply(kmock, manifest("Cluster", "events", {"brokers": 3}))
+
+            async def sts_replicas() -> int | None:
+                found = objects_of(kmock, "apps/v1/statefulsets")
+                return found[0]["spec"]["replicas"] if found else None
+
+            await eventually(sts_replicas, WAIT_S, "a StatefulSet", op.log)
+            await set_sts_status(kmock, 3)
+            await wait_ready(kmock, op, "Cluster", "events")
+
+            async def hosted(broker: int) -> int:
+                md = await admin.metadata()
+                return sum(broker in p.replicas for t in md.topics for p in t.partitions
+                           if not p.target_replicas)
+
+            # 3 -> 4: the new broker (its pod started, here by hand) gets partitions.
+            four_brokers.brokers[3].start()
+            await patch_spec(kmock, "Cluster", "events", {"brokers": 4})
+
+            async def balanced() -> bool:
+                md = await admin.metadata()
+                if any(p.target_replicas for t in md.topics for p in t.partitions):
+                    return False
+                counts = [await hosted(b) for b in range(4)]
+                return await sts_replicas() == 4 and max(counts) - min(counts) <= 1
+
+            await eventually(balanced, WAIT_S, "replicas spread over 4 brokers", op.log)
+            assert await hosted(3) > 0
+
+            # Below the 3 voters: refused, nothing changes.
+            await patch_spec(kmock, "Cluster", "events", {"brokers": 2})
+            await wait_ready(kmock, op, "Cluster", "events", "False", "ScaleDownRefused")
+            assert await sts_replicas() == 4 and await hosted(3) > 0
+
+            # 4 -> 3: broker 3 is drained, then the StatefulSet shrinks.
+            await patch_spec(kmock, "Cluster", "events", {"brokers": 3})
+
+            async def shrunk() -> bool:
+                return await sts_replicas() == 3
+
+            await eventually(shrunk, WAIT_S, "StatefulSet at 3 replicas", op.log)
+            assert await hosted(3) == 0
+            desc = await admin.describe_topic("spread")
+            assert all(len(p.info.replicas) == 2 for p in desc.partitions)
+
+            # Nothing acknowledged was lost while partitions moved.
+            await producer.finish()
+            assert len(producer.acked) > 50
+            await producer.read_all(6)
+    finally:
+        if producer is not None and producer.task is not None and not producer.task.done():
+            producer.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await producer.task
+        op.stop()

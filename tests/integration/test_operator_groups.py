@@ -1,0 +1,131 @@
+"""ConsumerGroup resources through `odradek operator` against kmock and a real broker:
+lag in status, a reset applied once per requestId, a reset refused while the group has a
+live member (the brokers refuse it today) and applied once the group is empty."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import kmock
+import pytest
+
+from odradek.client import Admin, Consumer, Producer
+from tests.brokers import BrokerProcess, commit_group_offsets
+from tests.kube import (
+    NAMESPACE,
+    OdradekKube,
+    OperatorProcess,
+    apply,
+    declare_crds,
+    eventually,
+    manifest,
+    patch_spec,
+    stored,
+    wait_ready,
+)
+
+pytestmark = [pytest.mark.slow, pytest.mark.kmock(cls=OdradekKube)]
+WAIT_S = 40.0
+RECORDS = 10
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
+    proc = BrokerProcess(tmp_path_factory.mktemp("op-groups") / "b")
+    try:
+        yield proc.start()
+    finally:
+        proc.stop()
+
+
+@pytest.fixture
+async def operator(kmock: kmock.KubernetesEmulator, broker: BrokerProcess,
+                   tmp_path: Path) -> AsyncIterator[OperatorProcess]:
+    declare_crds(kmock)
+    # Several namespaces (the second has no resources).
+    proc = OperatorProcess(tmp_path, str(kmock.url).rstrip("/"), broker.address,
+                           namespaces=[NAMESPACE, "elsewhere"])
+    try:
+        proc.start()
+        await proc.wait_alive()
+        yield proc
+    finally:
+        proc.stop()
+
+
+async def committed(admin: Admin, group: str) -> dict[tuple[str, int], int]:
+    return await admin.group_offsets(group)
+
+
+async def test_group_status_and_resets(kmock: kmock.KubernetesEmulator,
+                                       operator: OperatorProcess, broker: BrokerProcess) -> None:
+    async with Admin(broker.address) as admin, Producer(broker.address) as producer:
+        await admin.create_topic("events", 1, 1)
+        for i in range(RECORDS):
+            await producer.send_and_wait("events", f"v{i}".encode())
+        await asyncio.to_thread(commit_group_offsets, [broker], "billing", "events",
+                                {0: RECORDS})
+        await apply(kmock, manifest("ConsumerGroup", "billing", {
+            "topics": ["events"], "reset": {"requestId": "r1", "to": "earliest"}}))
+        obj = await wait_ready(kmock, operator, "ConsumerGroup", "billing")
+        assert obj["status"]["lastReset"]["requestId"] == "r1"
+        assert obj["status"]["lastReset"]["outcome"] == "Applied"
+        assert obj["status"]["lastReset"]["changes"] == 1
+        assert await committed(admin, "billing") == {("events", 0): 0}
+
+        # Offsets have gaps (Raft's control batches take some): the lag is the log end's.
+        end = (await admin.list_offsets("events", 0)).offset
+
+        async def lagging() -> dict[str, Any] | None:
+            o = stored(kmock, "ConsumerGroup", "billing")
+            return o if (o or {}).get("status", {}).get("lag") == end else None
+
+        obj = await eventually(lagging, WAIT_S, f"lag of {end} in status", operator.log)
+        assert end >= RECORDS
+        assert obj["status"]["partitions"][0] == {
+            "topic": "events", "partition": 0, "committedOffset": 0, "logEndOffset": end,
+            "lag": end}
+        assert obj["status"]["state"] == "EMPTY"
+
+        # The same requestId is never applied again (a commit moved the offset meanwhile).
+        await asyncio.to_thread(commit_group_offsets, [broker], "billing", "events", {0: 4})
+        await asyncio.sleep(3.5)  # two resync periods
+        assert await committed(admin, "billing") == {("events", 0): 4}
+
+        # A live member: the brokers refuse a reset; the refusal is in status.
+        consumer = Consumer(broker.address, group_id="billing", enable_auto_commit=False)
+        consumer.subscribe(["events"])
+        polling = asyncio.create_task(_poll_forever(consumer))
+        try:
+            async def member() -> bool:
+                return len((await admin.describe_group("billing")).members) == 1
+
+            await eventually(member, WAIT_S, "a live member", operator.log)
+            await patch_spec(kmock, "ConsumerGroup", "billing", {
+                "reset": {"requestId": "r2", "to": "latest"}})
+            obj = await wait_ready(kmock, operator, "ConsumerGroup", "billing", "False",
+                                   "ResetRefused")
+            assert obj["status"]["lastReset"]["outcome"] == "Refused"
+            assert "NON_EMPTY_GROUP" in obj["status"]["lastReset"]["message"]
+            assert await committed(admin, "billing") == {("events", 0): 4}
+        finally:
+            polling.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await polling
+            await consumer.close()
+
+        # Once the group is empty the pending reset is applied, once.
+        obj = await wait_ready(kmock, operator, "ConsumerGroup", "billing")
+        assert obj["status"]["lastReset"] | {"time": ""} == {
+            "requestId": "r2", "outcome": "Applied", "changes": 1, "time": "",
+            "message": "1 committed offsets moved"}
+        assert await committed(admin, "billing") == {("events", 0): end}
+
+
+async def _poll_forever(consumer: Consumer) -> None:
+    while True:
+        await consumer.poll(timeout_ms=200)

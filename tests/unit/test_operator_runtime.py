@@ -1,0 +1,44 @@
+"""Where resources' changes go, and the `odradek operator` command line."""
+
+from __future__ import annotations
+
+import pytest
+
+from odradek.cli.main import build_parser, main
+from odradek.operator import runtime
+from odradek.operator.handlers.common import camel
+
+
+def test_bootstrap_from_the_cluster_ref_or_the_override() -> None:
+    spec = {"clusterRef": "events"}
+    assert runtime.bootstrap_for("prod", spec, env={}) == "events-bootstrap.prod.svc:9092"
+    assert runtime.bootstrap_for("prod", spec, env={"ODRADEK_BOOTSTRAP": "h:1"}) == "h:1"
+    with pytest.raises(runtime.NoBootstrap):
+        runtime.bootstrap_for("prod", {}, env={})
+
+
+def test_resync_interval() -> None:
+    assert runtime.resync_seconds({}) == 30
+    assert runtime.resync_seconds({"ODRADEK_OPERATOR_RESYNC_S": "1.5"}) == 1.5
+
+
+def test_broker_reasons_become_condition_reasons() -> None:
+    assert camel("INVALID_CONFIG") == "InvalidConfig"
+    assert camel("") == "Unknown"
+
+
+def test_operator_flags() -> None:
+    args = build_parser().parse_args(["operator", "-n", "a", "-n", "b", "--metrics-port", "9",
+                                      "--liveness-port", "8", "--peering", "odradek"])
+    assert args.namespace == ["a", "b"] and not args.all_namespaces
+    assert (args.metrics_port, args.liveness_port, args.peering) == (9, 8, "odradek")
+    assert build_parser().parse_args(["operator", "-A"]).all_namespaces
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["operator", "-A", "-n", "x"])
+
+
+def test_operator_needs_a_scope(monkeypatch: pytest.MonkeyPatch,
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("ODRADEK_OPERATOR_NAMESPACES", raising=False)
+    assert main(["operator"]) == 1
+    assert "--namespace" in capsys.readouterr().err
