@@ -32,6 +32,7 @@ RETRIABLE_REASONS = frozenset({
     "COORDINATOR_NOT_AVAILABLE",
     "COORDINATOR_LOAD_IN_PROGRESS",
     "OFFSET_NOT_AVAILABLE",
+    "REBALANCE_IN_PROGRESS",
 })
 # Reasons that mean the client's view of where a partition lives is stale.
 METADATA_REASONS = frozenset({

@@ -190,3 +190,24 @@ def test_a_revocation_in_progress_survives_a_coordinator_move():
     assert back.reconcile(PARTITIONS, 10.0) == {}  # b still waits
     assert back.acknowledge(a, back.members[a].sent_generation)
     assert back.reconcile(PARTITIONS, 10.0) == {b: revoking}
+
+
+def test_held_partitions_are_taken_from_their_owners_and_given_back():
+    """A reset of a live group: the held partitions are revoked from every member, the
+    coordinator waits until none owns one, and releasing them assigns them again."""
+    g = Group("g")
+    a, b = join(g, 0), join(g, 0)
+    settle(g, 0)
+    held = {("t", 0), ("t", 1), ("t", 4)}
+    g.held |= held
+    changes = g.reconcile(PARTITIONS, 1)
+    assert changes and all(not (tps & held) for tps in changes.values())
+    assert not g.holds_released() and g.state == "RECONCILING"
+    for m in (a, b):
+        g.acknowledge(m, g.members[m].sent_generation)
+    assert g.holds_released()
+    assert not any(m.owned & held for m in g.members.values())
+    g.held -= held
+    settle(g, 2)
+    owned = set().union(*(m.owned for m in g.members.values()))
+    assert owned == {("t", p) for p in range(6)} and g.state == "STABLE"

@@ -47,6 +47,11 @@ APPEND_TIMEOUT_S = 10.0
 READ_CHUNK = 1 << 20
 
 
+# A reset of a live group waits this long for its members to let go of the partitions.
+RESET_WAIT_S = 30.0
+RESET_POLL_S = 0.05
+
+
 @dataclass
 class CoordinatorSettings:
     # Partitions of __consumer_offsets when this broker creates it (an existing topic
@@ -511,6 +516,11 @@ class GroupCoordinator:
                 "consumers and wait for their session timeout)", group.group_id)
 
     async def reset(self, request: gpb.ResetOffsetsRequest) -> list[gpb.OffsetChange]:
+        """Moves the group's committed offsets. On a group with members the partitions
+        are first taken from them (their consumers commit and let go, as in any
+        revocation), the offsets are written once no member owns one, and the partitions
+        are assigned again: the members go on from the new offsets. Kafka requires an
+        empty group for this."""
         shard = self._shard(request.group_id)
         spec = request.WhichOneof("spec")
         if spec is None:
@@ -518,20 +528,64 @@ class GroupCoordinator:
                                   "to_timestamp_ms, to_offset or shift_by")
         async with shard.lock(request.group_id):
             group = shard.groups.get(request.group_id) or Group(request.group_id)
-            self._check_empty(group, "reset")
             tps = self._reset_partitions(group, request.partitions)
-            changes = []
-            for tp in tps:
-                previous = group.offsets.get(tp)
-                offset = await self._reset_target(tp, request, spec, previous)
-                changes.append(gpb.OffsetChange(
-                    topic=tp[0], partition=tp[1], offset=offset,
-                    previous=-1 if previous is None else previous.offset))
-            if not request.dry_run:
+            if request.dry_run:
+                return await self._reset_changes(group, tps, request, spec)
+            live = bool(group.members)
+            if live:
+                group.held |= set(tps)
+                await self._settle(shard, group, False)
+        if live:
+            try:
+                await self._wait_released(shard, group)
+            except BaseException:
+                async with shard.lock(request.group_id):
+                    group.held -= set(tps)
+                    if shard.groups.get(request.group_id) is group:
+                        await self._settle(shard, group, False)
+                raise
+        async with shard.lock(request.group_id):
+            try:
+                if shard.groups.get(request.group_id, group) is not group:
+                    raise group_error(Reason.REBALANCE_IN_PROGRESS,
+                                      f"group {request.group_id!r} moved to another "
+                                      "coordinator during the reset; retry", request.group_id)
+                # The members' last commits (made as they let go) count as "previous".
+                changes = await self._reset_changes(group, tps, request, spec)
                 now_ms = int(time.time() * 1000)
                 await self._write_offsets(shard, group, [
-                    ((c.topic, c.partition), OffsetValue(c.offset, "", now_ms)) for c in changes])
+                    ((c.topic, c.partition), OffsetValue(c.offset, "", now_ms))
+                    for c in changes])
+            finally:
+                group.held -= set(tps)
+                if live and shard.groups.get(request.group_id) is group:
+                    await self._settle(shard, group, False)
         return changes
+
+    async def _reset_changes(self, group: Group, tps: list[TP],
+                             request: gpb.ResetOffsetsRequest,
+                             spec: str) -> list[gpb.OffsetChange]:
+        changes = []
+        for tp in tps:
+            previous = group.offsets.get(tp)
+            offset = await self._reset_target(tp, request, spec, previous)
+            changes.append(gpb.OffsetChange(
+                topic=tp[0], partition=tp[1], offset=offset,
+                previous=-1 if previous is None else previous.offset))
+        return changes
+
+    async def _wait_released(self, shard: _Shard, group: Group) -> None:
+        """Until no member owns a held partition (members that do not let go in time
+        are removed by the tick, as for any revocation), or RESET_WAIT_S."""
+        deadline = time.monotonic() + RESET_WAIT_S
+        while not group.holds_released():
+            if time.monotonic() > deadline:
+                raise group_error(
+                    Reason.REBALANCE_IN_PROGRESS,
+                    f"the members of group {group.group_id!r} did not let go of the "
+                    f"partitions to reset within {RESET_WAIT_S:.0f}s; nothing was reset, "
+                    "retry", group.group_id)
+            await asyncio.sleep(RESET_POLL_S)
 
     def _reset_partitions(self, group: Group, asked: list[gpb.TopicPartitions]) -> list[TP]:
         if not asked:

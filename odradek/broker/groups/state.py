@@ -86,6 +86,9 @@ class Group:
         self.members: dict[str, Member] = {}
         self.offsets: dict[TP, OffsetValue] = {}
         self._target: dict[str, set[TP]] = {}
+        # Partitions taken from every member while an offset reset waits to be applied
+        # (a reset of a live group); kept in memory only: a new coordinator has none.
+        self.held: set[TP] = set()
 
     # --------------------------------------------------------------------- views
     @property
@@ -96,6 +99,10 @@ class Group:
                for m in self.members.values()):
             return "RECONCILING"
         return "STABLE"
+
+    def holds_released(self) -> bool:
+        """Does no member own a held partition any more (all revocations acknowledged)?"""
+        return not any(m.owned & self.held for m in self.members.values())
 
     def owner_of(self, tp: TP) -> str | None:
         for member in self.members.values():
@@ -245,7 +252,7 @@ class Group:
                 owners.setdefault(tp, m.member_id)
         changes: dict[str, set[TP]] = {}
         for member_id, member in sorted(members.items()):
-            want = target.get(member_id, set())
+            want = target.get(member_id, set()) - self.held
             desired = {tp for tp in want if owners.get(tp, member_id) == member_id}
             if desired != member.assigned:
                 changes[member_id] = desired

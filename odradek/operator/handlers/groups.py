@@ -1,8 +1,9 @@
 """ConsumerGroup handlers: status from the coordinator, resets applied once per requestId.
 
-The brokers refuse a reset while the group has members (NON_EMPTY_GROUP): the refusal
-becomes the lastReset outcome and a condition, and the reset is tried again at each resync
-until the group is empty. A reset of a live group needs coordinator support."""
+A reset works on a live group: the coordinator takes the partitions from the members,
+moves the offsets and assigns the partitions again. A refusal (a member that does not let
+go in time: REBALANCE_IN_PROGRESS) becomes the lastReset outcome and a condition, and the
+reset is tried again at each resync."""
 
 from __future__ import annotations
 
