@@ -82,8 +82,9 @@ class BrokerProcess:
 
     def __init__(self, data_dir: Path, port: int | None = None,
                  extra_args: list[str] | None = None, metrics_port: int | None = None,
-                 tls: ClientTLS | None = None) -> None:
+                 tls: ClientTLS | None = None, host: str = "127.0.0.1") -> None:
         self.data_dir = data_dir
+        self.host = host
         # How the health checks reach a TLS listener (None: plaintext).
         self.tls = tls
         self.port = port or free_port()
@@ -94,7 +95,8 @@ class BrokerProcess:
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
 
     @property
     def metrics_url(self) -> str:
@@ -107,7 +109,7 @@ class BrokerProcess:
 
     def start(self, wait: bool = True) -> BrokerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "odradek.cli.main", "broker", "--host", "127.0.0.1",
+        cmd = [sys.executable, "-m", "odradek.cli.main", "broker", "--host", self.host,
                "--port", str(self.port), "--metrics-port", str(self.metrics_port),
                "--data-dir", str(self.data_dir), *self.extra_args]
         env = dict(os.environ, PYTHONUNBUFFERED="1")

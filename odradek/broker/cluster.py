@@ -53,6 +53,7 @@ from odradek.raft import (
     Role,
 )
 from odradek.records import encode_batch, iter_records
+from odradek.security.hosts import host_port
 from odradek.security.tls import ClientTLS, open_channel
 from odradek.storage import LogConfig, PartitionLog
 from odradek.v1 import cluster_pb2, cluster_pb2_grpc
@@ -147,7 +148,7 @@ class ClusterNode:
             return None
         info = self.image.brokers.get(broker_id)
         if info is not None:
-            return f"{info.host}:{info.port}"
+            return host_port(info.host, info.port)
         return self.settings.voters.get(broker_id)
 
     @property

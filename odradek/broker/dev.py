@@ -20,6 +20,7 @@ from odradek.broker.data_dir import DataDirError
 from odradek.broker.main import metrics_port, setup_logging
 from odradek.broker.server import Broker, BrokerSettings
 from odradek.security.certs import LOCAL_NAMES, Pki, make_pki
+from odradek.security.hosts import host_port
 from odradek.security.tls import ServerTLS
 
 BANNER = """
@@ -181,7 +182,7 @@ async def _run(settings: list[BrokerSettings], with_prometheus: bool = False,
     brokers = [Broker(s) for s in settings]
     for broker in brokers:
         await broker.start()
-    addrs = [f"{s.host}:{b.port}" for s, b in zip(settings, brokers, strict=True)]
+    addrs = [host_port(s.host, b.port) for s, b in zip(settings, brokers, strict=True)]
     fields = dict(count=len(brokers), addrs=", ".join(addrs), first=addrs[0],
                   boot=",".join(addrs), data=settings[0].data_dir.parent)
     if pki is None:

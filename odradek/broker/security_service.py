@@ -30,6 +30,7 @@ from odradek.broker.metadata.security import (
 from odradek.broker.metrics import BrokerMetrics
 from odradek.broker.service import rpc
 from odradek.security import scram
+from odradek.security.hosts import canonical_host
 from odradek.v1 import security_pb2 as spb
 from odradek.v1 import security_pb2_grpc as spb_grpc
 
@@ -52,7 +53,7 @@ def acl_from_proto(b: spb.AclBinding) -> Acl:
     acl = Acl(b.principal, _name(_RESOURCE, b.resource_type, "resource type"), b.resource_name,
               _name(_PATTERN, b.pattern_type, "pattern type") or "literal",
               _name(_OPERATION, b.operation, "operation"),
-              _name(_PERMISSION, b.permission, "permission"), b.host or WILDCARD)
+              _name(_PERMISSION, b.permission, "permission"), canonical_host(b.host or WILDCARD))
     problem = check_acl(acl)
     if problem is not None:
         raise BrokerError(Reason.INVALID_ACL, problem)
@@ -73,7 +74,8 @@ def _filter_fields(f: spb.AclFilter) -> dict[str, str | None]:
             "resource_name": f.resource_name,
             "pattern_type": _name(_PATTERN, f.pattern_type, "pattern type"),
             "operation": _name(_OPERATION, f.operation, "operation"),
-            "permission": _name(_PERMISSION, f.permission, "permission"), "host": f.host}
+            "permission": _name(_PERMISSION, f.permission, "permission"),
+            "host": canonical_host(f.host) if f.host else f.host}
 
 
 def check_user_name(name: str) -> None:

@@ -34,6 +34,7 @@ from odradek.broker.service import AdminService, BrokerService, ControllerServic
 from odradek.broker.topic_admin import TopicAdmin
 from odradek.broker.transport import SERVER_OPTIONS, RaftTransport
 from odradek.raft import Message
+from odradek.security.hosts import host_port
 from odradek.security.tls import ServerTLS, TLSConfigError
 from odradek.storage import LogConfig
 from odradek.v1 import (
@@ -126,16 +127,16 @@ class Broker:
                 raise TLSConfigError(
                     "brokers reach each other on the TLS listener with mutual TLS: a cluster "
                     "of several brokers needs --tls-client-auth required")
-            self.port = self.server.add_secure_port(f"{s.host}:{s.port}",
+            self.port = self.server.add_secure_port(host_port(s.host, s.port),
                                                     s.tls.server_credentials())
         else:
-            self.port = self.server.add_insecure_port(f"{s.host}:{s.port}")
+            self.port = self.server.add_insecure_port(host_port(s.host, s.port))
         if self.port == 0:
             raise OSError(f"cannot listen on {s.host}:{s.port}")
         peer_tls = s.tls.client() if s.tls is not None else None
-        voters = dict(s.voters) or {s.broker_id: f"{s.host}:{self.port}"}
+        voters = dict(s.voters) or {s.broker_id: host_port(s.host, self.port)}
         if s.broker_id in voters:
-            voters[s.broker_id] = f"{s.host}:{self.port}"
+            voters[s.broker_id] = host_port(s.host, self.port)
         self._data_lock = claim(s.data_dir, s.broker_id, _cluster_id(voters), list(voters))
         resolve = self._resolve
         self.transport = RaftTransport(s.broker_id, resolve, self._deliver, tls=peer_tls)

@@ -20,6 +20,7 @@ from odradek.client.errors import (
     UnknownTopicOrPartitionError,
     from_rpc_error,
 )
+from odradek.security.hosts import host_port
 from odradek.security.tls import ClientTLS, TLSConfigError, open_channel
 from odradek.v1 import odradek_pb2 as pb
 from odradek.v1 import odradek_pb2_grpc as pb_grpc
@@ -233,7 +234,7 @@ class Cluster:
                 host = _host_of(asked)  # the broker listens everywhere: reach it as we did
             if ":" in host and not host.startswith("["):
                 host = f"[{host}]"
-            brokers[b.id] = f"{host}:{b.port}"
+            brokers[b.id] = host_port(host, b.port)
         self.brokers = brokers
         if topics is None:
             self.topics = {}

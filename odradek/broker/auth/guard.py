@@ -23,6 +23,7 @@ from odradek.broker.auth.sessions import Sessions
 from odradek.broker.errors import BrokerError, Reason
 from odradek.broker.grpc.status import to_status
 from odradek.broker.metadata.security import CLUSTER_NAME, SecurityState
+from odradek.security.hosts import peer_host
 from odradek.security.principal import PrincipalRule, principal_of_certificate
 
 CERT_CACHE_LIMIT = 4096
@@ -85,16 +86,6 @@ def current_access() -> Access:
     """The caller of the RPC being served (everything allowed outside the interceptor,
     e.g. in-process tests that call servicers directly)."""
     return _current.get()
-
-
-def peer_host(peer: str) -> str:
-    """"ipv4:10.0.0.1:5555" -> "10.0.0.1", "ipv6:[::1]:5555" -> "::1"."""
-    kind, _, rest = peer.partition(":")
-    if kind == "ipv6":
-        return rest.rpartition(":")[0].strip("[]")
-    if kind == "ipv4":
-        return rest.rpartition(":")[0]
-    return rest or peer
 
 
 # A rule runs before the servicer with the decoded request. PUBLIC methods are not
