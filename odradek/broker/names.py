@@ -23,3 +23,17 @@ def check_topic_name(name: str) -> None:
     if problem:
         raise BrokerError(Reason.INVALID_TOPIC,
             f"invalid topic name {name!r}: {problem}", {"topic": name})
+
+
+def is_internal(topic: str) -> bool:
+    """Topics the brokers keep for themselves (__consumer_offsets and any "__" name)."""
+    return topic.startswith("__")
+
+
+def refuse_internal(topic: str, what: str) -> None:
+    """Clients may read internal topics (with ACLs) but never write, delete or change
+    them, whatever their ACLs: only the brokers write them."""
+    if is_internal(topic):
+        raise BrokerError(Reason.INVALID_TOPIC,
+                          f"topic {topic!r} is internal: clients may not {what} it (only "
+                          "the brokers write it)", {"topic": topic})

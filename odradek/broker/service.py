@@ -21,6 +21,7 @@ from odradek.broker.errors import (
 )
 from odradek.broker.grpc.status import status_code, to_status
 from odradek.broker.metrics import BrokerMetrics
+from odradek.broker.names import refuse_internal
 from odradek.broker.topic_admin import ForwardedError, TopicAdmin
 from odradek.broker.topics import reads
 from odradek.broker.topics.reads import MAX_WAIT_MS, check_partition_request
@@ -101,6 +102,7 @@ class BrokerService(pb_grpc.BrokerServicer):
     async def Produce(self, request: pb.ProduceRequest,
                       context: grpc.aio.ServicerContext) -> pb.ProduceResponse:
         check_partition_request(request.topic, request.partition)
+        refuse_internal(request.topic, "produce to")
         if request.timeout_ms < 0:
             raise invalid_request(f"timeout_ms must not be negative, got {request.timeout_ms}")
         partition = self.admin.leader_partition(request.topic, request.partition)

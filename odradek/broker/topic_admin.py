@@ -29,7 +29,7 @@ from odradek.broker.metadata.controller import (
 )
 from odradek.broker.metadata.image import PartitionInfo
 from odradek.broker.metadata.validation import require_topic, validate_delete_topic
-from odradek.broker.names import check_topic_name
+from odradek.broker.names import check_topic_name, is_internal, refuse_internal
 from odradek.broker.replication.replica import ReplicatedPartition
 from odradek.storage import DEFAULTS, LogConfig
 from odradek.v1 import odradek_pb2 as pb
@@ -94,11 +94,13 @@ class TopicAdmin:
         return self.describe(name)
 
     async def delete(self, name: str) -> None:
+        refuse_internal(name, "delete")
         validate_delete_topic(self.cluster.image, name)
         await self.cluster.propose(DeleteTopic(name))
 
     async def alter_configs(self, name: str, set_: dict[str, str], delete: list[str],
                             validate_only: bool) -> pb.TopicDescription:
+        refuse_internal(name, "change the configs of")
         topic = require_topic(self.cluster.image, name)
         unknown = [key for key in delete if key not in DEFAULTS]
         if unknown:
@@ -112,6 +114,7 @@ class TopicAdmin:
 
     async def create_partitions(self, name: str, total: int,
                                 validate_only: bool) -> pb.TopicDescription:
+        refuse_internal(name, "add partitions to")  # groups are placed by partition count
         if total > MAX_PARTITIONS:
             raise BrokerError(Reason.INVALID_PARTITIONS,
                 f"partition count must be at most {MAX_PARTITIONS}, got {total}", {"topic": name})
@@ -231,10 +234,6 @@ class TopicAdmin:
         return pb.PartitionInfo(partition=index, leader=leader, replicas=replicas,
                                 in_sync_replicas=isr, leader_epoch=max(term, 0),
                                 target_replicas=list(info.target_replicas or ()))
-
-
-def is_internal(topic: str) -> bool:
-    return topic.startswith("__")
 
 
 def _all_led(topic: Any) -> bool:

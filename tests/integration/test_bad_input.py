@@ -244,3 +244,36 @@ def test_clients_that_disconnect_mid_call(broker: BrokerProcess) -> None:
         assert values[:2] == [b"b", b"d"]
         late = [int(v.split(b"-")[1]) for v in values[2:] if v is not None]
         assert late == sorted(late) and len(set(late)) == len(late)
+
+
+def test_internal_topics_refuse_client_writes_deletes_and_changes(
+        broker: BrokerProcess, stubs: tuple[pb_grpc.BrokerStub, pb_grpc.AdminStub]) -> None:
+    """Whatever the ACLs (here: authorization off, everything allowed), only the brokers
+    write __consumer_offsets; a client's write, delete or change is INVALID_TOPIC and
+    changes nothing."""
+    from tests.brokers import commit_group_offsets
+
+    data, admin = stubs
+    commit_group_offsets([broker], "internal-check", TOPIC, {0: 0})  # makes the topic
+    name = "__consumer_offsets"
+    before = admin.DescribeTopic(pb.DescribeTopicRequest(name=name), timeout=10)
+    attempts: list[Callable[[], object]] = [
+        lambda: data.Produce(pb.ProduceRequest(topic=name, partition=0,
+                                               records=good_batch()), timeout=10),
+        lambda: admin.DeleteTopic(pb.DeleteTopicRequest(name=name), timeout=10),
+        lambda: admin.AlterTopicConfigs(pb.AlterTopicConfigsRequest(
+            name=name, set={"retention.ms": "1000"}), timeout=10),
+        lambda: admin.CreatePartitions(pb.CreatePartitionsRequest(
+            name=name, total_count=len(before.partitions) + 1), timeout=10),
+    ]
+    for attempt in attempts:
+        with pytest.raises(grpc.RpcError) as info:
+            attempt()
+        assert reason_of(info.value) == "INVALID_TOPIC"
+        assert "is internal" in (info.value.details() or "")
+    after = admin.DescribeTopic(pb.DescribeTopicRequest(name=name), timeout=10)
+    assert len(after.partitions) == len(before.partitions)
+    assert list(after.configs) == list(before.configs)
+    committed = data.ListOffsets(pb.ListOffsetsRequest(
+        topic=name, partition=0, spec=pb.OFFSET_SPEC_LATEST), timeout=10)
+    assert committed.found  # still there, still readable
