@@ -102,6 +102,23 @@ def _unauthenticated(message: str = "authentication failed") -> BrokerError:
     return BrokerError(Reason.AUTHENTICATION_FAILED, message)
 
 
+# SCRAM messages are short (a user name, a nonce, a proof): anything longer is refused
+# before it is parsed, so that unauthenticated callers cannot make the broker work.
+MAX_SCRAM_MESSAGE = 4096
+MAX_EXCHANGE_ID = 128
+LOGGED_CHARS = 200
+
+
+def clip(text: str, limit: int = LOGGED_CHARS) -> str:
+    """A client's string as it may appear in a log line or a message."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def _check_size(field: str, value: str, limit: int = MAX_SCRAM_MESSAGE) -> None:
+    if len(value) > limit:
+        raise invalid_request(f"{field} is {len(value)} characters long; at most {limit}")
+
+
 class SecurityService(spb_grpc.SecurityServicer):
     def __init__(self, cluster: ClusterNode, sessions: Sessions,
                  metrics: BrokerMetrics | None = None) -> None:
@@ -115,8 +132,10 @@ class SecurityService(spb_grpc.SecurityServicer):
                          context: grpc.aio.ServicerContext) -> spb.ScramStartResponse:
         if request.mechanism != scram.MECHANISM:
             raise BrokerError(Reason.UNSUPPORTED_SASL_MECHANISM,
-                              f"mechanism {request.mechanism!r} is not supported; "
+                              f"mechanism {clip(request.mechanism)!r} is not supported; "
                               f"use {scram.MECHANISM}")
+        # Checked before any parsing: nobody is authenticated yet.
+        _check_size("client_first_message", request.client_first_message)
         try:
             exchange_id, first = self.sessions.start(request.client_first_message)
         except scram.ScramError as exc:
@@ -128,11 +147,14 @@ class SecurityService(spb_grpc.SecurityServicer):
     @rpc
     async def ScramFinish(self, request: spb.ScramFinishRequest,
                           context: grpc.aio.ServicerContext) -> spb.ScramFinishResponse:
+        _check_size("exchange_id", request.exchange_id, MAX_EXCHANGE_ID)
+        _check_size("client_final_message", request.client_final_message)
         try:
             final, token, session = self.sessions.finish(request.exchange_id,
                                                          request.client_final_message)
         except AuthenticationFailed as exc:
-            log.info("SCRAM authentication failed from %s (%s)", context.peer(), exc)
+            log.info("SCRAM authentication failed from %s (%s)", clip(context.peer()),
+                     clip(str(exc)))
             raise _unauthenticated() from None
         return spb.ScramFinishResponse(
             server_final_message=final, session_token=token, principal=session.principal,
