@@ -18,7 +18,7 @@ from pathlib import Path
 from odradek.broker.auth.setup import SecuritySettings
 from odradek.broker.data_dir import DataDirError
 from odradek.broker.main import metrics_port, setup_logging
-from odradek.broker.server import Broker, BrokerSettings
+from odradek.broker.server import Broker, BrokerSettings, ListenError
 from odradek.security.certs import LOCAL_NAMES, Pki, make_pki
 from odradek.security.hosts import host_port
 from odradek.security.tls import ServerTLS
@@ -241,4 +241,6 @@ def run_dev(args: argparse.Namespace) -> int:
     except DataDirError as exc:
         raise SystemExit(f"error: {exc} (another `odradek dev` on this directory? "
                          "use --data-dir)") from None
+    except ListenError as exc:
+        raise SystemExit(f"error: {exc} (another cluster on these ports? use --port)") from None
     return 0

@@ -13,7 +13,7 @@ from pathlib import Path
 from odradek.broker.auth.setup import SecuritySettings, parse_super_users
 from odradek.broker.data_dir import DataDirError
 from odradek.broker.metrics import DEFAULT_METRICS_PORT_OFFSET
-from odradek.broker.server import BrokerSettings, serve
+from odradek.broker.server import BrokerSettings, ListenError, serve
 from odradek.security.principal import PrincipalRule, PrincipalRuleError
 from odradek.security.tls import ServerTLS, TLSConfigError
 from odradek.storage import ConfigError, LogConfig
@@ -138,6 +138,6 @@ def run_broker(args: argparse.Namespace) -> int:
         raise SystemExit(f"error: {exc} (INVALID_CONFIG)") from None
     try:
         asyncio.run(serve(settings))
-    except (TLSConfigError, DataDirError) as exc:
+    except (TLSConfigError, DataDirError, ListenError) as exc:
         raise SystemExit(f"error: {exc}") from None
     return 0

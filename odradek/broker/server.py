@@ -84,6 +84,10 @@ class BrokerSettings:
     offsets_topic_partitions: int = 8
 
 
+class ListenError(OSError):
+    """The broker's port cannot be bound; the message says which and why."""
+
+
 class Broker:
     def __init__(self, settings: BrokerSettings) -> None:
         self.settings = settings
@@ -122,17 +126,21 @@ class Broker:
         # The guard needs the cluster's image, made below; the interceptor reaches it late.
         self.server = grpc.aio.server(options=[*SERVER_OPTIONS, ("grpc.so_reuseport", 0)],
                                       interceptors=[_LateInterceptor(self)])
-        if s.tls is not None:
-            if len(s.voters) > 1 and not s.tls.require_client_auth:
-                raise TLSConfigError(
-                    "brokers reach each other on the TLS listener with mutual TLS: a cluster "
-                    "of several brokers needs --tls-client-auth required")
-            self.port = self.server.add_secure_port(host_port(s.host, s.port),
-                                                    s.tls.server_credentials())
-        else:
-            self.port = self.server.add_insecure_port(host_port(s.host, s.port))
+        if s.tls is not None and len(s.voters) > 1 and not s.tls.require_client_auth:
+            raise TLSConfigError(
+                "brokers reach each other on the TLS listener with mutual TLS: a cluster "
+                "of several brokers needs --tls-client-auth required")
+        address = host_port(s.host, s.port)
+        try:
+            if s.tls is not None:
+                self.port = self.server.add_secure_port(address, s.tls.server_credentials())
+            else:
+                self.port = self.server.add_insecure_port(address)
+        except RuntimeError:  # grpc: "Failed to bind to address ..."
+            self.port = 0
         if self.port == 0:
-            raise OSError(f"cannot listen on {s.host}:{s.port}")
+            raise ListenError(f"cannot listen on {address}: the port is in use, or the "
+                              "address is not one of this machine's (--host, --port)")
         peer_tls = s.tls.client() if s.tls is not None else None
         voters = dict(s.voters) or {s.broker_id: host_port(s.host, self.port)}
         if s.broker_id in voters:

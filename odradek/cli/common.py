@@ -18,6 +18,29 @@ class CliError(Exception):
         self.reason = reason
 
 
+class StrictParser(argparse.ArgumentParser):
+    """No abbreviated flags (argparse took `--key k` for `--key-separator k` and stored
+    the wrong key), and an unknown flag is reported by the subcommand it was given to,
+    with that subcommand's usage. Subparsers are of the parser's own class."""
+
+    deepest: StrictParser | None = None  # the last (sub)parser that parsed, see main()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        StrictParser.deepest = self
+        return super().parse_known_args(args, namespace)
+
+
+def parse_strictly(parser: StrictParser, argv: Any) -> argparse.Namespace:
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        (StrictParser.deepest or parser).error(f"unrecognized arguments: {' '.join(extra)}")
+    return args  # type: ignore[no-any-return]
+
+
 def bootstrap_parent() -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
     parent.add_argument(

@@ -6,11 +6,12 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
+from typing import cast
 
-from odradek.cli.common import CliError
+from odradek.cli.common import CliError, StrictParser, parse_strictly
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> StrictParser:
     from odradek.cli import (
         bench_cmd,
         broker_cmd,
@@ -21,9 +22,10 @@ def build_parser() -> argparse.ArgumentParser:
         security_cmds,
     )
 
-    parser = argparse.ArgumentParser(
-        prog="odradek", description="Odradek: an event streaming platform.")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    parser = StrictParser(prog="odradek", description="Odradek: an event streaming platform.")
+    # Subparsers are StrictParsers too; the helpers only need ArgumentParser's API.
+    sub = cast("argparse._SubParsersAction[argparse.ArgumentParser]",
+               parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
     client_cmds.add_topic_parser(sub)
     client_cmds.add_produce_parser(sub)
     client_cmds.add_consume_parser(sub)
@@ -41,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from odradek.client.errors import OdradekError
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_strictly(parser, argv)
     try:
         result = args.func(args)
         if asyncio.iscoroutine(result):

@@ -1,0 +1,44 @@
+"""The command line takes flags as written: no abbreviations (argparse took `--key k` for
+`--key-separator k` and stored the wrong key), an unknown flag is reported by its
+subcommand, and a port in use is one clear line, not a traceback."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from odradek.cli.main import main
+
+
+@pytest.mark.parametrize(("argv", "prefix", "wrong"), [
+    (["produce", "t", "--key", "k"], "odradek produce", "--key k"),
+    (["produce", "t", "--key-sep", ":"], "odradek produce", "--key-sep :"),
+    (["topic", "create", "x", "--partition", "3"], "odradek topic create", "--partition 3"),
+    (["consume", "t", "--from-beg"], "odradek consume", "--from-beg"),
+])
+def test_no_abbreviations_and_the_subcommand_reports(
+        argv: list[str], prefix: str, wrong: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert f"usage: {prefix}" in err
+    assert f"{prefix}: error: unrecognized arguments: {wrong}" in err
+
+
+def test_a_port_in_use_is_one_clear_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "odradek.cli.main", "broker", "--host", "127.0.0.1",
+             "--port", str(port), "--metrics-port", "0", "--data-dir", str(tmp_path / "d")],
+            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert f"error: cannot listen on 127.0.0.1:{port}: the port is in use" in result.stderr
