@@ -731,6 +731,3 @@ class RaftNode:
             if me is not None and me.maybe_update(log.stable_last()) and self._maybe_commit():
                 self._bcast_commit = True
 
-    def acknowledge_persisted(self, rd: Ready) -> None:
-        """Alias of ``advance``: the Ready's writes are durable."""
-        self.advance(rd)
