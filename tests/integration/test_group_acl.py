@@ -142,6 +142,15 @@ async def test_offsets_need_the_topic_too_and_refusals_change_nothing(
         assert await code_of(groups(alice).ResetOffsets(gpb.ResetOffsetsRequest(
             group_id="team-x", to_earliest=True,
             partitions=[gpb.TopicPartitions(topic="secret")]))) == "PERMISSION_DENIED"
+        # Naming no topic resets every committed one: alice may not read "secret".
+        assert await code_of(groups(alice).ResetOffsets(gpb.ResetOffsetsRequest(
+            group_id="team-x", to_earliest=True))) == "PERMISSION_DENIED"
+        # Describing shows offsets and lag of the topics she may describe only.
+        described = await groups(alice).DescribeGroup(
+            gpb.DescribeGroupRequest(group_id="team-x"))
+        assert {p.topic for p in described.partitions} == {"orders"}
+        full = await groups(admin).DescribeGroup(gpb.DescribeGroupRequest(group_id="team-x"))
+        assert {p.topic for p in full.partitions} == {"orders", "secret"}
         after = await groups(admin).FetchOffsets(gpb.FetchOffsetsRequest(group_id="team-x"))
         assert sorted((o.topic, o.offset) for o in after.offsets) == [
             ("orders", 3), ("secret", 2)]

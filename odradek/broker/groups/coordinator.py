@@ -14,6 +14,7 @@ import asyncio
 import logging
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import grpc
@@ -515,7 +516,9 @@ class GroupCoordinator:
                 f"member(s); its offsets can only be {what} when it has none (stop its "
                 "consumers and wait for their session timeout)", group.group_id)
 
-    async def reset(self, request: gpb.ResetOffsetsRequest) -> list[gpb.OffsetChange]:
+    async def reset(self, request: gpb.ResetOffsetsRequest,
+                    authorize: Callable[[list[str]], None] = lambda _: None,
+                    ) -> list[gpb.OffsetChange]:
         """Moves the group's committed offsets. On a group with members the partitions
         are first taken from them (their consumers commit and let go, as in any
         revocation), the offsets are written once no member owns one, and the partitions
@@ -529,6 +532,9 @@ class GroupCoordinator:
         async with shard.lock(request.group_id):
             group = shard.groups.get(request.group_id) or Group(request.group_id)
             tps = self._reset_partitions(group, request.partitions)
+            # Every topic it touches, also those found from the committed offsets when the
+            # request names none: a reset needs read on each (as Kafka's).
+            authorize(sorted({t for t, _ in tps}))
             if request.dry_run:
                 return await self._reset_changes(group, tps, request, spec)
             live = bool(group.members)

@@ -118,15 +118,23 @@ class GroupsService(gpb_grpc.GroupsServicer):
     async def DescribeGroup(self, request: gpb.DescribeGroupRequest,
                             context: grpc.aio.ServicerContext) -> gpb.GroupDescription:
         group = self.coordinator.describe_group(request.group_id)
+        # Only what the caller may describe: other topics' offsets, lag and assignment
+        # are left out, as if the group did not read them.
+        seen = current_access().may_describe_topic
+
+        def visible(tps: set[tuple[str, int]]) -> list[gpb.TopicPartitions]:
+            return topic_partitions({tp for tp in tps if seen(tp[0])})
+
         members = [gpb.MemberDescription(
             member_id=m.member_id, instance_id=m.instance_id, client_id=m.client_id,
-            topics=sorted(m.topics), assigned=topic_partitions(m.assigned),
-            connected=m.connected, revoking=topic_partitions(m.revoking))
+            topics=sorted(t for t in m.topics if seen(t)), assigned=visible(m.assigned),
+            connected=m.connected, revoking=visible(m.revoking))
             for _, m in sorted(group.members.items())]
+        lag = [p for p in await self.coordinator.lag(group) if seen(p.topic)]
         return gpb.GroupDescription(
             group_id=group.group_id, state=group.state, generation=group.generation,
             strategy=group.strategy, coordinator_id=self.coordinator.cluster.id,
-            members=members, partitions=await self.coordinator.lag(group))
+            members=members, partitions=lag)
 
     @rpc
     async def DeleteGroup(self, request: gpb.DeleteGroupRequest,
@@ -137,4 +145,10 @@ class GroupsService(gpb_grpc.GroupsServicer):
     @rpc
     async def ResetOffsets(self, request: gpb.ResetOffsetsRequest,
                            context: grpc.aio.ServicerContext) -> gpb.ResetOffsetsResponse:
-        return gpb.ResetOffsetsResponse(changes=await self.coordinator.reset(request))
+        access = current_access()
+
+        def may_read(topics: list[str]) -> None:
+            for topic in topics:
+                access.require("topic", topic, "read")
+
+        return gpb.ResetOffsetsResponse(changes=await self.coordinator.reset(request, may_read))
