@@ -17,7 +17,12 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from odradek.broker.auth.guard import Guard
-from odradek.broker.auth.setup import SecuritySettings, build_guard, ensure_bootstrap_user
+from odradek.broker.auth.setup import (
+    SecuritySettings,
+    build_guard,
+    ensure_bootstrap_user,
+    ensure_cluster_secret,
+)
 from odradek.broker.cert_metrics import CertificateCollector
 from odradek.broker.cluster import ClusterNode, ClusterSettings
 from odradek.broker.data_dir import DataDirLock, claim
@@ -207,6 +212,7 @@ class Broker:
         self._tasks = [asyncio.create_task(self._flush_loop()),
                        asyncio.create_task(self._retention_loop()),
                        asyncio.create_task(self._serve_when_registered(names[:3]))]
+        self._tasks.append(asyncio.create_task(ensure_cluster_secret(self.cluster)))
         if s.security.bootstrap_user is not None:
             self._tasks.append(asyncio.create_task(ensure_bootstrap_user(
                 self.cluster, *s.security.bootstrap_user)))

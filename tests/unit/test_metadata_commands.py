@@ -30,6 +30,7 @@ from odradek.broker.metadata.security import (
     CreateAcls,
     DeleteAcls,
     DeleteUser,
+    InitClusterSecret,
     UpsertUser,
 )
 from tests.unit.metadata_strategies import commands
@@ -58,6 +59,7 @@ EXAMPLES: list[Command] = [
     DeleteUser("alice"),
     CreateAcls((Acl("User:alice", "topic", "orders", "prefixed", "read", "allow", "*"),)),
     DeleteAcls((Acl("User:bob", "cluster", "odradek-cluster", "literal", "all", "deny", "::1"),)),
+    InitClusterSecret(b"s" * 32),
     AllocateProducerIds(2, 1000, "2.9f3a.1"),
     InitNamedProducer("payments-writer", "0.77c1.4"),
 ]

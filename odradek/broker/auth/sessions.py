@@ -49,18 +49,23 @@ class Session:
 class Sessions:
     def __init__(self, users: Callable[[], Mapping[str, UserCredential]],
                  lifetime_s: float = DEFAULT_SESSION_LIFETIME_S,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 cluster_secret: Callable[[], bytes] = lambda: b"") -> None:
         self._users = users
         self.lifetime_s = lifetime_s
         self._clock = clock
         self._exchanges: dict[str, _Exchange] = {}
         self._sessions: dict[str, Session] = {}
-        # Decoy salts for unknown users: stable per name for this broker's lifetime, so
-        # asking twice does not reveal that the salt is made up.
-        self._decoy_secret = secrets.token_bytes(32)
+        # Decoy salts for unknown users: stable per name, so asking twice does not reveal
+        # that the salt is made up; from the cluster's secret, so that asking another
+        # broker or after a restart does not either (this broker's own random secret
+        # until the cluster has one).
+        self._cluster_secret = cluster_secret
+        self._local_secret = secrets.token_bytes(32)
 
     def _decoy(self, name: str) -> scram.ScramCredential:
-        salt = hmac.new(self._decoy_secret, name.encode(), hashlib.sha256).digest()
+        key = self._cluster_secret() or self._local_secret
+        salt = hmac.new(key, b"decoy-salt:" + name.encode(), hashlib.sha256).digest()
         return scram.ScramCredential(salt, scram.DEFAULT_ITERATIONS,
                                      secrets.token_bytes(scram.KEY_BYTES),
                                      secrets.token_bytes(scram.KEY_BYTES))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from dataclasses import dataclass, field
 
 from odradek.broker.auth.guard import Guard
@@ -11,7 +12,7 @@ from odradek.broker.auth.sessions import DEFAULT_SESSION_LIFETIME_S, Sessions
 from odradek.broker.cluster import ClusterNode
 from odradek.broker.errors import BrokerError
 from odradek.broker.grpc.status import status_code
-from odradek.broker.metadata.security import UpsertUser
+from odradek.broker.metadata.security import InitClusterSecret, UpsertUser
 from odradek.broker.metrics import BrokerMetrics
 from odradek.security import scram
 from odradek.security.principal import PrincipalRule, principal_of_certificate
@@ -67,7 +68,8 @@ def build_guard(settings: SecuritySettings, tls: ServerTLS | None, voters: int,
         if own is not None:
             super_users.add(own)
             log.info("authorization on; the brokers' own principal %s is a super user", own)
-    sessions = Sessions(lambda: cluster.image.security.users, settings.session_lifetime_s)
+    sessions = Sessions(lambda: cluster.image.security.users, settings.session_lifetime_s,
+                        cluster_secret=lambda: cluster.image.security.cluster_secret)
 
     def refused(method: str, error: BrokerError) -> None:
         if metrics is not None:
@@ -91,3 +93,14 @@ async def ensure_bootstrap_user(cluster: ClusterNode, name: str, password: str) 
             except BrokerError as exc:
                 log.warning("cannot create the bootstrap user yet: %s", exc.message)
         await cluster.wait_for(lambda image: name in image.security.users, 1.0)
+
+
+async def ensure_cluster_secret(cluster: ClusterNode) -> None:
+    """The controller writes the cluster secret once (the first command wins)."""
+    while not cluster.image.security.cluster_secret:
+        if cluster.is_controller() and cluster.id in cluster.image.brokers:
+            try:
+                await cluster.propose(InitClusterSecret(secrets.token_bytes(32)))
+            except BrokerError as exc:
+                log.warning("cannot write the cluster secret yet: %s", exc.message)
+        await cluster.wait_for(lambda image: bool(image.security.cluster_secret), 1.0)

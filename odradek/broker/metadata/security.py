@@ -85,6 +85,9 @@ class SecurityState:
 
     users: Mapping[str, UserCredential] = field(default_factory=dict)
     acls: frozenset[Acl] = frozenset()
+    # Random bytes the first controller writes once: what every broker derives its decoy
+    # SCRAM salts from, so that unknown users look alike on every broker and restart.
+    cluster_secret: bytes = b""
 
 
 # --- commands ---------------------------------------------------------------------------
@@ -161,8 +164,20 @@ class DeleteAcls:
         return _dump(self.TYPE, {"acls": [a.to_json() for a in self.acls]})
 
 
-SecurityCommand = UpsertUser | DeleteUser | CreateAcls | DeleteAcls
-SECURITY_COMMANDS = (UpsertUser, DeleteUser, CreateAcls, DeleteAcls)
+@dataclass(frozen=True)
+class InitClusterSecret:
+    """Sets the cluster secret if there is none yet (the first such command wins)."""
+
+    TYPE: ClassVar[str] = "init_cluster_secret"
+    secret: bytes
+
+    def encode(self) -> bytes:
+        return _dump(self.TYPE, {"secret": _b64(self.secret)})
+
+
+SecurityCommand = UpsertUser | DeleteUser | CreateAcls | DeleteAcls | InitClusterSecret
+SECURITY_COMMANDS = (UpsertUser, DeleteUser, CreateAcls, DeleteAcls, InitClusterSecret)
+MIN_CLUSTER_SECRET = 16
 
 
 def _acl_list(f: Fields) -> tuple[Acl, ...]:
@@ -176,6 +191,7 @@ SECURITY_DECODERS: dict[str, Callable[[Fields], SecurityCommand]] = {
     DeleteUser.TYPE: lambda f: DeleteUser(f.get_str("name")),
     CreateAcls.TYPE: lambda f: CreateAcls(_acl_list(f)),
     DeleteAcls.TYPE: lambda f: DeleteAcls(_acl_list(f)),
+    InitClusterSecret.TYPE: lambda f: InitClusterSecret(_get_bytes(f, "secret")),
 }
 
 
@@ -204,6 +220,10 @@ def apply_security(state: SecurityState, cmd: SecurityCommand) -> SecurityState:
     if isinstance(cmd, DeleteAcls):
         removed = state.acls & set(cmd.acls)
         return replace(state, acls=state.acls - removed) if removed else state
+    if isinstance(cmd, InitClusterSecret):
+        if state.cluster_secret or len(cmd.secret) < MIN_CLUSTER_SECRET:
+            return state
+        return replace(state, cluster_secret=cmd.secret)
     return state  # pragma: no cover - every security command is handled above
 
 
@@ -216,6 +236,7 @@ def encode_security(state: SecurityState) -> dict[str, Any]:
             for name, c in sorted(state.users.items())
         ],
         "acls": [a.to_json() for a in sorted(state.acls)],
+        **({"cluster_secret": _b64(state.cluster_secret)} if state.cluster_secret else {}),
     }
 
 
@@ -236,7 +257,8 @@ def decode_security(raw: Any) -> SecurityState:
                                      _get_bytes(f, "server_key"))
     acls = frozenset(Acl.from_fields(Fields("metadata snapshot acl", item))
                      for item in top.get_list("acls"))
-    return SecurityState(users=users, acls=acls)
+    secret = _get_bytes(top, "cluster_secret") if "cluster_secret" in top.obj else b""
+    return SecurityState(users=users, acls=acls, cluster_secret=secret)
 
 
 def matching_acls(acls: Iterable[Acl], **wanted: str | None) -> list[Acl]:
