@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -248,3 +248,24 @@ def test_cli_describe_and_bad_flags(broker: BrokerProcess) -> None:
     missing = subprocess.run([*cli, "group", "describe", "no-such-group", "-b",
                               broker.address], capture_output=True, text=True, timeout=60)
     assert missing.returncode == 1 and "GROUP_ID_NOT_FOUND" in missing.stderr
+
+
+def test_a_membership_stream_that_says_nothing_is_closed(broker: BrokerProcess) -> None:
+    """An open stream holds a slot on the broker: without a join in time it is closed."""
+    async def go() -> None:
+        async with grpc.aio.insecure_channel(broker.address) as channel:
+            stub = gpb_grpc.GroupsStub(channel)  # type: ignore[no-untyped-call]
+            silent: asyncio.Queue[gpb.MemberRequest] = asyncio.Queue()
+
+            async def nothing() -> AsyncIterator[gpb.MemberRequest]:
+                while True:
+                    yield await silent.get()
+
+            call = stub.Membership(nothing())
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                async for _ in call:
+                    pass
+            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert "must start with a join within 10s" in (info.value.details() or "")
+
+    run(go())

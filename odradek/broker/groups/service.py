@@ -20,6 +20,11 @@ from odradek.v1 import groups_pb2_grpc as gpb_grpc
 log = logging.getLogger("odradek.broker.groups")
 
 
+# An open stream that says nothing holds a slot on the broker: its first message must come
+# within this long (a client joins at once).
+FIRST_MESSAGE_TIMEOUT_S = 10.0
+
+
 class GroupsService(gpb_grpc.GroupsServicer):
     def __init__(self, coordinator: GroupCoordinator,
                  metrics: BrokerMetrics | None = None) -> None:
@@ -36,7 +41,13 @@ class GroupsService(gpb_grpc.GroupsServicer):
         channel: MemberChannel | None = None
         reader: asyncio.Task[None] | None = None
         try:
-            first = await anext(aiter(request_iterator), None)
+            try:
+                first = await asyncio.wait_for(anext(aiter(request_iterator), None),
+                                               FIRST_MESSAGE_TIMEOUT_S)
+            except TimeoutError:
+                raise invalid_request(
+                    f"a Membership stream must start with a join within "
+                    f"{FIRST_MESSAGE_TIMEOUT_S:.0f}s") from None
             if first is None or first.WhichOneof("kind") != "join":
                 raise invalid_request("a Membership stream starts with a join")
             current_access().require("group", first.join.group_id, "read")
