@@ -1,0 +1,34 @@
+"""Stream processing on Odradek: streams, tables, state stores, joins and windows.
+
+    app = App("127.0.0.1:9092", "wordcount")
+    (app.stream("lines", STR, STR)
+        .flat_map(lambda _k, line: [(w, w) for w in line.split()], key_serde=STR)
+        .group_by_key().count("counts").to("word-counts", STR, JSON))
+    async with app:
+        ...  # app.store("counts").get("word")
+
+Imports only odradek.client, odradek.records and its own dependencies (lmdb)."""
+
+from odradek.streams.app import App, NotLocalError, StoreView
+from odradek.streams.operators import TumblingWindows
+from odradek.streams.serdes import (
+    BYTES,
+    INT,
+    JSON,
+    STR,
+    BytesSerde,
+    IntSerde,
+    JsonSerde,
+    Serde,
+    StrSerde,
+    Windowed,
+    WindowedSerde,
+)
+from odradek.streams.testing import Driver
+from odradek.streams.topology import GroupedStream, Stream, Table, Topology, TopologyError
+
+__all__ = [
+    "App", "BYTES", "BytesSerde", "Driver", "GroupedStream", "INT", "IntSerde", "JSON",
+    "JsonSerde", "NotLocalError", "STR", "Serde", "StoreView", "Stream", "StrSerde", "Table",
+    "Topology", "TopologyError", "TumblingWindows", "Windowed", "WindowedSerde",
+]

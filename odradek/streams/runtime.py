@@ -1,0 +1,204 @@
+"""Runs a topology against a cluster: topics made, tasks made and restored as the
+consumer group assigns partitions, records processed in polled batches, and input offsets
+committed only after every output and changelog record of the batch is acknowledged
+(at-least-once)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from pathlib import Path
+
+from odradek.client import (
+    Admin,
+    Consumer,
+    Producer,
+    RecordMetadata,
+    TopicAlreadyExistsError,
+    TopicPartition,
+)
+from odradek.client.connection import Cluster
+from odradek.streams.stores import KeyValueStore, LmdbStore
+from odradek.streams.task import Task, TaskId
+from odradek.streams.topology import Topology, TopologyError
+
+log = logging.getLogger("odradek.streams")
+
+CHECKPOINT = "checkpoint.json"
+
+
+async def prepare_topics(admin: Admin, topology: Topology, replication_factor: int
+                         ) -> dict[int, int]:
+    """Makes repartition and changelog topics and checks co-partitioning; returns the
+    partition count of each task group."""
+    counts: dict[str, int] = {}
+    for topic in topology.sources:
+        if topic in topology.repartitions:
+            upstream = topology.repartitions[topic].upstream
+            n = max(counts[t] for t in upstream)
+            await _ensure(admin, topic, n, replication_factor, {})
+            counts[topic] = n
+        else:
+            counts[topic] = len((await admin.describe_topic(topic)).partitions)
+    per_group: dict[int, int] = {}
+    for i, group in enumerate(topology.groups()):
+        found = {t: counts[t] for t in group}
+        if len(set(found.values())) > 1:
+            names = ", ".join(f"{t!r} has {n}" for t, n in found.items())
+            raise TopologyError(f"topics joined must be co-partitioned (the same partition "
+                                f"count), but {names} partitions")
+        per_group[i] = counts[group[0]]
+    for spec in topology.stores.values():
+        await _ensure(admin, spec.changelog, per_group[topology.group_of(spec.topic)],
+                      replication_factor, {"cleanup.policy": "compact"})
+    return per_group
+
+
+async def _ensure(admin: Admin, topic: str, partitions: int, rf: int,
+                  configs: dict[str, str]) -> None:
+    try:
+        await admin.create_topic(topic, partitions, rf, configs)
+    except TopicAlreadyExistsError:
+        pass  # made by an earlier run or another instance
+
+
+class Runtime:
+    def __init__(self, topology: Topology, cluster: Cluster, state_dir: Path,
+                 max_poll_records: int = 1000) -> None:
+        self.topology, self.cluster, self.state_dir = topology, cluster, state_dir
+        self.tasks: dict[TaskId, Task] = {}
+        self.restored = 0  # changelog records applied by restores, for tests and logs
+        self._owned: dict[TaskId, set[TopicPartition]] = {}
+        self._changelog_end: dict[tuple[TaskId, str], int] = {}
+        app = topology.application_id
+        self.producer = Producer(cluster=cluster, linger_ms=2)
+        # range: per topic, partition p of every subscribed topic goes to the same member
+        # (equal partition counts, same subscriptions), which keeps join inputs together.
+        self.consumer = Consumer(cluster=cluster, group_id=app, enable_auto_commit=False,
+                                 auto_offset_reset="earliest", assignment_strategy="range",
+                                 max_poll_records=max_poll_records, session_timeout_ms=6000)
+        self._stopping = asyncio.Event()
+
+    def _task_dir(self, task_id: TaskId) -> Path:
+        return self.state_dir / self.topology.application_id / f"{task_id[0]}_{task_id[1]}"
+
+    async def run(self) -> None:
+        self.consumer.subscribe(list(self.topology.sources), on_assigned=self._assigned,
+                                on_revoked=self._revoked)
+        clean = False
+        try:
+            while not self._stopping.is_set():
+                records = await self.consumer.poll(100)
+                if not records:
+                    continue
+                offsets: dict[tuple[str, int], int] = {}
+                for r in records:
+                    task = self.tasks[(self.topology.group_of(r.topic), r.partition)]
+                    task.process(r.topic, r.key, r.value, r.timestamp)
+                    offsets[(r.topic, r.partition)] = r.offset + 1
+                await self._flush_outputs()
+                await self.consumer.commit(offsets)
+            clean = True
+        finally:
+            await self._close_all(clean)
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def _flush_outputs(self) -> None:
+        """Sends every task's outputs and waits for all acknowledgements: only then may the
+        inputs that caused them be committed. A failed send raises, so nothing is."""
+        sent: list[tuple[TaskId, str | None, asyncio.Future[RecordMetadata]]] = []
+        for task in self.tasks.values():
+            changelogs = {c: s for s, c in task.context.changelogs.items()}
+            for out in task.take_outputs():
+                fut = await self.producer.send(out.topic, out.value, out.key, out.partition,
+                                               timestamp_ms=out.timestamp)
+                sent.append((task.id, changelogs.get(out.topic), fut))
+        for task_id, store, fut in sent:
+            meta = await fut
+            if store is not None:
+                key = (task_id, store)
+                self._changelog_end[key] = max(self._changelog_end.get(key, 0),
+                                               meta.offset + 1)
+        for task in self.tasks.values():
+            task.commit_stores()
+
+    async def _assigned(self, tps: list[TopicPartition]) -> None:
+        for tp in tps:
+            task_id = (self.topology.group_of(tp.topic), tp.partition)
+            self._owned.setdefault(task_id, set()).add(tp)
+            if task_id not in self.tasks:
+                self.tasks[task_id] = await self._open(task_id)
+
+    async def _revoked(self, tps: list[TopicPartition]) -> None:
+        # Each batch is flushed and committed before the next poll, and revocations run
+        # inside poll: nothing of these partitions is pending now.
+        for tp in tps:
+            task_id = (self.topology.group_of(tp.topic), tp.partition)
+            owned = self._owned.get(task_id, set())
+            owned.discard(tp)
+            if not owned and task_id in self.tasks:
+                self._close(self.tasks.pop(task_id))
+
+    async def _open(self, task_id: TaskId) -> Task:
+        """A task with its stores brought up to date from their changelogs. A store closed
+        cleanly left a checkpoint (its changelog offsets) and replays only what follows;
+        otherwise it may hold writes never acknowledged, so it is wiped and rebuilt."""
+        base = self._task_dir(task_id)
+        checkpoint_file = base / CHECKPOINT
+        checkpoint: dict[str, int] = {}
+        if checkpoint_file.exists():
+            checkpoint = json.loads(checkpoint_file.read_text())
+            checkpoint_file.unlink()  # from now on the stores change: a crash voids it
+        elif base.exists():
+            LmdbStore.wipe(base)
+
+        def open_store(name: str) -> KeyValueStore:
+            return LmdbStore(base / name)
+
+        task = Task(self.topology, task_id, open_store)
+        for name in task.store_names:
+            start = checkpoint.get(name, 0)
+            self._changelog_end[(task_id, name)] = start
+            await self._restore(task, name, start)
+        return task
+
+    async def _restore(self, task: Task, store: str, start: int) -> None:
+        tp = (self.topology.stores[store].changelog, task.id[1])
+        async with Consumer(cluster=self.cluster, auto_offset_reset="earliest") as reader:
+            reader.assign([tp])
+            end = (await reader.end_offsets([tp]))[TopicPartition(*tp)]
+            if start >= end:
+                return
+            reader.seek(tp, start)
+            count = 0
+            # Offsets have gaps (control batches), so the position says when it is done.
+            while await reader.position(tp) < end:
+                for r in await reader.poll(500):
+                    task.restore(store, r.key, r.value)
+                    count += 1
+            task.commit_stores()
+            self.restored += count
+            self._changelog_end[(task.id, store)] = end
+            log.info("restored store %s of task %s: %d records from %s offsets %d-%d",
+                     store, task.id, count, tp[0], start, end)
+
+    def _close(self, task: Task, clean: bool = True) -> None:
+        task.close()
+        if not clean:  # the stores may hold writes never acknowledged: no checkpoint
+            return
+        self._task_dir(task.id).mkdir(parents=True, exist_ok=True)
+        checkpoint = {name: self._changelog_end.get((task.id, name), 0)
+                      for name in task.store_names}
+        (self._task_dir(task.id) / CHECKPOINT).write_text(json.dumps(checkpoint))
+
+    async def _close_all(self, clean: bool) -> None:
+        try:
+            await self.consumer.close()  # auto commit is off: this commits nothing
+        finally:
+            for task in list(self.tasks.values()):
+                self._close(task, clean)
+            self.tasks.clear()
+            await self.producer.close()

@@ -1,0 +1,54 @@
+"""A task: partition p of one task group's topics, its operators and its stores. Pure: the
+caller feeds records and changelog entries and takes the outputs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from odradek.streams.operators import Context, Output
+from odradek.streams.stores import KeyValueStore
+from odradek.streams.topology import Topology
+
+TaskId = tuple[int, int]  # (task group, partition)
+
+
+class Task:
+    def __init__(self, topology: Topology, task_id: TaskId,
+                 open_store: Callable[[str], KeyValueStore]) -> None:
+        self.id = task_id
+        group, partition = task_id
+        self.topics = topology.groups()[group]
+        self._sources = {t: topology.sources[t] for t in self.topics}
+        groups = {t: group for t in self.topics}
+        self.store_names = [s.name for s in topology.stores.values() if s.topic in groups]
+        stores = {name: open_store(name) for name in self.store_names}
+        self.context = Context(partition, stores,
+                               {n: topology.stores[n].changelog for n in self.store_names})
+
+    @property
+    def stores(self) -> dict[str, KeyValueStore]:
+        return self.context.stores
+
+    def process(self, topic: str, key: bytes | None, value: bytes | None, ts: int) -> None:
+        self._sources[topic].receive(self.context, key, value, ts)
+
+    def restore(self, store: str, key: bytes | None, value: bytes | None) -> None:
+        """Applies one changelog record (no outputs: it is already in the changelog)."""
+        if key is None:
+            return
+        if value is None:
+            self.stores[store].delete(key)
+        else:
+            self.stores[store].put(key, value)
+
+    def take_outputs(self) -> list[Output]:
+        outputs, self.context.outputs = self.context.outputs, []
+        return outputs
+
+    def commit_stores(self) -> None:
+        for store in self.stores.values():
+            store.commit()
+
+    def close(self) -> None:
+        for store in self.stores.values():
+            store.close()

@@ -1,0 +1,163 @@
+"""odradek.streams without a broker: each operator's semantics against a simple model
+(property tests), the DSL through the in-memory Driver, and the LMDB store."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from odradek.streams import INT, JSON, STR, App, Driver, TopologyError, TumblingWindows, Windowed
+from odradek.streams.stores import LmdbStore, MemoryStore
+
+words = st.lists(st.sampled_from(["a", "b", "c", "dd", "e"]), max_size=8)
+
+
+def wordcount(partitions: int) -> tuple[App, Driver]:
+    app = App("unused:1", "wc")
+    (app.stream("lines", STR, STR)
+        .flat_map(lambda _k, line: [(w, 1) for w in line.split()], key_serde=STR,
+                  value_serde=INT)
+        .group_by_key().count("counts").to("out", STR, JSON))
+    return app, Driver(app.topology, partitions)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(words, max_size=20), st.integers(1, 4))
+def test_count_equals_a_counter_and_each_update_is_the_running_count(
+        lines: list[list[str]], partitions: int) -> None:
+    app, driver = wordcount(partitions)
+    model: Counter[str] = Counter()
+    expected_updates = []
+    for i, line in enumerate(lines):
+        driver.pipe("lines", f"l{i}", " ".join(line), ts=i)
+        for w in line:
+            model[w] += 1
+            expected_updates.append((w, model[w]))
+    assert driver.store("counts") == dict(model)
+    assert sorted(driver.read("out", STR, JSON)) == sorted(expected_updates)
+    # The key changed (flat_map) before grouping: every word went through the repartition.
+    assert len(driver.outputs["wc-counts-repartition"]) == sum(map(len, lines))
+    assert "wc-counts-repartition" in app.topology.repartitions
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from("xyz"), st.integers(-5, 5)), max_size=30))
+def test_reduce_and_aggregate_match_a_fold(records: list[tuple[str, int]]) -> None:
+    app = App("unused:1", "agg")
+    grouped = app.stream("nums", STR, INT).group_by_key()
+    grouped.reduce("maxes", max)
+    app2 = App("unused:1", "agg2")
+    app2.stream("nums", STR, INT).group_by(lambda k, v: v % 2, key_serde=INT).aggregate(
+        "parity", lambda: [], lambda _k, v, acc: [*acc, v])
+    d1, d2 = Driver(app.topology, 2), Driver(app2.topology, 3)
+    for k, v in records:
+        d1.pipe("nums", k, v)
+        d2.pipe("nums", k, v)
+    maxes: dict[str, int] = {}
+    parity: dict[int, list[int]] = {}
+    for k, v in records:
+        maxes[k] = max(maxes.get(k, v), v)
+        parity.setdefault(v % 2, []).append(v)
+    assert d1.store("maxes") == maxes
+    assert d2.store("parity") == parity
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.sampled_from("pqr"), st.integers(0, 9)),
+                max_size=30), st.booleans())
+def test_stream_table_join_sees_the_table_as_it_stands(
+        events: list[tuple[bool, str, int]], left: bool) -> None:
+    app = App("unused:1", "join")
+    table = app.table("customers", STR, JSON)
+    orders = app.stream("orders", STR, JSON)
+    joined = (orders.left_join(table, lambda o, c: [o, c]) if left
+              else orders.join(table, lambda o, c: [o, c]))
+    joined.to("enriched", STR, JSON)
+    driver = Driver(app.topology, 2)
+    model: dict[str, int | None] = {}
+    expected = []
+    for is_table, key, value in events:
+        if is_table:
+            # 0 is a tombstone: the customer is deleted
+            driver.pipe("customers", key, None if value == 0 else value)
+            model[key] = None if value == 0 else value
+        else:
+            driver.pipe("orders", key, value)
+            row = model.get(key)
+            if row is not None or left:
+                expected.append((key, [value, row]))
+    assert driver.read("enriched", STR, JSON) == expected
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from("uv"), st.integers(0, 100)), max_size=40),
+       st.integers(1, 30), st.integers(0, 20))
+def test_tumbling_windows_drop_records_past_the_grace_period(
+        records: list[tuple[str, int]], size: int, grace: int) -> None:
+    app = App("unused:1", "win")
+    (app.stream("clicks", STR, STR).group_by_key()
+        .windowed_by(TumblingWindows(size, grace)).count("per-window"))
+    driver = Driver(app.topology, 1)
+    stream_time = -1
+    model: Counter[tuple[str, int]] = Counter()
+    late = 0
+    for key, ts in records:
+        driver.pipe("clicks", key, "x", ts)
+        stream_time = max(stream_time, ts)
+        start = ts - ts % size
+        if start + size + grace <= stream_time:
+            late += 1
+        else:
+            model[(key, start)] += 1
+    assert driver.store("per-window") == {
+        Windowed(k, s, s + size): n for (k, s), n in model.items()}
+    assert sum(t.context.dropped_late for t in driver.tasks.values()) == late
+
+
+def test_branch_filter_map() -> None:
+    app = App("unused:1", "br")
+    small, big = app.stream("n", STR, INT).filter(lambda _k, v: v >= 0).branch(
+        lambda _k, v: v < 10, lambda _k, v: True)
+    small.map_values(lambda v: v * 2).to("small")
+    big.map(lambda k, v: (k.upper(), str(v)), value_serde=STR).to("big")
+    driver = Driver(app.topology)
+    for i, v in enumerate([-1, 3, 12, 9, 100]):
+        driver.pipe("n", f"k{i}", v)
+    assert driver.read("small", STR, INT) == [("k1", 6), ("k3", 18)]
+    assert driver.read("big", STR, STR) == [("K2", "12"), ("K4", "100")]
+
+
+def test_topology_errors() -> None:
+    app = App("unused:1", "e")
+    app.stream("a")
+    with pytest.raises(TopologyError, match="already a source"):
+        app.stream("a")
+    table = app.table("t", STR, STR)
+    keyed = app.stream("b", STR, STR).map(lambda k, v: (v, k))
+    with pytest.raises(TopologyError, match="give it a name"):
+        keyed.join(table, lambda a, b: a)
+    keyed.join(table, lambda a, b: a, name="rekey")
+    assert "e-rekey-join-repartition" in app.topology.repartitions
+    # the join puts the repartition topic and the table's topic in one task group
+    assert app.topology.group_of("e-rekey-join-repartition") == app.topology.group_of("t")
+
+
+@pytest.mark.parametrize("kind", ["memory", "lmdb"])
+def test_stores_get_put_delete_range(kind: str, tmp_path: Path) -> None:
+    store = MemoryStore() if kind == "memory" else LmdbStore(tmp_path / "s")
+    for k in [b"b", b"a", b"d", b"c"]:
+        store.put(k, k * 2)
+    store.delete(b"c")
+    assert store.get(b"a") == b"aa" and store.get(b"c") is None
+    assert list(store.range(b"b", b"d")) == [(b"b", b"bb")]
+    store.commit()
+    assert [k for k, _ in store.range()] == [b"a", b"b", b"d"]
+    store.close()
+    if kind == "lmdb":
+        again = LmdbStore(tmp_path / "s")
+        assert again.get(b"d") == b"dd"
+        again.close()
