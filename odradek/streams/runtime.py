@@ -30,8 +30,8 @@ CHECKPOINT = "checkpoint.json"
 
 async def prepare_topics(admin: Admin, topology: Topology, replication_factor: int
                          ) -> dict[int, int]:
-    """Makes repartition and changelog topics and checks co-partitioning; returns the
-    partition count of each task group."""
+    """Makes repartition, changelog and missing output topics and checks co-partitioning;
+    returns the partition count of each task group."""
     counts: dict[str, int] = {}
     for topic in topology.sources:
         if topic in topology.repartitions:
@@ -49,6 +49,9 @@ async def prepare_topics(admin: Admin, topology: Topology, replication_factor: i
             raise TopologyError(f"topics joined must be co-partitioned (the same partition "
                                 f"count), but {names} partitions")
         per_group[i] = counts[group[0]]
+    for topic, upstream in topology.sinks.items():
+        if topic not in topology.repartitions:
+            await _ensure(admin, topic, max(counts[t] for t in upstream), replication_factor, {})
     for spec in topology.stores.values():
         await _ensure(admin, spec.changelog, per_group[topology.group_of(spec.topic)],
                       replication_factor, {"cleanup.policy": "compact"})

@@ -44,6 +44,7 @@ class Topology:
         self.sources: dict[str, op.SourceNode] = {}
         self.stores: dict[str, StoreSpec] = {}
         self.repartitions: dict[str, Repartition] = {}
+        self.sinks: dict[str, frozenset[str]] = {}  # output topic -> source topics feeding it
         self._parent: dict[str, str] = {}  # union-find over source topics
 
     def source(self, topic: str, key_serde: Serde[Any], value_serde: Serde[Any]
@@ -132,6 +133,8 @@ class Stream(Generic[K, V]):
 
     def to(self, topic: str, key_serde: Serde[K] | None = None,
            value_serde: Serde[V] | None = None) -> None:
+        """Writes the stream to topic (made, with the input's partition count, if missing)."""
+        self._topology.sinks[topic] = self._topology.sinks.get(topic, frozenset()) | self._topics
         self._node.children.append(op.SinkNode(topic, key_serde or self.key_serde,
                                                value_serde or self.value_serde))
 
