@@ -161,3 +161,16 @@ def test_stores_get_put_delete_range(kind: str, tmp_path: Path) -> None:
         again = LmdbStore(tmp_path / "s")
         assert again.get(b"d") == b"dd"
         again.close()
+
+
+def test_streams_imports_only_the_client_and_records() -> None:
+    import ast
+
+    root = Path(__file__).resolve().parents[2] / "odradek" / "streams"
+    for path in root.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            for name in names:
+                if name.startswith("odradek."):
+                    assert name.split(".")[1] in {"client", "records", "streams"}, (path, name)
