@@ -44,10 +44,10 @@ def parse_strictly(parser: StrictParser, argv: Any) -> argparse.Namespace:
 def bootstrap_parent() -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
     parent.add_argument(
-        "--bootstrap", "-b",
+        "--bootstrap", "-b", "--bootstrap-server", dest="bootstrap",
         default=os.environ.get("ODRADEK_BOOTSTRAP") or DEFAULT_BOOTSTRAP,
-        help="broker addresses, host:port[,host:port...] "
-             "(env ODRADEK_BOOTSTRAP, default %(default)s)")
+        help="broker addresses, host:port[,host:port...]; --bootstrap-server is Kafka's "
+             "name for it (env ODRADEK_BOOTSTRAP, default %(default)s)")
     parent.add_argument("--tls", action="store_true", default=None,
                         help="connect with TLS, trusting the system roots unless --tls-ca "
                              "(env ODRADEK_TLS=1; implied by any --tls-* flag)")

@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
 import sys
 from collections.abc import Sequence
 from typing import cast
 
 from odradek.cli.common import CliError, StrictParser, parse_strictly
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("odradek")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree
+        return "unknown (not installed)"
 
 
 def build_parser() -> StrictParser:
@@ -23,6 +31,7 @@ def build_parser() -> StrictParser:
     )
 
     parser = StrictParser(prog="odradek", description="Odradek: an event streaming platform.")
+    parser.add_argument("--version", action="version", version=f"odradek {_version()}")
     # Subparsers are StrictParsers too; the helpers only need ArgumentParser's API.
     sub = cast("argparse._SubParsersAction[argparse.ArgumentParser]",
                parser.add_subparsers(dest="command", metavar="COMMAND", required=True))

@@ -42,3 +42,14 @@ def test_a_port_in_use_is_one_clear_line(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert f"error: cannot listen on 127.0.0.1:{port}: the port is in use" in result.stderr
+
+
+def test_version_and_kafkas_bootstrap_server_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.startswith("odradek ")
+    from odradek.cli.main import build_parser
+
+    args = build_parser().parse_args(["topic", "list", "--bootstrap-server", "h:1"])
+    assert args.bootstrap == "h:1"
