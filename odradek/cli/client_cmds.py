@@ -332,6 +332,8 @@ async def _consume(args: argparse.Namespace) -> int:
     async with Consumer(args.bootstrap, **tls_options(args), **group,
                         auto_offset_reset=reset) as consumer:
         if args.group:
+            # A group waits for its topics to appear; a mistyped name would wait forever.
+            await consumer.cluster.topic(args.topic)
             consumer.subscribe([args.topic])
         elif args.partition:
             tps = [TopicPartition(args.topic, p) for p in args.partition]

@@ -269,3 +269,15 @@ def test_a_membership_stream_that_says_nothing_is_closed(broker: BrokerProcess) 
             assert "must start with a join within 10s" in (info.value.details() or "")
 
     run(go())
+
+
+def test_consuming_a_missing_topic_in_a_group_is_an_error(broker: BrokerProcess) -> None:
+    """A group waits for its topics to appear: a mistyped name used to wait and exit 0."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "odradek.cli.main", "consume", "no-such-topic",
+                          "--group", "g", "-b", broker.address, "--timeout-ms", "60000"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1
+    assert "topic 'no-such-topic' does not exist (UNKNOWN_TOPIC_OR_PARTITION)" in out.stderr
