@@ -15,6 +15,7 @@ from odradek.cli.common import (
     add_config_flag,
     bootstrap_parent,
     key_value,
+    message_json,
     parse_timestamp,
     tls_options,
     unescape,
@@ -91,9 +92,7 @@ def _print_description(d: pb.TopicDescription) -> None:
 
 
 def _to_json(message: Any) -> str:
-    from google.protobuf.json_format import MessageToDict
-
-    return json.dumps(MessageToDict(message, preserving_proto_field_name=True), indent=2)
+    return message_json(message)
 
 
 async def _topic_create(args: argparse.Namespace) -> int:

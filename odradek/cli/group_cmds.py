@@ -6,7 +6,13 @@ import argparse
 import json
 from typing import Any
 
-from odradek.cli.common import CliError, bootstrap_parent, parse_timestamp, tls_options
+from odradek.cli.common import (
+    CliError,
+    bootstrap_parent,
+    message_json,
+    parse_timestamp,
+    tls_options,
+)
 from odradek.client.admin import Admin
 
 
@@ -74,12 +80,10 @@ async def _list(args: argparse.Namespace) -> int:
 
 
 async def _describe(args: argparse.Namespace) -> int:
-    from google.protobuf.json_format import MessageToDict
-
     async with Admin(args.bootstrap, **tls_options(args)) as admin:
         d = await admin.describe_group(args.group)
     if args.json:
-        _print(json.dumps(MessageToDict(d, preserving_proto_field_name=True), indent=2))
+        _print(message_json(d))
         return 0
     _print(f"group {d.group_id}: {d.state}, generation {d.generation}, strategy "
            f"{d.strategy}, coordinator broker {d.coordinator_id}, {len(d.members)} member(s)")

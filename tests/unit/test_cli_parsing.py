@@ -53,3 +53,18 @@ def test_version_and_kafkas_bootstrap_server_flag(capsys: pytest.CaptureFixture[
 
     args = build_parser().parse_args(["topic", "list", "--bootstrap-server", "h:1"])
     assert args.bootstrap == "h:1"
+
+
+def test_json_output_keeps_zeros_and_numbers() -> None:
+    """`--json` is for scripts: partition 0 is printed, int64 values are numbers."""
+    import json
+
+    from odradek.cli.common import message_json
+    from odradek.v1 import odradek_pb2 as pb
+
+    d = pb.TopicDescription(name="t", partitions=[pb.PartitionState(
+        info=pb.PartitionInfo(partition=0, leader=1, replicas=[1, 2]), high_watermark=12)])
+    out = json.loads(message_json(d))
+    assert out["partitions"][0]["info"]["partition"] == 0
+    assert out["partitions"][0]["high_watermark"] == 12  # a number, not "12"
+    assert out["partitions"][0]["log_start_offset"] == 0
