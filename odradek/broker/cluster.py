@@ -12,13 +12,13 @@ import asyncio
 import logging
 import random
 import shutil
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
 
+from odradek.broker import clock
 from odradek.broker.errors import BrokerError
 from odradek.broker.metadata.commands import (
     Command,
@@ -81,6 +81,9 @@ class ClusterSettings:
     # Idempotent producers idle this long are forgotten by the partitions (Kafka's
     # producer.id.expiration.ms).
     producer_id_expiration_ms: int = DEFAULT_EXPIRATION_MS
+    # Seeds the Raft election timeouts of this broker's groups (the simulation replays a
+    # seed); None: seeded from the system.
+    seed: int | None = None
 
 
 def partition_group(topic: str, partition: int) -> str:
@@ -106,7 +109,7 @@ class ClusterNode:
         self.broker_alive = broker_alive
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._tls = tls
-        self._rng = random.Random()
+        self._rng = random.Random(settings.seed)
         self._reported_configs: set[tuple[str, int, int]] = set()
         self.voter = self.id in settings.voters
         # Given to every partition log this node opens: times its fsyncs (metrics).
@@ -120,7 +123,8 @@ class ClusterNode:
             # The metadata log is small and precious: every entry is fsynced before it
             # counts. Brokers that are not voters follow it through FetchMetadata.
             self.meta_log = PartitionLog.open(settings.data_dir / META_GROUP,
-                                              LogConfig(retention_ms=-1, flush_messages=1))
+                                              LogConfig(retention_ms=-1, flush_messages=1),
+                                              clock=clock.time_ms)
             self.meta_storage = MetadataRaftStorage(self.meta_log, sorted(settings.voters))
             snapshot = self.meta_storage.snapshot()
             if snapshot.data:
@@ -181,7 +185,7 @@ class ClusterNode:
     async def propose(self, command: Command, timeout_s: float = PROPOSE_TIMEOUT_S) -> int:
         """Appends a command to the metadata log (through the controller, wherever it is)
         and returns once this broker has applied it."""
-        deadline = time.monotonic() + timeout_s
+        deadline = clock.monotonic() + timeout_s
         delay = 0.05
         while True:
             try:
@@ -189,10 +193,10 @@ class ClusterNode:
                     offset = await self._propose_local(command, deadline)
                 else:
                     offset = await self._propose_remote(command, deadline)
-                await self.wait_applied(offset, max(0.0, deadline - time.monotonic()))
+                await self.wait_applied(offset, max(0.0, deadline - clock.monotonic()))
                 return offset
             except (NotLeader, _Retry) as exc:
-                if time.monotonic() + delay > deadline:
+                if clock.monotonic() + delay > deadline:
                     raise BrokerError(
                         grpc.StatusCode.UNAVAILABLE, "NOT_CONTROLLER",
                         f"no controller could take the metadata change within {timeout_s:.0f}s"
@@ -202,7 +206,7 @@ class ClusterNode:
 
     async def _propose_local(self, command: Command, deadline: float) -> int:
         assert self.meta_node is not None
-        data = encode_batch([(int(time.time() * 1000), None, command.encode())])
+        data = encode_batch([(clock.time_ms(), None, command.encode())])
         offset = self.meta_node.propose(data, 1)
         self.host.schedule(META_GROUP)
         return offset
@@ -214,7 +218,7 @@ class ClusterNode:
         stub = cluster_pb2_grpc.ControllerStub(self._channel(address))  # type: ignore[no-untyped-call]
         try:
             reply = await stub.Propose(cluster_pb2.ProposeRequest(command=command.encode()),
-                                       timeout=max(0.1, deadline - time.monotonic()))
+                                       timeout=max(0.1, deadline - clock.monotonic()))
         except grpc.aio.AioRpcError as exc:
             if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
                 if exc.code() == grpc.StatusCode.UNAVAILABLE:
@@ -250,9 +254,9 @@ class ClusterNode:
             raise _Retry(f"metadata offset {offset} not applied in time") from None
 
     async def wait_for(self, check: Callable[[MetadataImage], bool], timeout_s: float) -> bool:
-        deadline = time.monotonic() + timeout_s
+        deadline = clock.monotonic() + timeout_s
         while not check(self.image):
-            remaining = deadline - time.monotonic()
+            remaining = deadline - clock.monotonic()
             if remaining <= 0:
                 return False
             event = self._image_changed
@@ -317,14 +321,14 @@ class ClusterNode:
         if offset < self.meta_storage.first_index():
             snapshot = self.meta_storage.snapshot()
             return b"", snapshot.meta.index + 1, snapshot.data
-        deadline = time.monotonic() + max_wait_s
+        deadline = clock.monotonic() + max_wait_s
         while True:
             applied_end = self.image.last_offset + 1
             start = max(offset, self.meta_log.log_start_offset)
             if start < applied_end:
                 result = self.meta_log.read(start, 1 << 20, max_offset=applied_end)
                 return result.data, result.next_offset, b""
-            remaining = deadline - time.monotonic()
+            remaining = deadline - clock.monotonic()
             if remaining <= 0:
                 return b"", offset, b""
             event = self._image_changed
@@ -391,7 +395,7 @@ class ClusterNode:
         id_file = directory / "topic-id"
         if directory.exists() and (not id_file.exists() or id_file.read_text() != topic_id):
             shutil.rmtree(directory)  # left over from a deleted topic of the same name
-        plog = PartitionLog.open(directory, config)
+        plog = PartitionLog.open(directory, config, clock=clock.time_ms)
         plog.flush_observer = self.flush_observer
         id_file.write_text(topic_id)
         storage = PartitionRaftStorage(

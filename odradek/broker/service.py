@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import grpc
 
+from odradek.broker import clock
 from odradek.broker.auth.guard import current_access
 from odradek.broker.errors import BrokerError, invalid_request, to_broker_error, unknown_topic
 from odradek.broker.metrics import BrokerMetrics
@@ -119,10 +120,10 @@ class BrokerService(pb_grpc.BrokerServicer):
             raise invalid_request("max_wait_ms and min_bytes must not be negative")
         max_bytes = _fetch_bytes(request.max_bytes)
         partition = self.admin.leader_partition(request.topic, request.partition)
-        deadline = time.monotonic() + min(request.max_wait_ms, MAX_WAIT_MS) / 1000
+        deadline = clock.monotonic() + min(request.max_wait_ms, MAX_WAIT_MS) / 1000
         while True:
             result = partition.read(request.offset, max_bytes)
-            remaining = deadline - time.monotonic()
+            remaining = deadline - clock.monotonic()
             if len(result.data) >= max(request.min_bytes, 1) or remaining <= 0:
                 break
             await partition.wait_for_append(remaining)

@@ -8,12 +8,12 @@ with its original offsets. Consumers read up to the high watermark, the commit i
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import grpc
 
+from odradek.broker import clock
 from odradek.broker.errors import BrokerError
 from odradek.broker.replication.producer_log import ProducerStateStore
 from odradek.broker.replication.producer_state import (
@@ -105,7 +105,7 @@ class ReplicatedPartition:
         append_time = -1
         buf = bytearray(records)
         if config.log_append_time:
-            append_time = int(time.time() * 1000)
+            append_time = clock.time_ms()
         items = []
         fresh = []
         pos = 0
@@ -154,7 +154,7 @@ class ReplicatedPartition:
 
     def in_sync_replicas(self) -> list[int]:
         """The leader and the followers it heard from recently."""
-        now = time.monotonic()
+        now = clock.monotonic()
         node = self.node
         me = node.id
 
@@ -180,7 +180,7 @@ class ReplicatedPartition:
 
     # ---------------------------------------------------------------- Raft listener
     def heard_from(self, node_id: int) -> None:
-        self._heard[node_id] = time.monotonic()
+        self._heard[node_id] = clock.monotonic()
 
     def on_persisted(self, ready: Ready) -> None:
         if not ready.entries_to_persist:
