@@ -35,6 +35,7 @@ from odradek.broker.metadata.image import (
     encode_snapshot,
 )
 from odradek.broker.metadata.placement import reassignment_steps
+from odradek.broker.peers import ControllerClient, GrpcControllerClient, PeerUnavailable
 from odradek.broker.producer_ids import ProducerIdManager
 from odradek.broker.replication.host import RaftGroup, RaftHost
 from odradek.broker.replication.log_storage import PartitionRaftStorage
@@ -54,7 +55,6 @@ from odradek.raft import (
 from odradek.records import encode_batch, iter_records
 from odradek.security.tls import ClientTLS, open_channel
 from odradek.storage import LogConfig, PartitionLog
-from odradek.v1 import cluster_pb2, cluster_pb2_grpc
 
 log = logging.getLogger("odradek.broker")
 
@@ -94,7 +94,8 @@ class ClusterNode:
     def __init__(self, settings: ClusterSettings, host: RaftHost,
                  peers_changed: Callable[[], None] = lambda: None,
                  broker_alive: Callable[[int], bool] = lambda _: False,
-                 tls: ClientTLS | None = None) -> None:
+                 tls: ClientTLS | None = None,
+                 controller: ControllerClient | None = None) -> None:
         self.settings = settings
         self.id = settings.broker_id
         self.cluster_id = settings.cluster_id
@@ -109,6 +110,9 @@ class ClusterNode:
         self.broker_alive = broker_alive
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._tls = tls
+        # Controller calls go through this seam (gRPC here, in memory in the simulation).
+        self.controller: ControllerClient = controller or GrpcControllerClient(
+            self._channel, self.drop_channel)
         self._rng = random.Random(settings.seed)
         self._reported_configs: set[tuple[str, int, int]] = set()
         self.voter = self.id in settings.voters
@@ -215,17 +219,11 @@ class ClusterNode:
         address = self.address_of(self.controller_id)
         if address is None:
             raise _Retry("no controller elected yet")
-        stub = cluster_pb2_grpc.ControllerStub(self._channel(address))  # type: ignore[no-untyped-call]
         try:
-            reply = await stub.Propose(cluster_pb2.ProposeRequest(command=command.encode()),
-                                       timeout=max(0.1, deadline - clock.monotonic()))
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                if exc.code() == grpc.StatusCode.UNAVAILABLE:
-                    self.drop_channel(address)
-                raise _Retry(exc.details() or str(exc.code())) from None
-            raise
-        return int(reply.offset)
+            return await self.controller.propose(address, command.encode(),
+                                                 max(0.1, deadline - clock.monotonic()))
+        except PeerUnavailable as exc:
+            raise _Retry(str(exc)) from None
 
     def _channel(self, address: str) -> grpc.aio.Channel:
         channel = self._channels.get(address)
@@ -350,15 +348,13 @@ class ClusterNode:
             if address is None:
                 await asyncio.sleep(0.2)
                 continue
-            stub = cluster_pb2_grpc.ControllerStub(self._channel(address))  # type: ignore[no-untyped-call]
             try:
-                reply = await stub.FetchMetadata(
-                    cluster_pb2.FetchMetadataRequest(offset=offset, max_wait_ms=2000), timeout=5)
-            except grpc.aio.AioRpcError:
+                reply = await self.controller.fetch_metadata(address, offset, 2000, 5)
+            except (PeerUnavailable, grpc.aio.AioRpcError):
                 self._observed_controller = None
                 await asyncio.sleep(0.2)
                 continue
-            self._observed_controller = reply.controller_id if reply.controller_id >= 0 else None
+            self._observed_controller = reply.controller_id
             if reply.snapshot:
                 self.install_snapshot(reply.snapshot)
             # iter_records skips control batches (Raft's no-ops and membership changes).
