@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import shutil
 from collections.abc import Callable
@@ -55,6 +56,7 @@ from odradek.raft import (
 from odradek.records import encode_batch, iter_records
 from odradek.security.tls import ClientTLS, open_channel
 from odradek.storage import LogConfig, PartitionLog
+from odradek.storage.cleaner import fsync_dir
 
 log = logging.getLogger("odradek.broker")
 
@@ -393,7 +395,8 @@ class ClusterNode:
             shutil.rmtree(directory)  # left over from a deleted topic of the same name
         plog = PartitionLog.open(directory, config, clock=clock.time_ms)
         plog.flush_observer = self.flush_observer
-        id_file.write_text(topic_id)
+        if not id_file.exists() or id_file.read_text() != topic_id:
+            _write_durably(id_file, topic_id)
         storage = PartitionRaftStorage(
             plog, replicas, producer_id_expiration_ms=self.settings.producer_id_expiration_ms)
         node = RaftNode(self._raft_config(False), storage, self._rng)
@@ -516,6 +519,18 @@ class ClusterNode:
             else:
                 node.propose_config_change(ConfigChangeType.REMOVE_VOTER, broker)
         self.host.schedule(group)
+
+
+def _write_durably(path: Path, text: str) -> None:
+    """A torn or empty topic-id after a power loss would read as another topic's and get
+    the replica's directory (its log, term and vote) deleted: write it atomically."""
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
 
 
 class _Retry(Exception):
