@@ -216,6 +216,13 @@ class RealDisk:
                 self._lose_unsynced(path, rng)
         return self.open(node_id, self.voters[node_id])
 
+    def lose_unsynced_under(self, directory: Path, rng: random.Random) -> None:
+        """Power loss for every file below ``directory`` (closed by the caller first):
+        the whole-broker simulation's crash (tests/sim_broker)."""
+        for path in sorted(directory.rglob("*")):
+            if path.is_file():
+                self._lose_unsynced(path, rng)
+
     def _lose_unsynced(self, path: Path, rng: random.Random) -> None:
         ino = path.stat().st_ino
         durable = self.durable.get(ino, b"")
