@@ -20,7 +20,10 @@ TP = tuple[str, int]
 # Violation kinds of the two bugs being fixed on main (see tests/sim_broker/__init__.py).
 BUG_A = "FETCH_OUT_OF_RANGE_BELOW_HW"
 BUG_B = "DUPLICATE_PRODUCER_ID"
-KNOWN_BUGS = {BUG_A: "a", BUG_B: "b"}
+# What a reused producer id does next: the partition takes the second producer's batches
+# for retries of the first one's and answers with their offsets (the write is lost).
+BUG_B_EFFECT = "WRITE_LOST_UNDER_REUSED_PRODUCER_ID"
+KNOWN_BUGS = {BUG_A: "a", BUG_B: "b", BUG_B_EFFECT: "b"}
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,10 @@ class History:
     # value -> (topic, partition, offset) of acknowledged writes
     acked: dict[bytes, tuple[str, int, int]] = field(default_factory=dict)
     unsure: set[bytes] = field(default_factory=set)
-    ack_order: dict[tuple[str, str, int], list[int]] = field(default_factory=dict)
+    identity_of: dict[bytes, tuple[int, int]] = field(default_factory=dict)
+    ack_order: dict[tuple[str, str, int], list[tuple[int, tuple[int, int]]]] = field(
+        default_factory=dict)
+    reused: set[tuple[int, int]] = field(default_factory=set)
     exposed_hw: dict[TP, int] = field(default_factory=dict)
     replica_hw: dict[tuple[TP, str], int] = field(default_factory=dict)
     read: dict[TP, dict[int, bytes]] = field(default_factory=dict)
@@ -55,11 +61,13 @@ class History:
         self.counts[key] = self.counts.get(key, 0) + n
 
     # ------------------------------------------------------------ as it happens
-    def produced(self, producer: str, tp: TP, values: list[bytes], base: int) -> None:
+    def produced(self, producer: str, tp: TP, values: list[bytes], base: int,
+                 identity: tuple[int, int]) -> None:
         self.count("acked_writes", len(values))
         for i, value in enumerate(values):
             self.acked[value] = (tp[0], tp[1], base + i)
-        self.ack_order.setdefault((producer, *tp), []).append(base)
+            self.identity_of[value] = identity
+        self.ack_order.setdefault((producer, *tp), []).append((base, identity))
 
     def maybe_produced(self, values: Iterable[bytes]) -> None:
         self.unsure.update(values)
@@ -100,6 +108,7 @@ class History:
         self.count("producer_ids")
         first = self.pids.get((pid, epoch))
         if first is not None:
+            self.reused.add((pid, epoch))
             self.problem(BUG_B, f"producer id {pid} epoch {epoch} handed out twice: {first} "
                          f"and {where}")
         else:
@@ -131,12 +140,16 @@ class History:
         for value, (topic, index, off) in self.acked.items():
             found = committed.get((topic, index), {}).get(off)
             if found != value:
-                self.problem("ACKED_WRITE_LOST", f"{value!r} was acknowledged at {topic}-"
+                kind = (BUG_B_EFFECT if self.identity_of.get(value) in self.reused
+                        else "ACKED_WRITE_LOST")
+                self.problem(kind, f"{value!r} was acknowledged at {topic}-"
                              f"{index} offset {off}; the log has {found!r} there")
-        for (producer, topic, index), bases in self.ack_order.items():
-            if any(b <= a for a, b in zip(bases, bases[1:], strict=False)):
-                self.problem("ACKS_OUT_OF_ORDER", f"{producer}'s writes to {topic}-{index} "
-                             f"were acknowledged at offsets {bases}")
+        for (producer, topic, index), acks in self.ack_order.items():
+            for (a, _), (b, identity) in zip(acks, acks[1:], strict=False):
+                if b <= a:
+                    kind = BUG_B_EFFECT if identity in self.reused else "ACKS_OUT_OF_ORDER"
+                    self.problem(kind, f"{producer}'s writes to {topic}-{index} were "
+                                 f"acknowledged at offset {a}, then {b}")
         for tp, reads in self.read.items():
             log = committed.get(tp)
             if log is None:

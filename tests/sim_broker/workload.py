@@ -39,6 +39,8 @@ class Client:
 
     def pick(self, tp: TP | None = None) -> SimBroker:
         hint = self.hints.get(tp) if tp is not None else None
+        if self.rng.random() < 0.05:
+            hint = None  # as a metadata refresh may name a stale leader: ask around
         brokers = self.world.brokers
         if hint is not None and hint in brokers:
             return brokers[hint]
@@ -110,8 +112,10 @@ class Producer(Client):
             return
         self.sequences[tp] = seq + count
         self.last_success = clock.monotonic()
-        self.world.history.produced(self.name, tp, values, base)
+        self.world.history.produced(self.name, tp, values, base, self.identity)
         self.world.note(f"{self.name} acked {tp[0]}-{tp[1]}@{base} x{count}")
+        if self.rng.random() < self.world.p.reinit:
+            self.identity = None  # a new producer instance: InitProducerId again
 
     async def deliver(self, tp: TP, records: bytes) -> int | None:
         """The base offset the batch was stored at, or None when the outcome is unknown."""

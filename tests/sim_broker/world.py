@@ -30,6 +30,7 @@ EPOCH_S = 1_700_000_000.0
 BOOTSTRAP_S = 60.0
 LIVENESS_S = 30.0
 CONVERGE_S = 20.0
+FAULT_KINDS = ("partition", "one_way", "client_partition", "crash", "pause", "heal_net")
 
 
 class SimClock:
@@ -56,6 +57,8 @@ class SimParams:
     fault_s: float
     fault_every_s: float
     segment_bytes: int
+    reinit: float  # chance that a producer starts a new instance after a write
+    faults: tuple[int, ...]  # weights of the fault kinds (FAULT_KINDS)
     net: NetParams
 
     @classmethod
@@ -65,7 +68,10 @@ class SimParams:
                    topics=rng.randint(1, 2), partitions=rng.randint(1, 3),
                    producers=rng.randint(1, 3), pid_block=rng.choice([1, 3, 1000]),
                    fault_s=rng.choice([10.0, 20.0]), fault_every_s=rng.choice([0.5, 1.0, 2.0]),
-                   segment_bytes=rng.choice([4096, 1 << 20]), net=NetParams.from_seed(rng))
+                   segment_bytes=rng.choice([4096, 1 << 20]),
+                   reinit=rng.choice([0.0, 0.05, 0.2]),
+                   faults=tuple(rng.choice([0, 1, 3]) for _ in FAULT_KINDS),
+                   net=NetParams.from_seed(rng))
 
 
 class World:
@@ -109,6 +115,11 @@ class World:
             for task in self._clients:
                 task.cancel()
             self.loop.run_until_complete(asyncio.sleep(0))
+            # The dead brokers' tasks stay pending: end their coroutines while the loop is
+            # open (their finally blocks schedule work, which is dropped), not at
+            # collection time, after the loop closed.
+            for task in asyncio.all_tasks(self.loop):
+                task.get_coro().close()
             asyncio.set_event_loop(None)
             self.loop.close()
             uuid.uuid4 = real_uuid4
@@ -202,8 +213,8 @@ class World:
                            and b.cluster is not None and b.cluster.is_controller()), None)
         if controller is not None and rng.random() < 0.3:
             broker = controller
-        kind = rng.choice(["partition", "partition", "one_way", "client_partition",
-                           "crash", "pause", "pause", "heal_net"])
+        weights = self.p.faults if any(self.p.faults) else (1,) * len(FAULT_KINDS)
+        kind = rng.choices(FAULT_KINDS, weights)[0]
         if kind in ("crash", "pause") and not broker.up:
             kind = "restart"
         elif kind in ("crash", "pause") and broker.paused:
