@@ -145,9 +145,9 @@ def _common_prefix(a: bytes, b: bytes) -> int:
 class RealDisk:
     """Per-node real storage for SimCluster (see the module doc)."""
 
-    def __init__(self) -> None:
+    def __init__(self, parent: Path | None = None) -> None:
         _install()
-        self.root = Path(tempfile.mkdtemp(prefix="odradek-sim-")).resolve()
+        self.root = Path(tempfile.mkdtemp(prefix="odradek-sim-", dir=parent)).resolve()
         self.prefix = str(self.root) + os.sep
         self.config = LogConfig(segment_bytes=SEGMENT_BYTES, index_interval_bytes=INDEX_INTERVAL,
                                 flush_messages=1)

@@ -205,8 +205,12 @@ class SimControllerClient:
 
 
 def not_controller(b: SimBroker) -> BrokerError:
+    """What a broker that is not the controller answers an admin change (the gRPC front
+    end forwards it instead; the simulated admin client goes to the controller itself)."""
+    controller = b.cluster.controller_id if b.cluster is not None else None
+    meta = {"leader_id": str(controller)} if controller is not None else {}
     return BrokerError(grpc.StatusCode.UNAVAILABLE, "NOT_CONTROLLER",
-                       f"broker {b.id} is not the controller")
+                       f"broker {b.id} is not the controller", meta)
 
 
 def sim_topic_defaults(segment_bytes: int) -> LogConfig:

@@ -138,13 +138,17 @@ class History:
                                  f"{tp[0]}-{tp[1]}: {name} and leader {leader} differ from "
                                  f"record {diff} ({len(records)} vs {len(reference)} records)")
         for value, (topic, index, off) in self.acked.items():
-            found = committed.get((topic, index), {}).get(off)
+            if (topic, index) not in committed:
+                continue  # a deleted topic's
+            found = committed[(topic, index)].get(off)
             if found != value:
                 kind = (BUG_B_EFFECT if self.identity_of.get(value) in self.reused
                         else "ACKED_WRITE_LOST")
                 self.problem(kind, f"{value!r} was acknowledged at {topic}-"
                              f"{index} offset {off}; the log has {found!r} there")
         for (producer, topic, index), acks in self.ack_order.items():
+            if (topic, index) not in committed:
+                continue
             for (a, _), (b, identity) in zip(acks, acks[1:], strict=False):
                 if b <= a:
                     kind = BUG_B_EFFECT if identity in self.reused else "ACKS_OUT_OF_ORDER"

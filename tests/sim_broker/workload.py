@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 REQUEST_TIMEOUT_S = 2.0
 APPEND_TIMEOUT_S = 1.5
 DELIVERY_TIMEOUT_S = 10.0
+CONTROLLER: TP = ("", -1)  # the key of the controller hint
 
 
 class Client:
@@ -127,7 +128,8 @@ class Producer(Client):
             info = await partition.append(records, quorum=True, timeout_s=APPEND_TIMEOUT_S)
             return info.batch_offsets
 
-        while clock.monotonic() < deadline and not self.world.stopping:
+        while (clock.monotonic() < deadline and not self.world.stopping
+               and tp in self.world.partitions):
             broker = self.pick(tp)
             try:
                 offsets = await broker.call(self.name, produce, REQUEST_TIMEOUT_S)
@@ -161,7 +163,7 @@ class Consumer(Client):
             result = partition.read(self.offset, 64 * 1024)
             return result.data, partition.high_watermark, result.next_offset, b.proc.name
 
-        while not self.world.stopping:
+        while not self.world.stopping and tp in self.world.partitions:
             broker = self.pick(tp)
             offset = self.offset
             try:
@@ -184,8 +186,8 @@ class Consumer(Client):
 
 
 async def admin_call(world: World, client: Client, request: Any, timeout_s: float) -> Any:
-    """Runs a TopicAdmin request on the controller (asked around until one answers)."""
-    broker = client.pick()
+    """Runs a TopicAdmin request on the controller (the one a refusal names, or any)."""
+    broker = client.pick(CONTROLLER)
 
     async def on_controller(b: SimBroker) -> Any:
         assert b.cluster is not None and b.admin is not None
@@ -193,4 +195,100 @@ async def admin_call(world: World, client: Client, request: Any, timeout_s: floa
             raise not_controller(b)
         return await request(b.admin)
 
-    return await broker.call(client.name, on_controller, timeout_s)
+    try:
+        return await broker.call(client.name, on_controller, timeout_s)
+    except BrokerError as exc:
+        client.learn(CONTROLLER, exc)
+        raise
+    except CallTimeout:
+        client.learn(CONTROLLER, None)
+        raise
+
+
+class Admin(Client):
+    """Topic changes during the faults: create and delete topics, add partitions,
+    reassign a partition, drain a broker (five-broker clusters, once). Topic names are
+    never reused, so what the checkers know of a deleted topic cannot be confused with a
+    new one. A change whose answer was lost may or may not have happened: the world only
+    learns of partitions from answers (or from TOPIC_ALREADY_EXISTS on a retry)."""
+
+    def __init__(self, world: World) -> None:
+        super().__init__(world, "admin")
+        self.created = 0
+        self.drained = False
+
+    async def run(self) -> None:
+        while not self.world.stopping:
+            await asyncio.sleep(self.rng.uniform(0.5, 3.0))
+            if self.world.stopping:
+                return
+            action = self.rng.choice(["create", "delete", "partitions", "reassign",
+                                      "reassign", "drain"])
+            await getattr(self, action)()
+
+    async def _do(self, what: str, request: Any, timeout_s: float = 12.0) -> bool:
+        world = self.world
+        deadline = clock.monotonic() + 15.0
+        while clock.monotonic() < deadline and not world.stopping:
+            try:
+                await admin_call(world, self, request, timeout_s)
+            except CallTimeout:
+                pass
+            except BrokerError as exc:
+                if exc.reason == "TOPIC_ALREADY_EXISTS":
+                    break
+                if exc.reason not in RETRIABLE_REASONS | {"NOT_CONTROLLER"}:
+                    world.note(f"admin {what}: {exc.reason}")
+                    world.history.count(f"admin_refused_{exc.reason}")
+                    return False
+            else:
+                break
+            await self.backoff()
+        else:
+            world.note(f"admin {what}: gave up")
+            return False
+        world.note(f"admin {what}: done")
+        world.history.count("admin_changes")
+        return True
+
+    async def create(self) -> None:
+        self.created += 1
+        name, count = f"x{self.created}", self.rng.randint(1, 2)
+        rf = min(3, len(self.world.brokers))
+        if await self._do(f"create {name}", lambda a: a.create(name, count, rf, {}, False)):
+            self.world.add_partitions([(name, i) for i in range(count)])
+
+    async def delete(self) -> None:
+        extra = sorted({t for t, _ in self.world.partitions if t.startswith("x")})
+        if not extra:
+            return
+        name = self.rng.choice(extra)
+        self.world.remove_topic(name)  # no more writes or checks: it is going away
+        await self._do(f"delete {name}", lambda a: a.delete(name))
+
+    async def partitions(self) -> None:
+        topic = self.rng.choice(sorted({t for t, _ in self.world.partitions}))
+        total = 1 + max(i for t, i in self.world.partitions if t == topic)
+        if total >= 4:
+            return
+        if await self._do(f"add partition {topic}-{total}",
+                          lambda a: a.create_partitions(topic, total + 1, False)):
+            self.world.add_partitions([(topic, total)])
+
+    async def reassign(self) -> None:
+        topic, index = self.rng.choice(self.world.partitions)
+        brokers = sorted(b for b in self.world.brokers if b not in self.world.draining)
+        rf = min(3, len(self.world.brokers))
+        if len(brokers) < rf:
+            return
+        replicas = self.rng.sample(brokers, rf)
+        await self._do(f"reassign {topic}-{index} to {replicas}",
+                       lambda a: a.reassign_partition(topic, index, replicas, False))
+
+    async def drain(self) -> None:
+        if self.drained or len(self.world.brokers) < 5:
+            return
+        self.drained = True
+        broker = self.rng.choice(sorted(self.world.brokers))
+        self.world.draining.add(broker)
+        await self._do(f"drain b{broker}", lambda a: a.drain_broker(broker, False))

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from odradek.broker import clock
@@ -24,13 +26,20 @@ from tests.sim_broker.broker import SimBroker, sim_topic_defaults
 from tests.sim_broker.history import TP, History
 from tests.sim_broker.loop import SimLoop
 from tests.sim_broker.net import CallTimeout, NetParams, Network
-from tests.sim_broker.workload import Client, Consumer, Producer, admin_call
+from tests.sim_broker.workload import Admin, Client, Consumer, Producer, admin_call
 
 EPOCH_S = 1_700_000_000.0
 BOOTSTRAP_S = 60.0
 LIVENESS_S = 30.0
 CONVERGE_S = 20.0
 FAULT_KINDS = ("partition", "one_way", "client_partition", "crash", "pause", "heal_net")
+
+
+def memory_dir() -> Path | None:
+    """tmpfs when there is one: the brokers rename and rewrite small state files all the
+    time, and a disk's metadata operations would be most of a seed's run time."""
+    shm = Path("/dev/shm")
+    return shm if shm.is_dir() and os.access(shm, os.W_OK) else None
 
 
 class SimClock:
@@ -58,6 +67,7 @@ class SimParams:
     fault_every_s: float
     segment_bytes: int
     reinit: float  # chance that a producer starts a new instance after a write
+    admin: bool  # topic changes during the faults
     faults: tuple[int, ...]  # weights of the fault kinds (FAULT_KINDS)
     net: NetParams
 
@@ -69,7 +79,7 @@ class SimParams:
                    producers=rng.randint(1, 3), pid_block=rng.choice([1, 3, 1000]),
                    fault_s=rng.choice([10.0, 20.0]), fault_every_s=rng.choice([0.5, 1.0, 2.0]),
                    segment_bytes=rng.choice([4096, 1 << 20]),
-                   reinit=rng.choice([0.0, 0.05, 0.2]),
+                   reinit=rng.choice([0.0, 0.05, 0.2]), admin=rng.random() < 0.5,
                    faults=tuple(rng.choice([0, 1, 3]) for _ in FAULT_KINDS),
                    net=NetParams.from_seed(rng))
 
@@ -83,7 +93,7 @@ class World:
         self.loop = SimLoop()
         self.net = Network(self.loop, random.Random(self.rng.getrandbits(64)), self.p.net)
         self.fault_rng = random.Random(self.rng.getrandbits(64))
-        self.disk = RealDisk()
+        self.disk = RealDisk(memory_dir())
         self.topic_defaults = sim_topic_defaults(self.p.segment_bytes)
         self.voters = list(range(1, self.p.voters + 1))
         self.brokers = {i: SimBroker(self, i, self.disk.root / f"b{i}")
@@ -92,6 +102,10 @@ class World:
         self.trace: list[str] = []
         self.partitions: list[TP] = []
         self.stopping = False
+        self.draining: set[int] = set()
+        self.removed: set[str] = set()
+        self._consumers: list[Consumer] = []
+        self._next_client = 0
         self.faults: dict[str, int] = {}
         self._clients: list[asyncio.Task[None]] = []
 
@@ -147,21 +161,42 @@ class World:
         if self.history.problems:
             return
         producers = [Producer(self, i) for i in range(self.p.producers)]
-        consumers = [Consumer(self, self.p.producers + i, tp)
-                     for i, tp in enumerate(self.partitions)]
-        clients: list[Client] = [*producers, *consumers]
-        self._clients = [self.loop.spawn_as(None, c.run()) for c in clients]
+        self._next_client = self.p.producers
+        self._clients = [self.loop.spawn_as(None, c.run()) for c in producers]
+        self.add_partitions(list(self.partitions), known=True)
+        if self.p.admin:
+            self._clients.append(self.loop.spawn_as(None, Admin(self).run()))
         await self._faults(self.p.fault_s)
         self._heal()
         healed = self.loop.time()
-        await self._until(lambda: all(c.last_success > healed for c in clients), LIVENESS_S)
-        for c in clients:
+        clients: list[Client] = [*producers, *self._consumers]
+
+        def live() -> list[Client]:
+            return [c for c in clients
+                    if not isinstance(c, Consumer) or c.tp in self.partitions]
+
+        await self._until(lambda: all(c.last_success > healed for c in live()), LIVENESS_S)
+        for c in live():
             if c.last_success <= healed:
                 self.history.problem("NO_PROGRESS_AFTER_HEAL",
                                      f"{c.name} did not succeed within {LIVENESS_S:.0f}s")
         self.stopping = True
         await asyncio.gather(*self._clients, return_exceptions=True)
         await self._final_check()
+
+    def add_partitions(self, tps: list[TP], known: bool = False) -> None:
+        """New partitions to write to, each with a consumer tailing it."""
+        for tp in tps:
+            if not known:
+                self.partitions.append(tp)
+            consumer = Consumer(self, self._next_client, tp)
+            self._next_client += 1
+            self._consumers.append(consumer)
+            self._clients.append(self.loop.spawn_as(None, consumer.run()))
+
+    def remove_topic(self, topic: str) -> None:
+        self.removed.add(topic)
+        self.partitions[:] = [tp for tp in self.partitions if tp[0] != topic]
 
     async def _until(self, check: Callable[[], bool], within_s: float) -> bool:
         deadline = self.loop.time() + within_s
@@ -229,7 +264,7 @@ class World:
             self.net.block(broker.name, other.name)
             self.note(f"partition {broker.name} -> {other.name}")
         elif kind == "client_partition":
-            client = f"c{rng.randrange(self.p.producers + len(self.partitions))}"
+            client = f"c{rng.randrange(self._next_client)}"
             self.net.block(client, broker.name)
             if rng.random() < 0.5:
                 self.net.block(broker.name, client)
