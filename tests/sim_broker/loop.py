@@ -42,6 +42,29 @@ class Deadlock(RuntimeError):
     """Nothing is ready and no timer is set: the simulation can never move again."""
 
 
+TURN_S = 1e-6
+"""Virtual time one turn of the event loop takes."""
+
+MAX_SPINS = 2_000_000
+"""Callbacks run without the loop ever waiting for a timer, beyond which the loop calls
+it a livelock (something reschedules itself for ever) and stops."""
+
+
+def describe(callback: Callable[..., object]) -> str:
+    """The callback, and for a task step the chain of coroutines it is suspended in."""
+    task = getattr(callback, "__self__", None)
+    if not isinstance(task, asyncio.Task):
+        return repr(callback)
+    names = []
+    coro: Any = task.get_coro()
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        where = f"{frame.f_code.co_filename}:{frame.f_lineno}" if frame is not None else "?"
+        names.append(f"{getattr(coro, '__qualname__', type(coro).__name__)} ({where})")
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return " -> ".join(names)
+
+
 class _VirtualSelector(selectors.BaseSelector):
     def __init__(self, loop: SimLoop) -> None:
         self._loop = loop
@@ -62,6 +85,12 @@ class _VirtualSelector(selectors.BaseSelector):
             raise Deadlock("nothing is scheduled")
         if not events and timeout:
             self._loop.advance(timeout)
+            self._loop.idle()
+        # Every turn of the loop costs a little time, as it does for real. asyncio runs a
+        # timer up to its clock resolution early; without this, a loop that waits for
+        # "the rest" of a deadline (remaining < resolution) could time out again and
+        # again at the same instant.
+        self._loop.advance(TURN_S)
         return events
 
     def close(self) -> None:
@@ -76,6 +105,8 @@ class SimLoop(asyncio.SelectorEventLoop):
         self._now = start
         super().__init__(_VirtualSelector(self))
         self.errors: list[str] = []
+        self.livelock: str | None = None
+        self._spins = 0
         self.set_exception_handler(self._on_error)
 
     def time(self) -> float:
@@ -83,6 +114,9 @@ class SimLoop(asyncio.SelectorEventLoop):
 
     def advance(self, seconds: float) -> None:
         self._now += seconds
+
+    def idle(self) -> None:
+        self._spins = 0
 
     # Every callback goes through _guard, with the Context it will run in.
     def call_soon(self, callback: Callable[..., object], *args: Any,
@@ -97,6 +131,10 @@ class SimLoop(asyncio.SelectorEventLoop):
 
     def _guard(self, ctx: contextvars.Context, callback: Callable[..., object],
                args: tuple[Any, ...]) -> None:
+        self._spins += 1
+        if self._spins > MAX_SPINS and self.livelock is None:
+            self.livelock = f"at t={self._now:.3f}s: {describe(callback)}"
+            self.stop()
         owner = ctx.get(OWNER)
         if owner is not None:
             if owner.dead:

@@ -122,6 +122,10 @@ class World:
         asyncio.set_event_loop(self.loop)
         try:
             self.loop.run_until_complete(self._main())
+        except RuntimeError:
+            if self.loop.livelock is None:
+                raise
+            self.history.problem("LIVELOCK", self.loop.livelock)
         finally:
             for broker in self.brokers.values():
                 if broker.proc is not None:
