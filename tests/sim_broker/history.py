@@ -23,7 +23,11 @@ BUG_B = "DUPLICATE_PRODUCER_ID"
 # What a reused producer id does next: the partition takes the second producer's batches
 # for retries of the first one's and answers with their offsets (the write is lost).
 BUG_B_EFFECT = "WRITE_LOST_UNDER_REUSED_PRODUCER_ID"
-KNOWN_BUGS = {BUG_A: "a", BUG_B: "b", BUG_B_EFFECT: "b"}
+# The same root cause as b, seen on a topic change: the controller's propose acknowledged
+# a proposal that was lost (wait_applied(offset) returned on another command at a later
+# offset), so the admin request succeeded and the image never got the change.
+BUG_B_ADMIN = "ACKNOWLEDGED_ADMIN_CHANGE_LOST"
+KNOWN_BUGS = {BUG_A: "a", BUG_B: "b", BUG_B_EFFECT: "b", BUG_B_ADMIN: "b"}
 
 
 @dataclass(frozen=True)

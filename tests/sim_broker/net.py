@@ -24,6 +24,9 @@ from tests.sim_broker.loop import OWNER, Proc, SimLoop
 T = TypeVar("T")
 
 RETRIABLE_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+KEEPALIVE_S = 15.0
+"""How long a call over a partitioned connection waits before the transport's keepalive
+declares it dead (the broker's channels: 10 s keepalive time + 5 s timeout)."""
 
 
 @dataclass
@@ -52,19 +55,28 @@ class Network:
         self.blocked: set[tuple[str, str]] = set()
         self.stats = {"messages": 0, "lost": 0, "blocked": 0}
         self._arrival: dict[tuple[str, str], float] = {}
+        self._calls = 0
+        self._serving: dict[Proc, dict[int, Callable[[], None]]] = {}
 
     def send(self, src: str, dst: str, proc: Proc | None, fn: Callable[[], None],
-             fifo: bool = False) -> None:
+             fifo: bool = False, on_blocked: Callable[[], None] | None = None) -> None:
         """Runs fn as ``proc``'s work after the network delay, unless the message is lost.
-        ``fifo``: never before an earlier fifo message from src to dst (a stream)."""
+        ``fifo``: never before an earlier fifo message from src to dst (a stream).
+        ``on_blocked``: the message belongs to a call over a connection, which TCP makes
+        reliable: a random loss only delays it (a retransmission), and a partition calls
+        on_blocked instead of losing it silently."""
         self.stats["messages"] += 1
         if (src, dst) in self.blocked:
             self.stats["blocked"] += 1
-            return
-        if self.p.drop and self.rng.random() < self.p.drop:
-            self.stats["lost"] += 1
+            if on_blocked is not None:
+                on_blocked()
             return
         delay = self.rng.uniform(0, self.p.max_delay_s)
+        if self.p.drop and self.rng.random() < self.p.drop:
+            self.stats["lost"] += 1
+            if on_blocked is None:
+                return
+            delay += self.rng.uniform(0.2, 1.0)
         if self.p.long_delay and self.rng.random() < self.p.long_delay:
             delay *= 20
         if fifo:
@@ -74,13 +86,21 @@ class Network:
             delay = at - self.loop.time()
         ctx = contextvars.copy_context()
         ctx.run(OWNER.set, proc)
-        self.loop.call_later(delay, self._arrive, src, dst, fn, context=ctx)
+        self.loop.call_later(delay, self._arrive, src, dst, fn, on_blocked, context=ctx)
 
-    def _arrive(self, src: str, dst: str, fn: Callable[[], None]) -> None:
+    def _arrive(self, src: str, dst: str, fn: Callable[[], None],
+                on_blocked: Callable[[], None] | None) -> None:
         if (src, dst) in self.blocked:
             self.stats["blocked"] += 1
+            if on_blocked is not None:
+                on_blocked()
             return
         fn()
+
+    def reset(self, proc: Proc) -> None:
+        """``proc`` died: its connections reset, so the calls it was serving fail soon."""
+        for fail in self._serving.pop(proc, {}).values():
+            fail()
 
     def block(self, src: str, dst: str) -> None:
         self.blocked.add((src, dst))
@@ -92,19 +112,33 @@ class Network:
                    handler: Callable[[], Awaitable[T]], timeout_s: float) -> T:
         """Sends a request to ``dst`` (run there as ``proc``'s work: ``handler()``) and
         waits for its answer. Raises the handler's BrokerError (as a status would carry
-        it) or CallTimeout."""
+        it) or CallTimeout: at the timeout, as gRPC's deadline, when the peer is paused
+        (its kernel keeps the connection up); KEEPALIVE_S after a partition cut the
+        connection; about a round trip after the peer died (connection reset)."""
         caller = OWNER.get()
         answer: asyncio.Future[T] = self.loop.create_future()
+        self._calls += 1
+        call_id = self._calls
 
         def settle(result: T | None, error: BaseException | None) -> None:
-            if answer.done():
-                return
-            if error is not None:
-                answer.set_exception(error)
-            else:
-                answer.set_result(result)  # type: ignore[arg-type]
+            if not answer.done():
+                if error is not None:
+                    answer.set_exception(error)
+                else:
+                    answer.set_result(result)  # type: ignore[arg-type]
+
+        def broken(why: str, after_s: float) -> None:
+            ctx = contextvars.copy_context()
+            ctx.run(OWNER.set, caller)
+            self.loop.call_later(after_s, settle, None, CallTimeout(f"{dst}: {why}"),
+                                 context=ctx)
+
+        def cut() -> None:
+            broken("connection lost (keepalive)", KEEPALIVE_S)
 
         def on_done(task: asyncio.Task[T]) -> None:
+            if proc is not None:
+                self._serving.get(proc, {}).pop(call_id, None)
             if task.cancelled():
                 return
             exc = task.exception()
@@ -114,13 +148,19 @@ class Network:
                     to_broker_error(exc) if isinstance(exc, Exception) else None) or BrokerError(
                     grpc.StatusCode.INTERNAL, "INTERNAL", f"{type(exc).__name__}: {exc}")
             result = None if exc is not None else task.result()
-            self.send(dst, src, caller, lambda: settle(result, error))
+            self.send(dst, src, caller, lambda: settle(result, error), on_blocked=cut)
 
         def on_request() -> None:
+            if proc is not None:
+                self._serving.setdefault(proc, {})[call_id] = lambda: broken(
+                    "connection reset", 2 * self.p.max_delay_s)
             task = asyncio.ensure_future(handler())
             task.add_done_callback(on_done)
 
-        self.send(src, dst, proc, on_request)
+        if proc is None or proc.dead:
+            broken("connection refused", 2 * self.p.max_delay_s)
+        else:
+            self.send(src, dst, proc, on_request, on_blocked=cut)
         try:
             return await asyncio.wait_for(answer, timeout_s)
         except TimeoutError:

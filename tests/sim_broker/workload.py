@@ -218,9 +218,9 @@ class Admin(Client):
         self.drained = False
 
     async def run(self) -> None:
-        while not self.world.stopping:
+        while not self.world.admin_stopping:
             await asyncio.sleep(self.rng.uniform(0.5, 3.0))
-            if self.world.stopping:
+            if self.world.admin_stopping:
                 return
             action = self.rng.choice(["create", "delete", "partitions", "reassign",
                                       "reassign", "drain"])
@@ -229,7 +229,7 @@ class Admin(Client):
     async def _do(self, what: str, request: Any, timeout_s: float = 12.0) -> bool:
         world = self.world
         deadline = clock.monotonic() + 15.0
-        while clock.monotonic() < deadline and not world.stopping:
+        while clock.monotonic() < deadline:
             try:
                 await admin_call(world, self, request, timeout_s)
             except CallTimeout:
