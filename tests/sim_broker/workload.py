@@ -72,7 +72,8 @@ class Producer(Client):
             if self.identity is None:
                 await self.init_identity()
                 continue
-            await self.write_one()
+            if self.world.partitions:
+                await self.write_one()
             await asyncio.sleep(self.rng.uniform(0, 0.1))
 
     async def init_identity(self) -> None:

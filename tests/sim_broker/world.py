@@ -197,14 +197,24 @@ class World:
         """Once every broker has the same metadata: partitions an admin request was told
         were created but that the metadata does not have (known bug b's root cause) are
         reported, and left out of the liveness and log checks."""
+        def controller() -> Any:
+            return next((b.cluster for b in self.brokers.values() if b.cluster is not None
+                         and b.cluster.is_controller()), None)
+
         def same_metadata() -> bool:
-            ends = {b.cluster.image.last_offset for b in self.brokers.values()
-                    if b.cluster is not None}
-            return len(ends) == 1
+            # A controller that applied all it committed (restarted brokers replay their
+            # log first), and every broker at the same point.
+            c = controller()
+            if c is None or c.meta_node is None:
+                return False
+            last = c.image.last_offset
+            return last >= c.meta_node.commit_index - 1 and all(
+                b.cluster is not None and b.cluster.image.last_offset == last
+                for b in self.brokers.values())
         if not await self._until(same_metadata, CONVERGE_S):
             self.history.problem("NO_CONVERGENCE", "the brokers' metadata did not converge")
             return
-        image = self.brokers[1].cluster.image  # type: ignore[union-attr]
+        image = controller().image
         for tp in list(self.partitions):
             if image.partition(*tp) is None:
                 self.history.problem(BUG_B_ADMIN, f"partition {tp[0]}-{tp[1]} was "
