@@ -208,7 +208,7 @@ class World:
             if c is None or c.meta_node is None:
                 return False
             last = c.image.last_offset
-            return last >= c.meta_node.commit_index - 1 and all(
+            return c.meta_node.log.applied >= c.meta_node.commit_index and all(
                 b.cluster is not None and b.cluster.image.last_offset == last
                 for b in self.brokers.values())
         if not await self._until(same_metadata, CONVERGE_S):
