@@ -13,8 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import grpc
-
 from odradek.broker import clock
 from odradek.broker.cluster import ClusterNode, ClusterSettings
 from odradek.broker.errors import BrokerError
@@ -24,8 +22,9 @@ from odradek.broker.replication.host import RaftHost
 from odradek.broker.topic_admin import TopicAdmin
 from odradek.raft import Message
 from odradek.storage import LogConfig, PartitionLog
+from tests.sim_broker.errors import RETRIABLE_CODES, make_error, status_code
 from tests.sim_broker.loop import Proc
-from tests.sim_broker.net import RETRIABLE_CODES, CallTimeout
+from tests.sim_broker.net import CallTimeout
 
 if TYPE_CHECKING:
     from tests.sim_broker.world import World
@@ -180,7 +179,7 @@ class SimControllerClient:
         except CallTimeout as exc:
             raise PeerUnavailable(str(exc)) from None
         except BrokerError as exc:
-            if exc.code in RETRIABLE_CODES:
+            if status_code(exc) in RETRIABLE_CODES:
                 raise PeerUnavailable(exc.message) from None
             raise
 
@@ -207,8 +206,7 @@ def not_controller(b: SimBroker) -> BrokerError:
     end forwards it instead; the simulated admin client goes to the controller itself)."""
     controller = b.cluster.controller_id if b.cluster is not None else None
     meta = {"leader_id": str(controller)} if controller is not None else {}
-    return BrokerError(grpc.StatusCode.UNAVAILABLE, "NOT_CONTROLLER",
-                       f"broker {b.id} is not the controller", meta)
+    return make_error("NOT_CONTROLLER", f"broker {b.id} is not the controller", meta)
 
 
 def sim_topic_defaults(segment_bytes: int) -> LogConfig:

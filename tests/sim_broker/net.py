@@ -16,14 +16,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-import grpc
-
 from odradek.broker.errors import BrokerError, to_broker_error
+from tests.sim_broker.errors import make_error
 from tests.sim_broker.loop import OWNER, Proc, SimLoop
 
 T = TypeVar("T")
 
-RETRIABLE_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 KEEPALIVE_S = 15.0
 """How long a call over a partitioned connection waits before the transport's keepalive
 declares it dead (the broker's channels: 10 s keepalive time + 5 s timeout)."""
@@ -145,8 +143,8 @@ class Network:
             error: BaseException | None = None
             if exc is not None:
                 error = exc if isinstance(exc, BrokerError) else (
-                    to_broker_error(exc) if isinstance(exc, Exception) else None) or BrokerError(
-                    grpc.StatusCode.INTERNAL, "INTERNAL", f"{type(exc).__name__}: {exc}")
+                    to_broker_error(exc) if isinstance(exc, Exception) else None) or make_error(
+                    "INTERNAL", f"{type(exc).__name__}: {exc}")
             result = None if exc is not None else task.result()
             self.send(dst, src, caller, lambda: settle(result, error), on_blocked=cut)
 

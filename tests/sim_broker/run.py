@@ -29,6 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--verbose", action="store_true", help="print the trace and broker logs")
     ap.add_argument("--known-bugs", choices=["fail", "report"], default="fail",
                     help="whether the two known bugs (a, b) fail the run")
+    ap.add_argument("--reintroduce", action="append", default=[], metavar="NAME",
+                    help="put a fixed bug back (a name from odradek.broker.regressions, once "
+                         "the fixes are merged) to show that the simulation finds it")
     args = ap.parse_args(argv)
     if os.environ.get("PYTHONHASHSEED") != HASH_SEED:
         # Set iteration order over strings depends on the hash seed: pin it, or a seed
@@ -36,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["PYTHONHASHSEED"] = HASH_SEED
         os.execv(sys.executable, [sys.executable, "-m", "tests.sim_broker.run",
                                   *(sys.argv[1:] if argv is None else argv)])
+    if args.reintroduce:
+        from odradek.broker import regressions  # type: ignore[attr-defined]
+        regressions.reintroduced.update(args.reintroduce)
     t0 = time.perf_counter()
     failed = 0
     sim_s = 0.0
