@@ -1,1 +1,24 @@
-"""Deterministic simulation of whole brokers (see world.py): ``python -m tests.sim_broker.run``."""
+"""Deterministic simulation of whole brokers (world.py): ``python -m tests.sim_broker.run``.
+
+The two bugs being fixed on main, as found on this branch's broker code (seeds of
+``python -m tests.sim_broker.run --seeds 400``; each replays with
+``python -m tests.sim_broker.run --seed S``):
+
+a. A fetch at an offset at or below a high watermark the partition had exposed, answered
+   OFFSET_OUT_OF_RANGE by a leader whose own high watermark is behind (a new leader that
+   has not caught up, or a deposed one). Violation FETCH_OUT_OF_RANGE_BELOW_HW.
+b. A lost metadata proposal acknowledged as applied (wait_applied(offset) returned when
+   another command was applied at or after that offset): DUPLICATE_PRODUCER_ID (the
+   broker hands out its previous block again), then WRITE_LOST_UNDER_REUSED_PRODUCER_ID
+   (the partition takes the second producer's batches for retries of the first one's);
+   the same root cause shows on topic changes as ACKNOWLEDGED_ADMIN_CHANGE_LOST.
+
+These seeds are the base of the self-test once the fixes are merged: with the fix put
+back (``--reintroduce NAME``, a name from main's odradek.broker.regressions) each must
+still find its bug; without it, none may."""
+
+KNOWN_BUG_SEEDS: dict[str, tuple[int, ...]] = {
+    "a": (14, 125, 149, 182, 212, 266),
+    # 17 ... 334 hand out a producer id twice; 50 loses an acknowledged admin change.
+    "b": (17, 39, 50, 110, 117, 141, 144, 198, 212, 233, 245, 260, 334),
+}

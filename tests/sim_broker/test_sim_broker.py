@@ -6,6 +6,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 from tests.sim_broker.loop import Proc, SimLoop
@@ -31,8 +32,10 @@ def test_seeds_hold_the_properties() -> None:
 
 
 def test_same_seed_same_run() -> None:
+    threads = threading.active_count()
     first = World(3)
     stats = first.run()
+    assert threading.active_count() == threads  # nothing in the brokers started a thread
     again = World(3)
     assert again.run() == stats
     assert again.trace == first.trace

@@ -147,6 +147,27 @@ class Producer(Client):
         return None
 
 
+class IdClient(Client):
+    """Many short-lived producer instances: InitProducerId again and again, at any
+    broker, so that brokers with small blocks keep going to the controller for more."""
+
+    async def run(self) -> None:
+        async def init(b: SimBroker) -> tuple[int, int]:
+            assert b.cluster is not None
+            return await b.cluster.producer_ids.init(None)
+
+        while not self.world.stopping:
+            await asyncio.sleep(self.rng.uniform(0.05, 0.3))
+            broker = self.pick()
+            try:
+                pid, epoch = await broker.call(self.name, init, REQUEST_TIMEOUT_S * 4)
+            except (BrokerError, CallTimeout):
+                continue
+            self.last_success = clock.monotonic()
+            self.world.history.producer_id(pid, epoch, f"{broker.name} to {self.name} at "
+                                           f"t={clock.monotonic():.3f}")
+
+
 class Consumer(Client):
     """Tails one partition from its leader, from offset 0."""
 

@@ -26,7 +26,14 @@ from tests.sim_broker.broker import SimBroker, sim_topic_defaults
 from tests.sim_broker.history import BUG_B_ADMIN, TP, History
 from tests.sim_broker.loop import SimLoop
 from tests.sim_broker.net import CallTimeout, NetParams, Network
-from tests.sim_broker.workload import Admin, Client, Consumer, Producer, admin_call
+from tests.sim_broker.workload import (
+    Admin,
+    Client,
+    Consumer,
+    IdClient,
+    Producer,
+    admin_call,
+)
 
 EPOCH_S = 1_700_000_000.0
 BOOTSTRAP_S = 60.0
@@ -68,6 +75,7 @@ class SimParams:
     segment_bytes: int
     reinit: float  # chance that a producer starts a new instance after a write
     admin: bool  # topic changes during the faults
+    id_clients: int  # clients that only ask for producer ids, often
     faults: tuple[int, ...]  # weights of the fault kinds (FAULT_KINDS)
     net: NetParams
 
@@ -80,6 +88,7 @@ class SimParams:
                    fault_s=rng.choice([10.0, 20.0]), fault_every_s=rng.choice([0.5, 1.0, 2.0]),
                    segment_bytes=rng.choice([4096, 1 << 20]),
                    reinit=rng.choice([0.0, 0.05, 0.2]), admin=rng.random() < 0.5,
+                   id_clients=rng.choice([0, 1, 2]),
                    faults=tuple(rng.choice([0, 1, 3]) for _ in FAULT_KINDS),
                    net=NetParams.from_seed(rng))
 
@@ -168,6 +177,8 @@ class World:
         producers = [Producer(self, i) for i in range(self.p.producers)]
         self._next_client = self.p.producers
         self._clients = [self.loop.spawn_as(None, c.run()) for c in producers]
+        for i in range(self.p.id_clients):
+            self._clients.append(self.loop.spawn_as(None, IdClient(self, f"i{i}").run()))
         self.add_partitions(list(self.partitions), known=True)
         admin = self.loop.spawn_as(None, Admin(self).run()) if self.p.admin else None
         await self._faults(self.p.fault_s)
