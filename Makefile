@@ -4,7 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench bench-compaction proto lint clean prometheus-tools
+.PHONY: run test bench bench-compaction proto lint clean prometheus-tools sim sim-broker \
+	sim-broker-selftest
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -59,6 +60,18 @@ REAL_SEEDS ?= 200
 sim: $(STAMP)
 	$(BIN)/python -m tests.sim.run --seeds $(SEEDS)
 	$(BIN)/python -m tests.sim.run --seeds $(REAL_SEEDS) --steps 1000 --real-storage
+	$(BIN)/python -m tests.sim_broker.run --seeds $(BROKER_SEEDS) --known-bugs $(KNOWN_BUGS)
+
+# Whole-broker simulation (tests/sim_broker): SEEDS seeds, 200 unless SEEDS is given (about
+# 75 seeds/min); any violation fails. sim-broker-selftest puts each fixed bug back
+# (odradek.broker.regressions) and shows that the simulation finds it.
+BROKER_SEEDS = $(if $(filter command line environment,$(origin SEEDS)),$(SEEDS),200)
+KNOWN_BUGS ?= fail
+sim-broker: $(STAMP)
+	$(BIN)/python -m tests.sim_broker.run --seeds $(BROKER_SEEDS) --known-bugs $(KNOWN_BUGS)
+
+sim-broker-selftest: $(STAMP)
+	$(BIN)/python -m tests.sim_broker.selftest
 
 clean:
 	rm -rf $(VENV) tests/node/node_modules .dev-data

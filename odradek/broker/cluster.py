@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import shutil
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
 
-from odradek.broker import regressions
+from odradek.broker import clock, regressions
 from odradek.broker.errors import BrokerError, Reason
 from odradek.broker.metadata.commands import (
     Command,
@@ -36,6 +36,7 @@ from odradek.broker.metadata.image import (
     encode_snapshot,
 )
 from odradek.broker.metadata.placement import reassignment_steps
+from odradek.broker.peers import ControllerClient, GrpcControllerClient, PeerUnavailable
 from odradek.broker.producer_ids import ProducerIdManager
 from odradek.broker.replication.host import RaftGroup, RaftHost
 from odradek.broker.replication.log_storage import PartitionRaftStorage
@@ -56,7 +57,7 @@ from odradek.records import encode_batch, iter_records
 from odradek.security.hosts import host_port
 from odradek.security.tls import ClientTLS, open_channel
 from odradek.storage import LogConfig, PartitionLog
-from odradek.v1 import cluster_pb2, cluster_pb2_grpc
+from odradek.storage.cleaner import fsync_dir
 
 log = logging.getLogger("odradek.broker")
 
@@ -83,6 +84,9 @@ class ClusterSettings:
     # Idempotent producers idle this long are forgotten by the partitions (Kafka's
     # producer.id.expiration.ms).
     producer_id_expiration_ms: int = DEFAULT_EXPIRATION_MS
+    # Seeds the Raft election timeouts of this broker's groups (the simulation replays a
+    # seed); None: seeded from the system.
+    seed: int | None = None
 
 
 def partition_group(topic: str, partition: int) -> str:
@@ -93,7 +97,8 @@ class ClusterNode:
     def __init__(self, settings: ClusterSettings, host: RaftHost,
                  peers_changed: Callable[[], None] = lambda: None,
                  broker_alive: Callable[[int], bool] = lambda _: False,
-                 tls: ClientTLS | None = None) -> None:
+                 tls: ClientTLS | None = None,
+                 controller: ControllerClient | None = None) -> None:
         self.settings = settings
         self.id = settings.broker_id
         self.cluster_id = settings.cluster_id
@@ -105,6 +110,7 @@ class ClusterNode:
         # Commands whose application a proposer waits to see (propose_tracked): the image
         # right after each was applied here.
         self._tracked: dict[Command, MetadataImage | None] = {}
+        self._tracking: dict[Command, int] = {}  # how many proposers wait for each
         self._requests = 0
         self._image_changed = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -112,7 +118,10 @@ class ClusterNode:
         self.broker_alive = broker_alive
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._tls = tls
-        self._rng = random.Random()
+        # Controller calls go through this seam (gRPC here, in memory in the simulation).
+        self.controller: ControllerClient = controller or GrpcControllerClient(
+            self._channel, self.drop_channel)
+        self._rng = random.Random(settings.seed)
         self._reported_configs: set[tuple[str, int, int]] = set()
         self.voter = self.id in settings.voters
         # Given to every partition log this node opens: times its fsyncs (metrics).
@@ -128,7 +137,8 @@ class ClusterNode:
             # The metadata log is small and precious: every entry is fsynced before it
             # counts. Brokers that are not voters follow it through FetchMetadata.
             self.meta_log = PartitionLog.open(settings.data_dir / META_GROUP,
-                                              LogConfig(retention_ms=-1, flush_messages=1))
+                                              LogConfig(retention_ms=-1, flush_messages=1),
+                                              clock=clock.time_ms)
             self.meta_storage = MetadataRaftStorage(self.meta_log, sorted(settings.voters))
             snapshot = self.meta_storage.snapshot()
             if snapshot.data:
@@ -188,24 +198,17 @@ class ClusterNode:
     # ------------------------------------------------------------ proposals
     async def propose(self, command: Command, timeout_s: float = PROPOSE_TIMEOUT_S) -> int:
         """Appends a command to the metadata log (through the controller, wherever it is)
-        and returns once this broker has applied it."""
-        deadline = time.monotonic() + timeout_s
-        delay = 0.05
+        and returns its offset once this broker has applied it. A proposal can be lost (its
+        leader deposed before it committed, its log truncated) while the offset it was
+        given is taken by another command: only the command's own application counts, and
+        a lost one is proposed again (an acknowledged topic change was lost this way)."""
+        deadline = clock.monotonic() + timeout_s
         while True:
-            try:
-                if self.is_controller():
-                    offset = await self._propose_local(command, deadline)
-                else:
-                    offset = await self._propose_remote(command, deadline)
-                await self.wait_applied(offset, max(0.0, deadline - time.monotonic()))
+            offset, applied = await self._propose_once(command, deadline, timeout_s)
+            if applied is not None or \
+                    regressions.LOST_PROPOSAL_COUNTS in regressions.reintroduced:
                 return offset
-            except (NotLeader, _Retry) as exc:
-                if time.monotonic() + delay > deadline:
-                    raise BrokerError(Reason.NOT_CONTROLLER,
-                        f"no controller could take the metadata change within {timeout_s:.0f}s"
-                        f" ({exc})") from None
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 0.5)
+            self._lost(deadline, timeout_s)
 
     def new_request_id(self) -> str:
         """An id no other proposal of any broker carries (the rng is seeded in the
@@ -216,33 +219,58 @@ class ClusterNode:
     async def propose_tracked(self, make: Callable[[], Command],
                               timeout_s: float = PROPOSE_TIMEOUT_S) -> MetadataImage:
         """Proposes make()'s command until one is applied here, and returns the image just
-        after it. `propose` returns once the command's offset is applied, but a proposal
-        can be lost (its leader deposed before it committed, its log truncated) and that
-        offset taken by another command; so every attempt carries a request id of its own
-        (make() draws a new one) and only the command that carries it counts."""
-        if regressions.LOST_PROPOSAL_COUNTS in regressions.reintroduced:
-            await self.propose(make(), timeout_s)
-            return self.image
-        deadline = time.monotonic() + timeout_s
+        after it. Every attempt carries a request id of its own (make() draws a new one):
+        a lost attempt applied late must not count twice (a named producer's epoch)."""
+        deadline = clock.monotonic() + timeout_s
         while True:
-            command = make()
-            self._tracked[command] = None
-            try:
-                await self.propose(command, max(0.1, deadline - time.monotonic()))
-                applied = self._tracked.get(command)
-            finally:
-                self._tracked.pop(command, None)
+            _, applied = await self._propose_once(make(), deadline, timeout_s)
+            if regressions.LOST_PROPOSAL_COUNTS in regressions.reintroduced:
+                return self.image
             if applied is not None:
                 return applied
-            if time.monotonic() >= deadline:
-                raise BrokerError(Reason.NOT_CONTROLLER,
-                    f"the metadata change was lost in controller changes for {timeout_s:.0f}s;"
-                    " retry")
-            log.info("a metadata proposal was lost in a controller change; proposing again")
+            self._lost(deadline, timeout_s)
+
+    def _lost(self, deadline: float, timeout_s: float) -> None:
+        if clock.monotonic() >= deadline:
+            raise BrokerError(Reason.NOT_CONTROLLER,
+                f"the metadata change was lost in controller changes for {timeout_s:.0f}s;"
+                " retry")
+        log.info("a metadata proposal was lost in a controller change; proposing again")
+
+    async def _propose_once(self, command: Command, deadline: float,
+                            timeout_s: float) -> tuple[int, MetadataImage | None]:
+        """One proposal, retried until a controller takes it; its offset, and the image
+        just after the command if this broker applied that very command there."""
+        delay = 0.05
+        self._tracked.setdefault(command, None)  # an equal command's proposer may wait too
+        self._tracking[command] = self._tracking.get(command, 0) + 1
+        try:
+            while True:
+                try:
+                    if self.is_controller():
+                        offset = await self._propose_local(command, deadline)
+                    else:
+                        offset = await self._propose_remote(command, deadline)
+                    await self.wait_applied(offset, max(0.0, deadline - clock.monotonic()))
+                    return offset, self._tracked.get(command)
+                except (NotLeader, _Retry) as exc:
+                    if clock.monotonic() + delay > deadline:
+                        raise BrokerError(Reason.NOT_CONTROLLER,
+                            f"no controller could take the metadata change within "
+                            f"{timeout_s:.0f}s ({exc})") from None
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 0.5)
+        finally:
+            left = self._tracking[command] - 1
+            if left:
+                self._tracking[command] = left
+            else:
+                del self._tracking[command]
+                self._tracked.pop(command, None)
 
     async def _propose_local(self, command: Command, deadline: float) -> int:
         assert self.meta_node is not None
-        data = encode_batch([(int(time.time() * 1000), None, command.encode())])
+        data = encode_batch([(clock.time_ms(), None, command.encode())])
         offset = self.meta_node.propose(data, 1)
         self.host.schedule(META_GROUP)
         return offset
@@ -251,17 +279,11 @@ class ClusterNode:
         address = self.address_of(self.controller_id)
         if address is None:
             raise _Retry("no controller elected yet")
-        stub = cluster_pb2_grpc.ControllerStub(self._channel(address))  # type: ignore[no-untyped-call]
         try:
-            reply = await stub.Propose(cluster_pb2.ProposeRequest(command=command.encode()),
-                                       timeout=max(0.1, deadline - time.monotonic()))
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                if exc.code() == grpc.StatusCode.UNAVAILABLE:
-                    self.drop_channel(address)
-                raise _Retry(exc.details() or str(exc.code())) from None
-            raise
-        return int(reply.offset)
+            return await self.controller.propose(address, command.encode(),
+                                                 max(0.1, deadline - clock.monotonic()))
+        except PeerUnavailable as exc:
+            raise _Retry(str(exc)) from None
 
     def _channel(self, address: str) -> grpc.aio.Channel:
         channel = self._channels.get(address)
@@ -290,9 +312,9 @@ class ClusterNode:
             raise _Retry(f"metadata offset {offset} not applied in time") from None
 
     async def wait_for(self, check: Callable[[MetadataImage], bool], timeout_s: float) -> bool:
-        deadline = time.monotonic() + timeout_s
+        deadline = clock.monotonic() + timeout_s
         while not check(self.image):
-            remaining = deadline - time.monotonic()
+            remaining = deadline - clock.monotonic()
             if remaining <= 0:
                 return False
             event = self._image_changed
@@ -359,14 +381,14 @@ class ClusterNode:
         if offset < self.meta_storage.first_index():
             snapshot = self.meta_storage.snapshot()
             return b"", snapshot.meta.index + 1, snapshot.data
-        deadline = time.monotonic() + max_wait_s
+        deadline = clock.monotonic() + max_wait_s
         while True:
             applied_end = self.image.last_offset + 1
             start = max(offset, self.meta_log.log_start_offset)
             if start < applied_end:
                 result = self.meta_log.read(start, 1 << 20, max_offset=applied_end)
                 return result.data, result.next_offset, b""
-            remaining = deadline - time.monotonic()
+            remaining = deadline - clock.monotonic()
             if remaining <= 0:
                 return b"", offset, b""
             event = self._image_changed
@@ -388,15 +410,13 @@ class ClusterNode:
             if address is None:
                 await asyncio.sleep(0.2)
                 continue
-            stub = cluster_pb2_grpc.ControllerStub(self._channel(address))  # type: ignore[no-untyped-call]
             try:
-                reply = await stub.FetchMetadata(
-                    cluster_pb2.FetchMetadataRequest(offset=offset, max_wait_ms=2000), timeout=5)
-            except grpc.aio.AioRpcError:
+                reply = await self.controller.fetch_metadata(address, offset, 2000, 5)
+            except (PeerUnavailable, grpc.aio.AioRpcError):
                 self._observed_controller = None
                 await asyncio.sleep(0.2)
                 continue
-            self._observed_controller = reply.controller_id if reply.controller_id >= 0 else None
+            self._observed_controller = reply.controller_id
             if reply.snapshot:
                 self.install_snapshot(reply.snapshot)
             # iter_records skips control batches (Raft's no-ops and membership changes).
@@ -433,10 +453,11 @@ class ClusterNode:
         id_file = directory / "topic-id"
         if directory.exists() and (not id_file.exists() or id_file.read_text() != topic_id):
             shutil.rmtree(directory)  # left over from a deleted topic of the same name
-        plog = PartitionLog.open(directory, config)
+        plog = PartitionLog.open(directory, config, clock=clock.time_ms)
         plog.flush_observer = self.flush_observer
         self.adopt_log(plog)
-        id_file.write_text(topic_id)
+        if not id_file.exists() or id_file.read_text() != topic_id:
+            _write_durably(id_file, topic_id)
         storage = PartitionRaftStorage(
             plog, replicas, producer_id_expiration_ms=self.settings.producer_id_expiration_ms)
         node = RaftNode(self._raft_config(False), storage, self._rng)
@@ -560,6 +581,18 @@ class ClusterNode:
             else:
                 node.propose_config_change(ConfigChangeType.REMOVE_VOTER, broker)
         self.host.schedule(group)
+
+
+def _write_durably(path: Path, text: str) -> None:
+    """A torn or empty topic-id after a power loss would read as another topic's and get
+    the replica's directory (its log, term and vote) deleted: write it atomically."""
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
 
 
 class _Retry(Exception):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
+from odradek.broker import clock
 from odradek.broker.auth.guard import Guard
 from odradek.broker.auth.setup import (
     SecuritySettings,
@@ -232,8 +232,8 @@ class Broker:
         while not await cluster.wait_for(lambda image: me in image.brokers, 3600):
             pass
         # Catching up: wait (a bounded time) until every local replica knows its leader.
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and any(
+        deadline = clock.monotonic() + 60
+        while clock.monotonic() < deadline and any(
                 p.leader is None for p in cluster.partitions.values()):
             await asyncio.sleep(0.05)
         for service in ("", *services):

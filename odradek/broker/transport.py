@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
@@ -26,6 +25,7 @@ from typing import Any
 
 import grpc
 
+from odradek.broker import clock
 from odradek.broker.raft_codec import estimate_size, from_proto, to_proto
 from odradek.raft.types import Message
 from odradek.security.tls import ClientTLS, TLSConfigError, open_channel
@@ -297,7 +297,7 @@ class RaftTransport:
     def ping_idle(self, interval_s: float) -> None:
         """Sends an empty envelope to each connected peer that was sent nothing for
         interval_s: one liveness signal per broker pair, whatever the number of groups."""
-        now = time.monotonic()
+        now = clock.monotonic()
         for peer in self._peers.values():
             session = peer.session
             if session is not None and not self._stopped and now - peer.last_sent >= interval_s:
@@ -307,10 +307,10 @@ class RaftTransport:
     def alive(self, peer_id: int, within_s: float) -> bool:
         """Whether anything arrived from the peer within the last within_s seconds."""
         peer = self._peers.get(peer_id)
-        return peer is not None and time.monotonic() - peer.last_received <= within_s
+        return peer is not None and clock.monotonic() - peer.last_received <= within_s
 
     def _enqueue(self, peer: _Peer, session: _Session, env: pb.RaftEnvelope, size: int) -> None:
-        peer.last_sent = time.monotonic()
+        peer.last_sent = clock.monotonic()
         session.queue.append((env, size, len(env.messages)))
         session.pending_bytes += size
         st = peer.stats
@@ -377,7 +377,7 @@ class RaftTransport:
             self._receive(peer, env)
 
     def _receive(self, peer: _Peer, env: pb.RaftEnvelope) -> None:
-        peer.last_received = time.monotonic()
+        peer.last_received = clock.monotonic()
         st = peer.stats
         st.received_envelopes += 1
         st.received_messages += len(env.messages)

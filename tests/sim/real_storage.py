@@ -145,9 +145,9 @@ def _common_prefix(a: bytes, b: bytes) -> int:
 class RealDisk:
     """Per-node real storage for SimCluster (see the module doc)."""
 
-    def __init__(self) -> None:
+    def __init__(self, parent: Path | None = None) -> None:
         _install()
-        self.root = Path(tempfile.mkdtemp(prefix="odradek-sim-")).resolve()
+        self.root = Path(tempfile.mkdtemp(prefix="odradek-sim-", dir=parent)).resolve()
         self.prefix = str(self.root) + os.sep
         self.config = LogConfig(segment_bytes=SEGMENT_BYTES, index_interval_bytes=INDEX_INTERVAL,
                                 flush_messages=1)
@@ -215,6 +215,13 @@ class RealDisk:
             if path.is_file():
                 self._lose_unsynced(path, rng)
         return self.open(node_id, self.voters[node_id])
+
+    def lose_unsynced_under(self, directory: Path, rng: random.Random) -> None:
+        """Power loss for every file below ``directory`` (closed by the caller first):
+        the whole-broker simulation's crash (tests/sim_broker)."""
+        for path in sorted(directory.rglob("*")):
+            if path.is_file():
+                self._lose_unsynced(path, rng)
 
     def _lose_unsynced(self, path: Path, rng: random.Random) -> None:
         ino = path.stat().st_ino

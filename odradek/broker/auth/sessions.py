@@ -9,10 +9,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from odradek.broker import clock as broker_clock
 from odradek.broker.metadata.security import UserCredential
 from odradek.security import scram
 
@@ -49,7 +49,7 @@ class Session:
 class Sessions:
     def __init__(self, users: Callable[[], Mapping[str, UserCredential]],
                  lifetime_s: float = DEFAULT_SESSION_LIFETIME_S,
-                 clock: Callable[[], float] = time.monotonic,
+                 clock: Callable[[], float] = broker_clock.monotonic,
                  cluster_secret: Callable[[], bytes] = lambda: b"") -> None:
         self._users = users
         self.lifetime_s = lifetime_s

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import grpc
 
+from odradek.broker import clock
 from odradek.broker.cluster import ClusterNode
 from odradek.broker.errors import BrokerError, Reason, invalid_request
 from odradek.broker.groups.assignors import TP
@@ -256,13 +256,13 @@ class GroupCoordinator:
 
     async def _load(self, shard: _Shard) -> None:
         p = shard.partition
-        deadline = time.monotonic() + LOAD_TIMEOUT_S
+        deadline = clock.monotonic() + LOAD_TIMEOUT_S
         # A new leader's high watermark reaches its log end once an entry of its own term
         # commits: from then on the log holds every acknowledged group change.
         while p.high_watermark < p.log.log_end_offset:
             if self._shards.get(shard.index) is not shard:
                 return
-            if time.monotonic() > deadline:  # no quorum: the watch loop tries again
+            if clock.monotonic() > deadline:  # no quorum: the watch loop tries again
                 log.warning("%s-%d: could not load its groups within %.0fs", OFFSETS_TOPIC,
                             shard.index, LOAD_TIMEOUT_S)
                 self._unload(shard.index)
@@ -278,7 +278,7 @@ class GroupCoordinator:
                 break
             records.extend(iter_records(result.data, verify=False))
             offset = result.next_offset
-        shard.groups = rebuild(records, time.monotonic(), int(time.time() * 1000))
+        shard.groups = rebuild(records, clock.monotonic(), clock.time_ms())
         shard.ready = True
         log.info("coordinating %d group(s) of %s-%d (term %d)", len(shard.groups),
                  OFFSETS_TOPIC, shard.index, shard.term)
@@ -295,7 +295,7 @@ class GroupCoordinator:
     async def _persist(self, shard: _Shard, items: list[tuple[Key, Value | None]]) -> None:
         if not items:
             return
-        now_ms = int(time.time() * 1000)
+        now_ms = clock.time_ms()
         batch = encode_batch([(now_ms, encode_key(k), None if v is None else encode_value(v))
                               for k, v in items])
         if self._shards.get(shard.index) is not shard:
@@ -317,7 +317,7 @@ class GroupCoordinator:
         """Reassigns, persists, then pushes the changed assignments. Under the group lock."""
         partitions = self._partitions(group)
         self._partitions_seen[group.group_id] = partitions
-        changes = group.reconcile(partitions, time.monotonic())
+        changes = group.reconcile(partitions, clock.monotonic())
         if changes or membership_changed:
             await self._persist(shard, [(GroupKey(group.group_id), group.to_value())])
         for member_id in changes:
@@ -344,7 +344,7 @@ class GroupCoordinator:
                 (m for m in group.members.values()
                  if join.instance_id and m.instance_id == join.instance_id), None)
             changed = previous is None or previous.disconnected_ms != 0
-            member, _ = group.join(request, time.monotonic())
+            member, _ = group.join(request, clock.monotonic())
             shard.groups[group.group_id] = group
             key = (group.group_id, member.member_id)
             old = self._channels.pop(key, None)
@@ -375,12 +375,12 @@ class GroupCoordinator:
 
     def heartbeat(self, channel: MemberChannel, ms_since_poll: int) -> None:
         _, group = self._member(channel)
-        group.heartbeat(channel.member_id, ms_since_poll, time.monotonic())
+        group.heartbeat(channel.member_id, ms_since_poll, clock.monotonic())
 
     async def acknowledge(self, channel: MemberChannel, generation: int) -> None:
         shard, group = self._member(channel)
         async with shard.lock(group.group_id):
-            group.heartbeat(channel.member_id, 0, time.monotonic())
+            group.heartbeat(channel.member_id, 0, clock.monotonic())
             if group.acknowledge(channel.member_id, generation):
                 await self._settle(shard, group, True)
 
@@ -420,7 +420,7 @@ class GroupCoordinator:
         async with shard.lock(group.group_id):
             if (group.group_id, channel.member_id) in self._channels:
                 return  # it came back meanwhile
-            if group.disconnected(channel.member_id, time.monotonic(), int(time.time() * 1000)):
+            if group.disconnected(channel.member_id, clock.monotonic(), clock.time_ms()):
                 try:
                     await self._persist(shard, [(GroupKey(group.group_id), group.to_value())])
                 except BrokerError as exc:
@@ -428,7 +428,7 @@ class GroupCoordinator:
 
     async def _tick(self) -> None:
         """Removes expired members and follows topics' partition counts."""
-        now = time.monotonic()
+        now = clock.monotonic()
         for shard in list(self._shards.values()):
             if not shard.ready:
                 continue
@@ -439,7 +439,7 @@ class GroupCoordinator:
                 if not expired and not grown:
                     continue
                 async with shard.lock(group.group_id):
-                    for member_id, why in group.expired(time.monotonic()):
+                    for member_id, why in group.expired(clock.monotonic()):
                         group.remove(member_id)
                         log.info("group %s: member %s removed: %s", group.group_id,
                                  member_id, why)
@@ -457,7 +457,7 @@ class GroupCoordinator:
     async def commit(self, request: gpb.CommitOffsetsRequest) -> None:
         shard = self._shard(request.group_id)
         items: list[tuple[TP, OffsetValue]] = []
-        now_ms = int(time.time() * 1000)
+        now_ms = clock.time_ms()
         for o in request.offsets:
             if not o.topic or o.partition < 0 or o.offset < 0:
                 raise invalid_request(
@@ -558,7 +558,7 @@ class GroupCoordinator:
                                       "coordinator during the reset; retry", request.group_id)
                 # The members' last commits (made as they let go) count as "previous".
                 changes = await self._reset_changes(group, tps, request, spec)
-                now_ms = int(time.time() * 1000)
+                now_ms = clock.time_ms()
                 await self._write_offsets(shard, group, [
                     ((c.topic, c.partition), OffsetValue(c.offset, "", now_ms))
                     for c in changes])
@@ -583,9 +583,9 @@ class GroupCoordinator:
     async def _wait_released(self, shard: _Shard, group: Group) -> None:
         """Until no member owns a held partition (members that do not let go in time
         are removed by the tick, as for any revocation), or RESET_WAIT_S."""
-        deadline = time.monotonic() + RESET_WAIT_S
+        deadline = clock.monotonic() + RESET_WAIT_S
         while not group.holds_released():
-            if time.monotonic() > deadline:
+            if clock.monotonic() > deadline:
                 raise group_error(
                     Reason.REBALANCE_IN_PROGRESS,
                     f"the members of group {group.group_id!r} did not let go of the "

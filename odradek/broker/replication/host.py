@@ -17,10 +17,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import time
 from collections.abc import Callable
 from typing import Protocol
 
+from odradek.broker import clock
 from odradek.raft import Message, MessageType, RaftNode, Ready, Role
 from odradek.raft.storage import PersistentLogStorage
 
@@ -96,7 +96,7 @@ class RaftHost:
         # A gap this long between ticks means the process was paused or starved: what it
         # heard before and just after (its socket buffers) may be stale.
         self.stall_after_s = stall_after_s
-        self._last_tick = time.monotonic()
+        self._last_tick = clock.monotonic()
         self._stall_ended = -math.inf
 
     def start(self) -> None:
@@ -182,7 +182,7 @@ class RaftHost:
     def fresh_since(self) -> float:
         """Acknowledgements received before this time may be stale and prove nothing about
         the present (math.inf while a stall is under way that no tick has seen yet)."""
-        now = time.monotonic()
+        now = clock.monotonic()
         if now - self._last_tick > self.stall_after_s:
             return math.inf
         return self._stall_ended + self.tick_interval_s
@@ -190,7 +190,7 @@ class RaftHost:
     async def _tick_loop(self) -> None:
         while True:
             await asyncio.sleep(self.tick_interval_s)
-            now = time.monotonic()
+            now = clock.monotonic()
             if now - self._last_tick > self.stall_after_s:
                 self._stall_ended = now
                 log.warning("broker %d did not run for %.1fs (paused or starved)",

@@ -22,11 +22,11 @@ from __future__ import annotations
 import bisect
 import json
 import os
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from odradek.broker import clock as broker_clock
 from odradek.broker.replication.control import decode_control, encode_control
 from odradek.broker.replication.producer_log import ProducerStateStore
 from odradek.broker.replication.producer_state import DEFAULT_EXPIRATION_MS
@@ -74,7 +74,7 @@ class PartitionRaftStorage:
                  producer_state: bool = True) -> None:
         self.log = log
         self.path = log_dir(log) / STATE_FILE
-        self._clock = clock or (lambda: int(time.time() * 1000))
+        self._clock = clock or broker_clock.time_ms
         self._commit_saved_at = 0.0
         self.state = self._load(initial_voters)
         self._catch_up_scan()
@@ -269,7 +269,7 @@ class PartitionRaftStorage:
             return
         vote_changed = (hs.term, hs.vote) != (s.term, s.vote)
         s.term, s.vote, s.commit = hs.term, hs.vote, hs.commit
-        now = time.monotonic()
+        now = broker_clock.monotonic()
         if vote_changed or self.strict:
             # Strict: the commit index too, so that the high watermark a restarted
             # replica serves never goes back below what it already exposed.

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Callable
 from pathlib import Path
 
+from odradek.broker import clock as broker_clock
 from odradek.broker.replication.producer_state import DEFAULT_EXPIRATION_MS, ProducerStateTable
 from odradek.records import iter_batches
 from odradek.storage import PartitionLog
@@ -33,7 +33,7 @@ class ProducerStateStore:
         self.log = plog
         self.path = Path(plog.directory) / SNAPSHOT_FILE
         self.expiration_ms = expiration_ms
-        self._clock = clock or (lambda: int(time.time() * 1000))
+        self._clock = clock or broker_clock.time_ms
         self._snapshot_offset: int | None = None
         self._active_base = plog.active_segment_base
         self._last_expire = self._clock()

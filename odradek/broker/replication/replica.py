@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import math
-import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from odradek.broker import regressions
+from odradek.broker import clock, regressions
 from odradek.broker.errors import BrokerError
 from odradek.broker.reasons import Reason, reason_of
 from odradek.broker.replication.producer_log import ProducerStateStore
@@ -124,7 +123,7 @@ class ReplicatedPartition:
         append_time = -1
         buf = bytearray(records)
         if config.log_append_time:
-            append_time = int(time.time() * 1000)
+            append_time = clock.time_ms()
         items = []
         fresh = []
         pos = 0
@@ -178,7 +177,7 @@ class ReplicatedPartition:
         """The leader and the followers that are alive and caught up, as Kafka's ISR: a
         follower is caught up when it holds what the leader held lag_max_s ago (so under
         steady writes a follower a few batches behind the log end stays in sync)."""
-        now = time.monotonic()
+        now = clock.monotonic()
         node = self.node
         me = node.id
         floor = self._log_end_since(now - self.lag_max_s)
@@ -211,7 +210,7 @@ class ReplicatedPartition:
         return samples[0][1] if samples else self.node.last_index
 
     def _sample_log_end(self) -> None:
-        now = time.monotonic()
+        now = clock.monotonic()
         samples = self._log_ends
         if not samples:
             self._led_since = now
@@ -240,7 +239,7 @@ class ReplicatedPartition:
         if not self.high_watermark_known():
             return False
         node = self.node
-        since = max(time.monotonic() - self.lease_s, self._fresh_since())
+        since = max(clock.monotonic() - self.lease_s, self._fresh_since())
         term = node.term
 
         def acknowledged(v: int) -> bool:
@@ -261,10 +260,10 @@ class ReplicatedPartition:
 
     # ---------------------------------------------------------------- Raft listener
     def heard_from(self, node_id: int) -> None:
-        self._heard[node_id] = time.monotonic()
+        self._heard[node_id] = clock.monotonic()
 
     def acknowledged(self, node_id: int) -> None:
-        self._acked[node_id] = (time.monotonic(), self.node.term)
+        self._acked[node_id] = (clock.monotonic(), self.node.term)
 
     def on_persisted(self, ready: Ready) -> None:
         if not ready.entries_to_persist:

@@ -5,10 +5,10 @@ these calls and the results back; nothing here knows a protocol."""
 from __future__ import annotations
 
 import enum
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from odradek.broker import clock
 from odradek.broker.errors import invalid_request
 from odradek.broker.replication.replica import ReplicatedPartition
 
@@ -66,10 +66,10 @@ async def fetch(partition: ReplicatedPartition, offset: int, max_bytes: int,
     if max_wait_ms < 0 or min_bytes < 0:
         raise invalid_request("max_wait_ms and min_bytes must not be negative")
     budget = fetch_bytes(max_bytes)
-    deadline = time.monotonic() + min(max_wait_ms, MAX_WAIT_MS) / 1000
+    deadline = clock.monotonic() + min(max_wait_ms, MAX_WAIT_MS) / 1000
     while True:
         result = partition.read(offset, budget)
-        remaining = deadline - time.monotonic()
+        remaining = deadline - clock.monotonic()
         if len(result.data) >= max(min_bytes, 1) or remaining <= 0:
             return _result(partition, result.data, result.next_offset)
         await partition.wait_for_append(remaining)

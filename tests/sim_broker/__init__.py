@@ -1,0 +1,26 @@
+"""Deterministic simulation of whole brokers (world.py): ``python -m tests.sim_broker.run``.
+
+The two bugs fixed on main, as the simulation found them before the fixes (seeds of
+``python -m tests.sim_broker.run --seeds 400``; each replays with
+``python -m tests.sim_broker.run --seed S --reintroduce NAME``):
+
+a. A fetch at an offset at or below a high watermark the partition had exposed, answered
+   OFFSET_OUT_OF_RANGE by a leader whose own high watermark is behind (a new leader that
+   has not caught up, or a deposed one). Violation FETCH_OUT_OF_RANGE_BELOW_HW.
+b. A lost metadata proposal acknowledged as applied (wait_applied(offset) returned when
+   another command was applied at or after that offset): DUPLICATE_PRODUCER_ID (the
+   broker hands out its previous block again), then WRITE_LOST_UNDER_REUSED_PRODUCER_ID
+   (the partition takes the second producer's batches for retries of the first one's);
+   the same root cause shows on topic changes as ACKNOWLEDGED_ADMIN_CHANGE_LOST.
+
+These seeds are the self-test's (``make sim-broker-selftest``, tests/sim_broker/selftest.py):
+with the fix put back (``--reintroduce NAME``, a name from odradek.broker.regressions)
+some must find their bug; with the fixes in, none may fail. With the fixes, bug b's cause
+showed on topic changes too (seed 50): ClusterNode.propose now counts only its own
+command's application, for every command."""
+
+KNOWN_BUG_SEEDS: dict[str, tuple[int, ...]] = {
+    "a": (14, 125, 149, 182, 212, 266),
+    # 17 ... 334 hand out a producer id twice; 50 loses an acknowledged admin change.
+    "b": (17, 39, 50, 110, 117, 141, 144, 198, 212, 233, 245, 260, 334),
+}

@@ -1,0 +1,169 @@
+"""What the clients saw, and the properties it must have.
+
+Checked as answers arrive: the high watermark a broker's replica answers with never goes
+back within that replica's life; no fetch at or below a high watermark the partition ever
+exposed is answered OFFSET_OUT_OF_RANGE (known bug a); no (producer id, epoch) is handed
+out twice (known bug b). Checked after the heal (``check_logs``): every acknowledged write
+is in the committed log exactly once, at the offset it was acknowledged with, and on every
+replica; replicas agree; nothing a consumer read was later lost (no read of uncommitted
+data); an idempotent producer's acknowledged writes are in the order it made them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from odradek.broker import clock
+
+TP = tuple[str, int]
+
+# Violation kinds of the two bugs being fixed on main (see tests/sim_broker/__init__.py).
+BUG_A = "FETCH_OUT_OF_RANGE_BELOW_HW"
+BUG_B = "DUPLICATE_PRODUCER_ID"
+# What a reused producer id does next: the partition takes the second producer's batches
+# for retries of the first one's and answers with their offsets (the write is lost).
+BUG_B_EFFECT = "WRITE_LOST_UNDER_REUSED_PRODUCER_ID"
+# The same root cause as b, seen on a topic change: the controller's propose acknowledged
+# a proposal that was lost (wait_applied(offset) returned on another command at a later
+# offset), so the admin request succeeded and the image never got the change.
+BUG_B_ADMIN = "ACKNOWLEDGED_ADMIN_CHANGE_LOST"
+KNOWN_BUGS = {BUG_A: "a", BUG_B: "b", BUG_B_EFFECT: "b", BUG_B_ADMIN: "b"}
+
+
+@dataclass(frozen=True)
+class Problem:
+    kind: str
+    message: str
+    at: float  # simulated seconds
+
+    def __str__(self) -> str:
+        bug = KNOWN_BUGS.get(self.kind)
+        tag = f" (known bug {bug})" if bug else ""
+        return f"{self.kind}{tag} at t={self.at:.3f}s: {self.message}"
+
+
+@dataclass
+class History:
+    problems: list[Problem] = field(default_factory=list)
+    # value -> (topic, partition, offset) of acknowledged writes
+    acked: dict[bytes, tuple[str, int, int]] = field(default_factory=dict)
+    unsure: set[bytes] = field(default_factory=set)
+    identity_of: dict[bytes, tuple[int, int]] = field(default_factory=dict)
+    ack_order: dict[tuple[str, str, int], list[tuple[int, tuple[int, int]]]] = field(
+        default_factory=dict)
+    reused: set[tuple[int, int]] = field(default_factory=set)
+    exposed_hw: dict[TP, int] = field(default_factory=dict)
+    replica_hw: dict[tuple[TP, str], int] = field(default_factory=dict)
+    read: dict[TP, dict[int, bytes]] = field(default_factory=dict)
+    pids: dict[tuple[int, int], str] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def problem(self, kind: str, message: str) -> None:
+        self.problems.append(Problem(kind, message, clock.monotonic()))
+
+    def count(self, key: str, n: int = 1) -> None:
+        self.counts[key] = self.counts.get(key, 0) + n
+
+    # ------------------------------------------------------------ as it happens
+    def produced(self, producer: str, tp: TP, values: list[bytes], base: int,
+                 identity: tuple[int, int]) -> None:
+        self.count("acked_writes", len(values))
+        for i, value in enumerate(values):
+            self.acked[value] = (tp[0], tp[1], base + i)
+            self.identity_of[value] = identity
+        self.ack_order.setdefault((producer, *tp), []).append((base, identity))
+
+    def maybe_produced(self, values: Iterable[bytes]) -> None:
+        self.unsure.update(values)
+
+    def fetched(self, tp: TP, replica: str, offset: int, hw: int,
+                records: list[tuple[int, bytes]]) -> None:
+        self.count("fetches")
+        key = (tp, replica)
+        seen = self.replica_hw.get(key)
+        if seen is not None and hw < seen:
+            self.problem("HIGH_WATERMARK_WENT_BACK",
+                         f"{replica} answered {tp[0]}-{tp[1]} with high watermark {hw} "
+                         f"after {seen}")
+        self.replica_hw[key] = max(hw, seen if seen is not None else hw)
+        if hw > self.exposed_hw.get(tp, 0):
+            self.exposed_hw[tp] = hw
+        reads = self.read.setdefault(tp, {})
+        for off, value in records:
+            if off >= hw:
+                self.problem("READ_ABOVE_HIGH_WATERMARK",
+                             f"{replica} returned offset {off} of {tp[0]}-{tp[1]} with high "
+                             f"watermark {hw}")
+            earlier = reads.get(off)
+            if earlier is not None and earlier != value:
+                self.problem("READS_DISAGREE", f"{tp[0]}-{tp[1]} offset {off} read as "
+                             f"{earlier!r} and later as {value!r}")
+            reads[off] = value
+
+    def out_of_range(self, tp: TP, replica: str, offset: int, detail: str) -> None:
+        self.count("out_of_range")
+        exposed = self.exposed_hw.get(tp, 0)
+        if offset <= exposed:
+            self.problem(BUG_A, f"{replica} answered a fetch of {tp[0]}-{tp[1]} at offset "
+                         f"{offset} OFFSET_OUT_OF_RANGE ({detail}), but the partition "
+                         f"exposed high watermark {exposed}")
+
+    def producer_id(self, pid: int, epoch: int, where: str) -> None:
+        self.count("producer_ids")
+        first = self.pids.get((pid, epoch))
+        if first is not None:
+            self.reused.add((pid, epoch))
+            self.problem(BUG_B, f"producer id {pid} epoch {epoch} handed out twice: {first} "
+                         f"and {where}")
+        else:
+            self.pids[(pid, epoch)] = where
+
+    # ------------------------------------------------------------ after the heal
+    def check_logs(self, logs: dict[TP, dict[str, list[tuple[int, bytes]]]],
+                   leaders: dict[TP, str]) -> None:
+        """logs: per partition, each replica's committed data records (offset, value)."""
+        committed: dict[TP, dict[int, bytes]] = {}
+        for tp, replicas in logs.items():
+            leader = leaders[tp]
+            reference = replicas[leader]
+            committed[tp] = dict(reference)
+            where: dict[bytes, int] = {}
+            for off, value in reference:
+                if value in where:
+                    self.problem("DUPLICATE_WRITE", f"{value!r} is at offsets {where[value]} "
+                                 f"and {off} of {tp[0]}-{tp[1]}")
+                where[value] = off
+            for name, records in replicas.items():
+                if records != reference:
+                    diff = next((i for i, (a, b) in enumerate(zip(records, reference,
+                                                                   strict=False)) if a != b),
+                                min(len(records), len(reference)))
+                    self.problem("REPLICAS_DIVERGE",
+                                 f"{tp[0]}-{tp[1]}: {name} and leader {leader} differ from "
+                                 f"record {diff} ({len(records)} vs {len(reference)} records)")
+        for value, (topic, index, off) in self.acked.items():
+            if (topic, index) not in committed:
+                continue  # a deleted topic's
+            found = committed[(topic, index)].get(off)
+            if found != value:
+                kind = (BUG_B_EFFECT if self.identity_of.get(value) in self.reused
+                        else "ACKED_WRITE_LOST")
+                self.problem(kind, f"{value!r} was acknowledged at {topic}-"
+                             f"{index} offset {off}; the log has {found!r} there")
+        for (producer, topic, index), acks in self.ack_order.items():
+            if (topic, index) not in committed:
+                continue
+            for (a, _), (b, identity) in zip(acks, acks[1:], strict=False):
+                if b <= a:
+                    kind = BUG_B_EFFECT if identity in self.reused else "ACKS_OUT_OF_ORDER"
+                    self.problem(kind, f"{producer}'s writes to {topic}-{index} were "
+                                 f"acknowledged at offset {a}, then {b}")
+        for tp, reads in self.read.items():
+            log = committed.get(tp)
+            if log is None:
+                continue
+            for off, value in reads.items():
+                if log.get(off) != value:
+                    self.problem("READ_UNCOMMITTED", f"a consumer read {value!r} at {tp[0]}-"
+                                 f"{tp[1]} offset {off}; the committed log has "
+                                 f"{log.get(off)!r}")
