@@ -12,6 +12,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -22,6 +23,8 @@ from odradek.broker.server import Broker, BrokerSettings, ListenError
 from odradek.security.certs import LOCAL_NAMES, Pki, make_pki
 from odradek.security.hosts import host_port
 from odradek.security.tls import ServerTLS
+
+READY_TIMEOUT_S = 60.0
 
 BANNER = """
 Odradek is running: {count} broker(s) on {addrs}
@@ -182,6 +185,14 @@ async def _run(settings: list[BrokerSettings], with_prometheus: bool = False,
     brokers = [Broker(s) for s in settings]
     for broker in brokers:
         await broker.start()
+    # The commands the banner shows work once every broker is registered (a topic made
+    # before that found "0 brokers available").
+    try:
+        await asyncio.wait_for(asyncio.gather(*(b.serving.wait() for b in brokers)),
+                               READY_TIMEOUT_S)
+    except TimeoutError:
+        print(f"warning: not every broker registered within {READY_TIMEOUT_S:.0f}s",
+              file=sys.stderr)
     addrs = [host_port(s.host, b.port) for s, b in zip(settings, brokers, strict=True)]
     fields = dict(count=len(brokers), addrs=", ".join(addrs), first=addrs[0],
                   boot=",".join(addrs), data=settings[0].data_dir.parent)

@@ -119,6 +119,8 @@ class Broker:
         self.guard: Guard | None = None
         self._data_lock: DataDirLock | None = None
         self.housekeeper = Housekeeper(self.metrics)
+        # Set once the cluster knows this broker and its replicas know their leaders.
+        self.serving = asyncio.Event()
 
     @property
     def metrics_url(self) -> str | None:
@@ -238,6 +240,7 @@ class Broker:
             await asyncio.sleep(0.05)
         for service in ("", *services):
             await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        self.serving.set()
         log.info("broker %d registered with the cluster and serving", me)
 
     def _sync_peers(self) -> None:

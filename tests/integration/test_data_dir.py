@@ -75,6 +75,11 @@ def test_a_second_dev_cluster_on_one_directory_says_so(tmp_path: Path) -> None:
             line = first.stdout.readline()
             assert line, f"odradek dev exited:\n{banner}"
             banner += line
+        # What the banner shows works at once: every broker is registered by then.
+        made = subprocess.run(
+            [sys.executable, "-m", "odradek.cli.main", "topic", "create", "right-away",
+             "-b", f"127.0.0.1:{port}"], capture_output=True, text=True, timeout=60)
+        assert made.returncode == 0, made.stderr
         second = subprocess.run(
             [sys.executable, "-m", "odradek.cli.main", "dev", "--brokers", "1", "--port",
              str(free_port()), "--metrics-port", "0", "--data-dir", str(data_dir)],
