@@ -3,6 +3,7 @@ and always stopped."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -10,7 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -206,3 +207,14 @@ class ClusterProcesses:
     def stop(self) -> None:
         for broker in self.brokers:
             broker.stop()
+
+
+@contextlib.contextmanager
+def paused_safely(cluster: ClusterProcesses) -> Iterator[ClusterProcesses]:
+    """Stops a cluster whose brokers a test may have left paused (SIGSTOP)."""
+    try:
+        yield cluster
+    finally:
+        for broker in cluster.brokers:
+            broker.signal(signal.SIGCONT)
+        cluster.stop()

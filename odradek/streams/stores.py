@@ -57,10 +57,10 @@ class MemoryStore:
             yield key, self._data[key]
 
     def commit(self) -> None:
-        pass
+        """Nothing to make durable: the in-memory store lives as long as its task."""
 
     def close(self) -> None:
-        pass
+        """Nothing to release."""
 
 
 class LmdbStore:

@@ -15,20 +15,15 @@ import grpc
 import pytest
 
 from odradek.v1 import odradek_pb2 as pb
-from tests.brokers import BrokerProcess, ClusterProcesses, wait_until
+from tests.brokers import BrokerProcess, ClusterProcesses, paused_safely, wait_until
 
 BLOCK = 1000  # odradek.broker.producer_ids.BLOCK_SIZE
 
 
 @pytest.fixture
 def cluster3(tmp_path: Path) -> Iterator[ClusterProcesses]:
-    cluster = ClusterProcesses(tmp_path, 3).start()
-    try:
+    with paused_safely(ClusterProcesses(tmp_path, 3).start()) as cluster:
         yield cluster
-    finally:
-        for broker in cluster.brokers:
-            broker.signal(signal.SIGCONT)
-        cluster.stop()
 
 
 

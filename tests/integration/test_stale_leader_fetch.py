@@ -17,20 +17,15 @@ import pytest
 
 from odradek.client import SyncConsumer, SyncProducer
 from odradek.v1 import odradek_pb2 as pb
-from tests.brokers import BrokerProcess, ClusterProcesses, wait_until
+from tests.brokers import BrokerProcess, ClusterProcesses, paused_safely, wait_until
 
 TOPIC = "tail"
 
 
 @pytest.fixture
 def cluster3(tmp_path: Path) -> Iterator[ClusterProcesses]:
-    cluster = ClusterProcesses(tmp_path, 3).start()
-    try:
+    with paused_safely(ClusterProcesses(tmp_path, 3).start()) as cluster:
         yield cluster
-    finally:
-        for broker in cluster.brokers:
-            broker.signal(signal.SIGCONT)
-        cluster.stop()
 
 
 
