@@ -487,11 +487,13 @@ class ClusterNode:
                                       partition.leader_term, self._topic_ids.get(key))
             self._spawn(self._report(command))
 
-    async def _report(self, command: Command) -> None:
+    async def _report(self, command: Command, key: tuple[str, int, int] | None = None) -> None:
         try:
             await self.propose(command, timeout_s=60)
         except BrokerError as exc:
             log.warning("could not report %s: %s", command, exc.message)
+            if key is not None:  # reported again on the next pass, or the move stalls
+                self._reported_configs.discard(key)
 
     async def _register_loop(self) -> None:
         s = self.settings
@@ -557,7 +559,8 @@ class ClusterNode:
             if key not in self._reported_configs:
                 self._reported_configs.add(key)
                 self._spawn(self._report(PartitionReplicas(
-                    topic, index, current, node.config_index, self._topic_ids.get((topic, index)))))
+                    topic, index, current, node.config_index, self._topic_ids.get((topic, index))),
+                    key))
             return
         target = info.target_replicas
         if target is None or set(target) == voters:

@@ -10,5 +10,9 @@ LOST_PROPOSAL_COUNTS = "lost-proposal-counts"
 # A leader answers OFFSET_OUT_OF_RANGE above its own high watermark without being sure of
 # it (a deposed leader, or a new one whose high watermark has not caught up).
 UNSURE_LEADER_OUT_OF_RANGE = "unsure-leader-out-of-range"
+# Not a bug that was found but one planted, to show that the simulation's group checks
+# work: a group change is answered once the coordinator's own log has it, before a
+# majority of the partition's replicas does.
+GROUP_CHANGES_WITHOUT_QUORUM = "group-changes-without-quorum"
 
 reintroduced: set[str] = set()

@@ -189,7 +189,7 @@ def _missing_broker(exc: ModuleNotFoundError) -> CliError:
 
 def _run_broker(args: argparse.Namespace) -> int:
     try:
-        from odradek.broker.main import run_broker  # type: ignore[import-not-found,unused-ignore]
+        from odradek.cli.broker_run import run_broker  # type: ignore[import-not-found,unused-ignore]
     except ModuleNotFoundError as exc:
         if exc.name and exc.name.startswith("odradek.broker"):
             raise _missing_broker(exc) from None
@@ -201,7 +201,7 @@ def _run_broker(args: argparse.Namespace) -> int:
 
 def _run_dev(args: argparse.Namespace) -> int:
     try:
-        from odradek.broker.dev import run_dev  # type: ignore[import-not-found,unused-ignore]
+        from odradek.cli.dev_cluster import run_dev  # type: ignore[import-not-found,unused-ignore]
     except ModuleNotFoundError as exc:
         if exc.name and exc.name.startswith("odradek.broker"):
             raise _missing_broker(exc) from None

@@ -19,7 +19,7 @@ from typing import Any
 import grpc
 import pytest
 
-from odradek.broker.dev import DevPrometheus
+from odradek.cli.dev_cluster import DevPrometheus
 from odradek.records.builder import BatchBuilder
 from odradek.security.certs import make_pki
 from odradek.v1 import odradek_pb2 as pb

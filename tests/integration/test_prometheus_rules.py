@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from odradek.broker.dev import default_rule_files, prometheus_config
+from odradek.cli.dev_cluster import default_rule_files, prometheus_config
 from tests.promtool import DEPLOY, require
 
 RULES = DEPLOY / "prometheus" / "rules.yml"

@@ -1,7 +1,8 @@
 """Deterministic simulation of whole brokers (world.py): ``python -m tests.sim_broker.run``.
 
 The two bugs fixed on main, as the simulation found them before the fixes (seeds of
-``python -m tests.sim_broker.run --seeds 400``; each replays with
+``python -m tests.sim_broker.run --seeds 140 --reintroduce NAME --known-bugs report``,
+re-read whenever the workload changes the schedules; each replays with
 ``python -m tests.sim_broker.run --seed S --reintroduce NAME``):
 
 a. A fetch at an offset at or below a high watermark the partition had exposed, answered
@@ -13,6 +14,11 @@ b. A lost metadata proposal acknowledged as applied (wait_applied(offset) return
    (the partition takes the second producer's batches for retries of the first one's);
    the same root cause shows on topic changes as ACKNOWLEDGED_ADMIN_CHANGE_LOST.
 
+c. Planted, not found: group changes (commits, memberships) answered once the
+   coordinator's own log has them, before a majority does. A new coordinator then loads
+   a log without them: COMMITTED_OFFSET_WENT_BACK, ACKED_COMMIT_LOST. It shows that the
+   group checks work.
+
 These seeds are the self-test's (``make sim-broker-selftest``, tests/sim_broker/selftest.py):
 with the fix put back (``--reintroduce NAME``, a name from odradek.broker.regressions)
 some must find their bug; with the fixes in, none may fail. With the fixes, bug b's cause
@@ -20,7 +26,9 @@ showed on topic changes too (seed 50): ClusterNode.propose now counts only its o
 command's application, for every command."""
 
 KNOWN_BUG_SEEDS: dict[str, tuple[int, ...]] = {
-    "a": (14, 125, 149, 182, 212, 266),
-    # 17 ... 334 hand out a producer id twice; 50 loses an acknowledged admin change.
-    "b": (17, 39, 50, 110, 117, 141, 144, 198, 212, 233, 245, 260, 334),
+    "a": (73, 76, 112, 121),
+    # 35 ... 132 hand out a producer id twice.
+    "b": (35, 39, 65, 132),
+    # Planted (regressions.GROUP_CHANGES_WITHOUT_QUORUM): an acknowledged commit is lost.
+    "c": (91, 97),
 }

@@ -16,12 +16,17 @@ from typing import TYPE_CHECKING, Any
 from odradek.broker import clock
 from odradek.broker.cluster import ClusterNode, ClusterSettings
 from odradek.broker.errors import BrokerError
+from odradek.broker.groups.coordinator import CoordinatorSettings, GroupCoordinator
+from odradek.broker.groups.lookup import OffsetLookup
 from odradek.broker.peers import MetadataReply, PeerUnavailable
 from odradek.broker.producer_ids import ProducerIdManager
 from odradek.broker.replication.host import RaftHost
 from odradek.broker.topic_admin import TopicAdmin
+from odradek.broker.topics.reads import OffsetSpec, list_offsets
 from odradek.raft import Message
+from odradek.records import Record, iter_records
 from odradek.storage import LogConfig, PartitionLog
+from odradek.v1 import odradek_pb2 as pb
 from tests.sim_broker.errors import RETRIABLE_CODES, make_error, status_code
 from tests.sim_broker.loop import Proc
 from tests.sim_broker.net import CallTimeout
@@ -30,6 +35,9 @@ if TYPE_CHECKING:
     from tests.sim_broker.world import World
 
 TICK_S = 0.05
+OFFSETS_PARTITIONS = 2
+SPECS = {pb.OFFSET_SPEC_EARLIEST: OffsetSpec.EARLIEST, pb.OFFSET_SPEC_LATEST: OffsetSpec.LATEST,
+         pb.OFFSET_SPEC_TIMESTAMP: OffsetSpec.TIMESTAMP}
 
 
 def address(broker_id: int) -> str:
@@ -51,6 +59,7 @@ class SimBroker:
         self.host: RaftHost | None = None
         self.cluster: ClusterNode | None = None
         self.admin: TopicAdmin | None = None
+        self.groups: GroupCoordinator | None = None
         self._last_received: dict[int, float] = {}
         self._last_sent: dict[int, float] = {}
         self._outbox: dict[int, list[tuple[str, Message]]] = {}
@@ -86,8 +95,12 @@ class SimBroker:
         # Small blocks: brokers go back to the metadata log for ids often.
         self.cluster.producer_ids = ProducerIdManager(self.cluster, w.p.pid_block)
         self.admin = TopicAdmin(self.cluster, w.topic_defaults, 3)
+        self.groups = GroupCoordinator(self.cluster, self.admin, CoordinatorSettings(
+            offsets_partitions=OFFSETS_PARTITIONS, offsets_replication_factor=3))
+        self.groups.lookup = SimOffsetLookup(self)
         self.host.start()
         self.cluster.start()
+        self.groups.start()
 
     def crash(self, rng: random.Random) -> None:
         """kill -9 and power loss: nothing more runs; unsynced writes are damaged."""
@@ -101,7 +114,7 @@ class SimBroker:
             for segment in plog.segments:
                 segment.close()
         self.world.disk.lose_unsynced_under(self.data_dir, rng)
-        self.host = self.cluster = self.admin = None
+        self.host = self.cluster = self.admin = self.groups = None
 
     def pause(self) -> None:
         assert self.proc is not None
@@ -201,6 +214,36 @@ class SimControllerClient:
         return result
 
 
+class SimOffsetLookup(OffsetLookup):
+    """The coordinator's ListOffsets to a partition's leader, over the simulated network."""
+
+    def __init__(self, broker: SimBroker) -> None:
+        assert broker.cluster is not None
+        super().__init__(broker.cluster)
+        self.broker = broker
+
+    async def offset(self, topic: str, partition: int, spec: int, timestamp_ms: int = 0) -> int:
+        info = self.cluster.image.partition(topic, partition)
+        leader = self.broker.world.brokers.get(info.leader) if info is not None else None
+        if leader is None:
+            raise make_error("LEADER_NOT_AVAILABLE", f"{topic}-{partition} has no leader")
+
+        async def ask(b: SimBroker) -> int:
+            assert b.admin is not None
+            return list_offsets(b.admin.leader_partition(topic, partition), SPECS[spec],
+                                timestamp_ms).offset
+
+        try:
+            offset: int = await leader.call(self.broker.name, ask, 5.0)
+        except (BrokerError, CallTimeout) as exc:
+            raise make_error("LEADER_NOT_AVAILABLE", f"offsets of {topic}-{partition}: "
+                             f"{exc}") from None
+        if spec == pb.OFFSET_SPEC_LATEST:
+            self.end_offsets[(topic, partition)] = offset
+        return offset
+
+
+
 def not_controller(b: SimBroker) -> BrokerError:
     """What a broker that is not the controller answers an admin change (the gRPC front
     end forwards it instead; the simulated admin client goes to the controller itself)."""
@@ -213,3 +256,18 @@ def sim_topic_defaults(segment_bytes: int) -> LogConfig:
     # Every write fsynced before it counts, as the real-storage Raft simulation runs, so
     # that power loss on a minority never loses an acknowledged write.
     return LogConfig(segment_bytes=segment_bytes, flush_messages=1)
+
+
+def committed_records(partition: Any) -> list[Record]:
+    """Every record below the replica's high watermark (a read stops at a segment's end,
+    so read on until the high watermark)."""
+    hw = partition.high_watermark
+    offset = partition.log.log_start_offset
+    out: list[Record] = []
+    while offset < hw:
+        result = partition.log.read(offset, 1 << 20, max_offset=hw)
+        if result.next_offset <= offset:
+            break
+        out += iter_records(result.data)
+        offset = result.next_offset
+    return out

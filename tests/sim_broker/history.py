@@ -27,7 +27,13 @@ BUG_B_EFFECT = "WRITE_LOST_UNDER_REUSED_PRODUCER_ID"
 # a proposal that was lost (wait_applied(offset) returned on another command at a later
 # offset), so the admin request succeeded and the image never got the change.
 BUG_B_ADMIN = "ACKNOWLEDGED_ADMIN_CHANGE_LOST"
-KNOWN_BUGS = {BUG_A: "a", BUG_B: "b", BUG_B_EFFECT: "b", BUG_B_ADMIN: "b"}
+# What the planted bug c (odradek.broker.regressions.GROUP_CHANGES_WITHOUT_QUORUM) shows as.
+GROUP_GENERATION_WENT_BACK = "GROUP_GENERATION_WENT_BACK"
+COMMITTED_OFFSET_WENT_BACK = "COMMITTED_OFFSET_WENT_BACK"
+ACKED_COMMIT_LOST = "ACKED_COMMIT_LOST"
+KNOWN_BUGS = {BUG_A: "a", BUG_B: "b", BUG_B_EFFECT: "b", BUG_B_ADMIN: "b",
+              GROUP_GENERATION_WENT_BACK: "c", COMMITTED_OFFSET_WENT_BACK: "c",
+              ACKED_COMMIT_LOST: "c"}
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,9 @@ class History:
     replica_hw: dict[tuple[TP, str], int] = field(default_factory=dict)
     read: dict[TP, dict[int, bytes]] = field(default_factory=dict)
     pids: dict[tuple[int, int], str] = field(default_factory=dict)
+    # the highest acknowledged commit of the group per partition; generations per member
+    group_commits: dict[TP, int] = field(default_factory=dict)
+    generations: dict[str, int] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
 
     def problem(self, kind: str, message: str) -> None:
@@ -117,6 +126,32 @@ class History:
                          f"and {where}")
         else:
             self.pids[(pid, epoch)] = where
+
+    def group_generation(self, member: str, generation: int, what: str) -> None:
+        """Joined carries the group's generation, an assignment the generation in which
+        the member's own assignment last changed (lower, when others changed since):
+        each goes forward on its own."""
+        key = f"{member} {what}"
+        seen = self.generations.get(key, -1)
+        if generation < seen:
+            self.problem(GROUP_GENERATION_WENT_BACK, f"{member} was sent {what} with "
+                         f"generation {generation} after generation {seen}")
+        self.generations[key] = max(seen, generation)
+
+    def committed(self, tp: TP, offset: int) -> None:
+        self.count("group_commits")
+        self.group_commits[tp] = max(offset, self.group_commits.get(tp, -1))
+
+    def acked_commit(self, tp: TP) -> int:
+        return self.group_commits.get(tp, -1)
+
+    def fetched_commit(self, tp: TP, offset: int, floor: int, where: str) -> None:
+        """A member starting on tp was told ``offset``; ``floor`` had been acknowledged
+        as committed before it asked."""
+        if offset < floor:
+            self.problem(COMMITTED_OFFSET_WENT_BACK,
+                         f"{where} answered the committed offset of {tp[0]}-{tp[1]} with "
+                         f"{offset}; {floor} had been acknowledged")
 
     # ------------------------------------------------------------ after the heal
     def check_logs(self, logs: dict[TP, dict[str, list[tuple[int, bytes]]]],

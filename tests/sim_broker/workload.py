@@ -178,33 +178,42 @@ class Consumer(Client):
 
     async def run(self) -> None:
         tp = self.tp
-
-        async def fetch(b: SimBroker) -> tuple[bytes, int, int, str]:
-            assert b.admin is not None and b.proc is not None
-            partition = b.admin.leader_partition(*tp)
-            result = partition.read(self.offset, 64 * 1024)
-            return result.data, partition.high_watermark, result.next_offset, b.proc.name
-
         while not self.world.stopping and tp in self.world.partitions:
-            broker = self.pick(tp)
-            offset = self.offset
-            try:
-                data, hw, next_offset, replica = await broker.call(self.name, fetch,
-                                                                   REQUEST_TIMEOUT_S)
-            except CallTimeout:
-                self.learn(tp, None)
-            except BrokerError as exc:
-                if exc.reason == "OFFSET_OUT_OF_RANGE":
-                    self.world.history.out_of_range(tp, broker.name, offset, exc.message)
-                    self.hints.pop(tp, None)
-                else:
-                    self.learn(tp, exc)
-            else:
-                records = [(r.offset, r.value or b"") for r in iter_records(data)]
-                self.world.history.fetched(tp, replica, offset, hw, records)
+            next_offset = await fetch(self, tp, self.offset, 64 * 1024)
+            if next_offset is not None:
                 self.offset = max(self.offset, next_offset)
                 self.last_success = clock.monotonic()
             await asyncio.sleep(self.rng.uniform(0.02, 0.15))
+
+
+async def fetch(client: Client, tp: TP, offset: int, max_bytes: int) -> int | None:
+    """One fetch at the partition's leader (as the client knows it); the next offset, or
+    None when there was no answer. What the replica answered is recorded as it answers
+    (answers to several clients may overtake each other on the way back)."""
+    history = client.world.history
+
+    async def read(b: SimBroker) -> int:
+        assert b.admin is not None and b.proc is not None
+        partition = b.admin.leader_partition(*tp)
+        result = partition.read(offset, max_bytes)
+        records = [(r.offset, r.value or b"") for r in iter_records(result.data)]
+        history.fetched(tp, b.proc.name, offset, partition.high_watermark, records)
+        return result.next_offset
+
+    broker = client.pick(tp)
+    try:
+        next_offset: int = await broker.call(client.name, read, REQUEST_TIMEOUT_S)
+    except CallTimeout:
+        client.learn(tp, None)
+        return None
+    except BrokerError as exc:
+        if exc.reason == "OFFSET_OUT_OF_RANGE":
+            history.out_of_range(tp, broker.name, offset, exc.message)
+            client.hints.pop(tp, None)
+        else:
+            client.learn(tp, exc)
+        return None
+    return next_offset
 
 
 async def admin_call(world: World, client: Client, request: Any, timeout_s: float) -> Any:

@@ -20,9 +20,15 @@ from typing import Any
 
 from odradek.broker import clock
 from odradek.broker.errors import BrokerError
-from odradek.records import iter_records
+from odradek.broker.groups.coordinator import OFFSETS_TOPIC
 from tests.sim.real_storage import RealDisk
-from tests.sim_broker.broker import SimBroker, sim_topic_defaults
+from tests.sim_broker.broker import (
+    OFFSETS_PARTITIONS,
+    SimBroker,
+    committed_records,
+    sim_topic_defaults,
+)
+from tests.sim_broker.groups import GroupMember, check_offsets_log, group_settled
 from tests.sim_broker.history import BUG_B_ADMIN, TP, History
 from tests.sim_broker.loop import SimLoop
 from tests.sim_broker.net import CallTimeout, NetParams, Network
@@ -39,6 +45,7 @@ EPOCH_S = 1_700_000_000.0
 BOOTSTRAP_S = 60.0
 LIVENESS_S = 30.0
 CONVERGE_S = 20.0
+GROUP_TOPIC = "t0"
 FAULT_KINDS = ("partition", "one_way", "client_partition", "crash", "pause", "heal_net")
 
 
@@ -78,6 +85,8 @@ class SimParams:
     id_clients: int  # clients that only ask for producer ids, often
     faults: tuple[int, ...]  # weights of the fault kinds (FAULT_KINDS)
     net: NetParams
+    group_members: int  # consumers in one group over the first topic (0: no group)
+    group_churn: float  # chance that a member leaves for a while after a session
 
     @classmethod
     def from_seed(cls, rng: random.Random) -> SimParams:
@@ -90,7 +99,8 @@ class SimParams:
                    reinit=rng.choice([0.0, 0.05, 0.2]), admin=rng.random() < 0.5,
                    id_clients=rng.choice([0, 1, 2]),
                    faults=tuple(rng.choice([0, 1, 3]) for _ in FAULT_KINDS),
-                   net=NetParams.from_seed(rng))
+                   net=NetParams.from_seed(rng), group_members=rng.choice([0, 2, 3]),
+                   group_churn=rng.choice([0.0, 0.2, 0.5]))
 
 
 class World:
@@ -115,6 +125,7 @@ class World:
         self.draining: set[int] = set()
         self.removed: set[str] = set()
         self._consumers: list[Consumer] = []
+        self.members: list[GroupMember] = []
         self._next_client = 0
         self.faults: dict[str, int] = {}
         self._clients: list[asyncio.Task[None]] = []
@@ -179,6 +190,11 @@ class World:
         self._clients = [self.loop.spawn_as(None, c.run()) for c in producers]
         for i in range(self.p.id_clients):
             self._clients.append(self.loop.spawn_as(None, IdClient(self, f"i{i}").run()))
+        for _ in range(self.p.group_members):
+            member = GroupMember(self, self._next_client, [GROUP_TOPIC])
+            self._next_client += 1
+            self.members.append(member)
+            self._clients.append(self.loop.spawn_as(None, member.run()))
         self.add_partitions(list(self.partitions), known=True)
         admin = self.loop.spawn_as(None, Admin(self).run()) if self.p.admin else None
         await self._faults(self.p.fault_s)
@@ -195,13 +211,24 @@ class World:
             return [c for c in clients
                     if not isinstance(c, Consumer) or c.tp in self.partitions]
 
-        await self._until(lambda: all(c.last_success > healed for c in live()), LIVENESS_S)
+        def group_partitions() -> set[TP]:
+            return {tp for tp in self.partitions if tp[0] == GROUP_TOPIC}
+
+        await self._until(lambda: all(c.last_success > healed for c in live())
+                          and group_settled(self.members, group_partitions()) is None,
+                          LIVENESS_S)
         for c in live():
             if c.last_success <= healed:
                 self.history.problem("NO_PROGRESS_AFTER_HEAL",
                                      f"{c.name} did not succeed within {LIVENESS_S:.0f}s")
+        unsettled = group_settled(self.members, group_partitions())
+        if unsettled is not None:
+            self.history.problem("GROUP_NOT_SETTLED", f"{LIVENESS_S:.0f}s after the heal "
+                                 f"the group's assignment is not whole: {unsettled}")
         self.stopping = True
-        await asyncio.gather(*self._clients, return_exceptions=True)
+        for result in await asyncio.gather(*self._clients, return_exceptions=True):
+            if isinstance(result, Exception):  # the workload's own bug, or the broker's
+                self.history.problem("CLIENT_CRASHED", f"{type(result).__name__}: {result}")
         await self._final_check()
 
     async def _drop_lost_partitions(self) -> None:
@@ -263,6 +290,11 @@ class World:
             await self._admin(admin, lambda a, n=name: a.create(
                 n, self.p.partitions, min(3, self.p.brokers), {}, False), deadline)
             self.partitions += [(name, i) for i in range(self.p.partitions)]
+        if self.p.group_members:
+            rf = min(3, self.p.brokers)
+            await self._admin(admin, lambda a: a.create(
+                OFFSETS_TOPIC, OFFSETS_PARTITIONS, rf, {"cleanup.policy": "compact"}, False),
+                deadline)
         self.note(f"bootstrapped: {self.partitions}")
 
     async def _admin(self, admin: Client, request: Callable[[Any], Awaitable[Any]],
@@ -372,10 +404,13 @@ class World:
                 partition = broker.cluster.partitions.get(tp)
                 if partition is None:
                     continue
-                logs.setdefault(tp, {})[broker.name] = committed_records(partition)
+                logs.setdefault(tp, {})[broker.name] = [
+                    (r.offset, r.value or b"") for r in committed_records(partition)]
                 if partition.node.is_leader():
                     leaders[tp] = broker.name
         self.history.check_logs(logs, leaders)
+        if self.members:
+            check_offsets_log(self)
 
     def _replicas(self, tp: TP) -> list[tuple[str, Any]]:
         out = []
@@ -402,21 +437,6 @@ class World:
                 f"voters={sorted(p.node.config.voters)} hw={p.high_watermark} "
                 f"end={p.log.log_end_offset}" for name, p in self._replicas(tp))
             for tp in self.partitions)
-
-
-def committed_records(partition: Any) -> list[tuple[int, bytes]]:
-    """(offset, value) of every data record below the replica's high watermark (a read
-    stops at a segment's end, so read on until the high watermark)."""
-    hw = partition.high_watermark
-    offset = partition.log.log_start_offset
-    out: list[tuple[int, bytes]] = []
-    while offset < hw:
-        result = partition.log.read(offset, 1 << 20, max_offset=hw)
-        if result.next_offset <= offset:
-            break
-        out += [(r.offset, r.value or b"") for r in iter_records(result.data)]
-        offset = result.next_offset
-    return out
 
 
 def run_seed(seed: int, verbose: bool = False) -> World:

@@ -214,13 +214,13 @@ def test_broker_command_calls_into_broker_package(
     import types
 
     calls = []
-    main_mod = types.ModuleType("odradek.broker.main")
+    main_mod = types.ModuleType("odradek.cli.broker_run")
     main_mod.run_broker = lambda args: calls.append(("broker", args.port, args.data_dir))  # type: ignore[attr-defined]
-    dev_mod = types.ModuleType("odradek.broker.dev")
+    dev_mod = types.ModuleType("odradek.cli.dev_cluster")
     dev_mod.run_dev = lambda args: calls.append(("dev", args.port, args.data_dir)) or 0  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "odradek.broker", types.ModuleType("odradek.broker"))
-    monkeypatch.setitem(sys.modules, "odradek.broker.main", main_mod)
-    monkeypatch.setitem(sys.modules, "odradek.broker.dev", dev_mod)
+    monkeypatch.setitem(sys.modules, "odradek.cli.broker_run", main_mod)
+    monkeypatch.setitem(sys.modules, "odradek.cli.dev_cluster", dev_mod)
     assert main(["broker", "--port", "1234", "--data-dir", str(tmp_path)]) == 0
     assert main(["dev"]) == 0
     assert calls == [("broker", 1234, str(tmp_path)), ("dev", 9092, "./.dev-data")]

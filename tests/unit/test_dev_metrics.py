@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from odradek.broker.dev import default_rule_files, dev_settings, prometheus_config
-from odradek.broker.main import metrics_port
+from odradek.cli.broker_run import metrics_port
+from odradek.cli.dev_cluster import default_rule_files, dev_settings, prometheus_config
 
 
 def test_metrics_port_defaults_to_grpc_port_plus_1000() -> None:

@@ -254,7 +254,7 @@ def _broker_args(*argv: str) -> Any:
 
 
 def test_broker_security_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from odradek.broker.main import security_settings
+    from odradek.cli.broker_run import security_settings
 
     pw = tmp_path / "pw"
     pw.write_text("hunter2\nignored\n")
@@ -277,7 +277,7 @@ def test_broker_security_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_dev_admin_password_is_made_once_and_private(tmp_path: Path) -> None:
-    from odradek.broker.dev import dev_security
+    from odradek.cli.dev_cluster import dev_security
 
     first, path = dev_security(tmp_path)
     second, _ = dev_security(tmp_path)

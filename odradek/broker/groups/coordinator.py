@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import grpc
 
-from odradek.broker import clock
+from odradek.broker import clock, regressions
 from odradek.broker.cluster import ClusterNode
 from odradek.broker.errors import BrokerError, Reason, invalid_request
 from odradek.broker.groups.assignors import TP
@@ -301,7 +301,8 @@ class GroupCoordinator:
         if self._shards.get(shard.index) is not shard:
             raise self._not_coordinator(items[0][0].group, None)
         try:
-            await shard.partition.append(batch, quorum=True, timeout_s=APPEND_TIMEOUT_S)
+            quorum = regressions.GROUP_CHANGES_WITHOUT_QUORUM not in regressions.reintroduced
+            await shard.partition.append(batch, quorum=quorum, timeout_s=APPEND_TIMEOUT_S)
         except BrokerError as exc:
             raise BrokerError(Reason.COORDINATOR_NOT_AVAILABLE,
                               f"the group change could not be written: {exc.message}",
@@ -360,7 +361,8 @@ class GroupCoordinator:
             channel.send(gpb.MemberResponse(joined=gpb.Joined(
                 member_id=member.member_id, generation=group.generation,
                 heartbeat_interval_ms=heartbeat_ms)))
-            self._push(group, member)
+            if member.sent_generation >= 0:  # a member never assigned has nothing to resume
+                self._push(group, member)
         return channel
 
     def _member(self, channel: MemberChannel) -> tuple[_Shard, Group]:

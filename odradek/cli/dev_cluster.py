@@ -18,8 +18,8 @@ from pathlib import Path
 
 from odradek.broker.auth.setup import SecuritySettings
 from odradek.broker.data_dir import DataDirError
-from odradek.broker.main import metrics_port, setup_logging
 from odradek.broker.server import Broker, BrokerSettings, ListenError
+from odradek.cli.broker_run import metrics_port, setup_logging
 from odradek.security.certs import LOCAL_NAMES, Pki, make_pki
 from odradek.security.hosts import host_port
 from odradek.security.tls import ServerTLS
