@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from odradek.broker.housekeeping import Housekeeper
-from odradek.broker.metrics import BrokerMetrics
+from odradek.broker.metrics.broker import BrokerMetrics
 from odradek.records import encode_batch
 from odradek.storage import LogConfig, PartitionLog
 

@@ -17,8 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import grpc
-
 from odradek.broker import clock, regressions
 from odradek.broker.errors import BrokerError, Reason
 from odradek.broker.metadata.commands import (
@@ -36,8 +34,9 @@ from odradek.broker.metadata.image import (
     encode_snapshot,
 )
 from odradek.broker.metadata.placement import reassignment_steps
-from odradek.broker.peers import ControllerClient, GrpcControllerClient, PeerUnavailable
-from odradek.broker.producer_ids import ProducerIdManager
+from odradek.broker.peers.channels import ChannelPool
+from odradek.broker.peers.controller import ControllerClient, GrpcControllerClient, PeerUnavailable
+from odradek.broker.producers.manager import ProducerIdManager
 from odradek.broker.replication.host import RaftGroup, RaftHost
 from odradek.broker.replication.log_storage import PartitionRaftStorage
 from odradek.broker.replication.meta_storage import MetadataRaftStorage
@@ -55,7 +54,7 @@ from odradek.raft import (
 )
 from odradek.records import encode_batch, iter_records
 from odradek.security.hosts import host_port
-from odradek.security.tls import ClientTLS, open_channel
+from odradek.security.tls import ClientTLS
 from odradek.storage import LogConfig, PartitionLog
 from odradek.storage.cleaner import fsync_dir
 
@@ -116,11 +115,10 @@ class ClusterNode:
         self._tasks: set[asyncio.Task[None]] = set()
         self._peers_changed = peers_changed
         self.broker_alive = broker_alive
-        self._channels: dict[str, grpc.aio.Channel] = {}
-        self._tls = tls
+        # Channels to the other brokers, for whatever goes over gRPC to them.
+        self.channels = ChannelPool(tls)
         # Controller calls go through this seam (gRPC here, in memory in the simulation).
-        self.controller: ControllerClient = controller or GrpcControllerClient(
-            self._channel, self.drop_channel)
+        self.controller: ControllerClient = controller or GrpcControllerClient(self.channels)
         self._rng = random.Random(settings.seed)
         self._reported_configs: set[tuple[str, int, int]] = set()
         self.voter = self.id in settings.voters
@@ -182,8 +180,7 @@ class ClusterNode:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        for channel in self._channels.values():
-            await channel.close()
+        await self.channels.close()
         for key in list(self.partitions):
             self._close_partition(key, delete=False)
         self.host.remove(META_GROUP)
@@ -284,22 +281,6 @@ class ClusterNode:
                                                  max(0.1, deadline - clock.monotonic()))
         except PeerUnavailable as exc:
             raise _Retry(str(exc)) from None
-
-    def _channel(self, address: str) -> grpc.aio.Channel:
-        channel = self._channels.get(address)
-        if channel is None:
-            channel = open_channel(address, self._tls)
-            self._channels[address] = channel
-        return channel
-
-    def drop_channel(self, address: str) -> None:
-        """Forgets a channel that failed: the next one is made with freshly read TLS files
-        (a rotated certificate). Plaintext channels reconnect by themselves and stay."""
-        if self._tls is None:
-            return
-        channel = self._channels.pop(address, None)
-        if channel is not None:
-            self._spawn(channel.close())
 
     async def wait_applied(self, offset: int, timeout_s: float) -> None:
         if self.image.last_offset >= offset:
@@ -412,7 +393,7 @@ class ClusterNode:
                 continue
             try:
                 reply = await self.controller.fetch_metadata(address, offset, 2000, 5)
-            except (PeerUnavailable, grpc.aio.AioRpcError):
+            except (PeerUnavailable, BrokerError):
                 self._observed_controller = None
                 await asyncio.sleep(0.2)
                 continue

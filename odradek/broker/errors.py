@@ -49,3 +49,7 @@ def to_broker_error(exc: Exception) -> BrokerError | None:
     if isinstance(exc, OffsetOutOfRangeError):
         return BrokerError(Reason.OFFSET_OUT_OF_RANGE, str(exc))
     return None
+
+
+class ListenError(OSError):
+    """A listener's port cannot be bound; the message says which and why."""

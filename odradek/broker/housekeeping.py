@@ -12,7 +12,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from odradek.broker.metrics import BrokerMetrics
+from odradek.broker.metrics.broker import BrokerMetrics
 from odradek.broker.replication.replica import ReplicatedPartition
 from odradek.storage import PartitionLog
 from odradek.storage.log import remove_files

@@ -10,8 +10,6 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import grpc
-
 from odradek.broker.cluster import ClusterNode
 from odradek.broker.errors import BrokerError, Reason, invalid_request, unknown_topic
 from odradek.broker.metadata.commands import (
@@ -30,29 +28,23 @@ from odradek.broker.metadata.controller import (
 from odradek.broker.metadata.image import PartitionInfo
 from odradek.broker.metadata.validation import require_topic, validate_delete_topic
 from odradek.broker.names import check_topic_name, is_internal, refuse_internal
+from odradek.broker.peers.forward import AdminForwarder, GrpcAdminForwarder
 from odradek.broker.replication.replica import ReplicatedPartition
 from odradek.storage import DEFAULTS, LogConfig
 from odradek.v1 import odradek_pb2 as pb
-from odradek.v1 import odradek_pb2_grpc as pb_grpc
 
 MAX_PARTITIONS = 10_000
 LEADER_WAIT_S = 10.0
 
 
-class ForwardedError(Exception):
-    """An error status the controller returned to a forwarded request, passed on as is."""
-
-    def __init__(self, error: grpc.aio.AioRpcError) -> None:
-        super().__init__(error.details())
-        self.error = error
-
-
 class TopicAdmin:
     def __init__(self, cluster: ClusterNode, defaults: LogConfig,
-                 default_replication_factor: int = 3) -> None:
+                 default_replication_factor: int = 3,
+                 forwarder: AdminForwarder | None = None) -> None:
         self.cluster = cluster
         self.defaults = defaults
         self.default_replication_factor = default_replication_factor
+        self.forwarder: AdminForwarder = forwarder or GrpcAdminForwarder(cluster.channels)
 
     # ------------------------------------------------------------ data plane
     def leader_partition(self, topic: str, index: int) -> ReplicatedPartition:
@@ -165,13 +157,7 @@ class TopicAdmin:
         if address is None:
             raise BrokerError(Reason.NOT_CONTROLLER,
                               "no controller is elected right now; retry shortly")
-        stub = pb_grpc.AdminStub(self.cluster._channel(address))  # type: ignore[no-untyped-call]
-        try:
-            return await getattr(stub, method)(request, timeout=30)
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.UNAVAILABLE:
-                self.cluster.drop_channel(address)
-            raise ForwardedError(exc) from exc
+        return await self.forwarder.forward(address, method, request)
 
     # ----------------------------------------------------------------- reads
     def list_topics(self, include_internal: bool = True) -> pb.ListTopicsResponse:

@@ -10,10 +10,10 @@ import os
 from datetime import UTC, datetime
 from pathlib import Path
 
+from odradek.broker.app import BrokerSettings, ListenError, serve
 from odradek.broker.auth.setup import SecuritySettings, parse_super_users
 from odradek.broker.data_dir import DataDirError
-from odradek.broker.metrics import DEFAULT_METRICS_PORT_OFFSET
-from odradek.broker.server import BrokerSettings, ListenError, serve
+from odradek.broker.metrics.broker import DEFAULT_METRICS_PORT_OFFSET
 from odradek.security.principal import PrincipalRule, PrincipalRuleError
 from odradek.security.tls import ServerTLS, TLSConfigError
 from odradek.storage import ConfigError, LogConfig

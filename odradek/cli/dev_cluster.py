@@ -16,9 +16,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+from odradek.broker.app import Broker, BrokerSettings, ListenError
 from odradek.broker.auth.setup import SecuritySettings
 from odradek.broker.data_dir import DataDirError
-from odradek.broker.server import Broker, BrokerSettings, ListenError
 from odradek.cli.broker_run import metrics_port, setup_logging
 from odradek.security.certs import LOCAL_NAMES, Pki, make_pki
 from odradek.security.hosts import host_port

@@ -17,7 +17,7 @@ import pytest
 from odradek.v1 import odradek_pb2 as pb
 from tests.brokers import BrokerProcess, ClusterProcesses, paused_safely, wait_until
 
-BLOCK = 1000  # odradek.broker.producer_ids.BLOCK_SIZE
+BLOCK = 1000  # odradek.broker.producers.manager.BLOCK_SIZE
 
 
 @pytest.fixture

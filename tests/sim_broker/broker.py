@@ -18,15 +18,14 @@ from odradek.broker.cluster import ClusterNode, ClusterSettings
 from odradek.broker.errors import BrokerError
 from odradek.broker.groups.coordinator import CoordinatorSettings, GroupCoordinator
 from odradek.broker.groups.lookup import OffsetLookup
-from odradek.broker.peers import MetadataReply, PeerUnavailable
-from odradek.broker.producer_ids import ProducerIdManager
+from odradek.broker.peers.controller import MetadataReply, PeerUnavailable
+from odradek.broker.producers.manager import ProducerIdManager
 from odradek.broker.replication.host import RaftHost
 from odradek.broker.topic_admin import TopicAdmin
 from odradek.broker.topics.reads import OffsetSpec, list_offsets
 from odradek.raft import Message
 from odradek.records import Record, iter_records
 from odradek.storage import LogConfig, PartitionLog
-from odradek.v1 import odradek_pb2 as pb
 from tests.sim_broker.errors import RETRIABLE_CODES, make_error, status_code
 from tests.sim_broker.loop import Proc
 from tests.sim_broker.net import CallTimeout
@@ -36,8 +35,6 @@ if TYPE_CHECKING:
 
 TICK_S = 0.05
 OFFSETS_PARTITIONS = 2
-SPECS = {pb.OFFSET_SPEC_EARLIEST: OffsetSpec.EARLIEST, pb.OFFSET_SPEC_LATEST: OffsetSpec.LATEST,
-         pb.OFFSET_SPEC_TIMESTAMP: OffsetSpec.TIMESTAMP}
 
 
 def address(broker_id: int) -> str:
@@ -97,7 +94,7 @@ class SimBroker:
         self.admin = TopicAdmin(self.cluster, w.topic_defaults, 3)
         self.groups = GroupCoordinator(self.cluster, self.admin, CoordinatorSettings(
             offsets_partitions=OFFSETS_PARTITIONS, offsets_replication_factor=3))
-        self.groups.lookup = SimOffsetLookup(self)
+        self.groups.lookup = OffsetLookup(self.cluster, SimOffsetsClient(self))
         self.host.start()
         self.cluster.start()
         self.groups.start()
@@ -214,34 +211,29 @@ class SimControllerClient:
         return result
 
 
-class SimOffsetLookup(OffsetLookup):
+class SimOffsetsClient:
     """The coordinator's ListOffsets to a partition's leader, over the simulated network."""
 
     def __init__(self, broker: SimBroker) -> None:
-        assert broker.cluster is not None
-        super().__init__(broker.cluster)
         self.broker = broker
 
-    async def offset(self, topic: str, partition: int, spec: int, timestamp_ms: int = 0) -> int:
-        info = self.cluster.image.partition(topic, partition)
-        leader = self.broker.world.brokers.get(info.leader) if info is not None else None
+    async def list_offsets(self, address: str, topic: str, partition: int, spec: OffsetSpec,
+                           timestamp_ms: int, timeout_s: float) -> int:
+        leader = self.broker.world.brokers.get(broker_of(address))
         if leader is None:
-            raise make_error("LEADER_NOT_AVAILABLE", f"{topic}-{partition} has no leader")
+            raise make_error("LEADER_NOT_AVAILABLE", f"no broker at {address}")
 
         async def ask(b: SimBroker) -> int:
             assert b.admin is not None
-            return list_offsets(b.admin.leader_partition(topic, partition), SPECS[spec],
+            return list_offsets(b.admin.leader_partition(topic, partition), spec,
                                 timestamp_ms).offset
 
         try:
-            offset: int = await leader.call(self.broker.name, ask, 5.0)
-        except (BrokerError, CallTimeout) as exc:
+            offset: int = await leader.call(self.broker.name, ask, timeout_s)
+        except CallTimeout as exc:
             raise make_error("LEADER_NOT_AVAILABLE", f"offsets of {topic}-{partition}: "
                              f"{exc}") from None
-        if spec == pb.OFFSET_SPEC_LATEST:
-            self.end_offsets[(topic, partition)] = offset
         return offset
-
 
 
 def not_controller(b: SimBroker) -> BrokerError:

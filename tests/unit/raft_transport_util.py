@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import grpc
 
-from odradek.broker.transport import SERVER_OPTIONS, RaftTransport
+from odradek.broker.peers.raft_transport import SERVER_OPTIONS, RaftTransport
 from odradek.raft.types import Entry, EntryKind, Message, MessageType
 from odradek.v1 import raft_pb2_grpc as pb_grpc
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from odradek.broker.cert_metrics import CertificateCollector, read_expiries
+from odradek.broker.metrics.certs import CertificateCollector, read_expiries
 from odradek.security.certs import issue, load_pair, make_ca, make_pki, write_pair
 from odradek.security.tls import ServerTLS
 

@@ -1,4 +1,4 @@
-"""odradek.broker.raft_codec: exact round trip of every Raft message through protobuf."""
+"""odradek.broker.peers.raft_codec: exact round trip of every Raft message through protobuf."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from odradek.broker.raft_codec import estimate_size, from_proto, to_proto
+from odradek.broker.peers.raft_codec import estimate_size, from_proto, to_proto
 from odradek.raft.types import (
     NO_INDEX,
     ConfigState,

@@ -8,9 +8,9 @@ from typing import Any
 import grpc
 import pytest
 
-from odradek.broker import transport as transport_mod
-from odradek.broker.raft_codec import estimate_size
-from odradek.broker.transport import CHANNEL_OPTIONS, SERVER_OPTIONS, RaftTransport
+from odradek.broker.peers import raft_transport as transport_mod
+from odradek.broker.peers.raft_codec import estimate_size
+from odradek.broker.peers.raft_transport import CHANNEL_OPTIONS, SERVER_OPTIONS, RaftTransport
 from odradek.v1 import raft_pb2 as pb
 from odradek.v1 import raft_pb2_grpc as pb_grpc
 from tests.unit.raft_transport_util import WAIT, Cluster, eventually, free_port, msg

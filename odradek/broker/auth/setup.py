@@ -13,7 +13,7 @@ from odradek.broker.cluster import ClusterNode
 from odradek.broker.errors import BrokerError
 from odradek.broker.grpc.status import status_code
 from odradek.broker.metadata.security import InitClusterSecret, UpsertUser
-from odradek.broker.metrics import BrokerMetrics
+from odradek.broker.metrics.broker import BrokerMetrics
 from odradek.security import scram
 from odradek.security.principal import PrincipalRule, principal_of_certificate
 from odradek.security.tls import ServerTLS, TLSConfigError

@@ -16,8 +16,6 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import grpc
-
 from odradek.broker import clock, regressions
 from odradek.broker.cluster import ClusterNode
 from odradek.broker.errors import BrokerError, Reason, invalid_request
@@ -35,7 +33,8 @@ from odradek.broker.groups.records import (
 from odradek.broker.groups.replay import rebuild
 from odradek.broker.groups.state import Group, JoinRequest, Member, check_group_id, group_error
 from odradek.broker.replication.replica import ReplicatedPartition
-from odradek.broker.topic_admin import ForwardedError, TopicAdmin
+from odradek.broker.topic_admin import TopicAdmin
+from odradek.broker.topics.reads import OffsetSpec
 from odradek.records import Record, encode_batch, iter_records
 from odradek.v1 import groups_pb2 as gpb
 from odradek.v1 import odradek_pb2 as pb
@@ -190,9 +189,6 @@ class GroupCoordinator:
                     await self.admin.forward("CreateTopic", pb.CreateTopicRequest(
                         name=OFFSETS_TOPIC, partitions=s.offsets_partitions,
                         replication_factor=rf, configs=configs))
-            except ForwardedError as exc:
-                if exc.error.code() != grpc.StatusCode.ALREADY_EXISTS:
-                    raise
             except BrokerError as exc:
                 if exc.reason != "TOPIC_ALREADY_EXISTS":
                     raise
@@ -615,9 +611,9 @@ class GroupCoordinator:
                             previous: OffsetValue | None) -> int:
         lookup = self.lookup
         if spec == "to_timestamp_ms":
-            return await lookup.offset(*tp, pb.OFFSET_SPEC_TIMESTAMP, request.to_timestamp_ms)
-        earliest = await lookup.offset(*tp, pb.OFFSET_SPEC_EARLIEST)
-        latest = await lookup.offset(*tp, pb.OFFSET_SPEC_LATEST)
+            return await lookup.offset(*tp, OffsetSpec.TIMESTAMP, request.to_timestamp_ms)
+        earliest = await lookup.offset(*tp, OffsetSpec.EARLIEST)
+        latest = await lookup.offset(*tp, OffsetSpec.LATEST)
         if spec == "to_earliest":
             return earliest
         if spec == "to_latest":

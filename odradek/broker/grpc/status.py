@@ -76,3 +76,22 @@ def to_status(error: BrokerError) -> grpc.Status:
     status = status_pb2.Status(code=getattr(code_pb2, status_code(error).name),
                                message=error.message, details=[detail])
     return rpc_status.to_status(status)
+
+
+def from_rpc_error(exc: grpc.aio.AioRpcError, unreachable: Reason = Reason.INTERNAL,
+                   ) -> BrokerError:
+    """What another broker answered, as the BrokerError it raised (its ErrorInfo's
+    reason and metadata); a status without one (the peer was not reached, or no answer
+    came in time) gets ``unreachable``, with gRPC's own words."""
+    status = rpc_status.from_call(exc)
+    for detail in status.details if status is not None else ():
+        info = error_details_pb2.ErrorInfo()
+        if detail.Unpack(info) and info.domain == DOMAIN:
+            try:
+                reason = Reason(info.reason)
+            except ValueError:  # a newer broker's reason: keep its words
+                reason = Reason.INTERNAL
+            return BrokerError(reason, exc.details() or info.reason, dict(info.metadata))
+    retriable = exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+    return BrokerError(unreachable if retriable else Reason.INTERNAL,
+                       f"{exc.code().name.lower()}: {exc.details() or 'no details'}")

@@ -9,12 +9,13 @@ DEADLINE_EXCEEDED, exactly the codes ClusterNode retries."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 import grpc
 
+from odradek.broker.grpc.status import from_rpc_error
+from odradek.broker.peers.channels import ChannelPool
 from odradek.raft import Message
 from odradek.v1 import cluster_pb2, cluster_pb2_grpc
 
@@ -52,22 +53,21 @@ class RaftPeers(Protocol):
 
 
 class GrpcControllerClient:
-    """The controller calls over the broker's shared channels (``channel(address)``);
-    ``drop_channel(address)`` forgets one that failed with UNAVAILABLE."""
+    """The controller calls over the broker's shared channels. A failure that may pass
+    raises PeerUnavailable (and forgets a channel that could not connect); any other
+    raises the BrokerError the controller answered with."""
 
-    def __init__(self, channel: Callable[[str], grpc.aio.Channel],
-                 drop_channel: Callable[[str], None]) -> None:
-        self._channel = channel
-        self._drop_channel = drop_channel
+    def __init__(self, channels: ChannelPool) -> None:
+        self._channels = channels
 
     def _stub(self, address: str) -> cluster_pb2_grpc.ControllerStub:
-        return cluster_pb2_grpc.ControllerStub(self._channel(address))  # type: ignore[no-untyped-call]
+        return cluster_pb2_grpc.ControllerStub(self._channels.get(address))  # type: ignore[no-untyped-call]
 
-    def _translate(self, address: str, exc: grpc.aio.AioRpcError) -> PeerUnavailable | None:
+    def _translate(self, address: str, exc: grpc.aio.AioRpcError) -> Exception:
         if exc.code() not in _RETRIABLE:
-            return None
+            return from_rpc_error(exc)
         if exc.code() == grpc.StatusCode.UNAVAILABLE:
-            self._drop_channel(address)
+            self._channels.drop(address)
         return PeerUnavailable(exc.details() or str(exc.code()))
 
     async def propose(self, address: str, command: bytes, timeout_s: float) -> int:
@@ -75,10 +75,7 @@ class GrpcControllerClient:
             reply = await self._stub(address).Propose(
                 cluster_pb2.ProposeRequest(command=command), timeout=timeout_s)
         except grpc.aio.AioRpcError as exc:
-            retry = self._translate(address, exc)
-            if retry is None:
-                raise
-            raise retry from None
+            raise self._translate(address, exc) from None
         return int(reply.offset)
 
     async def fetch_metadata(self, address: str, offset: int, max_wait_ms: int,
@@ -88,9 +85,6 @@ class GrpcControllerClient:
                 cluster_pb2.FetchMetadataRequest(offset=offset, max_wait_ms=max_wait_ms),
                 timeout=timeout_s)
         except grpc.aio.AioRpcError as exc:
-            retry = self._translate(address, exc)
-            if retry is None:
-                raise
-            raise retry from None
+            raise self._translate(address, exc) from None
         return MetadataReply(reply.records, int(reply.next_offset), reply.snapshot,
                              reply.controller_id if reply.controller_id >= 0 else None)

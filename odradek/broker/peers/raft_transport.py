@@ -26,7 +26,7 @@ from typing import Any
 import grpc
 
 from odradek.broker import clock
-from odradek.broker.raft_codec import estimate_size, from_proto, to_proto
+from odradek.broker.peers.raft_codec import estimate_size, from_proto, to_proto
 from odradek.raft.types import Message
 from odradek.security.tls import ClientTLS, TLSConfigError, open_channel
 from odradek.v1 import raft_pb2 as pb

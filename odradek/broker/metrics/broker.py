@@ -34,11 +34,11 @@ from odradek.records.batch import iter_batches
 
 if TYPE_CHECKING:
     from odradek.broker.cluster import ClusterNode
+    from odradek.broker.peers.raft_transport import RaftTransport
     from odradek.broker.replication.host import RaftHost
     from odradek.broker.replication.replica import ReplicatedPartition
-    from odradek.broker.transport import RaftTransport
 
-log = logging.getLogger("odradek.broker.metrics")
+log = logging.getLogger("odradek.broker.metrics.broker")
 
 DEFAULT_METRICS_PORT_OFFSET = 1000
 """Without --metrics-port, a broker serves metrics on its gRPC port + 1000 (9092 -> 10092)."""

@@ -11,9 +11,9 @@ import grpc
 from odradek.broker.auth.guard import current_access
 from odradek.broker.errors import BrokerError, Reason, invalid_request, to_broker_error
 from odradek.broker.groups.coordinator import GroupCoordinator, MemberChannel, topic_partitions
+from odradek.broker.grpc.broker_service import rpc
 from odradek.broker.grpc.status import to_status
-from odradek.broker.metrics import BrokerMetrics
-from odradek.broker.service import rpc
+from odradek.broker.metrics.broker import BrokerMetrics
 from odradek.v1 import groups_pb2 as gpb
 from odradek.v1 import groups_pb2_grpc as gpb_grpc
 

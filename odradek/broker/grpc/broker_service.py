@@ -20,9 +20,9 @@ from odradek.broker.errors import (
     unknown_topic,
 )
 from odradek.broker.grpc.status import status_code, to_status
-from odradek.broker.metrics import BrokerMetrics
+from odradek.broker.metrics.broker import BrokerMetrics
 from odradek.broker.names import refuse_internal
-from odradek.broker.topic_admin import ForwardedError, TopicAdmin
+from odradek.broker.topic_admin import TopicAdmin
 from odradek.broker.topics import reads
 from odradek.broker.topics.reads import MAX_WAIT_MS, check_partition_request
 from odradek.v1 import cluster_pb2, cluster_pb2_grpc
@@ -48,12 +48,6 @@ def rpc(method: Handler[T]) -> Handler[T]:
         reason: str | None = None
         try:
             return await method(self, request, context)
-        except ForwardedError as exc:
-            code, reason = exc.error.code().name, "FORWARDED"
-            # abort() takes a tuple of pairs, not the grpc.aio.Metadata the call returned.
-            await context.abort(exc.error.code(), exc.error.details() or "",
-                                tuple(exc.error.trailing_metadata() or ()))
-            raise AssertionError("abort returned") from exc
         except asyncio.CancelledError:
             code = reason = "CANCELLED"
             raise

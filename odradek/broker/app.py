@@ -1,4 +1,5 @@
-"""Runs a broker: the gRPC server with health and reflection, plus housekeeping tasks."""
+"""The composition root: builds one broker (Raft host, cluster node, topics, groups,
+security, housekeeping, metrics) and its listeners, and runs it until stopped."""
 
 from __future__ import annotations
 
@@ -6,14 +7,8 @@ import asyncio
 import logging
 import signal
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_health.v1._async import HealthServicer
-from grpc_reflection.v1alpha import reflection
 
 from odradek.broker import clock
 from odradek.broker.auth.guard import Guard
@@ -23,35 +18,24 @@ from odradek.broker.auth.setup import (
     ensure_bootstrap_user,
     ensure_cluster_secret,
 )
-from odradek.broker.cert_metrics import CertificateCollector
 from odradek.broker.cluster import ClusterNode, ClusterSettings
 from odradek.broker.data_dir import DataDirLock, claim
+from odradek.broker.errors import ListenError
 from odradek.broker.groups.coordinator import CoordinatorSettings, GroupCoordinator
-from odradek.broker.groups.metrics import GroupCollector
-from odradek.broker.groups.service import GroupsService
+from odradek.broker.grpc.server import GrpcListener
 from odradek.broker.housekeeping import Housekeeper
-from odradek.broker.metrics import BrokerMetrics, MetricsServer, StateCollector
+from odradek.broker.metrics.broker import BrokerMetrics, MetricsServer, StateCollector
+from odradek.broker.metrics.certs import CertificateCollector
+from odradek.broker.metrics.groups import GroupCollector
+from odradek.broker.peers.raft_transport import RaftTransport
 from odradek.broker.replication.host import RaftHost
 from odradek.broker.replication.producer_state import DEFAULT_EXPIRATION_MS
 from odradek.broker.replication.replica import ReplicatedPartition
-from odradek.broker.security_service import SecurityService
-from odradek.broker.service import AdminService, BrokerService, ControllerService
 from odradek.broker.topic_admin import TopicAdmin
-from odradek.broker.transport import SERVER_OPTIONS, RaftTransport
 from odradek.raft import Message
 from odradek.security.hosts import host_port
 from odradek.security.tls import ServerTLS, TLSConfigError
 from odradek.storage import LogConfig
-from odradek.v1 import (
-    cluster_pb2_grpc,
-    groups_pb2,
-    groups_pb2_grpc,
-    raft_pb2_grpc,
-    security_pb2,
-    security_pb2_grpc,
-)
-from odradek.v1 import odradek_pb2 as pb
-from odradek.v1 import odradek_pb2_grpc as pb_grpc
 
 log = logging.getLogger("odradek.broker")
 
@@ -89,8 +73,7 @@ class BrokerSettings:
     offsets_topic_partitions: int = 8
 
 
-class ListenError(OSError):
-    """The broker's port cannot be bound; the message says which and why."""
+__all__ = ["Broker", "BrokerSettings", "ListenError", "serve"]
 
 
 class Broker:
@@ -98,8 +81,7 @@ class Broker:
         self.settings = settings
         self.defaults = LogConfig.from_dict(settings.topic_defaults)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        self.health = HealthServicer()
-        self.server: grpc.aio.Server | None = None
+        self.listener: GrpcListener | None = None
         self.port = settings.port
         self.cluster: ClusterNode | None = None
         self.transport: RaftTransport | None = None
@@ -130,24 +112,12 @@ class Broker:
 
     async def start(self) -> None:
         s = self.settings
-        # The guard needs the cluster's image, made below; the interceptor reaches it late.
-        self.server = grpc.aio.server(options=[*SERVER_OPTIONS, ("grpc.so_reuseport", 0)],
-                                      interceptors=[_LateInterceptor(self)])
+        self.listener = GrpcListener(lambda: self.guard)
         if s.tls is not None and len(s.voters) > 1 and not s.tls.require_client_auth:
             raise TLSConfigError(
                 "brokers reach each other on the TLS listener with mutual TLS: a cluster "
                 "of several brokers needs --tls-client-auth required")
-        address = host_port(s.host, s.port)
-        try:
-            if s.tls is not None:
-                self.port = self.server.add_secure_port(address, s.tls.server_credentials())
-            else:
-                self.port = self.server.add_insecure_port(address)
-        except RuntimeError:  # grpc: "Failed to bind to address ..."
-            self.port = 0
-        if self.port == 0:
-            raise ListenError(f"cannot listen on {address}: the port is in use, or the "
-                              "address is not one of this machine's (--host, --port)")
+        self.port = self.listener.bind(s.host, s.port, s.tls)
         peer_tls = s.tls.client() if s.tls is not None else None
         voters = dict(s.voters) or {s.broker_id: host_port(s.host, self.port)}
         if s.broker_id in voters:
@@ -175,25 +145,11 @@ class Broker:
         self.cluster.adopt_log = self.housekeeper.adopt
         self.guard = build_guard(s.security, s.tls, len(voters), self.cluster, self.metrics)
         admin = TopicAdmin(self.cluster, self.defaults, s.default_replication_factor)
-        m = self.metrics
-        pb_grpc.add_BrokerServicer_to_server(BrokerService(admin, m), self.server)  # type: ignore[no-untyped-call]
-        pb_grpc.add_AdminServicer_to_server(AdminService(admin, m), self.server)  # type: ignore[no-untyped-call]
-        cluster_pb2_grpc.add_ControllerServicer_to_server(ControllerService(admin, m), self.server)  # type: ignore[no-untyped-call]
-        security_pb2_grpc.add_SecurityServicer_to_server(  # type: ignore[no-untyped-call]
-            SecurityService(self.cluster, self.guard.sessions, m), self.server)
         self.groups = GroupCoordinator(self.cluster, admin, CoordinatorSettings(
             offsets_partitions=s.offsets_topic_partitions,
             offsets_replication_factor=s.default_replication_factor))
-        groups_pb2_grpc.add_GroupsServicer_to_server(GroupsService(self.groups, m), self.server)  # type: ignore[no-untyped-call]
-        raft_pb2_grpc.add_RaftServicer_to_server(self.transport.servicer(), self.server)  # type: ignore[no-untyped-call]
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        # The first three get a health status of their own (SERVING once registered).
-        names = [pb.DESCRIPTOR.services_by_name[n].full_name for n in ("Broker", "Admin")]
-        names.append(groups_pb2.DESCRIPTOR.services_by_name["Groups"].full_name)
-        names.append(security_pb2.DESCRIPTOR.services_by_name["Security"].full_name)
-        names += [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                  reflection.SERVICE_NAME]
-        reflection.enable_server_reflection(names, self.server)
+        self.listener.add_services(admin, self.cluster, self.guard, self.groups,
+                                   self.transport, self.metrics)
         for peer in voters:
             if peer != s.broker_id:
                 self.transport.add_peer(peer)
@@ -206,14 +162,14 @@ class Broker:
                 log.error("broker %d cannot serve metrics on %s:%d: %s", s.broker_id,
                           self.metrics_server.host, s.metrics_port, exc)
                 self.metrics_server = None
-        await self.server.start()
+        await self.listener.start()
         self.transport.start()
         self.host.start()
         self.cluster.start()
         self.groups.start()
         self._tasks = [asyncio.create_task(self._flush_loop()),
                        asyncio.create_task(self._retention_loop()),
-                       asyncio.create_task(self._serve_when_registered(names[:3]))]
+                       asyncio.create_task(self._serve_when_registered())]
         self._tasks.append(asyncio.create_task(ensure_cluster_secret(self.cluster)))
         if s.security.bootstrap_user is not None:
             self._tasks.append(asyncio.create_task(ensure_bootstrap_user(
@@ -223,12 +179,11 @@ class Broker:
         if self.metrics_url is not None:
             log.info("broker %d serves metrics at %s", s.broker_id, self.metrics_url)
 
-    async def _serve_when_registered(self, services: list[str]) -> None:
+    async def _serve_when_registered(self) -> None:
         """Health stays NOT_SERVING until the cluster knows this broker: before that it
         can neither take writes nor say where partitions live."""
-        assert self.cluster is not None
-        for service in ("", *services):
-            await self.health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
+        assert self.cluster is not None and self.listener is not None
+        await self.listener.set_serving(False)
         me = self.settings.broker_id
         cluster = self.cluster
         while not await cluster.wait_for(lambda image: me in image.brokers, 3600):
@@ -238,8 +193,7 @@ class Broker:
         while clock.monotonic() < deadline and any(
                 p.leader is None for p in cluster.partitions.values()):
             await asyncio.sleep(0.05)
-        for service in ("", *services):
-            await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        await self.listener.set_serving(True)
         self.serving.set()
         log.info("broker %d registered with the cluster and serving", me)
 
@@ -269,9 +223,8 @@ class Broker:
         if self._stopped.is_set():
             return
         self._stopped.set()
-        await self.health.enter_graceful_shutdown()
-        if self.server is not None:
-            await self.server.stop(self.settings.shutdown_grace_s)
+        if self.listener is not None:
+            await self.listener.stop(self.settings.shutdown_grace_s)
         if self.metrics_server is not None:
             await self.metrics_server.stop()
         for task in self._tasks:
@@ -306,26 +259,6 @@ class Broker:
         while True:
             await asyncio.sleep(self.settings.retention_check_interval_ms / 1000)
             await self.housekeeper.run_once(self.partitions)
-
-class _LateInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Hands calls to the broker's guard (built after the server, with the cluster)."""
-
-    def __init__(self, broker: Broker) -> None:
-        self.broker = broker
-        self._inner: grpc.aio.ServerInterceptor | None = None
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        if self._inner is None:
-            guard = self.broker.guard
-            if guard is None:
-                return await continuation(handler_call_details)
-            self._inner = guard.interceptor()
-        return await self._inner.intercept_service(continuation, handler_call_details)
-
 
 def _cluster_id(voters: dict[int, str]) -> str:
     """Every broker derives the same id from the voter set it was given."""

@@ -12,6 +12,7 @@ import grpc
 from odradek.broker.auth.sessions import AuthenticationFailed, Sessions
 from odradek.broker.cluster import ClusterNode
 from odradek.broker.errors import BrokerError, Reason, invalid_request
+from odradek.broker.grpc.broker_service import rpc
 from odradek.broker.metadata.security import (
     MAX_USER_NAME,
     OPERATIONS,
@@ -27,8 +28,7 @@ from odradek.broker.metadata.security import (
     check_acl,
     matching_acls,
 )
-from odradek.broker.metrics import BrokerMetrics
-from odradek.broker.service import rpc
+from odradek.broker.metrics.broker import BrokerMetrics
 from odradek.security import scram
 from odradek.security.hosts import canonical_host
 from odradek.v1 import security_pb2 as spb

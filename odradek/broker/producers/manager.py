@@ -14,20 +14,30 @@ command, and the image then still shows this broker's previous block."""
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import Protocol
 
 from odradek.broker.errors import invalid_request
-from odradek.broker.metadata.commands import AllocateProducerIds, InitNamedProducer
+from odradek.broker.metadata.commands import AllocateProducerIds, Command, InitNamedProducer
+from odradek.broker.metadata.image import MetadataImage
 from odradek.broker.metadata.producer_ids import MAX_NAME_LENGTH
 
-if TYPE_CHECKING:
-    from odradek.broker.cluster import ClusterNode
+
+class MetadataProposer(Protocol):
+    """What the manager needs of the cluster node (ClusterNode is one)."""
+
+    id: int
+
+    def new_request_id(self) -> str: ...
+
+    async def propose_tracked(self, make: Callable[[], Command],
+                              timeout_s: float = ...) -> MetadataImage: ...
 
 BLOCK_SIZE = 1000
 
 
 class ProducerIdManager:
-    def __init__(self, cluster: ClusterNode, block_size: int = BLOCK_SIZE) -> None:
+    def __init__(self, cluster: MetadataProposer, block_size: int = BLOCK_SIZE) -> None:
         self.cluster = cluster
         self.block_size = block_size
         self._next = 0

@@ -20,7 +20,7 @@ from prometheus_client.registry import Collector
 
 from odradek.security.tls import ServerTLS
 
-log = logging.getLogger("odradek.broker.metrics")
+log = logging.getLogger("odradek.broker.metrics.broker")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""Prometheus metrics of the broker, its groups and its certificates."""

@@ -1,0 +1,1 @@
+"""Producer ids: blocks allocated through the metadata log, handed to producers."""
