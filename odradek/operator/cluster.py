@@ -16,6 +16,8 @@ from odradek.operator.runtime import client_service
 
 DATA_DIR = "/var/lib/odradek"
 METRICS_OFFSET = 1000  # the broker's default metrics port is its gRPC port + 1000
+# The image's non-root user (Dockerfile); fsGroup makes the volume claim writable to it.
+BROKER_UID = 10001
 Body = dict[str, Any]
 
 
@@ -151,13 +153,19 @@ def _container(c: ClusterSpec) -> Body:
         "readinessProbe": probe,
         "livenessProbe": {**probe, "failureThreshold": 6, "initialDelaySeconds": 10},
         "resources": c.resources,
+        "securityContext": {"allowPrivilegeEscalation": False,
+                            "capabilities": {"drop": ["ALL"]}},
         "volumeMounts": [{"name": "data", "mountPath": DATA_DIR}],
     }
 
 
 def render_stateful_set(c: ClusterSpec, owner: Mapping[str, Any],
                         replicas: int | None = None) -> Body:
-    pod_spec: Body = {"containers": [_container(c)], "terminationGracePeriodSeconds": 60}
+    pod_spec: Body = {"containers": [_container(c)], "terminationGracePeriodSeconds": 60,
+                      "securityContext": {
+                          "runAsNonRoot": True, "runAsUser": BROKER_UID,
+                          "runAsGroup": BROKER_UID, "fsGroup": BROKER_UID,
+                          "seccompProfile": {"type": "RuntimeDefault"}}}
     if c.topology_key:
         pod_spec["topologySpreadConstraints"] = [{
             "maxSkew": 1, "topologyKey": c.topology_key, "whenUnsatisfiable": "ScheduleAnyway",
