@@ -12,7 +12,7 @@ from typing import Any
 
 import helm_python as helm
 import jsonschema
-import kubernetes_validate
+import kubernetes_validate  # type: ignore[import-untyped]
 import pydantic
 import yaml
 

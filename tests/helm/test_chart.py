@@ -42,7 +42,8 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     "monitoring": MONITORING,
     "tls-generate": {"tls": {"enabled": True}},
     "tls-cert-manager": {"tls": {"enabled": True, "ca": {
-        "source": "certManager", "certManager": {"issuerRef": {"name": "root", "kind": "Issuer"}}}}},
+        "source": "certManager",
+        "certManager": {"issuerRef": {"name": "root", "kind": "Issuer"}}}}},
     "tls-existing-secret": {"tls": {"enabled": True, "ca": {
         "source": "existingSecret", "existingSecret": "my-ca"}}},
     "namespaces-ha": {"operator": {"replicas": 2, "watch": {"namespaces": ["team-a", "team-b"]}}},
@@ -76,7 +77,8 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     },
     "bare": {"cluster": {"create": False}, "rbac": {"create": False},
              "serviceAccount": {"create": False, "name": "existing-sa"},
-             "operator": {"pdb": {"enabled": False}}, "grafana": {"dashboards": {"enabled": False}}},
+             "operator": {"pdb": {"enabled": False}},
+             "grafana": {"dashboards": {"enabled": False}}},
 }
 
 

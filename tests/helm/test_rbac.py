@@ -58,7 +58,9 @@ def _registry() -> Any:
 
 def _settings() -> kopf.OperatorSettings:
     settings = kopf.OperatorSettings()
-    operator_main.configure(settings=settings)
+    # kopf decorates it as a startup activity; called directly it needs only settings.
+    configure: Any = operator_main.configure
+    configure(settings=settings)
     return settings
 
 
@@ -73,7 +75,7 @@ def _has_status(group: str, plural: str) -> bool:
 def _plural(selector: references.Selector) -> str:
     # The operator names its resources by plural; kopf keeps that as plural or any_name.
     name = selector.plural or selector.any_name
-    assert name, selector
+    assert isinstance(name, str) and name, selector
     return name
 
 
@@ -127,7 +129,8 @@ def _client_methods() -> set[str]:
         if isinstance(node, ast.Attribute) and pattern.match(node.attr):
             names.add(node.attr)
         elif isinstance(node, ast.JoinedStr):
-            prefix = "".join(v.value for v in node.values if isinstance(v, ast.Constant))
+            prefix = "".join(str(v.value) for v in node.values
+                             if isinstance(v, ast.Constant))
             if pattern.match(prefix + "x"):
                 names |= {prefix + suffix for _, suffix in kube._KINDS.values()}
     return names
@@ -204,7 +207,7 @@ def _grants(role: Doc) -> Grants:
             for verb in rule["verbs"]}
 
 
-SCOPES = {
+SCOPES: dict[str, dict[str, Any]] = {
     "one-namespace": {},
     "namespaces-ha": {"operator": {"replicas": 2, "watch": {"namespaces": ["a", "b"]}}},
     "all-namespaces": {"operator": {"watch": {"allNamespaces": True}}},
@@ -214,7 +217,7 @@ SCOPES = {
 
 @pytest.mark.parametrize("scope", sorted(SCOPES))
 def test_rbac_grants_exactly_what_the_code_uses(scope: str) -> None:
-    values: dict[str, Any] = SCOPES[scope]
+    values = SCOPES[scope]
     operator = values.get("operator", {})
     clusterwide = operator.get("watch", {}).get("allNamespaces", False)
     namespaced, cluster = derived(clusterwide, operator.get("replicas", 1) > 1)
