@@ -158,15 +158,12 @@ def test_defaults() -> None:
 
 
 def test_operator_arguments_are_ones_the_cli_takes() -> None:
-    """The Deployment's args parse with the operator's own argument parser."""
-    import argparse
+    """The Deployment's args parse with the `odradek` command's own parser (which takes
+    no abbreviated flag)."""
+    from odradek.cli.main import build_parser
 
-    from odradek.cli.operator_cmd import add_operator_parser
-
-    parser = argparse.ArgumentParser()
-    add_operator_parser(parser.add_subparsers(dest="command"))
     for name in VALUE_SETS:
-        args = parser.parse_args(_operator_container(_rendered(name))["args"])
+        args = build_parser().parse_args(_operator_container(_rendered(name))["args"])
         assert args.command == "operator"
         watch = VALUE_SETS[name].get("operator", {}).get("watch", {})
         assert args.all_namespaces == watch.get("allNamespaces", False)
