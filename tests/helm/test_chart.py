@@ -56,7 +56,14 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
                     "storage": {"size": "50Gi", "storageClassName": "fast-ssd"},
                     "config": {"retention.ms": 86400000, "min.insync.replicas": "1"},
                     "rack": {"topologyKey": "topology.kubernetes.io/zone"},
-                    "authorization": {"enabled": True, "superUsers": ["User:admin"]}},
+                    "authorization": {"enabled": True, "superUsers": ["User:admin"]},
+                    "nodeSelector": {"disk": "ssd"}, "priorityClassName": "streaming",
+                    "tolerations": [{"key": "dedicated", "operator": "Equal",
+                                     "value": "streaming", "effect": "NoSchedule"}],
+                    "affinity": {"podAntiAffinity": {
+                        "requiredDuringSchedulingIgnoredDuringExecution": [{
+                            "topologyKey": "kubernetes.io/hostname", "labelSelector": {
+                                "matchLabels": {"app.kubernetes.io/name": "odradek"}}}]}}},
         "operator": {
             "credentials": {"existingSecret": "odradek-admin"},
             "bootstrap": "payments-bootstrap.odradek.svc:19092",
@@ -188,9 +195,14 @@ def test_the_cluster_resource_is_what_the_operator_renders_from() -> None:
 
     body["metadata"]["uid"] = "u"
     sts = cl.render_stateful_set(spec, body)
-    args = sts["spec"]["template"]["spec"]["containers"][0]["args"]
-    parsed = build_parser().parse_args(args)
+    assert validate(sts) == []  # what the operator would create from it is valid too
+    pod = sts["spec"]["template"]["spec"]
+    values = VALUE_SETS["one-secured-broker"]["cluster"]
+    for key in ("nodeSelector", "priorityClassName", "tolerations", "affinity"):
+        assert pod[key] == values[key]
+    parsed = build_parser().parse_args(pod["containers"][0]["args"])
     assert parsed.port == 19092 and parsed.authorization == "on"
+    assert "pod" not in one(_rendered("defaults"), "Cluster")["spec"]
 
 
 def test_monitoring_selects_what_the_operator_labels() -> None:
