@@ -69,3 +69,20 @@ def test_every_alert_links_its_runbook_entry() -> None:
         page, _, anchor = str(url).partition("#")
         assert page == "docs/operations.md", alert["alert"]
         assert anchor == str(alert["alert"]).lower() and anchor in anchors, alert["alert"]
+
+
+def test_packaged_chart_carries_the_files(tmp_path: Path) -> None:
+    """`helm package` follows the links: the archive renders the same as the directory,
+    so a published chart holds the dashboards, rules and CRDs themselves."""
+    import helm_python as helm
+
+    from tests.helm.chart import documents
+
+    archive = helm.package(CHART, destination=tmp_path)
+    values = {"metrics": {"prometheusRule": {"enabled": True}}}
+    with helm.Chart.load(archive) as packaged:
+        rendered = packaged.render(values=values, name="odradek", namespace="odradek",
+                                   is_install=True)
+        assert sorted(f["data"] for f in packaged.crds) == sorted(
+            f["data"] for f in chart().crds)
+    assert documents(rendered) == render(values)
