@@ -46,7 +46,8 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "certManager": {"issuerRef": {"name": "root", "kind": "Issuer"}}}}},
     "tls-existing-secret": {"tls": {"enabled": True, "ca": {
         "source": "existingSecret", "existingSecret": "my-ca"}}},
-    "namespaces-ha": {"operator": {"replicas": 2, "watch": {"namespaces": ["team-a", "team-b"]}}},
+    "namespaces-ha": {"operator": {"replicas": 2, "watch": {"namespaces": ["team-a", "team-b"]}},
+                      "cluster": {"create": False}},
     "all-namespaces-ha": {"operator": {"replicas": 3, "watch": {"allNamespaces": True}}},
     "one-secured-broker": {
         "nameOverride": "streams",
@@ -338,6 +339,8 @@ def test_schema_rejects_a_wrong_value_with_a_clear_message(values: dict[str, Any
     ({"cluster": {"brokers": 1, "voters": 3}}, "cluster.voters (3) may not exceed"),
     ({"tls": {"enabled": True, "ca": {"source": "existingSecret"}}},
      "tls.ca.existingSecret is needed"),
+    ({"operator": {"watch": {"namespaces": ["team-a"]}}},
+     "the Cluster goes into namespace odradek, which the operator does not serve"),
     ({"tls": {"enabled": True, "ca": {"source": "certManager"}}},
      "tls.ca.certManager.issuerRef.name is needed"),
 ])

@@ -209,7 +209,8 @@ def _grants(role: Doc) -> Grants:
 
 SCOPES: dict[str, dict[str, Any]] = {
     "one-namespace": {},
-    "namespaces-ha": {"operator": {"replicas": 2, "watch": {"namespaces": ["a", "b"]}}},
+    "namespaces-ha": {"operator": {"replicas": 2, "watch": {"namespaces": ["a", "b"]}},
+                      "cluster": {"create": False}},
     "all-namespaces": {"operator": {"watch": {"allNamespaces": True}}},
     "all-namespaces-ha": {"operator": {"replicas": 2, "watch": {"allNamespaces": True}}},
 }
