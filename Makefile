@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench bench-compaction proto lint clean prometheus-tools sim sim-broker \
+.PHONY: run test bench bench-compaction proto manifests lint clean prometheus-tools sim sim-broker \
 	sim-broker-selftest
 
 $(STAMP): pyproject.toml
@@ -48,6 +48,11 @@ bench-compaction: $(STAMP)
 
 proto: $(STAMP)
 	$(BIN)/python scripts/gen_proto.py
+
+# deploy/odradek.yaml and deploy/kustomization.yaml from the chart's defaults (after a
+# change to helm/odradek; tests/helm/test_deploy.py fails while they are stale).
+manifests: $(STAMP)
+	$(BIN)/python scripts/gen_manifests.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check odradek tests bench scripts

@@ -16,6 +16,8 @@ from odradek.operator.runtime import client_service
 
 DATA_DIR = "/var/lib/odradek"
 METRICS_OFFSET = 1000  # the broker's default metrics port is its gRPC port + 1000
+# The image's non-root user (Dockerfile); fsGroup makes the volume claim writable to it.
+BROKER_UID = 10001
 Body = dict[str, Any]
 
 
@@ -39,6 +41,7 @@ class ClusterSpec:
     super_users: tuple[str, ...] = ()
     authorization: bool = False
     explicit_voters: bool = False  # spec.voters given (else the first min(3, brokers))
+    pod: dict[str, Any] = field(default_factory=dict)  # scheduling fields of the pod spec
 
 
 def default_voters(brokers: int) -> int:
@@ -67,7 +70,7 @@ def desired(spec: Mapping[str, Any], name: str, namespace: str) -> ClusterSpec:
         {str(k): str(v) for k, v in (spec.get("config") or {}).items()},
         (spec.get("rack") or {}).get("topologyKey"),
         tuple(auth.get("superUsers") or ()), bool(auth.get("enabled")),
-        spec.get("voters") is not None)
+        spec.get("voters") is not None, dict(spec.get("pod") or {}))
 
 
 # -- names ---------------------------------------------------------------------------------
@@ -151,17 +154,29 @@ def _container(c: ClusterSpec) -> Body:
         "readinessProbe": probe,
         "livenessProbe": {**probe, "failureThreshold": 6, "initialDelaySeconds": 10},
         "resources": c.resources,
+        "securityContext": {"allowPrivilegeEscalation": False,
+                            "capabilities": {"drop": ["ALL"]}},
         "volumeMounts": [{"name": "data", "mountPath": DATA_DIR}],
     }
 
 
 def render_stateful_set(c: ClusterSpec, owner: Mapping[str, Any],
                         replicas: int | None = None) -> Body:
-    pod_spec: Body = {"containers": [_container(c)], "terminationGracePeriodSeconds": 60}
+    pod_spec: Body = {"containers": [_container(c)], "terminationGracePeriodSeconds": 60,
+                      "securityContext": {
+                          "runAsNonRoot": True, "runAsUser": BROKER_UID,
+                          "runAsGroup": BROKER_UID, "fsGroup": BROKER_UID,
+                          "seccompProfile": {"type": "RuntimeDefault"}}}
+    spread = list(c.pod.get("topologySpreadConstraints") or [])
     if c.topology_key:
-        pod_spec["topologySpreadConstraints"] = [{
+        spread.insert(0, {
             "maxSkew": 1, "topologyKey": c.topology_key, "whenUnsatisfiable": "ScheduleAnyway",
-            "labelSelector": {"matchLabels": labels(c)}}]
+            "labelSelector": {"matchLabels": labels(c)}})
+    if spread:
+        pod_spec["topologySpreadConstraints"] = spread
+    for key in ("nodeSelector", "affinity", "tolerations", "priorityClassName"):
+        if c.pod.get(key):
+            pod_spec[key] = c.pod[key]
     claim: Body = {"metadata": {"name": "data"}, "spec": {
         "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": c.storage_size}}}}
     if c.storage_class:

@@ -227,6 +227,19 @@ CLUSTER_SPEC = _obj("A cluster of brokers", {
         "topologyKey": _str("Node label whose value is the broker's rack, e.g. "
                             "topology.kubernetes.io/zone"),
     }),
+    "pod": _obj("Scheduling of the broker pods (as in a pod spec)", {
+        "nodeSelector": {"type": "object", "description": "Node labels the pods need",
+                         "additionalProperties": {"type": "string"}},
+        "affinity": {"type": "object", "description": "Pod affinity (a core/v1 Affinity)",
+                     "x-kubernetes-preserve-unknown-fields": True},
+        "tolerations": {"type": "array", "description": "Taints the pods tolerate",
+                        "items": {"type": "object",
+                                  "x-kubernetes-preserve-unknown-fields": True}},
+        "topologySpreadConstraints": {
+            "type": "array", "description": "Added to the one rack.topologyKey makes",
+            "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+        "priorityClassName": _str("Priority class of the broker pods"),
+    }),
     "authorization": _obj("ACL enforcement", {
         "enabled": {"type": "boolean", "default": False, "description": "Authorization on"},
         "superUsers": {"type": "array", "items": _str("Principal, e.g. User:admin",

@@ -139,3 +139,31 @@ def test_balance_moves_onto_a_new_broker() -> None:
     # Followers move before preferred leaders.
     assert all(after[(t, p)][0] == placements[p][2][0] for t, p, _ in moves)
     assert cl.balance_moves([], [0, 1]) == []
+
+
+def test_pod_scheduling_and_user() -> None:
+    """spec.pod goes into the pod spec (the rack's spread constraint first); the pods run
+    as the image's non-root user with the volume group-owned by it."""
+    zones = {"maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
+             "whenUnsatisfiable": "DoNotSchedule",
+             "labelSelector": {"matchLabels": {"app.kubernetes.io/instance": "events"}}}
+    pod_fields = {"nodeSelector": {"disk": "ssd"}, "priorityClassName": "high",
+                  "tolerations": [{"key": "dedicated", "operator": "Exists"}],
+                  "affinity": {"podAntiAffinity": {
+                      "preferredDuringSchedulingIgnoredDuringExecution": [{
+                          "weight": 100, "podAffinityTerm": {
+                              "topologyKey": "kubernetes.io/hostname",
+                              "labelSelector": {"matchLabels": {
+                                  "app.kubernetes.io/name": "odradek"}}}}]}},
+                  "topologySpreadConstraints": [zones]}
+    sts = objects({**SPEC, "pod": pod_fields})["StatefulSet/events"]
+    kubernetes_validate.validate(sts, kubernetes_validate.latest_version(), strict=True)
+    pod = sts["spec"]["template"]["spec"]
+    for key in ("nodeSelector", "priorityClassName", "tolerations", "affinity"):
+        assert pod[key] == pod_fields[key]
+    spread = pod["topologySpreadConstraints"]
+    assert [s["topologyKey"] for s in spread] == ["topology.kubernetes.io/zone",
+                                                  "kubernetes.io/hostname"]
+    assert pod["securityContext"]["runAsUser"] == pod["securityContext"]["fsGroup"] == (
+        cl.BROKER_UID)
+    assert "affinity" not in objects()["StatefulSet/events"]["spec"]["template"]["spec"]
