@@ -193,7 +193,7 @@ class GroupMember(Client):
 
         async def fetch(b: SimBroker) -> list[gpb.CommittedOffset]:
             assert b.groups is not None
-            return b.groups.fetch(request)
+            return await b.groups.fetch(request)
 
         try:
             committed = await coordinator.call(self.name, fetch, REQUEST_TIMEOUT_S)

@@ -420,7 +420,8 @@ class World:
         return out
 
     def _converged(self) -> bool:
-        for tp in self.partitions:
+        offsets = [(OFFSETS_TOPIC, i) for i in range(OFFSETS_PARTITIONS)] if self.members else []
+        for tp in [*self.partitions, *offsets]:
             replicas = [p for _, p in self._replicas(tp)]
             leaders = [p for p in replicas if p.node.is_leader()]
             if len(leaders) != 1:

@@ -206,7 +206,10 @@ class GroupCoordinator:
         if shard is None or not shard.partition.node.is_leader():
             leader = topic.partitions[index].leader
             raise self._not_coordinator(group_id, leader if leader >= 0 else None)
-        if not shard.ready:
+        # Leading again in a later term (the watch loop has not reloaded yet): the groups
+        # in memory are those of the earlier term; another coordinator may have changed
+        # them in between.
+        if not shard.ready or shard.partition.node.term != shard.term:
             raise BrokerError(Reason.COORDINATOR_LOAD_IN_PROGRESS,
                               f"broker {self.cluster.id} is loading the groups of partition "
                               f"{index} of {OFFSETS_TOPIC}; retry shortly", {"group": group_id})
@@ -300,6 +303,11 @@ class GroupCoordinator:
             quorum = regressions.GROUP_CHANGES_WITHOUT_QUORUM not in regressions.reintroduced
             await shard.partition.append(batch, quorum=quorum, timeout_s=APPEND_TIMEOUT_S)
         except BrokerError as exc:
+            # The groups in memory have moved past what the log holds (a generation, an
+            # assignment): drop them, so that nobody is answered from them, and load
+            # again from the log if this broker still leads.
+            if self._shards.get(shard.index) is shard:
+                self._unload(shard.index)
             raise BrokerError(Reason.COORDINATOR_NOT_AVAILABLE,
                               f"the group change could not be written: {exc.message}",
                               {"group": items[0][0].group}) from exc
@@ -340,7 +348,11 @@ class GroupCoordinator:
             previous = group.members.get(join.member_id) or next(
                 (m for m in group.members.values()
                  if join.instance_id and m.instance_id == join.instance_id), None)
-            changed = previous is None or previous.disconnected_ms != 0
+            # A coordinator not sure it still leads (just resumed, cut off) writes even an
+            # unchanged group: only a quorum write proves that its state is the current
+            # one, and a deposed coordinator would answer with a generation others left.
+            changed = previous is None or previous.disconnected_ms != 0 \
+                or not shard.partition.leadership_confirmed()
             member, _ = group.join(request, clock.monotonic())
             shard.groups[group.group_id] = group
             key = (group.group_id, member.member_id)
@@ -475,8 +487,14 @@ class GroupCoordinator:
         shard.groups[group.group_id] = group
         group.offsets.update(items)
 
-    def fetch(self, request: gpb.FetchOffsetsRequest) -> list[gpb.CommittedOffset]:
-        group = self._shard(request.group_id).groups.get(request.group_id)
+    async def fetch(self, request: gpb.FetchOffsetsRequest) -> list[gpb.CommittedOffset]:
+        shard = self._shard(request.group_id)
+        group = shard.groups.get(request.group_id)
+        if group is not None and not shard.partition.leadership_confirmed():
+            # As for a join: committed offsets read from a deposed coordinator's memory
+            # may be older than ones acknowledged since by the new one.
+            async with shard.lock(request.group_id):
+                await self._persist(shard, [(GroupKey(group.group_id), group.to_value())])
         offsets = group.offsets if group is not None else {}
         wanted = _tps(list(request.partitions)) or sorted(offsets)
         out = []

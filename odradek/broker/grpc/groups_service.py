@@ -112,7 +112,7 @@ class GroupsService(gpb_grpc.GroupsServicer):
                            context: grpc.aio.ServicerContext) -> gpb.FetchOffsetsResponse:
         access = current_access()
         return gpb.FetchOffsetsResponse(offsets=[
-            o for o in self.coordinator.fetch(request) if access.may_describe_topic(o.topic)])
+            o for o in await self.coordinator.fetch(request) if access.may_describe_topic(o.topic)])
 
     @rpc
     async def ListGroups(self, request: gpb.ListGroupsRequest,
