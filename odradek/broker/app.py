@@ -112,7 +112,7 @@ class Broker:
 
     async def start(self) -> None:
         s = self.settings
-        self.listener = GrpcListener(lambda: self.guard)
+        self.listener = GrpcListener(lambda: self.guard, self.metrics)
         if s.tls is not None and len(s.voters) > 1 and not s.tls.require_client_auth:
             raise TLSConfigError(
                 "brokers reach each other on the TLS listener with mutual TLS: a cluster "
@@ -143,7 +143,7 @@ class Broker:
                                    tls=peer_tls)
         self.cluster.flush_observer = self.metrics.observe_fsync
         self.cluster.adopt_log = self.housekeeper.adopt
-        self.guard = build_guard(s.security, s.tls, len(voters), self.cluster, self.metrics)
+        self.guard = build_guard(s.security, s.tls, len(voters), self.cluster)
         admin = TopicAdmin(self.cluster, self.defaults, s.default_replication_factor)
         self.groups = GroupCoordinator(self.cluster, admin, CoordinatorSettings(
             offsets_partitions=s.offsets_topic_partitions,

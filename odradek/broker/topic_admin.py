@@ -159,6 +159,13 @@ class TopicAdmin:
                               "no controller is elected right now; retry shortly")
         return await self.forwarder.forward(address, method, request)
 
+    async def forward_create(self, name: str, partitions: int, replication_factor: int,
+                             configs: dict[str, str]) -> None:
+        """Has the controller create a topic (the group coordinator's internal one)."""
+        await self.forward("CreateTopic", pb.CreateTopicRequest(
+            name=name, partitions=partitions, replication_factor=replication_factor,
+            configs=configs))
+
     # ----------------------------------------------------------------- reads
     def list_topics(self, include_internal: bool = True) -> pb.ListTopicsResponse:
         """Internal topics (named __*, such as __consumer_offsets) only when asked for."""

@@ -17,9 +17,16 @@ from typing import TYPE_CHECKING, Any
 
 from odradek.broker import clock
 from odradek.broker.errors import BrokerError, Reason
-from odradek.broker.groups.coordinator import OFFSETS_TOPIC, MemberChannel, topic_partitions
+from odradek.broker.groups.coordinator import OFFSETS_TOPIC, MemberChannel
 from odradek.broker.groups.records import GroupKey, GroupValue, OffsetKey, OffsetValue, decode
-from odradek.v1 import groups_pb2 as gpb
+from odradek.broker.groups.state import JoinRequest
+from odradek.broker.groups.types import (
+    Assignment,
+    CommittedOffset,
+    Joined,
+    MemberMessage,
+    OffsetCommit,
+)
 from tests.sim_broker.broker import committed_records
 from tests.sim_broker.errors import make_error
 from tests.sim_broker.history import ACKED_COMMIT_LOST, GROUP_GENERATION_WENT_BACK, TP
@@ -98,13 +105,12 @@ class GroupMember(Client):
         return self.world.brokers.get(broker_id)
 
     async def session(self, coordinator: SimBroker) -> None:
-        join = gpb.JoinGroup(group_id=GROUP, member_id=self.member_id, client_id=self.name,
-                             topics=self.topics, session_timeout_ms=SESSION_TIMEOUT_MS,
-                             max_poll_interval_ms=60_000, strategy="sticky")
+        join = JoinRequest(self.member_id, "", self.name, frozenset(self.topics),
+                           SESSION_TIMEOUT_MS, 60_000, "sticky")
 
         async def do_join(b: SimBroker) -> MemberChannel:
             assert b.groups is not None
-            return await b.groups.join(join)
+            return await b.groups.join(GROUP, join)
 
         try:
             channel = await coordinator.call(self.name, do_join, REQUEST_TIMEOUT_S)
@@ -153,16 +159,15 @@ class GroupMember(Client):
         self.generation = generation
 
     async def message(self, coordinator: SimBroker, channel: MemberChannel,
-                      item: gpb.MemberResponse) -> bool:
-        kind = item.WhichOneof("kind")
-        if kind == "joined":
-            if self.member_id and item.joined.member_id != self.member_id:
+                      item: MemberMessage) -> bool:
+        if isinstance(item, Joined):
+            if self.member_id and item.member_id != self.member_id:
                 self.lose_partitions()  # dropped from the group meanwhile: a new member
-            self.member_id = item.joined.member_id
-            self.saw_generation(item.joined.generation, "joined")
+            self.member_id = item.member_id
+            self.saw_generation(item.generation, "joined")
             return True
-        a = item.assignment
-        target = {(tp.topic, p) for tp in a.partitions for p in tp.partitions}
+        a: Assignment = item
+        target = set(a.partitions)
         self.saw_generation(a.generation, "assignment")
         revoked = self.assigned - target
         if revoked and not await self.commit(coordinator, revoked):
@@ -188,12 +193,11 @@ class GroupMember(Client):
         return not added or await self.start_positions(coordinator, added)
 
     async def start_positions(self, coordinator: SimBroker, tps: set[TP]) -> bool:
-        request = gpb.FetchOffsetsRequest(group_id=GROUP, partitions=topic_partitions(tps))
         floor = {tp: self.world.history.acked_commit(tp) for tp in tps}
 
-        async def fetch(b: SimBroker) -> list[gpb.CommittedOffset]:
+        async def fetch(b: SimBroker) -> list[CommittedOffset]:
             assert b.groups is not None
-            return await b.groups.fetch(request)
+            return await b.groups.fetch(GROUP, sorted(tps))
 
         try:
             committed = await coordinator.call(self.name, fetch, REQUEST_TIMEOUT_S)
@@ -209,14 +213,12 @@ class GroupMember(Client):
         offsets = {tp: self.positions[tp] for tp in sorted(tps) if tp in self.positions}
         if not offsets:
             return True
-        request = gpb.CommitOffsetsRequest(
-            group_id=GROUP, member_id=self.member_id, generation=self.generation,
-            offsets=[gpb.OffsetCommit(topic=t, partition=p, offset=o)
-                     for (t, p), o in offsets.items()])
+        commits = [OffsetCommit(t, p, o) for (t, p), o in offsets.items()]
+        member_id, generation = self.member_id, self.generation
 
         async def do_commit(b: SimBroker) -> None:
             assert b.groups is not None
-            await b.groups.commit(request)
+            await b.groups.commit(GROUP, member_id, generation, commits)
 
         try:
             await coordinator.call(self.name, do_commit, REQUEST_TIMEOUT_S)
@@ -251,7 +253,7 @@ class GroupMember(Client):
 
 
 async def poll(b: SimBroker, channel: MemberChannel
-               ) -> list[gpb.MemberResponse | BrokerError | None]:
+               ) -> list[MemberMessage | BrokerError | None]:
     """A heartbeat, then what the coordinator queued for the member (waiting a little
     for the first item, as a stream read would)."""
     assert b.groups is not None

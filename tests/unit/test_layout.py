@@ -12,9 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 BROKER = ROOT / "odradek" / "broker"
 FRONT_ENDS = ("grpc", "kafka", "peers")
 STILL_PROTOBUF = {
-    "auth/guard.py",  # the interceptor: its gRPC half goes to grpc/
     "topic_admin.py",  # answers with protobuf messages
-    "groups/coordinator.py",  # takes and queues protobuf requests and answers
 }
 
 

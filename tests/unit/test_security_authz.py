@@ -322,37 +322,38 @@ class FakeContext:
 
 def _guard(enabled: bool = True) -> Any:
     from odradek.broker.auth.guard import Guard
-    from odradek.broker.auth.rules import RULES
 
     state = SecurityState(acls=frozenset({allow("User:ANONYMOUS", "topic", "t", "read")}))
-    return Guard(lambda: state, Sessions(lambda: {}), RULES, enabled=enabled,
+    return Guard(lambda: state, Sessions(lambda: {}), enabled=enabled,
                  super_users=frozenset({"User:root"}))
 
 
 def test_guard_rules_unknown_methods_and_tokens() -> None:
-    from odradek.broker.auth.guard import peer_host
     from odradek.broker.errors import BrokerError
+    from odradek.broker.grpc.authorization import GRPC_RULES
+    from odradek.broker.grpc.interceptor import check_call
+    from odradek.security.hosts import peer_host
     from odradek.v1 import odradek_pb2 as pb
 
     guard = _guard()
     ctx: Any = FakeContext()
-    fetch = guard.rules["/odradek.v1.Broker/Fetch"]
-    access = guard._check(fetch, pb.FetchRequest(topic="t"), ctx)
+    fetch = GRPC_RULES["/odradek.v1.Broker/Fetch"]
+    access = check_call(guard, fetch, pb.FetchRequest(topic="t"), ctx)
     assert (access.principal, access.host) == ("User:ANONYMOUS", "::1")
     with pytest.raises(BrokerError) as info:
-        guard._check(fetch, pb.FetchRequest(topic="u"), ctx)
+        check_call(guard, fetch, pb.FetchRequest(topic="u"), ctx)
     assert info.value.reason == "TOPIC_AUTHORIZATION_FAILED"
     with pytest.raises(BrokerError) as info:  # a method nobody wrote a rule for
-        guard._check(guard.rules.get("/odradek.v1.Groups/Whatever"), None, ctx)
+        check_call(guard, GRPC_RULES.get("/odradek.v1.Groups/Whatever"), None, ctx)
     assert info.value.reason == "CLUSTER_AUTHORIZATION_FAILED"
     with pytest.raises(BrokerError) as info:
-        guard._check(fetch, pb.FetchRequest(topic="t"),
+        check_call(guard, fetch, pb.FetchRequest(topic="t"),
                      FakeContext((("authorization", "Bearer forged"),)))
     assert info.value.reason == "SESSION_EXPIRED"
     # Authorization off: anything goes, but a bad token is still refused.
-    assert _guard(False)._check(None, None, ctx).principal == "User:ANONYMOUS"
+    assert check_call(_guard(False), None, None, ctx).principal == "User:ANONYMOUS"
     with pytest.raises(BrokerError):
-        _guard(False)._check(None, None, FakeContext((("authorization", "Bearer x"),)))
+        check_call(_guard(False), None, None, FakeContext((("authorization", "Bearer x"),)))
     assert peer_host("ipv4:10.1.2.3:99") == "10.1.2.3" and peer_host("unix:/s") == "/s"
 
 

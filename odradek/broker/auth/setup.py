@@ -7,13 +7,10 @@ import secrets
 from dataclasses import dataclass, field
 
 from odradek.broker.auth.guard import Guard
-from odradek.broker.auth.rules import RULES
 from odradek.broker.auth.sessions import DEFAULT_SESSION_LIFETIME_S, Sessions
 from odradek.broker.cluster import ClusterNode
 from odradek.broker.errors import BrokerError
-from odradek.broker.grpc.status import status_code
 from odradek.broker.metadata.security import InitClusterSecret, UpsertUser
-from odradek.broker.metrics.broker import BrokerMetrics
 from odradek.security import scram
 from odradek.security.principal import PrincipalRule, principal_of_certificate
 from odradek.security.tls import ServerTLS, TLSConfigError
@@ -54,7 +51,7 @@ def broker_principal(tls: ServerTLS | None, rules: tuple[PrincipalRule, ...]) ->
 
 
 def build_guard(settings: SecuritySettings, tls: ServerTLS | None, voters: int,
-                cluster: ClusterNode, metrics: BrokerMetrics | None = None) -> Guard:
+                cluster: ClusterNode) -> Guard:
     """The guard of a broker's RPCs. The brokers' own certificate principal is a super
     user (brokers call each other's internal services); so, with authorization on, a
     cluster of several brokers needs mutual TLS between them."""
@@ -70,14 +67,8 @@ def build_guard(settings: SecuritySettings, tls: ServerTLS | None, voters: int,
             log.info("authorization on; the brokers' own principal %s is a super user", own)
     sessions = Sessions(lambda: cluster.image.security.users, settings.session_lifetime_s,
                         cluster_secret=lambda: cluster.image.security.cluster_secret)
-
-    def refused(method: str, error: BrokerError) -> None:
-        if metrics is not None:
-            metrics.observe_rpc(method, 0.0, status_code(error).name, error.reason)
-
-    return Guard(lambda: cluster.image.security, sessions, RULES,
-                 enabled=settings.authorization, super_users=frozenset(super_users),
-                 principal_rules=settings.principal_rules, refused=refused)
+    return Guard(lambda: cluster.image.security, sessions, enabled=settings.authorization,
+                 super_users=frozenset(super_users), principal_rules=settings.principal_rules)
 
 
 async def ensure_bootstrap_user(cluster: ClusterNode, name: str, password: str) -> None:

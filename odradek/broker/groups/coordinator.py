@@ -31,13 +31,22 @@ from odradek.broker.groups.records import (
     encode_value,
 )
 from odradek.broker.groups.replay import rebuild
+from odradek.broker.groups.resets import check_target, lag, reset_changes, reset_partitions
 from odradek.broker.groups.state import Group, JoinRequest, Member, check_group_id, group_error
+from odradek.broker.groups.types import (
+    Assignment,
+    CommittedOffset,
+    CoordinatorInfo,
+    Joined,
+    MemberMessage,
+    OffsetChange,
+    OffsetCommit,
+    PartitionLag,
+    ResetRequest,
+)
 from odradek.broker.replication.replica import ReplicatedPartition
 from odradek.broker.topic_admin import TopicAdmin
-from odradek.broker.topics.reads import OffsetSpec
 from odradek.records import Record, encode_batch, iter_records
-from odradek.v1 import groups_pb2 as gpb
-from odradek.v1 import odradek_pb2 as pb
 
 log = logging.getLogger("odradek.broker.groups")
 
@@ -68,10 +77,10 @@ class MemberChannel:
     def __init__(self, group_id: str, member_id: str) -> None:
         self.group_id = group_id
         self.member_id = member_id
-        self._queue: asyncio.Queue[gpb.MemberResponse | BrokerError | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[MemberMessage | BrokerError | None] = asyncio.Queue()
         self.closed = False
 
-    def send(self, message: gpb.MemberResponse) -> None:
+    def send(self, message: MemberMessage) -> None:
         if not self.closed:
             self._queue.put_nowait(message)
 
@@ -80,7 +89,7 @@ class MemberChannel:
             self.closed = True
             self._queue.put_nowait(error)
 
-    async def next(self) -> gpb.MemberResponse | BrokerError | None:
+    async def next(self) -> MemberMessage | BrokerError | None:
         return await self._queue.get()
 
 
@@ -100,17 +109,6 @@ class _Shard:
 
 def partition_for(group_id: str, partitions: int) -> int:
     return zlib.crc32(group_id.encode()) % partitions
-
-
-def _tps(items: list[gpb.TopicPartitions]) -> list[TP]:
-    return [(tp.topic, p) for tp in items for p in tp.partitions]
-
-
-def topic_partitions(tps: set[TP] | list[TP]) -> list[gpb.TopicPartitions]:
-    by_topic: dict[str, list[int]] = {}
-    for topic, p in sorted(tps):
-        by_topic.setdefault(topic, []).append(p)
-    return [gpb.TopicPartitions(topic=t, partitions=ps) for t, ps in by_topic.items()]
 
 
 class GroupCoordinator:
@@ -148,7 +146,7 @@ class GroupCoordinator:
         return [g for s in self._shards.values() if s.ready for g in s.groups.values()]
 
     # ------------------------------------------------------------- coordinator
-    async def find_coordinator(self, group_id: str) -> gpb.FindCoordinatorResponse:
+    async def find_coordinator(self, group_id: str) -> CoordinatorInfo:
         check_group_id(group_id)
         await self._ensure_topic()
         topic = self.cluster.image.topics[OFFSETS_TOPIC]
@@ -162,7 +160,7 @@ class GroupCoordinator:
             raise BrokerError(Reason.COORDINATOR_NOT_AVAILABLE,
                               f"partition {index} of {OFFSETS_TOPIC} has no leader right now; "
                               "retry shortly", {"group": group_id})
-        return gpb.FindCoordinatorResponse(broker_id=leader, address=address, partition=index)
+        return CoordinatorInfo(leader, address, index)
 
     async def _ensure_topic(self) -> None:
         if OFFSETS_TOPIC in self.cluster.image.topics:
@@ -186,9 +184,8 @@ class GroupCoordinator:
                     await self.admin.create(OFFSETS_TOPIC, s.offsets_partitions, rf, configs,
                                             False)
                 else:
-                    await self.admin.forward("CreateTopic", pb.CreateTopicRequest(
-                        name=OFFSETS_TOPIC, partitions=s.offsets_partitions,
-                        replication_factor=rf, configs=configs))
+                    await self.admin.forward_create(OFFSETS_TOPIC, s.offsets_partitions, rf,
+                                                    configs)
             except BrokerError as exc:
                 if exc.reason != "TOPIC_ALREADY_EXISTS":
                     raise
@@ -331,23 +328,17 @@ class GroupCoordinator:
     def _push(self, group: Group, member: Member) -> None:
         channel = self._channels.get((group.group_id, member.member_id))
         if channel is not None:
-            channel.send(gpb.MemberResponse(assignment=gpb.Assignment(
-                generation=member.sent_generation,
-                partitions=topic_partitions(member.assigned))))
+            channel.send(Assignment(member.sent_generation, frozenset(member.assigned)))
 
-    async def join(self, join: gpb.JoinGroup) -> MemberChannel:
-        shard = self._shard(join.group_id)
-        request = JoinRequest(
-            join.member_id, join.instance_id, join.client_id, frozenset(join.topics),
-            join.session_timeout_ms or 10_000, join.max_poll_interval_ms or 300_000,
-            join.strategy or "sticky")
+    async def join(self, group_id: str, request: JoinRequest) -> MemberChannel:
+        shard = self._shard(group_id)
         if not request.topics:
             raise invalid_request("a member must subscribe to at least one topic")
-        async with shard.lock(join.group_id):
-            group = shard.groups.get(join.group_id) or Group(join.group_id)
-            previous = group.members.get(join.member_id) or next(
+        async with shard.lock(group_id):
+            group = shard.groups.get(group_id) or Group(group_id)
+            previous = group.members.get(request.member_id) or next(
                 (m for m in group.members.values()
-                 if join.instance_id and m.instance_id == join.instance_id), None)
+                 if request.instance_id and m.instance_id == request.instance_id), None)
             # A coordinator not sure it still leads (just resumed, cut off) writes even an
             # unchanged group: only a quorum write proves that its state is the current
             # one, and a deposed coordinator would answer with a generation others left.
@@ -366,9 +357,7 @@ class GroupCoordinator:
             channel = MemberChannel(group.group_id, member.member_id)
             self._channels[key] = channel
             heartbeat_ms = max(100, min(member.session_timeout_ms // 3, 3000))
-            channel.send(gpb.MemberResponse(joined=gpb.Joined(
-                member_id=member.member_id, generation=group.generation,
-                heartbeat_interval_ms=heartbeat_ms)))
+            channel.send(Joined(member.member_id, group.generation, heartbeat_ms))
             if member.sent_generation >= 0:  # a member never assigned has nothing to resume
                 self._push(group, member)
         return channel
@@ -464,11 +453,13 @@ class GroupCoordinator:
                         log.warning("group %s: %s", group.group_id, exc.message)
 
     # ------------------------------------------------------------------ offsets
-    async def commit(self, request: gpb.CommitOffsetsRequest) -> None:
-        shard = self._shard(request.group_id)
+    async def commit(self, group_id: str, member_id: str, generation: int,
+                     offsets: list[OffsetCommit]) -> None:
+        """member_id empty: a commit from outside the group protocol (an empty group)."""
+        shard = self._shard(group_id)
         items: list[tuple[TP, OffsetValue]] = []
         now_ms = clock.time_ms()
-        for o in request.offsets:
+        for o in offsets:
             if not o.topic or o.partition < 0 or o.offset < 0:
                 raise invalid_request(
                     f"bad commit for {o.topic!r} partition {o.partition}: topic must be set, "
@@ -476,9 +467,9 @@ class GroupCoordinator:
             items.append(((o.topic, o.partition), OffsetValue(o.offset, o.metadata, now_ms)))
         if not items:
             return
-        async with shard.lock(request.group_id):
-            group = shard.groups.get(request.group_id) or Group(request.group_id)
-            group.check_commit(request.member_id, request.generation, [tp for tp, _ in items])
+        async with shard.lock(group_id):
+            group = shard.groups.get(group_id) or Group(group_id)
+            group.check_commit(member_id, generation, [tp for tp, _ in items])
             await self._write_offsets(shard, group, items)
 
     async def _write_offsets(self, shard: _Shard, group: Group,
@@ -487,23 +478,23 @@ class GroupCoordinator:
         shard.groups[group.group_id] = group
         group.offsets.update(items)
 
-    async def fetch(self, request: gpb.FetchOffsetsRequest) -> list[gpb.CommittedOffset]:
-        shard = self._shard(request.group_id)
-        group = shard.groups.get(request.group_id)
+    async def fetch(self, group_id: str, tps: list[TP]) -> list[CommittedOffset]:
+        """The committed offsets of tps (empty: of every partition with one)."""
+        shard = self._shard(group_id)
+        group = shard.groups.get(group_id)
         if group is not None and not shard.partition.leadership_confirmed():
             # As for a join: committed offsets read from a deposed coordinator's memory
             # may be older than ones acknowledged since by the new one.
-            async with shard.lock(request.group_id):
+            async with shard.lock(group_id):
                 await self._persist(shard, [(GroupKey(group.group_id), group.to_value())])
         offsets = group.offsets if group is not None else {}
-        wanted = _tps(list(request.partitions)) or sorted(offsets)
         out = []
-        for tp in wanted:
+        for tp in tps or sorted(offsets):
             value = offsets.get(tp)
-            out.append(gpb.CommittedOffset(
-                topic=tp[0], partition=tp[1], offset=-1 if value is None else value.offset,
-                metadata="" if value is None else value.metadata,
-                commit_timestamp_ms=-1 if value is None else value.timestamp_ms))
+            out.append(CommittedOffset(
+                tp[0], tp[1], -1 if value is None else value.offset,
+                "" if value is None else value.metadata,
+                -1 if value is None else value.timestamp_ms))
         return out
 
     # -------------------------------------------------------------------- admin
@@ -532,71 +523,57 @@ class GroupCoordinator:
                 f"member(s); its offsets can only be {what} when it has none (stop its "
                 "consumers and wait for their session timeout)", group.group_id)
 
-    async def reset(self, request: gpb.ResetOffsetsRequest,
+    async def reset(self, request: ResetRequest,
                     authorize: Callable[[list[str]], None] = lambda _: None,
-                    ) -> list[gpb.OffsetChange]:
+                    ) -> list[OffsetChange]:
         """Moves the group's committed offsets. On a group with members the partitions
         are first taken from them (their consumers commit and let go, as in any
         revocation), the offsets are written once no member owns one, and the partitions
         are assigned again: the members go on from the new offsets. Kafka requires an
         empty group for this."""
-        shard = self._shard(request.group_id)
-        spec = request.WhichOneof("spec")
-        if spec is None:
-            raise invalid_request("say where to reset to: to_earliest, to_latest, "
-                                  "to_timestamp_ms, to_offset or shift_by")
-        async with shard.lock(request.group_id):
-            group = shard.groups.get(request.group_id) or Group(request.group_id)
-            tps = self._reset_partitions(group, request.partitions)
+        group_id = request.group_id
+        shard = self._shard(group_id)
+        check_target(request)
+        async with shard.lock(group_id):
+            group = shard.groups.get(group_id) or Group(group_id)
+            tps = reset_partitions(group, request, self.lookup.partition_count)
             # Every topic it touches, also those found from the committed offsets when the
             # request names none: a reset needs read on each (as Kafka's).
             authorize(sorted({t for t, _ in tps}))
             if request.dry_run:
-                return await self._reset_changes(group, tps, request, spec)
+                return await reset_changes(self.lookup, group, tps, request)
             live = bool(group.members)
             if live:
                 group.held |= set(tps)
                 await self._settle(shard, group, False)
         if live:
             try:
-                await self._wait_released(shard, group)
+                await self._wait_released(group)
             except BaseException:
-                async with shard.lock(request.group_id):
+                async with shard.lock(group_id):
                     group.held -= set(tps)
-                    if shard.groups.get(request.group_id) is group:
+                    if shard.groups.get(group_id) is group:
                         await self._settle(shard, group, False)
                 raise
-        async with shard.lock(request.group_id):
+        async with shard.lock(group_id):
             try:
-                if shard.groups.get(request.group_id, group) is not group:
+                if shard.groups.get(group_id, group) is not group:
                     raise group_error(Reason.REBALANCE_IN_PROGRESS,
-                                      f"group {request.group_id!r} moved to another "
-                                      "coordinator during the reset; retry", request.group_id)
+                                      f"group {group_id!r} moved to another coordinator "
+                                      "during the reset; retry", group_id)
                 # The members' last commits (made as they let go) count as "previous".
-                changes = await self._reset_changes(group, tps, request, spec)
+                changes = await reset_changes(self.lookup, group, tps, request)
                 now_ms = clock.time_ms()
                 await self._write_offsets(shard, group, [
                     ((c.topic, c.partition), OffsetValue(c.offset, "", now_ms))
                     for c in changes])
             finally:
                 group.held -= set(tps)
-                if live and shard.groups.get(request.group_id) is group:
+                if live and shard.groups.get(group_id) is group:
                     await self._settle(shard, group, False)
         return changes
 
-    async def _reset_changes(self, group: Group, tps: list[TP],
-                             request: gpb.ResetOffsetsRequest,
-                             spec: str) -> list[gpb.OffsetChange]:
-        changes = []
-        for tp in tps:
-            previous = group.offsets.get(tp)
-            offset = await self._reset_target(tp, request, spec, previous)
-            changes.append(gpb.OffsetChange(
-                topic=tp[0], partition=tp[1], offset=offset,
-                previous=-1 if previous is None else previous.offset))
-        return changes
-
-    async def _wait_released(self, shard: _Shard, group: Group) -> None:
+    async def _wait_released(self, group: Group) -> None:
         """Until no member owns a held partition (members that do not let go in time
         are removed by the tick, as for any revocation), or RESET_WAIT_S."""
         deadline = clock.monotonic() + RESET_WAIT_S
@@ -609,54 +586,8 @@ class GroupCoordinator:
                     "retry", group.group_id)
             await asyncio.sleep(RESET_POLL_S)
 
-    def _reset_partitions(self, group: Group, asked: list[gpb.TopicPartitions]) -> list[TP]:
-        if not asked:
-            if not group.offsets:
-                raise invalid_request(f"group {group.group_id!r} has no committed offsets: "
-                                      "name the topics to reset")
-            return sorted(group.offsets)
-        out: list[TP] = []
-        for item in asked:
-            count = self.lookup.partition_count(item.topic)
-            for p in item.partitions or range(count):
-                if not 0 <= p < count:
-                    raise invalid_request(f"topic {item.topic!r} has no partition {p} "
-                                          f"(it has {count})")
-                out.append((item.topic, p))
-        return sorted(set(out))
-
-    async def _reset_target(self, tp: TP, request: gpb.ResetOffsetsRequest, spec: str,
-                            previous: OffsetValue | None) -> int:
-        lookup = self.lookup
-        if spec == "to_timestamp_ms":
-            return await lookup.offset(*tp, OffsetSpec.TIMESTAMP, request.to_timestamp_ms)
-        earliest = await lookup.offset(*tp, OffsetSpec.EARLIEST)
-        latest = await lookup.offset(*tp, OffsetSpec.LATEST)
-        if spec == "to_earliest":
-            return earliest
-        if spec == "to_latest":
-            return latest
-        if spec == "to_offset":
-            target = request.to_offset
-        else:
-            base = previous.offset if previous is not None else latest
-            target = base + request.shift_by
-        return min(max(target, earliest), latest)
-
-    async def lag(self, group: Group) -> list[gpb.PartitionLag]:
-        owners = {tp: m.member_id for m in group.members.values() for tp in m.owned}
-        tps = sorted(set(group.offsets) | set(owners))
-        ends = await asyncio.gather(*(self.lookup.end_offset(*tp) for tp in tps))
-        out = []
-        for tp, end in zip(tps, ends, strict=True):
-            committed = group.offsets.get(tp)
-            c = committed.offset if committed is not None else -1
-            out.append(gpb.PartitionLag(
-                topic=tp[0], partition=tp[1], committed_offset=c,
-                log_end_offset=-1 if end is None else end,
-                lag=-1 if end is None or c < 0 else max(0, end - c),
-                member_id=owners.get(tp, "")))
-        return out
+    async def lag(self, group: Group) -> list[PartitionLag]:
+        return await lag(self.lookup, group)
 
     async def _end_offsets_loop(self) -> None:
         """Keeps the log end offsets of committed partitions fresh for the lag gauges."""

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import grpc
 
-from odradek.broker.auth.guard import current_access
+from odradek.broker.auth.access import current_access
 from odradek.broker.errors import (
     BrokerError,
     Reason,

@@ -8,9 +8,18 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from odradek.broker.auth.guard import current_access
+from odradek.broker.auth.access import current_access
 from odradek.broker.errors import BrokerError, Reason, invalid_request, to_broker_error
-from odradek.broker.groups.coordinator import GroupCoordinator, MemberChannel, topic_partitions
+from odradek.broker.groups.assignors import TP
+from odradek.broker.groups.coordinator import GroupCoordinator, MemberChannel
+from odradek.broker.groups.state import JoinRequest
+from odradek.broker.groups.types import (
+    Assignment,
+    MemberMessage,
+    OffsetCommit,
+    ResetRequest,
+    ResetTo,
+)
 from odradek.broker.grpc.broker_service import rpc
 from odradek.broker.grpc.status import to_status
 from odradek.broker.metrics.broker import BrokerMetrics
@@ -25,6 +34,49 @@ log = logging.getLogger("odradek.broker.groups")
 FIRST_MESSAGE_TIMEOUT_S = 10.0
 
 
+def topic_partitions(tps: set[TP] | frozenset[TP] | list[TP]) -> list[gpb.TopicPartitions]:
+    by_topic: dict[str, list[int]] = {}
+    for topic, p in sorted(tps):
+        by_topic.setdefault(topic, []).append(p)
+    return [gpb.TopicPartitions(topic=t, partitions=ps) for t, ps in by_topic.items()]
+
+
+def _tps(items: list[gpb.TopicPartitions]) -> list[TP]:
+    return [(tp.topic, p) for tp in items for p in tp.partitions]
+
+
+def join_request(join: gpb.JoinGroup) -> JoinRequest:
+    """Zero timeouts and an empty strategy take the defaults."""
+    return JoinRequest(join.member_id, join.instance_id, join.client_id, frozenset(join.topics),
+                       join.session_timeout_ms or 10_000, join.max_poll_interval_ms or 300_000,
+                       join.strategy or "sticky")
+
+
+def member_response(message: MemberMessage) -> gpb.MemberResponse:
+    if isinstance(message, Assignment):
+        return gpb.MemberResponse(assignment=gpb.Assignment(
+            generation=message.generation, partitions=topic_partitions(message.partitions)))
+    return gpb.MemberResponse(joined=gpb.Joined(
+        member_id=message.member_id, generation=message.generation,
+        heartbeat_interval_ms=message.heartbeat_interval_ms))
+
+
+_RESET_TO = {"to_earliest": ResetTo.EARLIEST, "to_latest": ResetTo.LATEST,
+             "to_timestamp_ms": ResetTo.TIMESTAMP, "to_offset": ResetTo.OFFSET,
+             "shift_by": ResetTo.SHIFT}
+
+
+def reset_request(request: gpb.ResetOffsetsRequest) -> ResetRequest:
+    spec = request.WhichOneof("spec")
+    if spec is None:
+        raise invalid_request("say where to reset to: to_earliest, to_latest, "
+                              "to_timestamp_ms, to_offset or shift_by")
+    value = getattr(request, spec) if spec in ("to_timestamp_ms", "to_offset", "shift_by") else 0
+    return ResetRequest(request.group_id, _RESET_TO[spec], int(value),
+                        tuple((p.topic, tuple(p.partitions)) for p in request.partitions),
+                        request.dry_run)
+
+
 class GroupsService(gpb_grpc.GroupsServicer):
     def __init__(self, coordinator: GroupCoordinator,
                  metrics: BrokerMetrics | None = None) -> None:
@@ -34,7 +86,9 @@ class GroupsService(gpb_grpc.GroupsServicer):
     @rpc
     async def FindCoordinator(self, request: gpb.FindCoordinatorRequest,
                               context: grpc.aio.ServicerContext) -> gpb.FindCoordinatorResponse:
-        return await self.coordinator.find_coordinator(request.group_id)
+        found = await self.coordinator.find_coordinator(request.group_id)
+        return gpb.FindCoordinatorResponse(broker_id=found.broker_id, address=found.address,
+                                           partition=found.partition)
 
     async def Membership(self, request_iterator: AsyncIterator[gpb.MemberRequest],
                          context: grpc.aio.ServicerContext) -> AsyncIterator[gpb.MemberResponse]:
@@ -51,7 +105,7 @@ class GroupsService(gpb_grpc.GroupsServicer):
             if first is None or first.WhichOneof("kind") != "join":
                 raise invalid_request("a Membership stream starts with a join")
             current_access().require("group", first.join.group_id, "read")
-            channel = await self.coordinator.join(first.join)
+            channel = await self.coordinator.join(first.join.group_id, join_request(first.join))
             reader = asyncio.create_task(self._read(request_iterator, channel))
             while True:
                 item = await channel.next()
@@ -59,7 +113,7 @@ class GroupsService(gpb_grpc.GroupsServicer):
                     return
                 if isinstance(item, BrokerError):
                     raise item
-                yield item
+                yield member_response(item)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -104,7 +158,9 @@ class GroupsService(gpb_grpc.GroupsServicer):
     @rpc
     async def CommitOffsets(self, request: gpb.CommitOffsetsRequest,
                             context: grpc.aio.ServicerContext) -> gpb.CommitOffsetsResponse:
-        await self.coordinator.commit(request)
+        await self.coordinator.commit(
+            request.group_id, request.member_id, request.generation,
+            [OffsetCommit(o.topic, o.partition, o.offset, o.metadata) for o in request.offsets])
         return gpb.CommitOffsetsResponse()
 
     @rpc
@@ -112,7 +168,10 @@ class GroupsService(gpb_grpc.GroupsServicer):
                            context: grpc.aio.ServicerContext) -> gpb.FetchOffsetsResponse:
         access = current_access()
         return gpb.FetchOffsetsResponse(offsets=[
-            o for o in await self.coordinator.fetch(request) if access.may_describe_topic(o.topic)])
+            gpb.CommittedOffset(topic=o.topic, partition=o.partition, offset=o.offset,
+                                metadata=o.metadata, commit_timestamp_ms=o.commit_timestamp_ms)
+            for o in await self.coordinator.fetch(request.group_id, _tps(list(request.partitions)))
+            if access.may_describe_topic(o.topic)])
 
     @rpc
     async def ListGroups(self, request: gpb.ListGroupsRequest,
@@ -141,7 +200,11 @@ class GroupsService(gpb_grpc.GroupsServicer):
             topics=sorted(t for t in m.topics if seen(t)), assigned=visible(m.assigned),
             connected=m.connected, revoking=visible(m.revoking))
             for _, m in sorted(group.members.items())]
-        lag = [p for p in await self.coordinator.lag(group) if seen(p.topic)]
+        lag = [gpb.PartitionLag(topic=p.topic, partition=p.partition,
+                                committed_offset=p.committed_offset,
+                                log_end_offset=p.log_end_offset, lag=p.lag,
+                                member_id=p.member_id)
+               for p in await self.coordinator.lag(group) if seen(p.topic)]
         return gpb.GroupDescription(
             group_id=group.group_id, state=group.state, generation=group.generation,
             strategy=group.strategy, coordinator_id=self.coordinator.cluster.id,
@@ -162,4 +225,7 @@ class GroupsService(gpb_grpc.GroupsServicer):
             for topic in topics:
                 access.require("topic", topic, "read")
 
-        return gpb.ResetOffsetsResponse(changes=await self.coordinator.reset(request, may_read))
+        changes = await self.coordinator.reset(reset_request(request), may_read)
+        return gpb.ResetOffsetsResponse(changes=[
+            gpb.OffsetChange(topic=c.topic, partition=c.partition, offset=c.offset,
+                             previous=c.previous) for c in changes])

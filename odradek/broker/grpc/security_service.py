@@ -1,6 +1,6 @@
 """The Security service: SCRAM authentication, users and ACLs. Thin like the other
 servicers: checks the request's shape, proposes metadata commands, answers from the
-image. Permission checks happen before (auth/rules.py)."""
+image. Permission checks happen before (grpc/authorization.py, auth/operations.py)."""
 
 from __future__ import annotations
 

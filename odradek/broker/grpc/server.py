@@ -12,11 +12,14 @@ from grpc_reflection.v1alpha import reflection
 
 from odradek.broker.auth.guard import Guard
 from odradek.broker.cluster import ClusterNode
-from odradek.broker.errors import ListenError
+from odradek.broker.errors import BrokerError, ListenError
 from odradek.broker.groups.coordinator import GroupCoordinator
+from odradek.broker.grpc.authorization import GRPC_RULES
 from odradek.broker.grpc.broker_service import AdminService, BrokerService, ControllerService
 from odradek.broker.grpc.groups_service import GroupsService
+from odradek.broker.grpc.interceptor import GuardInterceptor
 from odradek.broker.grpc.security_service import SecurityService
+from odradek.broker.grpc.status import status_code
 from odradek.broker.metrics.broker import BrokerMetrics
 from odradek.broker.peers.raft_transport import SERVER_OPTIONS, RaftTransport
 from odradek.broker.topic_admin import TopicAdmin
@@ -38,11 +41,14 @@ class GrpcListener:
     """Bound first (the port may be 0: the broker learns its own address from it), then
     given the services once the broker core exists, then started."""
 
-    def __init__(self, guard: Callable[[], Guard | None]) -> None:
+    def __init__(self, guard: Callable[[], Guard | None], metrics: BrokerMetrics) -> None:
+        def refused(method: str, error: BrokerError) -> None:
+            metrics.observe_rpc(method, 0.0, status_code(error).name, error.reason)
+
         # The guard needs the cluster's image, made after the port is bound: the
         # interceptor reaches it late.
         self.server = grpc.aio.server(options=[*SERVER_OPTIONS, ("grpc.so_reuseport", 0)],
-                                      interceptors=[_LateInterceptor(guard)])
+                                      interceptors=[_LateInterceptor(guard, refused)])
         self.health = HealthServicer()
         self._health_names: list[str] = []
 
@@ -98,8 +104,10 @@ class GrpcListener:
 class _LateInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     """Hands calls to the broker's guard (built after the server, with the cluster)."""
 
-    def __init__(self, guard: Callable[[], Guard | None]) -> None:
+    def __init__(self, guard: Callable[[], Guard | None],
+                 refused: Callable[[str, BrokerError], None]) -> None:
         self.guard = guard
+        self.refused = refused
         self._inner: grpc.aio.ServerInterceptor | None = None
 
     async def intercept_service(
@@ -111,5 +119,5 @@ class _LateInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             guard = self.guard()
             if guard is None:
                 return await continuation(handler_call_details)
-            self._inner = guard.interceptor()
+            self._inner = GuardInterceptor(guard, GRPC_RULES, self.refused)
         return await self._inner.intercept_service(continuation, handler_call_details)
