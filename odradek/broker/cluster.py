@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import random
 import shutil
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from odradek.broker import clock, regressions
+from odradek.broker.data_dir import write_durably
 from odradek.broker.errors import BrokerError, Reason
 from odradek.broker.metadata.commands import (
     Command,
@@ -56,7 +56,6 @@ from odradek.records import encode_batch, iter_records
 from odradek.security.hosts import host_port
 from odradek.security.tls import ClientTLS
 from odradek.storage import LogConfig, PartitionLog
-from odradek.storage.cleaner import fsync_dir
 
 log = logging.getLogger("odradek.broker")
 
@@ -438,7 +437,7 @@ class ClusterNode:
         plog.flush_observer = self.flush_observer
         self.adopt_log(plog)
         if not id_file.exists() or id_file.read_text() != topic_id:
-            _write_durably(id_file, topic_id)
+            write_durably(id_file, topic_id)
         storage = PartitionRaftStorage(
             plog, replicas, producer_id_expiration_ms=self.settings.producer_id_expiration_ms)
         node = RaftNode(self._raft_config(False), storage, self._rng)
@@ -565,18 +564,6 @@ class ClusterNode:
             else:
                 node.propose_config_change(ConfigChangeType.REMOVE_VOTER, broker)
         self.host.schedule(group)
-
-
-def _write_durably(path: Path, text: str) -> None:
-    """A torn or empty topic-id after a power loss would read as another topic's and get
-    the replica's directory (its log, term and vote) deleted: write it atomically."""
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
 
 
 class _Retry(Exception):

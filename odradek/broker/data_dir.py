@@ -11,6 +11,8 @@ import json
 import os
 from pathlib import Path
 
+from odradek.storage.cleaner import fsync_dir
+
 FORMAT_VERSION = 1
 IDENTITY_FILE = "meta.json"
 LOCK_FILE = ".lock"
@@ -106,3 +108,15 @@ def _write_identity(path: Path, identity: dict[str, object]) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def write_durably(path: Path, text: str) -> None:
+    """A torn or empty topic-id after a power loss would read as another topic's and get
+    the replica's directory (its log, term and vote) deleted: write it atomically."""
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)

@@ -28,10 +28,19 @@ from odradek.broker.metadata.controller import (
 from odradek.broker.metadata.image import PartitionInfo
 from odradek.broker.metadata.validation import require_topic, validate_delete_topic
 from odradek.broker.names import check_topic_name, is_internal, refuse_internal
-from odradek.broker.peers.forward import AdminForwarder, GrpcAdminForwarder
 from odradek.broker.replication.replica import ReplicatedPartition
+from odradek.broker.topics.types import (
+    BrokerEntry,
+    ClusterView,
+    ConfigEntry,
+    PartitionMove,
+    PartitionState,
+    PartitionView,
+    TopicDescription,
+    TopicSummary,
+    TopicView,
+)
 from odradek.storage import DEFAULTS, LogConfig
-from odradek.v1 import odradek_pb2 as pb
 
 MAX_PARTITIONS = 10_000
 LEADER_WAIT_S = 10.0
@@ -39,12 +48,10 @@ LEADER_WAIT_S = 10.0
 
 class TopicAdmin:
     def __init__(self, cluster: ClusterNode, defaults: LogConfig,
-                 default_replication_factor: int = 3,
-                 forwarder: AdminForwarder | None = None) -> None:
+                 default_replication_factor: int = 3) -> None:
         self.cluster = cluster
         self.defaults = defaults
         self.default_replication_factor = default_replication_factor
-        self.forwarder: AdminForwarder = forwarder or GrpcAdminForwarder(cluster.channels)
 
     # ------------------------------------------------------------ data plane
     def leader_partition(self, topic: str, index: int) -> ReplicatedPartition:
@@ -68,7 +75,7 @@ class TopicAdmin:
 
     # ---------------------------------------------------------------- changes
     async def create(self, name: str, partitions: int, replication_factor: int,
-                     configs: dict[str, str], validate_only: bool) -> pb.TopicDescription | None:
+                     configs: dict[str, str], validate_only: bool) -> TopicDescription | None:
         check_topic_name(name)
         if not 1 <= partitions <= MAX_PARTITIONS:
             raise BrokerError(Reason.INVALID_PARTITIONS,
@@ -91,7 +98,7 @@ class TopicAdmin:
         await self.cluster.propose(DeleteTopic(name))
 
     async def alter_configs(self, name: str, set_: dict[str, str], delete: list[str],
-                            validate_only: bool) -> pb.TopicDescription:
+                            validate_only: bool) -> TopicDescription:
         refuse_internal(name, "change the configs of")
         topic = require_topic(self.cluster.image, name)
         unknown = [key for key in delete if key not in DEFAULTS]
@@ -105,7 +112,7 @@ class TopicAdmin:
         return self.describe(name)
 
     async def create_partitions(self, name: str, total: int,
-                                validate_only: bool) -> pb.TopicDescription:
+                                validate_only: bool) -> TopicDescription:
         refuse_internal(name, "add partitions to")  # groups are placed by partition count
         if total > MAX_PARTITIONS:
             raise BrokerError(Reason.INVALID_PARTITIONS,
@@ -118,27 +125,26 @@ class TopicAdmin:
         return self.describe(name)
 
     async def reassign_partition(self, topic: str, index: int, replicas: list[int],
-                                 validate_only: bool) -> pb.TopicDescription:
+                                 validate_only: bool) -> TopicDescription:
         command = plan_reassignment(self.cluster.image, topic, index, replicas)
         if not validate_only:
             await self.cluster.propose(command)
         return self.describe(topic)
 
-    async def drain_broker(self, broker_id: int, validate_only: bool) -> pb.DrainBrokerResponse:
+    async def drain_broker(self, broker_id: int, validate_only: bool) -> list[PartitionMove]:
         image = self.cluster.image
         commands = plan_drain(image, broker_id)
         moves = []
         for command in commands:
             if isinstance(command, ReassignPartition):
                 info = image.partition(command.topic, command.partition)
-                moves.append(pb.PartitionMove(
-                    topic=command.topic, partition=command.partition,
-                    from_replicas=list(info.replicas) if info else [],
-                    to_replicas=list(command.replicas)))
+                moves.append(PartitionMove(command.topic, command.partition,
+                                           tuple(info.replicas) if info else (),
+                                           tuple(command.replicas)))
         if not validate_only:
             for command in commands:
                 await self.cluster.propose(command)
-        return pb.DrainBrokerResponse(moves=moves)
+        return moves
 
     async def propose_as_controller(self, data: bytes) -> int:
         if not self.cluster.is_controller():
@@ -152,51 +158,42 @@ class TopicAdmin:
             raise invalid_request(f"not a metadata command: {exc}") from exc
         return await self.cluster.propose(command)
 
-    async def forward(self, method: str, request: Any) -> Any:
+    def controller_address(self) -> str:
+        """Where requests for the controller go (NOT_CONTROLLER while none is elected)."""
         address = self.cluster.address_of(self.cluster.controller_id)
         if address is None:
             raise BrokerError(Reason.NOT_CONTROLLER,
                               "no controller is elected right now; retry shortly")
-        return await self.forwarder.forward(address, method, request)
-
-    async def forward_create(self, name: str, partitions: int, replication_factor: int,
-                             configs: dict[str, str]) -> None:
-        """Has the controller create a topic (the group coordinator's internal one)."""
-        await self.forward("CreateTopic", pb.CreateTopicRequest(
-            name=name, partitions=partitions, replication_factor=replication_factor,
-            configs=configs))
+        return address
 
     # ----------------------------------------------------------------- reads
-    def list_topics(self, include_internal: bool = True) -> pb.ListTopicsResponse:
+    def list_topics(self, include_internal: bool = True) -> list[TopicSummary]:
         """Internal topics (named __*, such as __consumer_offsets) only when asked for."""
         image = self.cluster.image
-        return pb.ListTopicsResponse(topics=[
-            pb.TopicSummary(name=t.name, partitions=len(t.partitions),
-                            replication_factor=t.replication_factor,
-                            internal=is_internal(t.name))
-            for _, t in sorted(image.topics.items())
-            if include_internal or not is_internal(t.name)])
+        return [TopicSummary(t.name, len(t.partitions), t.replication_factor,
+                             is_internal(t.name))
+                for _, t in sorted(image.topics.items())
+                if include_internal or not is_internal(t.name)]
 
-    def describe(self, name: str) -> pb.TopicDescription:
+    def describe(self, name: str) -> TopicDescription:
         topic = require_topic(self.cluster.image, name)
         effective = LogConfig.from_dict(topic.configs, base=self.defaults).to_dict()
-        configs = [pb.ConfigEntry(name=k, value=v, is_default=k not in topic.configs)
-                   for k, v in sorted(effective.items())]
+        configs = tuple(ConfigEntry(k, v, k not in topic.configs)
+                        for k, v in sorted(effective.items()))
         states = []
         for index, info in enumerate(topic.partitions):
-            state = pb.PartitionState(info=self.partition_info(name, index, info))
+            view = self.partition_info(name, index, info)
             local = self.cluster.partitions.get((name, index))
             if local is not None and not local.closed:
-                state.log_start_offset = local.log.log_start_offset
-                state.high_watermark = local.high_watermark
-                state.size_bytes = local.log.size_bytes
-                state.segments = local.log.segment_count
-            states.append(state)
-        return pb.TopicDescription(name=name, topic_id=topic.topic_id,
-                                   replication_factor=topic.replication_factor,
-                                   partitions=states, configs=configs)
+                states.append(PartitionState(view, local.log.log_start_offset,
+                                             local.high_watermark, local.log.size_bytes,
+                                             local.log.segment_count))
+            else:
+                states.append(PartitionState(view))
+        return TopicDescription(name, topic.topic_id, topic.replication_factor,
+                                tuple(states), configs)
 
-    def metadata(self, names: list[str]) -> pb.MetadataResponse:
+    def metadata(self, names: list[str]) -> ClusterView:
         image = self.cluster.image
         for name in names:
             if name not in image.topics:
@@ -204,16 +201,15 @@ class TopicAdmin:
         topics = []
         for name in names or sorted(image.topics):
             topic = image.topics[name]
-            topics.append(pb.TopicMetadata(name=name, partitions=[
-                self.partition_info(name, i, info) for i, info in enumerate(topic.partitions)]))
-        brokers = [pb.BrokerInfo(id=b.id, host=b.host, port=b.port, rack=b.rack or "")
-                   for _, b in sorted(image.brokers.items())]
+            topics.append(TopicView(name, tuple(
+                self.partition_info(name, i, info) for i, info in enumerate(topic.partitions))))
+        brokers = tuple(BrokerEntry(b.id, b.host, b.port, b.rack or "")
+                        for _, b in sorted(image.brokers.items()))
         controller = self.cluster.controller_id
-        return pb.MetadataResponse(cluster_id=self.cluster.cluster_id,
-                                   controller_id=-1 if controller is None else controller,
-                                   brokers=brokers, topics=topics)
+        return ClusterView(self.cluster.cluster_id, -1 if controller is None else controller,
+                           brokers, tuple(topics))
 
-    def partition_info(self, topic: str, index: int, info: PartitionInfo) -> pb.PartitionInfo:
+    def partition_info(self, topic: str, index: int, info: PartitionInfo) -> PartitionView:
         replicas = list(info.replicas)
         leader, term, isr = info.leader, info.leader_term, replicas
         local = self.cluster.partitions.get((topic, index))
@@ -224,9 +220,8 @@ class TopicAdmin:
             replicas = [r for r in replicas if r in voters] + sorted(voters - set(replicas))
             in_sync = set(local.in_sync_replicas())
             isr = [r for r in replicas if r in in_sync]
-        return pb.PartitionInfo(partition=index, leader=leader, replicas=replicas,
-                                in_sync_replicas=isr, leader_epoch=max(term, 0),
-                                target_replicas=list(info.target_replicas or ()))
+        return PartitionView(index, leader, tuple(replicas), tuple(isr), max(term, 0),
+                             tuple(info.target_replicas or ()))
 
 
 def _all_led(topic: Any) -> bool:

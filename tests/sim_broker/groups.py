@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from odradek.broker import clock
 from odradek.broker.errors import BrokerError, Reason
-from odradek.broker.groups.coordinator import OFFSETS_TOPIC, MemberChannel
+from odradek.broker.groups.channel import MemberChannel
+from odradek.broker.groups.coordinator import OFFSETS_TOPIC
 from odradek.broker.groups.records import GroupKey, GroupValue, OffsetKey, OffsetValue, decode
 from odradek.broker.groups.state import JoinRequest
 from odradek.broker.groups.types import (

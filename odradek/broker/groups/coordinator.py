@@ -20,6 +20,7 @@ from odradek.broker import clock, regressions
 from odradek.broker.cluster import ClusterNode
 from odradek.broker.errors import BrokerError, Reason, invalid_request
 from odradek.broker.groups.assignors import TP
+from odradek.broker.groups.channel import MemberChannel
 from odradek.broker.groups.lookup import OffsetLookup
 from odradek.broker.groups.records import (
     GroupKey,
@@ -38,12 +39,12 @@ from odradek.broker.groups.types import (
     CommittedOffset,
     CoordinatorInfo,
     Joined,
-    MemberMessage,
     OffsetChange,
     OffsetCommit,
     PartitionLag,
     ResetRequest,
 )
+from odradek.broker.peers.forward import AdminForwarder, GrpcAdminForwarder
 from odradek.broker.replication.replica import ReplicatedPartition
 from odradek.broker.topic_admin import TopicAdmin
 from odradek.records import Record, encode_batch, iter_records
@@ -70,29 +71,6 @@ class CoordinatorSettings:
     tick_s: float = 0.1
 
 
-class MemberChannel:
-    """What the coordinator has to say to one member's stream: messages, then possibly an
-    error that ends the stream (None: a clean end)."""
-
-    def __init__(self, group_id: str, member_id: str) -> None:
-        self.group_id = group_id
-        self.member_id = member_id
-        self._queue: asyncio.Queue[MemberMessage | BrokerError | None] = asyncio.Queue()
-        self.closed = False
-
-    def send(self, message: MemberMessage) -> None:
-        if not self.closed:
-            self._queue.put_nowait(message)
-
-    def close(self, error: BrokerError | None = None) -> None:
-        if not self.closed:
-            self.closed = True
-            self._queue.put_nowait(error)
-
-    async def next(self) -> MemberMessage | BrokerError | None:
-        return await self._queue.get()
-
-
 @dataclass
 class _Shard:
     """The groups of one internal partition this broker leads."""
@@ -113,9 +91,12 @@ def partition_for(group_id: str, partitions: int) -> int:
 
 class GroupCoordinator:
     def __init__(self, cluster: ClusterNode, admin: TopicAdmin,
-                 settings: CoordinatorSettings | None = None) -> None:
+                 settings: CoordinatorSettings | None = None,
+                 forwarder: AdminForwarder | None = None) -> None:
         self.cluster = cluster
         self.admin = admin
+        # Creates the offsets topic through the controller when this broker is not it.
+        self.forwarder: AdminForwarder = forwarder or GrpcAdminForwarder(cluster.channels)
         self.settings = settings or CoordinatorSettings()
         self.lookup = OffsetLookup(cluster)
         self._shards: dict[int, _Shard] = {}
@@ -184,8 +165,9 @@ class GroupCoordinator:
                     await self.admin.create(OFFSETS_TOPIC, s.offsets_partitions, rf, configs,
                                             False)
                 else:
-                    await self.admin.forward_create(OFFSETS_TOPIC, s.offsets_partitions, rf,
-                                                    configs)
+                    await self.forwarder.create_topic(self.admin.controller_address(),
+                                                      OFFSETS_TOPIC, s.offsets_partitions, rf,
+                                                      configs)
             except BrokerError as exc:
                 if exc.reason != "TOPIC_ALREADY_EXISTS":
                     raise

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import replace
 from functools import wraps
 from typing import Any, TypeVar
 
@@ -19,9 +20,11 @@ from odradek.broker.errors import (
     to_broker_error,
     unknown_topic,
 )
+from odradek.broker.grpc import topics_codec as codec
 from odradek.broker.grpc.status import status_code, to_status
 from odradek.broker.metrics.broker import BrokerMetrics
 from odradek.broker.names import refuse_internal
+from odradek.broker.peers.forward import GrpcAdminForwarder
 from odradek.broker.topic_admin import TopicAdmin
 from odradek.broker.topics import reads
 from odradek.broker.topics.reads import MAX_WAIT_MS, check_partition_request
@@ -79,12 +82,10 @@ def _fetch_response(result: reads.FetchResult) -> pb.FetchResponse:
                             next_offset=result.next_offset)
 
 
-def _keep_describable(topics: Any) -> None:
-    """Drops (in place) the topics the caller may not describe: to them, they do not exist."""
+def _describable(topics: Iterable[T]) -> list[T]:
+    """The topics the caller may describe: to them, the others do not exist."""
     access = current_access()
-    visible = [t for t in topics if access.may_describe_topic(t.name)]
-    del topics[:]
-    topics.extend(visible)
+    return [t for t in topics if access.may_describe_topic(t.name)]  # type: ignore[attr-defined]
 
 
 class BrokerService(pb_grpc.BrokerServicer):
@@ -159,10 +160,10 @@ class BrokerService(pb_grpc.BrokerServicer):
         for name in request.topics:
             if not access.may_describe_topic(name):
                 raise unknown_topic(name)  # exactly what a topic that does not exist gets
-        reply = self.admin.metadata(list(request.topics))
+        view = self.admin.metadata(list(request.topics))
         if not request.topics:
-            _keep_describable(reply.topics)
-        return reply
+            view = replace(view, topics=tuple(_describable(view.topics)))
+        return codec.metadata(view)
 
     @rpc
     async def InitProducerId(self, request: pb.InitProducerIdRequest,
@@ -178,71 +179,74 @@ class AdminService(pb_grpc.AdminServicer):
     def __init__(self, admin: TopicAdmin, metrics: BrokerMetrics | None = None) -> None:
         self.admin = admin
         self.metrics = metrics
+        self.forwarder = GrpcAdminForwarder(admin.cluster.channels)
+
+    async def forward(self, method: str, request: Any) -> Any:
+        return await self.forwarder.forward(self.admin.controller_address(), method, request)
 
     @rpc
     async def CreateTopic(self, request: pb.CreateTopicRequest,
                           context: grpc.aio.ServicerContext) -> pb.CreateTopicResponse:
         if not self.admin.cluster.is_controller():
-            return await self.admin.forward("CreateTopic", request)  # type: ignore[no-any-return]
+            return await self.forward("CreateTopic", request)  # type: ignore[no-any-return]
         topic = await self.admin.create(request.name, request.partitions,
                                         request.replication_factor, dict(request.configs),
                                         request.validate_only)
-        return pb.CreateTopicResponse(topic=topic) if topic is not None else \
-            pb.CreateTopicResponse()
+        return pb.CreateTopicResponse(topic=codec.topic_description(topic)) \
+            if topic is not None else pb.CreateTopicResponse()
 
     @rpc
     async def DeleteTopic(self, request: pb.DeleteTopicRequest,
                           context: grpc.aio.ServicerContext) -> pb.DeleteTopicResponse:
         if not self.admin.cluster.is_controller():
-            return await self.admin.forward("DeleteTopic", request)  # type: ignore[no-any-return]
+            return await self.forward("DeleteTopic", request)  # type: ignore[no-any-return]
         await self.admin.delete(request.name)
         return pb.DeleteTopicResponse()
 
     @rpc
     async def ListTopics(self, request: pb.ListTopicsRequest,
                          context: grpc.aio.ServicerContext) -> pb.ListTopicsResponse:
-        reply = self.admin.list_topics(request.include_internal)
-        _keep_describable(reply.topics)
-        return reply
+        return codec.topic_list(_describable(self.admin.list_topics(request.include_internal)))
 
     @rpc
     async def DescribeTopic(self, request: pb.DescribeTopicRequest,
                             context: grpc.aio.ServicerContext) -> pb.TopicDescription:
         if not current_access().may_describe_topic(request.name):
             raise unknown_topic(request.name)  # exactly what a topic that does not exist gets
-        return self.admin.describe(request.name)
+        return codec.topic_description(self.admin.describe(request.name))
 
     @rpc
     async def AlterTopicConfigs(self, request: pb.AlterTopicConfigsRequest,
                                 context: grpc.aio.ServicerContext) -> pb.TopicDescription:
         if not self.admin.cluster.is_controller():
-            return await self.admin.forward("AlterTopicConfigs", request)  # type: ignore[no-any-return]
-        return await self.admin.alter_configs(request.name, dict(request.set),
-                                              list(request.delete), request.validate_only)
+            return await self.forward("AlterTopicConfigs", request)  # type: ignore[no-any-return]
+        return codec.topic_description(await self.admin.alter_configs(
+            request.name, dict(request.set), list(request.delete), request.validate_only))
 
     @rpc
     async def CreatePartitions(self, request: pb.CreatePartitionsRequest,
                                context: grpc.aio.ServicerContext) -> pb.TopicDescription:
         if not self.admin.cluster.is_controller():
-            return await self.admin.forward("CreatePartitions", request)  # type: ignore[no-any-return]
-        return await self.admin.create_partitions(request.name, request.total_count,
-                                                  request.validate_only)
+            return await self.forward("CreatePartitions", request)  # type: ignore[no-any-return]
+        return codec.topic_description(await self.admin.create_partitions(
+            request.name, request.total_count, request.validate_only))
 
 
     @rpc
     async def ReassignPartition(self, request: pb.ReassignPartitionRequest,
                                 context: grpc.aio.ServicerContext) -> pb.TopicDescription:
         if not self.admin.cluster.is_controller():
-            return await self.admin.forward("ReassignPartition", request)  # type: ignore[no-any-return]
-        return await self.admin.reassign_partition(request.topic, request.partition,
-                                                   list(request.replicas), request.validate_only)
+            return await self.forward("ReassignPartition", request)  # type: ignore[no-any-return]
+        return codec.topic_description(await self.admin.reassign_partition(
+            request.topic, request.partition, list(request.replicas), request.validate_only))
 
     @rpc
     async def DrainBroker(self, request: pb.DrainBrokerRequest,
                           context: grpc.aio.ServicerContext) -> pb.DrainBrokerResponse:
         if not self.admin.cluster.is_controller():
-            return await self.admin.forward("DrainBroker", request)  # type: ignore[no-any-return]
-        return await self.admin.drain_broker(request.broker_id, request.validate_only)
+            return await self.forward("DrainBroker", request)  # type: ignore[no-any-return]
+        return codec.drain_moves(await self.admin.drain_broker(request.broker_id,
+                                                               request.validate_only))
 
 
 class ControllerService(cluster_pb2_grpc.ControllerServicer):

@@ -11,7 +11,8 @@ import grpc
 from odradek.broker.auth.access import current_access
 from odradek.broker.errors import BrokerError, Reason, invalid_request, to_broker_error
 from odradek.broker.groups.assignors import TP
-from odradek.broker.groups.coordinator import GroupCoordinator, MemberChannel
+from odradek.broker.groups.channel import MemberChannel
+from odradek.broker.groups.coordinator import GroupCoordinator
 from odradek.broker.groups.state import JoinRequest
 from odradek.broker.groups.types import (
     Assignment,

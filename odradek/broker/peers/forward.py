@@ -10,6 +10,7 @@ from odradek.broker.errors import BrokerError
 from odradek.broker.grpc.status import from_rpc_error
 from odradek.broker.peers.channels import ChannelPool
 from odradek.broker.reasons import Reason
+from odradek.v1 import odradek_pb2 as pb
 from odradek.v1 import odradek_pb2_grpc as pb_grpc
 
 FORWARD_TIMEOUT_S = 30.0
@@ -18,6 +19,10 @@ FORWARD_TIMEOUT_S = 30.0
 class AdminForwarder(Protocol):
     async def forward(self, address: str, method: str, request: Any) -> Any:
         """The controller's answer to the Admin ``method``; raises BrokerError."""
+
+    async def create_topic(self, address: str, name: str, partitions: int,
+                           replication_factor: int, configs: dict[str, str]) -> None:
+        """Has the controller create a topic; raises BrokerError."""
 
 
 class GrpcAdminForwarder:
@@ -38,3 +43,9 @@ class GrpcAdminForwarder:
                 error = BrokerError(Reason.NOT_CONTROLLER, f"the controller at {address} "
                                     f"could not be reached ({error.message}); retry shortly")
             raise error from None
+
+    async def create_topic(self, address: str, name: str, partitions: int,
+                           replication_factor: int, configs: dict[str, str]) -> None:
+        await self.forward(address, "CreateTopic", pb.CreateTopicRequest(
+            name=name, partitions=partitions, replication_factor=replication_factor,
+            configs=configs))

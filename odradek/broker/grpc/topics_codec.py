@@ -1,0 +1,54 @@
+"""TopicAdmin's answers (odradek/broker/topics/types.py) as the gRPC messages."""
+
+from __future__ import annotations
+
+from odradek.broker.topics.types import (
+    ClusterView,
+    PartitionMove,
+    PartitionView,
+    TopicDescription,
+    TopicSummary,
+)
+from odradek.v1 import odradek_pb2 as pb
+
+
+def partition_info(view: PartitionView) -> pb.PartitionInfo:
+    return pb.PartitionInfo(partition=view.partition, leader=view.leader,
+                            replicas=view.replicas, in_sync_replicas=view.in_sync_replicas,
+                            leader_epoch=view.leader_epoch,
+                            target_replicas=view.target_replicas)
+
+
+def topic_description(desc: TopicDescription) -> pb.TopicDescription:
+    return pb.TopicDescription(
+        name=desc.name, topic_id=desc.topic_id, replication_factor=desc.replication_factor,
+        partitions=[pb.PartitionState(info=partition_info(s.info),
+                                      log_start_offset=s.log_start_offset,
+                                      high_watermark=s.high_watermark,
+                                      size_bytes=s.size_bytes, segments=s.segments)
+                    for s in desc.partitions],
+        configs=[pb.ConfigEntry(name=c.name, value=c.value, is_default=c.is_default)
+                 for c in desc.configs])
+
+
+def metadata(view: ClusterView) -> pb.MetadataResponse:
+    return pb.MetadataResponse(
+        cluster_id=view.cluster_id, controller_id=view.controller_id,
+        brokers=[pb.BrokerInfo(id=b.id, host=b.host, port=b.port, rack=b.rack)
+                 for b in view.brokers],
+        topics=[pb.TopicMetadata(name=t.name,
+                                 partitions=[partition_info(p) for p in t.partitions])
+                for t in view.topics])
+
+
+def topic_list(topics: list[TopicSummary]) -> pb.ListTopicsResponse:
+    return pb.ListTopicsResponse(topics=[
+        pb.TopicSummary(name=t.name, partitions=t.partitions,
+                        replication_factor=t.replication_factor, internal=t.internal)
+        for t in topics])
+
+
+def drain_moves(moves: list[PartitionMove]) -> pb.DrainBrokerResponse:
+    return pb.DrainBrokerResponse(moves=[
+        pb.PartitionMove(topic=m.topic, partition=m.partition, from_replicas=m.from_replicas,
+                         to_replicas=m.to_replicas) for m in moves])
