@@ -24,8 +24,8 @@ from odradek.client.admin import Admin
 from odradek.client.consumer import Consumer, ConsumerRecord, TopicPartition
 from odradek.client.errors import OdradekError
 from odradek.client.producer import Producer, RecordMetadata
+from odradek.client.types import TopicDescription
 from odradek.records import Compression
-from odradek.v1 import odradek_pb2 as pb
 
 # -- topic -----------------------------------------------------------------------------------
 
@@ -75,7 +75,7 @@ def _print(text: str = "") -> None:
     sys.stdout.write(text + "\n")
 
 
-def _print_description(d: pb.TopicDescription) -> None:
+def _print_description(d: TopicDescription) -> None:
     _print(f"Topic: {d.name}\tTopicId: {d.topic_id}\tPartitions: {len(d.partitions)}\t"
            f"ReplicationFactor: {d.replication_factor}"
            + ("\tInternal: true" if d.internal else ""))

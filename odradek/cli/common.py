@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import os
 from datetime import UTC, datetime
 from typing import Any
 
 from odradek.client.connection import DEFAULT_BOOTSTRAP
+from odradek.client.types import to_dict
 
 
 class CliError(Exception):
@@ -139,33 +139,6 @@ def unescape(text: str) -> str:
 
 
 def message_json(message: Any) -> str:
-    """A protobuf message as indented JSON for scripts: every field (zeros too: partition
-    0 is a partition), integers as numbers (protobuf's own JSON writes int64 as strings),
-    enums by name, bytes as base64."""
-    return json.dumps(_plain(message), indent=2, ensure_ascii=False)
-
-
-def _plain(message: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for field in message.DESCRIPTOR.fields:
-        value = getattr(message, field.name)
-        entry = field.message_type
-        if entry is not None and entry.GetOptions().map_entry:
-            value_field = entry.fields_by_name["value"]
-            out[field.name] = {k: _value(value_field, v) for k, v in sorted(value.items())}
-        elif field.is_repeated:
-            out[field.name] = [_value(field, v) for v in value]
-        else:
-            out[field.name] = _value(field, value)
-    return out
-
-
-def _value(field: Any, value: Any) -> Any:
-    if field.message_type is not None:
-        return _plain(value)
-    if field.enum_type is not None:
-        number = field.enum_type.values_by_number.get(value)
-        return number.name if number is not None else value
-    if isinstance(value, bytes):
-        return base64.b64encode(value).decode()
-    return value
+    """An answer of the client (odradek.client.types) as indented JSON for scripts: every
+    field (zeros too: partition 0 is a partition), integers as numbers, lists for tuples."""
+    return json.dumps(to_dict(message), indent=2, ensure_ascii=False)

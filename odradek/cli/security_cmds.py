@@ -12,13 +12,13 @@ from odradek.client import Admin
 from odradek.client.acls import (
     OPERATIONS,
     PATTERN_TYPES,
+    AclFilter,
     acl,
     acl_filter,
     describe,
 )
 from odradek.client.auth import read_password_file
 from odradek.security import scram
-from odradek.v1 import security_pb2 as spb
 
 ENV_NEW_PASSWORD = "ODRADEK_NEW_USER_PASSWORD"
 
@@ -147,7 +147,7 @@ async def _acl_add(args: argparse.Namespace) -> int:
     return 0
 
 
-def _filters(args: argparse.Namespace) -> list[spb.AclFilter]:
+def _filters(args: argparse.Namespace) -> list[AclFilter]:
     rtype, name = _resource(args, required=False)
     principals: list[tuple[str | None, str | None]] = [*_principals(args)] or [(None, None)]
     ops = args.operation or [None]

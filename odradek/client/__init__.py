@@ -7,6 +7,7 @@ The client speaks the gRPC contract in odradek.v1 and the record format in
 odradek.records; it depends on nothing else of Odradek.
 """
 
+from odradek.client.acls import AclBinding, AclFilter, acl, acl_filter
 from odradek.client.admin import Admin
 from odradek.client.connection import Cluster, parse_bootstrap
 from odradek.client.consumer import Consumer, ConsumerRecord, TopicPartition
@@ -35,8 +36,20 @@ from odradek.client.errors import (
 from odradek.client.partitioner import DefaultPartitioner, murmur2
 from odradek.client.producer import Producer, RecordMetadata
 from odradek.client.sync import SyncAdmin, SyncConsumer, SyncProducer
+from odradek.client.types import (
+    GroupDescription,
+    GroupSummary,
+    Metadata,
+    OffsetAnswer,
+    OffsetChange,
+    TopicDescription,
+    TopicSummary,
+    UserDescription,
+)
 
 __all__ = [
+    "AclBinding",
+    "AclFilter",
     "Admin",
     "ClientClosedError",
     "Cluster",
@@ -44,13 +57,18 @@ __all__ = [
     "ConsumerRecord",
     "CorruptRecordError",
     "DefaultPartitioner",
+    "GroupDescription",
+    "GroupSummary",
     "InvalidConfigError",
     "InvalidPartitionsError",
     "InvalidRecordError",
     "InvalidRequestError",
     "InvalidTopicError",
     "LeaderNotAvailableError",
+    "Metadata",
     "NotLeaderError",
+    "OffsetAnswer",
+    "OffsetChange",
     "OdradekError",
     "OffsetNotAvailableError",
     "OffsetOutOfRangeError",
@@ -63,10 +81,15 @@ __all__ = [
     "SyncConsumer",
     "SyncProducer",
     "TopicAlreadyExistsError",
+    "TopicDescription",
     "TopicPartition",
+    "TopicSummary",
     "UnavailableError",
     "UnknownTopicOrPartitionError",
     "UnsupportedMagicError",
+    "UserDescription",
+    "acl",
+    "acl_filter",
     "from_rpc_error",
     "murmur2",
     "parse_bootstrap",

@@ -6,9 +6,21 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from odradek.client.acls import AclBinding, AclFilter, binding_from_pb, binding_pb, filter_pb
 from odradek.client.auth import ScramLogin
 from odradek.client.connection import Cluster
 from odradek.client.groups import GroupClient
+from odradek.client.types import (
+    DrainPlan,
+    GroupDescription,
+    GroupSummary,
+    Metadata,
+    OffsetAnswer,
+    OffsetChange,
+    TopicDescription,
+    TopicSummary,
+    UserDescription,
+)
 from odradek.security import scram
 from odradek.security.tls import ClientTLS
 from odradek.v1 import groups_pb2 as gpb
@@ -24,8 +36,8 @@ _SPECS = {
 
 
 class Admin:
-    """Manages topics. Calls go to any broker that answers (bootstrap first); the
-    replies are the protocol's messages (TopicDescription, TopicSummary, ...)."""
+    """Manages topics, users, ACLs and groups. Calls go to any broker that answers
+    (bootstrap first); the answers are plain values (odradek.client.types)."""
 
     def __init__(
         self,
@@ -61,6 +73,13 @@ class Admin:
         if self._owns_cluster:
             await self._cluster.close()
 
+    async def _admin(self, method: str, request: Any) -> Any:
+        async def call(address: str) -> Any:
+            return await getattr(self._cluster.admin_stub(address), method)(
+                request, timeout=self._timeout)
+
+        return await self._cluster.any_broker(call)
+
     async def create_topic(
         self,
         name: str,
@@ -68,46 +87,24 @@ class Admin:
         replication_factor: int = 0,
         configs: Mapping[str, str] | None = None,
         validate_only: bool = False,
-    ) -> pb.TopicDescription:
-        request = pb.CreateTopicRequest(
+    ) -> TopicDescription:
+        reply = await self._admin("CreateTopic", pb.CreateTopicRequest(
             name=name, partitions=partitions, replication_factor=replication_factor,
-            configs=dict(configs or {}), validate_only=validate_only)
-
-        async def call(address: str) -> pb.TopicDescription:
-            resp: pb.CreateTopicResponse = await self._cluster.admin_stub(address).CreateTopic(
-                request, timeout=self._timeout)
-            return resp.topic
-
-        return await self._cluster.any_broker(call)
+            configs=dict(configs or {}), validate_only=validate_only))
+        return TopicDescription.from_pb(reply.topic)
 
     async def delete_topic(self, name: str) -> None:
-        request = pb.DeleteTopicRequest(name=name)
-
-        async def call(address: str) -> None:
-            await self._cluster.admin_stub(address).DeleteTopic(request, timeout=self._timeout)
-
-        await self._cluster.any_broker(call)
+        await self._admin("DeleteTopic", pb.DeleteTopicRequest(name=name))
         self._cluster.topics.pop(name, None)
 
-    async def list_topics(self, include_internal: bool = False) -> list[pb.TopicSummary]:
-        request = pb.ListTopicsRequest(include_internal=include_internal)
+    async def list_topics(self, include_internal: bool = False) -> list[TopicSummary]:
+        reply = await self._admin("ListTopics",
+                                  pb.ListTopicsRequest(include_internal=include_internal))
+        return [TopicSummary.from_pb(t) for t in reply.topics]
 
-        async def call(address: str) -> list[pb.TopicSummary]:
-            resp = await self._cluster.admin_stub(address).ListTopics(
-                request, timeout=self._timeout)
-            return list(resp.topics)
-
-        return await self._cluster.any_broker(call)
-
-    async def describe_topic(self, name: str) -> pb.TopicDescription:
-        request = pb.DescribeTopicRequest(name=name)
-
-        async def call(address: str) -> pb.TopicDescription:
-            resp: pb.TopicDescription = await self._cluster.admin_stub(address).DescribeTopic(
-                request, timeout=self._timeout)
-            return resp
-
-        return await self._cluster.any_broker(call)
+    async def describe_topic(self, name: str) -> TopicDescription:
+        return TopicDescription.from_pb(
+            await self._admin("DescribeTopic", pb.DescribeTopicRequest(name=name)))
 
     async def alter_configs(
         self,
@@ -115,71 +112,49 @@ class Admin:
         set: Mapping[str, str] | None = None,  # noqa: A002 - mirrors the protocol field
         delete: Sequence[str] = (),
         validate_only: bool = False,
-    ) -> pb.TopicDescription:
-        request = pb.AlterTopicConfigsRequest(
-            name=name, set=dict(set or {}), delete=list(delete), validate_only=validate_only)
-
-        async def call(address: str) -> pb.TopicDescription:
-            resp: pb.TopicDescription = await self._cluster.admin_stub(
-                address).AlterTopicConfigs(request, timeout=self._timeout)
-            return resp
-
-        return await self._cluster.any_broker(call)
+    ) -> TopicDescription:
+        return TopicDescription.from_pb(await self._admin(
+            "AlterTopicConfigs", pb.AlterTopicConfigsRequest(
+                name=name, set=dict(set or {}), delete=list(delete),
+                validate_only=validate_only)))
 
     async def reassign_partition(
         self, topic: str, partition: int, replicas: list[int], validate_only: bool = False,
-    ) -> pb.TopicDescription:
+    ) -> TopicDescription:
         """Moves a partition's replicas to `replicas` (the first is the preferred leader).
         Returns at once; the move runs in the background (see target_replicas)."""
-        request = pb.ReassignPartitionRequest(
-            topic=topic, partition=partition, replicas=replicas, validate_only=validate_only)
+        return TopicDescription.from_pb(await self._admin(
+            "ReassignPartition", pb.ReassignPartitionRequest(
+                topic=topic, partition=partition, replicas=replicas,
+                validate_only=validate_only)))
 
-        async def call(address: str) -> pb.TopicDescription:
-            resp: pb.TopicDescription = await self._cluster.admin_stub(
-                address).ReassignPartition(request, timeout=self._timeout)
-            return resp
-
-        return await self._cluster.any_broker(call)
-
-    async def drain_broker(
-        self, broker_id: int, validate_only: bool = False,
-    ) -> pb.DrainBrokerResponse:
+    async def drain_broker(self, broker_id: int, validate_only: bool = False) -> DrainPlan:
         """Moves every replica off a broker; returns the moves planned."""
-        request = pb.DrainBrokerRequest(broker_id=broker_id, validate_only=validate_only)
-
-        async def call(address: str) -> pb.DrainBrokerResponse:
-            resp: pb.DrainBrokerResponse = await self._cluster.admin_stub(
-                address).DrainBroker(request, timeout=self._timeout)
-            return resp
-
-        return await self._cluster.any_broker(call)
+        return DrainPlan.from_pb(await self._admin(
+            "DrainBroker", pb.DrainBrokerRequest(broker_id=broker_id,
+                                                 validate_only=validate_only)))
 
     async def create_partitions(
         self, name: str, total: int, validate_only: bool = False,
-    ) -> pb.TopicDescription:
-        request = pb.CreatePartitionsRequest(
-            name=name, total_count=total, validate_only=validate_only)
-
-        async def call(address: str) -> pb.TopicDescription:
-            resp: pb.TopicDescription = await self._cluster.admin_stub(
-                address).CreatePartitions(request, timeout=self._timeout)
-            return resp
-
-        desc = await self._cluster.any_broker(call)
+    ) -> TopicDescription:
+        desc = TopicDescription.from_pb(await self._admin(
+            "CreatePartitions", pb.CreatePartitionsRequest(
+                name=name, total_count=total, validate_only=validate_only)))
         self._cluster.topics.pop(name, None)
         return desc
 
-    async def metadata(self, topics: Sequence[str] | None = None) -> pb.MetadataResponse:
-        return await self._cluster.refresh(list(topics) if topics else None)
+    async def metadata(self, topics: Sequence[str] | None = None) -> Metadata:
+        return Metadata.from_pb(await self._cluster.refresh(list(topics) if topics else None))
 
     async def list_offsets(
         self, topic: str, partition: int, spec: str = "latest", timestamp_ms: int = 0,
-    ) -> pb.ListOffsetsResponse:
+    ) -> OffsetAnswer:
         """spec: earliest, latest or timestamp (the first offset at or after timestamp_ms)."""
         code = _SPECS.get(spec.lower())
         if code is None:
             raise ValueError(f"unknown offset spec {spec!r}: expected earliest, latest, timestamp")
-        return await self._cluster.list_offsets(topic, partition, code, timestamp_ms)
+        return OffsetAnswer.from_pb(
+            await self._cluster.list_offsets(topic, partition, code, timestamp_ms))
 
     # -- users and ACLs ------------------------------------------------------------------
 
@@ -199,47 +174,49 @@ class Admin:
             stored_key=c.stored_key, server_key=c.server_key))
 
     async def create_user(self, name: str, password: str,
-                          iterations: int = scram.DEFAULT_ITERATIONS) -> spb.UserDescription:
+                          iterations: int = scram.DEFAULT_ITERATIONS) -> UserDescription:
         """A SCRAM-SHA-512 user; ALREADY_EXISTS (USER_ALREADY_EXISTS) if there is one."""
-        return await self._security(  # type: ignore[no-any-return]
-            "CreateUser", self._user_request(name, password, iterations))
+        return UserDescription.from_pb(await self._security(
+            "CreateUser", self._user_request(name, password, iterations)))
 
     async def alter_user(self, name: str, password: str,
-                         iterations: int = scram.DEFAULT_ITERATIONS) -> spb.UserDescription:
+                         iterations: int = scram.DEFAULT_ITERATIONS) -> UserDescription:
         """A new password; the user's sessions on every broker end."""
-        return await self._security(  # type: ignore[no-any-return]
-            "AlterUser", self._user_request(name, password, iterations))
+        return UserDescription.from_pb(await self._security(
+            "AlterUser", self._user_request(name, password, iterations)))
 
     async def delete_user(self, name: str) -> None:
         await self._security("DeleteUser", spb.DeleteUserRequest(name=name))
 
-    async def list_users(self) -> list[spb.UserDescription]:
+    async def list_users(self) -> list[UserDescription]:
         reply = await self._security("ListUsers", spb.ListUsersRequest())
-        return list(reply.users)
+        return [UserDescription.from_pb(u) for u in reply.users]
 
-    async def create_acls(self, bindings: Sequence[spb.AclBinding]) -> None:
+    async def create_acls(self, bindings: Sequence[AclBinding]) -> None:
         """Adds bindings (see odradek.client.acls.acl); existing ones are kept."""
-        await self._security("CreateAcls", spb.CreateAclsRequest(acls=list(bindings)))
+        await self._security("CreateAcls", spb.CreateAclsRequest(
+            acls=[binding_pb(b) for b in bindings]))
 
-    async def delete_acls(self, filters: Sequence[spb.AclFilter]) -> list[spb.AclBinding]:
+    async def delete_acls(self, filters: Sequence[AclFilter]) -> list[AclBinding]:
         """Deletes every binding matching one of the filters; returns them."""
-        reply = await self._security("DeleteAcls", spb.DeleteAclsRequest(filters=list(filters)))
-        return list(reply.deleted)
+        reply = await self._security("DeleteAcls", spb.DeleteAclsRequest(
+            filters=[filter_pb(f) for f in filters]))
+        return [binding_from_pb(b) for b in reply.deleted]
 
-    async def list_acls(self, filter: spb.AclFilter | None = None) -> list[spb.AclBinding]:  # noqa: A002
+    async def list_acls(self, filter: AclFilter | None = None) -> list[AclBinding]:  # noqa: A002
         reply = await self._security("ListAcls", spb.ListAclsRequest(
-            filter=filter or spb.AclFilter()))
-        return list(reply.acls)
+            filter=filter_pb(filter or AclFilter())))
+        return [binding_from_pb(b) for b in reply.acls]
 
     # -- consumer groups -----------------------------------------------------------------
 
-    async def list_groups(self) -> list[gpb.GroupSummary]:
-        return await self._groups.list_groups()
+    async def list_groups(self) -> list[GroupSummary]:
+        return [GroupSummary.from_pb(g) for g in await self._groups.list_groups()]
 
-    async def describe_group(self, group_id: str) -> gpb.GroupDescription:
+    async def describe_group(self, group_id: str) -> GroupDescription:
         """State, members, assignment, and per partition the committed offset, log end
         offset and lag."""
-        return await self._groups.describe(group_id)
+        return GroupDescription.from_pb(await self._groups.describe(group_id))
 
     async def delete_group(self, group_id: str) -> None:
         """Deletes the group and its committed offsets; refused while it has members."""
@@ -253,7 +230,7 @@ class Admin:
         to_earliest: bool = False, to_latest: bool = False,
         to_timestamp_ms: int | None = None, to_offset: int | None = None,
         shift_by: int | None = None, dry_run: bool = False,
-    ) -> list[gpb.OffsetChange]:
+    ) -> list[OffsetChange]:
         """Moves the group's committed offsets of topics (a topic without partitions: all of
         them; nothing: every partition with a committed offset). Exactly one target. Refused
         while the group has members; with dry_run only says what would change."""
@@ -270,4 +247,4 @@ class Admin:
             partitions=[gpb.TopicPartitions(topic=t, partitions=list(ps)) for t, ps in items])
         [(field, value)] = given.items()
         setattr(request, field, value)
-        return await self._groups.reset(request)
+        return [OffsetChange.from_pb(c) for c in await self._groups.reset(request)]

@@ -13,8 +13,16 @@ from typing import Any, TypeVar
 from odradek.client.admin import Admin
 from odradek.client.consumer import Consumer, ConsumerRecord, RebalanceCallback, TopicPartition
 from odradek.client.producer import HeaderInput, Producer, RecordMetadata
-from odradek.v1 import groups_pb2 as gpb
-from odradek.v1 import odradek_pb2 as pb
+from odradek.client.types import (
+    DrainPlan,
+    GroupDescription,
+    GroupSummary,
+    Metadata,
+    OffsetAnswer,
+    OffsetChange,
+    TopicDescription,
+    TopicSummary,
+)
 
 T = TypeVar("T")
 
@@ -210,25 +218,25 @@ class SyncAdmin(_SyncBase):
         replication_factor: int = 0,
         configs: Mapping[str, str] | None = None,
         validate_only: bool = False,
-    ) -> pb.TopicDescription:
+    ) -> TopicDescription:
         return self._call(self._admin.create_topic(
             name, partitions, replication_factor, configs, validate_only))
 
     def delete_topic(self, name: str) -> None:
         self._call(self._admin.delete_topic(name))
 
-    def list_topics(self, include_internal: bool = False) -> list[pb.TopicSummary]:
+    def list_topics(self, include_internal: bool = False) -> list[TopicSummary]:
         return self._call(self._admin.list_topics(include_internal))
 
     def reassign_partition(self, topic: str, partition: int, replicas: list[int],
-                           validate_only: bool = False) -> pb.TopicDescription:
+                           validate_only: bool = False) -> TopicDescription:
         return self._call(self._admin.reassign_partition(topic, partition, replicas,
                                                          validate_only))
 
-    def drain_broker(self, broker_id: int, validate_only: bool = False) -> pb.DrainBrokerResponse:
+    def drain_broker(self, broker_id: int, validate_only: bool = False) -> DrainPlan:
         return self._call(self._admin.drain_broker(broker_id, validate_only))
 
-    def describe_topic(self, name: str) -> pb.TopicDescription:
+    def describe_topic(self, name: str) -> TopicDescription:
         return self._call(self._admin.describe_topic(name))
 
     def alter_configs(
@@ -237,26 +245,26 @@ class SyncAdmin(_SyncBase):
         set: Mapping[str, str] | None = None,  # noqa: A002
         delete: Sequence[str] = (),
         validate_only: bool = False,
-    ) -> pb.TopicDescription:
+    ) -> TopicDescription:
         return self._call(self._admin.alter_configs(name, set, delete, validate_only))
 
     def create_partitions(
         self, name: str, total: int, validate_only: bool = False,
-    ) -> pb.TopicDescription:
+    ) -> TopicDescription:
         return self._call(self._admin.create_partitions(name, total, validate_only))
 
-    def metadata(self, topics: Sequence[str] | None = None) -> pb.MetadataResponse:
+    def metadata(self, topics: Sequence[str] | None = None) -> Metadata:
         return self._call(self._admin.metadata(topics))
 
     def list_offsets(
         self, topic: str, partition: int, spec: str = "latest", timestamp_ms: int = 0,
-    ) -> pb.ListOffsetsResponse:
+    ) -> OffsetAnswer:
         return self._call(self._admin.list_offsets(topic, partition, spec, timestamp_ms))
 
-    def list_groups(self) -> list[gpb.GroupSummary]:
+    def list_groups(self) -> list[GroupSummary]:
         return self._call(self._admin.list_groups())
 
-    def describe_group(self, group_id: str) -> gpb.GroupDescription:
+    def describe_group(self, group_id: str) -> GroupDescription:
         return self._call(self._admin.describe_group(group_id))
 
     def delete_group(self, group_id: str) -> None:
@@ -267,7 +275,7 @@ class SyncAdmin(_SyncBase):
 
     def reset_group_offsets(self, group_id: str,
                             topics: Mapping[str, Sequence[int]] | Sequence[str] = (),
-                            **options: Any) -> list[gpb.OffsetChange]:
+                            **options: Any) -> list[OffsetChange]:
         return self._call(self._admin.reset_group_offsets(group_id, topics, **options))
 
     def close(self) -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from odradek.raft.log import RaftLog
 from odradek.raft.progress import Progress, ProgressState
 from odradek.raft.quorum import VoteResult, committed_index, has_majority, vote_result
+from odradek.raft.ready import ReadyState
 from odradek.raft.storage import LogStorage
 from odradek.raft.types import (
     NO_INDEX,
@@ -27,7 +28,6 @@ from odradek.raft.types import (
     ProposalDropped,
     Ready,
     Role,
-    Snapshot,
     SoftState,
 )
 
@@ -87,13 +87,9 @@ class RaftNode:
         self.lead_transferee: int | None = None
         self._transfer_elapsed = 0
         self._term_start = NO_INDEX
-        self._msgs: list[Message] = []
         self._bcast_append = False
         self._bcast_commit = False
-        self._prev_hs = hs
-        self._prev_leader: int | None = None
-        self._prev_role = Role.FOLLOWER
-        self._ready_out = False
+        self._ready = ReadyState(hs)
         self._become_follower(self.term, None)
 
     # =============================================================== public accessors
@@ -527,22 +523,13 @@ class RaftNode:
         self._send(Message(_MT.SNAPSHOT, self.id, to, self.term, snapshot=snap))
         return True
 
-    def report_snapshot(self, to: int, ok: bool) -> None:
-        """Optional: the host reports that sending a snapshot to ``to`` failed (or not)."""
-        pr = self.progress.get(to)
-        if self.role == Role.LEADER and pr is not None and pr.state == ProgressState.SNAPSHOT:
-            if not ok:
-                pr.pending_snapshot = NO_INDEX
-            pr.become_probe()
-            pr.probe_sent = ok  # on success wait for the follower's answer
-
     def _bcast_heartbeat(self) -> None:
         committed = self.log.committed
         for pid, pr in self.progress.items():
             if pid == self.id:
                 continue
             c = pr.match if pr.match < committed else committed
-            self._msgs.append(Message(_MT.HEARTBEAT, self.id, pid, self.term, commit=c))
+            self._send(Message(_MT.HEARTBEAT, self.id, pid, self.term, commit=c))
 
     def _flush_broadcasts(self) -> None:
         if self.role != Role.LEADER:
@@ -658,76 +645,26 @@ class RaftNode:
 
     # ======================================================================= ready
     def _send(self, m: Message) -> None:
-        self._msgs.append(m)
+        self._ready.send(m)
 
     def has_ready(self) -> bool:
-        if self._ready_out:
+        if self._ready.out:
             return False
-        if self._msgs or self._bcast_append or self._bcast_commit:
-            return True
-        log = self.log
-        if log.unstable or log.pending_snapshot is not None:
-            return True
-        hs = self._prev_hs
-        if hs.term != self.term or hs.vote != self.vote or hs.commit != log.committed:
-            return True
-        if self.leader != self._prev_leader or self.role != self._prev_role:
-            return True
-        return log.committed > log.applied and log.pending_snapshot is None
+        return self._bcast_append or self._bcast_commit or self._ready.pending(
+            self.term, self.vote, self.leader, self.role, self.log)
 
     def ready(self) -> Ready:
         """Everything to do now. Call ``advance(ready)`` when done, before the next one."""
-        if self._ready_out:
-            raise RuntimeError("ready() called again before advance()")
-        if self._bcast_append or self._bcast_commit:
+        if not self._ready.out and (self._bcast_append or self._bcast_commit):
             self._flush_broadcasts()
-        log = self.log
-        hs: HardState | None = None
-        prev = self._prev_hs
-        if prev.term != self.term or prev.vote != self.vote or prev.commit != log.committed:
-            hs = HardState(self.term, self.vote, log.committed)
-        if self.cfg.return_committed_entries:
-            committed = log.next_committed(self.cfg.max_committed_bytes)
-        else:
-            committed = []
-        msgs = self._msgs
-        self._msgs = []
-        self._ready_out = True
-        return Ready(
-            hard_state=hs,
-            entries_to_persist=list(log.unstable),
-            messages=msgs,
-            committed_entries=committed,
-            snapshot_to_apply=log.pending_snapshot,
-            soft_state=SoftState(self.leader, self.role),
-            commit_index=log.committed,
-        )
+        return self._ready.take(self.term, self.vote, self.leader, self.role, self.log,
+                                self.cfg.return_committed_entries, self.cfg.max_committed_bytes)
 
     def advance(self, rd: Ready) -> None:
         """The host persisted, sent and applied ``rd``."""
-        self._ready_out = False
-        log = self.log
-        if rd.hard_state is not None:
-            self._prev_hs = rd.hard_state
-        self._prev_leader = rd.soft_state.leader
-        self._prev_role = rd.soft_state.role
-        snap: Snapshot | None = rd.snapshot_to_apply
-        if snap is not None:
-            log.stable_snap_to(snap.meta.index)
-            log.applied_to(snap.meta.index)
-        if rd.entries_to_persist:
-            # normally all of them are still unstable; if a suffix was replaced meanwhile,
-            # the prefix that is still ours is durable (the replacement comes next Ready)
-            for e in reversed(rd.entries_to_persist):
-                if log.stable_to(e.last, e.term):
-                    break
-        if rd.committed_entries:
-            log.applied_to(rd.committed_entries[-1].last)
-        elif not self.cfg.return_committed_entries and log.pending_snapshot is None:
-            log.applied_to(rd.commit_index)
+        self._ready.advance(rd, self.log, self.cfg.return_committed_entries)
         if self.role == Role.LEADER and rd.entries_to_persist:
             # the leader's own entries count towards the quorum only once durable
             me = self.progress.get(self.id)
-            if me is not None and me.maybe_update(log.stable_last()) and self._maybe_commit():
+            if me is not None and me.maybe_update(self.log.stable_last()) and self._maybe_commit():
                 self._bcast_commit = True
-

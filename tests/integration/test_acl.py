@@ -21,7 +21,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from odradek.client import Admin
-from odradek.client.acls import acl, acl_filter
+from odradek.client.acls import acl, acl_filter, binding_pb, filter_pb
 from odradek.client.auth import ChannelSession, ScramLogin, authenticate, interceptors
 from odradek.client.errors import from_rpc_error
 from odradek.records import encode_batch
@@ -164,9 +164,10 @@ def cluster_calls() -> list[Call]:
         Call("DeleteUser (missing)", alter, lambda ch: sec(ch).DeleteUser(
             spb.DeleteUserRequest(name="nobody"), timeout=10)),
         Call("CreateAcls (present)", alter, lambda ch: sec(ch).CreateAcls(
-            spb.CreateAclsRequest(acls=[existing]), timeout=10)),
+            spb.CreateAclsRequest(acls=[binding_pb(existing)]), timeout=10)),
         Call("DeleteAcls (none match)", alter, lambda ch: sec(ch).DeleteAcls(
-            spb.DeleteAclsRequest(filters=[acl_filter(principal="User:nobody")]), timeout=10)),
+            spb.DeleteAclsRequest(filters=[filter_pb(acl_filter(principal="User:nobody"))]),
+            timeout=10)),
         # A producer id: idempotent_write on the cluster, or write on some topic.
         Call("InitProducerId",
              [("cluster", CLUSTER, "idempotent_write")]
@@ -341,9 +342,9 @@ async def test_refused_calls_change_nothing(secured: BrokerProcess) -> None:
             await status(spb_grpc.SecurityStub(alice).CreateUser(  # type: ignore[no-untyped-call]
                 spb.UpsertUserRequest(name="mallory", credential=_credential("m")))),
             await status(spb_grpc.SecurityStub(bob).CreateAcls(  # type: ignore[no-untyped-call]
-                spb.CreateAclsRequest(acls=[acl("User:bob", "topic", "*", "all")]))),
+                spb.CreateAclsRequest(acls=[binding_pb(acl("User:bob", "topic", "*", "all"))]))),
             await status(spb_grpc.SecurityStub(alice).DeleteAcls(  # type: ignore[no-untyped-call]
-                spb.DeleteAclsRequest(filters=[acl_filter()]))),
+                spb.DeleteAclsRequest(filters=[filter_pb(acl_filter())]))),
         ]
         for code, reason, meta in refusals:
             assert code == "PERMISSION_DENIED", refusals
@@ -378,7 +379,7 @@ async def test_a_stream_ends_when_its_acl_is_removed(secured: BrokerProcess) -> 
         first = await asyncio.wait_for(stream.read(), 10)
         assert first.records
         deleted = await spb_grpc.SecurityStub(admin).DeleteAcls(spb.DeleteAclsRequest(  # type: ignore[no-untyped-call]
-            filters=[acl_filter("User:alice", "topic", "orders", "read")]))
+            filters=[filter_pb(acl_filter("User:alice", "topic", "orders", "read"))]))
         assert len(deleted.deleted) == 1
         await admin_broker.Produce(pb.ProduceRequest(topic="orders", partition=0,
                                                      records=batch()))
@@ -552,7 +553,7 @@ async def test_mtls_common_name_is_the_principal(tmp_path: Path, pki: Pki) -> No
                 await admin.CreateTopic(pb.CreateTopicRequest(name=name, partitions=1,
                                                               replication_factor=1))
             await spb_grpc.SecurityStub(ch).CreateAcls(spb.CreateAclsRequest(acls=[  # type: ignore[no-untyped-call]
-                acl("User:erin", "topic", "visible", "describe")]))
+                binding_pb(acl("User:erin", "topic", "visible", "describe"))]))
         erin = client_cert(pki, tmp_path, "erin")
         frank = client_cert(pki, tmp_path, "frank")
         async with open_channel(proc.address, erin) as ch:

@@ -16,7 +16,7 @@ from odradek.records import encode_batch, iter_records
 from odradek.storage import LogConfig, PartitionLog
 from odradek.v1 import odradek_pb2 as pb
 from odradek.v1 import odradek_pb2_grpc as pb_grpc
-from tests.brokers import BrokerProcess, ClusterProcesses
+from tests.brokers import BrokerProcess, ClusterProcesses, wait_until
 
 TOPIC = "ledger"
 
@@ -198,13 +198,32 @@ def test_min_insync_replicas_refuses_writes_without_enough_replicas(
         pb_grpc.AdminStub(channel).CreateTopic(pb.CreateTopicRequest(
             name=TOPIC, partitions=1, replication_factor=3,
             configs={"min.insync.replicas": "3"}), timeout=30)
-    leader = leader_of(cluster, set())
-    follower = (leader + 1) % 3
     batch = encode_batch([(1, None, b"x")])
     request = pb.ProduceRequest(topic=TOPIC, partition=0, records=batch)
+    leaders: list[int] = []
+
+    def first_write() -> bool:
+        # The balancer hands leadership to the preferred replica (the first) once it is
+        # caught up: wait for that, so that the leader stays put for the rest of the test.
+        leaders[:] = [leader_of(cluster, set())]
+        with grpc.insecure_channel(cluster.brokers[leaders[0]].address) as channel:
+            described = pb_grpc.AdminStub(channel).DescribeTopic(
+                pb.DescribeTopicRequest(name=TOPIC), timeout=10)
+            if described.partitions[0].info.replicas[0] != leaders[0]:
+                return False
+            try:
+                pb_grpc.BrokerStub(channel).Produce(request, timeout=10)
+            except grpc.RpcError as exc:
+                if exc.code() != grpc.StatusCode.UNAVAILABLE:
+                    raise
+                return False
+        return True
+
+    wait_until(first_write, 60, "a first write at the partition's leader")
+    leader = leaders[0]
+    follower = (leader + 1) % 3
     with grpc.insecure_channel(cluster.brokers[leader].address) as channel:
         stub = pb_grpc.BrokerStub(channel)
-        stub.Produce(request, timeout=10)
         cluster.brokers[follower].kill9()
         deadline = time.monotonic() + 20
         error = None

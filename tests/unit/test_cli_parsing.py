@@ -60,10 +60,10 @@ def test_json_output_keeps_zeros_and_numbers() -> None:
     import json
 
     from odradek.cli.common import message_json
-    from odradek.v1 import odradek_pb2 as pb
+    from odradek.client.types import PartitionInfo, PartitionState, TopicDescription
 
-    d = pb.TopicDescription(name="t", partitions=[pb.PartitionState(
-        info=pb.PartitionInfo(partition=0, leader=1, replicas=[1, 2]), high_watermark=12)])
+    d = TopicDescription("t", "", False, 1, (PartitionState(
+        PartitionInfo(0, 1, (1, 2), (1,), 0), 0, 12, 0, 1),), ())
     out = json.loads(message_json(d))
     assert out["partitions"][0]["info"]["partition"] == 0
     assert out["partitions"][0]["high_watermark"] == 12  # a number, not "12"
