@@ -106,6 +106,17 @@ def replica_values(broker: BrokerProcess) -> list[bytes]:
         log.close()
 
 
+def wait_quiescent(broker: BrokerProcess) -> None:
+    """Until the broker's replica of the test's one partition has gone quiet."""
+    def quiet() -> bool:
+        for line in broker.scrape().splitlines():
+            if line.startswith("odradek_raft_quiescent_partitions "):
+                return float(line.split()[1]) >= 1
+        return False
+
+    wait_until(quiet, 30, f"a quiescent Raft group on broker {broker.port}")
+
+
 def create_topic(cluster: ClusterProcesses) -> None:
     with grpc.insecure_channel(cluster.brokers[0].address) as channel:
         pb_grpc.AdminStub(channel).CreateTopic(
@@ -287,7 +298,7 @@ def test_idle_partition_fails_over(cluster: ClusterProcesses, fault: str) -> Non
     with grpc.insecure_channel(cluster.brokers[victim].address) as channel:
         pb_grpc.BrokerStub(channel).Produce(
             pb.ProduceRequest(topic=TOPIC, partition=0, records=batch), timeout=10)
-    time.sleep(3)  # idle long enough to quiesce
+    wait_quiescent(cluster.brokers[victim])
     if fault == "kill9":
         cluster.brokers[victim].kill9()
     else:
@@ -316,7 +327,7 @@ def test_quiesced_partition_takes_writes(cluster: ClusterProcesses) -> None:
             name=TOPIC, partitions=1, replication_factor=3,
             configs={"min.insync.replicas": "3"}), timeout=30)
     for i in range(3):
-        time.sleep(2.5)
+        wait_quiescent(cluster.brokers[leader_of(cluster, set())])
         leader = leader_of(cluster, set())  # may have moved to the preferred replica
         with grpc.insecure_channel(cluster.brokers[leader].address) as channel:
             pb_grpc.BrokerStub(channel).Produce(pb.ProduceRequest(

@@ -93,7 +93,15 @@ async def test_group_status_and_resets(kmock: kmock.KubernetesEmulator,
 
         # The same requestId is never applied again (a commit moved the offset meanwhile).
         await asyncio.to_thread(commit_group_offsets, [broker], "billing", "events", {0: 4})
-        await asyncio.sleep(3.5)  # two resync periods
+
+        async def resynced() -> dict[str, Any] | None:
+            # The status shows the new commit: the operator looked at the group again
+            # since, with the same reset in its spec.
+            o = stored(kmock, "ConsumerGroup", "billing")
+            parts = (o or {}).get("status", {}).get("partitions") or [{}]
+            return o if parts[0].get("committedOffset") == 4 else None
+
+        await eventually(resynced, WAIT_S, "the new commit in status", operator.log)
         assert await committed(admin, "billing") == {("events", 0): 4}
 
         # A live member: the coordinator takes its partition, moves the offset and gives

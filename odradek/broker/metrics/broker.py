@@ -29,6 +29,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from odradek.broker.cluster import META_GROUP
 from odradek.raft.quorum import majority
 from odradek.records.batch import iter_batches
 
@@ -179,6 +180,10 @@ class StateCollector(Collector):
             yield _counter("odradek_raft_elections_won",
                            "Elections won by this broker's Raft groups (became leader)",
                            elections.won)
+            yield _gauge("odradek_raft_quiescent_partitions",
+                         "Partition replicas of this broker whose Raft group is idle and "
+                         "stopped ticking (an idle partition costs nothing per tick)",
+                         sum(1 for name in host.quiet if name != META_GROUP))
 
     def _peers(self) -> Iterator[Metric]:
         transport = self._transport()
