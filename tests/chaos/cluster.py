@@ -62,11 +62,19 @@ class ChaosBroker(BrokerProcess):
 
     def fill_disk(self) -> None:
         """Takes every free block but a few, so that the next appends fail with ENOSPC."""
-        stat = os.statvfs(self.mount)
-        free = stat.f_bavail * stat.f_frsize
-        with open(self.ballast, "wb") as f:
-            if free > 4096:
-                os.posix_fallocate(f.fileno(), 0, free - 4096)
+        with open(self.ballast, "ab") as f:
+            # The broker writes meanwhile: take a little less each time space runs out.
+            for slack in range(4096, 64 << 20, 1 << 20):
+                stat = os.statvfs(self.mount)
+                free = stat.f_bavail * stat.f_frsize
+                if free <= slack:
+                    return
+                try:
+                    os.posix_fallocate(f.fileno(), os.fstat(f.fileno()).st_size,
+                                       free - slack)
+                    return
+                except OSError:
+                    continue
 
     def free_disk(self) -> None:
         self.ballast.unlink(missing_ok=True)
