@@ -114,9 +114,10 @@ class BrokerProcess:
     def start(self, wait: bool = True) -> BrokerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         cmd = [*self.prefix, sys.executable, "-m", "odradek.cli.main", "broker",
-               "--host", self.host, "--port", str(self.port), "--metrics-port", str(self.metrics_port),
-               "--data-dir", str(self.data_dir), *self.extra_args]
-        env = dict(os.environ, PYTHONUNBUFFERED="1", **self.env)
+               "--host", self.host, "--port", str(self.port),
+               "--metrics-port", str(self.metrics_port), "--data-dir", str(self.data_dir),
+               *self.extra_args]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
         if wait:

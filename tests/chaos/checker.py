@@ -132,11 +132,11 @@ class History:
                 out.append(Violation("ACKED_WRITE_LOST", f"{value!r} acknowledged at "
                                      f"{tp[0]}-{tp[1]} offset {offset}; the log has "
                                      f"{log.get(offset)!r}"))
-        for (producer, tp), instances in self.named_acks.items():
+        for (named, tp), instances in self.named_acks.items():
             for instance, offsets in instances.items():
                 later = [min(o) for i, o in instances.items() if i > instance and o]
                 if later and max(offsets) > min(later):
-                    out.append(Violation("FENCED_PRODUCER_ACKED", f"{producer} instance "
+                    out.append(Violation("FENCED_PRODUCER_ACKED", f"{named} instance "
                                          f"{instance} acknowledged at {max(offsets)} of "
                                          f"{tp[0]}-{tp[1]}, after a later instance wrote at "
                                          f"{min(later)}"))

@@ -101,7 +101,7 @@ class ChaosBroker(BrokerProcess):
             return None
         segment = rng.choice(segments)
         raw = bytearray(segment.read_bytes())
-        batches = list(iter_batches(raw))
+        batches = list(iter_batches(bytes(raw)))
         data = [(pos, h) for pos, h in batches if not h.is_control and h.record_count]
         if not data:
             return None

@@ -168,7 +168,7 @@ class Schedule:
         broker = self._broker()
         self.log(f"fault: kill -9 broker {broker.index}")
         broker.kill9()
-        return self._release(broker, lambda: broker.start(wait=False))
+        return self._release(broker, lambda: self._restart_if_dead(broker))
 
     def restart(self) -> Undo:
         broker = self._broker()
