@@ -703,6 +703,15 @@ class RaftNode:
             commit_index=log.committed,
         )
 
+    def abandon(self, rd: Ready) -> None:
+        """The host could not persist ``rd`` (its disk refused the write or the fsync): the
+        next ready() hands out its entries, hard state and snapshot again, since none of
+        them became stable. Its messages are dropped, as a lossy network would drop them.
+        Without this the node waited for an advance() that never came: it stopped
+        producing Ready for good."""
+        del rd
+        self._ready_out = False
+
     def advance(self, rd: Ready) -> None:
         """The host persisted, sent and applied ``rd``."""
         self._ready_out = False
