@@ -215,7 +215,9 @@ def test_a_corrupt_minority_replica_is_repaired_and_never_served(
     assert victim.flip_bit(TOPIC, random.Random(3)) is not None
     victim.start()
     produce_soon(cluster3, b"after")
-    wait_until(lambda: all_in_sync(cluster3), 60, "the corrupt replica repaired")
+    expected = read(leader_of(cluster3))
+    wait_until(lambda: victim.alive and replica_records(cluster3, victim) == expected, 60,
+               "the corrupt replica repaired")
     for broker in cluster3.brokers:
         broker.stop()
     stored = [b.stored(TOPIC)[0] for b in cluster3.brokers]
