@@ -181,19 +181,6 @@ def test_writes_resume_after_fsync_failures_end(cluster3: ChaosCluster) -> None:
     assert _safe_read(cluster3).count(b"before") == 1
 
 
-def all_in_sync(cluster: ChaosCluster) -> bool:
-    broker = cluster.brokers[0]
-    with broker.health_channel() as channel:
-        _, admin = broker.stubs(channel)
-        try:
-            info = admin.DescribeTopic(pb.DescribeTopicRequest(name=TOPIC),
-                                       timeout=5).partitions[0].info
-        except grpc.RpcError:
-            return False
-    return sorted(info.in_sync_replicas) == sorted(info.replicas) and all(
-        b.alive for b in cluster.brokers)
-
-
 def _safe_read(cluster: ChaosCluster) -> list[bytes]:
     try:
         return read(leader_of(cluster))
