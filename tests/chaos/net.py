@@ -38,12 +38,33 @@ def unavailable() -> str | None:
     return None
 
 
+def remove_stale() -> None:
+    """Namespaces and bridges of runs whose process is gone (killed before its cleanup)."""
+    listed = run("ip", "netns", "list", check=False).stdout.split()
+    for name in listed:
+        parts = name.split("-")
+        if len(parts) == 3 and parts[0] == "chaos" and parts[1].isdigit() \
+                and not _alive(int(parts[1])):
+            run("ip", "netns", "del", name, check=False)
+            run("ip", "link", "del", f"chb{parts[1]}", check=False)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 @dataclass
 class Network:
     """Namespaces chaos-<tag>-<i>, addresses 10.<a>.<b>.(i+1), the host side .254."""
 
     count: int
-    tag: str = field(default_factory=lambda: f"{os.getpid() % 100000}")
+    tag: str = field(default_factory=lambda: str(os.getpid()))
     namespaces: list[str] = field(default_factory=list)
     # Faults this kernel cannot make, with the reason.
     missing: dict[str, str] = field(default_factory=dict)
@@ -71,6 +92,7 @@ class Network:
         return self
 
     def _setup(self) -> None:
+        remove_stale()
         run("ip", "link", "add", self._bridge, "type", "bridge")
         run("ip", "addr", "add", f"{self.address(HOST)}/24", "dev", self._bridge)
         run("ip", "link", "set", self._bridge, "up")

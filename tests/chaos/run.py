@@ -175,7 +175,7 @@ class Schedule:
 
     def _restart_if_dead(self, broker: ChaosBroker) -> None:
         if not broker.alive:
-            self.log(f"broker {broker.index} had exited: started again")
+            self.log(f"broker {broker.index} started again")
             broker.start(wait=False)
 
     def disk_full(self) -> Undo:

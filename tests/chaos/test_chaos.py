@@ -23,7 +23,7 @@ from tests.chaos.run import run_chaos
 
 REASON = unavailable()
 pytestmark = [pytest.mark.skipif(REASON is not None, reason=f"chaos: {REASON}"),
-              pytest.mark.timeout(300)]
+              pytest.mark.slow, pytest.mark.timeout(300)]
 TOPIC = "faults"
 
 
