@@ -228,15 +228,23 @@ def settle(cluster: ChaosCluster, workload: Workload, log: Callable[[str], None]
                    f"the tailing consumers to reach {ends}", interval=0.2)
         log("settle: the tailing consumers caught up")
 
+        last: list[str] = []
+
         def converged() -> bool:
             try:
                 described = admin.describe_topic(TOPIC)
             except Exception:  # noqa: BLE001 - any failure: not yet
                 return False
+            last[:] = [f"{p.info.partition}: leader {p.info.leader} replicas "
+                       f"{list(p.info.replicas)} in sync {list(p.info.in_sync_replicas)} "
+                       f"target {list(p.info.target_replicas)}" for p in described.partitions]
             return all(not p.info.target_replicas and sorted(p.info.in_sync_replicas) ==
                        sorted(p.info.replicas) and p.info.leader >= 0
                        for p in described.partitions)
-        wait_until(converged, SETTLE_TIMEOUT_S, "every replica in sync", interval=0.2)
+        try:
+            wait_until(converged, SETTLE_TIMEOUT_S, "every replica in sync", interval=0.2)
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}; last seen: {'; '.join(last)}") from None
     log("settle: every replica in sync")
 
 

@@ -81,7 +81,7 @@ class Workload:
         spawn(self._admin())
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        self.tasks.append(self.loop.create_task(coro))
+        self.tasks.append(self.loop.create_task(coro, name=getattr(coro, "__qualname__", None)))
 
     async def _stop(self) -> None:
         assert self.stopping is not None
@@ -92,7 +92,8 @@ class Workload:
         await asyncio.gather(*pending, return_exceptions=True)
         for task in done:
             if task.exception() is not None:
-                self.history.violation("WORKLOAD_FAILED", repr(task.exception()))
+                self.history.violation("WORKLOAD_FAILED",
+                                       f"{task.get_name()}: {task.exception()!r}")
 
     async def _pause(self, seconds: float) -> bool:
         """Waits up to seconds, or until the run stops; True when it stops."""
@@ -116,11 +117,18 @@ class Workload:
                     if self.stopping.is_set():
                         break
                     futures = []
-                    for _ in range(WINDOW):
-                        value = b"%s:%d" % (name.encode(), seq)
-                        futures.append((value, await producer.send(
-                            TOPIC, value, partition=seq % PARTITIONS)))
-                        seq += 1
+                    try:
+                        for _ in range(WINDOW):
+                            value = b"%s:%d" % (name.encode(), seq)
+                            seq += 1
+                            futures.append((value, await producer.send(
+                                TOPIC, value, partition=(seq - 1) % PARTITIONS)))
+                    except OdradekError:
+                        # No producer id within the delivery timeout, say: what was not
+                        # queued was never sent; a new instance carries on.
+                        self.history.count("send_failed")
+                        await self._settle(futures, None)
+                        break
                     await self._settle(futures, None)
             finally:
                 await self._close(producer)
@@ -170,8 +178,8 @@ class Workload:
                         try:
                             futures.append((value, await p.send(
                                 TOPIC, value, partition=seq % PARTITIONS)))
-                        except ProducerFencedError:
-                            break
+                        except OdradekError:
+                            break  # fenced, or no producer id yet: the rest next round
                     if not await self._settle(futures, (name, number)):
                         live.remove((p, number))
                         self.history.count("fenced")
