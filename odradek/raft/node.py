@@ -55,6 +55,11 @@ class RaftConfig:
     partition log needs only the high watermark, not the entries back)."""
     applied: int | None = None
     """Last offset the host's state machine has applied (default: the snapshot index)."""
+    lost_commit: int = NO_INDEX
+    """A commit index this node once held durably whose entries its log has since lost
+    (recovery cut a corrupt batch, or unsynced writes were lost). Until its log reaches it
+    again the node neither votes nor campaigns: its shorter log could help elect a leader
+    without entries that only it and a minority held."""
 
 
 class RaftNode:
@@ -94,6 +99,7 @@ class RaftNode:
         self._prev_leader: int | None = None
         self._prev_role = Role.FOLLOWER
         self._ready_out = False
+        self._lost_commit = config.lost_commit
         self._become_follower(self.term, None)
 
     # =============================================================== public accessors
@@ -297,8 +303,17 @@ class RaftNode:
         else:
             self._step_candidate(m)
 
+    def _repairing(self) -> bool:
+        """Is the log still short of entries this node once had committed?"""
+        if self._lost_commit == NO_INDEX:
+            return False
+        if self.log.last_index() >= self._lost_commit:
+            self._lost_commit = NO_INDEX
+            return False
+        return True
+
     def _handle_vote_request(self, m: Message) -> None:
-        can_vote = (
+        can_vote = not self._repairing() and (
             self.vote == m.from_id
             or (self.vote is None and self.leader is None)
             or (m.type == _MT.PRE_VOTE and m.term > self.term)
@@ -387,8 +402,13 @@ class RaftNode:
         )
 
     def _handle_heartbeat(self, m: Message) -> None:
-        self.log.commit_to(m.commit)
-        self._send(Message(_MT.HEARTBEAT_RESP, self.id, m.from_id, self.term))
+        last = self.log.last_index()
+        self.log.commit_to(min(m.commit, last))
+        # The leader holds us to a match above our log end: we lost entries we had
+        # acknowledged. Say where the log ends so that the leader sends them again.
+        lost = m.commit > last
+        self._send(Message(_MT.HEARTBEAT_RESP, self.id, m.from_id, self.term, reject=lost,
+                           reject_hint=last if lost else 0))
 
     def _handle_snapshot(self, m: Message) -> None:
         snap = m.snapshot
@@ -424,6 +444,12 @@ class RaftNode:
         elif t == _MT.HEARTBEAT_RESP:
             pr.recent_active = True
             pr.probe_sent = False
+            if m.reject and m.reject_hint < pr.match:
+                # The follower lost acknowledged entries (see _handle_heartbeat): its
+                # match goes back, the one case where it may, and it is probed afresh.
+                pr.match = m.reject_hint
+                pr.next = m.reject_hint + 1
+                pr.become_probe()
             if pr.state == ProgressState.REPLICATE and pr.inflights.full():
                 pr.inflights.free_first()
             if pr.match < self.log.last_index():
@@ -578,6 +604,8 @@ class RaftNode:
         self.leader = leader
 
     def _start_election(self, force: bool) -> None:
+        if self._repairing():
+            return  # see RaftConfig.lost_commit
         if self.cfg.pre_vote and not force:
             self._reset(self.term)
             self.role = Role.PRE_CANDIDATE

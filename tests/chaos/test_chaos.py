@@ -188,9 +188,6 @@ def _safe_read(cluster: ChaosCluster) -> list[bytes]:
         return []
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a replica whose recovery truncated a corrupt "
-                   "batch below its commit index crashes on every heartbeat (commit beyond "
-                   "the log end) and is never repaired; see the issue's note")
 def test_a_corrupt_minority_replica_is_repaired_and_never_served(
         cluster3: ChaosCluster) -> None:
     create(cluster3)
