@@ -9,6 +9,7 @@ are left out of a schedule and the reason printed (`Network.missing`)."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import subprocess
@@ -38,13 +39,16 @@ def unavailable() -> str | None:
     return None
 
 
+_SERIAL = itertools.count()
+
+
 def remove_stale() -> None:
     """Namespaces and bridges of runs whose process is gone (killed before its cleanup)."""
     listed = run("ip", "netns", "list", check=False).stdout.split()
     for name in listed:
         parts = name.split("-")
         if len(parts) == 3 and parts[0] == "chaos" and parts[1].isdigit() \
-                and not _alive(int(parts[1])):
+                and not _alive(int(parts[1][:-1])):
             run("ip", "netns", "del", name, check=False)
             run("ip", "link", "del", f"chb{parts[1]}", check=False)
 
@@ -64,7 +68,9 @@ class Network:
     """Namespaces chaos-<tag>-<i>, addresses 10.<a>.<b>.(i+1), the host side .254."""
 
     count: int
-    tag: str = field(default_factory=lambda: str(os.getpid()))
+    # The pid and a digit counting this process's networks: a network's names must not
+    # meet the previous one's, whose veths the kernel may still be removing.
+    tag: str = field(default_factory=lambda: f"{os.getpid()}{next(_SERIAL) % 10}")
     namespaces: list[str] = field(default_factory=list)
     # Faults this kernel cannot make, with the reason.
     missing: dict[str, str] = field(default_factory=dict)
