@@ -56,6 +56,8 @@ class History:
     errors: list[Violation] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    # Set by the first violation seen as it happens: the schedule stops there.
+    failed: threading.Event = field(default_factory=threading.Event)
 
     def count(self, key: str, n: int = 1) -> None:
         with self._lock:
@@ -89,6 +91,7 @@ class History:
     def violation(self, kind: str, message: str) -> None:
         with self._lock:
             self.errors.append(Violation(kind, message))
+        self.failed.set()
 
     # ------------------------------------------------------------------ at the end
     def check(self, logs: dict[TP, dict[int, tuple[Records, str | None]]]) -> list[Violation]:

@@ -13,7 +13,6 @@ import argparse
 import random
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -296,14 +295,14 @@ def run_chaos(seed: int, duration: float, brokers: int = 5, root: Path | None = 
             for kind, reason in report.skipped.items():
                 log(f"chaos: no {kind} faults: {reason}")
             active: list[Undo] = []
-            idle = threading.Event()  # never set: its wait is the schedule's clock
             deadline = time.monotonic() + duration
-            while time.monotonic() < deadline:
+            while time.monotonic() < deadline and not history.failed.is_set():
                 if active and (len(active) >= max_faults or rng.random() < 0.6):
                     active.pop(rng.randrange(len(active)))()
                 else:
                     active.append(schedule.inject())
-                idle.wait(min(rng.uniform(0.5, 6.0), max(0.0, deadline - time.monotonic())))
+                history.failed.wait(min(rng.uniform(0.5, 6.0),
+                                        max(0.0, deadline - time.monotonic())))
             for undo in active:
                 undo()
             log("chaos: schedule over, healing")
