@@ -48,6 +48,8 @@ class History:
     unsure: set[bytes] = field(default_factory=set)
     # (named producer, tp) -> per instance number, the offsets acknowledged to it
     named_acks: dict[tuple[str, TP], dict[int, list[int]]] = field(default_factory=dict)
+    # (named producer, instance) -> the (producer id, epoch) its acknowledgements came with
+    identities: dict[tuple[str, int], set[tuple[int, int]]] = field(default_factory=dict)
     # (reader, tp) -> offsets and values in the order read; a reader is a tailing
     # consumer, or one group member in one generation
     reads: dict[tuple[str, TP], Records] = field(default_factory=dict)
@@ -63,14 +65,16 @@ class History:
         with self._lock:
             self.counts[key] = self.counts.get(key, 0) + n
 
-    def ack(self, value: bytes, tp: TP, offset: int, named: tuple[str, int] | None = None
-            ) -> None:
+    def ack(self, value: bytes, tp: TP, offset: int, named: tuple[str, int] | None = None,
+            identity: tuple[int, int] | None = None) -> None:
         with self._lock:
             self.acked[value] = (tp, offset)
             self.counts["acked"] = self.counts.get("acked", 0) + 1
             if named is not None:
                 self.named_acks.setdefault((named[0], tp), {}).setdefault(
                     named[1], []).append(offset)
+                if identity is not None:
+                    self.identities.setdefault(named, set()).add(identity)
 
     def maybe(self, value: bytes) -> None:
         with self._lock:
@@ -137,12 +141,15 @@ class History:
                                      f"{log.get(offset)!r}"))
         for (named, tp), instances in self.named_acks.items():
             for instance, offsets in instances.items():
-                later = [min(o) for i, o in instances.items() if i > instance and o]
-                if later and max(offsets) > min(later):
+                later = [(min(o), i) for i, o in instances.items() if i > instance and o]
+                if later and max(offsets) > min(later)[0]:
+                    first, successor = min(later)
+                    ids = {n: sorted(self.identities.get((named, n), ()))
+                           for n in (instance, successor)}
                     out.append(Violation("FENCED_PRODUCER_ACKED", f"{named} instance "
                                          f"{instance} acknowledged at {max(offsets)} of "
-                                         f"{tp[0]}-{tp[1]}, after a later instance wrote at "
-                                         f"{min(later)}"))
+                                         f"{tp[0]}-{tp[1]}, after instance {successor} wrote "
+                                         f"at {first}; (producer id, epoch) of each: {ids}"))
         for (reader, tp), got in self.reads.items():
             log = final.get(tp)
             if log is None:

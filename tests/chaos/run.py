@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -26,7 +27,7 @@ from tests.chaos.net import unavailable
 from tests.chaos.workload import PARTITIONS, TOPIC, Workload
 
 Undo = Callable[[], None]
-# Faults that break the broker today (bugs found here, not fixed yet: each has an xfail
+# Faults that break the broker today (bugs found here, not fixed yet; each should have an xfail
 # regression test in test_chaos.py); --known-bugs include puts them in the schedule.
 KNOWN_BUGS: dict[str, str] = {}
 SETTLE_TIMEOUT_S = 120.0
@@ -328,6 +329,13 @@ def run_chaos(seed: int, duration: float, brokers: int = 5, root: Path | None = 
             for violation in report.violations:
                 log(f"VIOLATION {violation}")
             if report.violations:
+                # The temporary directory goes: keep the brokers' logs for the post-mortem.
+                kept = Path(tempfile.gettempdir()) / f"chaos-failed-{seed}"
+                kept.mkdir(exist_ok=True)
+                for broker in cluster.brokers:
+                    if broker.log_path.exists():
+                        shutil.copy(broker.log_path, kept / broker.log_path.name)
+                log(f"chaos: broker logs kept in {kept}")
                 for broker in cluster.brokers:
                     tail = broker.log().splitlines()[-15:]
                     log(f"--- broker {broker.index} log tail:\n" + "\n".join(tail))

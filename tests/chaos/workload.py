@@ -134,7 +134,8 @@ class Workload:
                 await self._close(producer)
 
     async def _settle(self, futures: list[tuple[bytes, asyncio.Future[Any]]],
-                      named: tuple[str, int] | None) -> bool:
+                      named: tuple[str, int] | None,
+                      identity: tuple[int, int] | None = None) -> bool:
         """Records each send's outcome; False once the producer was fenced."""
         fenced = False
         for value, future in futures:
@@ -147,7 +148,8 @@ class Workload:
                 self.history.maybe(value)
                 self.history.count("send_failed")
             else:
-                self.history.ack(value, (meta.topic, meta.partition), meta.offset, named)
+                self.history.ack(value, (meta.topic, meta.partition), meta.offset, named,
+                                 identity)
         return not fenced
 
     async def _close(self, producer: Producer) -> None:
@@ -180,7 +182,7 @@ class Workload:
                                 TOPIC, value, partition=seq % PARTITIONS)))
                         except OdradekError:
                             break  # fenced, or no producer id yet: the rest next round
-                    if not await self._settle(futures, (name, number)):
+                    if not await self._settle(futures, (name, number), p.producer_id):
                         live.remove((p, number))
                         self.history.count("fenced")
             if old is not None:
