@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .PHONY: run test bench bench-compaction proto manifests lint clean prometheus-tools sim sim-broker \
+	chaos chaos-tools \
 	sim-broker-selftest
 
 $(STAMP): pyproject.toml
@@ -20,7 +21,7 @@ tests/node/node_modules: tests/node/package.json
 run: $(STAMP)
 	$(BIN)/odradek dev --brokers 3
 
-test: $(STAMP) tests/node/node_modules prometheus-tools
+test: $(STAMP) tests/node/node_modules prometheus-tools chaos-tools
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 # promtool and prometheus (Debian package prometheus) for the metrics tests; installed when
@@ -80,3 +81,17 @@ sim-broker-selftest: $(STAMP)
 
 clean:
 	rm -rf $(VENV) tests/node/node_modules .dev-data
+
+# Real-process chaos (tests/chaos; root: network namespaces, nftables, tmpfs, an fsync
+# shim built with gcc): DURATION seconds of random faults per run, RUNS seeds from SEED.
+DURATION ?= 600
+RUNS ?= 1
+SEED ?= $(shell date +%s)
+chaos: $(STAMP) chaos-tools
+	$(BIN)/python -m tests.chaos.run --seed $(SEED) --duration $(DURATION) --runs $(RUNS)
+
+chaos-tools:
+	@if [ "$$(id -u)" = 0 ] && ! command -v nft >/dev/null 2>&1; then \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nftables >/dev/null 2>&1 \
+	  || echo "warning: could not install nftables: the chaos tests will skip" >&2; \
+	fi

@@ -93,6 +93,9 @@ class BrokerProcess:
         self.extra_args = extra_args or []
         self.log_path = data_dir.parent / f"{data_dir.name}-broker.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        # What runs the broker (e.g. `ip netns exec NS`) and what its environment adds.
+        self.prefix: list[str] = []
+        self.env: dict[str, str] = {}
 
     @property
     def address(self) -> str:
@@ -110,10 +113,11 @@ class BrokerProcess:
 
     def start(self, wait: bool = True) -> BrokerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "odradek.cli.main", "broker", "--host", self.host,
-               "--port", str(self.port), "--metrics-port", str(self.metrics_port),
-               "--data-dir", str(self.data_dir), *self.extra_args]
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        cmd = [*self.prefix, sys.executable, "-m", "odradek.cli.main", "broker",
+               "--host", self.host, "--port", str(self.port),
+               "--metrics-port", str(self.metrics_port), "--data-dir", str(self.data_dir),
+               *self.extra_args]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
         if wait:

@@ -9,6 +9,7 @@ commands to its in-memory image and then opens, closes or reconfigures its repli
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import shutil
@@ -440,7 +441,8 @@ class ClusterNode:
             write_durably(id_file, topic_id)
         storage = PartitionRaftStorage(
             plog, replicas, producer_id_expiration_ms=self.settings.producer_id_expiration_ms)
-        node = RaftNode(self._raft_config(False), storage, self._rng)
+        node = RaftNode(dataclasses.replace(self._raft_config(False),
+                                            lost_commit=storage.lost_commit), storage, self._rng)
         name = partition_group(topic, index)
         partition = ReplicatedPartition(
             topic, index, plog, node, lambda: self.host.schedule(name), self.address_of,

@@ -55,6 +55,11 @@ class RaftConfig:
     partition log needs only the high watermark, not the entries back)."""
     applied: int | None = None
     """Last offset the host's state machine has applied (default: the snapshot index)."""
+    lost_commit: int = NO_INDEX
+    """A commit index this node once held durably whose entries its log has since lost
+    (recovery cut a corrupt batch, or unsynced writes were lost). Until its log reaches it
+    again the node neither votes nor campaigns: its shorter log could help elect a leader
+    without entries that only it and a minority held."""
 
 
 class RaftNode:
@@ -90,6 +95,7 @@ class RaftNode:
         self._bcast_append = False
         self._bcast_commit = False
         self._ready = ReadyState(hs)
+        self._lost_commit = config.lost_commit
         self._become_follower(self.term, None)
 
     # =============================================================== public accessors
@@ -293,8 +299,17 @@ class RaftNode:
         else:
             self._step_candidate(m)
 
+    def _repairing(self) -> bool:
+        """Is the log still short of entries this node once had committed?"""
+        if self._lost_commit == NO_INDEX:
+            return False
+        if self.log.last_index() >= self._lost_commit:
+            self._lost_commit = NO_INDEX
+            return False
+        return True
+
     def _handle_vote_request(self, m: Message) -> None:
-        can_vote = (
+        can_vote = not self._repairing() and (
             self.vote == m.from_id
             or (self.vote is None and self.leader is None)
             or (m.type == _MT.PRE_VOTE and m.term > self.term)
@@ -383,8 +398,13 @@ class RaftNode:
         )
 
     def _handle_heartbeat(self, m: Message) -> None:
-        self.log.commit_to(m.commit)
-        self._send(Message(_MT.HEARTBEAT_RESP, self.id, m.from_id, self.term))
+        last = self.log.last_index()
+        self.log.commit_to(min(m.commit, last))
+        # The leader holds us to a match above our log end: we lost entries we had
+        # acknowledged. Say where the log ends so that the leader sends them again.
+        lost = m.commit > last
+        self._send(Message(_MT.HEARTBEAT_RESP, self.id, m.from_id, self.term, reject=lost,
+                           reject_hint=last if lost else 0))
 
     def _handle_snapshot(self, m: Message) -> None:
         snap = m.snapshot
@@ -420,6 +440,12 @@ class RaftNode:
         elif t == _MT.HEARTBEAT_RESP:
             pr.recent_active = True
             pr.probe_sent = False
+            if m.reject and m.reject_hint < pr.match:
+                # The follower lost acknowledged entries (see _handle_heartbeat): its
+                # match goes back, the one case where it may, and it is probed afresh.
+                pr.match = m.reject_hint
+                pr.next = m.reject_hint + 1
+                pr.become_probe()
             if pr.state == ProgressState.REPLICATE and pr.inflights.full():
                 pr.inflights.free_first()
             if pr.match < self.log.last_index():
@@ -565,6 +591,8 @@ class RaftNode:
         self.leader = leader
 
     def _start_election(self, force: bool) -> None:
+        if self._repairing():
+            return  # see RaftConfig.lost_commit
         if self.cfg.pre_vote and not force:
             self._reset(self.term)
             self.role = Role.PRE_CANDIDATE
@@ -659,6 +687,15 @@ class RaftNode:
             self._flush_broadcasts()
         return self._ready.take(self.term, self.vote, self.leader, self.role, self.log,
                                 self.cfg.return_committed_entries, self.cfg.max_committed_bytes)
+
+    def abandon(self, rd: Ready) -> None:
+        """The host could not persist ``rd`` (its disk refused the write or the fsync): the
+        next ready() hands out its entries, hard state and snapshot again, since none of
+        them became stable. Its messages are dropped, as a lossy network would drop them.
+        Without this the node waited for an advance() that never came: it stopped
+        producing Ready for good."""
+        del rd
+        self._ready.out = False
 
     def advance(self, rd: Ready) -> None:
         """The host persisted, sent and applied ``rd``."""

@@ -98,6 +98,7 @@ class RaftHost:
         self.stall_after_s = stall_after_s
         self._last_tick = clock.monotonic()
         self._stall_ended = -math.inf
+        self._failing: set[str] = set()
 
     def start(self) -> None:
         self._ticker = asyncio.get_running_loop().create_task(self._tick_loop())
@@ -159,19 +160,32 @@ class RaftHost:
             try:
                 self._handle(group)
             except Exception:
-                log.exception("raft group %s failed to process its ready state", name)
+                # Once per failure, not once per tick of retries.
+                if name not in self._failing:
+                    self._failing.add(name)
+                    log.exception("raft group %s failed to process its ready state", name)
+            else:
+                if name in self._failing:
+                    self._failing.discard(name)
+                    log.info("raft group %s processes its ready state again", name)
 
     def _handle(self, group: RaftGroup) -> None:
         node = group.node
         while node.has_ready():
             ready = node.ready()
             storage = group.storage
-            if ready.snapshot_to_apply is not None:
-                storage.apply_snapshot(ready.snapshot_to_apply)
-            if ready.entries_to_persist:
-                storage.append(ready.entries_to_persist)
-            if ready.hard_state is not None:
-                storage.set_hard_state(ready.hard_state)
+            try:
+                if ready.snapshot_to_apply is not None:
+                    storage.apply_snapshot(ready.snapshot_to_apply)
+                if ready.entries_to_persist:
+                    storage.append(ready.entries_to_persist)
+                if ready.hard_state is not None:
+                    storage.set_hard_state(ready.hard_state)
+            except BaseException:
+                # Not durable, so not acknowledged: retried from the next tick on (the
+                # append truncates whatever part of it reached the log first).
+                node.abandon(ready)
+                raise
             group.listener.on_persisted(ready)
             for message in ready.messages:
                 self.send(message.to_id, group.name, message)

@@ -105,6 +105,9 @@ class PartitionRaftStorage:
         state.epochs = [(o, t) for o, t in state.epochs if o < end]
         state.configs = [(o, v) for o, v in state.configs if o < end]
         state.scanned_to = min(state.scanned_to, end)
+        # Committed entries gone (a corrupt batch cut, or unsynced writes lost): Raft
+        # must not count this replica's log as holding them (RaftConfig.lost_commit).
+        self.lost_commit = state.commit if state.commit > end - 1 else NO_INDEX
         state.commit = min(state.commit, end - 1)
         return state
 

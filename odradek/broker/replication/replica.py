@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +35,12 @@ LeaderAddress = Callable[[int], str | None]
 # replica.lag.time.max.ms, whose default is 30 s).
 REPLICA_LAG_MAX_S = 10.0
 LOG_END_SAMPLE_S = 0.1
+
+
+# Room kept for what a write brings along (index entries, a rolled segment's files, the
+# Raft state file), so that a refused produce, not a failed persist, is what a full disk
+# gives.
+DISK_RESERVE_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -114,6 +121,7 @@ class ReplicatedPartition:
         headers = validate_batches(records, config.max_message_bytes)
         if quorum:
             self._check_in_sync(config.min_insync_replicas)
+        self._check_disk(len(records))
         try:
             originals = self._sequences.check(headers)
         except SequenceError as exc:
@@ -216,6 +224,21 @@ class ReplicatedPartition:
             self._led_since = now
         if not samples or now - samples[-1][0] >= LOG_END_SAMPLE_S:
             samples.append((now, self.node.last_index))
+
+    def _check_disk(self, size: int) -> None:
+        """Refuses a write the disk cannot take. Without this the leader's append failed
+        with ENOSPC only when Raft persisted it, after the request was accepted: the
+        producer waited for its timeout and never learned why."""
+        try:
+            stat = os.statvfs(self.log.directory)
+        except OSError:
+            return  # no answer about space: let the write itself tell
+        free = stat.f_bavail * stat.f_frsize
+        if free < size + DISK_RESERVE_BYTES:
+            raise BrokerError(Reason.DISK_FULL,
+                f"partition {self.index} of topic {self.topic!r}: the broker's disk is "
+                f"full ({free} bytes free); writes resume when space is freed",
+                self._where())
 
     def _check_in_sync(self, min_insync: int) -> None:
         voters = len(self.node.config.voters)
