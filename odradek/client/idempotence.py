@@ -71,6 +71,12 @@ class ProducerIdentity:
 
     async def _init(self) -> None:
         request = pb.InitProducerIdRequest(producer_name=self.name or "")
+        if self.name and self.producer_id >= 0:
+            # Again, after a batch failed for good: only while no newer instance took the
+            # name, else this instance is fenced (it must not fence its successor).
+            request.resume = True
+            request.producer_id = self.producer_id
+            request.producer_epoch = self.epoch
         deadline = time.monotonic() + self._timeout_s
         attempt = 0
         while True:

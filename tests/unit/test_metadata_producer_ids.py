@@ -35,6 +35,20 @@ def test_named_producer_keeps_its_id_and_bumps_its_epoch() -> None:
     assert image.producers.epochs == {3: 1, 4: 0}
 
 
+def test_a_resume_bumps_only_the_current_identity() -> None:
+    image = build(AllocateProducerIds(1, 3), InitNamedProducer("w"), InitNamedProducer("w"))
+    assert image.producers.named["w"] == NamedProducer(3, 1, 2)
+    # The fenced instance (epoch 0) resuming changes nothing: it stays fenced.
+    stale = apply(image, 3, InitNamedProducer("w", "r1", 3, 0))
+    assert stale.producers.named == image.producers.named and stale.last_offset == 3
+    resumed = apply(stale, 4, InitNamedProducer("w", "r2", 3, 1))
+    assert resumed.producers.named["w"] == NamedProducer(3, 2, 4, resumed_from=1)
+    # Its retry finds epoch 2 resumed from 1 and changes nothing (the manager answers 2).
+    again = apply(resumed, 5, InitNamedProducer("w", "r3", 3, 1))
+    assert again.producers.named["w"] == NamedProducer(3, 2, 4, resumed_from=1)
+    assert decode_snapshot(encode_snapshot(again)).producers == again.producers
+
+
 def test_exhausted_epoch_gives_a_fresh_id() -> None:
     start = MetadataImage(producers=ProducerIds(
         next_id=7, named={"w": NamedProducer(2, MAX_EPOCH, 0)}), last_offset=0)

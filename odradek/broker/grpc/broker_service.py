@@ -168,7 +168,9 @@ class BrokerService(pb_grpc.BrokerServicer):
     @rpc
     async def InitProducerId(self, request: pb.InitProducerIdRequest,
                              context: grpc.aio.ServicerContext) -> pb.InitProducerIdResponse:
-        pid, epoch = await self.admin.cluster.producer_ids.init(request.producer_name or None)
+        resume = (request.producer_id, request.producer_epoch) if request.resume else None
+        pid, epoch = await self.admin.cluster.producer_ids.init(request.producer_name or None,
+                                                                resume)
         return pb.InitProducerIdResponse(producer_id=pid, producer_epoch=epoch)
 
 

@@ -52,6 +52,12 @@ class Fields:
             return default
         return self.get_str(key)
 
+    def get_int_or(self, key: str, default: int) -> int:
+        """An integer field that older versions did not write."""
+        if key not in self.obj:
+            return default
+        return self.get_int(key)
+
     def get_opt_str(self, key: str) -> str | None:
         value = self._get(key)
         if value is not None and not isinstance(value, str):

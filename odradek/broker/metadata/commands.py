@@ -225,9 +225,15 @@ class InitNamedProducer:
     TYPE: ClassVar[str] = "init_named_producer"
     name: str
     request_id: str = ""  # as AllocateProducerIds.request_id
+    # An instance initialising again names the identity it had (-1: a new instance): the
+    # epoch moves on only while that identity is still the name's current one.
+    expected_id: int = -1
+    expected_epoch: int = -1
 
     def encode(self) -> bytes:
-        return _dump(self.TYPE, {"name": self.name, "request_id": self.request_id})
+        return _dump(self.TYPE, {"name": self.name, "request_id": self.request_id,
+                                 "expected_id": self.expected_id,
+                                 "expected_epoch": self.expected_epoch})
 
 
 Command = (
@@ -280,7 +286,8 @@ _DECODERS: dict[str, Callable[[Fields], Command]] = {
     AllocateProducerIds.TYPE: lambda f: AllocateProducerIds(
         f.get_int("broker_id"), f.get_int("count"), f.get_str_or("request_id", "")),
     InitNamedProducer.TYPE: lambda f: InitNamedProducer(
-        f.get_str("name"), f.get_str_or("request_id", "")),
+        f.get_str("name"), f.get_str_or("request_id", ""), f.get_int_or("expected_id", -1),
+        f.get_int_or("expected_epoch", -1)),
 }
 _DECODERS.update(SECURITY_DECODERS)  # users and ACLs: metadata/security.py
 

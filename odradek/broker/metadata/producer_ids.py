@@ -28,6 +28,9 @@ class NamedProducer:
     # The metadata offset of the InitNamedProducer that gave this epoch: the broker that
     # proposed it learns from it that no other instance started in between.
     init_offset: int
+    # The epoch an instance resumed from to get this one (-1: a new instance took it): a
+    # retry of that same resume gets this epoch again instead of being fenced by itself.
+    resumed_from: int = -1
 
 
 @dataclass(frozen=True)
@@ -53,11 +56,16 @@ def apply_producer_command(state: ProducerIds, offset: int,
     if not cmd.name or len(cmd.name) > MAX_NAME_LENGTH:
         return None
     old = state.named.get(cmd.name)
+    resuming = cmd.expected_epoch >= 0
+    if resuming and (
+            old is None or (old.producer_id, old.epoch) != (cmd.expected_id, cmd.expected_epoch)):
+        return None  # a newer instance started (or this resume was applied): no change
     next_id = state.next_id
+    resumed_from = cmd.expected_epoch if resuming else -1
     if old is not None and old.epoch < MAX_EPOCH:
-        new = NamedProducer(old.producer_id, old.epoch + 1, offset)
+        new = NamedProducer(old.producer_id, old.epoch + 1, offset, resumed_from)
     else:
-        new = NamedProducer(next_id, 0, offset)
+        new = NamedProducer(next_id, 0, offset, resumed_from)
         next_id += 1
     named = dict(state.named)
     named[cmd.name] = new
@@ -72,7 +80,7 @@ def encode_producer_ids(state: ProducerIds) -> dict[str, Any]:
     return {
         "next_id": state.next_id,
         "blocks": [[b, first, count] for b, (first, count) in sorted(state.blocks.items())],
-        "named": [[name, p.producer_id, p.epoch, p.init_offset]
+        "named": [[name, p.producer_id, p.epoch, p.init_offset, p.resumed_from]
                   for name, p in sorted(state.named.items())],
     }
 
@@ -87,9 +95,10 @@ def decode_producer_ids(raw: Any) -> ProducerIds:
         blocks[row[0]] = (row[1], row[2])
     named: dict[str, NamedProducer] = {}
     for row in f.get_list("named"):
-        if not (isinstance(row, list) and len(row) == 4 and isinstance(row[0], str)
+        # Four fields before resumes were recorded.
+        if not (isinstance(row, list) and len(row) in (4, 5) and isinstance(row[0], str)
                 and all(isinstance(x, int) and not isinstance(x, bool) for x in row[1:])):
             raise ValueError(f"metadata snapshot named producer {row!r} is malformed")
-        named[row[0]] = NamedProducer(row[1], row[2], row[3])
+        named[row[0]] = NamedProducer(row[1], row[2], row[3], row[4] if len(row) == 5 else -1)
     epochs = {p.producer_id: p.epoch for p in named.values()}
     return ProducerIds(f.get_int("next_id"), blocks, named, epochs)

@@ -17,7 +17,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Protocol
 
-from odradek.broker.errors import invalid_request
+from odradek.broker.errors import BrokerError, Reason, invalid_request
 from odradek.broker.metadata.commands import AllocateProducerIds, Command, InitNamedProducer
 from odradek.broker.metadata.image import MetadataImage
 from odradek.broker.metadata.producer_ids import MAX_NAME_LENGTH
@@ -44,10 +44,12 @@ class ProducerIdManager:
         self._end = 0  # the block is used up when _next reaches _end
         self._lock = asyncio.Lock()
 
-    async def init(self, name: str | None) -> tuple[int, int]:
-        """(producer id, epoch) for a new producer instance."""
+    async def init(self, name: str | None,
+                   resume: tuple[int, int] | None = None) -> tuple[int, int]:
+        """(producer id, epoch) for a new producer instance; for a named one initialising
+        again, ``resume`` is the identity it had (PRODUCER_FENCED if no longer current)."""
         if name:
-            return await self._init_named(name)
+            return await self._init_named(name, resume)
         async with self._lock:
             if self._next >= self._end:
                 await self._reserve_block()
@@ -62,14 +64,27 @@ class ProducerIdManager:
         first, count = image.producers.blocks[cluster.id]
         self._next, self._end = first, first + count
 
-    async def _init_named(self, name: str) -> tuple[int, int]:
+    async def _init_named(self, name: str, resume: tuple[int, int] | None) -> tuple[int, int]:
         if len(name) > MAX_NAME_LENGTH:
             raise invalid_request(
                 f"producer_name is {len(name)} characters long; at most {MAX_NAME_LENGTH}")
         cluster = self.cluster
+        expected_id, expected_epoch = resume if resume is not None else (-1, -1)
         # The image just after this instance's own command: a later instance's epoch is
         # higher and fences this one when it writes.
         image = await cluster.propose_tracked(
-            lambda: InitNamedProducer(name, cluster.new_request_id()))
-        named = image.producers.named[name]
+            lambda: InitNamedProducer(name, cluster.new_request_id(), expected_id,
+                                      expected_epoch))
+        named = image.producers.named.get(name)
+        retried = (resume is not None and named is not None
+                   and (named.producer_id, named.resumed_from) == resume)
+        if named is None or (named.init_offset != image.last_offset and not retried):
+            # Our command changed nothing: another instance took the name since.
+            current = named.epoch if named is not None else -1
+            raise BrokerError(
+                Reason.PRODUCER_FENCED, f"producer name {name!r} is at epoch {current}: this "
+                f"instance (producer {expected_id}, epoch {expected_epoch}) was fenced by a "
+                "newer one and may not take the name back",
+                {"producer_id": str(expected_id), "producer_epoch": str(expected_epoch),
+                 "current_epoch": str(current)})
         return named.producer_id, named.epoch
