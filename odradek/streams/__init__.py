@@ -10,7 +10,6 @@
 Imports only odradek.client, odradek.records and its own dependencies (lmdb)."""
 
 from odradek.streams.app import App, NotLocalError, StoreView
-from odradek.streams.operators import TumblingWindows
 from odradek.streams.serdes import (
     BYTES,
     INT,
@@ -25,10 +24,19 @@ from odradek.streams.serdes import (
     WindowedSerde,
 )
 from odradek.streams.testing import Driver
-from odradek.streams.topology import GroupedStream, Stream, Table, Topology, TopologyError
+from odradek.streams.topology import (
+    GlobalTable,
+    GroupedStream,
+    Stream,
+    Table,
+    Topology,
+    TopologyError,
+)
+from odradek.streams.windows import HoppingWindows, JoinWindows, SessionWindows, TumblingWindows
 
 __all__ = [
-    "App", "BYTES", "BytesSerde", "Driver", "GroupedStream", "INT", "IntSerde", "JSON",
+    "App", "BYTES", "BytesSerde", "Driver", "GlobalTable", "GroupedStream", "HoppingWindows",
+    "INT", "JoinWindows", "SessionWindows", "IntSerde", "JSON",
     "JsonSerde", "NotLocalError", "STR", "Serde", "StoreView", "Stream", "StrSerde", "Table",
     "Topology", "TopologyError", "TumblingWindows", "Windowed", "WindowedSerde",
 ]

@@ -13,6 +13,7 @@ from pathlib import Path
 from odradek.client import (
     Admin,
     Consumer,
+    ConsumerRecord,
     Producer,
     RecordMetadata,
     TopicAlreadyExistsError,
@@ -82,11 +83,16 @@ class Runtime:
                                  auto_offset_reset="earliest", assignment_strategy="range",
                                  max_poll_records=max_poll_records, session_timeout_ms=6000)
         self._stopping = asyncio.Event()
+        self.global_stores: dict[str, KeyValueStore] = {}
+        self._global_reader: Consumer | None = None
+        self._global_follower: asyncio.Task[None] | None = None
 
     def _task_dir(self, task_id: TaskId) -> Path:
         return self.state_dir / self.topology.application_id / f"{task_id[0]}_{task_id[1]}"
 
     async def run(self) -> None:
+        if self.topology.globals:
+            await self._load_globals()
         self.consumer.subscribe(list(self.topology.sources), on_assigned=self._assigned,
                                 on_revoked=self._revoked)
         clean = False
@@ -161,7 +167,7 @@ class Runtime:
         def open_store(name: str) -> KeyValueStore:
             return LmdbStore(base / name)
 
-        task = Task(self.topology, task_id, open_store)
+        task = Task(self.topology, task_id, open_store, self.global_stores)
         for name in task.store_names:
             start = checkpoint.get(name, 0)
             self._changelog_end[(task_id, name)] = start
@@ -205,3 +211,54 @@ class Runtime:
                 self._close(task, clean)
             self.tasks.clear()
             await self.producer.close()
+            await self._close_globals()
+
+    async def _load_globals(self) -> None:
+        """Reads every global table's topic to the end it has now before any task runs
+        (a join must not miss rows written before the app started), then follows it."""
+        by_topic = {g.topic: g.name for g in self.topology.globals.values()}
+        for name in by_topic.values():
+            path = self.state_dir / self.topology.application_id / "global" / name
+            LmdbStore.wipe(path)  # no checkpoint yet: the topic is read again in full
+            self.global_stores[name] = LmdbStore(path)
+        reader = self._global_reader = Consumer(cluster=self.cluster,
+                                                auto_offset_reset="earliest")
+        tps = [tp for topic in by_topic for tp in await reader.partitions_for(topic)]
+        reader.assign(tps)
+        ends = await reader.end_offsets(tps)
+        count = 0
+        while any([await reader.position(tp) < ends[TopicPartition(*tp)] for tp in tps]):
+            count += self._apply_global(by_topic, await reader.poll(500))
+        log.info("loaded global tables %s: %d records", sorted(by_topic.values()), count)
+        self._global_follower = asyncio.create_task(self._follow_globals(by_topic))
+
+    def _apply_global(self, by_topic: dict[str, str], records: list[ConsumerRecord]) -> int:
+        for r in records:
+            if r.key is None:
+                continue
+            store = self.global_stores[by_topic[r.topic]]
+            if r.value is None:
+                store.delete(r.key)
+            else:
+                store.put(r.key, r.value)
+        for store in self.global_stores.values():
+            store.commit()
+        return len(records)
+
+    async def _follow_globals(self, by_topic: dict[str, str]) -> None:
+        assert self._global_reader is not None
+        while True:
+            self._apply_global(by_topic, await self._global_reader.poll(200))
+
+    async def _close_globals(self) -> None:
+        if self._global_follower is not None:
+            self._global_follower.cancel()
+            try:
+                await self._global_follower
+            except asyncio.CancelledError:
+                pass
+        if self._global_reader is not None:
+            await self._global_reader.close()
+        for store in self.global_stores.values():
+            store.close()
+        self.global_stores.clear()
