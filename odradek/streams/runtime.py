@@ -73,6 +73,7 @@ class Runtime:
         self.topology, self.cluster, self.state_dir = topology, cluster, state_dir
         self.tasks: dict[TaskId, Task] = {}
         self.restored = 0  # changelog records applied by restores, for tests and logs
+        self.committed = 0  # input records whose offsets this instance committed
         self._owned: dict[TaskId, set[TopicPartition]] = {}
         self._changelog_end: dict[tuple[TaskId, str], int] = {}
         app = topology.application_id
@@ -84,6 +85,8 @@ class Runtime:
                                  max_poll_records=max_poll_records, session_timeout_ms=6000)
         self._stopping = asyncio.Event()
         self.global_stores: dict[str, KeyValueStore] = {}
+        # group_of walks the union-find and the groups per call: too slow per record
+        self._group_of = {t: topology.group_of(t) for t in topology.sources}
         self._global_reader: Consumer | None = None
         self._global_follower: asyncio.Task[None] | None = None
 
@@ -96,6 +99,7 @@ class Runtime:
         self.consumer.subscribe(list(self.topology.sources), on_assigned=self._assigned,
                                 on_revoked=self._revoked)
         clean = False
+        group_of = self._group_of
         try:
             while not self._stopping.is_set():
                 records = await self.consumer.poll(100)
@@ -103,11 +107,12 @@ class Runtime:
                     continue
                 offsets: dict[tuple[str, int], int] = {}
                 for r in records:
-                    task = self.tasks[(self.topology.group_of(r.topic), r.partition)]
+                    task = self.tasks[(group_of[r.topic], r.partition)]
                     task.process(r.topic, r.key, r.value, r.timestamp)
                     offsets[(r.topic, r.partition)] = r.offset + 1
                 await self._flush_outputs()
                 await self.consumer.commit(offsets)
+                self.committed += len(records)
             clean = True
         finally:
             await self._close_all(clean)
@@ -136,7 +141,7 @@ class Runtime:
 
     async def _assigned(self, tps: list[TopicPartition]) -> None:
         for tp in tps:
-            task_id = (self.topology.group_of(tp.topic), tp.partition)
+            task_id = (self._group_of[tp.topic], tp.partition)
             self._owned.setdefault(task_id, set()).add(tp)
             if task_id not in self.tasks:
                 self.tasks[task_id] = await self._open(task_id)
@@ -145,7 +150,7 @@ class Runtime:
         # Each batch is flushed and committed before the next poll, and revocations run
         # inside poll: nothing of these partitions is pending now.
         for tp in tps:
-            task_id = (self.topology.group_of(tp.topic), tp.partition)
+            task_id = (self._group_of[tp.topic], tp.partition)
             owned = self._owned.get(task_id, set())
             owned.discard(tp)
             if not owned and task_id in self.tasks:

@@ -29,12 +29,15 @@ class Task:
         self.context = Context(partition, {**(global_stores or {}), **self._own},
                                {n: topology.stores[n].changelog for n in self.store_names})
         self._timed = _timed_nodes(list(self._sources.values()))
+        self.records_in = 0  # input records processed
+        self.records_out = 0  # outputs handed over, changelog records included
 
     @property
     def stores(self) -> dict[str, KeyValueStore]:
         return self._own
 
     def process(self, topic: str, key: bytes | None, value: bytes | None, ts: int) -> None:
+        self.records_in += 1
         before = self.context.stream_time
         self._sources[topic].receive(self.context, key, value, ts)
         if self.context.stream_time > before:
@@ -53,6 +56,7 @@ class Task:
 
     def take_outputs(self) -> list[Output]:
         outputs, self.context.outputs = self.context.outputs, []
+        self.records_out += len(outputs)
         return outputs
 
     def commit_stores(self) -> None:
