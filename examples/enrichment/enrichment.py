@@ -6,12 +6,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
-import signal
 from typing import Any
 
-from odradek.client import Admin, TopicAlreadyExistsError
-from odradek.streams import JSON, STR, App
+from odradek.streams import JSON, STR, App, ensure_topics, service_parser, stop_on_signals
 
 
 def enrich(order: dict[str, Any], customer: dict[str, Any] | None) -> dict[str, Any]:
@@ -29,17 +26,10 @@ def build(bootstrap: str, state_dir: str) -> App:
 
 
 async def main(args: argparse.Namespace) -> None:
-    async with Admin(args.bootstrap) as admin:
-        for topic, configs in (("customers", {"cleanup.policy": "compact"}), ("orders", {})):
-            try:
-                await admin.create_topic(topic, args.partitions, configs=configs)
-            except TopicAlreadyExistsError:
-                pass
+    await ensure_topics(args.bootstrap, args.partitions,
+                        {"customers": {"cleanup.policy": "compact"}, "orders": {}})
     app = build(args.bootstrap, args.state_dir)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     async with app:
         print("enrichment running", flush=True)
         await stop.wait()
@@ -48,9 +38,5 @@ async def main(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--bootstrap", default="127.0.0.1:9092,127.0.0.1:9093,127.0.0.1:9094")
-    parser.add_argument("--state-dir", default=".streams-state")
-    parser.add_argument("--partitions", type=int, default=3)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    parser = service_parser(__doc__ or "")
     asyncio.run(main(parser.parse_args()))

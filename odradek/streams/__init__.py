@@ -23,6 +23,7 @@ from odradek.streams.serdes import (
     Windowed,
     WindowedSerde,
 )
+from odradek.streams.service import ensure_topics, service_parser, stop_on_signals
 from odradek.streams.testing import Driver
 from odradek.streams.topology import (
     GlobalTable,
@@ -39,4 +40,5 @@ __all__ = [
     "INT", "JoinWindows", "SessionWindows", "IntSerde", "JSON",
     "JsonSerde", "NotLocalError", "STR", "Serde", "StoreView", "Stream", "StrSerde", "Table",
     "Topology", "TopologyError", "TumblingWindows", "Windowed", "WindowedSerde",
+    "ensure_topics", "service_parser", "stop_on_signals",
 ]

@@ -171,3 +171,4 @@ class StoreView(Generic[K, V]):
 
     def all(self) -> dict[K, V]:
         return dict(self.range())
+

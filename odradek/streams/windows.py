@@ -33,22 +33,15 @@ def length_prefixed(key: bytes) -> bytes:
     return struct.pack(">I", len(key)) + key
 
 
-@dataclass(frozen=True)
-class TumblingWindows:
-    """Fixed, non-overlapping windows [start, start + size)."""
+class _FixedWindows:
+    """What tumbling and hopping windows share: windows [start, start + size_ms)."""
 
     size_ms: int
-    grace_ms: int = 0
+    grace_ms: int
 
-    def __post_init__(self) -> None:
+    def _check(self) -> None:
         if self.size_ms <= 0 or self.grace_ms < 0:
             raise ValueError("a window needs size_ms > 0 and grace_ms >= 0")
-
-    def start_of(self, ts: int) -> int:
-        return ts - ts % self.size_ms
-
-    def starts_for(self, ts: int) -> list[int]:
-        return [self.start_of(ts)]
 
     def closed(self, start: int, stream_time: int) -> bool:
         return start + self.size_ms + self.grace_ms <= stream_time
@@ -59,7 +52,24 @@ class TumblingWindows:
 
 
 @dataclass(frozen=True)
-class HoppingWindows:
+class TumblingWindows(_FixedWindows):
+    """Fixed, non-overlapping windows [start, start + size)."""
+
+    size_ms: int
+    grace_ms: int = 0
+
+    def __post_init__(self) -> None:
+        self._check()
+
+    def start_of(self, ts: int) -> int:
+        return ts - ts % self.size_ms
+
+    def starts_for(self, ts: int) -> list[int]:
+        return [self.start_of(ts)]
+
+
+@dataclass(frozen=True)
+class HoppingWindows(_FixedWindows):
     """Windows of size_ms starting every advance_ms (at multiples of it, from 0): a record
     belongs to every window [k * advance, k * advance + size) that holds its timestamp."""
 
@@ -68,20 +78,14 @@ class HoppingWindows:
     grace_ms: int = 0
 
     def __post_init__(self) -> None:
-        if self.size_ms <= 0 or self.grace_ms < 0 or not 0 < self.advance_ms <= self.size_ms:
-            raise ValueError("hopping windows need size_ms > 0, 0 < advance_ms <= size_ms "
-                             "and grace_ms >= 0")
+        self._check()
+        if not 0 < self.advance_ms <= self.size_ms:
+            raise ValueError("hopping windows need 0 < advance_ms <= size_ms")
 
     def starts_for(self, ts: int) -> list[int]:
         last = ts - ts % self.advance_ms
         first = max(0, last - ((self.size_ms - 1) // self.advance_ms) * self.advance_ms)
         return [s for s in range(first, last + 1, self.advance_ms) if s <= ts < s + self.size_ms]
-
-    def closed(self, start: int, stream_time: int) -> bool:
-        return start + self.size_ms + self.grace_ms <= stream_time
-
-    def close_time(self, start: int, end: int) -> int:
-        return end + self.grace_ms
 
 
 @dataclass(frozen=True)

@@ -110,15 +110,18 @@ def test_stream_stream_join_matches_every_pair_inside_the_window(
                 assert decode_ts(entry[1:9]) >= task.context.stream_time - windows.retention()
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.lists(st.tuples(keys, st.integers(0, 100)), max_size=40),
-       st.integers(1, 20), st.integers(1, 20), st.integers(0, 15))
-def test_hopping_windows_count_each_record_in_every_open_window_holding_it(
-        records: list[tuple[str, int]], size: int, advance: int, grace: int) -> None:
-    advance = min(advance, size)
-    app = App("unused:1", "hop")
-    (app.stream("clicks", STR, STR).group_by_key()
-        .windowed_by(HoppingWindows(size, advance, grace)).count("per-window"))
+       st.integers(1, 20), st.integers(1, 20), st.integers(0, 15), st.booleans())
+def test_time_windows_count_each_record_in_every_open_window_holding_it(
+        records: list[tuple[str, int]], size: int, advance: int, grace: int,
+        tumbling: bool) -> None:
+    """Hopping windows, and tumbling ones (advance = size); a record is dropped from each
+    of its windows that is closed (end + grace at or before the stream time)."""
+    advance = size if tumbling else min(advance, size)
+    windows = TumblingWindows(size, grace) if tumbling else HoppingWindows(size, advance, grace)
+    app = App("unused:1", "win")
+    app.stream("clicks", STR, STR).group_by_key().windowed_by(windows).count("per-window")
     driver = Driver(app.topology, 1)
     stream_time, late = -1, 0
     model: Counter[tuple[str, int]] = Counter()
