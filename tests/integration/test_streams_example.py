@@ -157,12 +157,15 @@ def produced(command: str) -> tuple[str, list[str]] | None:
 
 
 @pytest.mark.parametrize("example,app_id", [("enrichment", "enrichment"),
-                                            ("latest_versioned", "latest-versioned")])
+                                            ("latest_versioned", "latest-versioned"),
+                                            ("memory_image", "memory-image")])
 def test_readme(broker: BrokerProcess, tmp_path: Path, example: str, app_id: str) -> None:
     commands, expected = readme_blocks(example)
     assert shlex.split(commands[0], comments=True) == ["make", "run"]
-    assert f"{example}.py" in commands[1]
-    app_args = shlex.split(commands[1].replace(".venv/bin/python", sys.executable),
+    at = next(i for i, c in enumerate(commands) if f"{example}.py" in c)
+    for command in commands[1:at]:  # before the app starts: nothing to wait for
+        shell(command, broker.address)
+    app_args = shlex.split(commands[at].replace(".venv/bin/python", sys.executable),
                            comments=True)
     log = tmp_path / "app.log"
     with open(log, "wb") as out:
@@ -171,7 +174,7 @@ def test_readme(broker: BrokerProcess, tmp_path: Path, example: str, app_id: str
     try:
         async def go() -> None:
             await until("the app running", lambda: f"{app_id} running" in log.read_text())
-            *steps, consume = commands[2:]
+            *steps, consume = commands[at + 1:]
             for command in steps:
                 shell(command, broker.address)
                 target = produced(command)
