@@ -171,4 +171,3 @@ class StoreView(Generic[K, V]):
 
     def all(self) -> dict[K, V]:
         return dict(self.range())
-

@@ -94,14 +94,17 @@ class Runtime:
         return self.state_dir / self.topology.application_id / f"{task_id[0]}_{task_id[1]}"
 
     async def run(self) -> None:
-        if self.topology.globals:
-            await self._load_globals()
-        self.consumer.subscribe(list(self.topology.sources), on_assigned=self._assigned,
-                                on_revoked=self._revoked)
         clean = False
         group_of = self._group_of
         try:
+            if self.topology.globals:
+                await self._load_globals()
+            self.consumer.subscribe(list(self.topology.sources), on_assigned=self._assigned,
+                                    on_revoked=self._revoked)
             while not self._stopping.is_set():
+                follower = self._global_follower
+                if follower is not None and follower.done():
+                    follower.result()  # a global table that stopped following: stop too
                 records = await self.consumer.poll(100)
                 if not records:
                     continue
@@ -262,6 +265,9 @@ class Runtime:
                 await self._global_follower
             except asyncio.CancelledError:
                 pass
+            except Exception:  # already raised by run() if it saw it; never lost
+                log.exception("the global tables' reader of %s failed",
+                              self.topology.application_id)
         if self._global_reader is not None:
             await self._global_reader.close()
         for store in self.global_stores.values():
