@@ -10,6 +10,7 @@
 Imports only odradek.client, odradek.records and its own dependencies (lmdb)."""
 
 from odradek.streams.app import App, NotLocalError, StoreView
+from odradek.streams.runtime import TaskMetrics
 from odradek.streams.serdes import (
     BYTES,
     INT,
@@ -40,5 +41,5 @@ __all__ = [
     "INT", "JoinWindows", "SessionWindows", "IntSerde", "JSON",
     "JsonSerde", "NotLocalError", "STR", "Serde", "StoreView", "Stream", "StrSerde", "Table",
     "Topology", "TopologyError", "TumblingWindows", "Windowed", "WindowedSerde",
-    "ensure_topics", "service_parser", "stop_on_signals",
+    "TaskMetrics", "ensure_topics", "service_parser", "stop_on_signals",
 ]

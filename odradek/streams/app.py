@@ -13,7 +13,7 @@ from odradek.client import Admin
 from odradek.client.connection import Cluster
 from odradek.client.partitioner import partition_for_key
 from odradek.streams import operators as op
-from odradek.streams.runtime import Runtime, prepare_topics
+from odradek.streams.runtime import Runtime, TaskMetrics, prepare_topics
 from odradek.streams.serdes import BYTES, Serde
 from odradek.streams.topology import (
     GlobalSpec,
@@ -116,6 +116,11 @@ class App:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+    async def metrics(self) -> list[TaskMetrics]:
+        """Per task of this instance: records in and out, late records dropped, stream
+        time, lag of its input partitions and the keys in each store."""
+        return [] if self.runtime is None else await self.runtime.task_metrics()
 
     # -- interactive queries ----------------------------------------------------------------
 

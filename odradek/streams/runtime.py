@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 from odradek.client import (
@@ -67,6 +68,20 @@ async def _ensure(admin: Admin, topic: str, partitions: int, rf: int,
         pass  # made by an earlier run or another instance
 
 
+@dataclass(frozen=True)
+class TaskMetrics:
+    """One task of this instance, now."""
+
+    task: TaskId
+    partitions: list[TopicPartition]
+    records_in: int
+    records_out: int  # outputs and changelog records sent
+    dropped_late: int
+    stream_time: int
+    lag: int  # records of its partitions not yet polled: end offset - position
+    store_keys: dict[str, int]
+
+
 class Runtime:
     def __init__(self, topology: Topology, cluster: Cluster, state_dir: Path,
                  max_poll_records: int = 1000) -> None:
@@ -122,6 +137,22 @@ class Runtime:
 
     def stop(self) -> None:
         self._stopping.set()
+
+    async def task_metrics(self) -> list[TaskMetrics]:
+        owned = {task_id: sorted(tps) for task_id, tps in self._owned.items()
+                 if task_id in self.tasks}
+        all_tps = [tp for tps in owned.values() for tp in tps]
+        ends = await self.consumer.end_offsets(all_tps) if all_tps else {}
+        out = []
+        for task_id, tps in sorted(owned.items()):
+            task = self.tasks[task_id]
+            lag = 0
+            for tp in tps:
+                lag += max(0, ends[tp] - await self.consumer.position(tp))
+            out.append(TaskMetrics(task_id, tps, task.records_in, task.records_out,
+                                   task.context.dropped_late, task.context.stream_time, lag,
+                                   {name: store.size() for name, store in task.stores.items()}))
+        return out
 
     async def _flush_outputs(self) -> None:
         """Sends every task's outputs and waits for all acknowledgements: only then may the

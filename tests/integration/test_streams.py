@@ -99,6 +99,21 @@ def test_word_count_then_restart_restores_the_store_from_its_changelog(
             assert view.get("the") == 60
             assert view.get("nope") is None
             assert list(view.range("ca", "r")) == [("cat", 30)]
+            words = sum(expected.values())
+
+            async def settled() -> bool:
+                got = await app.metrics()
+                return sum(m.records_in for m in got) == len(first) + words and all(
+                    m.lag == 0 for m in got)
+            await until("the metrics of every record", settled)
+            metrics = await app.metrics()
+            # 3 partitions of lines, 3 of the repartition topic: a task per partition
+            assert len(metrics) == 6
+            counting = [m for m in metrics if "counts" in m.store_keys]
+            assert sum(m.store_keys["counts"] for m in counting) == len(expected)
+            # per word: one count to word-counts and its changelog record; per line, its
+            # words to the repartition topic
+            assert sum(m.records_out for m in metrics) == 3 * words
         # the output topic: per word, the running counts, the last one the total
         out = await read_all(broker.address, "word-counts")
         last = {k.decode(): JSON.deserialize(v) for k, v in out if k is not None}

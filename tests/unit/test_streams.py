@@ -131,6 +131,7 @@ def test_stores_get_put_delete_range(kind: str, tmp_path: Path) -> None:
     assert list(store.range(b"b", b"d")) == [(b"b", b"bb")]
     store.commit()
     assert [k for k, _ in store.range()] == [b"a", b"b", b"d"]
+    assert store.size() == 3
     store.close()
     if kind == "lmdb":
         again = LmdbStore(tmp_path / "s")
