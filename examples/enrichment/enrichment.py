@@ -8,7 +8,7 @@ import argparse
 import asyncio
 from typing import Any
 
-from odradek.streams import JSON, STR, App, ensure_topics, service_parser, stop_on_signals
+from odradek.streams import JSON, STR, App, serve, service_parser
 
 
 def enrich(order: dict[str, Any], customer: dict[str, Any] | None) -> dict[str, Any]:
@@ -26,15 +26,9 @@ def build(bootstrap: str, state_dir: str) -> App:
 
 
 async def main(args: argparse.Namespace) -> None:
-    await ensure_topics(args.bootstrap, args.partitions,
-                        {"customers": {"cleanup.policy": "compact"}, "orders": {}})
-    app = build(args.bootstrap, args.state_dir)
-    stop = stop_on_signals()
-    async with app:
-        print("enrichment running", flush=True)
-        await stop.wait()
-        print(f"customers held here: {len(app.store('customers').all())}", flush=True)
-    print("enrichment stopped", flush=True)
+    await serve(build(args.bootstrap, args.state_dir), args.partitions,
+                {"customers": {"cleanup.policy": "compact"}, "orders": {}},
+                lambda app: f"customers held here: {len(app.store('customers').all())}")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from odradek.streams import JSON, STR, App, ensure_topics, service_parser, stop_on_signals
+from odradek.streams import JSON, STR, App, serve, service_parser
 
 
 def newer(held: dict[str, Any], incoming: dict[str, Any]) -> dict[str, Any]:
@@ -26,15 +26,9 @@ def build(bootstrap: str, state_dir: str) -> App:
 async def main(bootstrap: str, state_dir: str, partitions: int) -> None:
     # The history keeps everything (no retention by time); the latest is compacted. The
     # app would make products-latest itself, but without the compact policy.
-    await ensure_topics(bootstrap, partitions, {
+    await serve(build(bootstrap, state_dir), partitions, {
         "product-versions": {"retention.ms": "-1"},
         "products-latest": {"cleanup.policy": "compact"}})
-    app = build(bootstrap, state_dir)
-    stop = stop_on_signals()
-    async with app:
-        print("latest-versioned running", flush=True)
-        await stop.wait()
-    print("latest-versioned stopped", flush=True)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from odradek.streams import JSON, STR, App, ensure_topics, service_parser, stop_on_signals
+from odradek.streams import JSON, STR, App, serve, service_parser
 
 
 def answer(product: str, row: dict[str, Any] | None) -> dict[str, Any]:
@@ -28,15 +28,9 @@ def build(bootstrap: str, state_dir: str) -> App:
 
 
 async def main(bootstrap: str, state_dir: str, partitions: int) -> None:
-    await ensure_topics(bootstrap, partitions, {
-        "catalogue": {"cleanup.policy": "compact"}, "price-requests": {}})
-    app = build(bootstrap, state_dir)
-    stop = stop_on_signals()
-    async with app:
-        print("memory-image running", flush=True)
-        await stop.wait()
-        print(f"products held: {len(app.store('catalogue').all())}", flush=True)
-    print("memory-image stopped", flush=True)
+    await serve(build(bootstrap, state_dir), partitions,
+                {"catalogue": {"cleanup.policy": "compact"}, "price-requests": {}},
+                lambda app: f"products held: {len(app.store('catalogue').all())}")
 
 
 if __name__ == "__main__":

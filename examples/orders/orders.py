@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from odradek.streams import JSON, STR, App, ensure_topics, service_parser, stop_on_signals
+from odradek.streams import JSON, STR, App, serve, service_parser
 
 # command -> (the state it needs, the state it leads to)
 TRANSITIONS = {"create": (None, "created"), "pay": ("created", "paid"),
@@ -38,13 +38,7 @@ def build(bootstrap: str, state_dir: str) -> App:
 
 
 async def main(bootstrap: str, state_dir: str, partitions: int) -> None:
-    await ensure_topics(bootstrap, partitions, {"order-commands": {}})
-    app = build(bootstrap, state_dir)
-    stop = stop_on_signals()
-    async with app:
-        print("orders running", flush=True)
-        await stop.wait()
-    print("orders stopped", flush=True)
+    await serve(build(bootstrap, state_dir), partitions, {"order-commands": {}})
 
 
 if __name__ == "__main__":

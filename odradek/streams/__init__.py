@@ -24,7 +24,7 @@ from odradek.streams.serdes import (
     Windowed,
     WindowedSerde,
 )
-from odradek.streams.service import ensure_topics, service_parser, stop_on_signals
+from odradek.streams.service import ensure_topics, serve, service_parser, stop_on_signals
 from odradek.streams.testing import Driver
 from odradek.streams.topology import (
     GlobalTable,
@@ -41,5 +41,5 @@ __all__ = [
     "INT", "JoinWindows", "SessionWindows", "IntSerde", "JSON",
     "JsonSerde", "NotLocalError", "STR", "Serde", "StoreView", "Stream", "StrSerde", "Table",
     "Topology", "TopologyError", "TumblingWindows", "Windowed", "WindowedSerde",
-    "TaskMetrics", "ensure_topics", "service_parser", "stop_on_signals",
+    "TaskMetrics", "ensure_topics", "serve", "service_parser", "stop_on_signals",
 ]

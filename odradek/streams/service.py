@@ -7,8 +7,13 @@ import argparse
 import asyncio
 import logging
 import signal
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from odradek.client import Admin, TopicAlreadyExistsError
+
+if TYPE_CHECKING:
+    from odradek.streams.app import App
 
 DEV_CLUSTER = "127.0.0.1:9092,127.0.0.1:9093,127.0.0.1:9094"  # `make run`'s brokers
 
@@ -43,3 +48,18 @@ def service_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--state-dir", default=".streams-state")
     parser.add_argument("--partitions", type=int, default=3)
     return parser
+
+
+async def serve(app: App, partitions: int, topics: dict[str, dict[str, str]],
+                before_stop: Callable[[App], str] | None = None) -> None:
+    """Makes the input topics, runs the app until SIGINT or SIGTERM, then stops it
+    cleanly; prints `<application id> running` and `... stopped` (scripts and tests
+    wait for them) and, before stopping, what before_stop says."""
+    await ensure_topics(app.bootstrap, partitions, topics)
+    stop = stop_on_signals()
+    async with app:
+        print(f"{app.application_id} running", flush=True)
+        await stop.wait()
+        if before_stop is not None:
+            print(before_stop(app), flush=True)
+    print(f"{app.application_id} stopped", flush=True)
