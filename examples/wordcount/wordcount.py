@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
-import signal
 
-from odradek.client import Admin, TopicAlreadyExistsError
-from odradek.streams import JSON, STR, App
+from odradek.streams import JSON, STR, App, ensure_topics, service_parser, stop_on_signals
 
 
 def build(bootstrap: str, state_dir: str) -> App:
@@ -23,16 +20,9 @@ def build(bootstrap: str, state_dir: str) -> App:
 
 
 async def main(args: argparse.Namespace) -> None:
-    async with Admin(args.bootstrap) as admin:
-        try:
-            await admin.create_topic("lines", args.partitions)
-        except TopicAlreadyExistsError:
-            pass
+    await ensure_topics(args.bootstrap, args.partitions, {"lines": {}})
     app = build(args.bootstrap, args.state_dir)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     async with app:
         print("wordcount running", flush=True)
         while not stop.is_set():
@@ -45,10 +35,6 @@ async def main(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--bootstrap", default="127.0.0.1:9092,127.0.0.1:9093,127.0.0.1:9094")
-    parser.add_argument("--state-dir", default=".streams-state")
-    parser.add_argument("--partitions", type=int, default=3)
+    parser = service_parser(__doc__ or "")
     parser.add_argument("--print-every", type=float, default=5.0)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     asyncio.run(main(parser.parse_args()))

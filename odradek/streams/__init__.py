@@ -10,7 +10,7 @@
 Imports only odradek.client, odradek.records and its own dependencies (lmdb)."""
 
 from odradek.streams.app import App, NotLocalError, StoreView
-from odradek.streams.operators import TumblingWindows
+from odradek.streams.runtime import TaskMetrics
 from odradek.streams.serdes import (
     BYTES,
     INT,
@@ -24,11 +24,22 @@ from odradek.streams.serdes import (
     Windowed,
     WindowedSerde,
 )
+from odradek.streams.service import ensure_topics, serve, service_parser, stop_on_signals
 from odradek.streams.testing import Driver
-from odradek.streams.topology import GroupedStream, Stream, Table, Topology, TopologyError
+from odradek.streams.topology import (
+    GlobalTable,
+    GroupedStream,
+    Stream,
+    Table,
+    Topology,
+    TopologyError,
+)
+from odradek.streams.windows import HoppingWindows, JoinWindows, SessionWindows, TumblingWindows
 
 __all__ = [
-    "App", "BYTES", "BytesSerde", "Driver", "GroupedStream", "INT", "IntSerde", "JSON",
+    "App", "BYTES", "BytesSerde", "Driver", "GlobalTable", "GroupedStream", "HoppingWindows",
+    "INT", "JoinWindows", "SessionWindows", "IntSerde", "JSON",
     "JsonSerde", "NotLocalError", "STR", "Serde", "StoreView", "Stream", "StrSerde", "Table",
     "Topology", "TopologyError", "TumblingWindows", "Windowed", "WindowedSerde",
+    "TaskMetrics", "ensure_topics", "serve", "service_parser", "stop_on_signals",
 ]

@@ -13,9 +13,17 @@ from odradek.client import Admin
 from odradek.client.connection import Cluster
 from odradek.client.partitioner import partition_for_key
 from odradek.streams import operators as op
-from odradek.streams.runtime import Runtime, prepare_topics
+from odradek.streams.runtime import Runtime, TaskMetrics, prepare_topics
 from odradek.streams.serdes import BYTES, Serde
-from odradek.streams.topology import StoreSpec, Stream, Table, Topology
+from odradek.streams.topology import (
+    GlobalSpec,
+    GlobalTable,
+    StoreSpec,
+    Stream,
+    Table,
+    Topology,
+    TopologyError,
+)
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -58,6 +66,19 @@ class App:
         source.children.append(node)
         return Table(self.topology, node, store, frozenset([topic]), key_serde, value_serde)
 
+    def global_table(self, topic: str, key_serde: Serde[K] = BYTES,  # type: ignore[assignment]
+                     value_serde: Serde[V] = BYTES,  # type: ignore[assignment]
+                     name: str | None = None) -> GlobalTable[K, V]:
+        """Every partition of topic read into store `name` (default: the topic's name) on
+        every instance; it is read to its end before processing starts and kept up to
+        date while it runs. The topic itself is the changelog (rebuilt in full on start)."""
+        store = name or topic
+        if topic in self.topology.sources or store in self.topology.stores or any(
+                g.topic == topic or g.name == store for g in self.topology.globals.values()):
+            raise TopologyError(f"topic {topic!r} or store {store!r} is used already")
+        spec = self.topology.globals[store] = GlobalSpec(store, topic, key_serde, value_serde)
+        return GlobalTable(spec)
+
     # -- running --------------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -96,9 +117,18 @@ class App:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
+    async def metrics(self) -> list[TaskMetrics]:
+        """Per task of this instance: records in and out, late records dropped, stream
+        time, lag of its input partitions and the keys in each store."""
+        return [] if self.runtime is None else await self.runtime.task_metrics()
+
     # -- interactive queries ----------------------------------------------------------------
 
     def store(self, name: str) -> StoreView[Any, Any]:
+        if name in self.topology.globals:
+            g = self.topology.globals[name]
+            return StoreView(self, StoreSpec(name, g.topic, g.key_serde, g.value_serde, g.topic,
+                                             lambda _k: None), is_global=True)
         if name not in self.topology.stores:
             raise KeyError(f"no store named {name!r}")
         return StoreView(self, self.topology.stores[name])
@@ -107,21 +137,26 @@ class App:
 class StoreView(Generic[K, V]):
     """Reads one store of the tasks on this instance (read-only)."""
 
-    def __init__(self, app: App, spec: StoreSpec) -> None:
-        self._app, self._spec = app, spec
+    def __init__(self, app: App, spec: StoreSpec, is_global: bool = False) -> None:
+        self._app, self._spec, self._global = app, spec, is_global
 
     def _stores(self) -> dict[int, Any]:
         runtime = self._app.runtime
         if runtime is None:
             return {}
+        if self._global:  # the whole table, as if one partition
+            found = runtime.global_stores.get(self._spec.name)
+            return {} if found is None else {0: found}
         return {tid[1]: t.stores[self._spec.name] for tid, t in runtime.tasks.items()
                 if self._spec.name in t.stores}
 
     def get(self, key: K) -> V | None:
         """The key's value; NotLocalError when another instance holds its partition."""
-        group = self._app.topology.group_of(self._spec.topic)
+        partition = 0
         pk = self._spec.partition_key(key)
-        partition = 0 if pk is None else partition_for_key(pk, self._app._partitions[group])
+        if pk is not None:
+            group = self._app.topology.group_of(self._spec.topic)
+            partition = partition_for_key(pk, self._app._partitions[group])
         store = self._stores().get(partition)
         if store is None:
             raise NotLocalError(f"partition {partition} of store {self._spec.name!r} "

@@ -10,6 +10,7 @@ from typing import Any
 
 from odradek.streams.serdes import Serde, Windowed
 from odradek.streams.stores import KeyValueStore
+from odradek.streams.windows import TimeWindows
 
 
 @dataclass(frozen=True)
@@ -132,26 +133,6 @@ class SinkNode(Node):
                                   self.value_serde.serialize(value), ts))
 
 
-@dataclass(frozen=True)
-class TumblingWindows:
-    """Fixed, non-overlapping windows [start, start + size) on record timestamps. A
-    record is late, and dropped, when its window's end + grace is at or before the task's
-    stream time (the highest timestamp seen); until then the window still updates."""
-
-    size_ms: int
-    grace_ms: int = 0
-
-    def __post_init__(self) -> None:
-        if self.size_ms <= 0 or self.grace_ms < 0:
-            raise ValueError("a window needs size_ms > 0 and grace_ms >= 0")
-
-    def start_of(self, ts: int) -> int:
-        return ts - ts % self.size_ms
-
-    def closed(self, start: int, stream_time: int) -> bool:
-        return start + self.size_ms + self.grace_ms <= stream_time
-
-
 class AggregateNode(Node):
     """Folds the records of each key (or key and window) into the store, and forwards
     every new aggregate as a table update; init None makes it a reduce. Records with a
@@ -159,7 +140,7 @@ class AggregateNode(Node):
 
     def __init__(self, store: str, key_serde: Serde[Any], value_serde: Serde[Any],
                  init: Callable[[], Any] | None, fn: Callable[[Any, Any, Any], Any],
-                 windows: TumblingWindows | None = None) -> None:
+                 windows: TimeWindows | None = None) -> None:
         super().__init__()
         self.store, self.key_serde, self.value_serde = store, key_serde, value_serde
         self.init, self.fn, self.windows = init, fn, windows
@@ -167,12 +148,17 @@ class AggregateNode(Node):
     def process(self, ctx: Context, key: Any, value: Any, ts: int) -> None:
         if key is None or value is None:
             return
-        if self.windows is not None:
-            start = self.windows.start_of(ts)
+        if self.windows is None:
+            self._fold(ctx, key, key, value, ts)
+            return
+        size = self.windows.size_ms
+        for start in self.windows.starts_for(ts):
             if self.windows.closed(start, ctx.stream_time):
                 ctx.dropped_late += 1
-                return
-            key = Windowed(key, start, start + self.windows.size_ms)
+            else:
+                self._fold(ctx, Windowed(key, start, start + size), key, value, ts)
+
+    def _fold(self, ctx: Context, key: Any, record_key: Any, value: Any, ts: int) -> None:
         kb = self.key_serde.serialize(key)
         assert kb is not None
         old = self.value_serde.deserialize(ctx.stores[self.store].get(kb))
@@ -180,7 +166,7 @@ class AggregateNode(Node):
             new = value
         else:
             old = self.init() if old is None else old  # type: ignore[misc]
-            new = self.fn(key.key if isinstance(key, Windowed) else key, value, old)
+            new = self.fn(record_key, value, old)
         ctx.put(self.store, kb, self.value_serde.serialize(new), ts)
         self.forward(ctx, key, new, ts)
 
@@ -201,18 +187,21 @@ class TableSourceNode(Node):
 
 
 class JoinNode(Node):
-    """Stream-table join: each stream record looks its key up in the table's store as
-    the table stands when the record is processed (no retroactive joins). Inner: records
-    with no table row are dropped; left: they join with None."""
+    """Stream-table join: each stream record looks its key (or key_fn(key, value), for a
+    global table) up in the table's store as the table stands when the record is processed
+    (no retroactive joins). Inner: records with no table row are dropped; left: they join
+    with None."""
 
     def __init__(self, store: str, key_serde: Serde[Any], value_serde: Serde[Any],
-                 fn: Callable[[Any, Any], Any], left: bool) -> None:
+                 fn: Callable[[Any, Any], Any], left: bool,
+                 key_fn: Callable[[Any, Any], Any] | None = None) -> None:
         super().__init__()
         self.store, self.key_serde, self.value_serde = store, key_serde, value_serde
-        self.fn, self.left = fn, left
+        self.fn, self.left, self.key_fn = fn, left, key_fn
 
     def process(self, ctx: Context, key: Any, value: Any, ts: int) -> None:
-        kb = self.key_serde.serialize(key)
+        lookup = key if self.key_fn is None else self.key_fn(key, value)
+        kb = None if lookup is None else self.key_serde.serialize(lookup)
         row = None if kb is None else self.value_serde.deserialize(ctx.stores[self.store].get(kb))
         if row is None and not self.left:
             return

@@ -8,11 +8,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 from odradek.client import (
     Admin,
     Consumer,
+    ConsumerRecord,
     Producer,
     RecordMetadata,
     TopicAlreadyExistsError,
@@ -66,12 +68,27 @@ async def _ensure(admin: Admin, topic: str, partitions: int, rf: int,
         pass  # made by an earlier run or another instance
 
 
+@dataclass(frozen=True)
+class TaskMetrics:
+    """One task of this instance, now."""
+
+    task: TaskId
+    partitions: list[TopicPartition]
+    records_in: int
+    records_out: int  # outputs and changelog records sent
+    dropped_late: int
+    stream_time: int
+    lag: int  # records of its partitions not yet polled: end offset - position
+    store_keys: dict[str, int]
+
+
 class Runtime:
     def __init__(self, topology: Topology, cluster: Cluster, state_dir: Path,
                  max_poll_records: int = 1000) -> None:
         self.topology, self.cluster, self.state_dir = topology, cluster, state_dir
         self.tasks: dict[TaskId, Task] = {}
         self.restored = 0  # changelog records applied by restores, for tests and logs
+        self.committed = 0  # input records whose offsets this instance committed
         self._owned: dict[TaskId, set[TopicPartition]] = {}
         self._changelog_end: dict[tuple[TaskId, str], int] = {}
         app = topology.application_id
@@ -82,32 +99,60 @@ class Runtime:
                                  auto_offset_reset="earliest", assignment_strategy="range",
                                  max_poll_records=max_poll_records, session_timeout_ms=6000)
         self._stopping = asyncio.Event()
+        self.global_stores: dict[str, KeyValueStore] = {}
+        # group_of walks the union-find and the groups per call: too slow per record
+        self._group_of = {t: topology.group_of(t) for t in topology.sources}
+        self._global_reader: Consumer | None = None
+        self._global_follower: asyncio.Task[None] | None = None
 
     def _task_dir(self, task_id: TaskId) -> Path:
         return self.state_dir / self.topology.application_id / f"{task_id[0]}_{task_id[1]}"
 
     async def run(self) -> None:
-        self.consumer.subscribe(list(self.topology.sources), on_assigned=self._assigned,
-                                on_revoked=self._revoked)
         clean = False
+        group_of = self._group_of
         try:
+            if self.topology.globals:
+                await self._load_globals()
+            self.consumer.subscribe(list(self.topology.sources), on_assigned=self._assigned,
+                                    on_revoked=self._revoked)
             while not self._stopping.is_set():
+                follower = self._global_follower
+                if follower is not None and follower.done():
+                    follower.result()  # a global table that stopped following: stop too
                 records = await self.consumer.poll(100)
                 if not records:
                     continue
                 offsets: dict[tuple[str, int], int] = {}
                 for r in records:
-                    task = self.tasks[(self.topology.group_of(r.topic), r.partition)]
+                    task = self.tasks[(group_of[r.topic], r.partition)]
                     task.process(r.topic, r.key, r.value, r.timestamp)
                     offsets[(r.topic, r.partition)] = r.offset + 1
                 await self._flush_outputs()
                 await self.consumer.commit(offsets)
+                self.committed += len(records)
             clean = True
         finally:
             await self._close_all(clean)
 
     def stop(self) -> None:
         self._stopping.set()
+
+    async def task_metrics(self) -> list[TaskMetrics]:
+        owned = {task_id: sorted(tps) for task_id, tps in self._owned.items()
+                 if task_id in self.tasks}
+        all_tps = [tp for tps in owned.values() for tp in tps]
+        ends = await self.consumer.end_offsets(all_tps) if all_tps else {}
+        out = []
+        for task_id, tps in sorted(owned.items()):
+            task = self.tasks[task_id]
+            lag = 0
+            for tp in tps:
+                lag += max(0, ends[tp] - await self.consumer.position(tp))
+            out.append(TaskMetrics(task_id, tps, task.records_in, task.records_out,
+                                   task.context.dropped_late, task.context.stream_time, lag,
+                                   {name: store.size() for name, store in task.stores.items()}))
+        return out
 
     async def _flush_outputs(self) -> None:
         """Sends every task's outputs and waits for all acknowledgements: only then may the
@@ -130,7 +175,7 @@ class Runtime:
 
     async def _assigned(self, tps: list[TopicPartition]) -> None:
         for tp in tps:
-            task_id = (self.topology.group_of(tp.topic), tp.partition)
+            task_id = (self._group_of[tp.topic], tp.partition)
             self._owned.setdefault(task_id, set()).add(tp)
             if task_id not in self.tasks:
                 self.tasks[task_id] = await self._open(task_id)
@@ -139,7 +184,7 @@ class Runtime:
         # Each batch is flushed and committed before the next poll, and revocations run
         # inside poll: nothing of these partitions is pending now.
         for tp in tps:
-            task_id = (self.topology.group_of(tp.topic), tp.partition)
+            task_id = (self._group_of[tp.topic], tp.partition)
             owned = self._owned.get(task_id, set())
             owned.discard(tp)
             if not owned and task_id in self.tasks:
@@ -161,7 +206,7 @@ class Runtime:
         def open_store(name: str) -> KeyValueStore:
             return LmdbStore(base / name)
 
-        task = Task(self.topology, task_id, open_store)
+        task = Task(self.topology, task_id, open_store, self.global_stores)
         for name in task.store_names:
             start = checkpoint.get(name, 0)
             self._changelog_end[(task_id, name)] = start
@@ -205,3 +250,57 @@ class Runtime:
                 self._close(task, clean)
             self.tasks.clear()
             await self.producer.close()
+            await self._close_globals()
+
+    async def _load_globals(self) -> None:
+        """Reads every global table's topic to the end it has now before any task runs
+        (a join must not miss rows written before the app started), then follows it."""
+        by_topic = {g.topic: g.name for g in self.topology.globals.values()}
+        for name in by_topic.values():
+            path = self.state_dir / self.topology.application_id / "global" / name
+            LmdbStore.wipe(path)  # no checkpoint yet: the topic is read again in full
+            self.global_stores[name] = LmdbStore(path)
+        reader = self._global_reader = Consumer(cluster=self.cluster,
+                                                auto_offset_reset="earliest")
+        tps = [tp for topic in by_topic for tp in await reader.partitions_for(topic)]
+        reader.assign(tps)
+        ends = await reader.end_offsets(tps)
+        count = 0
+        while any([await reader.position(tp) < ends[TopicPartition(*tp)] for tp in tps]):
+            count += self._apply_global(by_topic, await reader.poll(500))
+        log.info("loaded global tables %s: %d records", sorted(by_topic.values()), count)
+        self._global_follower = asyncio.create_task(self._follow_globals(by_topic))
+
+    def _apply_global(self, by_topic: dict[str, str], records: list[ConsumerRecord]) -> int:
+        for r in records:
+            if r.key is None:
+                continue
+            store = self.global_stores[by_topic[r.topic]]
+            if r.value is None:
+                store.delete(r.key)
+            else:
+                store.put(r.key, r.value)
+        for store in self.global_stores.values():
+            store.commit()
+        return len(records)
+
+    async def _follow_globals(self, by_topic: dict[str, str]) -> None:
+        assert self._global_reader is not None
+        while True:
+            self._apply_global(by_topic, await self._global_reader.poll(200))
+
+    async def _close_globals(self) -> None:
+        if self._global_follower is not None:
+            self._global_follower.cancel()
+            try:
+                await self._global_follower
+            except asyncio.CancelledError:
+                pass
+            except Exception:  # already raised by run() if it saw it; never lost
+                log.exception("the global tables' reader of %s failed",
+                              self.topology.application_id)
+        if self._global_reader is not None:
+            await self._global_reader.close()
+        for store in self.global_stores.values():
+            store.close()
+        self.global_stores.clear()

@@ -31,6 +31,10 @@ class KeyValueStore(Protocol):
         """Makes the writes so far durable locally (a task calls it per batch)."""
         ...
 
+    def size(self) -> int:
+        """How many keys it holds (as of the last commit), for metrics."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -55,6 +59,9 @@ class MemoryStore:
             if hi is not None and key >= hi:
                 return
             yield key, self._data[key]
+
+    def size(self) -> int:
+        return len(self._data)
 
     def commit(self) -> None:
         """Nothing to make durable: the in-memory store lives as long as its task."""
@@ -120,6 +127,9 @@ class LmdbStore:
         if self._txn is not None:
             self._txn.commit()
             self._txn = None
+
+    def size(self) -> int:
+        return int(self._env.stat()["entries"])
 
     def close(self) -> None:
         self.commit()

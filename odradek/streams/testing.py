@@ -10,7 +10,7 @@ from typing import Any
 from odradek.client.partitioner import partition_for_key
 from odradek.streams.operators import Output
 from odradek.streams.serdes import Serde
-from odradek.streams.stores import MemoryStore
+from odradek.streams.stores import KeyValueStore, MemoryStore
 from odradek.streams.task import Task, TaskId
 from odradek.streams.topology import Topology
 
@@ -20,17 +20,26 @@ class Driver:
         self.topology, self.partitions = topology, partitions
         self.tasks: dict[TaskId, Task] = {}
         self.outputs: dict[str, list[Output]] = defaultdict(list)
+        self.global_stores: dict[str, KeyValueStore] = {
+            name: MemoryStore() for name in topology.globals}
+        self._global_topics = {g.topic: g.name for g in topology.globals.values()}
 
     def _task(self, topic: str, partition: int) -> Task:
         task_id = (self.topology.group_of(topic), partition)
         if task_id not in self.tasks:
-            self.tasks[task_id] = Task(self.topology, task_id, lambda _name: MemoryStore())
+            self.tasks[task_id] = Task(self.topology, task_id, lambda _name: MemoryStore(),
+                                       self.global_stores)
         return self.tasks[task_id]
 
     def _partition(self, key: bytes | None) -> int:
         return 0 if key is None else partition_for_key(key, self.partitions)
 
     def pipe_bytes(self, topic: str, key: bytes | None, value: bytes | None, ts: int) -> None:
+        if topic in self._global_topics:
+            if key is not None:
+                store = self.global_stores[self._global_topics[topic]]
+                store.delete(key) if value is None else store.put(key, value)
+            return
         pending = [(topic, key, value, ts, self._partition(key))]
         while pending:
             topic, key, value, ts, partition = pending.pop(0)
@@ -43,9 +52,13 @@ class Driver:
                                     self._partition(out.key)))
 
     def pipe(self, topic: str, key: Any, value: Any, ts: int = 0) -> None:
-        source = self.topology.sources[topic]
-        self.pipe_bytes(topic, source.key_serde.serialize(key),
-                        source.value_serde.serialize(value), ts)
+        if topic in self._global_topics:
+            spec = self.topology.globals[self._global_topics[topic]]
+            key_serde, value_serde = spec.key_serde, spec.value_serde
+        else:
+            key_serde = self.topology.sources[topic].key_serde
+            value_serde = self.topology.sources[topic].value_serde
+        self.pipe_bytes(topic, key_serde.serialize(key), value_serde.serialize(value), ts)
 
     def read(self, topic: str, key_serde: Serde[Any], value_serde: Serde[Any]
              ) -> list[tuple[Any, Any]]:

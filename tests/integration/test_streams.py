@@ -1,6 +1,8 @@
 """odradek.streams against a real broker process: word count through a repartition topic
 into a store and an output topic, a stream-table join, and a restart that restores the
-store from its changelog and counts on."""
+store from its changelog and counts on; a table-table join and a global-table join in one
+app, and a windowed stream-stream join next to session windows suppressed until they
+close, all on the records' own timestamps."""
 
 from __future__ import annotations
 
@@ -13,7 +15,17 @@ from pathlib import Path
 import pytest
 
 from odradek.client import Admin, Consumer, Producer, TopicPartition
-from odradek.streams import JSON, STR, App, NotLocalError, TopologyError
+from odradek.streams import (
+    INT,
+    JSON,
+    STR,
+    App,
+    JoinWindows,
+    NotLocalError,
+    SessionWindows,
+    TopologyError,
+    WindowedSerde,
+)
 from tests.brokers import BrokerProcess
 
 
@@ -87,6 +99,21 @@ def test_word_count_then_restart_restores_the_store_from_its_changelog(
             assert view.get("the") == 60
             assert view.get("nope") is None
             assert list(view.range("ca", "r")) == [("cat", 30)]
+            words = sum(expected.values())
+
+            async def settled() -> bool:
+                got = await app.metrics()
+                return sum(m.records_in for m in got) == len(first) + words and all(
+                    m.lag == 0 for m in got)
+            await until("the metrics of every record", settled)
+            metrics = await app.metrics()
+            # 3 partitions of lines, 3 of the repartition topic: a task per partition
+            assert len(metrics) == 6
+            counting = [m for m in metrics if "counts" in m.store_keys]
+            assert sum(m.store_keys["counts"] for m in counting) == len(expected)
+            # per word: one count to word-counts and its changelog record; per line, its
+            # words to the repartition topic
+            assert sum(m.records_out for m in metrics) == 3 * words
         # the output topic: per word, the running counts, the last one the total
         out = await read_all(broker.address, "word-counts")
         last = {k.decode(): JSON.deserialize(v) for k, v in out if k is not None}
@@ -167,3 +194,128 @@ def test_store_query_of_a_stopped_app_is_not_local(tmp_path: Path) -> None:
     app._partitions = {0: 1, 1: 1}
     with pytest.raises(NotLocalError):
         app.store("counts").get("x")
+
+
+async def send(bootstrap: str, topic: str, records: list[tuple[str, bytes | None, int]]
+               ) -> None:
+    """(key, value, timestamp) records, in order."""
+    async with Producer(bootstrap) as producer:
+        for key, value, ts in records:
+            await producer.send(topic, value, key=key, timestamp_ms=ts)
+        await producer.flush()
+
+
+def n(value: int) -> bytes:
+    data = INT.serialize(value)
+    assert data is not None
+    return data
+
+
+def j(value: object) -> bytes:
+    data = JSON.serialize(value)
+    assert data is not None
+    return data
+
+
+def test_table_table_and_global_table_joins(broker: BrokerProcess, tmp_path: Path) -> None:
+    async def go() -> None:
+        async with Admin(broker.address) as admin:
+            for topic in ("members", "member-limits", "regions"):
+                await admin.create_topic(topic, 2, configs={"cleanup.policy": "compact"})
+            await admin.create_topic("purchases", 3)  # not co-partitioned with anything
+        # rows written before the app starts: a global table is read to its end first
+        await send(broker.address, "regions", [("eu", j("Europe"), 1), ("us", j("America"), 1)])
+        await send(broker.address, "members", [("ann", j({"region": "eu"}), 1),
+                                                ("bob", j({"region": "us"}), 1)])
+        await send(broker.address, "member-limits", [("ann", j(100), 1)])
+        app = App(broker.address, "membership", state_dir=tmp_path)
+        members, limits = app.table("members", STR, JSON), app.table("member-limits", STR, JSON)
+        members.left_join(limits, lambda a, lim: {**a, "limit": lim}, "members-with-limits"
+                           ).to("members-with-limits", STR, JSON)
+        regions = app.global_table("regions", STR, JSON)
+        (app.stream("purchases", STR, JSON)
+            .join(regions, lambda p, r: {**p, "region": r}, key_fn=lambda _k, p: p["region"])
+            .to("purchases-by-region", STR, JSON))
+        async with app:
+            view = app.store("members-with-limits")
+            await until("the joined table", lambda: view.all() == {
+                "ann": {"region": "eu", "limit": 100},
+                "bob": {"region": "us", "limit": None}})
+            assert app.store("regions").get("us") == "America"
+            await send(broker.address, "member-limits", [("bob", j(50), 2), ("ann", None, 2)])
+            await send(broker.address, "regions", [("apac", j("Asia"), 2)])
+            await until("limits updated", lambda: view.all() == {
+                "ann": {"region": "eu", "limit": None},
+                "bob": {"region": "us", "limit": 50}})
+            await until("the global table follows its topic",
+                        lambda: app.store("regions").get("apac") == "Asia")
+            await send(broker.address, "purchases", [
+                ("p1", j({"region": "eu", "amount": 5}), 3),
+                ("p2", j({"region": "mars", "amount": 7}), 3),  # no such region: dropped
+                ("p3", j({"region": "apac", "amount": 9}), 3)])
+
+            async def priced() -> bool:
+                return len(await read_all(broker.address, "purchases-by-region")) == 2
+            await until("purchases joined to regions", priced)
+        out = {k: JSON.deserialize(v) for k, v in
+               await read_all(broker.address, "purchases-by-region")}
+        assert out == {b"p1": {"region": "Europe", "amount": 5},
+                       b"p3": {"region": "Asia", "amount": 9}}
+        updates = [(k, JSON.deserialize(v)) for k, v in
+                   await read_all(broker.address, "members-with-limits")]
+        # ann's account and limit may be processed in either order (ann without a limit
+        # first, or not); the limit's tombstone is the last change.
+        ann = [v for k, v in updates if k == b"ann"]
+        assert ann[-2:] == [{"region": "eu", "limit": 100}, {"region": "eu", "limit": None}]
+
+    run(go())
+
+
+def test_stream_stream_join_and_suppressed_sessions_on_event_time(
+        broker: BrokerProcess, tmp_path: Path) -> None:
+    async def go() -> None:
+        async with Admin(broker.address) as admin:
+            await admin.create_topic("ad-views", 2)
+            await admin.create_topic("ad-clicks", 2)
+        app = App(broker.address, "ads", state_dir=tmp_path)
+        views, clicks = app.stream("ad-views", STR, INT), app.stream("ad-clicks", STR, INT)
+        # a click counts for a view at most 10 ms before it (event time)
+        (views.join(clicks, lambda v, c: [v, c], "view-click",
+                    windows=JoinWindows(before_ms=0, after_ms=10))
+            .to("view-clicks", STR, JSON))
+        (clicks.group_by_key().windowed_by(SessionWindows(gap_ms=5)).count("sessions")
+            .suppress().to("click-sessions", value_serde=JSON))
+        async with app:
+            await send(broker.address, "ad-views", [("ad1", n(1), 100),
+                                                    ("ad2", n(2), 100)])
+            await until("tasks running", lambda: app.runtime is not None
+                        and len(app.runtime.tasks) == 2)
+            # ad1: clicks at 105 (joins the view at 100) and 108 (same session), then 200
+            # (too late for the view; a new session, which closes the first); ad2: a click
+            # at 130, 30 ms after its view: no join.
+            await send(broker.address, "ad-clicks", [
+                ("ad1", n(11), 105), ("ad1", n(12), 108),
+                ("ad2", n(13), 130), ("ad1", n(14), 200)])
+
+            async def joined() -> bool:
+                return len(await read_all(broker.address, "view-clicks")) >= 2
+            await until("the joined clicks", joined)
+
+            async def sessions() -> bool:
+                return len(await read_all(broker.address, "click-sessions")) >= 1
+            await until("a closed session", sessions)
+        pairs = sorted((k, JSON.deserialize(v)) for k, v in
+                       await read_all(broker.address, "view-clicks"))
+        assert pairs == [(b"ad1", [1, 11]), (b"ad1", [1, 12])]
+        serde = WindowedSerde(STR)
+        finals = [(serde.deserialize(k), JSON.deserialize(v)) for k, v in
+                  await read_all(broker.address, "click-sessions")]
+        # ad1's [105, 108] closed when its stream time (the task's) passed 108 + 5;
+        # ad2's session and ad1's [200, 200] are open. ad2 may share ad1's task, whose
+        # stream time 200 closes it too.
+        got = {(w.key, w.start, w.end): n for w, n in finals if w is not None}
+        assert got.get(("ad1", 105, 108)) == 2
+        assert set(got) <= {("ad1", 105, 108), ("ad2", 130, 130)}
+        assert len(finals) == len(got)  # each emitted once
+
+    run(go())

@@ -1,9 +1,16 @@
-"""examples/wordcount as two processes against a real broker: they share the work, one is
-killed with -9 while lines keep coming, and the other takes its tasks over, restores their
-counts from the changelog and counts on with nothing lost."""
+"""examples/ against a real broker: wordcount as two processes, one killed with -9 while
+lines keep coming, the other taking its tasks over, restoring their counts from the
+changelog and counting on with nothing lost; the other examples' READMEs run as written
+(the app as a process, the shell commands with `.venv/bin/odradek` as this interpreter's
+odradek command and ODRADEK_BOOTSTRAP pointing at the broker, the consumer's output
+compared with the README's)."""
 
 from __future__ import annotations
 
+import functools
+import os
+import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -13,12 +20,14 @@ from pathlib import Path
 
 import pytest
 
-from odradek.client import Consumer
+from odradek.client import Consumer, TopicPartition
+from odradek.client.partitioner import partition_for_key
 from odradek.streams import JSON
 from tests.brokers import BrokerProcess
 from tests.integration.test_streams import produce, read_all, run, until
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "wordcount" / "wordcount.py"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+EXAMPLE = EXAMPLES / "wordcount" / "wordcount.py"
 
 
 @pytest.fixture
@@ -105,3 +114,93 @@ def test_two_instances_one_killed_the_other_takes_over(
     assert "wordcount stopped" in survivor
     # the survivor took over tasks of the killed one and rebuilt their stores
     assert "restored store counts" in survivor, survivor
+
+
+def readme_blocks(example: str) -> tuple[list[str], str]:
+    """The README's shell commands (whole-line comments cut) and its output block."""
+    text = (EXAMPLES / example / "README.md").read_text()
+    blocks = re.findall(r"```(\w*)\n(.*?)```", text, re.S)
+    shell = next(body for lang, body in blocks if lang == "sh")
+    output = next(body for lang, body in blocks if lang == "")
+    commands = [line.strip() for line in shell.splitlines()
+                if line.strip() and not line.startswith("#")]
+    return commands, output
+
+
+def shell(command: str, bootstrap: str) -> str:
+    odradek = f"{shlex.quote(sys.executable)} -m odradek.cli.main"
+    env = {**os.environ, "ODRADEK_BOOTSTRAP": bootstrap}
+    done = subprocess.run(["bash", "-c", command.replace(".venv/bin/odradek", odradek)],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, (command, done.stderr)
+    return done.stdout
+
+
+async def committed_to_end(bootstrap: str, group: str, topic: str, keys: list[str]) -> bool:
+    """The group committed the end of the partitions of these keys (a partition without
+    records has no commit, only a leader's no-op batch at its end)."""
+    async with Consumer(bootstrap, group_id=group) as c:
+        count = len(await c.partitions_for(topic))
+        tps = [TopicPartition(topic, partition_for_key(k.encode(), count)) for k in keys]
+        ends = await c.end_offsets(tps)
+        done = await c.committed(tps)
+        return all(done.get(tp, 0) >= ends[tp] for tp in tps)
+
+
+def produced(command: str) -> tuple[str, list[str]] | None:
+    """The topic and keys a README's `printf 'k:v\\n...' | odradek produce` writes."""
+    m = re.match(r"printf '(.*)' \| \.venv/bin/odradek produce (\S+) --key-separator :",
+                 command)
+    if m is None:
+        return None
+    return m.group(2), [line.split(":")[0] for line in m.group(1).split("\\n") if line]
+
+
+@pytest.mark.parametrize("example,app_id", [("enrichment", "enrichment"),
+                                            ("latest_versioned", "latest-versioned"),
+                                            ("memory_image", "memory-image"),
+                                            ("orders", "orders")])
+def test_readme(broker: BrokerProcess, tmp_path: Path, example: str, app_id: str) -> None:
+    commands, expected = readme_blocks(example)
+    assert shlex.split(commands[0], comments=True) == ["make", "run"]
+    at = next(i for i, c in enumerate(commands) if f"{example}.py" in c)
+    for command in commands[1:at]:  # before the app starts: nothing to wait for
+        shell(command, broker.address)
+    app_args = shlex.split(commands[at].replace(".venv/bin/python", sys.executable),
+                           comments=True)
+    log = tmp_path / "app.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([*app_args, "--bootstrap", broker.address, "--state-dir",
+                                 str(tmp_path / "state")], stdout=out, stderr=subprocess.STDOUT)
+    try:
+        async def go() -> None:
+            await until("the app running", lambda: f"{app_id} running" in log.read_text())
+            *steps, consume = commands[at + 1:]
+            for command in steps:
+                shell(command, broker.address)
+                target = produced(command)
+                assert target is not None, command
+                # The README's reader types one command after another, seconds apart:
+                # here each waits until the app has taken the records in.
+                await until(f"{command[:40]}... processed", functools.partial(
+                    committed_to_end, broker.address, app_id, *target), timeout=60)
+            got = shell(consume, broker.address).splitlines()
+            assert sorted(got) == sorted(expected.splitlines()), got
+            for key in {line.split("\t")[0] for line in got}:  # per key, in order
+                assert [g for g in got if g.startswith(key + "\t")] == [
+                    e for e in expected.splitlines() if e.startswith(key + "\t")]
+
+        run(go())
+    except BaseException:
+        print(log.read_text())
+        raise
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+    assert proc.returncode == 0, log.read_text()
+    assert f"{app_id} stopped" in log.read_text()
