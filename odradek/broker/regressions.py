@@ -14,5 +14,8 @@ UNSURE_LEADER_OUT_OF_RANGE = "unsure-leader-out-of-range"
 # work: a group change is answered once the coordinator's own log has it, before a
 # majority of the partition's replicas does.
 GROUP_CHANGES_WITHOUT_QUORUM = "group-changes-without-quorum"
+# A named producer instance initialising again took its name back even after a newer
+# instance had it (found by tests/chaos): it then fenced its successor.
+FENCED_PRODUCER_RESUMES = "fenced-producer-resumes"
 
 reintroduced: set[str] = set()

@@ -14,6 +14,10 @@ b. A lost metadata proposal acknowledged as applied (wait_applied(offset) return
    (the partition takes the second producer's batches for retries of the first one's);
    the same root cause shows on topic changes as ACKNOWLEDGED_ADMIN_CHANGE_LOST.
 
+d. Found by the real-process chaos tests (tests/chaos, seed 201), then here: a named
+   producer instance initialising again after an unsure batch took its name back even
+   after a newer instance had it, and fenced its successor. FENCED_PRODUCER_RESUMED.
+
 c. Planted, not found: group changes (commits, memberships) answered once the
    coordinator's own log has them, before a majority does. A new coordinator then loads
    a log without them: COMMITTED_OFFSET_WENT_BACK, ACKED_COMMIT_LOST. It shows that the
@@ -26,9 +30,11 @@ showed on topic changes too (seed 50): ClusterNode.propose now counts only its o
 command's application, for every command."""
 
 KNOWN_BUG_SEEDS: dict[str, tuple[int, ...]] = {
-    "a": (73, 76, 112, 121),
-    # 35 ... 132 hand out a producer id twice.
-    "b": (35, 39, 65, 132),
+    "a": (16, 50, 72),
+    # 12 ... 105 hand out a producer id twice.
+    "b": (12, 73, 93, 105),
     # Planted (regressions.GROUP_CHANGES_WITHOUT_QUORUM): an acknowledged commit is lost.
-    "c": (91, 97),
+    "c": (28, 73, 91, 92),
+    # A fenced named producer resumes its name (seed 120 then loses an acknowledged write).
+    "d": (5, 32, 34, 39),
 }

@@ -31,9 +31,12 @@ BUG_B_ADMIN = "ACKNOWLEDGED_ADMIN_CHANGE_LOST"
 GROUP_GENERATION_WENT_BACK = "GROUP_GENERATION_WENT_BACK"
 COMMITTED_OFFSET_WENT_BACK = "COMMITTED_OFFSET_WENT_BACK"
 ACKED_COMMIT_LOST = "ACKED_COMMIT_LOST"
+# Bug d (found by tests/chaos): a fenced named producer took its name back by resuming.
+FENCED_PRODUCER_RESUMED = "FENCED_PRODUCER_RESUMED"
+FENCED_PRODUCER_ACKED = "FENCED_PRODUCER_ACKED"
 KNOWN_BUGS = {BUG_A: "a", BUG_B: "b", BUG_B_EFFECT: "b", BUG_B_ADMIN: "b",
               GROUP_GENERATION_WENT_BACK: "c", COMMITTED_OFFSET_WENT_BACK: "c",
-              ACKED_COMMIT_LOST: "c"}
+              ACKED_COMMIT_LOST: "c", FENCED_PRODUCER_RESUMED: "d", FENCED_PRODUCER_ACKED: "d"}
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,11 @@ class History:
     # the highest acknowledged commit of the group per partition; generations per member
     group_commits: dict[TP, int] = field(default_factory=dict)
     generations: dict[str, int] = field(default_factory=dict)
+    # named producers: pid -> newest epoch given out; (tp, pid) -> epoch -> first offset
+    named_epochs: dict[int, int] = field(default_factory=dict)
+    named_first: dict[tuple[TP, int], dict[int, int]] = field(default_factory=dict)
+    named_last: dict[tuple[TP, int], dict[int, int]] = field(default_factory=dict)
+    named_given: dict[tuple[int, int], tuple[int, int] | None] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
 
     def problem(self, kind: str, message: str) -> None:
@@ -126,6 +134,38 @@ class History:
                          f"and {where}")
         else:
             self.pids[(pid, epoch)] = where
+
+    def named_identity(self, pid: int, epoch: int, resume: tuple[int, int] | None) -> None:
+        """A named producer instance got (pid, epoch). A resume must not go back in epoch
+        (it would fence a newer instance); no (pid, epoch) is given out twice, except to
+        the same resume asked again (its first answer was lost)."""
+        self.count("named_inits")
+        given = self.named_given.get((pid, epoch))
+        if given is None:
+            self.producer_id(pid, epoch, f"named ({'resume' if resume else 'new instance'})")
+            self.named_given[(pid, epoch)] = resume
+        elif resume is None or given != resume:
+            self.problem(BUG_B, f"named producer {pid} epoch {epoch} given out twice")
+        newest = self.named_epochs.get(pid, -1)
+        if resume is not None and resume[1] < newest and epoch > newest:
+            self.problem(FENCED_PRODUCER_RESUMED, f"named producer {pid} epoch {resume[1]} "
+                         f"resumed as epoch {epoch} after epoch {newest} was given out")
+        self.named_epochs[pid] = max(newest, epoch)
+
+    def named_ack(self, tp: TP, offset: int, pid: int, epoch: int, value: bytes) -> None:
+        """No write of a fenced epoch lands after a newer epoch's first on the partition."""
+        self.count("named_acks")
+        self.acked[value] = (tp[0], tp[1], offset)
+        first = self.named_first.setdefault((tp, pid), {})
+        last = self.named_last.setdefault((tp, pid), {})
+        first[epoch] = min(offset, first.get(epoch, offset))
+        last[epoch] = max(offset, last.get(epoch, offset))
+        for older, end in last.items():
+            for newer, start in first.items():
+                if older < newer and end > start:
+                    self.problem(FENCED_PRODUCER_ACKED, f"named producer {pid} epoch "
+                                 f"{older} was acknowledged at {tp[0]}-{tp[1]} offset {end}, "
+                                 f"after epoch {newer} wrote at {start}")
 
     def group_generation(self, member: str, generation: int, what: str) -> None:
         """Joined carries the group's generation, an assignment the generation in which

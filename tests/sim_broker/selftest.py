@@ -15,7 +15,8 @@ from tests.sim_broker.run import HASH_SEED
 from tests.sim_broker.world import World
 
 SWITCHES = {"a": regressions.UNSURE_LEADER_OUT_OF_RANGE, "b": regressions.LOST_PROPOSAL_COUNTS,
-            "c": regressions.GROUP_CHANGES_WITHOUT_QUORUM}
+            "c": regressions.GROUP_CHANGES_WITHOUT_QUORUM,
+            "d": regressions.FENCED_PRODUCER_RESUMES}
 
 
 def found(bug: str, seed: int) -> tuple[bool, list[str]]:

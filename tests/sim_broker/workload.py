@@ -147,6 +147,114 @@ class Producer(Client):
         return None
 
 
+class NamedProducer(Client):
+    """Instances of one producer name: each new instance takes the name's next epoch and
+    fences the one before, which goes on writing for a while (a zombie). An instance whose
+    batch had no sure outcome initialises again naming the identity it had (a resume),
+    as the real client does; a fenced one may not take the name back."""
+
+    NAME = "named"
+
+    def __init__(self, world: World, index: int) -> None:
+        super().__init__(world, f"c{index}")
+        self.instances = 0
+        self.next_value = 0
+
+    async def run(self) -> None:
+        """A supervisor: starts a new instance now and then, and when the newest one is
+        stuck (as an orchestrator replaces a process that hangs), while the old ones go
+        on until they are fenced."""
+        tasks: list[asyncio.Task[None]] = []
+        newest: list[Any] | None = None
+        try:
+            while not self.world.stopping:
+                if newest is None or tasks[-1].done() or self.rng.random() < 0.02 or (
+                        newest[4] and self.rng.random() < 0.3):
+                    identity = await self.init(None)
+                    if identity is not None:
+                        self.instances += 1
+                        newest = [self.instances, *identity, {}, False]
+                        tasks.append(asyncio.ensure_future(self.instance(newest)))
+                await asyncio.sleep(self.rng.uniform(0.2, 0.5))
+        finally:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def instance(self, state: list[Any]) -> None:
+        """[number, pid, epoch, {tp: next sequence}, stuck]: writes until fenced."""
+        while not self.world.stopping:
+            if self.world.partitions and not await self.write(state):
+                return
+            await asyncio.sleep(self.rng.uniform(0, 0.1))
+
+    async def init(self, resume: tuple[int, int] | None) -> tuple[int, int] | None:
+        async def init(b: SimBroker) -> tuple[int, int]:
+            assert b.cluster is not None
+            return await b.cluster.producer_ids.init(self.NAME, resume)
+
+        try:
+            pid, epoch = await self.pick().call(self.name, init, REQUEST_TIMEOUT_S * 4)
+        except CallTimeout:
+            return None
+        except BrokerError as exc:
+            self.world.history.count(f"named_init_{exc.reason}")
+            return None
+        self.world.history.named_identity(pid, epoch, resume)
+        return pid, epoch
+
+    async def write(self, instance: list[Any]) -> bool:
+        """One batch; False once the instance is fenced (or gives up)."""
+        number, pid, epoch, sequences, _ = instance
+        tp = self.rng.choice(self.world.partitions)
+        value = b"N%d.%d" % (number, self.next_value)
+        self.next_value += 1
+        seq = sequences.get(tp, 0)
+        builder = BatchBuilder(producer_id=pid, producer_epoch=epoch, base_sequence=seq)
+        builder.append(clock.time_ms(), None, value)
+
+        async def produce(b: SimBroker) -> tuple[int, ...]:
+            assert b.admin is not None
+            partition = b.admin.leader_partition(*tp)
+            info = await partition.append(builder.build(), quorum=True,
+                                          timeout_s=APPEND_TIMEOUT_S)
+            return info.batch_offsets
+
+        # Short delivery timeouts now and then: unsure outcomes, so instances (zombies
+        # too) initialise again by resuming their identity.
+        deadline = clock.monotonic() + self.rng.choice([0.5, 2.0, DELIVERY_TIMEOUT_S])
+        while clock.monotonic() < deadline and not self.world.stopping \
+                and tp in self.world.partitions:
+            try:
+                offsets = await self.pick(tp).call(self.name, produce, REQUEST_TIMEOUT_S)
+            except CallTimeout:
+                self.learn(tp, None)
+                instance[4] = True
+            except BrokerError as exc:
+                if exc.reason == "PRODUCER_FENCED":
+                    self.world.history.count("named_fenced")
+                    return False
+                if exc.reason == "UNKNOWN_TOPIC_OR_PARTITION":
+                    return True  # a topic being deleted: not stored, write elsewhere
+                if exc.reason not in RETRIABLE_REASONS:
+                    self.world.history.count(f"named_{exc.reason}")
+                    return False
+                self.learn(tp, exc)
+            else:
+                sequences[tp] = seq + 1
+                instance[4] = False
+                self.world.history.named_ack(tp, int(offsets[0]), pid, epoch, value)
+                self.last_success = clock.monotonic()
+                return True
+            await self.backoff()
+        # No sure outcome: the sequence cannot go on; initialise again as the same
+        # instance, which is refused once a newer instance took the name.
+        self.world.history.maybe_produced([value])
+        identity = await self.init((pid, epoch))
+        if identity is None:
+            return False
+        instance[1:] = [*identity, {}, False]
+        return True
+
+
 class IdClient(Client):
     """Many short-lived producer instances: InitProducerId again and again, at any
     broker, so that brokers with small blocks keep going to the controller for more."""

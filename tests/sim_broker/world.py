@@ -37,6 +37,7 @@ from tests.sim_broker.workload import (
     Client,
     Consumer,
     IdClient,
+    NamedProducer,
     Producer,
     admin_call,
 )
@@ -87,6 +88,7 @@ class SimParams:
     net: NetParams
     group_members: int  # consumers in one group over the first topic (0: no group)
     group_churn: float  # chance that a member leaves for a while after a session
+    named: bool  # a named producer whose instances fence one another
 
     @classmethod
     def from_seed(cls, rng: random.Random) -> SimParams:
@@ -100,7 +102,7 @@ class SimParams:
                    id_clients=rng.choice([0, 1, 2]),
                    faults=tuple(rng.choice([0, 1, 3]) for _ in FAULT_KINDS),
                    net=NetParams.from_seed(rng), group_members=rng.choice([0, 2, 3]),
-                   group_churn=rng.choice([0.0, 0.2, 0.5]))
+                   group_churn=rng.choice([0.0, 0.2, 0.5]), named=rng.random() < 0.5)
 
 
 class World:
@@ -190,6 +192,11 @@ class World:
         self._clients = [self.loop.spawn_as(None, c.run()) for c in producers]
         for i in range(self.p.id_clients):
             self._clients.append(self.loop.spawn_as(None, IdClient(self, f"i{i}").run()))
+        if self.p.named:
+            named = NamedProducer(self, self._next_client)
+            self._next_client += 1
+            producers.append(named)  # checked for progress after the heal as the others
+            self._clients.append(self.loop.spawn_as(None, named.run()))
         for _ in range(self.p.group_members):
             member = GroupMember(self, self._next_client, [GROUP_TOPIC])
             self._next_client += 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from odradek.broker import regressions
 from odradek.broker.metadata._fields import Fields
 from odradek.broker.metadata.commands import AllocateProducerIds, InitNamedProducer
 
@@ -58,7 +59,8 @@ def apply_producer_command(state: ProducerIds, offset: int,
     old = state.named.get(cmd.name)
     resuming = cmd.expected_epoch >= 0
     if resuming and (
-            old is None or (old.producer_id, old.epoch) != (cmd.expected_id, cmd.expected_epoch)):
+            old is None or (old.producer_id, old.epoch) != (cmd.expected_id, cmd.expected_epoch)
+    ) and regressions.FENCED_PRODUCER_RESUMES not in regressions.reintroduced:
         return None  # a newer instance started (or this resume was applied): no change
     next_id = state.next_id
     resumed_from = cmd.expected_epoch if resuming else -1
