@@ -186,8 +186,9 @@ class Broker:
         await self.listener.set_serving(False)
         me = self.settings.broker_id
         cluster = self.cluster
-        while not await cluster.wait_for(lambda image: me in image.brokers, 3600):
-            pass
+        registered = False
+        while not registered:
+            registered = await cluster.wait_for(lambda image: me in image.brokers, 3600)
         # Catching up: wait (a bounded time) until every local replica knows its leader.
         deadline = clock.monotonic() + 60
         while clock.monotonic() < deadline and any(

@@ -9,6 +9,7 @@ commands to its in-memory image and then opens, closes or reconfigures its repli
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import random
@@ -373,10 +374,8 @@ class ClusterNode:
             if remaining <= 0:
                 return b"", offset, b""
             event = self._image_changed
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(event.wait(), remaining)
-            except TimeoutError:
-                pass
 
     async def _observe_loop(self) -> None:
         offset = 0

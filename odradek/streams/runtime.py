@@ -6,6 +6,7 @@ committed only after every output and changelog record of the batch is acknowled
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from dataclasses import dataclass
@@ -292,13 +293,12 @@ class Runtime:
     async def _close_globals(self) -> None:
         if self._global_follower is not None:
             self._global_follower.cancel()
-            try:
-                await self._global_follower
-            except asyncio.CancelledError:
-                pass
-            except Exception:  # already raised by run() if it saw it; never lost
-                log.exception("the global tables' reader of %s failed",
-                              self.topology.application_id)
+            with contextlib.suppress(asyncio.CancelledError):
+                try:
+                    await self._global_follower
+                except Exception:  # already raised by run() if it saw it; never lost
+                    log.exception("the global tables' reader of %s failed",
+                                  self.topology.application_id)
         if self._global_reader is not None:
             await self._global_reader.close()
         for store in self.global_stores.values():

@@ -12,6 +12,7 @@ where the state it reads is never changed under it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -263,13 +264,11 @@ class StateCollector(Collector):
             term.add_metric(labels, node.term)
             replicas.add_metric(labels, len(voters))
             hw.add_metric(labels, p.high_watermark)
-            try:
+            with contextlib.suppress(Exception):  # a log closed between the check and the read
                 end.add_metric(labels, p.log.log_end_offset)
                 start.add_metric(labels, p.log.log_start_offset)
                 size.add_metric(labels, p.log.size_bytes)
                 segments.add_metric(labels, p.log.segment_count)
-            except Exception:  # a log closed between the check and the read
-                pass
             if node.leader is None:
                 no_leader += 1
             is_leader = node.is_leader()
@@ -360,12 +359,10 @@ class MetricsServer:
             await writer.drain()
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError,
                 ConnectionError):
-            pass
+            log.debug("metrics request from a client that went away or sent garbage")
         except Exception:
             log.exception("metrics request failed")
         finally:
             writer.close()
-            try:
+            with contextlib.suppress(Exception):  # the client is gone: nothing to tell
                 await writer.wait_closed()
-            except Exception:
-                pass

@@ -15,6 +15,7 @@ proposal or leadership change wakes a group."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 from collections.abc import Callable
@@ -106,10 +107,8 @@ class RaftHost:
     async def stop(self) -> None:
         if self._ticker is not None:
             self._ticker.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._ticker
-            except asyncio.CancelledError:
-                pass
         self.process()
 
     def add(self, group: RaftGroup) -> None:

@@ -8,6 +8,7 @@ with its original offsets. Consumers read up to the high watermark, the commit i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import os
 from collections import deque
@@ -354,10 +355,8 @@ class ReplicatedPartition:
 
     async def wait_for_append(self, timeout: float) -> None:
         event = self._appended
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(event.wait(), timeout)
-        except TimeoutError:
-            pass
 
     def close(self, delete: bool = False) -> None:
         self.closed = True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
@@ -130,7 +131,5 @@ async def on_delete(spec: Any, status: Any, meta: Any, namespace: str, name: str
         return
     async with reconciling("Topic"):
         admin = BROKERS.admin(bootstrap_for(namespace, spec))
-        try:
+        with contextlib.suppress(UnknownTopicOrPartitionError):  # gone already
             await call(lambda: admin.delete_topic(topic), "delete")
-        except UnknownTopicOrPartitionError:
-            pass
