@@ -1,12 +1,13 @@
-"""`odradek cluster describe|drain` and `odradek partition reassign`: moving replicas."""
+"""`odradek cluster describe|health|drain` and `odradek partition reassign`."""
 
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Iterable
 
 from odradek.cli.common import CliError, bootstrap_parent, tls_options
-from odradek.client import Admin
+from odradek.client import Admin, Metadata
 
 
 def add_cluster_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -15,6 +16,12 @@ def add_cluster_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     csub = cluster.add_subparsers(dest="cluster_command", metavar="ACTION", required=True)
     p = csub.add_parser("describe", parents=[parent], help="brokers and the controller")
     p.set_defaults(func=_describe)
+    p = csub.add_parser(
+        "health", parents=[parent],
+        help="exit 0 only when a controller is elected and every partition has a leader "
+             "and all its replicas in sync (as rpk cluster health)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=_health)
     p = csub.add_parser("drain", parents=[parent],
                         help="move every replica off a broker (before removing it)")
     p.add_argument("broker_id", type=int)
@@ -41,6 +48,40 @@ async def _describe(args: argparse.Namespace) -> int:
         rack = f"\tRack: {b.rack}" if b.rack else ""
         print(f"\tBroker: {b.id}\t{b.host}:{b.port}{rack}")
     return 0
+
+
+def health_problems(meta: Metadata) -> dict[str, list[str]]:
+    """What keeps the cluster from being healthy: no controller, partitions without a
+    leader, partitions with a replica out of sync (internal topics included)."""
+    leaderless, under = [], []
+    for topic in meta.topics:
+        for p in topic.partitions:
+            name = f"{topic.name}-{p.partition}"
+            if p.leader < 0:
+                leaderless.append(name)
+            elif set(p.in_sync_replicas) != set(p.replicas):
+                out = sorted(set(p.replicas) - set(p.in_sync_replicas))
+                under.append(f"{name} (out of sync: {_ids(out)})")
+    problems = {"leaderless_partitions": leaderless, "under_replicated_partitions": under}
+    if meta.controller_id < 0:
+        problems["controller"] = ["no controller elected"]
+    return {k: v for k, v in problems.items() if v}
+
+
+async def _health(args: argparse.Namespace) -> int:
+    async with Admin(args.bootstrap, **tls_options(args)) as admin:
+        meta = await admin.metadata()
+    problems = health_problems(meta)
+    if args.json:
+        print(json.dumps({"healthy": not problems, "controller_id": meta.controller_id,
+                          "brokers": [b.id for b in meta.brokers], **problems}, indent=2))
+    else:
+        print(f"Healthy: {'yes' if not problems else 'no'}")
+        print(f"Controller: {meta.controller_id if meta.controller_id >= 0 else 'none'}")
+        print(f"Brokers: {_ids(b.id for b in meta.brokers)}")
+        for what, items in problems.items():
+            print(f"{what.replace('_', ' ').capitalize()}: {', '.join(items)}")
+    return 0 if not problems else 1
 
 
 async def _drain(args: argparse.Namespace) -> int:

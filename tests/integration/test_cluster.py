@@ -3,7 +3,9 @@ leader, and catch-up of a restarted broker."""
 
 from __future__ import annotations
 
+import json
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -17,6 +19,7 @@ from odradek.storage import LogConfig, PartitionLog
 from odradek.v1 import odradek_pb2 as pb
 from odradek.v1 import odradek_pb2_grpc as pb_grpc
 from tests.brokers import BrokerProcess, ClusterProcesses, wait_until
+from tests.integration.test_client_e2e import odradek
 
 TOPIC = "ledger"
 
@@ -333,3 +336,28 @@ def test_quiesced_partition_takes_writes(cluster: ClusterProcesses) -> None:
             pb_grpc.BrokerStub(channel).Produce(pb.ProduceRequest(
                 topic=TOPIC, partition=0, records=encode_batch(
                     [(i, None, b"after-idle-%d" % i)])), timeout=10)
+
+
+@pytest.mark.timeout(120)
+def test_cluster_health_exit_status_follows_the_replicas(cluster: ClusterProcesses) -> None:
+    """`odradek cluster health` exits 0 only while every partition has a leader and all
+    its replicas in sync; a killed broker makes it fail and name the partition."""
+    create_topic(cluster)
+    boot = ["--bootstrap", cluster.bootstrap]
+
+    def health() -> subprocess.CompletedProcess[str]:
+        return odradek("cluster", "health", "--json", *boot)
+
+    wait_until(lambda: health().returncode == 0, 60, "a healthy cluster")
+    report = json.loads(health().stdout)
+    assert report["healthy"] is True and sorted(report["brokers"]) == [0, 1, 2]
+    victim = next(i for i in range(3) if i != leader_of(cluster, set()))
+    cluster.brokers[victim].kill9()
+    try:
+        wait_until(lambda: health().returncode == 1, 60, "health to see the lost replica")
+        text = odradek("cluster", "health", *boot)
+        assert text.returncode == 1
+        assert "Healthy: no" in text.stdout and f"{TOPIC}-0 (out of sync: {victim})" in text.stdout
+    finally:
+        cluster.brokers[victim].start()
+    wait_until(lambda: health().returncode == 0, 60, "healthy again after the restart")
