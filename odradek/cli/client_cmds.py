@@ -180,11 +180,15 @@ def add_produce_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     p.add_argument("--partition", "-p", type=int, help="send every record to this partition")
     p.add_argument("--compression", default="none",
                    choices=[c.name.lower() for c in Compression])
-    p.add_argument("--acks", default="quorum", choices=["quorum", "leader", "all", "1", "-1"])
+    p.add_argument("--acks", default="quorum", choices=["quorum", "leader", "all", "1", "-1"],
+                   help="quorum (= all, -1): a majority of replicas has it; leader (= 1): "
+                        "the leader has it (default %(default)s)")
     p.add_argument("--header", "-H", action="append", type=key_value, default=[],
                    metavar="KEY=VALUE", help="header added to every record (repeatable)")
-    p.add_argument("--linger-ms", type=float, default=5)
-    p.add_argument("--batch-size", type=int, default=16384)
+    p.add_argument("--linger-ms", type=float, default=5,
+                   help="wait up to this long to fill a batch (default %(default)s)")
+    p.add_argument("--batch-size", type=int, default=16384,
+                   help="bytes per batch and partition (default %(default)s)")
     p.add_argument("--no-idempotence", action="store_true",
                    help="send batches without producer id and sequence numbers (with acks "
                    "quorum, retries are then deduplicated by nothing)")
@@ -263,7 +267,9 @@ def add_consume_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     start = p.add_mutually_exclusive_group()
     start.add_argument("--from-beginning", action="store_true", help="start at the earliest offset")
     start.add_argument("--from-end", action="store_true", help="only new records (the default)")
-    start.add_argument("--offset", type=int, metavar="N", help="start at offset N")
+    start.add_argument("--offset", "-o", type=parse_start_offset, metavar="WHERE",
+                       help="beginning, end, N (offset N) or -N (N offsets before the end "
+                            "of each partition, as kcat -o -N)")
     start.add_argument("--from-timestamp", type=parse_timestamp, metavar="MS|ISO8601",
                        help="start at the first record at or after this time")
     p.add_argument("--partition", "-p", type=int, action="append",
@@ -278,7 +284,11 @@ def add_consume_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     p.add_argument("--session-timeout-ms", type=int, default=10_000, metavar="MS",
                    help="with --group: a member silent this long is removed "
                         "(default %(default)s)")
-    p.add_argument("--max-messages", "-n", type=int, help="exit after this many records")
+    p.add_argument("--max-messages", "-n", "--count", type=int,
+                   help="exit after this many records")
+    p.add_argument("--exit", "-e", action="store_true",
+                   help="exit once every partition is read to the end it had at the start "
+                        "(as kcat -e; not with --group)")
     p.add_argument("--timeout-ms", type=int,
                    help="exit after this long without a record (default: never)")
     p.add_argument("--format", "-f", choices=["text", "json"], default="text")
@@ -320,9 +330,11 @@ async def _consume(args: argparse.Namespace) -> int:
     out: Any = getattr(sys.stdout, "buffer", None) or _TextBytes(sys.stdout)
     key_sep = unescape(args.key_separator).encode()
     if args.group:
-        if args.partition or args.offset is not None or args.from_timestamp is not None:
+        if args.partition or args.offset is not None or args.from_timestamp is not None \
+                or args.exit:
             raise CliError("--group reads the partitions the group assigns from its committed "
-                           "offsets: --partition, --offset and --from-timestamp do not apply")
+                           "offsets: --partition, --offset, --from-timestamp and --exit do "
+                           "not apply")
         group = {"group_id": args.group, "group_instance_id": args.group_instance_id,
                  "session_timeout_ms": args.session_timeout_ms, "client_id": "odradek-cli"}
     else:
@@ -343,22 +355,42 @@ async def _consume(args: argparse.Namespace) -> int:
                                    f"(it has {count})", "UNKNOWN_TOPIC_OR_PARTITION")
         else:
             tps = await consumer.partitions_for(args.topic)
+        ends = None
         if not args.group:
             await _position(consumer, tps, args)
-        await _print_records(consumer, args, out, key_sep)
+            if args.exit:
+                ends = await consumer.end_offsets(tps)
+        await _print_records(consumer, args, out, key_sep, ends)
     return 0
+
+
+def parse_start_offset(text: str) -> str | int:
+    """--offset: "beginning", "end", N or -N."""
+    if text in ("beginning", "end"):
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected beginning, end, an offset N or -N (N before the end), got {text!r}"
+        ) from None
 
 
 async def _position(consumer: Consumer, tps: list[TopicPartition],
                 args: argparse.Namespace) -> None:
     consumer.assign(tps)
-    if args.from_beginning:
+    if args.from_beginning or args.offset == "beginning":
         await consumer.seek_to_beginning()
+    elif args.offset == "end":
+        await consumer.seek_to_end()
+    elif isinstance(args.offset, int) and args.offset < 0:
+        starts = await consumer.beginning_offsets(tps)
+        ends = await consumer.end_offsets(tps)
+        for tp in tps:  # offsets have gaps (Raft's control batches): about N records
+            consumer.seek(tp, max(starts[tp], ends[tp] + args.offset))
     elif args.offset is not None:
-        if args.offset < 0:
-            raise CliError("--offset must be >= 0")
         for tp in tps:
-            consumer.seek(tp, args.offset)
+            consumer.seek(tp, int(args.offset))
     elif args.from_timestamp is not None:
         for tp in tps:
             await consumer.seek_to_timestamp(tp, args.from_timestamp)
@@ -366,12 +398,23 @@ async def _position(consumer: Consumer, tps: list[TopicPartition],
         await consumer.seek_to_end()
 
 
+async def _at_ends(consumer: Consumer, ends: dict[TopicPartition, int] | None) -> bool:
+    if ends is None:
+        return False
+    for tp, end in ends.items():
+        if await consumer.position(tp) < end:
+            return False
+    return True
+
+
 async def _print_records(consumer: Consumer, args: argparse.Namespace, out: Any,
-                     key_sep: bytes) -> None:
+                         key_sep: bytes, ends: dict[TopicPartition, int] | None = None) -> None:
     seen = 0
     loop = asyncio.get_running_loop()
     idle_since = loop.time()
     while args.max_messages is None or seen < args.max_messages:
+        if await _at_ends(consumer, ends):
+            break
         wait = 1000.0
         if args.timeout_ms is not None:
             left = args.timeout_ms - (loop.time() - idle_since) * 1000

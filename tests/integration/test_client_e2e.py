@@ -65,6 +65,15 @@ def test_cli_topic_produce_consume(broker: BrokerProcess) -> None:
         ("k1", "first"), ("k2", "second"), ("k3", "third")]
     offsets = [r["offset"] for r in rows]
     assert offsets == sorted(set(offsets))
+    # kcat's -o -N and -e: from a little before the end, exit at the end (no timeout).
+    tail = odradek("consume", "events", "--offset", f"-{offsets[-1] - offsets[1] + 1}",
+                   "--exit", *boot)
+    assert tail.returncode == 0, tail.stderr
+    assert tail.stdout.splitlines() == ["second", "third"]
+    everything = odradek("consume", "events", "-o", "beginning", "-e", *boot)
+    assert everything.stdout.splitlines() == ["first", "second", "third"]
+    bad_offset = odradek("consume", "events", "--offset", "soon", *boot)
+    assert bad_offset.returncode != 0 and "expected beginning, end" in bad_offset.stderr
     described = odradek("topic", "describe", "events", *boot)
     assert "retention.ms" in described.stdout and "3600000" in described.stdout
     bad = odradek("topic", "create", "bad name", *boot)
