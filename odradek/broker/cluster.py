@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from odradek.broker import clock, regressions
+from odradek.broker import clock, in_sync, regressions
 from odradek.broker.data_dir import write_durably
 from odradek.broker.errors import BrokerError, Reason
 from odradek.broker.metadata.commands import (
@@ -174,6 +174,7 @@ class ClusterNode:
         self._spawn(self._register_loop())
         self._spawn(self._balance_loop())
         self._spawn(self._reassign_loop())
+        self._spawn(in_sync.report_loop(self, self._topic_ids))
         if not self.voter:
             self._spawn(self._observe_loop())
 

@@ -211,15 +211,19 @@ class TopicAdmin:
 
     def partition_info(self, topic: str, index: int, info: PartitionInfo) -> PartitionView:
         replicas = list(info.replicas)
-        leader, term, isr = info.leader, info.leader_term, replicas
+        leader, term = info.leader, info.leader_term
+        # The in-sync set the leader reported, so that every broker gives the same answer;
+        # before the first report of a new leader, the leader's own view.
+        in_sync = set(replicas if info.in_sync is None else info.in_sync)
         local = self.cluster.partitions.get((topic, index))
         if local is not None and local.node.is_leader():
             leader, term = self.cluster.id, local.node.term
             node = local.node
             voters = set(node.config.voters)
             replicas = [r for r in replicas if r in voters] + sorted(voters - set(replicas))
-            in_sync = set(local.in_sync_replicas())
-            isr = [r for r in replicas if r in in_sync]
+            if info.in_sync is None or info.leader_term != term:
+                in_sync = set(local.in_sync_replicas())
+        isr = [r for r in replicas if r in in_sync]
         return PartitionView(index, leader, tuple(replicas), tuple(isr), max(term, 0),
                              tuple(info.target_replicas or ()))
 

@@ -3,6 +3,7 @@ last_offset, snapshots round trip exactly, and queries answer from the image."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import pytest
@@ -15,8 +16,10 @@ from odradek.broker.metadata.commands import (
     CreatePartitions,
     CreateTopic,
     DeleteTopic,
+    InSyncReport,
     PartitionLeader,
     PartitionReplicas,
+    PartitionsInSync,
     ReassignPartition,
     RegisterBroker,
     SetBrokerDraining,
@@ -92,6 +95,11 @@ STALE: list[Command] = [
     PartitionReplicas("orders", 0, (1, 2, 3, 4), 10),     # config offset not newer
     PartitionReplicas("orders", 0, (1, 2), 11, topic_id="id-old"),
     PartitionReplicas("orders", 0, (), 11),
+    PartitionsInSync(1, (InSyncReport("orders", 0, 4, (1,)),)),        # older term
+    PartitionsInSync(2, (InSyncReport("orders", 0, 5, (2,)),)),        # not the leader
+    PartitionsInSync(1, (InSyncReport("orders", 0, 5, (2, 3)),)),      # leaves itself out
+    PartitionsInSync(1, (InSyncReport("orders", 0, 5, (1,), "id-old"),)),
+    PartitionsInSync(1, (InSyncReport("orders", 7, 5, (1,)), InSyncReport("gone", 0, 5, (1,)))),
     RegisterBroker(1, "h1", 9092, "a"),                   # same registration
     UnregisterBroker(99),
     SetBrokerDraining(99, True),
@@ -107,6 +115,30 @@ def test_stale_commands_change_only_last_offset(command: Command) -> None:
     assert base.partition("orders", 0) == PartitionInfo((1, 2, 3), None, 1, 5, 10)
     after = apply(base, 20, command)
     assert after == replace(base, last_offset=20)
+
+
+def test_in_sync_reports_of_the_leader_are_recorded_until_a_new_leader() -> None:
+    image = build(RegisterBroker(1, "h", 1), CreateTopic("t", "id", ((1, 2, 3), (2, 3, 1))),
+                  PartitionLeader("t", 0, 1, 4, "id"), PartitionLeader("t", 1, 1, 2, "id"))
+    image = apply(image, 10, PartitionsInSync(1, (
+        InSyncReport("t", 0, 4, (1, 3), "id"), InSyncReport("t", 1, 2, (1, 2, 3)))))
+    assert image.partition("t", 0).in_sync == (1, 3)
+    assert image.partition("t", 1).in_sync == (1, 2, 3)
+    assert decode_snapshot(encode_snapshot(image)) == image
+    # A new leader's election clears what the old one said; its own report then counts.
+    image = apply(image, 11, PartitionLeader("t", 0, 3, 5, "id"))
+    assert image.partition("t", 0).in_sync is None
+    assert apply(image, 12, PartitionsInSync(1, (InSyncReport("t", 0, 4, (1,)),))) \
+        == replace(image, last_offset=12)
+    assert apply(image, 12, PartitionsInSync(3, (InSyncReport("t", 0, 5, (3,)),))) \
+        .partition("t", 0).in_sync == (3,)
+
+
+def test_snapshots_without_in_sync_reports_still_read() -> None:
+    image = build(RegisterBroker(1, "h", 1), CreateTopic("t", "id", ((1,),)))
+    doc = json.loads(encode_snapshot(image))
+    del doc["topics"][0]["partitions"][0]["in_sync"]
+    assert decode_snapshot(json.dumps(doc).encode()) == image
 
 
 def test_entries_at_or_below_last_offset_are_skipped() -> None:

@@ -177,6 +177,53 @@ class PartitionLeader:
 
 
 @dataclass(frozen=True)
+class InSyncReport:
+    """One partition's in-sync replicas as its leader saw them in Raft term `term`."""
+
+    topic: str
+    partition: int
+    term: int
+    in_sync: tuple[int, ...]
+    topic_id: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "in_sync", tuple(self.in_sync))
+
+    def fields(self) -> dict[str, Any]:
+        return {"topic": self.topic, "partition": self.partition, "term": self.term,
+                "in_sync": self.in_sync, "topic_id": self.topic_id}
+
+
+@dataclass(frozen=True)
+class PartitionsInSync:
+    """A leader reports which replicas of the partitions it leads are in sync (Kafka's
+    AlterPartition), so that every broker answers metadata with the same in-sync set, not
+    only the leader. A report counts only for partitions whose recorded leader and term
+    are the reporter's: a deposed leader's late report changes nothing."""
+
+    TYPE: ClassVar[str] = "partitions_in_sync"
+    leader: int
+    reports: tuple[InSyncReport, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "reports", tuple(self.reports))
+
+    def encode(self) -> bytes:
+        return _dump(self.TYPE, {"leader": self.leader,
+                                 "reports": [r.fields() for r in self.reports]})
+
+
+def _decode_in_sync(f: Fields) -> PartitionsInSync:
+    reports = []
+    for raw in f.get_list("reports"):
+        r = Fields(f"{f.context} report", raw)
+        reports.append(InSyncReport(r.get_str("topic"), r.get_int("partition"),
+                                    r.get_int("term"), r.get_ints("in_sync"),
+                                    r.get_opt_str("topic_id")))
+    return PartitionsInSync(f.get_int("leader"), tuple(reports))
+
+
+@dataclass(frozen=True)
 class PartitionReplicas:
     """A partition's leader reports a committed membership change of its Raft group:
     `replicas` is the new voter set, `config_offset` the offset of the configuration entry
@@ -247,6 +294,7 @@ Command = (
     | ReassignPartition
     | PartitionLeader
     | PartitionReplicas
+    | PartitionsInSync
     | SecurityCommand
     | AllocateProducerIds
     | InitNamedProducer
@@ -283,6 +331,7 @@ _DECODERS: dict[str, Callable[[Fields], Command]] = {
     PartitionReplicas.TYPE: lambda f: PartitionReplicas(
         f.get_str("topic"), f.get_int("partition"), f.get_ints("replicas"),
         f.get_int("config_offset"), f.get_opt_str("topic_id")),
+    PartitionsInSync.TYPE: _decode_in_sync,
     AllocateProducerIds.TYPE: lambda f: AllocateProducerIds(
         f.get_int("broker_id"), f.get_int("count"), f.get_str_or("request_id", "")),
     InitNamedProducer.TYPE: lambda f: InitNamedProducer(

@@ -28,6 +28,7 @@ from odradek.broker.metadata.commands import (
     DeleteTopic,
     PartitionLeader,
     PartitionReplicas,
+    PartitionsInSync,
     ReassignPartition,
     RegisterBroker,
     SetBrokerDraining,
@@ -66,13 +67,16 @@ class PartitionInfo:
     """One partition. `replicas` is its Raft group's current voter set (first = preferred
     leader); `target_replicas` is set while a reassignment is in progress. `leader` is -1
     when unknown; `leader_term` is the Raft term of the last leader report (-1: none);
-    `config_offset` the partition-log offset of the last membership change reported."""
+    `config_offset` the partition-log offset of the last membership change reported;
+    `in_sync` the in-sync replicas the leader last reported in its term (None: no report
+    yet from this leader)."""
 
     replicas: tuple[int, ...]
     target_replicas: tuple[int, ...] | None = None
     leader: int = NO_LEADER
     leader_term: int = -1
     config_offset: int = -1
+    in_sync: tuple[int, ...] | None = None
 
     @property
     def effective_replicas(self) -> tuple[int, ...]:
@@ -305,8 +309,11 @@ def _apply(image: MetadataImage, cmd: Command) -> _State | None:
         if (info is None or part is None or cmd.leader < 0 or cmd.term <= part.leader_term
                 or (cmd.topic_id is not None and cmd.topic_id != info.topic_id)):
             return None
-        return _with_partition(image, info, cmd.partition,
-                               replace(part, leader=cmd.leader, leader_term=cmd.term))
+        return _with_partition(image, info, cmd.partition, replace(
+            part, leader=cmd.leader, leader_term=cmd.term, in_sync=None))
+
+    if isinstance(cmd, PartitionsInSync):
+        return _apply_in_sync(image, cmd)
 
     if isinstance(cmd, PartitionReplicas):
         info = image.topics.get(cmd.topic)
@@ -325,6 +332,30 @@ def _apply(image: MetadataImage, cmd: Command) -> _State | None:
             part, replicas=replicas, target_replicas=target, config_offset=cmd.config_offset))
 
     return None  # pragma: no cover - every Command type is handled above
+
+
+def _apply_in_sync(image: MetadataImage, cmd: PartitionsInSync) -> _State | None:
+    # One copy of each topic touched, however many of its partitions the report names.
+    changed: dict[str, list[PartitionInfo]] = {}
+    for r in cmd.reports:
+        info = image.topics.get(r.topic)
+        if info is None or (r.topic_id is not None and r.topic_id != info.topic_id):
+            continue
+        parts = changed.get(r.topic) or list(info.partitions)
+        if not 0 <= r.partition < len(parts):
+            continue
+        part = parts[r.partition]
+        if (part.leader != cmd.leader or part.leader_term != r.term
+                or cmd.leader not in r.in_sync or part.in_sync == r.in_sync):
+            continue
+        parts[r.partition] = replace(part, in_sync=r.in_sync)
+        changed[r.topic] = parts
+    if not changed:
+        return None
+    topics = dict(image.topics)
+    for name, parts in changed.items():
+        topics[name] = replace(topics[name], partitions=tuple(parts))
+    return image.brokers, topics
 
 
 def _keep_order(old: tuple[int, ...], new: tuple[int, ...]) -> tuple[int, ...]:
@@ -357,7 +388,7 @@ def encode_snapshot(image: MetadataImage) -> bytes:
                 "partitions": [
                     {"replicas": p.replicas, "target_replicas": p.target_replicas,
                      "leader": p.leader, "leader_term": p.leader_term,
-                     "config_offset": p.config_offset}
+                     "config_offset": p.config_offset, "in_sync": p.in_sync}
                     for p in t.partitions
                 ],
             }
@@ -403,6 +434,8 @@ def decode_snapshot(data: bytes) -> MetadataImage:
                 leader=pf.get_int("leader"),
                 leader_term=pf.get_int("leader_term"),
                 config_offset=pf.get_int("config_offset"),
+                # Snapshots written before in-sync reports existed have none.
+                in_sync=pf.get_opt_ints("in_sync") if "in_sync" in pf.obj else None,
             ))
         topics[name] = TopicInfo(name, f.get_str("topic_id"), tuple(parts),
                                  f.get_str_map("configs"))
