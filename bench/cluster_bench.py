@@ -143,12 +143,14 @@ class Broker:
 class Cluster:
     """n brokers on loopback, all metadata voters (n <= 3)."""
 
-    def __init__(self, root: Path, n: int = 3, log_level: str = "WARNING") -> None:
+    def __init__(self, root: Path, n: int = 3, log_level: str = "WARNING",
+                 extra: tuple[str, ...] = ()) -> None:
         ports = free_ports(n)
         voters = ",".join(f"{i}=127.0.0.1:{p}" for i, p in enumerate(ports))
         self.brokers = [
             Broker(root / f"broker-{i}", p,
-                   ["--broker-id", str(i), "--voters", voters, "--log-level", log_level])
+                   ["--broker-id", str(i), "--voters", voters, "--log-level", log_level,
+                    *extra])
             for i, p in enumerate(ports)]
 
     @property

@@ -28,7 +28,7 @@ from odradek.broker.metrics.broker import BrokerMetrics, MetricsServer, StateCol
 from odradek.broker.metrics.certs import CertificateCollector
 from odradek.broker.metrics.groups import GroupCollector
 from odradek.broker.peers.raft_transport import RaftTransport
-from odradek.broker.replication.host import RaftHost
+from odradek.broker.replication.host import RaftHost, ThreadSyncer
 from odradek.broker.replication.producer_state import DEFAULT_EXPIRATION_MS
 from odradek.broker.replication.replica import ReplicatedPartition
 from odradek.broker.topic_admin import TopicAdmin
@@ -57,6 +57,8 @@ class BrokerSettings:
     retention_check_interval_ms: int = 30_000
     flush_check_interval_ms: int = 100
     tick_interval_ms: int = 50
+    # Partition fsyncs in a worker thread (off: on the event loop, to compare in bench/).
+    fsync_in_worker: bool = True
     metadata_snapshot_every: int = 1000
     producer_id_expiration_ms: int = DEFAULT_EXPIRATION_MS
     shutdown_grace_s: float = 5.0
@@ -86,6 +88,7 @@ class Broker:
         self.cluster: ClusterNode | None = None
         self.transport: RaftTransport | None = None
         self.host: RaftHost | None = None
+        self.syncer: ThreadSyncer | None = None
         self.groups: GroupCoordinator | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = asyncio.Event()
@@ -127,11 +130,12 @@ class Broker:
         self.transport = RaftTransport(s.broker_id, resolve, self._deliver, tls=peer_tls)
         tick_s = s.tick_interval_ms / 1000
         transport = self.transport
+        self.syncer = ThreadSyncer() if s.fsync_in_worker else None
         election_s = tick_s * ClusterSettings.election_ticks
         self.host = RaftHost(s.broker_id, transport.send, tick_s,
                              alive=lambda peer: transport.alive(peer, election_s),
                              on_tick=lambda: transport.ping_idle(tick_s),
-                             stall_after_s=election_s / 2)
+                             stall_after_s=election_s / 2, syncer=self.syncer)
         cluster_settings = ClusterSettings(
             broker_id=s.broker_id, host=s.host, port=self.port, data_dir=s.data_dir,
             voters=voters, rack=s.rack, topic_defaults=self.defaults,
@@ -240,6 +244,8 @@ class Broker:
             await self.transport.stop()
         if self.cluster is not None:
             await self.cluster.stop()
+        if self.syncer is not None:  # after the logs closed: no fsync is left to wait for
+            await asyncio.get_running_loop().run_in_executor(None, self.syncer.close)
         if self._data_lock is not None:
             self._data_lock.release()
         log.info("broker %d stopped", self.settings.broker_id)

@@ -440,7 +440,8 @@ class ClusterNode:
         if not id_file.exists() or id_file.read_text() != topic_id:
             write_durably(id_file, topic_id)
         storage = PartitionRaftStorage(
-            plog, replicas, producer_id_expiration_ms=self.settings.producer_id_expiration_ms)
+            plog, replicas, producer_id_expiration_ms=self.settings.producer_id_expiration_ms,
+            sync_behind=self.host.syncer is not None)
         node = RaftNode(dataclasses.replace(self._raft_config(False),
                                             lost_commit=storage.lost_commit), storage, self._rng)
         name = partition_group(topic, index)

@@ -18,4 +18,8 @@ GROUP_CHANGES_WITHOUT_QUORUM = "group-changes-without-quorum"
 # instance had it (found by tests/chaos): it then fenced its successor.
 FENCED_PRODUCER_RESUMES = "fenced-producer-resumes"
 
+# Planted, to show that the simulation checks the fsync thread's ordering: a Ready's
+# messages (a follower's acknowledgements, a candidate's votes) leave before its fsync.
+SENDS_BEFORE_FSYNC = "sends-before-fsync"
+
 reintroduced: set[str] = set()

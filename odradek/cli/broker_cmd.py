@@ -62,6 +62,9 @@ def add_broker_parser(
     p.add_argument("--log-cleanup-interval-ms", type=_positive_int, default=30_000,
                    metavar="MS", help="run retention and compaction over every partition "
                    "this often (Kafka's log.retention.check.interval.ms; default 30 s)")
+    p.add_argument("--fsync-on-event-loop", action="store_true",
+                   help="fsync partition logs on the event loop instead of a worker "
+                        "thread (slower: for comparisons in bench/)")
     p.add_argument("--offsets-topic-partitions", type=int, default=8, metavar="N",
                    help="partitions of the internal topic __consumer_offsets when it is "
                         "created (group coordinators are spread over them; default "

@@ -130,6 +130,7 @@ def run_broker(args: argparse.Namespace) -> int:
             metadata_snapshot_every=args.metadata_snapshot_every,
             producer_id_expiration_ms=args.producer_id_expiration_ms,
             retention_check_interval_ms=args.log_cleanup_interval_ms,
+            fsync_in_worker=not args.fsync_on_event_loop,
             offsets_topic_partitions=args.offsets_topic_partitions,
             metrics_port=metrics_port(args.metrics_port, args.port),
             tls=tls_settings(args), security=security_settings(args))

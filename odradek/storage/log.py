@@ -11,9 +11,11 @@ Layout of a partition directory:
   reset-to                          present only while reset_to() runs: open() completes
                                     an interrupted reset (see reset_to)
 
-Thread safety: appends, truncation and flush are serialized by the caller (the broker's
-event loop); retention and compaction may run in another thread beside them, and reads
-from any thread: an internal lock keeps the segment list consistent. Compaction reads and
+Thread safety: appends and truncation are serialized by the caller (the broker's event
+loop); flush may run in another thread (the broker's fsync thread) between the appends it
+covers and the next, and so may retention and compaction, and reads from any thread: an
+internal lock keeps the segment list consistent, and a segment's own lock keeps a flush
+from touching a segment closed meanwhile. Compaction reads and
 writes files outside the lock and takes it only to swap a cleaned group in, which it
 skips if the group changed meanwhile.
 """
@@ -104,6 +106,7 @@ class PartitionLog:
         self._segments = segments
         self._bases = [s.base_offset for s in segments]
         self._lock = threading.RLock()
+        self._flush_lock = threading.Lock()  # one flush at a time (loop timer, fsync thread)
         self._recovery_point = recovery_point
         self._unflushed_messages = 0
         self._last_flush_ms = clock()
@@ -210,9 +213,11 @@ class PartitionLog:
             self.flush()
         return AppendInfo(first, offset - 1, now if append_time else -1, max_ts)
 
-    def append_replicated(self, records: bytes) -> AppendInfo:
+    def append_replicated(self, records: bytes, flush: bool = True) -> AppendInfo:
         """Follower/Raft path: batches keep their offsets and epochs; the first must start
-        at the log end offset and offsets must increase."""
+        at the log end offset and offsets must increase. flush=False leaves the fsync that
+        flush.messages asks for to the caller (who then calls flush() before relying on
+        the batches being durable)."""
         self._check_open()
         config = self.config
         end = len(records)
@@ -245,7 +250,7 @@ class PartitionLog:
             seg = self._maybe_roll(end, expected - 1, now)
             seg.append(records, batches, config.index_interval_bytes)
             self._unflushed_messages += messages
-        if self._unflushed_messages >= config.flush_messages:
+        if flush and self._unflushed_messages >= config.flush_messages:
             self.flush()
         return AppendInfo(batches[0].base_offset, expected - 1,
                           max_ts if config.log_append_time else -1, max_ts)
@@ -372,29 +377,32 @@ class PartitionLog:
 
     def flush(self) -> None:
         """fsyncs the data and indexes of every segment written since the last flush."""
-        with self._lock:
-            if self._closed:
-                return
-            active = self._segments[-1]
-            dirty = [s for s in self._segments if s.unflushed]
-            dir_dirty = self._dir_dirty
-            self._dir_dirty = False
-            point = active.base_offset
-        started = time.perf_counter()
-        for seg in dirty:
-            seg.flush()
-            if seg is not active:
-                seg.index.close()
-                seg.time_index.close()
-        if dir_dirty:
-            fsync_dir(self.directory)
-        if point != self._recovery_point:
-            _write_recovery_point(self.directory, point)
-            self._recovery_point = point
-        self._unflushed_messages = 0
-        self._last_flush_ms = self._clock()
+        with self._flush_lock:
+            with self._lock:
+                if self._closed:
+                    return
+                active = self._segments[-1]
+                dirty = [s for s in self._segments if s.unflushed]
+                dir_dirty = self._dir_dirty
+                self._dir_dirty = False
+                point = active.base_offset
+            started = time.perf_counter()
+            for seg in dirty:
+                seg.flush(release_indexes=seg is not active)
+            if dir_dirty:
+                fsync_dir(self.directory)
+            if point != self._recovery_point:
+                _write_recovery_point(self.directory, point)
+                self._recovery_point = point
+            self._unflushed_messages = 0
+            self._last_flush_ms = self._clock()
         if self.flush_observer is not None and (dirty or dir_dirty):
             self.flush_observer(time.perf_counter() - started)
+
+    @property
+    def flush_owed(self) -> bool:
+        """Do the appends since the last flush reach flush.messages?"""
+        return self._unflushed_messages >= self.config.flush_messages
 
     def flush_if_due(self) -> bool:
         """Flushes when flush.ms has passed since the last flush and data is unflushed."""

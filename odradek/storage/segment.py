@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import struct
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,6 +86,9 @@ class LogSegment:
         self._max_ts_at_index = -1  # largest timestamp before the scan position
         self.unflushed = False
         self.closed = False
+        # A flush may run in the broker's fsync thread while the event loop closes the
+        # segment (retention, compaction's swap, a truncation): never fsync a closed fd.
+        self._file_lock = threading.Lock()
 
     # ---------------------------------------------------------------- loading
 
@@ -313,21 +317,28 @@ class LogSegment:
 
     # ---------------------------------------------------------------- durable
 
-    def flush(self) -> None:
-        if self.closed:
-            return
-        os.fsync(self.fd)
-        self.index.flush()
-        self.time_index.flush()
-        self.unflushed = False
+    def flush(self, release_indexes: bool = False) -> None:
+        """fsyncs the data and indexes; release_indexes (a sealed segment) also closes
+        the index files, which are read again on demand."""
+        with self._file_lock:
+            if self.closed:
+                return
+            os.fsync(self.fd)
+            self.index.flush()
+            self.time_index.flush()
+            self.unflushed = False
+            if release_indexes:
+                self.index.close()
+                self.time_index.close()
 
     def close(self) -> None:
-        if self.closed:
-            return
-        self.index.close()
-        self.time_index.close()
-        os.close(self.fd)
-        self.closed = True
+        with self._file_lock:
+            if self.closed:
+                return
+            self.index.close()
+            self.time_index.close()
+            os.close(self.fd)
+            self.closed = True
 
     def files(self) -> list[Path]:
         return [self.log_path, self.index.path, self.time_index.path]

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from odradek.broker import regressions
 from odradek.broker.errors import BrokerError
-from odradek.broker.replication.host import RaftGroup, RaftHost
+from odradek.broker.replication.host import RaftGroup, RaftHost, SyncDone, run_syncs
 from odradek.broker.replication.log_storage import PartitionRaftStorage
 from odradek.broker.replication.replica import ReplicatedPartition
 from odradek.raft import Message, MessageType, RaftConfig, RaftNode
@@ -42,23 +43,53 @@ class Net:
         return send
 
 
+class HeldSyncer:
+    """A fsync thread the test can hold: jobs wait while `held`; `fail` makes the next
+    jobs' fsyncs raise OSError (a failing disk), as many as it counts down."""
+
+    def __init__(self) -> None:
+        self.held = False
+        self.fail = 0
+        self.waiting: list[tuple[list[Callable[[], None]], SyncDone]] = []
+
+    def submit(self, syncs: list[Callable[[], None]], done: SyncDone) -> None:
+        self.waiting.append((syncs, done))
+        if not self.held:
+            self.release()
+
+    def release(self) -> None:
+        self.held = False
+        jobs, self.waiting = self.waiting, []
+        for syncs, done in jobs:
+            if self.fail > 0:
+                self.fail -= 1
+                outcomes: list[BaseException | None] = [OSError(5, "EIO") for _ in syncs]
+            else:
+                outcomes = run_syncs(syncs)
+            asyncio.get_running_loop().call_soon(done, outcomes)
+
+
 class Replica:
-    def __init__(self, node_id: int, root: Path, net: Net, quiesce: bool = False) -> None:
+    def __init__(self, node_id: int, root: Path, net: Net, quiesce: bool = False,
+                 syncer: HeldSyncer | None = None) -> None:
         self.id = node_id
         self.dir = root / f"b{node_id}" / GROUP
         self.net = net
+        self.syncer = syncer
         # With a liveness signal (here: "not cut off") idle groups quiesce.
         self.alive: Callable[[int], bool] | None = (
             (lambda peer: peer not in net.down) if quiesce else None)
         self.start()
 
     def start(self) -> None:
-        self.log = PartitionLog.open(self.dir, LogConfig(segment_bytes=4096))
-        self.storage = PartitionRaftStorage(self.log, IDS)
+        behind = self.syncer is not None
+        self.log = PartitionLog.open(self.dir, LogConfig(segment_bytes=4096,
+                                                         flush_messages=1 if behind else 2**62))
+        self.storage = PartitionRaftStorage(self.log, IDS, sync_behind=behind)
         self.node = RaftNode(RaftConfig(self.id, election_ticks=5, return_committed_entries=False),
                              self.storage, random.Random(self.id))
         self.host = RaftHost(self.id, self.net.sender(self.id), tick_interval_s=0.01,
-                             alive=self.alive, quiesce_after_ticks=5)
+                             alive=self.alive, quiesce_after_ticks=5, syncer=self.syncer)
         self.partition = ReplicatedPartition("t", 0, self.log, self.node,
                                              lambda: self.host.schedule(GROUP), lambda _: None,
                                              broker_alive=self.alive or (lambda _: False))
@@ -256,3 +287,68 @@ async def test_in_sync_means_holding_what_the_leader_held_a_lag_ago(tmp_path: Pa
         for r in replicas:
             if r.id not in net.down:
                 await r.crash()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("planted", [False, True], ids=["fixed", "sends-before-fsync"])
+async def test_fsyncs_behind_the_loop_acknowledge_nothing_before_it_is_durable(
+        tmp_path: Path, planted: bool) -> None:
+    """With the fsyncs in a worker (the broker's ThreadSyncer), a follower writes what the
+    leader sends at once but answers only when its fsync is done: while both followers'
+    fsyncs are held, the entries are in their logs and the write is not acknowledged.
+    Planted (regressions.SENDS_BEFORE_FSYNC): the write is acknowledged while held."""
+    if planted:
+        regressions.reintroduced.add(regressions.SENDS_BEFORE_FSYNC)
+    net = Net()
+    syncers = {i: HeldSyncer() for i in IDS}
+    replicas = [Replica(i, tmp_path, net, syncer=syncers[i]) for i in IDS]
+    try:
+        leader = await leader_of(replicas)
+        await leader.partition.append(encode_batch([(0, None, b"first")]), timeout_s=10)
+        followers = [r for r in replicas if r is not leader]
+        for f in followers:
+            syncers[f.id].held = True
+        end = leader.log.log_end_offset
+        write = asyncio.ensure_future(
+            leader.partition.append(encode_batch([(0, None, b"second")]), timeout_s=20))
+        await wait_until(lambda: all(f.log.log_end_offset > end for f in followers))
+        await wait_until(lambda: all(syncers[f.id].waiting for f in followers))
+        if planted:
+            await asyncio.wait_for(write, 10)  # the planted bug shows
+            return
+        assert not write.done(), "acknowledged before any follower's fsync"
+        assert leader.partition.high_watermark <= end
+        syncers[followers[0].id].release()
+        await asyncio.wait_for(write, 10)
+        assert values(leader) == [b"first", b"second"]
+    finally:
+        regressions.reintroduced.clear()
+        for s in syncers.values():
+            s.release()
+        for r in replicas:
+            await r.crash()
+
+
+@pytest.mark.timeout(60)
+async def test_a_failed_fsync_behind_the_loop_is_retried_and_the_follower_catches_up(
+        tmp_path: Path) -> None:
+    """A follower whose fsyncs fail (its written entries not durable) sends nothing for
+    them, writes them again from the next Ready on, and catches up once its disk works."""
+    net = Net()
+    syncers = {i: HeldSyncer() for i in IDS}
+    replicas = [Replica(i, tmp_path, net, syncer=syncers[i]) for i in IDS]
+    try:
+        leader = await leader_of(replicas)
+        sick = next(r for r in replicas if r is not leader)
+        syncers[sick.id].fail = 5
+        for n in range(10):
+            await leader.partition.append(encode_batch([(n, None, b"v%d" % n)]), timeout_s=10)
+        expected = [b"v%d" % n for n in range(10)]
+        assert values(leader) == expected
+        await wait_until(lambda: syncers[sick.id].fail == 0)
+        await wait_until(lambda: sick.partition.high_watermark == leader.partition.high_watermark
+                         and sick.log.log_end_offset == leader.log.log_end_offset)
+        assert values(sick) == expected
+    finally:
+        for r in replicas:
+            await r.crash()

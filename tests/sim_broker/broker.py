@@ -20,7 +20,7 @@ from odradek.broker.groups.coordinator import CoordinatorSettings, GroupCoordina
 from odradek.broker.groups.lookup import OffsetLookup
 from odradek.broker.peers.controller import MetadataReply, PeerUnavailable
 from odradek.broker.producers.manager import ProducerIdManager
-from odradek.broker.replication.host import RaftHost
+from odradek.broker.replication.host import RaftHost, SyncDone, run_syncs
 from odradek.broker.topic_admin import TopicAdmin
 from odradek.broker.topics.reads import OffsetSpec, list_offsets
 from odradek.raft import Message
@@ -43,6 +43,20 @@ def address(broker_id: int) -> str:
 
 def broker_of(addr: str) -> int:
     return int(addr.split(":")[0][1:])
+
+
+class SimSyncer:
+    """The broker's fsync thread in virtual time: each job's fsyncs happen a moment later
+    (now and then a stall), while the groups take messages and proposals; a crash first
+    loses what they wrote (the job never runs)."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+
+    def submit(self, syncs: list[Callable[[], None]], done: SyncDone) -> None:
+        rng = self.rng
+        delay = rng.uniform(0.1, 1.5) if rng.random() < 0.05 else min(rng.expovariate(200), 0.05)
+        asyncio.get_running_loop().call_later(delay, lambda: done(run_syncs(syncs)))
 
 
 class SimBroker:
@@ -85,7 +99,8 @@ class SimBroker:
         election_s = TICK_S * settings.election_ticks
         self.host = RaftHost(self.id, self.send, TICK_S,
                              alive=lambda peer: self.alive(peer, election_s),
-                             on_tick=lambda: self.ping_idle(TICK_S))
+                             on_tick=lambda: self.ping_idle(TICK_S),
+                             syncer=SimSyncer(random.Random(w.rng.getrandbits(32))))
         self.cluster = ClusterNode(settings, self.host,
                                    broker_alive=lambda peer: self.alive(peer, election_s),
                                    controller=SimControllerClient(self))

@@ -10,18 +10,31 @@ once a leader's group has been caught up and unchanged for a while, it tells the
 to stop ticking and stops its own heartbeats. Liveness then comes from one signal per
 broker pair (the transport's pings): a quiet follower wakes, and may start an election,
 when nothing has arrived from the leader's broker within an election timeout. Any message,
-proposal or leadership change wakes a group."""
+proposal or leadership change wakes a group.
+
+Fsyncs run behind the loop when the host has a Syncer (a broker's: a few worker
+threads): a Ready's writes go to the page cache on the loop, the fsyncs its storage owes
+for them (``take_sync``) go to the syncer, one job per group, and only when that job is
+done are the Ready's messages sent (a leader's leave at once unless its term or vote
+changed: it writes its log beside its followers) and the Ready advanced (a leader's own
+entries count for the commit only then). Meanwhile the group takes
+messages and proposals (Raft's log keeps them unstable) but no new Ready, so each
+group's writes and fsyncs stay in order and nothing is acknowledged before it is
+durable."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import functools
 import logging
 import math
 from collections.abc import Callable
-from typing import Protocol
+from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol, runtime_checkable
 
-from odradek.broker import clock
+from odradek.broker import clock, regressions
 from odradek.raft import Message, MessageType, RaftNode, Ready, Role
 from odradek.raft.storage import PersistentLogStorage
 
@@ -45,6 +58,55 @@ class GroupListener(Protocol):
         """A message from another replica of the group arrived."""
 
 
+@runtime_checkable
+class SyncBehind(Protocol):
+    def take_sync(self) -> Callable[[], None] | None:
+        """The fsyncs owed by the writes since the last call, or None."""
+
+
+SyncDone = Callable[[list[BaseException | None]], None]
+
+
+class Syncer(Protocol):
+    def submit(self, syncs: list[Callable[[], None]], done: SyncDone) -> None:
+        """Runs the syncs in order, later than now; then done(one outcome per sync), on
+        the event loop."""
+
+
+class ThreadSyncer:
+    """Runs fsyncs in worker threads. The host has at most one job per group in flight,
+    so a group's fsyncs stay in order however many workers there are."""
+
+    def __init__(self, workers: int = 4) -> None:
+        self._worker = ThreadPoolExecutor(workers, thread_name_prefix="odradek-fsync")
+
+    def submit(self, syncs: list[Callable[[], None]], done: SyncDone) -> None:
+        loop = asyncio.get_running_loop()
+
+        def run() -> None:
+            outcomes = run_syncs(syncs)
+            with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits
+                loop.call_soon_threadsafe(done, outcomes)
+
+        self._worker.submit(run)
+
+    def close(self) -> None:
+        self._worker.shutdown(wait=True)
+
+
+def run_syncs(syncs: list[Callable[[], None]]) -> list[BaseException | None]:
+    """Runs each sync; what each raised (handed to the loop, which abandons that Ready)."""
+    outcomes: list[BaseException | None] = []
+    for sync in syncs:
+        try:
+            sync()
+        except BaseException as exc:
+            outcomes.append(exc)
+        else:
+            outcomes.append(None)
+    return outcomes
+
+
 class RaftGroup:
     def __init__(self, name: str, node: RaftNode, storage: PersistentLogStorage,
                  listener: GroupListener) -> None:
@@ -52,6 +114,16 @@ class RaftGroup:
         self.node = node
         self.storage = storage
         self.listener = listener
+        self.vote = (node.term, node.vote)  # of the last durable hard state
+
+    def leads_in_same_vote(self, ready: Ready) -> bool:
+        """Is this a leader's Ready that changes neither term nor vote? Its messages may
+        leave before its own fsync (Raft's leader writes its log in parallel with its
+        followers; its own entries count for the commit only once durable), while a vote
+        or a follower's acknowledgement must wait for it."""
+        hs = ready.hard_state
+        same = hs is None or (hs.term, hs.vote) == self.vote
+        return same and ready.soft_state.role == Role.LEADER and ready.snapshot_to_apply is None
 
 
 class ElectionCounter:
@@ -79,8 +151,11 @@ class RaftHost:
     def __init__(self, broker_id: int, send: Send, tick_interval_s: float = 0.1,
                  alive: Callable[[int], bool] | None = None,
                  on_tick: Callable[[], None] | None = None,
-                 quiesce_after_ticks: int = 20, stall_after_s: float = 0.5) -> None:
+                 quiesce_after_ticks: int = 20, stall_after_s: float = 0.5,
+                 syncer: Syncer | None = None) -> None:
         self.broker_id = broker_id
+        self.syncer = syncer
+        self._owed: list[tuple[RaftGroup, Ready, Callable[[], None]]] = []
         self.send = send
         self.tick_interval_s = tick_interval_s
         # Without a liveness signal groups never quiesce (every follower must keep its timer).
@@ -154,19 +229,28 @@ class RaftHost:
         dirty, self._dirty = self._dirty, set()
         for name in dirty:
             group = self.groups.get(name)
-            if group is None:
-                continue
-            try:
-                self._handle(group)
-            except Exception:
-                # Once per failure, not once per tick of retries.
-                if name not in self._failing:
-                    self._failing.add(name)
-                    log.exception("raft group %s failed to process its ready state", name)
-            else:
-                if name in self._failing:
-                    self._failing.discard(name)
-                    log.info("raft group %s processes its ready state again", name)
+            if group is not None:
+                self._guarded(group, self._handle)
+        owed, self._owed = self._owed, []
+        for job in owed:
+            # One job per group: fsyncs of different partitions' files run side by side,
+            # and one group's never waits behind another's.
+            assert self.syncer is not None
+            self.syncer.submit([job[2]], functools.partial(self._synced, [job]))
+
+    def _guarded(self, group: RaftGroup, step: Callable[[RaftGroup], None]) -> None:
+        name = group.name
+        try:
+            step(group)
+        except Exception:
+            # Once per failure, not once per tick of retries.
+            if name not in self._failing:
+                self._failing.add(name)
+                log.exception("raft group %s failed to process its ready state", name)
+        else:
+            if name in self._failing:
+                self._failing.discard(name)
+                log.info("raft group %s processes its ready state again", name)
 
     def _handle(self, group: RaftGroup) -> None:
         node = group.node
@@ -180,17 +264,50 @@ class RaftHost:
                     storage.append(ready.entries_to_persist)
                 if ready.hard_state is not None:
                     storage.set_hard_state(ready.hard_state)
+                sync = storage.take_sync() if isinstance(storage, SyncBehind) else None
+                if sync is not None and self.syncer is None:
+                    sync()
+                    sync = None
             except BaseException:
                 # Not durable, so not acknowledged: retried from the next tick on (the
                 # append truncates whatever part of it reached the log first).
                 node.abandon(ready)
                 raise
-            group.listener.on_persisted(ready)
-            for message in ready.messages:
-                self.send(message.to_id, group.name, message)
-            node.advance(ready)
-            self.elections.role(group.name, ready.soft_state.role)
-            group.listener.on_ready(ready)
+            if sync is not None:
+                planted = regressions.SENDS_BEFORE_FSYNC in regressions.reintroduced
+                if planted or group.leads_in_same_vote(ready):
+                    for message in ready.messages:
+                        self.send(message.to_id, group.name, message)
+                    ready = dataclasses.replace(ready, messages=[])
+                self._owed.append((group, ready, sync))
+                return  # the rest when the fsync is done (_synced)
+            self._finish(group, ready)
+
+    def _finish(self, group: RaftGroup, ready: Ready) -> None:
+        if ready.hard_state is not None:
+            group.vote = (ready.hard_state.term, ready.hard_state.vote)
+        group.listener.on_persisted(ready)
+        for message in ready.messages:
+            self.send(message.to_id, group.name, message)
+        group.node.advance(ready)
+        self.elections.role(group.name, ready.soft_state.role)
+        group.listener.on_ready(ready)
+
+    def _synced(self, owed: list[tuple[RaftGroup, Ready, Callable[[], None]]],
+                outcomes: list[BaseException | None]) -> None:
+        for (group, ready, _), error in zip(owed, outcomes, strict=True):
+            if self.groups.get(group.name) is not group:
+                continue  # removed (topic deleted, broker stopping) while it synced
+
+            def finish(g: RaftGroup, ready: Ready = ready,
+                       error: BaseException | None = error) -> None:
+                if error is not None:
+                    g.node.abandon(ready)  # not durable: its messages are not sent
+                    raise error
+                self._finish(g, ready)
+
+            self._guarded(group, finish)
+            self.schedule(group.name)
 
     def fresh_since(self) -> float:
         """Acknowledgements received before this time may be stale and prove nothing about

@@ -15,7 +15,13 @@ fsynced by flush.messages / flush.ms; the term and vote are always fsynced, and 
 index is saved at most every COMMIT_SAVE_INTERVAL_S. The state file is a cache of the log
 below ``scanned_to``; any change to the log below that point (truncation, snapshot
 install) first saves the state durably (write-ahead), so that after a crash the state file
-never describes log contents that are gone or replaced."""
+never describes log contents that are gone or replaced.
+
+With ``sync_behind`` (the broker's partitions), append and set_hard_state write without
+fsyncing; the fsyncs they owe are handed to the Raft host (``take_sync``), which runs them
+in its fsync thread and sends the Ready's messages only after, so no produce or fetch
+waits on the event loop behind another partition's fsync. Writes that change what is
+already stored (truncation, snapshot install) still fsync in place, write-ahead."""
 
 from __future__ import annotations
 
@@ -71,8 +77,11 @@ class PartitionRaftStorage:
     def __init__(self, log: PartitionLog, initial_voters: Sequence[int],
                  clock: Callable[[], int] | None = None,
                  producer_id_expiration_ms: int = DEFAULT_EXPIRATION_MS,
-                 producer_state: bool = True) -> None:
+                 producer_state: bool = True, sync_behind: bool = False) -> None:
         self.log = log
+        self.sync_behind = sync_behind
+        self._log_owed = False  # sync_behind: a flush the topic's policy asks for
+        self._state_owed: str | None = None  # sync_behind: a state to save durably
         self.path = log_dir(log) / STATE_FILE
         self._clock = clock or broker_clock.time_ms
         self._commit_saved_at = 0.0
@@ -112,10 +121,15 @@ class PartitionRaftStorage:
         return state
 
     def save(self, sync: bool) -> None:
+        self._write_state(self._state_json(), sync)
+
+    def _state_json(self) -> str:
         s = self.state
-        data = json.dumps({"term": s.term, "vote": s.vote, "commit": s.commit,
+        return json.dumps({"term": s.term, "vote": s.vote, "commit": s.commit,
                            "voters": s.voters, "epochs": s.epochs, "configs": s.configs,
                            "scanned_to": s.scanned_to, "reset_to": s.reset_to})
+
+    def _write_state(self, data: str, sync: bool) -> None:
         tmp = self.path.with_suffix(".tmp")
         with open(tmp, "w") as f:
             f.write(data)
@@ -248,7 +262,8 @@ class PartitionRaftStorage:
         # The log fsyncs by the topic's flush.messages; with flush.messages=1 the entries
         # are durable when this returns, before the follower acknowledges them.
         data = b"".join(parts)
-        self.log.append_replicated(data)
+        self.log.append_replicated(data, flush=not self.sync_behind)
+        self._log_owed = self._log_owed or (self.sync_behind and self.log.flush_owed)
         self.state.scanned_to = self.log.log_end_offset
         if self.producers is not None:
             self.producers.on_append(data)
@@ -276,11 +291,31 @@ class PartitionRaftStorage:
         if vote_changed or self.strict:
             # Strict: the commit index too, so that the high watermark a restarted
             # replica serves never goes back below what it already exposed.
-            self.save(sync=True)
+            if self.sync_behind:
+                self._state_owed = self._state_json()
+            else:
+                self.save(sync=True)
             self._commit_saved_at = now
         elif now - self._commit_saved_at >= COMMIT_SAVE_INTERVAL_S:
             self.save(sync=False)
             self._commit_saved_at = now
+
+    def take_sync(self) -> Callable[[], None] | None:
+        """The fsyncs that the writes since the last call owe (sync_behind), as one call
+        that may run in another thread before this group's next write; None if none."""
+        log_owed, state = self._log_owed, self._state_owed
+        self._log_owed, self._state_owed = False, None
+        if not log_owed and state is None:
+            return None
+
+        def sync() -> None:
+            # The log first: a durable state never vouches for entries that are not.
+            if log_owed:
+                self.log.flush()
+            if state is not None:
+                self._write_state(state, sync=True)
+
+        return sync
 
     @property
     def strict(self) -> bool:
