@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.metadata
+import os
 import sys
 from collections.abc import Sequence
 from typing import cast
@@ -48,8 +49,28 @@ def build_parser() -> StrictParser:
     return parser
 
 
+def connection_hint(args: argparse.Namespace, message: str) -> str | None:
+    """What to try when a broker closed the connection during the handshake: a TLS
+    listener meets a plaintext client, or asks for a client certificate it was not given.
+    gRPC says only `Socket closed` (or names the handshake) in both cases."""
+    if not any(word in message for word in ("Socket closed", "handshake", "SSL", "TLS")):
+        return None
+    env = os.environ.get
+    tls = any(getattr(args, name, None) for name in ("tls", "tls_ca", "tls_cert")) \
+        or env("ODRADEK_TLS") == "1" or bool(env("ODRADEK_TLS_CA") or env("ODRADEK_TLS_CERT"))
+    if not tls:
+        return ("hint: the broker may speak TLS only: add --tls, with --tls-ca PEM when its "
+                "CA is not a system root, and --tls-cert PEM --tls-key PEM for mutual TLS")
+    if not (getattr(args, "tls_cert", None) or env("ODRADEK_TLS_CERT")):
+        return ("hint: the broker may require a client certificate (mutual TLS): add "
+                "--tls-cert PEM --tls-key PEM")
+    return ("hint: check that --tls-ca signs the broker's certificate and that the broker "
+            "trusts --tls-cert")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from odradek.client.errors import OdradekError
+    from odradek.security.tls import TLSConfigError
 
     parser = build_parser()
     args = parse_strictly(parser, argv)
@@ -60,12 +81,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(result or 0)
     except OdradekError as exc:
         print(f"error: {exc.message} ({exc.reason})", file=sys.stderr)
+        hint = connection_hint(args, exc.message) if exc.reason == "UNAVAILABLE" else None
+        if hint:
+            print(hint, file=sys.stderr)
+        return 1
+    except TLSConfigError as exc:
+        print(f"error: {exc} (--tls-ca, --tls-cert, --tls-key)", file=sys.stderr)
         return 1
     except CliError as exc:
         suffix = f" ({exc.reason})" if exc.reason else ""
         print(f"error: {exc}{suffix}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        print(file=sys.stderr)  # end the line ^C was echoed on
         return 130
     except BrokenPipeError:
         # The reader went away (e.g. `| head`): stop quietly.

@@ -6,6 +6,8 @@ import argparse
 import getpass
 import os
 import sys
+from collections.abc import Coroutine
+from typing import Any
 
 from odradek.cli.common import CliError, bootstrap_parent, tls_options
 from odradek.client import Admin
@@ -70,9 +72,13 @@ def _new_password(args: argparse.Namespace) -> str:
     elif os.environ.get(ENV_NEW_PASSWORD):
         password = os.environ[ENV_NEW_PASSWORD]
     elif sys.stdin.isatty():
-        password = getpass.getpass(f"password for {args.name}: ")
-        if getpass.getpass("again: ") != password:
-            raise CliError("the passwords differ")
+        try:
+            password = getpass.getpass(f"password for {args.name}: ")
+            if getpass.getpass("again: ") != password:
+                raise CliError("the passwords differ")
+        except EOFError:
+            print(file=sys.stderr)  # the prompt's line was left open
+            raise CliError("no password given (end of input at the prompt)") from None
     else:
         raise CliError(f"no password: give --new-password-file or set {ENV_NEW_PASSWORD}")
     if not password:
@@ -80,16 +86,24 @@ def _new_password(args: argparse.Namespace) -> str:
     return password
 
 
-async def _create_user(args: argparse.Namespace) -> int:
-    password = _new_password(args)
+def _create_user(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
+    # The prompt comes before the event loop: under asyncio.run the first Ctrl-C only
+    # cancels the main task, which a blocking getpass never notices.
+    return _create_user_with(args, _new_password(args))
+
+
+async def _create_user_with(args: argparse.Namespace, password: str) -> int:
     async with Admin(args.bootstrap, **tls_options(args)) as admin:
         user = await admin.create_user(args.name, password, args.iterations)
     print(f"Created user {user.name} ({user.mechanism}, {user.iterations} iterations)")
     return 0
 
 
-async def _alter_user(args: argparse.Namespace) -> int:
-    password = _new_password(args)
+def _alter_user(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
+    return _alter_user_with(args, _new_password(args))  # the prompt first, as above
+
+
+async def _alter_user_with(args: argparse.Namespace, password: str) -> int:
     async with Admin(args.bootstrap, **tls_options(args)) as admin:
         user = await admin.alter_user(args.name, password, args.iterations)
     print(f"Changed the password of user {user.name}")
