@@ -13,6 +13,7 @@ from typing import IO, Any
 from odradek.cli.common import (
     CliError,
     add_config_flag,
+    add_json_flag,
     bootstrap_parent,
     key_value,
     message_json,
@@ -56,12 +57,16 @@ def add_topic_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
     p = tsub.add_parser("list", parents=[parent], help="list topics")
     p.add_argument("--internal", action="store_true", help="include internal topics")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    add_json_flag(p)
     p.set_defaults(func=_topic_list)
 
-    p = tsub.add_parser("describe", parents=[parent], help="describe a topic")
-    p.add_argument("name")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    p = tsub.add_parser("describe", parents=[parent],
+                        help="describe topics: the ones named, or all of them")
+    p.add_argument("names", nargs="*", metavar="NAME",
+                   help="topics to describe (default: every topic)")
+    p.add_argument("--internal", action="store_true",
+                   help="with no NAME: include internal topics")
+    add_json_flag(p)
     p.set_defaults(func=_topic_describe)
 
     p = tsub.add_parser("delete", parents=[parent], help="delete a topic")
@@ -76,6 +81,7 @@ def add_topic_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
                    help="config to return to its default (repeatable)")
     p.add_argument("--partitions", type=int, help="new total partition count")
     p.add_argument("--validate-only", action="store_true", help="check, change nothing")
+    add_json_flag(p)
     p.set_defaults(func=_topic_alter)
 
 
@@ -141,10 +147,15 @@ async def _topic_list(args: argparse.Namespace) -> int:
 
 async def _topic_describe(args: argparse.Namespace) -> int:
     async with Admin(args.bootstrap, **tls_options(args)) as admin:
-        desc = await admin.describe_topic(args.name)
+        names = args.names or [t.name for t in await admin.list_topics(args.internal)]
+        descs = [await admin.describe_topic(name) for name in names]
     if args.json:
-        _print(_to_json(desc))
-    else:
+        # One name: its object, as before; otherwise an array, even of one or none.
+        _print(_to_json(descs[0] if len(args.names) == 1 else descs))
+        return 0
+    for i, desc in enumerate(descs):
+        if i:
+            _print()
         _print_description(desc)
     return 0
 
@@ -169,6 +180,8 @@ async def _topic_alter(args: argparse.Namespace) -> int:
     assert desc is not None
     if args.validate_only:
         _print(f"changes to topic {args.name} are valid (not applied)")
+    elif args.json:
+        _print(_to_json(desc))
     else:
         _print_description(desc)
     return 0

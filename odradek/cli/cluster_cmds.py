@@ -6,8 +6,15 @@ import argparse
 import json
 from collections.abc import Iterable
 
-from odradek.cli.common import CliError, bootstrap_parent, tls_options
+from odradek.cli.common import (
+    CliError,
+    add_json_flag,
+    bootstrap_parent,
+    message_json,
+    tls_options,
+)
 from odradek.client import Admin, Metadata
+from odradek.client.types import to_dict
 
 
 def add_cluster_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -15,6 +22,7 @@ def add_cluster_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     cluster = sub.add_parser("cluster", help="describe the cluster, drain a broker")
     csub = cluster.add_subparsers(dest="cluster_command", metavar="ACTION", required=True)
     p = csub.add_parser("describe", parents=[parent], help="brokers and the controller")
+    add_json_flag(p)
     p.set_defaults(func=_describe)
     p = csub.add_parser(
         "health", parents=[parent],
@@ -26,6 +34,7 @@ def add_cluster_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]
                         help="move every replica off a broker (before removing it)")
     p.add_argument("broker_id", type=int)
     p.add_argument("--dry-run", action="store_true", help="print the moves, change nothing")
+    add_json_flag(p)
     p.set_defaults(func=_drain)
 
     partition = sub.add_parser("partition", help="move a partition's replicas")
@@ -43,6 +52,10 @@ def add_cluster_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]
 async def _describe(args: argparse.Namespace) -> int:
     async with Admin(args.bootstrap, **tls_options(args)) as admin:
         meta = await admin.metadata()
+    if args.json:
+        print(json.dumps({"cluster_id": meta.cluster_id, "controller_id": meta.controller_id,
+                          "brokers": [to_dict(b) for b in meta.brokers]}, indent=2))
+        return 0
     print(f"Cluster: {meta.cluster_id}\tController: {meta.controller_id}")
     for b in meta.brokers:
         rack = f"\tRack: {b.rack}" if b.rack else ""
@@ -87,6 +100,9 @@ async def _health(args: argparse.Namespace) -> int:
 async def _drain(args: argparse.Namespace) -> int:
     async with Admin(args.bootstrap, **tls_options(args)) as admin:
         reply = await admin.drain_broker(args.broker_id, validate_only=args.dry_run)
+    if args.json:
+        print(message_json(reply))
+        return 0
     verb = "would move" if args.dry_run else "moving"
     for move in reply.moves:
         print(f"{verb} {move.topic}-{move.partition}: "

@@ -140,5 +140,14 @@ def unescape(text: str) -> str:
 
 def message_json(message: Any) -> str:
     """An answer of the client (odradek.client.types) as indented JSON for scripts: every
-    field (zeros too: partition 0 is a partition), integers as numbers, lists for tuples."""
+    field (zeros too: partition 0 is a partition), integers as numbers, lists for tuples.
+    A list of answers becomes a JSON array."""
+    if isinstance(message, (list, tuple)):
+        return json.dumps([to_dict(m) for m in message], indent=2, ensure_ascii=False)
     return json.dumps(to_dict(message), indent=2, ensure_ascii=False)
+
+
+def add_json_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true",
+                        help="print JSON instead of the table: every field, numbers as "
+                             "numbers")

@@ -8,12 +8,14 @@ from typing import Any
 
 from odradek.cli.common import (
     CliError,
+    add_json_flag,
     bootstrap_parent,
     message_json,
     parse_timestamp,
     tls_options,
 )
 from odradek.client.admin import Admin
+from odradek.client.types import to_dict
 
 
 def add_group_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -21,12 +23,12 @@ def add_group_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     group = sub.add_parser("group", help="list, describe, reset and delete consumer groups")
     gsub = group.add_subparsers(dest="group_command", metavar="SUBCOMMAND", required=True)
     p = gsub.add_parser("list", parents=[parent], help="list consumer groups")
-    p.add_argument("--json", action="store_true")
+    add_json_flag(p)
     p.set_defaults(func=_list)
     p = gsub.add_parser("describe", parents=[parent],
                         help="members, assignment, committed offsets and lag of a group")
     p.add_argument("group")
-    p.add_argument("--json", action="store_true")
+    add_json_flag(p)
     p.set_defaults(func=_describe)
     p = gsub.add_parser("delete", parents=[parent],
                         help="delete a group and its offsets (it must have no members)")
@@ -53,6 +55,7 @@ def add_group_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--dry-run", action="store_true", help="only show the plan (default)")
     mode.add_argument("--execute", action="store_true", help="apply the plan")
+    add_json_flag(p)
     p.set_defaults(func=_reset)
 
 
@@ -139,6 +142,10 @@ async def _reset(args: argparse.Namespace) -> int:
         changes = await admin.reset_group_offsets(
             args.group, topics, dry_run=not args.execute,
             **{k: v for k, v in options.items() if v not in (None, False)})
+    if args.json:
+        _print(json.dumps({"executed": bool(args.execute),
+                           "changes": [to_dict(c) for c in changes]}, indent=2))
+        return 0
     _table([[c.topic, c.partition, "-" if c.previous < 0 else c.previous, c.offset]
             for c in changes], ["TOPIC", "PARTITION", "PREVIOUS-OFFSET", "NEW-OFFSET"])
     if not args.execute:
