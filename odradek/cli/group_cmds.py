@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from typing import Any
 
 from odradek.cli.common import (
@@ -11,6 +12,7 @@ from odradek.cli.common import (
     add_json_flag,
     bootstrap_parent,
     message_json,
+    parse_duration_ms,
     parse_timestamp,
     tls_options,
 )
@@ -49,6 +51,9 @@ def add_group_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     to.add_argument("--to-latest", action="store_true")
     to.add_argument("--to-datetime", type=parse_timestamp, metavar="MS|ISO8601",
                     help="the first offset at or after this time")
+    to.add_argument("--by-duration", type=parse_duration_ms, metavar="DURATION",
+                    help="the first offset at or after this long ago: ISO 8601 (PT30M, "
+                         "P1DT2H, as kafka-consumer-groups.sh) or 30s, 15m, 2h, 1d")
     to.add_argument("--to-offset", type=int, metavar="N")
     to.add_argument("--shift-by", type=int, metavar="N",
                     help="move by N (negative: back), within the log's bounds")
@@ -57,6 +62,15 @@ def add_group_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     mode.add_argument("--execute", action="store_true", help="apply the plan")
     add_json_flag(p)
     p.set_defaults(func=_reset)
+    p = gsub.add_parser(
+        "delete-offsets", parents=[parent],
+        help="forget a group's committed offsets of some topics; the group stays "
+             "(kafka-consumer-groups.sh --delete-offsets; it must have no members)")
+    p.add_argument("group")
+    p.add_argument("--topic", "-t", action="append", required=True, metavar="TOPIC[:P,P]",
+                   help="topic (optionally some partitions) whose offsets go; repeatable")
+    add_json_flag(p)
+    p.set_defaults(func=_delete_offsets)
 
 
 def _print(text: str = "") -> None:
@@ -136,7 +150,8 @@ async def _reset(args: argparse.Namespace) -> int:
     topics = dict(_topic_spec(t) for t in args.topic)
     options: dict[str, Any] = {
         "to_earliest": args.to_earliest, "to_latest": args.to_latest,
-        "to_timestamp_ms": args.to_datetime, "to_offset": args.to_offset,
+        "to_timestamp_ms": args.to_datetime if args.by_duration is None
+        else int(time.time() * 1000) - args.by_duration, "to_offset": args.to_offset,
         "shift_by": args.shift_by}
     async with Admin(args.bootstrap, **tls_options(args)) as admin:
         changes = await admin.reset_group_offsets(
@@ -150,4 +165,18 @@ async def _reset(args: argparse.Namespace) -> int:
             for c in changes], ["TOPIC", "PARTITION", "PREVIOUS-OFFSET", "NEW-OFFSET"])
     if not args.execute:
         _print("(dry run: nothing changed; add --execute to apply)")
+    return 0
+
+
+async def _delete_offsets(args: argparse.Namespace) -> int:
+    topics = dict(_topic_spec(t) for t in args.topic)
+    async with Admin(args.bootstrap, **tls_options(args)) as admin:
+        deleted = await admin.delete_group_offsets(args.group, topics)
+    if args.json:
+        _print(message_json(deleted))
+    elif not deleted:
+        _print(f"group {args.group} had no committed offsets for {', '.join(topics)}")
+    else:
+        _table([[o.topic, o.partition, o.offset] for o in deleted],
+               ["TOPIC", "PARTITION", "DELETED-OFFSET"])
     return 0
