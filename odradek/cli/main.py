@@ -6,9 +6,10 @@ import argparse
 import asyncio
 import importlib.metadata
 import os
+import signal
 import sys
-from collections.abc import Sequence
-from typing import cast
+from collections.abc import Coroutine, Sequence
+from typing import Any, cast
 
 from odradek.cli.common import CliError, StrictParser, parse_strictly
 
@@ -68,6 +69,29 @@ def connection_hint(args: argparse.Namespace, message: str) -> str | None:
             "trusts --tls-cert")
 
 
+async def until_terminated(command: Coroutine[Any, Any, Any]) -> Any:
+    """Runs a command; SIGTERM (kill, docker stop, Kubernetes) cancels it, so that the
+    `async with` blocks close what they opened (a group member leaves its group at once
+    instead of holding its partitions for a session timeout). Exits 143, as killed by
+    SIGTERM would."""
+    task = asyncio.current_task()
+    assert task is not None
+    terminated = False
+
+    def terminate() -> None:
+        nonlocal terminated
+        terminated = True
+        task.cancel()
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, terminate)
+    try:
+        return await command
+    except asyncio.CancelledError:
+        if not terminated:
+            raise
+        return 128 + signal.SIGTERM
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from odradek.client.errors import OdradekError
     from odradek.security.tls import TLSConfigError
@@ -77,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result = args.func(args)
         if asyncio.iscoroutine(result):
-            result = asyncio.run(result)
+            result = asyncio.run(until_terminated(result))
         return int(result or 0)
     except OdradekError as exc:
         print(f"error: {exc.message} ({exc.reason})", file=sys.stderr)

@@ -1,5 +1,6 @@
 """What a newcomer meets in the first hour with `odradek`, through the real command against
-real brokers: one clear line instead of a traceback, an error instead of silence."""
+real brokers: one clear line instead of a traceback, an error instead of silence (a group
+consumer of a missing topic: tests/integration/test_group_client.py)."""
 
 from __future__ import annotations
 
@@ -59,12 +60,6 @@ def test_password_prompt_ends_on_first_ctrl_d_or_ctrl_c(broker: BrokerProcess,
     assert "Traceback" not in term.text
     users = odradek("user", "list", "--bootstrap", broker.address)
     assert users.returncode == 0 and "alice" not in users.stdout
-
-
-def test_group_consume_of_a_missing_topic_fails(broker: BrokerProcess) -> None:
-    r = odradek("consume", "MISSING", "--group", "g", "--bootstrap", broker.address)
-    assert (r.returncode, r.stdout, r.stderr) == (
-        1, "", "error: topic 'MISSING' does not exist (UNKNOWN_TOPIC_OR_PARTITION)\n")
 
 
 def test_anonymous_topic_list_with_authorization_is_denied(tmp_path: Path) -> None:
