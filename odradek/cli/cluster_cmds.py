@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 from collections.abc import Iterable
 
@@ -22,6 +23,11 @@ def add_cluster_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     cluster = sub.add_parser("cluster", help="describe the cluster, drain a broker")
     csub = cluster.add_subparsers(dest="cluster_command", metavar="ACTION", required=True)
     p = csub.add_parser("describe", parents=[parent], help="brokers and the controller")
+    p.add_argument("--wait-for", type=int, action="append", default=[], metavar="BROKER_ID",
+                   help="first wait until this broker has registered, e.g. one just "
+                        "started (repeatable; fails after --wait-timeout-s)")
+    p.add_argument("--wait-timeout-s", type=float, default=60, metavar="S",
+                   help="how long --wait-for waits (default %(default)s)")
     add_json_flag(p)
     p.set_defaults(func=_describe)
     p = csub.add_parser(
@@ -50,8 +56,16 @@ def add_cluster_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]
 
 
 async def _describe(args: argparse.Namespace) -> int:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + args.wait_timeout_s
     async with Admin(args.bootstrap, **tls_options(args)) as admin:
         meta = await admin.metadata()
+        while missing := sorted(set(args.wait_for) - {b.id for b in meta.brokers}):
+            if loop.time() > deadline:
+                raise CliError(f"broker(s) {_ids(missing)} did not register within "
+                               f"{args.wait_timeout_s:g}s", "BROKER_NOT_AVAILABLE")
+            await asyncio.sleep(0.2)  # registration takes a metadata commit: poll
+            meta = await admin.metadata()
     if args.json:
         print(json.dumps({"cluster_id": meta.cluster_id, "controller_id": meta.controller_id,
                           "brokers": [to_dict(b) for b in meta.brokers]}, indent=2))
