@@ -438,8 +438,12 @@ async def _position(consumer: Consumer, tps: list[TopicPartition],
         for tp in tps:  # offsets have gaps (Raft's control batches): about N records
             consumer.seek(tp, max(starts[tp], ends[tp] + args.offset))
     elif args.offset is not None:
+        ends = await consumer.end_offsets(tps)
         for tp in tps:
             consumer.seek(tp, int(args.offset))
+            if args.offset > ends[tp]:  # else the wait for it would look like a hang
+                print(f"note: {tp.topic}-{tp.partition} ends at offset {ends[tp]}; waiting "
+                      f"for offset {args.offset}", file=sys.stderr, flush=True)
     elif args.from_timestamp is not None:
         for tp in tps:
             await consumer.seek_to_timestamp(tp, args.from_timestamp)

@@ -54,6 +54,9 @@ def connection_hint(args: argparse.Namespace, message: str) -> str | None:
     """What to try when a broker closed the connection during the handshake: a TLS
     listener meets a plaintext client, or asks for a client certificate it was not given.
     gRPC says only `Socket closed` (or names the handshake) in both cases."""
+    if "security handshaker" in message:  # gRPC could not use the client's own files
+        return ("hint: the client's TLS files do not fit together: is --tls-key the key of "
+                "--tls-cert, and are both PEM?")
     if not any(word in message for word in ("Socket closed", "handshake", "SSL", "TLS")):
         return None
     env = os.environ.get

@@ -73,6 +73,10 @@ def test_produce_options_and_consume_formats(broker: BrokerProcess, tmp_path: Pa
               "--print-headers", *boot)
     assert bare.splitlines() == ["h:y\tx", "e:\t{\"n\":1}"]
 
+    past = odradek("consume", "orders", "-p", "1", "-o", "1000", "-e", *boot)
+    assert (past.returncode, past.stdout, past.stderr) == (
+        0, "", f"note: orders-1 ends at offset {one[-1]['offset'] + 1}; waiting for offset "
+               "1000\n")
     bad = odradek("consume", "orders", "-f", "%t %x", *boot)
     assert (bad.returncode, bad.stderr) == (
         1, "error: --format-string: unknown token '%x' in the format string (known: %t %p "

@@ -240,6 +240,17 @@ def test_cli_over_tls(tls_broker: BrokerProcess, pki: Pki) -> None:
     assert (no_cert.returncode, no_cert.stderr.splitlines()) == (1, [
         error, "hint: the broker may require a client certificate (mutual TLS): add "
                "--tls-cert PEM --tls-key PEM"])
+    # A key that is not the certificate's: gRPC's C core logs six lines of its own
+    # (ssl_transport_security.cc: Invalid private key) unless GRPC_VERBOSITY keeps it quiet.
+    wrong_key = odradek("topic", "list", "--bootstrap", tls_broker.address, "--tls-ca",
+                        str(pki.ca), "--tls-cert", str(pki.client_cert), "--tls-key",
+                        str(pki.broker_key))
+    assert (wrong_key.returncode, wrong_key.stderr.splitlines()) == (1, [
+        f"error: no broker answered at {tls_broker.address}: broker unavailable: failed to "
+        f"connect to all addresses; last error: UNKNOWN: ipv4:{tls_broker.address}: Failed "
+        "to create security handshaker. (UNAVAILABLE)",
+        "hint: the client's TLS files do not fit together: is --tls-key the key of "
+        "--tls-cert, and are both PEM?"])
 
 
 def test_cluster_without_client_auth_refuses_to_start(tmp_path: Path, pki: Pki) -> None:
