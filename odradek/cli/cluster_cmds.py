@@ -15,7 +15,7 @@ from odradek.cli.common import (
     tls_options,
 )
 from odradek.client import Admin, Metadata
-from odradek.client.types import to_dict
+from odradek.client.types import PartitionInfo, to_dict
 
 
 def add_cluster_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -49,9 +49,17 @@ def add_cluster_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]
                         help="move a partition to the given brokers, one change at a time")
     p.add_argument("topic")
     p.add_argument("partition", type=int)
-    p.add_argument("--replicas", required=True, metavar="ID,ID,...",
-                   help="target brokers; the first becomes the preferred leader")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--replicas", metavar="ID,ID,...",
+                      help="target brokers; the first becomes the preferred leader")
+    what.add_argument("--status", action="store_true",
+                      help="show the partition's replicas and the reassignment under way")
     p.add_argument("--dry-run", action="store_true", help="check, change nothing")
+    p.add_argument("--wait", action="store_true",
+                   help="return once the partition has moved (or with --status: once no "
+                        "reassignment runs), within --wait-timeout-s")
+    p.add_argument("--wait-timeout-s", type=float, default=120, metavar="S",
+                   help="how long --wait waits (default %(default)s)")
     p.set_defaults(func=_reassign)
 
 
@@ -126,7 +134,41 @@ async def _drain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reassignment_line(topic: str, info: PartitionInfo) -> str:
+    moving = (f"moving to {_ids(info.target_replicas)}" if info.target_replicas
+              else "no reassignment under way")
+    leader = info.leader if info.leader >= 0 else "none"
+    return (f"{topic}-{info.partition}: replicas {_ids(info.replicas)}, in sync "
+            f"{_ids(info.in_sync_replicas)}, leader {leader}; {moving}")
+
+
+async def _settled(admin: Admin, args: argparse.Namespace,
+                   replicas: list[int] | None) -> PartitionInfo:
+    """The partition's state once its reassignment is done (to `replicas` when given)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + args.wait_timeout_s
+    while True:
+        desc = await admin.describe_topic(args.topic)
+        if not 0 <= args.partition < len(desc.partitions):
+            raise CliError(f"topic {args.topic} has no partition {args.partition} (it has "
+                           f"{len(desc.partitions)})", "UNKNOWN_TOPIC_OR_PARTITION")
+        info: PartitionInfo = desc.partitions[args.partition].info
+        done = not info.target_replicas and info.leader >= 0
+        if done and (replicas is None or list(info.replicas) == replicas):
+            return info
+        if not args.wait or loop.time() > deadline:
+            if args.wait:
+                raise CliError(f"{_reassignment_line(args.topic, info)} after "
+                               f"{args.wait_timeout_s:g}s", "REASSIGNMENT_IN_PROGRESS")
+            return info
+        await asyncio.sleep(0.2)  # the move is one membership change at a time: poll
+
+
 async def _reassign(args: argparse.Namespace) -> int:
+    if args.status:
+        async with Admin(args.bootstrap, **tls_options(args)) as admin:
+            print(_reassignment_line(args.topic, await _settled(admin, args, None)))
+        return 0
     try:
         replicas = [int(x) for x in args.replicas.split(",") if x.strip()]
     except ValueError:
@@ -135,8 +177,11 @@ async def _reassign(args: argparse.Namespace) -> int:
     async with Admin(args.bootstrap, **tls_options(args)) as admin:
         await admin.reassign_partition(args.topic, args.partition, replicas,
                                        validate_only=args.dry_run)
-    done = "is valid (not applied)" if args.dry_run else "started"
-    print(f"reassignment of {args.topic}-{args.partition} to {_ids(replicas)} {done}")
+        done = "is valid (not applied)" if args.dry_run else "started"
+        print(f"reassignment of {args.topic}-{args.partition} to {_ids(replicas)} {done}",
+              flush=True)
+        if args.wait and not args.dry_run:
+            print(_reassignment_line(args.topic, await _settled(admin, args, replicas)))
     return 0
 
 

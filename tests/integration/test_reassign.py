@@ -103,17 +103,22 @@ def test_describe_after_a_reassignment_to_fewer_replicas(cluster4: ClusterProces
     boot = ["--bootstrap", cluster4.bootstrap]
     created = odradek("topic", "create", "narrow", "--replication-factor", "3", *boot)
     assert created.returncode == 0, created.stderr
-    admin = SyncAdmin(cluster4.bootstrap)
-    try:
+    with SyncAdmin(cluster4.bootstrap) as admin:
         start = list(admin.describe_topic("narrow").partitions[0].info.replicas)
-        target = start[:2]
-        moved = odradek("partition", "reassign", "narrow", "0", "--replicas",
-                        ",".join(map(str, target)), *boot)
-        ids = ",".join(map(str, target))
-        assert moved.stdout == f"reassignment of narrow-0 to {ids} started\n"
-        wait_replicas(admin, "narrow", 0, target)
-    finally:
-        admin.close()
+    target = start[:2]
+    ids = ",".join(map(str, target))
+    moved = odradek("partition", "reassign", "narrow", "0", "--replicas", ids, "--wait", *boot)
+    assert moved.returncode == 0, moved.stderr
+    started, done = moved.stdout.splitlines()
+    assert started == f"reassignment of narrow-0 to {ids} started"
+    # --wait returns once the move is over: the replicas are the target's.
+    assert done.startswith(f"narrow-0: replicas {ids}, in sync ")
+    assert done.endswith("; no reassignment under way")
+    status = odradek("partition", "reassign", "narrow", "0", "--status", *boot)
+    assert status.stdout.startswith(f"narrow-0: replicas {ids}, in sync ")
+    missing = odradek("partition", "reassign", "narrow", "5", "--status", *boot)
+    assert (missing.returncode, missing.stderr) == (
+        1, "error: topic narrow has no partition 5 (it has 1) (UNKNOWN_TOPIC_OR_PARTITION)\n")
     text = odradek("topic", "describe", "narrow", *boot)
     assert text.returncode == 0, text.stderr
     assert "\tReplicationFactor: 2" in text.stdout.splitlines()[0]
