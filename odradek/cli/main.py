@@ -27,6 +27,7 @@ def build_parser() -> StrictParser:
         broker_cmd,
         client_cmds,
         cluster_cmds,
+        completion,
         group_cmds,
         operator_cmd,
         security_cmds,
@@ -47,6 +48,7 @@ def build_parser() -> StrictParser:
     broker_cmd.add_broker_parser(sub)
     broker_cmd.add_dev_parser(sub)
     operator_cmd.add_operator_parser(sub)
+    completion.add_completion_parser(sub)
     return parser
 
 

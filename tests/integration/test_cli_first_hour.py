@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -102,3 +103,23 @@ def test_bench_progress_is_drawn_on_a_terminal(broker: BrokerProcess) -> None:
     assert "\rproduce [" in term.output.decode()
     assert "2000/2000" in term.text
 
+
+
+def test_bash_completion_knows_subcommands_and_flags(tmp_path: Path) -> None:
+    script = odradek("completion", "bash")
+    assert script.returncode == 0 and script.stderr == ""
+    (tmp_path / "odradek.bash").write_text(script.stdout)
+    probe = "\n".join(["source odradek.bash",
+                       *(f'COMP_WORDS=({line}); COMP_CWORD=$(( ${{#COMP_WORDS[@]}} - 1 )); '
+                         '_odradek; echo "${COMPREPLY[*]}"'
+                         for line in ("odradek topic cr", "odradek consume orders --form",
+                                      "odradek gr", "odradek group delete-offsets g --to",
+                                      "odradek partition reassign t 0 --st"))])
+    done = subprocess.run(["bash", "-c", probe], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=30, check=False)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout.splitlines() == ["create", "--format --format-string", "group",
+                                        "--topic", "--status"]
+    zsh = odradek("completion", "zsh").stdout
+    assert zsh.splitlines()[1] == "autoload -U +X bashcompinit && bashcompinit"
+    assert zsh.endswith("complete -o default -F _odradek odradek\n")
