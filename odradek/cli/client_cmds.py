@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import IO, Any
 
@@ -248,28 +248,21 @@ async def _stdin_lines(stream: IO[bytes]) -> AsyncIterator[bytes]:
         yield carry
 
 
-def _produce(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
+async def _produce(args: argparse.Namespace) -> int:
     if args.format == "json" and args.key_separator:
         raise CliError("--key-separator splits text lines; with --format json a line "
                        "carries its own key")
     if args.file is None:
         stdin: Any = getattr(sys.stdin, "buffer", sys.stdin)
-        return _produce_from(args, stdin)
+        return await _send_lines(args, stdin)
     try:
-        # Opened before the event loop starts, so that a wrong path is one error line.
-        stream = open(args.file, "rb")  # noqa: SIM115 - closed by _produce_from
+        stream = open(args.file, "rb")  # noqa: SIM115 - closed below, after the sends
     except OSError as exc:
         raise CliError(f"cannot read --file: {exc}") from None
-    return _produce_from(args, stream, close=True)
-
-
-async def _produce_from(args: argparse.Namespace, stream: IO[bytes],
-                        close: bool = False) -> int:
     try:
         return await _send_lines(args, stream)
     finally:
-        if close:
-            stream.close()
+        stream.close()
 
 
 def _input_record(args: argparse.Namespace, line: bytes, line_no: int,
