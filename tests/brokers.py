@@ -13,6 +13,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -70,6 +71,18 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str,
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out waiting for {what}")
         time.sleep(interval)
+
+
+def terminate(proc: subprocess.Popen[Any], timeout: float = 15.0) -> int:
+    """SIGTERM, then SIGKILL after timeout seconds; the exit status."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+    return proc.returncode
 
 
 def free_port() -> int:
@@ -171,14 +184,7 @@ class BrokerProcess:
     def stop(self, timeout: float = 15.0) -> int | None:
         if self.proc is None:
             return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        return self.proc.returncode
+        return terminate(self.proc, timeout)
 
     def stubs(self, channel: grpc.Channel) -> tuple[pb_grpc.BrokerStub, pb_grpc.AdminStub]:
         return pb_grpc.BrokerStub(channel), pb_grpc.AdminStub(channel)

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import json
 import sys
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import IO, Any
 
 from odradek.cli.common import (
     CliError,
     add_config_flag,
+    add_json_flag,
     bootstrap_parent,
     key_value,
     message_json,
@@ -20,8 +21,16 @@ from odradek.cli.common import (
     tls_options,
     unescape,
 )
+from odradek.cli.record_format import (
+    FORMAT_HELP,
+    Formatter,
+    compile_format,
+    json_line,
+    text_formatter,
+)
+from odradek.cli.record_input import InputRecord, parse_json_record, parse_text_record
 from odradek.client.admin import Admin
-from odradek.client.consumer import Consumer, ConsumerRecord, TopicPartition
+from odradek.client.consumer import Consumer, TopicPartition
 from odradek.client.errors import OdradekError
 from odradek.client.producer import Producer, RecordMetadata
 from odradek.client.types import TopicDescription
@@ -48,12 +57,16 @@ def add_topic_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
     p = tsub.add_parser("list", parents=[parent], help="list topics")
     p.add_argument("--internal", action="store_true", help="include internal topics")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    add_json_flag(p)
     p.set_defaults(func=_topic_list)
 
-    p = tsub.add_parser("describe", parents=[parent], help="describe a topic")
-    p.add_argument("name")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    p = tsub.add_parser("describe", parents=[parent],
+                        help="describe topics: the ones named, or all of them")
+    p.add_argument("names", nargs="*", metavar="NAME",
+                   help="topics to describe (default: every topic)")
+    p.add_argument("--internal", action="store_true",
+                   help="with no NAME: include internal topics")
+    add_json_flag(p)
     p.set_defaults(func=_topic_describe)
 
     p = tsub.add_parser("delete", parents=[parent], help="delete a topic")
@@ -68,6 +81,7 @@ def add_topic_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
                    help="config to return to its default (repeatable)")
     p.add_argument("--partitions", type=int, help="new total partition count")
     p.add_argument("--validate-only", action="store_true", help="check, change nothing")
+    add_json_flag(p)
     p.set_defaults(func=_topic_alter)
 
 
@@ -133,10 +147,15 @@ async def _topic_list(args: argparse.Namespace) -> int:
 
 async def _topic_describe(args: argparse.Namespace) -> int:
     async with Admin(args.bootstrap, **tls_options(args)) as admin:
-        desc = await admin.describe_topic(args.name)
+        names = args.names or [t.name for t in await admin.list_topics(args.internal)]
+        descs = [await admin.describe_topic(name) for name in names]
     if args.json:
-        _print(_to_json(desc))
-    else:
+        # One name: its object, as before; otherwise an array, even of one or none.
+        _print(_to_json(descs[0] if len(args.names) == 1 else descs))
+        return 0
+    for i, desc in enumerate(descs):
+        if i:
+            _print()
         _print_description(desc)
     return 0
 
@@ -161,6 +180,8 @@ async def _topic_alter(args: argparse.Namespace) -> int:
     assert desc is not None
     if args.validate_only:
         _print(f"changes to topic {args.name} are valid (not applied)")
+    elif args.json:
+        _print(_to_json(desc))
     else:
         _print_description(desc)
     return 0
@@ -172,12 +193,26 @@ async def _topic_alter(args: argparse.Namespace) -> int:
 def add_produce_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "produce", parents=[bootstrap_parent()],
-        help="send lines from stdin as records",
-        description="Sends each line of standard input as one record.")
+        help="send lines from stdin (or --file) as records",
+        description="Sends each line of standard input (or --file) as one record: its "
+                    "text, or with --format json an object as `consume --format json` "
+                    "prints it.")
     p.add_argument("topic")
-    p.add_argument("--key-separator", metavar="SEP",
-                   help="split each line into key SEP value (e.g. ':' or '\\t')")
-    p.add_argument("--partition", "-p", type=int, help="send every record to this partition")
+    keyed = p.add_mutually_exclusive_group()
+    keyed.add_argument("--key-separator", metavar="SEP",
+                       help="split each line into key SEP value (e.g. ':' or '\\t')")
+    keyed.add_argument("--key", "-k", metavar="KEY",
+                       help="the key of every record (a JSON line's own key wins)")
+    p.add_argument("--partition", "-p", type=int,
+                   help="send every record to this partition (a JSON line's own wins; "
+                        "default: by the key's hash)")
+    p.add_argument("--file", "-F", metavar="PATH",
+                   help="read the records from this file instead of standard input")
+    p.add_argument("--format", choices=["text", "json"], default="text",
+                   help="text: a line is a value (see --key-separator); json: a line is "
+                        '{"key", "value", "headers", "partition", "timestamp"}, every field '
+                        "optional, key and value strings (base64 with key_encoding or "
+                        'value_encoding "base64") or any JSON (default %(default)s)')
     p.add_argument("--compression", default="none",
                    choices=[c.name.lower() for c in Compression])
     p.add_argument("--acks", default="quorum", choices=["quorum", "leader", "all", "1", "-1"],
@@ -214,10 +249,38 @@ async def _stdin_lines(stream: IO[bytes]) -> AsyncIterator[bytes]:
 
 
 async def _produce(args: argparse.Namespace) -> int:
+    if args.format == "json" and args.key_separator:
+        raise CliError("--key-separator splits text lines; with --format json a line "
+                       "carries its own key")
+    if args.file is None:
+        stdin: Any = getattr(sys.stdin, "buffer", sys.stdin)
+        return await _send_lines(args, stdin)
+    try:
+        stream = open(args.file, "rb")  # noqa: SIM115 - closed below, after the sends
+    except OSError as exc:
+        raise CliError(f"cannot read --file: {exc}") from None
+    try:
+        return await _send_lines(args, stream)
+    finally:
+        stream.close()
+
+
+def _input_record(args: argparse.Namespace, line: bytes, line_no: int,
+                  key: bytes | None, sep: bytes | None) -> InputRecord:
+    if args.format == "json":
+        record = parse_json_record(line, line_no)
+        if record.key is None and key is not None:
+            record = replace(record, key=key)
+        return record
+    return parse_text_record(line, line_no, key, sep)
+
+
+async def _send_lines(args: argparse.Namespace, stream: IO[bytes]) -> int:
     sep = unescape(args.key_separator).encode() if args.key_separator else None
-    headers = [(k, v.encode()) for k, v in args.header]
+    key = args.key.encode() if args.key is not None else None
+    headers = tuple((k, v.encode()) for k, v in args.header)
     failures: list[BaseException] = []
-    sent = 0
+    line_no = 0
 
     def done(fut: asyncio.Future[RecordMetadata]) -> None:
         if fut.cancelled():
@@ -229,22 +292,20 @@ async def _produce(args: argparse.Namespace) -> int:
             m = fut.result()
             print(f"{m.topic}-{m.partition}@{m.offset}", file=sys.stderr)
 
-    stdin: Any = getattr(sys.stdin, "buffer", sys.stdin)
     async with Producer(args.bootstrap, **tls_options(args), compression=args.compression,
                         acks=args.acks,
                         linger_ms=args.linger_ms, batch_size=args.batch_size,
                         enable_idempotence=False if args.no_idempotence else None) as producer:
-        async for line in _stdin_lines(stdin):
-            key: bytes | None = None
-            value = line
-            if sep is not None:
-                key, found, value = line.partition(sep)
-                if not found:
-                    raise CliError(f"line {sent + 1} has no key separator {args.key_separator!r}")
-            fut = await producer.send(args.topic, value, key=key, partition=args.partition,
-                                      headers=headers)
+        async for line in _stdin_lines(stream):
+            line_no += 1
+            if args.format == "json" and not line.strip():
+                continue  # blank lines between JSON objects
+            record = _input_record(args, line, line_no, key, sep)
+            partition = args.partition if record.partition is None else record.partition
+            fut = await producer.send(args.topic, record.value, key=record.key,
+                                      partition=partition, headers=headers + record.headers,
+                                      timestamp_ms=record.timestamp_ms)
             fut.add_done_callback(done)
-            sent += 1
             if failures:
                 break
         await producer.flush()
@@ -291,44 +352,25 @@ def add_consume_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser])
                         "(as kcat -e; not with --group)")
     p.add_argument("--timeout-ms", type=int,
                    help="exit after this long without a record (default: never)")
-    p.add_argument("--format", "-f", choices=["text", "json"], default="text")
+    shape = p.add_mutually_exclusive_group()
+    shape.add_argument("--format", choices=["text", "json"], default="text",
+                       help="text: the value (see --print-*); json: one object per line "
+                            "with numbers as numbers and headers (default %(default)s)")
+    shape.add_argument("--format-string", "-f", metavar="FMT", help=FORMAT_HELP)
     p.add_argument("--print-key", action="store_true", help="text format: print key SEP value")
+    p.add_argument("--print-timestamp", action="store_true",
+                   help="text format: start the line with CreateTime:MS and a tab")
+    p.add_argument("--print-headers", action="store_true",
+                   help="text format: the headers (k:v,k:v or NO_HEADERS) and a tab before "
+                        "the key and value")
     p.add_argument("--key-separator", default="\\t", metavar="SEP",
                    help="text format: separator after the key (default a tab)")
     p.set_defaults(func=_consume)
 
 
-def _text_or_b64(data: bytes | None) -> tuple[str | None, bool]:
-    if data is None:
-        return None, False
-    try:
-        return data.decode("utf-8"), False
-    except UnicodeDecodeError:
-        return base64.b64encode(data).decode("ascii"), True
-
-
-def record_to_json(r: ConsumerRecord) -> dict[str, Any]:
-    out: dict[str, Any] = {"topic": r.topic, "partition": r.partition, "offset": r.offset,
-                           "timestamp": r.timestamp}
-    for name, data in (("key", r.key), ("value", r.value)):
-        text, b64 = _text_or_b64(data)
-        out[name] = text
-        if b64:
-            out[f"{name}_encoding"] = "base64"
-    headers = []
-    for hname, hval in r.headers:
-        text, b64 = _text_or_b64(hval)
-        h: dict[str, Any] = {"key": hname, "value": text}
-        if b64:
-            h["value_encoding"] = "base64"
-        headers.append(h)
-    out["headers"] = headers
-    return out
-
-
 async def _consume(args: argparse.Namespace) -> int:
     out: Any = getattr(sys.stdout, "buffer", None) or _TextBytes(sys.stdout)
-    key_sep = unescape(args.key_separator).encode()
+    render = record_renderer(args)
     if args.group:
         if args.partition or args.offset is not None or args.from_timestamp is not None \
                 or args.exit:
@@ -360,7 +402,7 @@ async def _consume(args: argparse.Namespace) -> int:
             await _position(consumer, tps, args)
             if args.exit:
                 ends = await consumer.end_offsets(tps)
-        await _print_records(consumer, args, out, key_sep, ends)
+        await _print_records(consumer, args, out, render, ends)
     return 0
 
 
@@ -389,8 +431,12 @@ async def _position(consumer: Consumer, tps: list[TopicPartition],
         for tp in tps:  # offsets have gaps (Raft's control batches): about N records
             consumer.seek(tp, max(starts[tp], ends[tp] + args.offset))
     elif args.offset is not None:
+        ends = await consumer.end_offsets(tps)
         for tp in tps:
             consumer.seek(tp, int(args.offset))
+            if args.offset > ends[tp]:  # else the wait for it would look like a hang
+                print(f"note: {tp.topic}-{tp.partition} ends at offset {ends[tp]}; waiting "
+                      f"for offset {args.offset}", file=sys.stderr, flush=True)
     elif args.from_timestamp is not None:
         for tp in tps:
             await consumer.seek_to_timestamp(tp, args.from_timestamp)
@@ -407,8 +453,25 @@ async def _at_ends(consumer: Consumer, ends: dict[TopicPartition, int] | None) -
     return True
 
 
+def record_renderer(args: argparse.Namespace) -> Formatter:
+    """The bytes printed for each record (its newline included)."""
+    if args.format_string is not None:
+        try:
+            return compile_format(unescape(args.format_string))
+        except ValueError as exc:
+            raise CliError(f"--format-string: {exc}") from None
+    line: Formatter
+    if args.format == "json":
+        line = json_line
+    else:
+        line = text_formatter(args.print_key, unescape(args.key_separator).encode(),
+                              args.print_timestamp, args.print_headers)
+    return lambda r: line(r) + b"\n"
+
+
 async def _print_records(consumer: Consumer, args: argparse.Namespace, out: Any,
-                         key_sep: bytes, ends: dict[TopicPartition, int] | None = None) -> None:
+                         render: Formatter,
+                         ends: dict[TopicPartition, int] | None = None) -> None:
     seen = 0
     loop = asyncio.get_running_loop()
     idle_since = loop.time()
@@ -427,19 +490,7 @@ async def _print_records(consumer: Consumer, args: argparse.Namespace, out: Any,
             continue
         idle_since = loop.time()
         seen += len(records)
-        chunks: list[bytes] = []
-        for r in records:
-            if args.format == "json":
-                chunks.append(json.dumps(record_to_json(r), ensure_ascii=False).encode())
-            else:
-                value = b"null" if r.value is None else r.value
-                if args.print_key:
-                    key = b"null" if r.key is None else r.key
-                    chunks.append(key + key_sep + value)
-                else:
-                    chunks.append(value)
-        chunks.append(b"")
-        out.write(b"\n".join(chunks))
+        out.write(b"".join(render(r) for r in records))
         out.flush()
 
 

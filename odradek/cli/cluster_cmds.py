@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 from collections.abc import Iterable
 
-from odradek.cli.common import CliError, bootstrap_parent, tls_options
+from odradek.cli.common import (
+    CliError,
+    add_json_flag,
+    bootstrap_parent,
+    message_json,
+    tls_options,
+)
 from odradek.client import Admin, Metadata
+from odradek.client.types import PartitionInfo, to_dict
 
 
 def add_cluster_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -15,6 +23,12 @@ def add_cluster_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     cluster = sub.add_parser("cluster", help="describe the cluster, drain a broker")
     csub = cluster.add_subparsers(dest="cluster_command", metavar="ACTION", required=True)
     p = csub.add_parser("describe", parents=[parent], help="brokers and the controller")
+    p.add_argument("--wait-for", type=int, action="append", default=[], metavar="BROKER_ID",
+                   help="first wait until this broker has registered, e.g. one just "
+                        "started (repeatable; fails after --wait-timeout-s)")
+    p.add_argument("--wait-timeout-s", type=float, default=60, metavar="S",
+                   help="how long --wait-for waits (default %(default)s)")
+    add_json_flag(p)
     p.set_defaults(func=_describe)
     p = csub.add_parser(
         "health", parents=[parent],
@@ -26,6 +40,7 @@ def add_cluster_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]
                         help="move every replica off a broker (before removing it)")
     p.add_argument("broker_id", type=int)
     p.add_argument("--dry-run", action="store_true", help="print the moves, change nothing")
+    add_json_flag(p)
     p.set_defaults(func=_drain)
 
     partition = sub.add_parser("partition", help="move a partition's replicas")
@@ -34,15 +49,35 @@ def add_cluster_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]
                         help="move a partition to the given brokers, one change at a time")
     p.add_argument("topic")
     p.add_argument("partition", type=int)
-    p.add_argument("--replicas", required=True, metavar="ID,ID,...",
-                   help="target brokers; the first becomes the preferred leader")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--replicas", metavar="ID,ID,...",
+                      help="target brokers; the first becomes the preferred leader")
+    what.add_argument("--status", action="store_true",
+                      help="show the partition's replicas and the reassignment under way")
     p.add_argument("--dry-run", action="store_true", help="check, change nothing")
+    p.add_argument("--wait", action="store_true",
+                   help="return once the partition has moved (or with --status: once no "
+                        "reassignment runs), within --wait-timeout-s")
+    p.add_argument("--wait-timeout-s", type=float, default=120, metavar="S",
+                   help="how long --wait waits (default %(default)s)")
     p.set_defaults(func=_reassign)
 
 
 async def _describe(args: argparse.Namespace) -> int:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + args.wait_timeout_s
     async with Admin(args.bootstrap, **tls_options(args)) as admin:
         meta = await admin.metadata()
+        while missing := sorted(set(args.wait_for) - {b.id for b in meta.brokers}):
+            if loop.time() > deadline:
+                raise CliError(f"broker(s) {_ids(missing)} did not register within "
+                               f"{args.wait_timeout_s:g}s", "BROKER_NOT_AVAILABLE")
+            await asyncio.sleep(0.2)  # registration takes a metadata commit: poll
+            meta = await admin.metadata()
+    if args.json:
+        print(json.dumps({"cluster_id": meta.cluster_id, "controller_id": meta.controller_id,
+                          "brokers": [to_dict(b) for b in meta.brokers]}, indent=2))
+        return 0
     print(f"Cluster: {meta.cluster_id}\tController: {meta.controller_id}")
     for b in meta.brokers:
         rack = f"\tRack: {b.rack}" if b.rack else ""
@@ -87,6 +122,9 @@ async def _health(args: argparse.Namespace) -> int:
 async def _drain(args: argparse.Namespace) -> int:
     async with Admin(args.bootstrap, **tls_options(args)) as admin:
         reply = await admin.drain_broker(args.broker_id, validate_only=args.dry_run)
+    if args.json:
+        print(message_json(reply))
+        return 0
     verb = "would move" if args.dry_run else "moving"
     for move in reply.moves:
         print(f"{verb} {move.topic}-{move.partition}: "
@@ -96,7 +134,41 @@ async def _drain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reassignment_line(topic: str, info: PartitionInfo) -> str:
+    moving = (f"moving to {_ids(info.target_replicas)}" if info.target_replicas
+              else "no reassignment under way")
+    leader = info.leader if info.leader >= 0 else "none"
+    return (f"{topic}-{info.partition}: replicas {_ids(info.replicas)}, in sync "
+            f"{_ids(info.in_sync_replicas)}, leader {leader}; {moving}")
+
+
+async def _settled(admin: Admin, args: argparse.Namespace,
+                   replicas: list[int] | None) -> PartitionInfo:
+    """The partition's state once its reassignment is done (to `replicas` when given)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + args.wait_timeout_s
+    while True:
+        desc = await admin.describe_topic(args.topic)
+        if not 0 <= args.partition < len(desc.partitions):
+            raise CliError(f"topic {args.topic} has no partition {args.partition} (it has "
+                           f"{len(desc.partitions)})", "UNKNOWN_TOPIC_OR_PARTITION")
+        info: PartitionInfo = desc.partitions[args.partition].info
+        done = not info.target_replicas and info.leader >= 0
+        if done and (replicas is None or list(info.replicas) == replicas):
+            return info
+        if not args.wait or loop.time() > deadline:
+            if args.wait:
+                raise CliError(f"{_reassignment_line(args.topic, info)} after "
+                               f"{args.wait_timeout_s:g}s", "REASSIGNMENT_IN_PROGRESS")
+            return info
+        await asyncio.sleep(0.2)  # the move is one membership change at a time: poll
+
+
 async def _reassign(args: argparse.Namespace) -> int:
+    if args.status:
+        async with Admin(args.bootstrap, **tls_options(args)) as admin:
+            print(_reassignment_line(args.topic, await _settled(admin, args, None)))
+        return 0
     try:
         replicas = [int(x) for x in args.replicas.split(",") if x.strip()]
     except ValueError:
@@ -105,8 +177,11 @@ async def _reassign(args: argparse.Namespace) -> int:
     async with Admin(args.bootstrap, **tls_options(args)) as admin:
         await admin.reassign_partition(args.topic, args.partition, replicas,
                                        validate_only=args.dry_run)
-    done = "is valid (not applied)" if args.dry_run else "started"
-    print(f"reassignment of {args.topic}-{args.partition} to {_ids(replicas)} {done}")
+        done = "is valid (not applied)" if args.dry_run else "started"
+        print(f"reassignment of {args.topic}-{args.partition} to {_ids(replicas)} {done}",
+              flush=True)
+        if args.wait and not args.dry_run:
+            print(_reassignment_line(args.topic, await _settled(admin, args, replicas)))
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -133,6 +134,28 @@ def parse_timestamp(text: str) -> int:
     return int(dt.timestamp() * 1000)
 
 
+_DURATION_UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+_ISO_DURATION = re.compile(
+    r"P(?:(?P<d>\d+(?:\.\d+)?)D)?(?:T(?:(?P<h>\d+(?:\.\d+)?)H)?(?:(?P<m>\d+(?:\.\d+)?)M)?"
+    r"(?:(?P<s>\d+(?:\.\d+)?)S)?)?")
+
+
+def parse_duration_ms(text: str) -> int:
+    """A duration in milliseconds: ISO 8601 as kafka-consumer-groups.sh takes it
+    (P1DT2H, PT30M, PT0.5S), or a number with a unit (1500ms, 30s, 15m, 2h, 1d)."""
+    text = text.strip()
+    iso = _ISO_DURATION.fullmatch(text.upper())
+    if iso and any(iso.groupdict().values()):
+        return round(sum(float(v) * _DURATION_UNITS_MS[k] for k, v in iso.groupdict().items()
+                         if v))
+    short = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)", text)
+    if short:
+        return round(float(short[1]) * _DURATION_UNITS_MS[short[2]])
+    raise argparse.ArgumentTypeError(
+        f"{text!r} is not a duration: ISO 8601 (PT30M, P1DT2H) or a number and a unit "
+        "(1500ms, 30s, 15m, 2h, 1d)")
+
+
 def unescape(text: str) -> str:
     """Lets separators be given as \\t or \\n on the command line."""
     return text.encode().decode("unicode_escape") if "\\" in text else text
@@ -140,5 +163,14 @@ def unescape(text: str) -> str:
 
 def message_json(message: Any) -> str:
     """An answer of the client (odradek.client.types) as indented JSON for scripts: every
-    field (zeros too: partition 0 is a partition), integers as numbers, lists for tuples."""
+    field (zeros too: partition 0 is a partition), integers as numbers, lists for tuples.
+    A list of answers becomes a JSON array."""
+    if isinstance(message, (list, tuple)):
+        return json.dumps([to_dict(m) for m in message], indent=2, ensure_ascii=False)
     return json.dumps(to_dict(message), indent=2, ensure_ascii=False)
+
+
+def add_json_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true",
+                        help="print JSON instead of the table: every field, numbers as "
+                             "numbers")

@@ -39,7 +39,8 @@ data in {data}
   grpcurl -plaintext {first} list            # reflection is on
   grpcurl -plaintext {first} grpc.health.v1.Health/Check
 
-(Inside the repository use .venv/bin/odradek.) Press Ctrl-C to stop.
+(Inside the repository `source .venv/bin/activate` puts odradek on the PATH.)
+Press Ctrl-C to stop.
 """
 
 PROMETHEUS_CONFIG = """\
@@ -134,7 +135,8 @@ data in {data}; a throwaway CA and certificates in {pki}
   # or per command: --tls-ca {ca} --tls-cert {cert} --tls-key {key}
   grpcurl -cacert {ca} -cert {cert} -key {key} {first} list
 
-(Inside the repository use .venv/bin/odradek.) Press Ctrl-C to stop.
+(Inside the repository `source .venv/bin/activate` puts odradek on the PATH.)
+Press Ctrl-C to stop.
 """
 
 
@@ -192,6 +194,13 @@ async def _run(settings: list[BrokerSettings], with_prometheus: bool = False,
                                READY_TIMEOUT_S)
     except TimeoutError:
         print(f"warning: not every broker registered within {READY_TIMEOUT_S:.0f}s",
+              file=sys.stderr)
+    # Nor does the banner's login work before the admin user is in the metadata.
+    user = settings[0].security.bootstrap_user
+    if user is not None and not all([await b.cluster.wait_for(
+            lambda image: user[0] in image.security.users, READY_TIMEOUT_S)
+            for b in brokers if b.cluster is not None]):
+        print(f"warning: the user {user[0]} was not created within {READY_TIMEOUT_S:.0f}s",
               file=sys.stderr)
     addrs = [host_port(s.host, b.port) for s, b in zip(settings, brokers, strict=True)]
     fields = dict(count=len(brokers), addrs=", ".join(addrs), first=addrs[0],

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from typing import Any
 
 from odradek.cli.common import (
     CliError,
+    add_json_flag,
     bootstrap_parent,
     message_json,
+    parse_duration_ms,
     parse_timestamp,
     tls_options,
 )
 from odradek.client.admin import Admin
+from odradek.client.types import to_dict
 
 
 def add_group_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -21,12 +25,12 @@ def add_group_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     group = sub.add_parser("group", help="list, describe, reset and delete consumer groups")
     gsub = group.add_subparsers(dest="group_command", metavar="SUBCOMMAND", required=True)
     p = gsub.add_parser("list", parents=[parent], help="list consumer groups")
-    p.add_argument("--json", action="store_true")
+    add_json_flag(p)
     p.set_defaults(func=_list)
     p = gsub.add_parser("describe", parents=[parent],
                         help="members, assignment, committed offsets and lag of a group")
     p.add_argument("group")
-    p.add_argument("--json", action="store_true")
+    add_json_flag(p)
     p.set_defaults(func=_describe)
     p = gsub.add_parser("delete", parents=[parent],
                         help="delete a group and its offsets (it must have no members)")
@@ -47,13 +51,26 @@ def add_group_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     to.add_argument("--to-latest", action="store_true")
     to.add_argument("--to-datetime", type=parse_timestamp, metavar="MS|ISO8601",
                     help="the first offset at or after this time")
+    to.add_argument("--by-duration", type=parse_duration_ms, metavar="DURATION",
+                    help="the first offset at or after this long ago: ISO 8601 (PT30M, "
+                         "P1DT2H, as kafka-consumer-groups.sh) or 30s, 15m, 2h, 1d")
     to.add_argument("--to-offset", type=int, metavar="N")
     to.add_argument("--shift-by", type=int, metavar="N",
                     help="move by N (negative: back), within the log's bounds")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--dry-run", action="store_true", help="only show the plan (default)")
     mode.add_argument("--execute", action="store_true", help="apply the plan")
+    add_json_flag(p)
     p.set_defaults(func=_reset)
+    p = gsub.add_parser(
+        "delete-offsets", parents=[parent],
+        help="forget a group's committed offsets of some topics; the group stays "
+             "(kafka-consumer-groups.sh --delete-offsets; it must have no members)")
+    p.add_argument("group")
+    p.add_argument("--topic", "-t", action="append", required=True, metavar="TOPIC[:P,P]",
+                   help="topic (optionally some partitions) whose offsets go; repeatable")
+    add_json_flag(p)
+    p.set_defaults(func=_delete_offsets)
 
 
 def _print(text: str = "") -> None:
@@ -133,14 +150,33 @@ async def _reset(args: argparse.Namespace) -> int:
     topics = dict(_topic_spec(t) for t in args.topic)
     options: dict[str, Any] = {
         "to_earliest": args.to_earliest, "to_latest": args.to_latest,
-        "to_timestamp_ms": args.to_datetime, "to_offset": args.to_offset,
+        "to_timestamp_ms": args.to_datetime if args.by_duration is None
+        else int(time.time() * 1000) - args.by_duration, "to_offset": args.to_offset,
         "shift_by": args.shift_by}
     async with Admin(args.bootstrap, **tls_options(args)) as admin:
         changes = await admin.reset_group_offsets(
             args.group, topics, dry_run=not args.execute,
             **{k: v for k, v in options.items() if v not in (None, False)})
+    if args.json:
+        _print(json.dumps({"executed": bool(args.execute),
+                           "changes": [to_dict(c) for c in changes]}, indent=2))
+        return 0
     _table([[c.topic, c.partition, "-" if c.previous < 0 else c.previous, c.offset]
             for c in changes], ["TOPIC", "PARTITION", "PREVIOUS-OFFSET", "NEW-OFFSET"])
     if not args.execute:
         _print("(dry run: nothing changed; add --execute to apply)")
+    return 0
+
+
+async def _delete_offsets(args: argparse.Namespace) -> int:
+    topics = dict(_topic_spec(t) for t in args.topic)
+    async with Admin(args.bootstrap, **tls_options(args)) as admin:
+        deleted = await admin.delete_group_offsets(args.group, topics)
+    if args.json:
+        _print(message_json(deleted))
+    elif not deleted:
+        _print(f"group {args.group} had no committed offsets for {', '.join(topics)}")
+    else:
+        _table([[o.topic, o.partition, o.offset] for o in deleted],
+               ["TOPIC", "PARTITION", "DELETED-OFFSET"])
     return 0

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import json
 import os
 import sys
+from collections.abc import Coroutine
+from typing import Any
 
-from odradek.cli.common import CliError, bootstrap_parent, tls_options
+from odradek.cli.common import (
+    CliError,
+    add_json_flag,
+    bootstrap_parent,
+    message_json,
+    tls_options,
+)
 from odradek.client import Admin
 from odradek.client.acls import (
     OPERATIONS,
@@ -40,6 +49,7 @@ def add_security_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser
     p.add_argument("name")
     p.set_defaults(func=_delete_user)
     p = usub.add_parser("list", parents=[parent], help="list users (never their keys)")
+    add_json_flag(p)
     p.set_defaults(func=_list_users)
 
     acls = sub.add_parser("acl", help="access control lists")
@@ -58,6 +68,8 @@ def add_security_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser
                        default="literal" if action == "add" else None)
         p.add_argument("--host", default="*" if action == "add" else None,
                        help="client address the binding is for (default: any)")
+        if action == "list":
+            add_json_flag(p)
         p.set_defaults(func={"add": _acl_add, "remove": _acl_remove, "list": _acl_list}[action])
 
 
@@ -70,9 +82,13 @@ def _new_password(args: argparse.Namespace) -> str:
     elif os.environ.get(ENV_NEW_PASSWORD):
         password = os.environ[ENV_NEW_PASSWORD]
     elif sys.stdin.isatty():
-        password = getpass.getpass(f"password for {args.name}: ")
-        if getpass.getpass("again: ") != password:
-            raise CliError("the passwords differ")
+        try:
+            password = getpass.getpass(f"password for {args.name}: ")
+            if getpass.getpass("again: ") != password:
+                raise CliError("the passwords differ")
+        except EOFError:
+            print(file=sys.stderr)  # the prompt's line was left open
+            raise CliError("no password given (end of input at the prompt)") from None
     else:
         raise CliError(f"no password: give --new-password-file or set {ENV_NEW_PASSWORD}")
     if not password:
@@ -80,16 +96,24 @@ def _new_password(args: argparse.Namespace) -> str:
     return password
 
 
-async def _create_user(args: argparse.Namespace) -> int:
-    password = _new_password(args)
+def _create_user(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
+    # The prompt comes before the event loop: under asyncio.run the first Ctrl-C only
+    # cancels the main task, which a blocking getpass never notices.
+    return _create_user_with(args, _new_password(args))
+
+
+async def _create_user_with(args: argparse.Namespace, password: str) -> int:
     async with Admin(args.bootstrap, **tls_options(args)) as admin:
         user = await admin.create_user(args.name, password, args.iterations)
     print(f"Created user {user.name} ({user.mechanism}, {user.iterations} iterations)")
     return 0
 
 
-async def _alter_user(args: argparse.Namespace) -> int:
-    password = _new_password(args)
+def _alter_user(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
+    return _alter_user_with(args, _new_password(args))  # the prompt first, as above
+
+
+async def _alter_user_with(args: argparse.Namespace, password: str) -> int:
     async with Admin(args.bootstrap, **tls_options(args)) as admin:
         user = await admin.alter_user(args.name, password, args.iterations)
     print(f"Changed the password of user {user.name}")
@@ -106,6 +130,9 @@ async def _delete_user(args: argparse.Namespace) -> int:
 async def _list_users(args: argparse.Namespace) -> int:
     async with Admin(args.bootstrap, **tls_options(args)) as admin:
         users = await admin.list_users()
+    if args.json:
+        print(message_json(users))
+        return 0
     print("NAME\tMECHANISM\tITERATIONS")
     for u in users:
         print(f"{u.name}\t{u.mechanism}\t{u.iterations}")
@@ -167,11 +194,15 @@ async def _acl_remove(args: argparse.Namespace) -> int:
 
 
 async def _acl_list(args: argparse.Namespace) -> int:
-    seen: dict[str, None] = {}
+    seen: dict[str, dict[str, str]] = {}
     async with Admin(args.bootstrap, **tls_options(args)) as admin:
         for f in _filters(args):
             for b in await admin.list_acls(f):
-                seen[_line(describe(b))] = None
+                d = describe(b)
+                seen[_line(d)] = d
+    if args.json:
+        print(json.dumps(list(seen.values()), indent=2))
+        return 0
     print("PRINCIPAL\tPERMISSION\tOPERATION\tRESOURCE\tPATTERN\tHOST")
     for line in seen:
         print(line)

@@ -11,6 +11,7 @@ from odradek.client.auth import ScramLogin
 from odradek.client.connection import Cluster
 from odradek.client.groups import GroupClient
 from odradek.client.types import (
+    CommittedOffset,
     DrainPlan,
     GroupDescription,
     GroupSummary,
@@ -225,6 +226,16 @@ class Admin:
     async def group_offsets(self, group_id: str) -> dict[tuple[str, int], int]:
         return await self._groups.committed(group_id)
 
+    async def delete_group_offsets(
+        self, group_id: str, topics: Mapping[str, Sequence[int]] | Sequence[str],
+    ) -> list[CommittedOffset]:
+        """Forgets the group's committed offsets of topics (a topic without partitions: all
+        of them), as kafka-consumer-groups.sh --delete-offsets; the group stays. Refused
+        while the group has members. Returns the offsets deleted."""
+        request = gpb.DeleteOffsetsRequest(group_id=group_id,
+                                           partitions=_topic_partitions(topics))
+        return [CommittedOffset.from_pb(o) for o in await self._groups.delete_offsets(request)]
+
     async def reset_group_offsets(
         self, group_id: str, topics: Mapping[str, Sequence[int]] | Sequence[str] = (), *,
         to_earliest: bool = False, to_latest: bool = False,
@@ -241,10 +252,15 @@ class Admin:
         if len(given) != 1:
             raise ValueError("give exactly one of to_earliest, to_latest, to_timestamp_ms, "
                              "to_offset, shift_by")
-        items = topics.items() if isinstance(topics, Mapping) else [(t, []) for t in topics]
-        request = gpb.ResetOffsetsRequest(
-            group_id=group_id, dry_run=dry_run,
-            partitions=[gpb.TopicPartitions(topic=t, partitions=list(ps)) for t, ps in items])
+        request = gpb.ResetOffsetsRequest(group_id=group_id, dry_run=dry_run,
+                                          partitions=_topic_partitions(topics))
         [(field, value)] = given.items()
         setattr(request, field, value)
         return [OffsetChange.from_pb(c) for c in await self._groups.reset(request)]
+
+
+def _topic_partitions(topics: Mapping[str, Sequence[int]] | Sequence[str],
+                      ) -> list[gpb.TopicPartitions]:
+    """Topics, with some of their partitions each or (a bare name) all of them."""
+    items = topics.items() if isinstance(topics, Mapping) else [(t, []) for t in topics]
+    return [gpb.TopicPartitions(topic=t, partitions=list(ps)) for t, ps in items]

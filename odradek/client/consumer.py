@@ -477,14 +477,21 @@ class Consumer:
         return self._state(tp).high_watermark
 
     async def close(self) -> None:
-        """Commits (with auto commit) and leaves the group (a static member does not
-        leave: its partitions wait a session timeout for it), then stops."""
+        """Commits (with auto commit), calls on_revoked with the partitions it owns (as
+        Kafka's close: the application flushes what it keeps per partition) and leaves the
+        group (a static member does not leave: its partitions wait a session timeout for
+        it), then stops."""
         if self._closed:
             return
         if self._membership is not None:
+            owned = sorted(self._states)
             if self._auto_commit and self._group_error is None:
-                await self._commit_quietly(set(self._states))
-            await self._membership.stop(leave=not self._member_config.instance_id)
+                await self._commit_quietly(set(owned))
+            try:
+                if owned and self._group_error is None:
+                    await _call(self._on_revoked, owned)
+            finally:
+                await self._membership.stop(leave=not self._member_config.instance_id)
         self._closed = True
         tasks = [st.task for st in self._states.values() if st.task is not None]
         for st in self._states.values():

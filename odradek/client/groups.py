@@ -164,6 +164,16 @@ class GroupClient:
 
         await self.call(group_id, fn)
 
+    async def delete_offsets(self, request: gpb.DeleteOffsetsRequest,
+                             ) -> list[gpb.CommittedOffset]:
+        timeout = self.cluster.request_timeout
+
+        async def fn(stub: gpb_grpc.GroupsStub) -> gpb.DeleteOffsetsResponse:
+            reply: gpb.DeleteOffsetsResponse = await stub.DeleteOffsets(request, timeout=timeout)
+            return reply
+
+        return list((await self.call(request.group_id, fn)).deleted)
+
     async def reset(self, request: gpb.ResetOffsetsRequest) -> list[gpb.OffsetChange]:
         timeout = self.cluster.request_timeout
 

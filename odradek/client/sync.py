@@ -14,6 +14,7 @@ from odradek.client.admin import Admin
 from odradek.client.consumer import Consumer, ConsumerRecord, RebalanceCallback, TopicPartition
 from odradek.client.producer import HeaderInput, Producer, RecordMetadata
 from odradek.client.types import (
+    CommittedOffset,
     DrainPlan,
     GroupDescription,
     GroupSummary,
@@ -272,6 +273,11 @@ class SyncAdmin(_SyncBase):
 
     def group_offsets(self, group_id: str) -> dict[tuple[str, int], int]:
         return self._call(self._admin.group_offsets(group_id))
+
+    def delete_group_offsets(self, group_id: str,
+                             topics: Mapping[str, Sequence[int]] | Sequence[str],
+                             ) -> list[CommittedOffset]:
+        return self._call(self._admin.delete_group_offsets(group_id, topics))
 
     def reset_group_offsets(self, group_id: str,
                             topics: Mapping[str, Sequence[int]] | Sequence[str] = (),

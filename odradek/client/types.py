@@ -237,6 +237,18 @@ class GroupDescription:
 
 
 @dataclass(frozen=True)
+class CommittedOffset:
+    topic: str
+    partition: int
+    offset: int
+    commit_timestamp_ms: int
+
+    @classmethod
+    def from_pb(cls, m: gpb.CommittedOffset) -> CommittedOffset:
+        return cls(m.topic, m.partition, m.offset, m.commit_timestamp_ms)
+
+
+@dataclass(frozen=True)
 class OffsetChange:
     topic: str
     partition: int

@@ -244,12 +244,14 @@ class Runtime:
         (self._task_dir(task.id) / CHECKPOINT).write_text(json.dumps(checkpoint))
 
     async def _close_all(self, clean: bool) -> None:
+        # Taken away first: the consumer's close calls on_revoked, which would close them
+        # cleanly (with a checkpoint) even when this close is not clean.
+        tasks, self.tasks = list(self.tasks.values()), {}
         try:
             await self.consumer.close()  # auto commit is off: this commits nothing
         finally:
-            for task in list(self.tasks.values()):
+            for task in tasks:
                 self._close(task, clean)
-            self.tasks.clear()
             await self.producer.close()
             await self._close_globals()
 

@@ -74,6 +74,11 @@ class GroupsStub:
                 request_serializer=odradek_dot_v1_dot_groups__pb2.ResetOffsetsRequest.SerializeToString,
                 response_deserializer=odradek_dot_v1_dot_groups__pb2.ResetOffsetsResponse.FromString,
                 _registered_method=True)
+        self.DeleteOffsets = channel.unary_unary(
+                '/odradek.v1.Groups/DeleteOffsets',
+                request_serializer=odradek_dot_v1_dot_groups__pb2.DeleteOffsetsRequest.SerializeToString,
+                response_deserializer=odradek_dot_v1_dot_groups__pb2.DeleteOffsetsResponse.FromString,
+                _registered_method=True)
 
 
 class GroupsServicer:
@@ -135,6 +140,14 @@ class GroupsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeleteOffsets(self, request, context):
+        """Forgets committed offsets of some topics, keeping the group (Kafka's OffsetDelete).
+        Refused (FAILED_PRECONDITION, NON_EMPTY_GROUP) while the group has members.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GroupsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -177,6 +190,11 @@ def add_GroupsServicer_to_server(servicer, server):
                     servicer.ResetOffsets,
                     request_deserializer=odradek_dot_v1_dot_groups__pb2.ResetOffsetsRequest.FromString,
                     response_serializer=odradek_dot_v1_dot_groups__pb2.ResetOffsetsResponse.SerializeToString,
+            ),
+            'DeleteOffsets': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteOffsets,
+                    request_deserializer=odradek_dot_v1_dot_groups__pb2.DeleteOffsetsRequest.FromString,
+                    response_serializer=odradek_dot_v1_dot_groups__pb2.DeleteOffsetsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -395,6 +413,33 @@ class Groups:
             '/odradek.v1.Groups/ResetOffsets',
             odradek_dot_v1_dot_groups__pb2.ResetOffsetsRequest.SerializeToString,
             odradek_dot_v1_dot_groups__pb2.ResetOffsetsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteOffsets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/odradek.v1.Groups/DeleteOffsets',
+            odradek_dot_v1_dot_groups__pb2.DeleteOffsetsRequest.SerializeToString,
+            odradek_dot_v1_dot_groups__pb2.DeleteOffsetsResponse.FromString,
             options,
             channel_credentials,
             insecure,

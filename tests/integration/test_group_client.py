@@ -5,7 +5,10 @@ rejoins, strategy mismatches, and bad requests answered with clear statuses."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
+import signal
+import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -17,7 +20,8 @@ from odradek.client import Admin, Consumer, Producer
 from odradek.client.errors import CommitFailedError, OdradekError, from_rpc_error
 from odradek.v1 import groups_pb2 as gpb
 from odradek.v1 import groups_pb2_grpc as gpb_grpc
-from tests.brokers import BrokerProcess
+from tests.brokers import BrokerProcess, wait_until
+from tests.cli import ODRADEK, clean_env, odradek
 
 
 @pytest.fixture(scope="module")
@@ -275,11 +279,57 @@ def test_a_membership_stream_that_says_nothing_is_closed(broker: BrokerProcess) 
 
 def test_consuming_a_missing_topic_in_a_group_is_an_error(broker: BrokerProcess) -> None:
     """A group waits for its topics to appear: a mistyped name used to wait and exit 0."""
-    import subprocess
-    import sys
+    out = odradek("consume", "no-such-topic", "--group", "g", "-b", broker.address,
+                  "--timeout-ms", "60000")
+    assert (out.returncode, out.stdout, out.stderr) == (
+        1, "", "error: topic 'no-such-topic' does not exist (UNKNOWN_TOPIC_OR_PARTITION)\n")
 
-    out = subprocess.run([sys.executable, "-m", "odradek.cli.main", "consume", "no-such-topic",
-                          "--group", "g", "-b", broker.address, "--timeout-ms", "60000"],
-                         capture_output=True, text=True, timeout=60)
-    assert out.returncode == 1
-    assert "topic 'no-such-topic' does not exist (UNKNOWN_TOPIC_OR_PARTITION)" in out.stderr
+
+def test_close_calls_on_revoked_with_the_owned_partitions(broker: BrokerProcess) -> None:
+    revoked: list[list[tuple[str, int]]] = []
+
+    async def go() -> None:
+        await create(broker.address, "closing", 2)
+        c = Consumer(broker.address, group_id="closing-g")
+        c.subscribe(["closing"], on_revoked=lambda tps: revoked.append(
+            [(tp.topic, tp.partition) for tp in tps]))
+
+        async def assigned() -> bool:
+            await c.poll(50)
+            return len(c.assignment()) == 2
+
+        try:
+            await until("both partitions assigned", assigned)
+        finally:
+            await c.close()
+
+    run(go())
+    assert revoked == [[("closing", 0), ("closing", 1)]]
+
+
+def test_cli_consumer_stopped_by_sigterm_leaves_its_group(broker: BrokerProcess) -> None:
+    """Stopped by kill, docker stop or Kubernetes, a member used to keep its partitions
+    until the session timeout (a minute here)."""
+    run(create(broker.address, "terminated", 1))
+    boot = ["--bootstrap", broker.address]
+    proc = subprocess.Popen([*ODRADEK, "consume", "terminated", "--group", "term-g",
+                             "--session-timeout-ms", "60000", *boot],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env())
+
+    def members() -> list[dict[str, object]]:
+        described = odradek("group", "describe", "term-g", "--json", *boot)
+        if described.returncode != 0:
+            return []
+        return list(json.loads(described.stdout)["members"])
+
+    try:
+        wait_until(lambda: any(m["assigned"] for m in members()), 30, "the member's assignment")
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=10)
+    assert (proc.returncode, out, err) == (143, b"", b"")
+    # Gone at once: no wait for the session timeout.
+    assert members() == []

@@ -3,6 +3,7 @@ by single-server membership changes, while the data stays readable."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from odradek.client import SyncAdmin, SyncProducer
 from odradek.v1 import odradek_pb2 as pb
 from tests.brokers import ClusterProcesses
+from tests.cli import odradek
 from tests.integration.test_cluster import replica_values
 
 
@@ -94,3 +96,36 @@ def test_drain_broker_moves_every_replica(cluster4: ClusterProcesses) -> None:
     finally:
         admin.close()
 
+
+
+@pytest.mark.timeout(180)
+def test_describe_after_a_reassignment_to_fewer_replicas(cluster4: ClusterProcesses) -> None:
+    boot = ["--bootstrap", cluster4.bootstrap]
+    created = odradek("topic", "create", "narrow", "--replication-factor", "3", *boot)
+    assert created.returncode == 0, created.stderr
+    with SyncAdmin(cluster4.bootstrap) as admin:
+        start = list(admin.describe_topic("narrow").partitions[0].info.replicas)
+    target = start[:2]
+    ids = ",".join(map(str, target))
+    moved = odradek("partition", "reassign", "narrow", "0", "--replicas", ids, "--wait", *boot)
+    assert moved.returncode == 0, moved.stderr
+    started, done = moved.stdout.splitlines()
+    assert started == f"reassignment of narrow-0 to {ids} started"
+    # --wait returns once the move is over: the replicas are the target's.
+    assert done.startswith(f"narrow-0: replicas {ids}, in sync ")
+    assert done.endswith("; no reassignment under way")
+    status = odradek("partition", "reassign", "narrow", "0", "--status", *boot)
+    assert status.stdout.startswith(f"narrow-0: replicas {ids}, in sync ")
+    missing = odradek("partition", "reassign", "narrow", "5", "--status", *boot)
+    assert (missing.returncode, missing.stderr) == (
+        1, "error: topic narrow has no partition 5 (it has 1) (UNKNOWN_TOPIC_OR_PARTITION)\n")
+    text = odradek("topic", "describe", "narrow", *boot)
+    assert text.returncode == 0, text.stderr
+    assert "\tReplicationFactor: 2" in text.stdout.splitlines()[0]
+    described = json.loads(odradek("topic", "describe", "narrow", "--json", *boot).stdout)
+    assert described["replication_factor"] == 2
+    partition = described["partitions"][0]
+    # Zeros are kept (partition 0 is a partition) and int64 fields are JSON numbers.
+    assert partition["info"]["partition"] == 0 and partition["info"]["replicas"] == target
+    assert partition["log_start_offset"] == 0
+    assert isinstance(partition["high_watermark"], int)

@@ -23,7 +23,7 @@ import pytest
 from odradek.client import Consumer, TopicPartition
 from odradek.client.partitioner import partition_for_key
 from odradek.streams import JSON
-from tests.brokers import BrokerProcess
+from tests.brokers import BrokerProcess, terminate
 from tests.integration.test_streams import produce, read_all, run, until
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -195,12 +195,6 @@ def test_readme(broker: BrokerProcess, tmp_path: Path, example: str, app_id: str
         print(log.read_text())
         raise
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        terminate(proc, 20)
     assert proc.returncode == 0, log.read_text()
     assert f"{app_id} stopped" in log.read_text()

@@ -15,7 +15,7 @@ from odradek.cli.main import main
 
 
 @pytest.mark.parametrize(("argv", "prefix", "wrong"), [
-    (["produce", "t", "--key", "k"], "odradek produce", "--key k"),
+    (["produce", "t", "--head", "a=1"], "odradek produce", "--head a=1"),
     (["produce", "t", "--key-sep", ":"], "odradek produce", "--key-sep :"),
     (["topic", "create", "x", "--partition", "3"], "odradek topic create", "--partition 3"),
     (["consume", "t", "--from-beg"], "odradek consume", "--from-beg"),

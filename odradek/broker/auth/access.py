@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from odradek.broker.auth.authorizer import ANONYMOUS, Authorizer
+from odradek.broker.auth.authorizer import ANONYMOUS, IMPLIED_BY, Authorizer
 from odradek.broker.errors import BrokerError, Reason
 from odradek.broker.metadata.security import CLUSTER_NAME
 
@@ -59,6 +59,17 @@ class Access:
 
     def may_describe_topic(self, name: str) -> bool:
         return self.allowed("topic", name, "describe")
+
+    def require_some_topic_describable(self) -> None:
+        """For listing topics: an empty list would read as "no topics" to a caller who
+        forgot to log in. The denial says only what the caller may do, nothing of the
+        topics."""
+        if not any(self.authorizer.allowed_for_some(self.principal, self.host, "topic", op)
+                   for op in ("describe", *IMPLIED_BY["describe"])):
+            raise BrokerError(Reason.TOPIC_AUTHORIZATION_FAILED,
+                              f"{self.principal} may not describe any topic",
+                              {"principal": self.principal, "resource_type": "topic",
+                               "operation": "describe"})
 
 
 _OPEN = Access(ANONYMOUS, "", Authorizer((), enabled=False))

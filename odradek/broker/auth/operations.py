@@ -87,5 +87,9 @@ def reset_offsets(access: Access, group: str, topics: Iterable[str]) -> None:
     _group_and_topics(access, group, "read", topics, "read")
 
 
+def delete_offsets(access: Access, group: str, topics: Iterable[str]) -> None:
+    _group_and_topics(access, group, "delete", topics, "read")  # Kafka's OffsetDelete
+
+
 def inter_broker(access: Access) -> None:
     access.require_super_user()

@@ -32,7 +32,13 @@ from odradek.broker.groups.records import (
     encode_value,
 )
 from odradek.broker.groups.replay import rebuild
-from odradek.broker.groups.resets import check_target, lag, reset_changes, reset_partitions
+from odradek.broker.groups.resets import (
+    check_target,
+    lag,
+    offsets_to_delete,
+    reset_changes,
+    reset_partitions,
+)
 from odradek.broker.groups.state import Group, JoinRequest, Member, check_group_id, group_error
 from odradek.broker.groups.types import (
     Assignment,
@@ -497,6 +503,19 @@ class GroupCoordinator:
             await self._persist(shard, [*tombstones, (GroupKey(group_id), None)])
             shard.groups.pop(group_id, None)
             self._partitions_seen.pop(group_id, None)
+
+    async def delete_offsets(self, group_id: str, topics: tuple[tuple[str, tuple[int, ...]],
+                                                                ...]) -> list[CommittedOffset]:
+        """Forgets committed offsets of topics; the group stays (Kafka's OffsetDelete)."""
+        shard = self._shard(group_id)
+        async with shard.lock(group_id):
+            group = self.describe_group(group_id)
+            self._check_empty(group, "deleted")
+            gone = offsets_to_delete(group, topics)
+            await self._persist(shard, [(OffsetKey(group_id, t, p), None) for t, p in gone])
+            values = [group.offsets.pop(tp) for tp in gone]
+        return [CommittedOffset(t, p, v.offset, v.metadata, v.timestamp_ms)
+                for (t, p), v in zip(gone, values, strict=True)]
 
     def _check_empty(self, group: Group, what: str) -> None:
         if group.members:

@@ -40,6 +40,16 @@ def reset_partitions(group: Group, request: ResetRequest,
     return sorted(set(out))
 
 
+def offsets_to_delete(group: Group,
+                      topics: tuple[tuple[str, tuple[int, ...]], ...]) -> list[TP]:
+    """The committed partitions of the topics named (a topic without partitions: all)."""
+    if not topics:
+        raise invalid_request("name the topics whose offsets to delete")
+    wanted = dict(topics)
+    return [tp for tp in sorted(group.offsets)
+            if tp[0] in wanted and (not wanted[tp[0]] or tp[1] in wanted[tp[0]])]
+
+
 async def reset_target(lookup: OffsetLookup, tp: TP, request: ResetRequest,
                        previous: OffsetValue | None) -> int:
     if request.to == ResetTo.TIMESTAMP:

@@ -60,6 +60,7 @@ _GROUPS: dict[str, Rule | str] = {
     "DescribeGroup": lambda r, a: op.describe_group(a, r.group_id),
     "DeleteGroup": lambda r, a: op.delete_group(a, r.group_id),
     "ResetOffsets": lambda r, a: op.reset_offsets(a, r.group_id, _topics(r)),
+    "DeleteOffsets": lambda r, a: op.delete_offsets(a, r.group_id, _topics(r)),
 }
 
 GRPC_RULES: dict[str, Rule | str] = {

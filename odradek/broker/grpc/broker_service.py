@@ -208,6 +208,7 @@ class AdminService(pb_grpc.AdminServicer):
     @rpc
     async def ListTopics(self, request: pb.ListTopicsRequest,
                          context: grpc.aio.ServicerContext) -> pb.ListTopicsResponse:
+        current_access().require_some_topic_describable()
         return codec.topic_list(_describable(self.admin.list_topics(request.include_internal)))
 
     @rpc

@@ -16,6 +16,7 @@ from odradek.broker.groups.coordinator import GroupCoordinator
 from odradek.broker.groups.state import JoinRequest
 from odradek.broker.groups.types import (
     Assignment,
+    CommittedOffset,
     MemberMessage,
     OffsetCommit,
     ResetRequest,
@@ -76,6 +77,11 @@ def reset_request(request: gpb.ResetOffsetsRequest) -> ResetRequest:
     return ResetRequest(request.group_id, _RESET_TO[spec], int(value),
                         tuple((p.topic, tuple(p.partitions)) for p in request.partitions),
                         request.dry_run)
+
+
+def committed_pb(o: CommittedOffset) -> gpb.CommittedOffset:
+    return gpb.CommittedOffset(topic=o.topic, partition=o.partition, offset=o.offset,
+                               metadata=o.metadata, commit_timestamp_ms=o.commit_timestamp_ms)
 
 
 class GroupsService(gpb_grpc.GroupsServicer):
@@ -169,8 +175,7 @@ class GroupsService(gpb_grpc.GroupsServicer):
                            context: grpc.aio.ServicerContext) -> gpb.FetchOffsetsResponse:
         access = current_access()
         return gpb.FetchOffsetsResponse(offsets=[
-            gpb.CommittedOffset(topic=o.topic, partition=o.partition, offset=o.offset,
-                                metadata=o.metadata, commit_timestamp_ms=o.commit_timestamp_ms)
+            committed_pb(o)
             for o in await self.coordinator.fetch(request.group_id, _tps(list(request.partitions)))
             if access.may_describe_topic(o.topic)])
 
@@ -216,6 +221,13 @@ class GroupsService(gpb_grpc.GroupsServicer):
                           context: grpc.aio.ServicerContext) -> gpb.DeleteGroupResponse:
         await self.coordinator.delete(request.group_id)
         return gpb.DeleteGroupResponse()
+
+    @rpc
+    async def DeleteOffsets(self, request: gpb.DeleteOffsetsRequest,
+                            context: grpc.aio.ServicerContext) -> gpb.DeleteOffsetsResponse:
+        deleted = await self.coordinator.delete_offsets(request.group_id, tuple(
+            (p.topic, tuple(p.partitions)) for p in request.partitions))
+        return gpb.DeleteOffsetsResponse(deleted=[committed_pb(o) for o in deleted])
 
     @rpc
     async def ResetOffsets(self, request: gpb.ResetOffsetsRequest,
