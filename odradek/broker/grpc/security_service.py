@@ -13,6 +13,7 @@ from odradek.broker.auth.sessions import AuthenticationFailed, Sessions
 from odradek.broker.cluster import ClusterNode
 from odradek.broker.errors import BrokerError, Reason, invalid_request
 from odradek.broker.grpc.broker_service import rpc
+from odradek.broker.logs import clip
 from odradek.broker.metadata.security import (
     MAX_USER_NAME,
     OPERATIONS,
@@ -106,13 +107,6 @@ def _unauthenticated(message: str = "authentication failed") -> BrokerError:
 # before it is parsed, so that unauthenticated callers cannot make the broker work.
 MAX_SCRAM_MESSAGE = 4096
 MAX_EXCHANGE_ID = 128
-LOGGED_CHARS = 200
-
-
-def clip(text: str, limit: int = LOGGED_CHARS) -> str:
-    """A client's string as it may appear in a log line or a message."""
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
-
 
 def _check_size(field: str, value: str, limit: int = MAX_SCRAM_MESSAGE) -> None:
     if len(value) > limit:
