@@ -72,6 +72,16 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str,
         time.sleep(interval)
 
 
+def ipv6_loopback() -> bool:
+    """Whether ::1 works here (containers may have no IPv6)."""
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))

@@ -14,6 +14,11 @@ from typing import Any
 
 from odradek.broker.auth.access import INTER_BROKER, Access, Rule
 from odradek.broker.auth.authorizer import ANONYMOUS, Authorizer
+from odradek.broker.auth.peer_limits import (
+    MAX_ANONYMOUS_STREAMS_PER_PEER,
+    MAX_OPEN_STREAMS_PER_PEER,
+    PeerCounts,
+)
 from odradek.broker.auth.sessions import Sessions
 from odradek.broker.errors import BrokerError, Reason
 from odradek.broker.metadata.security import SecurityState
@@ -34,6 +39,9 @@ class Guard:
         self._state: SecurityState | None = None
         self._authorizer = Authorizer((), super_users, enabled)
         self._cert_principals: dict[bytes, str] = {}
+        self.anonymous_streams = PeerCounts(
+            MAX_ANONYMOUS_STREAMS_PER_PEER if enabled else MAX_OPEN_STREAMS_PER_PEER,
+            "unauthenticated streams")
 
     def authorizer(self) -> Authorizer:
         state = self._security()
@@ -79,3 +87,17 @@ class Guard:
             access.require_super_user()
         elif callable(rule):
             rule(request, access)
+
+    def open_stream(self, access: Access) -> Callable[[], None]:
+        """Counts a stream an unauthenticated caller opens against its address while it
+        is open (THROTTLED over the cap): such a stream holds broker memory and costs the
+        caller nothing. The returned function is called when the stream ends."""
+        if access.principal != ANONYMOUS:
+            return _nothing
+        streams, host = self.anonymous_streams, access.host
+        streams.acquire(host)
+        return lambda: streams.release(host)
+
+
+def _nothing() -> None:
+    pass

@@ -40,7 +40,8 @@ def check_call(guard: Guard, rule: Rule | str | None, request: Any,
     return access
 
 
-Check = Callable[[Any, grpc.aio.ServicerContext], Awaitable[None]]
+# Run before a call; what it returns (if anything) is called once the call ends.
+Check = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Callable[[], None] | None]]
 Requests = Callable[[AsyncIterator[Any], grpc.aio.ServicerContext], AsyncIterator[Any]]
 
 
@@ -55,7 +56,7 @@ def _shaped(inner: Callable[..., Any], before: Check, unary_request: bool,
 
     if inspect.isasyncgenfunction(inner):
         async def generator(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            await before(request if unary_request else None, context)
+            ended = await before(request if unary_request else None, context)
             stream = inner(arguments(request, context), context)
             try:
                 async for item in stream:
@@ -64,12 +65,18 @@ def _shaped(inner: Callable[..., Any], before: Check, unary_request: bool,
                     yield item
             finally:
                 await stream.aclose()
+                if ended is not None:
+                    ended()
 
         return generator
 
     async def coroutine(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        await before(request if unary_request else None, context)
-        return await inner(arguments(request, context), context)
+        ended = await before(request if unary_request else None, context)
+        try:
+            return await inner(arguments(request, context), context)
+        finally:
+            if ended is not None:
+                ended()
 
     return coroutine
 
@@ -94,13 +101,21 @@ def wrap_handler(handler: grpc.RpcMethodHandler, before: Check, *, each_answer: 
 def _guarded(guard: Guard, refused: Refused, method: str, rule: Rule | str | None,
              handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
     name = method.rpartition("/")[2]
+    # The handler is made per call: a stream's first check (not its answers') counts it
+    # against the caller.
+    uncounted = [handler.unary_unary is None]
 
-    async def check(request: Any, context: grpc.aio.ServicerContext) -> None:
+    async def check(request: Any, context: grpc.aio.ServicerContext) -> Callable[[], None] | None:
         try:
-            set_current_access(check_call(guard, rule, request, context))
+            access = check_call(guard, rule, request, context)
+            set_current_access(access)
+            if uncounted[0]:
+                uncounted[0] = False
+                return guard.open_stream(access)
         except BrokerError as exc:
             refused(name, exc)
             await context.abort_with_status(to_status(exc))
+        return None
 
     # A stream lives long: each answer is checked again, so a removed ACL, a deleted
     # user or an expired session ends it (decisions are cached).
@@ -164,6 +179,7 @@ class RequestLimitInterceptor(_HandlerInterceptor):
         async def check(request: Any, context: grpc.aio.ServicerContext) -> None:
             if isinstance(request, Oversized):
                 await refuse(request, context)
+            return None
 
         async def checked(requests: AsyncIterator[Any],
                           context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:

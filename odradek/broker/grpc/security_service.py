@@ -31,7 +31,7 @@ from odradek.broker.metadata.security import (
 )
 from odradek.broker.metrics.broker import BrokerMetrics
 from odradek.security import scram
-from odradek.security.hosts import canonical_host
+from odradek.security.hosts import canonical_host, peer_host
 from odradek.v1 import security_pb2 as spb
 from odradek.v1 import security_pb2_grpc as spb_grpc
 
@@ -131,7 +131,8 @@ class SecurityService(spb_grpc.SecurityServicer):
         # Checked before any parsing: nobody is authenticated yet.
         _check_size("client_first_message", request.client_first_message)
         try:
-            exchange_id, first = self.sessions.start(request.client_first_message)
+            exchange_id, first = self.sessions.start(request.client_first_message,
+                                                     peer_host(context.peer() or ""))
         except scram.ScramError as exc:
             raise invalid_request(f"bad client-first-message: {exc}") from None
         except AuthenticationFailed as exc:
