@@ -28,6 +28,7 @@ from odradek.broker.metrics.broker import BrokerMetrics, MetricsServer, StateCol
 from odradek.broker.metrics.certs import CertificateCollector
 from odradek.broker.metrics.groups import GroupCollector
 from odradek.broker.peers.raft_transport import RaftTransport
+from odradek.broker.producers.manager import DEFAULT_MAX_NAMES, DEFAULT_NAME_EXPIRATION_MS
 from odradek.broker.replication.host import RaftHost
 from odradek.broker.replication.producer_state import DEFAULT_EXPIRATION_MS
 from odradek.broker.replication.replica import ReplicatedPartition
@@ -59,6 +60,10 @@ class BrokerSettings:
     tick_interval_ms: int = 50
     metadata_snapshot_every: int = 1000
     producer_id_expiration_ms: int = DEFAULT_EXPIRATION_MS
+    # Named producers: forgotten when idle this long (Kafka's
+    # transactional.id.expiration.ms), and at most this many in the cluster.
+    producer_name_expiration_ms: int = DEFAULT_NAME_EXPIRATION_MS
+    max_producer_names: int = DEFAULT_MAX_NAMES
     shutdown_grace_s: float = 5.0
     # Prometheus metrics over HTTP on this port (of `host`); 0: not served. The CLI
     # defaults it to the gRPC port + 1000.
@@ -142,6 +147,8 @@ class Broker:
                                    broker_alive=lambda peer: transport.alive(peer, election_s),
                                    tls=peer_tls)
         self.cluster.flush_observer = self.metrics.observe_fsync
+        self.cluster.producer_ids.name_expiration_ms = s.producer_name_expiration_ms
+        self.cluster.producer_ids.max_names = s.max_producer_names
         self.cluster.adopt_log = self.housekeeper.adopt
         self.guard = build_guard(s.security, s.tls, len(voters), self.cluster)
         admin = TopicAdmin(self.cluster, self.defaults, s.default_replication_factor)
@@ -171,6 +178,9 @@ class Broker:
                        asyncio.create_task(self._retention_loop()),
                        asyncio.create_task(self._serve_when_registered())]
         self._tasks.append(asyncio.create_task(ensure_cluster_secret(self.cluster)))
+        expiry_check_s = min(60.0, max(0.1, s.producer_name_expiration_ms / 10_000))
+        self._tasks.append(asyncio.create_task(
+            self.cluster.producer_ids.expiry_loop(expiry_check_s)))
         if s.security.bootstrap_user is not None:
             self._tasks.append(asyncio.create_task(ensure_bootstrap_user(
                 self.cluster, *s.security.bootstrap_user)))

@@ -59,6 +59,14 @@ def add_broker_parser(
     p.add_argument("--producer-id-expiration-ms", type=_positive_int, default=24 * 3600 * 1000,
                    metavar="MS", help="forget an idempotent producer's sequence state after "
                    "this long without a batch from it (default one day)")
+    p.add_argument("--producer-name-expiration-ms", type=_positive_int,
+                   default=7 * 24 * 3600 * 1000, metavar="MS",
+                   help="forget a producer name (Kafka's transactional.id) after this long "
+                   "without an instance initialising or writing (Kafka's "
+                   "transactional.id.expiration.ms; default 7 days)")
+    p.add_argument("--max-producer-names", type=_positive_int, default=100_000, metavar="N",
+                   help="the most producer names the cluster keeps; a new one beyond is "
+                   "refused (default %(default)s)")
     p.add_argument("--log-cleanup-interval-ms", type=_positive_int, default=30_000,
                    metavar="MS", help="run retention and compaction over every partition "
                    "this often (Kafka's log.retention.check.interval.ms; default 30 s)")

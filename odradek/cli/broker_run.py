@@ -129,6 +129,8 @@ def run_broker(args: argparse.Namespace) -> int:
             default_replication_factor=args.default_replication_factor,
             metadata_snapshot_every=args.metadata_snapshot_every,
             producer_id_expiration_ms=args.producer_id_expiration_ms,
+            producer_name_expiration_ms=args.producer_name_expiration_ms,
+            max_producer_names=args.max_producer_names,
             retention_check_interval_ms=args.log_cleanup_interval_ms,
             offsets_topic_partitions=args.offsets_topic_partitions,
             metrics_port=metrics_port(args.metrics_port, args.port),

@@ -11,12 +11,14 @@ from odradek.broker.metadata.commands import (
     CreatePartitions,
     CreateTopic,
     DeleteTopic,
+    ExpireNamedProducers,
     InitNamedProducer,
     PartitionLeader,
     PartitionReplicas,
     ReassignPartition,
     RegisterBroker,
     SetBrokerDraining,
+    TouchNamedProducer,
     UnregisterBroker,
 )
 from odradek.broker.metadata.security import (
@@ -70,7 +72,10 @@ def commands(
         st.builds(PartitionLeader, names, partitions, broker_ids, terms, opt_id),
         st.builds(PartitionReplicas, names, partitions, replicas, terms, opt_id),
         st.builds(AllocateProducerIds, broker_ids, st.integers(-1, 2000)),
-        st.builds(InitNamedProducer, names),
+        st.builds(InitNamedProducer, names, at_ms=st.integers(0, 2000)),
+        st.builds(TouchNamedProducer, names, st.integers(0, 50), st.integers(0, 2000)),
+        st.builds(ExpireNamedProducers, st.lists(names, max_size=3).map(tuple),
+                  st.integers(0, 2000)),
         security_commands(names),
     )
 

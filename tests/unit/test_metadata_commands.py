@@ -15,12 +15,14 @@ from odradek.broker.metadata.commands import (
     CreatePartitions,
     CreateTopic,
     DeleteTopic,
+    ExpireNamedProducers,
     InitNamedProducer,
     PartitionLeader,
     PartitionReplicas,
     ReassignPartition,
     RegisterBroker,
     SetBrokerDraining,
+    TouchNamedProducer,
     UnregisterBroker,
     decode_command,
     freeze_configs,
@@ -61,7 +63,9 @@ EXAMPLES: list[Command] = [
     DeleteAcls((Acl("User:bob", "cluster", "odradek-cluster", "literal", "all", "deny", "::1"),)),
     InitClusterSecret(b"s" * 32),
     AllocateProducerIds(2, 1000, "2.9f3a.1"),
-    InitNamedProducer("payments-writer", "0.77c1.4"),
+    InitNamedProducer("payments-writer", "0.77c1.4", at_ms=1_700_000_000_000),
+    TouchNamedProducer("payments-writer", 7, 1_700_000_000_500),
+    ExpireNamedProducers(("old-writer", "older"), 1_699_000_000_000),
 ]
 
 
