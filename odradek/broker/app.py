@@ -69,6 +69,9 @@ class BrokerSettings:
     # defaults it to the gRPC port + 1000.
     metrics_port: int = 0
     metrics_host: str | None = None  # default: host
+    # The metrics over TLS (needs `tls`), and/or only for "Authorization: Bearer <token>".
+    metrics_tls: bool = False
+    metrics_token: str | None = field(default=None, repr=False)
     # TLS identity; when set the listener speaks TLS only and brokers dial each other
     # with mutual TLS (which needs client_auth "required" in a cluster of several).
     tls: ServerTLS | None = None
@@ -113,7 +116,8 @@ class Broker:
     def metrics_url(self) -> str | None:
         if self.metrics_server is None:
             return None
-        return f"http://{self.metrics_server.host}:{self.metrics_server.port}/metrics"
+        scheme = "https" if self.metrics_server.tls is not None else "http"
+        return f"{scheme}://{self.metrics_server.host}:{self.metrics_server.port}/metrics"
 
     async def start(self) -> None:
         s = self.settings
@@ -161,8 +165,11 @@ class Broker:
             if peer != s.broker_id:
                 self.transport.add_peer(peer)
         if s.metrics_port > 0:
+            # With TLS, the listener's certificate and client policy (mutual TLS when
+            # the listener requires client certificates).
+            metrics_tls = s.tls.ssl_context() if s.metrics_tls and s.tls is not None else None
             self.metrics_server = MetricsServer(self.metrics, s.metrics_host or s.host,
-                                                s.metrics_port)
+                                                s.metrics_port, metrics_tls, s.metrics_token)
             try:
                 await self.metrics_server.start()
             except OSError as exc:  # metrics must not keep a broker from serving

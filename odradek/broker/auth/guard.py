@@ -30,8 +30,12 @@ CERT_CACHE_LIMIT = 4096
 class Guard:
     def __init__(self, security: Callable[[], SecurityState], sessions: Sessions, *,
                  enabled: bool, super_users: frozenset[str] = frozenset(),
-                 principal_rules: tuple[PrincipalRule, ...] = ()) -> None:
+                 principal_rules: tuple[PrincipalRule, ...] = (),
+                 broker_principals: frozenset[str] = frozenset()) -> None:
         self._security = security
+        # Who the brokers are (their certificates' principals): the only callers of the
+        # brokers' own services. Empty (no certificates): super users, as before.
+        self.broker_principals = broker_principals
         self.sessions = sessions
         self.enabled = enabled
         self.super_users = super_users
@@ -74,6 +78,11 @@ class Guard:
                                   "the session token is unknown or expired on this broker; "
                                   "authenticate again")
             principal = session.principal
+            if principal in self.broker_principals:
+                # A broker is known by its certificate only, never by a password.
+                raise BrokerError(Reason.AUTHENTICATION_FAILED,
+                                  f"{principal} is a broker principal: it cannot log in "
+                                  "with SCRAM")
         elif self.enabled:
             principal = self._certificate_principal(certificate)
         else:
@@ -83,7 +92,13 @@ class Guard:
     def check(self, rule: Rule | str | None, request: Any, access: Access) -> None:
         if not self.enabled:
             return
-        if rule is None or rule == INTER_BROKER:
+        if rule == INTER_BROKER and self.broker_principals:
+            if access.principal not in self.broker_principals:
+                raise BrokerError(Reason.CLUSTER_AUTHORIZATION_FAILED,
+                                  f"{access.principal} may not call broker-internal services: "
+                                  "only the brokers (--broker-principal) may",
+                                  {"principal": access.principal})
+        elif rule is None or rule == INTER_BROKER:
             access.require_super_user()
         elif callable(rule):
             rule(request, access)

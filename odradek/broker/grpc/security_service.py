@@ -115,7 +115,9 @@ def _check_size(field: str, value: str, limit: int = MAX_SCRAM_MESSAGE) -> None:
 
 class SecurityService(spb_grpc.SecurityServicer):
     def __init__(self, cluster: ClusterNode, sessions: Sessions,
-                 metrics: BrokerMetrics | None = None) -> None:
+                 metrics: BrokerMetrics | None = None,
+                 broker_principals: frozenset[str] = frozenset()) -> None:
+        self.broker_principals = broker_principals
         self.cluster = cluster
         self.sessions = sessions
         self.metrics = metrics
@@ -158,6 +160,9 @@ class SecurityService(spb_grpc.SecurityServicer):
     # ---------------------------------------------------------------------- users
     async def _upsert(self, request: spb.UpsertUserRequest, create: bool) -> spb.UserDescription:
         check_user_name(request.name)
+        if f"User:{request.name}" in self.broker_principals:
+            raise invalid_request(f"User:{request.name} is a broker principal: no SCRAM user "
+                                  "may take its name")
         c = request.credential
         check_credential(c)
         exists = request.name in self.cluster.image.security.users

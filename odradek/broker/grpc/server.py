@@ -79,7 +79,7 @@ class GrpcListener:
         pb_grpc.add_AdminServicer_to_server(AdminService(admin, m), server)  # type: ignore[no-untyped-call]
         cluster_pb2_grpc.add_ControllerServicer_to_server(ControllerService(admin, m), server)  # type: ignore[no-untyped-call]
         security_pb2_grpc.add_SecurityServicer_to_server(  # type: ignore[no-untyped-call]
-            SecurityService(cluster, guard.sessions, m), server)
+            SecurityService(cluster, guard.sessions, m, guard.broker_principals), server)
         groups_pb2_grpc.add_GroupsServicer_to_server(GroupsService(groups, m), server)  # type: ignore[no-untyped-call]
         raft_pb2_grpc.add_RaftServicer_to_server(transport.servicer(), server)  # type: ignore[no-untyped-call]
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
