@@ -14,7 +14,13 @@ import grpc
 from odradek.broker.auth.access import PUBLIC, Access, Rule, set_current_access
 from odradek.broker.auth.guard import Guard
 from odradek.broker.errors import BrokerError
-from odradek.broker.grpc.limits import SERVER_RECEIVE_LIMIT, Oversized, limited, request_limit
+from odradek.broker.grpc.limits import (
+    SERVER_RECEIVE_LIMIT,
+    Malformed,
+    Oversized,
+    limited,
+    request_limit,
+)
 from odradek.broker.grpc.status import to_status
 from odradek.broker.logs import clip
 from odradek.security.hosts import peer_host
@@ -169,22 +175,23 @@ class RequestLimitInterceptor(_HandlerInterceptor):
         refused = self.refused
         name = method.rpartition("/")[2]
 
-        async def refuse(oversized: Oversized, context: grpc.aio.ServicerContext) -> None:
-            error = oversized.error()
+        async def refuse(bad: Oversized | Malformed, context: grpc.aio.ServicerContext) -> None:
+            error = bad.error()
             refused(name, error)
-            log.info("refused a %s request of %d bytes from %s (limit %d)", name,
-                     oversized.size, clip(context.peer() or ""), oversized.limit)
+            if isinstance(bad, Oversized):
+                log.info("refused a %s request of %d bytes from %s (limit %d)", name,
+                         bad.size, clip(context.peer() or ""), bad.limit)
             await context.abort_with_status(to_status(error))
 
         async def check(request: Any, context: grpc.aio.ServicerContext) -> None:
-            if isinstance(request, Oversized):
+            if isinstance(request, Oversized | Malformed):
                 await refuse(request, context)
             return None
 
         async def checked(requests: AsyncIterator[Any],
                           context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             async for request in requests:
-                if isinstance(request, Oversized):
+                if isinstance(request, Oversized | Malformed):
                     await refuse(request, context)
                 yield request
 

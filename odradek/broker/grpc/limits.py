@@ -84,6 +84,20 @@ class Oversized:
                                    "size": str(self.size)})
 
 
+@dataclass(frozen=True)
+class Malformed:
+    """What a method's deserializer returns for bytes that are not its request message
+    (grpc would answer an opaque INTERNAL)."""
+
+    method: str
+    problem: str
+
+    def error(self) -> BrokerError:
+        name = self.method.rpartition("/")[2]
+        return BrokerError(Reason.INVALID_REQUEST,
+                           f"the request is not a valid {name} message: {self.problem}"[:300])
+
+
 def limited(method: str, deserializer: Callable[[bytes], Any] | None,
             limit: int) -> Callable[[bytes], Any]:
     """`deserializer`, refusing more than `limit` bytes before parsing them."""
@@ -91,6 +105,11 @@ def limited(method: str, deserializer: Callable[[bytes], Any] | None,
     def deserialize(data: bytes) -> Any:
         if len(data) > limit:
             return Oversized(method, len(data), limit)
-        return deserializer(data) if deserializer is not None else data
+        if deserializer is None:
+            return data
+        try:
+            return deserializer(data)
+        except Exception as exc:  # protobuf's DecodeError, or whatever a parser raises
+            return Malformed(method, f"{type(exc).__name__}: {exc}")
 
     return deserialize
