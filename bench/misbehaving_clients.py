@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -27,15 +25,13 @@ import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.request_flood import PASSWORD, rss_kib  # noqa: E402
+from bench.request_flood import PASSWORD, rss_kib, secured_broker, wait_for_login  # noqa: E402
 from odradek.client import Admin  # noqa: E402
 from odradek.security import scram  # noqa: E402
 from odradek.v1 import groups_pb2 as gpb  # noqa: E402
 from odradek.v1 import groups_pb2_grpc as gpb_grpc  # noqa: E402
 from odradek.v1 import security_pb2 as spb  # noqa: E402
 from odradek.v1 import security_pb2_grpc as spb_grpc  # noqa: E402
-from tests.brokers import BrokerProcess  # noqa: E402
-from tests.integration.test_acl import wait_for_login  # noqa: E402
 
 
 async def timed_calls(admin: Admin, until: float) -> list[float]:
@@ -95,42 +91,32 @@ async def main() -> None:
     parser.add_argument("--clients", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=20)
     args = parser.parse_args()
-    os.environ["ODRADEK_BOOTSTRAP_PASSWORD"] = PASSWORD
-    with tempfile.TemporaryDirectory() as tmp:
-        broker = BrokerProcess(Path(tmp) / "b", extra_args=[
-            "--authorization", "on", "--super-users", "User:admin",
-            "--bootstrap-user", "admin"])
-        try:
-            broker.start()
-            assert broker.proc is not None
-            pid = broker.proc.pid
-            await wait_for_login(broker.address, "admin", PASSWORD)
-            async with Admin(broker.address, username="admin", password=PASSWORD) as admin:
-                await admin.create_topic("t", 1, 1)
-                idle = await timed_calls(admin, time.monotonic() + args.seconds / 2)
-                rss_idle = rss_kib(pid)
-                answers: Counter[str] = Counter()
-                until = time.monotonic() + args.seconds
-                attackers = [asyncio.create_task(misbehave(broker.address, until, answers))
-                             for _ in range(args.clients)]
-                peak = 0
+    with secured_broker() as (broker, pid):
+        await wait_for_login(broker.address, "admin", PASSWORD)
+        async with Admin(broker.address, username="admin", password=PASSWORD) as admin:
+            await admin.create_topic("t", 1, 1)
+            idle = await timed_calls(admin, time.monotonic() + args.seconds / 2)
+            rss_idle = rss_kib(pid)
+            answers: Counter[str] = Counter()
+            until = time.monotonic() + args.seconds
+            attackers = [asyncio.create_task(misbehave(broker.address, until, answers))
+                         for _ in range(args.clients)]
+            peak = 0
 
-                async def sample() -> None:
-                    nonlocal peak
-                    while time.monotonic() < until:
-                        peak = max(peak, rss_kib(pid))
-                        await asyncio.sleep(0.1)
+            async def sample() -> None:
+                nonlocal peak
+                while time.monotonic() < until:
+                    peak = max(peak, rss_kib(pid))
+                    await asyncio.sleep(0.1)
 
-                sampler = asyncio.create_task(sample())
-                await asyncio.sleep(2)  # let the clients connect
-                busy = await timed_calls(admin, until)
-                await asyncio.gather(*attackers, sampler, return_exceptions=True)
-            print(summary("idle broker", idle) + f"; RSS {rss_idle / 1024:.0f} MiB")
-            print(summary(f"with {args.clients} misbehaving clients", busy)
-                  + f"; peak RSS {peak / 1024:.0f} MiB")
-            print(f"misbehaving calls answered: {dict(answers)}; serving: {broker.serving()}")
-        finally:
-            broker.stop()
+            sampler = asyncio.create_task(sample())
+            await asyncio.sleep(2)  # let the clients connect
+            busy = await timed_calls(admin, until)
+            await asyncio.gather(*attackers, sampler, return_exceptions=True)
+        print(summary("idle broker", idle) + f"; RSS {rss_idle / 1024:.0f} MiB")
+        print(summary(f"with {args.clients} misbehaving clients", busy)
+              + f"; peak RSS {peak / 1024:.0f} MiB")
+        print(f"misbehaving calls answered: {dict(answers)}; serving: {broker.serving()}")
 
 
 if __name__ == "__main__":

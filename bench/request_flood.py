@@ -13,22 +13,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from odradek.client.auth import ScramLogin, authenticate  # noqa: E402
-from odradek.security.tls import open_channel  # noqa: E402
 from odradek.v1 import security_pb2 as spb  # noqa: E402
 from odradek.v1 import security_pb2_grpc as spb_grpc  # noqa: E402
 from tests.brokers import BrokerProcess  # noqa: E402
+from tests.integration.test_acl import wait_for_login  # noqa: E402
 
 PASSWORD = "admin-secret"
 
@@ -38,6 +39,22 @@ def rss_kib(pid: int, field: str = "VmRSS") -> int:
         if line.startswith(field + ":"):
             return int(line.split()[1])
     return 0
+
+
+@contextlib.contextmanager
+def secured_broker() -> Iterator[tuple[BrokerProcess, int]]:
+    """A broker process with authorization on and the admin user, and its pid."""
+    os.environ["ODRADEK_BOOTSTRAP_PASSWORD"] = PASSWORD
+    with tempfile.TemporaryDirectory() as tmp:
+        broker = BrokerProcess(Path(tmp) / "b", extra_args=[
+            "--authorization", "on", "--super-users", "User:admin",
+            "--bootstrap-user", "admin"])
+        try:
+            broker.start()
+            assert broker.proc is not None
+            yield broker, broker.proc.pid
+        finally:
+            broker.stop()
 
 
 async def flood(address: str, pid: int, clients: int, size: int,
@@ -85,28 +102,17 @@ async def main() -> None:
     parser.add_argument("--sizes", default="100000000,40000000,1000000",
                         help="user name lengths, comma-separated")
     args = parser.parse_args()
-    os.environ["ODRADEK_BOOTSTRAP_PASSWORD"] = PASSWORD
-    with tempfile.TemporaryDirectory() as tmp:
-        broker = BrokerProcess(Path(tmp) / "b", extra_args=[
-            "--authorization", "on", "--super-users", "User:admin",
-            "--bootstrap-user", "admin"])
-        try:
-            broker.start()
-            assert broker.proc is not None
-            pid = broker.proc.pid
-            print(f"idle broker: RSS {rss_kib(pid) / 1024:.0f} MiB")
-            for size in (int(s) for s in args.sizes.split(",")):
-                peak, answers, elapsed = await flood(broker.address, pid, args.clients,
-                                                     size, args.rounds)
-                print(f"{args.clients} clients x {args.rounds} ScramStart of {size:,} bytes: "
-                      f"peak RSS {peak / 1024:.0f} MiB, VmHWM "
-                      f"{rss_kib(pid, 'VmHWM') / 1024:.0f} MiB, {elapsed:.1f} s; "
-                      f"answers {dict(answers)}")
-            async with open_channel(broker.address, None) as channel:
-                await authenticate(channel, ScramLogin("admin", PASSWORD))
-            print(f"admin still logs in; broker serving: {broker.serving()}")
-        finally:
-            broker.stop()
+    with secured_broker() as (broker, pid):
+        print(f"idle broker: RSS {rss_kib(pid) / 1024:.0f} MiB")
+        for size in (int(s) for s in args.sizes.split(",")):
+            peak, answers, elapsed = await flood(broker.address, pid, args.clients,
+                                                 size, args.rounds)
+            print(f"{args.clients} clients x {args.rounds} ScramStart of {size:,} bytes: "
+                  f"peak RSS {peak / 1024:.0f} MiB, VmHWM "
+                  f"{rss_kib(pid, 'VmHWM') / 1024:.0f} MiB, {elapsed:.1f} s; "
+                  f"answers {dict(answers)}")
+        await wait_for_login(broker.address, "admin", PASSWORD)
+        print(f"admin still logs in; broker serving: {broker.serving()}")
 
 
 if __name__ == "__main__":
