@@ -386,6 +386,8 @@ def test_exchanges_are_capped_per_peer_and_expire_oldest_first() -> None:
     with pytest.raises(AuthenticationFailed, match="SCRAM exchanges open"):
         start("10.0.0.1")
     start("10.0.0.2")  # another address has room of its own
+    for _ in range(MAX_EXCHANGES_PER_PEER + 1):
+        start("")  # a front end that names no peer: the broker's cap only
     # A finished (here failed) exchange gives its slot back at once.
     with pytest.raises(AuthenticationFailed):
         sessions.finish(first, "c=biws,r=x,p=AAAA")

@@ -83,7 +83,9 @@ class Sessions:
             key = next(iter(exchanges))
             if now - exchanges[key].started <= EXCHANGE_TTL_S:
                 break
-            self._exchange_peers.release(exchanges.pop(key).peer)
+            gone = exchanges.pop(key)
+            if gone.peer:
+                self._exchange_peers.release(gone.peer)
         while sessions:
             key = next(iter(sessions))
             if sessions[key].expires_at > now:
@@ -102,8 +104,10 @@ class Sessions:
             # Memory stays bounded whatever clients do; live sessions keep working.
             raise AuthenticationFailed("too many authentications or sessions on this broker; "
                                        "retry shortly")
+        # A front end that does not say who is calling ("") gets the broker's cap only.
         try:
-            self._exchange_peers.acquire(peer)
+            if peer:
+                self._exchange_peers.acquire(peer)
         except BrokerError as exc:
             raise AuthenticationFailed(exc.message) from None
         known = self._users().get(name)
@@ -122,7 +126,7 @@ class Sessions:
     def finish(self, exchange_id: str, client_final: str) -> tuple[str, str, Session]:
         """(server-final-message, token, session); AuthenticationFailed otherwise."""
         exchange = self._exchanges.pop(exchange_id, None)
-        if exchange is not None:
+        if exchange is not None and exchange.peer:
             self._exchange_peers.release(exchange.peer)
         if exchange is None or self._clock() - exchange.started > EXCHANGE_TTL_S:
             raise AuthenticationFailed("unknown or expired exchange")
