@@ -85,6 +85,16 @@ def terminate(proc: subprocess.Popen[Any], timeout: float = 15.0) -> int:
     return proc.returncode
 
 
+def ipv6_loopback() -> bool:
+    """Whether ::1 works here (containers may have no IPv6)."""
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))

@@ -28,6 +28,7 @@ from odradek.broker.metrics.broker import BrokerMetrics, MetricsServer, StateCol
 from odradek.broker.metrics.certs import CertificateCollector
 from odradek.broker.metrics.groups import GroupCollector
 from odradek.broker.peers.raft_transport import RaftTransport
+from odradek.broker.producers.manager import DEFAULT_MAX_NAMES, DEFAULT_NAME_EXPIRATION_MS
 from odradek.broker.replication.host import RaftHost, ThreadSyncer
 from odradek.broker.replication.producer_state import DEFAULT_EXPIRATION_MS
 from odradek.broker.replication.replica import ReplicatedPartition
@@ -61,11 +62,18 @@ class BrokerSettings:
     fsync_in_worker: bool = True
     metadata_snapshot_every: int = 1000
     producer_id_expiration_ms: int = DEFAULT_EXPIRATION_MS
+    # Named producers: forgotten when idle this long (Kafka's
+    # transactional.id.expiration.ms), and at most this many in the cluster.
+    producer_name_expiration_ms: int = DEFAULT_NAME_EXPIRATION_MS
+    max_producer_names: int = DEFAULT_MAX_NAMES
     shutdown_grace_s: float = 5.0
     # Prometheus metrics over HTTP on this port (of `host`); 0: not served. The CLI
     # defaults it to the gRPC port + 1000.
     metrics_port: int = 0
     metrics_host: str | None = None  # default: host
+    # The metrics over TLS (needs `tls`), and/or only for "Authorization: Bearer <token>".
+    metrics_tls: bool = False
+    metrics_token: str | None = field(default=None, repr=False)
     # TLS identity; when set the listener speaks TLS only and brokers dial each other
     # with mutual TLS (which needs client_auth "required" in a cluster of several).
     tls: ServerTLS | None = None
@@ -111,7 +119,8 @@ class Broker:
     def metrics_url(self) -> str | None:
         if self.metrics_server is None:
             return None
-        return f"http://{self.metrics_server.host}:{self.metrics_server.port}/metrics"
+        scheme = "https" if self.metrics_server.tls is not None else "http"
+        return f"{scheme}://{self.metrics_server.host}:{self.metrics_server.port}/metrics"
 
     async def start(self) -> None:
         s = self.settings
@@ -146,6 +155,8 @@ class Broker:
                                    broker_alive=lambda peer: transport.alive(peer, election_s),
                                    tls=peer_tls)
         self.cluster.flush_observer = self.metrics.observe_fsync
+        self.cluster.producer_ids.name_expiration_ms = s.producer_name_expiration_ms
+        self.cluster.producer_ids.max_names = s.max_producer_names
         self.cluster.adopt_log = self.housekeeper.adopt
         self.guard = build_guard(s.security, s.tls, len(voters), self.cluster)
         admin = TopicAdmin(self.cluster, self.defaults, s.default_replication_factor)
@@ -158,8 +169,11 @@ class Broker:
             if peer != s.broker_id:
                 self.transport.add_peer(peer)
         if s.metrics_port > 0:
+            # With TLS, the listener's certificate and client policy (mutual TLS when
+            # the listener requires client certificates).
+            metrics_tls = s.tls.ssl_context() if s.metrics_tls and s.tls is not None else None
             self.metrics_server = MetricsServer(self.metrics, s.metrics_host or s.host,
-                                                s.metrics_port)
+                                                s.metrics_port, metrics_tls, s.metrics_token)
             try:
                 await self.metrics_server.start()
             except OSError as exc:  # metrics must not keep a broker from serving
@@ -175,6 +189,9 @@ class Broker:
                        asyncio.create_task(self._retention_loop()),
                        asyncio.create_task(self._serve_when_registered())]
         self._tasks.append(asyncio.create_task(ensure_cluster_secret(self.cluster)))
+        expiry_check_s = min(60.0, max(0.1, s.producer_name_expiration_ms / 10_000))
+        self._tasks.append(asyncio.create_task(
+            self.cluster.producer_ids.expiry_loop(expiry_check_s)))
         if s.security.bootstrap_user is not None:
             self._tasks.append(asyncio.create_task(ensure_bootstrap_user(
                 self.cluster, *s.security.bootstrap_user)))

@@ -52,6 +52,18 @@ def add_broker_parser(
     p.add_argument("--metrics-port", type=int, default=_env_int("ODRADEK_METRICS_PORT", -1),
                    help="HTTP port serving Prometheus metrics at /metrics (env "
                         "ODRADEK_METRICS_PORT; default: the gRPC port + 1000; 0: off)")
+    p.add_argument("--metrics-host", default=os.environ.get("ODRADEK_METRICS_HOST") or None,
+                   help="address the metrics are served on (env ODRADEK_METRICS_HOST; "
+                        "default: --host)")
+    p.add_argument("--metrics-tls", choices=["on", "off"],
+                   default=(os.environ.get("ODRADEK_METRICS_TLS") or "off").lower(),
+                   help="serve the metrics over HTTPS with the listener's certificate, "
+                        "requiring a client certificate when the listener does (env "
+                        "ODRADEK_METRICS_TLS, default %(default)s)")
+    p.add_argument("--metrics-token-file", metavar="FILE",
+                   default=os.environ.get("ODRADEK_METRICS_TOKEN_FILE") or None,
+                   help="answer /metrics only to 'Authorization: Bearer <token>', the "
+                        "token being this file's first line (env ODRADEK_METRICS_TOKEN_FILE)")
     p.add_argument("--rack", default=os.environ.get("ODRADEK_RACK") or None,
                    help="rack or zone label, for spreading replicas (env ODRADEK_RACK)")
     p.add_argument("--metadata-snapshot-every", type=int, default=1000, metavar="N",
@@ -59,6 +71,14 @@ def add_broker_parser(
     p.add_argument("--producer-id-expiration-ms", type=_positive_int, default=24 * 3600 * 1000,
                    metavar="MS", help="forget an idempotent producer's sequence state after "
                    "this long without a batch from it (default one day)")
+    p.add_argument("--producer-name-expiration-ms", type=_positive_int,
+                   default=7 * 24 * 3600 * 1000, metavar="MS",
+                   help="forget a producer name (Kafka's transactional.id) after this long "
+                   "without an instance initialising or writing (Kafka's "
+                   "transactional.id.expiration.ms; default 7 days)")
+    p.add_argument("--max-producer-names", type=_positive_int, default=100_000, metavar="N",
+                   help="the most producer names the cluster keeps; a new one beyond is "
+                   "refused (default %(default)s)")
     p.add_argument("--log-cleanup-interval-ms", type=_positive_int, default=30_000,
                    metavar="MS", help="run retention and compaction over every partition "
                    "this often (Kafka's log.retention.check.interval.ms; default 30 s)")
@@ -116,6 +136,13 @@ def _add_auth_flags(p: argparse.ArgumentParser) -> None:
                    metavar="User:A;User:B",
                    help="principals allowed everything (env ODRADEK_SUPER_USERS). The "
                         "brokers' own certificate principal always is one")
+    p.add_argument("--broker-principal", action="append", metavar="User:NAME",
+                   default=[b for b in (env("ODRADEK_BROKER_PRINCIPALS") or "").split(";")
+                            if b.strip()],
+                   help="the principal of the brokers' certificates (repeatable; env "
+                        "ODRADEK_BROKER_PRINCIPALS, ';'-separated; default: this broker's "
+                        "own): only they may call the brokers' Raft and Controller services "
+                        "and no SCRAM user may take their names")
     p.add_argument("--tls-principal-rule", action="append", metavar="RULE",
                    default=[r for r in (env("ODRADEK_TLS_PRINCIPAL_RULES") or "").splitlines()
                             if r.strip()],

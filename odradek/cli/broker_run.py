@@ -93,6 +93,7 @@ def security_settings(args: argparse.Namespace) -> SecuritySettings:
         rules = tuple(PrincipalRule.parse(r) for r in getattr(args, "tls_principal_rule", None)
                       or ())
         super_users = parse_super_users(getattr(args, "super_users", "") or "")
+        brokers = parse_super_users(";".join(getattr(args, "broker_principal", None) or ()))
     except (PrincipalRuleError, ValueError) as exc:
         raise SystemExit(f"error: {exc}") from None
     lifetime = float(getattr(args, "session_lifetime_s", 3600.0))
@@ -100,7 +101,20 @@ def security_settings(args: argparse.Namespace) -> SecuritySettings:
         raise SystemExit("error: --session-lifetime-s must be positive")
     return SecuritySettings(authorization=getattr(args, "authorization", "off") == "on",
                             super_users=super_users, principal_rules=rules,
+                            broker_principals=brokers,
                             session_lifetime_s=lifetime, bootstrap_user=bootstrap_user(args))
+
+
+def metrics_token(path: str | None) -> str | None:
+    if not path:
+        return None
+    try:
+        token = (Path(path).read_text(encoding="utf-8").splitlines() or [""])[0].strip()
+    except OSError as exc:
+        raise SystemExit(f"error: cannot read --metrics-token-file: {exc}") from None
+    if not token:
+        raise SystemExit("error: --metrics-token-file holds no token")
+    return token
 
 
 def bootstrap_user(args: argparse.Namespace) -> tuple[str, str] | None:
@@ -129,12 +143,19 @@ def run_broker(args: argparse.Namespace) -> int:
             default_replication_factor=args.default_replication_factor,
             metadata_snapshot_every=args.metadata_snapshot_every,
             producer_id_expiration_ms=args.producer_id_expiration_ms,
+            producer_name_expiration_ms=args.producer_name_expiration_ms,
+            max_producer_names=args.max_producer_names,
             retention_check_interval_ms=args.log_cleanup_interval_ms,
             fsync_in_worker=not args.fsync_on_event_loop,
             offsets_topic_partitions=args.offsets_topic_partitions,
             metrics_port=metrics_port(args.metrics_port, args.port),
+            metrics_host=args.metrics_host, metrics_tls=args.metrics_tls == "on",
+            metrics_token=metrics_token(args.metrics_token_file),
             tls=tls_settings(args), security=security_settings(args))
         LogConfig.from_dict(settings.topic_defaults)
+        if settings.metrics_tls and settings.tls is None:
+            raise SystemExit("error: --metrics-tls on serves the listener's certificate: it "
+                             "needs --listener tls with --tls-cert and --tls-key")
     except ConfigError as exc:
         raise SystemExit(f"error: {exc} (INVALID_CONFIG)") from None
     try:

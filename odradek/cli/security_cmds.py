@@ -64,6 +64,8 @@ def add_security_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser
         p.add_argument("--topic", help="a topic (or '*')")
         p.add_argument("--group", help="a consumer group (or '*')")
         p.add_argument("--cluster", action="store_true", help="the cluster")
+        p.add_argument("--producer-name", help="a named producer (Kafka's "
+                       "--transactional-id; or '*')")
         p.add_argument("--resource-pattern-type", choices=PATTERN_TYPES,
                        default="literal" if action == "add" else None)
         p.add_argument("--host", default="*" if action == "add" else None,
@@ -141,7 +143,8 @@ async def _list_users(args: argparse.Namespace) -> int:
 
 def _resource(args: argparse.Namespace, required: bool) -> tuple[str | None, str | None]:
     given = [(t, n) for t, n in (("topic", args.topic), ("group", args.group),
-                                 ("cluster", "odradek-cluster" if args.cluster else None)) if n]
+                                 ("cluster", "odradek-cluster" if args.cluster else None),
+                                 ("producer_name", args.producer_name)) if n]
     if len(given) > 1:
         raise CliError("give one of --topic, --group, --cluster")
     if not given:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from odradek.v1 import security_pb2 as spb
 
-RESOURCE_TYPES = ("topic", "group", "cluster")
+RESOURCE_TYPES = ("topic", "group", "cluster", "producer_name")
 PATTERN_TYPES = ("literal", "prefixed")
 OPERATIONS = ("all", "read", "write", "create", "delete", "alter", "describe",
               "describe_configs", "alter_configs", "idempotent_write")

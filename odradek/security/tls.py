@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import ssl
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -126,6 +127,15 @@ class ServerTLS:
 
     def server_credentials(self) -> grpc.ServerCredentials:
         return CertificateReloader(self).credentials()
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """The same identity and client policy for a plain TLS server (the metrics)."""
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.cert, self.key)
+        if self.ca is not None:
+            context.load_verify_locations(self.ca)
+        context.verify_mode = ssl.CERT_REQUIRED if self.require_client_auth else ssl.CERT_NONE
+        return context
 
 
 def _key_matches(cert_pem: bytes, key_pem: bytes) -> bool:

@@ -13,6 +13,7 @@ class ResourceType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     RESOURCE_TYPE_TOPIC: _ClassVar[ResourceType]
     RESOURCE_TYPE_GROUP: _ClassVar[ResourceType]
     RESOURCE_TYPE_CLUSTER: _ClassVar[ResourceType]
+    RESOURCE_TYPE_PRODUCER_NAME: _ClassVar[ResourceType]
 
 class PatternType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -43,6 +44,7 @@ RESOURCE_TYPE_UNSPECIFIED: ResourceType
 RESOURCE_TYPE_TOPIC: ResourceType
 RESOURCE_TYPE_GROUP: ResourceType
 RESOURCE_TYPE_CLUSTER: ResourceType
+RESOURCE_TYPE_PRODUCER_NAME: ResourceType
 PATTERN_TYPE_UNSPECIFIED: PatternType
 PATTERN_TYPE_LITERAL: PatternType
 PATTERN_TYPE_PREFIXED: PatternType

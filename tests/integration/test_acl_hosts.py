@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-import socket
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,7 +14,7 @@ from odradek.client import Admin
 from odradek.client.acls import acl
 from odradek.v1 import odradek_pb2 as pb
 from odradek.v1 import odradek_pb2_grpc as pb_grpc
-from tests.brokers import BrokerProcess
+from tests.brokers import BrokerProcess, ipv6_loopback
 from tests.integration.test_acl import (  # noqa: F401 (env_password is a fixture)
     ADMIN_PASSWORD,
     env_password,
@@ -23,28 +23,26 @@ from tests.integration.test_acl import (  # noqa: F401 (env_password is a fixtur
     wait_for_login,
 )
 
+pytestmark = pytest.mark.skipif(not ipv6_loopback(), reason="no IPv6 loopback (::1) here")
 
-def _ipv6_loopback() -> bool:
+
+@contextlib.asynccontextmanager
+async def secured_broker(data_dir: Path, host: str) -> AsyncIterator[BrokerProcess]:
+    """A broker with authorization on, listening on `host`, once the admin logs in."""
+    proc = BrokerProcess(data_dir, extra_args=secured_args(), host=host)
     try:
-        with socket.socket(socket.AF_INET6) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
-
-
-pytestmark = pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback (::1) here")
+        proc.start()
+        await wait_for_login(f"{'[::1]' if ':' in host else host}:{proc.port}", "admin",
+                             ADMIN_PASSWORD)
+        yield proc
+    finally:
+        proc.stop()
 
 
 @pytest.fixture
 async def broker6(tmp_path: Path, env_password: None) -> AsyncIterator[BrokerProcess]:  # noqa: F811
-    proc = BrokerProcess(tmp_path / "b", extra_args=secured_args(), host="::1")
-    try:
-        proc.start()
-        await wait_for_login(proc.address, "admin", ADMIN_PASSWORD)
+    async with secured_broker(tmp_path / "b", "::1") as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 async def test_host_rules_match_ipv6_callers(broker6: BrokerProcess) -> None:

@@ -11,6 +11,7 @@ from odradek.broker.metadata.commands import (
     CreatePartitions,
     CreateTopic,
     DeleteTopic,
+    ExpireNamedProducers,
     InitNamedProducer,
     InSyncReport,
     PartitionLeader,
@@ -19,6 +20,7 @@ from odradek.broker.metadata.commands import (
     ReassignPartition,
     RegisterBroker,
     SetBrokerDraining,
+    TouchNamedProducer,
     UnregisterBroker,
 )
 from odradek.broker.metadata.security import (
@@ -74,7 +76,10 @@ def commands(
         st.builds(PartitionsInSync, broker_ids, st.lists(st.builds(
             InSyncReport, names, partitions, terms, replicas, opt_id), max_size=3).map(tuple)),
         st.builds(AllocateProducerIds, broker_ids, st.integers(-1, 2000)),
-        st.builds(InitNamedProducer, names),
+        st.builds(InitNamedProducer, names, at_ms=st.integers(0, 2000)),
+        st.builds(TouchNamedProducer, names, st.integers(0, 50), st.integers(0, 2000)),
+        st.builds(ExpireNamedProducers, st.lists(names, max_size=3).map(tuple),
+                  st.integers(0, 2000)),
         security_commands(names),
     )
 

@@ -15,6 +15,7 @@ from odradek.broker.metadata.commands import (
     CreatePartitions,
     CreateTopic,
     DeleteTopic,
+    ExpireNamedProducers,
     InitNamedProducer,
     InSyncReport,
     PartitionLeader,
@@ -23,6 +24,7 @@ from odradek.broker.metadata.commands import (
     ReassignPartition,
     RegisterBroker,
     SetBrokerDraining,
+    TouchNamedProducer,
     UnregisterBroker,
     decode_command,
     freeze_configs,
@@ -65,7 +67,9 @@ EXAMPLES: list[Command] = [
     DeleteAcls((Acl("User:bob", "cluster", "odradek-cluster", "literal", "all", "deny", "::1"),)),
     InitClusterSecret(b"s" * 32),
     AllocateProducerIds(2, 1000, "2.9f3a.1"),
-    InitNamedProducer("payments-writer", "0.77c1.4"),
+    InitNamedProducer("payments-writer", "0.77c1.4", at_ms=1_700_000_000_000),
+    TouchNamedProducer("payments-writer", 7, 1_700_000_000_500),
+    ExpireNamedProducers(("old-writer", "older"), 1_699_000_000_000),
 ]
 
 

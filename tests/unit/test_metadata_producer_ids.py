@@ -106,3 +106,22 @@ def test_bad_producer_snapshot_is_a_clear_error(producers: bytes, message: str) 
     data = b'{"version":1,"last_offset":4,"brokers":[],"topics":[],"producers":' + producers + b"}"
     with pytest.raises(ValueError, match=message):
         decode_snapshot(data)
+
+
+def test_idle_names_expire_and_a_touch_keeps_one() -> None:
+    from odradek.broker.metadata.commands import ExpireNamedProducers, TouchNamedProducer
+
+    image = build(InitNamedProducer("old", at_ms=100), InitNamedProducer("busy", at_ms=100))
+    busy = image.producers.named["busy"].producer_id
+    # A touch of another producer id (a name taken again since) changes nothing.
+    image = apply(image, 2, TouchNamedProducer("busy", busy + 100, 900))
+    assert image.producers.named["busy"].last_used_ms == 100
+    image = apply(image, 3, TouchNamedProducer("busy", busy, 900))
+    image = apply(image, 4, ExpireNamedProducers(("old", "busy", "ghost"), 500))
+    assert set(image.producers.named) == {"busy"}
+    assert set(image.producers.epochs) == {busy}
+    assert decode_snapshot(encode_snapshot(image)).producers == image.producers
+    # Taken again after it expired: a new producer id, epoch 0.
+    image = apply(image, 5, InitNamedProducer("old", at_ms=1000))
+    assert image.producers.named["old"].epoch == 0
+    assert image.producers.named["old"].producer_id not in (busy,)

@@ -368,3 +368,49 @@ def test_logins_are_refused_beyond_the_session_cap(monkeypatch: pytest.MonkeyPat
     with pytest.raises(AuthenticationFailed, match="too many"):
         _login(sessions, "a", "pw")
     assert all(sessions.lookup(t) is not None for t in tokens)
+
+
+def test_exchanges_are_capped_per_peer_and_expire_oldest_first() -> None:
+    from odradek.broker.auth.peer_limits import MAX_EXCHANGES_PER_PEER
+    from odradek.broker.auth.sessions import EXCHANGE_TTL_S
+
+    clock = Clock()
+    sessions = Sessions(lambda: {}, clock=clock)
+
+    def start(peer: str) -> str:
+        return sessions.start(scram.ClientExchange("mallory", "x").first(), peer)[0]
+
+    first = start("10.0.0.1")
+    for _ in range(MAX_EXCHANGES_PER_PEER - 1):
+        start("10.0.0.1")
+    with pytest.raises(AuthenticationFailed, match="SCRAM exchanges open"):
+        start("10.0.0.1")
+    start("10.0.0.2")  # another address has room of its own
+    for _ in range(MAX_EXCHANGES_PER_PEER + 1):
+        start("")  # a front end that names no peer: the broker's cap only
+    # A finished (here failed) exchange gives its slot back at once.
+    with pytest.raises(AuthenticationFailed):
+        sessions.finish(first, "c=biws,r=x,p=AAAA")
+    start("10.0.0.1")
+    assert sessions.exchanges_of("10.0.0.1") == MAX_EXCHANGES_PER_PEER
+    # Expired ones too, the next time anyone starts.
+    clock.now += EXCHANGE_TTL_S + 1
+    start("10.0.0.3")
+    assert sessions.exchanges_of("10.0.0.1") == 0 and sessions.exchanges_of("10.0.0.3") == 1
+
+
+def test_guard_counts_only_unauthenticated_streams() -> None:
+    from odradek.broker.auth.access import Access
+    from odradek.broker.auth.authorizer import ANONYMOUS, Authorizer
+    from odradek.broker.auth.peer_limits import MAX_ANONYMOUS_STREAMS_PER_PEER
+    from odradek.broker.errors import BrokerError
+
+    guard = _guard(True)
+    anonymous = Access(ANONYMOUS, "10.0.0.1", Authorizer(()))
+    releases = [guard.open_stream(anonymous) for _ in range(MAX_ANONYMOUS_STREAMS_PER_PEER)]
+    with pytest.raises(BrokerError, match="unauthenticated streams open"):
+        guard.open_stream(anonymous)
+    guard.open_stream(Access("User:alice", "10.0.0.1", Authorizer(())))()
+    releases.pop()()
+    guard.open_stream(anonymous)
+    assert guard.anonymous_streams.held("10.0.0.1") == MAX_ANONYMOUS_STREAMS_PER_PEER

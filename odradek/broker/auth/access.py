@@ -14,7 +14,8 @@ from odradek.broker.metadata.security import CLUSTER_NAME
 
 DENIED_REASONS = {"topic": Reason.TOPIC_AUTHORIZATION_FAILED,
                   "group": Reason.GROUP_AUTHORIZATION_FAILED,
-                  "cluster": Reason.CLUSTER_AUTHORIZATION_FAILED}
+                  "cluster": Reason.CLUSTER_AUTHORIZATION_FAILED,
+                  "producer_name": Reason.PRODUCER_NAME_AUTHORIZATION_FAILED}
 
 
 def permission_denied(principal: str, resource_type: str, name: str,

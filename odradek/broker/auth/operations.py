@@ -20,9 +20,14 @@ def read_topic(access: Access, topic: str) -> None:
     access.require("topic", topic, "read")
 
 
-def init_producer_id(access: Access) -> None:
+def init_producer_id(access: Access, name: str = "") -> None:
     """A producer id is given to whom may idempotent_write the cluster or write some topic
-    (what Kafka asks since 3.0); each produce then still needs write on its topic."""
+    (what Kafka asks since 3.0); each produce then still needs write on its topic. A named
+    producer needs write on its name (Kafka's transactional id): whoever may not use a
+    name cannot fence the instances that do."""
+    if name:
+        access.require("producer_name", name, "write")
+        return
     if access.allowed("cluster", CLUSTER_NAME, "idempotent_write") or \
             access.authorizer.allowed_for_some(access.principal, access.host, "topic", "write"):
         return

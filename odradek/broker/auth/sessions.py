@@ -13,6 +13,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from odradek.broker import clock as broker_clock
+from odradek.broker.auth.peer_limits import MAX_EXCHANGES_PER_PEER, PeerCounts
+from odradek.broker.errors import BrokerError
 from odradek.broker.metadata.security import UserCredential
 from odradek.security import scram
 
@@ -33,6 +35,7 @@ class _Exchange:
     user: str | None  # None: the user does not exist (a decoy exchange)
     server: scram.ServerExchange
     started: float
+    peer: str = ""
 
 
 @dataclass(frozen=True)
@@ -54,8 +57,11 @@ class Sessions:
         self._users = users
         self.lifetime_s = lifetime_s
         self._clock = clock
+        # Both in the order they expire (one TTL for exchanges, one lifetime for the
+        # sessions of a broker): expiry looks at the oldest entries only, never at all.
         self._exchanges: dict[str, _Exchange] = {}
         self._sessions: dict[str, Session] = {}
+        self._exchange_peers = PeerCounts(MAX_EXCHANGES_PER_PEER, "SCRAM exchanges")
         # Decoy salts for unknown users: stable per name, so asking twice does not reveal
         # that the salt is made up; from the cluster's secret, so that asking another
         # broker or after a restart does not either (this broker's own random secret
@@ -72,20 +78,38 @@ class Sessions:
 
     def _expire(self) -> None:
         now = self._clock()
-        for key in [k for k, x in self._exchanges.items()
-                    if now - x.started > EXCHANGE_TTL_S]:
-            del self._exchanges[key]
-        for key in [k for k, s in self._sessions.items() if s.expires_at <= now]:
-            del self._sessions[key]
+        exchanges, sessions = self._exchanges, self._sessions
+        while exchanges:
+            key = next(iter(exchanges))
+            if now - exchanges[key].started <= EXCHANGE_TTL_S:
+                break
+            gone = exchanges.pop(key)
+            if gone.peer:
+                self._exchange_peers.release(gone.peer)
+        while sessions:
+            key = next(iter(sessions))
+            if sessions[key].expires_at > now:
+                break
+            del sessions[key]
 
-    def start(self, client_first: str) -> tuple[str, str]:
-        """(exchange id, server-first-message). ScramError for a malformed message."""
+    def exchanges_of(self, peer: str) -> int:
+        return self._exchange_peers.held(peer)
+
+    def start(self, client_first: str, peer: str = "") -> tuple[str, str]:
+        """(exchange id, server-first-message). ScramError for a malformed message;
+        AuthenticationFailed when the broker, or `peer`, has too many in progress."""
         name, nonce, bare = scram.parse_client_first(client_first)
         self._expire()
         if len(self._exchanges) >= MAX_EXCHANGES or len(self._sessions) >= MAX_SESSIONS:
             # Memory stays bounded whatever clients do; live sessions keep working.
             raise AuthenticationFailed("too many authentications or sessions on this broker; "
                                        "retry shortly")
+        # A front end that does not say who is calling ("") gets the broker's cap only.
+        try:
+            if peer:
+                self._exchange_peers.acquire(peer)
+        except BrokerError as exc:
+            raise AuthenticationFailed(exc.message) from None
         known = self._users().get(name)
         if known is not None and known.mechanism == scram.MECHANISM:
             credential = scram.ScramCredential(known.salt, known.iterations, known.stored_key,
@@ -96,12 +120,14 @@ class Sessions:
         server = scram.ServerExchange(credential, nonce, bare)
         first = server.first()
         exchange_id = secrets.token_urlsafe(18)
-        self._exchanges[exchange_id] = _Exchange(name, user, server, self._clock())
+        self._exchanges[exchange_id] = _Exchange(name, user, server, self._clock(), peer)
         return exchange_id, first
 
     def finish(self, exchange_id: str, client_final: str) -> tuple[str, str, Session]:
         """(server-final-message, token, session); AuthenticationFailed otherwise."""
         exchange = self._exchanges.pop(exchange_id, None)
+        if exchange is not None and exchange.peer:
+            self._exchange_peers.release(exchange.peer)
         if exchange is None or self._clock() - exchange.started > EXCHANGE_TTL_S:
             raise AuthenticationFailed("unknown or expired exchange")
         try:

@@ -26,6 +26,9 @@ class SecuritySettings:
     # How a client certificate becomes a principal (empty: User:<CN>).
     principal_rules: tuple[PrincipalRule, ...] = field(default_factory=tuple)
     session_lifetime_s: float = DEFAULT_SESSION_LIFETIME_S
+    # The principals of the brokers' certificates (empty: this broker's own): only they
+    # may call the brokers' services, and no SCRAM user may take their names.
+    broker_principals: frozenset[str] = frozenset()
     # A SCRAM user the controller creates when it does not exist yet (the first admin
     # of a cluster with authorization on): (name, password). Never logged.
     bootstrap_user: tuple[str, str] | None = field(default=None, repr=False)
@@ -57,18 +60,25 @@ def build_guard(settings: SecuritySettings, tls: ServerTLS | None, voters: int,
     cluster of several brokers needs mutual TLS between them."""
     super_users = set(settings.super_users)
     own = broker_principal(tls, settings.principal_rules)
+    brokers = settings.broker_principals or frozenset({own} if own else ())
+    if settings.broker_principals and own is not None and own not in brokers:
+        raise TLSConfigError(
+            f"this broker's certificate maps to {own}, which is not one of --broker-principal "
+            f"{';'.join(sorted(brokers))}: other brokers would refuse it")
     if settings.authorization:
         if voters > 1 and (tls is None or not tls.require_client_auth):
             raise TLSConfigError(
                 "with --authorization on, brokers must know each other by certificate: a "
                 "cluster of several brokers needs TLS with --tls-client-auth required")
-        if own is not None:
-            super_users.add(own)
-            log.info("authorization on; the brokers' own principal %s is a super user", own)
+        if brokers:
+            super_users.update(brokers)
+            log.info("authorization on; the brokers' principals %s are super users",
+                     ", ".join(sorted(brokers)))
     sessions = Sessions(lambda: cluster.image.security.users, settings.session_lifetime_s,
                         cluster_secret=lambda: cluster.image.security.cluster_secret)
     return Guard(lambda: cluster.image.security, sessions, enabled=settings.authorization,
-                 super_users=frozenset(super_users), principal_rules=settings.principal_rules)
+                 super_users=frozenset(super_users), principal_rules=settings.principal_rules,
+                 broker_principals=brokers)
 
 
 async def ensure_bootstrap_user(cluster: ClusterNode, name: str, password: str) -> None:

@@ -50,6 +50,7 @@ from odradek.broker.groups.types import (
     PartitionLag,
     ResetRequest,
 )
+from odradek.broker.logs import clip
 from odradek.broker.peers.forward import AdminForwarder, GrpcAdminForwarder
 from odradek.broker.replication.replica import ReplicatedPartition
 from odradek.broker.topic_admin import TopicAdmin
@@ -429,7 +430,7 @@ class GroupCoordinator:
                     for member_id, why in group.expired(clock.monotonic()):
                         group.remove(member_id)
                         log.info("group %s: member %s removed: %s", group.group_id,
-                                 member_id, why)
+                                 clip(member_id), why)
                         channel = self._channels.pop((group.group_id, member_id), None)
                         if channel is not None:
                             channel.close(group_error(

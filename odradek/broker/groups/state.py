@@ -22,6 +22,8 @@ MAX_SESSION_TIMEOUT_MS = 300_000
 DEFAULT_SESSION_TIMEOUT_MS = 10_000
 DEFAULT_MAX_POLL_INTERVAL_MS = 300_000
 MAX_GROUP_ID = 255
+# client, instance and member ids (a member id is a client's prefix and 13 characters)
+MAX_MEMBER_FIELD = 2 * MAX_GROUP_ID
 
 
 def group_error(reason: Reason, message: str, group: str, **extra: str) -> BrokerError:
@@ -167,6 +169,14 @@ class Group:
         return member, replaced
 
     def _check_join(self, request: JoinRequest) -> None:
+        # They go into member ids, the offsets topic and log lines: bounded like group ids.
+        for what, value in (("client_id", request.client_id),
+                            ("instance_id", request.instance_id),
+                            ("member_id", request.member_id),
+                            ("strategy", request.strategy)):
+            if len(value) > MAX_MEMBER_FIELD:
+                raise group_error(Reason.INVALID_REQUEST, f"{what} is {len(value)} characters "
+                                  f"long; at most {MAX_MEMBER_FIELD}", self.group_id)
         if request.strategy not in ASSIGNORS:
             raise group_error(Reason.INCONSISTENT_GROUP_PROTOCOL,
                               f"unknown assignment strategy {request.strategy!r}; use one of "

@@ -29,7 +29,7 @@ _BROKER: dict[str, Rule | str] = {
     "Subscribe": lambda r, a: op.read_topic(a, r.topic),
     "ListOffsets": lambda r, a: op.read_topic(a, r.topic),
     "Metadata": IN_SERVICER,
-    "InitProducerId": lambda r, a: op.init_producer_id(a),
+    "InitProducerId": lambda r, a: op.init_producer_id(a, r.producer_name),
 }
 _ADMIN: dict[str, Rule | str] = {
     "CreateTopic": lambda r, a: op.create_topic(a, r.name),

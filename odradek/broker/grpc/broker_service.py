@@ -28,6 +28,7 @@ from odradek.broker.peers.forward import GrpcAdminForwarder
 from odradek.broker.topic_admin import TopicAdmin
 from odradek.broker.topics import reads
 from odradek.broker.topics.reads import MAX_WAIT_MS, check_partition_request
+from odradek.records.batch import parse_header
 from odradek.v1 import cluster_pb2, cluster_pb2_grpc
 from odradek.v1 import odradek_pb2 as pb
 from odradek.v1 import odradek_pb2_grpc as pb_grpc
@@ -106,6 +107,9 @@ class BrokerService(pb_grpc.BrokerServicer):
                                       timeout_s=timeout_s)
         if self.metrics is not None:
             self.metrics.produced(request.topic, request.records)
+        # A named producer's writes keep its name from expiring (the batches of one
+        # request are one producer's; the append has validated the header).
+        self.admin.cluster.producer_ids.note_write(parse_header(request.records).producer_id)
         return pb.ProduceResponse(
             base_offset=info.base_offset, last_offset=info.last_offset,
             log_append_time_ms=info.log_append_time_ms,

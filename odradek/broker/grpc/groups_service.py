@@ -24,6 +24,7 @@ from odradek.broker.groups.types import (
 )
 from odradek.broker.grpc.broker_service import rpc
 from odradek.broker.grpc.status import to_status
+from odradek.broker.logs import clip
 from odradek.broker.metrics.broker import BrokerMetrics
 from odradek.v1 import groups_pb2 as gpb
 from odradek.v1 import groups_pb2_grpc as gpb_grpc
@@ -159,7 +160,7 @@ class GroupsService(gpb_grpc.GroupsServicer):
         except BrokerError as exc:
             channel.close(exc)
         except Exception as exc:  # the stream broke: the member's session timeout runs
-            log.debug("membership stream of %s ended: %s", channel.member_id, exc)
+            log.debug("membership stream of %s ended: %s", clip(channel.member_id), clip(exc))
             channel.close()
 
     @rpc

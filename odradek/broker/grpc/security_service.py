@@ -13,6 +13,7 @@ from odradek.broker.auth.sessions import AuthenticationFailed, Sessions
 from odradek.broker.cluster import ClusterNode
 from odradek.broker.errors import BrokerError, Reason, invalid_request
 from odradek.broker.grpc.broker_service import rpc
+from odradek.broker.logs import clip
 from odradek.broker.metadata.security import (
     MAX_USER_NAME,
     OPERATIONS,
@@ -30,7 +31,7 @@ from odradek.broker.metadata.security import (
 )
 from odradek.broker.metrics.broker import BrokerMetrics
 from odradek.security import scram
-from odradek.security.hosts import canonical_host
+from odradek.security.hosts import canonical_host, peer_host
 from odradek.v1 import security_pb2 as spb
 from odradek.v1 import security_pb2_grpc as spb_grpc
 
@@ -106,13 +107,6 @@ def _unauthenticated(message: str = "authentication failed") -> BrokerError:
 # before it is parsed, so that unauthenticated callers cannot make the broker work.
 MAX_SCRAM_MESSAGE = 4096
 MAX_EXCHANGE_ID = 128
-LOGGED_CHARS = 200
-
-
-def clip(text: str, limit: int = LOGGED_CHARS) -> str:
-    """A client's string as it may appear in a log line or a message."""
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
-
 
 def _check_size(field: str, value: str, limit: int = MAX_SCRAM_MESSAGE) -> None:
     if len(value) > limit:
@@ -121,7 +115,9 @@ def _check_size(field: str, value: str, limit: int = MAX_SCRAM_MESSAGE) -> None:
 
 class SecurityService(spb_grpc.SecurityServicer):
     def __init__(self, cluster: ClusterNode, sessions: Sessions,
-                 metrics: BrokerMetrics | None = None) -> None:
+                 metrics: BrokerMetrics | None = None,
+                 broker_principals: frozenset[str] = frozenset()) -> None:
+        self.broker_principals = broker_principals
         self.cluster = cluster
         self.sessions = sessions
         self.metrics = metrics
@@ -137,7 +133,8 @@ class SecurityService(spb_grpc.SecurityServicer):
         # Checked before any parsing: nobody is authenticated yet.
         _check_size("client_first_message", request.client_first_message)
         try:
-            exchange_id, first = self.sessions.start(request.client_first_message)
+            exchange_id, first = self.sessions.start(request.client_first_message,
+                                                     peer_host(context.peer() or ""))
         except scram.ScramError as exc:
             raise invalid_request(f"bad client-first-message: {exc}") from None
         except AuthenticationFailed as exc:
@@ -163,6 +160,9 @@ class SecurityService(spb_grpc.SecurityServicer):
     # ---------------------------------------------------------------------- users
     async def _upsert(self, request: spb.UpsertUserRequest, create: bool) -> spb.UserDescription:
         check_user_name(request.name)
+        if f"User:{request.name}" in self.broker_principals:
+            raise invalid_request(f"User:{request.name} is a broker principal: no SCRAM user "
+                                  "may take its name")
         c = request.credential
         check_credential(c)
         exists = request.name in self.cluster.image.security.users

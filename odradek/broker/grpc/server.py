@@ -17,7 +17,8 @@ from odradek.broker.groups.coordinator import GroupCoordinator
 from odradek.broker.grpc.authorization import GRPC_RULES
 from odradek.broker.grpc.broker_service import AdminService, BrokerService, ControllerService
 from odradek.broker.grpc.groups_service import GroupsService
-from odradek.broker.grpc.interceptor import GuardInterceptor
+from odradek.broker.grpc.interceptor import GuardInterceptor, RequestLimitInterceptor
+from odradek.broker.grpc.limits import SERVER_RECEIVE_LIMIT
 from odradek.broker.grpc.security_service import SecurityService
 from odradek.broker.grpc.status import status_code
 from odradek.broker.metrics.broker import BrokerMetrics
@@ -47,8 +48,12 @@ class GrpcListener:
 
         # The guard needs the cluster's image, made after the port is bound: the
         # interceptor reaches it late.
-        self.server = grpc.aio.server(options=[*SERVER_OPTIONS, ("grpc.so_reuseport", 0)],
-                                      interceptors=[_LateInterceptor(guard, refused)])
+        # Request limits first: no other check reads a request over its method's limit.
+        options = [*(o for o in SERVER_OPTIONS if o[0] != "grpc.max_receive_message_length"),
+                   ("grpc.so_reuseport", 0),
+                   ("grpc.max_receive_message_length", SERVER_RECEIVE_LIMIT)]
+        self.server = grpc.aio.server(options=options, interceptors=[
+            RequestLimitInterceptor(refused), _LateInterceptor(guard, refused)])
         self.health = HealthServicer()
         self._health_names: list[str] = []
 
@@ -74,7 +79,7 @@ class GrpcListener:
         pb_grpc.add_AdminServicer_to_server(AdminService(admin, m), server)  # type: ignore[no-untyped-call]
         cluster_pb2_grpc.add_ControllerServicer_to_server(ControllerService(admin, m), server)  # type: ignore[no-untyped-call]
         security_pb2_grpc.add_SecurityServicer_to_server(  # type: ignore[no-untyped-call]
-            SecurityService(cluster, guard.sessions, m), server)
+            SecurityService(cluster, guard.sessions, m, guard.broker_principals), server)
         groups_pb2_grpc.add_GroupsServicer_to_server(GroupsService(groups, m), server)  # type: ignore[no-untyped-call]
         raft_pb2_grpc.add_RaftServicer_to_server(transport.servicer(), server)  # type: ignore[no-untyped-call]
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)

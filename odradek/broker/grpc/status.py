@@ -10,6 +10,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from odradek.broker.errors import BrokerError
+from odradek.broker.logs import clip
 from odradek.broker.reasons import Reason
 
 DOMAIN = "odradek.io"
@@ -19,6 +20,7 @@ STATUS_CODES: dict[Reason, grpc.StatusCode] = {
     Reason.INVALID_REQUEST: _C.INVALID_ARGUMENT,
     Reason.INTERNAL: _C.INTERNAL,
     Reason.THROTTLED: _C.RESOURCE_EXHAUSTED,
+    Reason.REQUEST_TOO_LARGE: _C.RESOURCE_EXHAUSTED,
     Reason.DISK_FULL: _C.RESOURCE_EXHAUSTED,
     Reason.INVALID_RECORD: _C.INVALID_ARGUMENT,
     Reason.CORRUPT_RECORD: _C.INVALID_ARGUMENT,
@@ -40,6 +42,7 @@ STATUS_CODES: dict[Reason, grpc.StatusCode] = {
     Reason.OFFSET_NOT_AVAILABLE: _C.UNAVAILABLE,
     Reason.OUT_OF_ORDER_SEQUENCE: _C.FAILED_PRECONDITION,
     Reason.PRODUCER_FENCED: _C.FAILED_PRECONDITION,
+    Reason.TOO_MANY_PRODUCER_NAMES: _C.RESOURCE_EXHAUSTED,
     Reason.INVALID_GROUP_ID: _C.INVALID_ARGUMENT,
     Reason.GROUP_ID_NOT_FOUND: _C.NOT_FOUND,
     Reason.NOT_COORDINATOR: _C.UNAVAILABLE,
@@ -62,6 +65,7 @@ STATUS_CODES: dict[Reason, grpc.StatusCode] = {
     Reason.TOPIC_AUTHORIZATION_FAILED: _C.PERMISSION_DENIED,
     Reason.GROUP_AUTHORIZATION_FAILED: _C.PERMISSION_DENIED,
     Reason.CLUSTER_AUTHORIZATION_FAILED: _C.PERMISSION_DENIED,
+    Reason.PRODUCER_NAME_AUTHORIZATION_FAILED: _C.PERMISSION_DENIED,
 }
 
 
@@ -69,13 +73,24 @@ def status_code(error: BrokerError) -> grpc.StatusCode:
     return STATUS_CODES.get(error.reason, grpc.StatusCode.UNKNOWN)
 
 
+# A status travels in the response's trailers, which clients cap (gRPC: 16 KiB by
+# default, the message twice over with its details): messages and metadata that quote
+# what a client sent are cut, or the client would see "metadata size exceeds hard limit"
+# instead of the answer.
+MAX_MESSAGE_CHARS = 1000
+MAX_METADATA_CHARS = 300
+MAX_METADATA_ENTRIES = 16
+
+
 def to_status(error: BrokerError) -> grpc.Status:
-    info = error_details_pb2.ErrorInfo(
-        reason=error.reason, domain=DOMAIN, metadata=error.metadata)
+    metadata = {clip(k, MAX_METADATA_CHARS): clip(v, MAX_METADATA_CHARS)
+                for k, v in list(error.metadata.items())[:MAX_METADATA_ENTRIES]}
+    info = error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN, metadata=metadata)
     detail = any_pb2.Any()
     detail.Pack(info)
     status = status_pb2.Status(code=getattr(code_pb2, status_code(error).name),
-                               message=error.message, details=[detail])
+                               message=clip(error.message, MAX_MESSAGE_CHARS),
+                               details=[detail])
     return rpc_status.to_status(status)
 
 

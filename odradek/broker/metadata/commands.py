@@ -276,11 +276,43 @@ class InitNamedProducer:
     # epoch moves on only while that identity is still the name's current one.
     expected_id: int = -1
     expected_epoch: int = -1
+    # The proposing broker's wall clock: when the name was last used (its expiry counts
+    # from there; 0 from versions before expiry).
+    at_ms: int = 0
 
     def encode(self) -> bytes:
         return _dump(self.TYPE, {"name": self.name, "request_id": self.request_id,
                                  "expected_id": self.expected_id,
-                                 "expected_epoch": self.expected_epoch})
+                                 "expected_epoch": self.expected_epoch, "at_ms": self.at_ms})
+
+
+@dataclass(frozen=True)
+class TouchNamedProducer:
+    """A named producer wrote (seen by a partition leader's broker): its name is in use
+    at `at_ms`, so it does not expire while the same instance keeps writing."""
+
+    TYPE: ClassVar[str] = "touch_named_producer"
+    name: str
+    producer_id: int
+    at_ms: int
+
+    def encode(self) -> bytes:
+        return _dump(self.TYPE, {"name": self.name, "producer_id": self.producer_id,
+                                 "at_ms": self.at_ms})
+
+
+@dataclass(frozen=True)
+class ExpireNamedProducers:
+    """The controller forgets names last used before `idle_before_ms` (Kafka's
+    transactional.id.expiration.ms); a name used since it was proposed stays."""
+
+    TYPE: ClassVar[str] = "expire_named_producers"
+    names: tuple[str, ...]
+    idle_before_ms: int
+
+    def encode(self) -> bytes:
+        return _dump(self.TYPE, {"names": list(self.names),
+                                 "idle_before_ms": self.idle_before_ms})
 
 
 Command = (
@@ -298,6 +330,8 @@ Command = (
     | SecurityCommand
     | AllocateProducerIds
     | InitNamedProducer
+    | TouchNamedProducer
+    | ExpireNamedProducers
 )
 
 
@@ -307,6 +341,12 @@ def _dump(type_: str, fields: dict[str, Any]) -> bytes:
 
 
 # --- decoding -------------------------------------------------------------------------
+
+
+def _strs(items: list[Any]) -> list[str]:
+    if not all(isinstance(x, str) for x in items):
+        raise ValueError(f"expected a list of strings, got {items!r}"[:200])
+    return items
 
 
 _DECODERS: dict[str, Callable[[Fields], Command]] = {
@@ -336,7 +376,11 @@ _DECODERS: dict[str, Callable[[Fields], Command]] = {
         f.get_int("broker_id"), f.get_int("count"), f.get_str_or("request_id", "")),
     InitNamedProducer.TYPE: lambda f: InitNamedProducer(
         f.get_str("name"), f.get_str_or("request_id", ""), f.get_int_or("expected_id", -1),
-        f.get_int_or("expected_epoch", -1)),
+        f.get_int_or("expected_epoch", -1), f.get_int_or("at_ms", 0)),
+    TouchNamedProducer.TYPE: lambda f: TouchNamedProducer(
+        f.get_str("name"), f.get_int("producer_id"), f.get_int("at_ms")),
+    ExpireNamedProducers.TYPE: lambda f: ExpireNamedProducers(
+        tuple(_strs(f.get_list("names"))), f.get_int("idle_before_ms")),
 }
 _DECODERS.update(SECURITY_DECODERS)  # users and ACLs: metadata/security.py
 

@@ -12,14 +12,21 @@ from typing import Any
 
 from odradek.broker import regressions
 from odradek.broker.metadata._fields import Fields
-from odradek.broker.metadata.commands import AllocateProducerIds, InitNamedProducer
+from odradek.broker.metadata.commands import (
+    AllocateProducerIds,
+    ExpireNamedProducers,
+    InitNamedProducer,
+    TouchNamedProducer,
+)
 
 MAX_EPOCH = (1 << 15) - 1
 MAX_BLOCK = 1_000_000
 MAX_NAME_LENGTH = 249
 
-ProducerCommand = AllocateProducerIds | InitNamedProducer
-PRODUCER_COMMANDS = (AllocateProducerIds, InitNamedProducer)
+ProducerCommand = (AllocateProducerIds | InitNamedProducer | TouchNamedProducer
+                   | ExpireNamedProducers)
+PRODUCER_COMMANDS = (AllocateProducerIds, InitNamedProducer, TouchNamedProducer,
+                     ExpireNamedProducers)
 
 
 @dataclass(frozen=True)
@@ -32,6 +39,9 @@ class NamedProducer:
     # The epoch an instance resumed from to get this one (-1: a new instance took it): a
     # retry of that same resume gets this epoch again instead of being fenced by itself.
     resumed_from: int = -1
+    # When an instance last initialised or wrote (wall clock of the broker that saw it;
+    # 0: before names expired): a name idle long enough is forgotten.
+    last_used_ms: int = 0
 
 
 @dataclass(frozen=True)
@@ -54,6 +64,22 @@ def apply_producer_command(state: ProducerIds, offset: int,
         blocks = dict(state.blocks)
         blocks[cmd.broker_id] = (state.next_id, cmd.count)
         return replace(state, next_id=state.next_id + cmd.count, blocks=blocks)
+    if isinstance(cmd, TouchNamedProducer):
+        current = state.named.get(cmd.name)
+        if current is None or current.producer_id != cmd.producer_id \
+                or current.last_used_ms >= cmd.at_ms:
+            return None
+        return replace(state, named={**state.named,
+                                     cmd.name: replace(current, last_used_ms=cmd.at_ms)})
+    if isinstance(cmd, ExpireNamedProducers):
+        gone = [n for n in cmd.names if n in state.named
+                and state.named[n].last_used_ms < cmd.idle_before_ms]
+        if not gone:
+            return None
+        named, epochs = dict(state.named), dict(state.epochs)
+        for name in gone:
+            epochs.pop(named.pop(name).producer_id, None)
+        return replace(state, named=named, epochs=epochs)
     if not cmd.name or len(cmd.name) > MAX_NAME_LENGTH:
         return None
     old = state.named.get(cmd.name)
@@ -65,9 +91,9 @@ def apply_producer_command(state: ProducerIds, offset: int,
     next_id = state.next_id
     resumed_from = cmd.expected_epoch if resuming else -1
     if old is not None and old.epoch < MAX_EPOCH:
-        new = NamedProducer(old.producer_id, old.epoch + 1, offset, resumed_from)
+        new = NamedProducer(old.producer_id, old.epoch + 1, offset, resumed_from, cmd.at_ms)
     else:
-        new = NamedProducer(next_id, 0, offset, resumed_from)
+        new = NamedProducer(next_id, 0, offset, resumed_from, cmd.at_ms)
         next_id += 1
     named = dict(state.named)
     named[cmd.name] = new
@@ -82,8 +108,8 @@ def encode_producer_ids(state: ProducerIds) -> dict[str, Any]:
     return {
         "next_id": state.next_id,
         "blocks": [[b, first, count] for b, (first, count) in sorted(state.blocks.items())],
-        "named": [[name, p.producer_id, p.epoch, p.init_offset, p.resumed_from]
-                  for name, p in sorted(state.named.items())],
+        "named": [[name, p.producer_id, p.epoch, p.init_offset, p.resumed_from,
+                   p.last_used_ms] for name, p in sorted(state.named.items())],
     }
 
 
@@ -97,10 +123,10 @@ def decode_producer_ids(raw: Any) -> ProducerIds:
         blocks[row[0]] = (row[1], row[2])
     named: dict[str, NamedProducer] = {}
     for row in f.get_list("named"):
-        # Four fields before resumes were recorded.
-        if not (isinstance(row, list) and len(row) in (4, 5) and isinstance(row[0], str)
+        # Four fields before resumes were recorded, five before names expired.
+        if not (isinstance(row, list) and len(row) in (4, 5, 6) and isinstance(row[0], str)
                 and all(isinstance(x, int) and not isinstance(x, bool) for x in row[1:])):
             raise ValueError(f"metadata snapshot named producer {row!r} is malformed")
-        named[row[0]] = NamedProducer(row[1], row[2], row[3], row[4] if len(row) == 5 else -1)
+        named[row[0]] = NamedProducer(*row[1:4], *(row[4:] or [-1]))
     epochs = {p.producer_id: p.epoch for p in named.values()}
     return ProducerIds(f.get_int("next_id"), blocks, named, epochs)

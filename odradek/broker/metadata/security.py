@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 from odradek.broker.metadata._fields import Fields
 
-RESOURCE_TYPES = ("topic", "group", "cluster")
+RESOURCE_TYPES = ("topic", "group", "cluster", "producer_name")
 PATTERN_TYPES = ("literal", "prefixed")
 OPERATIONS = ("read", "write", "create", "delete", "alter", "describe", "describe_configs",
               "alter_configs", "idempotent_write", "all")

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import os
+import ssl
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -322,14 +324,30 @@ def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
 class MetricsServer:
     """GET /metrics over HTTP/1.1 (one response per connection), on the event loop."""
 
-    def __init__(self, metrics: BrokerMetrics, host: str, port: int) -> None:
+    def __init__(self, metrics: BrokerMetrics, host: str, port: int,
+                 tls: ssl.SSLContext | None = None, token: str | None = None) -> None:
         self.metrics = metrics
         self.host = host
         self.port = port
+        self.tls = tls
+        # With a token, /metrics answers only "Authorization: Bearer <token>" (401 else).
+        self._token = token.encode() if token else None
         self._server: asyncio.Server | None = None
 
+    def _authorized(self, request: bytes) -> bool:
+        if self._token is None:
+            return True
+        for line in request.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"authorization":
+                scheme, _, given = value.strip().partition(b" ")
+                return scheme.lower() == b"bearer" and hmac.compare_digest(given.strip(),
+                                                                           self._token)
+        return False
+
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, self.host, self.port)
+        self._server = await asyncio.start_server(self._handle, self.host, self.port,
+                                                  ssl=self.tls)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
@@ -346,6 +364,8 @@ class MetricsServer:
             path = path.split("?", 1)[0]
             if method not in ("GET", "HEAD"):
                 status, ctype, body = "405 Method Not Allowed", "text/plain", b"GET only\n"
+            elif path == "/metrics" and not self._authorized(request):
+                status, ctype, body = "401 Unauthorized", "text/plain", b"bearer token needed\n"
             elif path == "/metrics":
                 status, ctype, body = "200 OK", CONTENT_TYPE_LATEST, self.metrics.render()
             elif path == "/":
@@ -358,7 +378,7 @@ class MetricsServer:
             writer.write(head.encode("latin-1") + (body if method != "HEAD" else b""))
             await writer.drain()
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError,
-                ConnectionError):
+                ConnectionError, ssl.SSLError):
             log.debug("metrics request from a client that went away or sent garbage")
         except Exception:
             log.exception("metrics request failed")

@@ -34,8 +34,9 @@ from odradek.v1 import raft_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
 
-MAX_MESSAGE_BYTES = 128 * 1024 * 1024
-"""gRPC max send/receive message size on both ends of a Raft stream."""
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+"""gRPC max send/receive message size on both ends of a Raft stream: the largest request
+the broker's server takes at all (grpc/limits.py), so that no envelope is refused."""
 
 MAX_PENDING_BYTES = 64 * 1024 * 1024
 """Default bound of the envelopes queued for one peer; the oldest are dropped beyond it."""
