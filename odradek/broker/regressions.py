@@ -22,4 +22,10 @@ FENCED_PRODUCER_RESUMES = "fenced-producer-resumes"
 # messages (a follower's acknowledgements, a candidate's votes) leave before its fsync.
 SENDS_BEFORE_FSYNC = "sends-before-fsync"
 
+# A write waiting for its commit counted as committed once the high watermark passed its
+# offset, even when a new leader's entry had replaced it there (found by the whole-broker
+# simulation once fsyncs ran behind the loop: the step-down and the new leader's commit
+# reached the deposed leader in one Ready).
+PENDING_WITHOUT_TERM = "pending-without-term"
+
 reintroduced: set[str] = set()

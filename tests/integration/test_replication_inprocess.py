@@ -352,3 +352,55 @@ async def test_a_failed_fsync_behind_the_loop_is_retried_and_the_follower_catche
     finally:
         for r in replicas:
             await r.crash()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("planted", [False, True], ids=["fixed", "pending-without-term"])
+async def test_a_deposed_leader_does_not_acknowledge_a_write_its_successor_replaced(
+        tmp_path: Path, planted: bool) -> None:
+    """A leader's write is in its log (its fsync held) when the others elect a new leader,
+    whose entry takes the write's offset and commits. The deposed leader learns both in
+    one Ready, with a high watermark past that offset: the write must fail (NOT_LEADER),
+    not be acknowledged. Planted (regressions.PENDING_WITHOUT_TERM): it is acknowledged."""
+    if planted:
+        regressions.reintroduced.add(regressions.PENDING_WITHOUT_TERM)
+    net = Net()
+    syncers = {i: HeldSyncer() for i in IDS}
+    replicas = [Replica(i, tmp_path, net, syncer=syncers[i]) for i in IDS]
+    try:
+        old = await leader_of(replicas)
+        await old.partition.append(encode_batch([(0, None, b"first")]), timeout_s=10)
+        offset = old.log.log_end_offset
+        net.rewrite = lambda m: None if m.from_id == old.id else m  # the old leader is mute
+        syncers[old.id].held = True
+        write = asyncio.ensure_future(
+            old.partition.append(encode_batch([(0, None, b"lost")]), timeout_s=30))
+        await wait_until(lambda: old.log.log_end_offset > offset)
+        others = [r for r in replicas if r is not old]
+        first = await leader_of(others, timeout=20)
+        await wait_until(lambda: first.partition.high_watermark > offset)
+        # A second successor's first message to the old leader carries a commit past the
+        # write's offset (the first one's carried its commit from before its own entry).
+        second = next(r for r in others if r is not first)
+        first.node.transfer_leadership(second.id)
+        first.host.schedule(GROUP)
+        await wait_until(lambda: second.node.is_leader())
+        await wait_until(lambda: old.node.term == second.node.term
+                         and old.node.log.committed >= offset)
+        new = second
+        syncers[old.id].release()
+        if planted:
+            await asyncio.wait_for(write, 10)  # acknowledged, yet not in the log
+            assert b"lost" not in values(new)
+            return
+        with pytest.raises(BrokerError) as caught:
+            await asyncio.wait_for(write, 10)
+        assert caught.value.reason == "NOT_LEADER"
+        assert b"lost" not in values(new)
+    finally:
+        regressions.reintroduced.clear()
+        net.rewrite = lambda m: m
+        for s in syncers.values():
+            s.release()
+        for r in replicas:
+            await r.crash()

@@ -56,6 +56,9 @@ class _Pending:
     last_offset: int
     quorum: bool
     future: asyncio.Future[None]
+    # The Raft term of the entry written: a high watermark past last_offset means the
+    # write committed only while the entry there is still of this term.
+    term: int
 
 
 class ReplicatedPartition:
@@ -169,7 +172,9 @@ class ReplicatedPartition:
         if last < (self.high_watermark if quorum else self.log.log_end_offset):
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Pending(last, quorum, future))
+        term = self.node.log.term(last)
+        self._pending.append(_Pending(last, quorum, future,
+                                      self.node.term if term is None else term))
         self._schedule()
         try:
             await asyncio.wait_for(asyncio.shield(future), timeout_s)
@@ -314,7 +319,10 @@ class ReplicatedPartition:
                 if p.future.done():
                     continue
                 if p.last_offset < self.high_watermark:
-                    p.future.set_result(None)
+                    if self._still_ours(p):
+                        p.future.set_result(None)
+                    else:
+                        p.future.set_exception(self.not_leader_error())
                 elif ready.soft_state.role != Role.LEADER:
                     p.future.set_exception(self.not_leader_error())
                 else:
@@ -325,6 +333,15 @@ class ReplicatedPartition:
             self._last_leader = leader
             if self.on_leader_change is not None:
                 self.on_leader_change(self)
+
+    def _still_ours(self, p: _Pending) -> bool:
+        """Is the committed entry at the write's offset the one written? A leader deposed
+        while its entry was not yet committed may learn, in the same Ready that makes it a
+        follower, a high watermark past that offset, over its successor's entries (found
+        by the whole-broker simulation: the write was acknowledged and lost)."""
+        if regressions.PENDING_WITHOUT_TERM in regressions.reintroduced:
+            return True
+        return self.node.log.term(p.last_offset) == p.term
 
     # ------------------------------------------------------------------------ read
     def read(self, offset: int, max_bytes: int) -> ReadResult:
