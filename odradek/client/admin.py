@@ -7,9 +7,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from odradek.client.acls import AclBinding, AclFilter, binding_from_pb, binding_pb, filter_pb
-from odradek.client.auth import ScramLogin
 from odradek.client.connection import Cluster
 from odradek.client.groups import GroupClient
+from odradek.client.options import ConnectionOptions, client_cluster
 from odradek.client.types import (
     CommittedOffset,
     DrainPlan,
@@ -23,7 +23,6 @@ from odradek.client.types import (
     UserDescription,
 )
 from odradek.security import scram
-from odradek.security.tls import ClientTLS
 from odradek.v1 import groups_pb2 as gpb
 from odradek.v1 import odradek_pb2 as pb
 from odradek.v1 import security_pb2 as spb
@@ -52,10 +51,11 @@ class Admin:
         username: str | None = None,
         password: str | None = None,
         cluster: Cluster | None = None,
+        connection: ConnectionOptions | None = None,
     ) -> None:
-        self._cluster = cluster or Cluster(bootstrap, request_timeout_ms=request_timeout_ms,
-                                         tls=ClientTLS.from_options(tls, tls_ca, tls_cert, tls_key),
-                                         login=ScramLogin.from_options(username, password))
+        self._cluster = client_cluster(
+            bootstrap, request_timeout_ms, cluster, connection,
+            ConnectionOptions(tls, tls_ca, tls_cert, tls_key, username, password))
         self._owns_cluster = cluster is None
         self._timeout = request_timeout_ms / 1000
         self._groups = GroupClient(self._cluster)

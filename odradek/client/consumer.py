@@ -13,7 +13,6 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import NamedTuple
 
-from odradek.client.auth import ScramLogin
 from odradek.client.connection import Cluster
 from odradek.client.decoder import ConsumerRecord as ConsumerRecord
 from odradek.client.decoder import decode_fetched
@@ -25,8 +24,8 @@ from odradek.client.errors import (
 )
 from odradek.client.groups import GroupClient
 from odradek.client.membership import MemberConfig, Membership
+from odradek.client.options import ConnectionOptions, client_cluster
 from odradek.records import InvalidRecordError as _BatchError
-from odradek.security.tls import ClientTLS
 from odradek.v1 import odradek_pb2 as pb
 from odradek.v1 import odradek_pb2_grpc as pb_grpc
 
@@ -136,6 +135,7 @@ class Consumer:
         username: str | None = None,
         password: str | None = None,
         cluster: Cluster | None = None,
+        connection: ConnectionOptions | None = None,
         group_id: str | None = None,
         group_instance_id: str = "",
         client_id: str = "",
@@ -148,9 +148,9 @@ class Consumer:
         if auto_offset_reset not in _RESETS:
             raise ValueError(
                 f"auto_offset_reset must be earliest, latest or none, not {auto_offset_reset!r}")
-        self._cluster = cluster or Cluster(bootstrap, request_timeout_ms=request_timeout_ms,
-                                         tls=ClientTLS.from_options(tls, tls_ca, tls_cert, tls_key),
-                                         login=ScramLogin.from_options(username, password))
+        self._cluster = client_cluster(
+            bootstrap, request_timeout_ms, cluster, connection,
+            ConnectionOptions(tls, tls_ca, tls_cert, tls_key, username, password))
         self._owns_cluster = cluster is None
         self._max_bytes = max_bytes
         self._max_wait_ms = fetch_max_wait_ms

@@ -16,7 +16,6 @@ from typing import Any, NamedTuple
 
 import grpc
 
-from odradek.client.auth import ScramLogin
 from odradek.client.connection import Cluster
 from odradek.client.errors import (
     ClientClosedError,
@@ -28,9 +27,9 @@ from odradek.client.errors import (
     from_rpc_error,
 )
 from odradek.client.idempotence import ProducerIdentity
+from odradek.client.options import ConnectionOptions, client_cluster
 from odradek.client.partitioner import DefaultPartitioner
 from odradek.records import BATCH_HEADER_SIZE, BatchBuilder, Compression
-from odradek.security.tls import ClientTLS
 from odradek.v1 import odradek_pb2 as pb
 
 HeaderInput = tuple[str, bytes | str | None]
@@ -133,6 +132,7 @@ class Producer:
         username: str | None = None,
         password: str | None = None,
         cluster: Cluster | None = None,
+        connection: ConnectionOptions | None = None,
         enable_idempotence: bool | None = None,
         producer_name: str | None = None,
         max_batches_per_request: int | None = None,
@@ -142,9 +142,9 @@ class Producer:
         if max_batches_per_request is not None and max_batches_per_request <= 0:
             raise ValueError("max_batches_per_request must be positive, got "
                              f"{max_batches_per_request}")
-        self._cluster = cluster or Cluster(bootstrap, request_timeout_ms=request_timeout_ms,
-                                         tls=ClientTLS.from_options(tls, tls_ca, tls_cert, tls_key),
-                                         login=ScramLogin.from_options(username, password))
+        self._cluster = client_cluster(
+            bootstrap, request_timeout_ms, cluster, connection,
+            ConnectionOptions(tls, tls_ca, tls_cert, tls_key, username, password))
         self._owns_cluster = cluster is None
         self._linger = max(0.0, linger_ms / 1000)
         self._batch_size = batch_size

@@ -8,7 +8,7 @@ import re
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Coroutine, Iterable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from odradek.client.admin import Admin
 from odradek.client.consumer import Consumer, ConsumerRecord, RebalanceCallback, TopicPartition
@@ -24,6 +24,11 @@ from odradek.client.types import (
     TopicDescription,
     TopicSummary,
 )
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from odradek.client.options import AdminKwargs, ConsumerKwargs, ProducerKwargs
 
 T = TypeVar("T")
 
@@ -69,7 +74,8 @@ class _SyncBase(ABC):
 class SyncProducer(_SyncBase):
     """Producer for synchronous code. `send()` returns a concurrent.futures.Future."""
 
-    def __init__(self, bootstrap: str | Sequence[str] | None = None, **options: Any) -> None:
+    def __init__(self, bootstrap: str | Sequence[str] | None = None,
+                 **options: Unpack[ProducerKwargs]) -> None:
         self._runner = _LoopThread("odradek-producer")
 
         async def make() -> Producer:
@@ -118,7 +124,8 @@ class SyncProducer(_SyncBase):
 
 
 class SyncConsumer(_SyncBase):
-    def __init__(self, bootstrap: str | Sequence[str] | None = None, **options: Any) -> None:
+    def __init__(self, bootstrap: str | Sequence[str] | None = None,
+                 **options: Unpack[ConsumerKwargs]) -> None:
         self._runner = _LoopThread("odradek-consumer")
 
         async def make() -> Consumer:
@@ -201,7 +208,8 @@ class SyncConsumer(_SyncBase):
 
 
 class SyncAdmin(_SyncBase):
-    def __init__(self, bootstrap: str | Sequence[str] | None = None, **options: Any) -> None:
+    def __init__(self, bootstrap: str | Sequence[str] | None = None,
+                 **options: Unpack[AdminKwargs]) -> None:
         self._runner = _LoopThread("odradek-admin")
 
         async def make() -> Admin:
@@ -279,10 +287,16 @@ class SyncAdmin(_SyncBase):
                              ) -> list[CommittedOffset]:
         return self._call(self._admin.delete_group_offsets(group_id, topics))
 
-    def reset_group_offsets(self, group_id: str,
-                            topics: Mapping[str, Sequence[int]] | Sequence[str] = (),
-                            **options: Any) -> list[OffsetChange]:
-        return self._call(self._admin.reset_group_offsets(group_id, topics, **options))
+    def reset_group_offsets(
+        self, group_id: str, topics: Mapping[str, Sequence[int]] | Sequence[str] = (), *,
+        to_earliest: bool = False, to_latest: bool = False,
+        to_timestamp_ms: int | None = None, to_offset: int | None = None,
+        shift_by: int | None = None, dry_run: bool = False,
+    ) -> list[OffsetChange]:
+        return self._call(self._admin.reset_group_offsets(
+            group_id, topics, to_earliest=to_earliest, to_latest=to_latest,
+            to_timestamp_ms=to_timestamp_ms, to_offset=to_offset, shift_by=shift_by,
+            dry_run=dry_run))
 
     def close(self) -> None:
         if self._runner.loop.is_closed():
