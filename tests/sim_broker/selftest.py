@@ -16,7 +16,10 @@ from tests.sim_broker.world import World
 
 SWITCHES = {"a": regressions.UNSURE_LEADER_OUT_OF_RANGE, "b": regressions.LOST_PROPOSAL_COUNTS,
             "c": regressions.GROUP_CHANGES_WITHOUT_QUORUM,
-            "d": regressions.FENCED_PRODUCER_RESUMES}
+            "d": regressions.FENCED_PRODUCER_RESUMES,
+            "e": regressions.PENDING_WITHOUT_TERM}
+# Bugs that show as a general violation rather than a kind of their own.
+SHOWS_AS = {"e": {"ACKED_WRITE_LOST"}}
 
 
 def found(bug: str, seed: int) -> tuple[bool, list[str]]:
@@ -27,7 +30,7 @@ def found(bug: str, seed: int) -> tuple[bool, list[str]]:
     except Exception as exc:  # a crash of the broker code counts as a finding too
         world.history.problem("CRASHED", f"{type(exc).__name__}: {exc}")
     kinds = [p.kind for p in world.history.problems]
-    return any(KNOWN_BUGS.get(k) == bug for k in kinds), kinds
+    return any(KNOWN_BUGS.get(k) == bug or k in SHOWS_AS.get(bug, ()) for k in kinds), kinds
 
 
 def main() -> int:

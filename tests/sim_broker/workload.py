@@ -221,6 +221,7 @@ class NamedProducer(Client):
         # Short delivery timeouts now and then: unsure outcomes, so instances (zombies
         # too) initialise again by resuming their identity.
         deadline = clock.monotonic() + self.rng.choice([0.5, 2.0, DELIVERY_TIMEOUT_S])
+        unsure = False
         while clock.monotonic() < deadline and not self.world.stopping \
                 and tp in self.world.partitions:
             try:
@@ -228,16 +229,22 @@ class NamedProducer(Client):
             except CallTimeout:
                 self.learn(tp, None)
                 instance[4] = True
+                unsure = True
             except BrokerError as exc:
                 if exc.reason == "PRODUCER_FENCED":
                     self.world.history.count("named_fenced")
                     return False
                 if exc.reason == "UNKNOWN_TOPIC_OR_PARTITION":
-                    return True  # a topic being deleted: not stored, write elsewhere
+                    if unsure:
+                        break  # an earlier try may be stored: the sequence cannot go on
+                    # Not stored (a topic being deleted, or a broker that has not opened
+                    # the partition yet): write elsewhere with the same sequence.
+                    return True
                 if exc.reason not in RETRIABLE_REASONS:
                     self.world.history.count(f"named_{exc.reason}")
                     return False
                 self.learn(tp, exc)
+                unsure = True  # a deposed leader's NOT_LEADER: its successor may commit it
             else:
                 sequences[tp] = seq + 1
                 instance[4] = False
