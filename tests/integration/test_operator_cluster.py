@@ -18,8 +18,10 @@ import kmock
 import kubernetes_validate
 import pytest
 import yaml
+from cryptography import x509
 
 from odradek.client import Admin, Consumer, OdradekError, Producer, TopicPartition
+from odradek.operator import pki
 from tests.brokers import ClusterProcesses
 from tests.kube import (
     NAMESPACE,
@@ -120,6 +122,56 @@ async def test_cluster_renders_and_reports(kmock: kmock.KubernetesEmulator,
         return stored(kmock, "Cluster", "events") is None and not owned(kmock, uid)
 
     await eventually(gone, WAIT_S, "cluster and its objects deleted", operator.log)
+
+
+async def test_cluster_tls_secrets(kmock: kmock.KubernetesEmulator,
+                                   operator: OperatorProcess) -> None:
+    """spec.tls without a Secret of one's own: the operator generates the CA, signs the
+    brokers' certificate for the headless Service's names, mounts it, and issues it again
+    when it goes missing; several brokers with authorization are accepted with TLS."""
+    await apply(kmock, manifest("Cluster", "secure", {
+        "brokers": 3, "tls": {"enabled": True},
+        "authorization": {"enabled": True, "superUsers": ["User:admin"]}}))
+    obj = await wait_ready(kmock, operator, "Cluster", "secure", "False", "BrokersNotReady")
+    uid = obj["metadata"]["uid"]
+
+    def secrets() -> dict[str, dict[str, Any]]:
+        return {s["metadata"]["name"]: s for s in objects_of(kmock, "v1/secrets")}
+
+    async def issued() -> dict[str, dict[str, Any]]:
+        found = secrets()
+        return found if {"secure-ca", "secure-broker-tls"} <= set(found) else {}
+
+    found = await eventually(issued, WAIT_S, "CA and broker Secrets", operator.log)
+    for secret in (found["secure-ca"], found["secure-broker-tls"]):
+        assert [r["uid"] for r in secret["metadata"]["ownerReferences"]] == [uid]
+    ca = x509.load_pem_x509_certificate(pki.decoded(found["secure-ca"], "tls.crt") or b"")
+    cert = x509.load_pem_x509_certificate(
+        pki.decoded(found["secure-broker-tls"], "tls.crt") or b"")
+    assert cert.issuer == ca.subject
+    names = cert.extensions.get_extension_for_class(
+        x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+    assert f"*.secure-brokers.{NAMESPACE}.svc" in names
+    sts = next(o for o in objects_of(kmock, "apps/v1/statefulsets")
+               if o["metadata"]["name"] == "secure")
+    volumes = sts["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "tls", "secret": {"secretName": "secure-broker-tls",
+                                      "defaultMode": 0o440}} in volumes
+
+    # A broker certificate gone missing is issued again, by the same CA.
+    reply = await kmock.delete(f"/api/v1/namespaces/{NAMESPACE}/secrets/secure-broker-tls")
+    assert reply.status == 200, await reply.text()
+
+    async def reissued() -> bytes | None:
+        again = secrets().get("secure-broker-tls")
+        data = pki.decoded(again, "tls.crt")
+        return data if data and data != pki.decoded(found["secure-broker-tls"], "tls.crt") \
+            else None
+
+    data = await eventually(reissued, WAIT_S, "the broker Secret issued again", operator.log)
+    assert x509.load_pem_x509_certificate(data).issuer == ca.subject
+    assert pki.decoded(secrets()["secure-ca"], "tls.crt") == pki.decoded(
+        found["secure-ca"], "tls.crt")
 
 
 @pytest.fixture

@@ -42,3 +42,22 @@ def test_operator_needs_a_scope(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.delenv("ODRADEK_OPERATOR_NAMESPACES", raising=False)
     assert main(["operator"]) == 1
     assert "--namespace" in capsys.readouterr().err
+
+
+async def test_the_operator_client_speaks_tls_once_a_cluster_has_it() -> None:
+    """An Admin made before TLS was known is replaced; renewed files are rewritten in
+    place (the client reads them at each new connection)."""
+    brokers = runtime.Brokers()
+    try:
+        plain = brokers.admin("b:1")
+        files = {"ca.crt": b"ca", "tls.crt": b"cert", "tls.key": b"key"}
+        await brokers.use_tls("b:1", files)
+        secured = brokers.admin("b:1")
+        assert secured is not plain and secured.cluster.tls is not None
+        assert secured.cluster.tls.cert is not None
+        assert secured.cluster.tls.cert.read_bytes() == b"cert"
+        await brokers.use_tls("b:1", {**files, "tls.crt": b"renewed"})
+        assert brokers.admin("b:1") is secured
+        assert secured.cluster.tls.cert.read_bytes() == b"renewed"
+    finally:
+        await brokers.close()
