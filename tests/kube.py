@@ -143,7 +143,8 @@ def declare_crds(kube: kmock.KubernetesEmulator) -> None:
     for plural, kind in (("events", "Event"), ("secrets", "Secret"), ("services", "Service"),
                          ("configmaps", "ConfigMap"), ("pods", "Pod")):
         kube.resources[f"v1/{plural}"] = kmock.ResourceInfo(
-            kind=kind, singular=kind.lower(), verbs=verbs, namespaced=True)
+            kind=kind, singular=kind.lower(), verbs=verbs, namespaced=True,
+            subresources={"status"} if kind == "Pod" else set())
     kube.resources["apps/v1/statefulsets"] = kmock.ResourceInfo(
         kind="StatefulSet", singular="statefulset", verbs=verbs, subresources={"status"},
         namespaced=True)

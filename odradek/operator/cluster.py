@@ -408,7 +408,7 @@ def needs_balance(placements: Sequence[Placement], brokers: Sequence[int]) -> bo
 
 # -- rolling restarts ----------------------------------------------------------------------
 
-ROLL_TIMEOUT_S = 300.0  # a restarted broker not ready by then stops the roll
+ROLL_TIMEOUT_S = 300.0  # a restarted broker not ready by then stops the roll (default)
 
 
 @dataclass(frozen=True)
@@ -460,8 +460,9 @@ def roll_plan(c: ClusterSpec, pods: Sequence[PodState], under_replicated: int,
     by_ordinal = {p.ordinal: p for p in pods if p.ordinal < c.brokers}
     stale = sorted((p.ordinal for p in by_ordinal.values() if p.config_hash != want),
                    reverse=True)
-    restarted = [p for p in by_ordinal.values() if p.config_hash == want and not p.ready]
-    if not stale and not restarted:
+    if not stale:
+        # Pods not ready on the current spec are the StatefulSet's readiness (Degraded),
+        # not a roll's.
         return RollStep("done")
     for ordinal in range(c.brokers):
         pod = by_ordinal.get(ordinal)
@@ -472,8 +473,6 @@ def roll_plan(c: ClusterSpec, pods: Sequence[PodState], under_replicated: int,
                 return RollStep("stuck", ordinal, f"broker {ordinal} is not ready "
                                 f"{int(pod.age_s)}s after its restart; the roll stopped")
             return RollStep("wait", ordinal, f"waiting for broker {ordinal} to be ready")
-    if not stale:
-        return RollStep("done")
     if under_replicated:
         return RollStep("wait", None, f"{under_replicated} partitions under-replicated; "
                         f"{len(stale)} brokers still to restart")

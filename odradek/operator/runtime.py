@@ -14,7 +14,13 @@ from odradek.client import Admin
 
 ENV_BOOTSTRAP = "ODRADEK_BOOTSTRAP"
 ENV_RESYNC = "ODRADEK_OPERATOR_RESYNC_S"
+ENV_ROLL_TIMEOUT = "ODRADEK_OPERATOR_ROLL_TIMEOUT_S"
 DEFAULT_PORT = 9092
+
+
+def roll_timeout_seconds(env: Mapping[str, str] = os.environ) -> float:
+    """How long a restarted broker may take to be ready before the roll stops."""
+    return float(env.get(ENV_ROLL_TIMEOUT) or 300)
 
 
 class NoBootstrap(ValueError):

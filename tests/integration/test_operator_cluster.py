@@ -8,8 +8,6 @@ kubelet is not built, so the test starts the brokers, not the StatefulSet.)"""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,7 @@ import pytest
 import yaml
 from cryptography import x509
 
-from odradek.client import Admin, Consumer, OdradekError, Producer, TopicPartition
+from odradek.client import Admin
 from odradek.operator import pki
 from tests.brokers import ClusterProcesses
 from tests.kube import (
@@ -28,7 +26,6 @@ from tests.kube import (
     OdradekKube,
     OperatorProcess,
     apply,
-    declare_crds,
     eventually,
     manifest,
     objects_of,
@@ -37,10 +34,11 @@ from tests.kube import (
     stored,
     wait_ready,
 )
+from tests.operator_fixtures import WAIT_S, producing, running_operator
 
 pytestmark = [pytest.mark.kmock(cls=OdradekKube)]
 ROOT = Path(__file__).resolve().parents[2]
-WAIT_S = 40.0
+
 KINDS = {"ConfigMap": "v1/configmaps", "Service": "v1/services",
          "PodDisruptionBudget": "policy/v1/poddisruptionbudgets",
          "StatefulSet": "apps/v1/statefulsets"}
@@ -49,17 +47,10 @@ KINDS = {"ConfigMap": "v1/configmaps", "Service": "v1/services",
 @pytest.fixture
 async def operator(kmock: kmock.KubernetesEmulator, tmp_path: Path
                    ) -> AsyncIterator[OperatorProcess]:
-    declare_crds(kmock)
     # No brokers are needed: the Cluster handler only talks to the Kubernetes API. All
     # namespaces: the operator watches cluster-wide.
-    proc = OperatorProcess(tmp_path, str(kmock.url).rstrip("/"), "127.0.0.1:1",
-                           namespaces=None)
-    try:
-        proc.start()
-        await proc.wait_alive()
+    async with running_operator(kmock, tmp_path, "127.0.0.1:1", namespaces=None) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 def owned(kube: kmock.KubernetesEmulator, uid: str) -> dict[str, dict[str, Any]]:
@@ -199,71 +190,14 @@ async def set_sts_status(kube: kmock.KubernetesEmulator, replicas: int) -> None:
     assert reply.status == 200, await reply.text()
 
 
-class RunningProducer:
-    """acks=quorum writes in the background; what was acknowledged must all be read."""
-
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        self.bootstrap, self.topic = bootstrap, topic
-        self.acked: set[bytes] = set()
-        self.stop = asyncio.Event()
-        self.task: asyncio.Task[None] | None = None
-
-    async def _run(self) -> None:
-        async with Producer(self.bootstrap) as producer:
-            for i in range(20_000):  # bounded; stopped long before
-                if self.stop.is_set():
-                    return
-                value = f"r{i}".encode()
-                try:
-                    await producer.send_and_wait(self.topic, value, key=value)
-                    self.acked.add(value)
-                except OdradekError:
-                    await asyncio.sleep(0.05)  # not acknowledged: not counted
-                await asyncio.sleep(0.005)
-
-    def start(self) -> RunningProducer:
-        self.task = asyncio.create_task(self._run())
-        return self
-
-    async def finish(self) -> None:
-        self.stop.set()
-        assert self.task is not None
-        await asyncio.wait_for(self.task, 30)
-
-    async def read_all(self, partitions: int) -> set[bytes]:
-        seen: set[bytes] = set()
-        consumer = Consumer(self.bootstrap)
-        try:
-            tps = [TopicPartition(self.topic, p) for p in range(partitions)]
-            consumer.assign(tps)
-            for tp in tps:
-                await consumer.seek_to_beginning(tp)
-
-            async def everything() -> bool:
-                seen.update(r.value for r in await consumer.poll(timeout_ms=500))
-                return self.acked <= seen
-
-            await eventually(everything, 30, "every acknowledged record read")
-        finally:
-            await consumer.close()
-        return seen
-
-
 @pytest.mark.slow
 async def test_scale_up_and_down_under_a_producer(
         kmock: kmock.KubernetesEmulator, tmp_path: Path,
         four_brokers: ClusterProcesses) -> None:
-    declare_crds(kmock)
     bootstrap = ",".join(b.address for b in four_brokers.brokers[:3])
-    op = OperatorProcess(tmp_path, str(kmock.url).rstrip("/"), bootstrap,
-                         namespaces=[NAMESPACE])
-    producer: RunningProducer | None = None
-    try:
-        op.start()
-        await op.wait_alive()
-        async with Admin(bootstrap) as admin:
-            await admin.create_topic("spread", 6, 2)
-            producer = RunningProducer(bootstrap, "spread").start()
+    async with running_operator(kmock, tmp_path, bootstrap) as op, Admin(bootstrap) as admin:
+        await admin.create_topic("spread", 6, 2)
+        async with producing(bootstrap, "spread") as producer:
             await apply(kmock, manifest("Cluster", "events", {"brokers": 3}))
 
             async def sts_replicas() -> int | None:
@@ -313,9 +247,3 @@ async def test_scale_up_and_down_under_a_producer(
             await producer.finish()
             assert len(producer.acked) > 50
             await producer.read_all(6)
-    finally:
-        if producer is not None and producer.task is not None and not producer.task.done():
-            producer.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await producer.task
-        op.stop()

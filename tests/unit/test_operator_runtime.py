@@ -20,6 +20,8 @@ def test_bootstrap_from_the_cluster_ref_or_the_override() -> None:
 def test_resync_interval() -> None:
     assert runtime.resync_seconds({}) == 30
     assert runtime.resync_seconds({"ODRADEK_OPERATOR_RESYNC_S": "1.5"}) == 1.5
+    assert runtime.roll_timeout_seconds({}) == 300
+    assert runtime.roll_timeout_seconds({"ODRADEK_OPERATOR_ROLL_TIMEOUT_S": "5"}) == 5
 
 
 def test_broker_reasons_become_condition_reasons() -> None:

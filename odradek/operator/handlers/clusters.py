@@ -18,7 +18,12 @@ from odradek.operator import crds, kube, pki
 from odradek.operator.conditions import Outcome, set_condition
 from odradek.operator.handlers.common import call, conclude, refused
 from odradek.operator.metrics import reconciling
-from odradek.operator.runtime import BROKERS, bootstrap_for, resync_seconds
+from odradek.operator.runtime import (
+    BROKERS,
+    bootstrap_for,
+    resync_seconds,
+    roll_timeout_seconds,
+)
 
 RESOURCE = (crds.GROUP, crds.VERSION, crds.plural("Cluster"))
 
@@ -112,7 +117,7 @@ async def _roll(c: cl.ClusterSpec) -> cl.RollStep:
         if any(p.config_hash != cl.config_hash(c) for p in pods):
             return cl.RollStep("wait", None, f"no broker answers: {exc.message}")
         under = 0
-    step = cl.roll_plan(c, pods, under)
+    step = cl.roll_plan(c, pods, under, roll_timeout_seconds())
     if step.action == "restart":
         assert step.ordinal is not None
         await kube.delete_pod(c.namespace, f"{c.name}-{step.ordinal}")
