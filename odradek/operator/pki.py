@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -117,7 +118,12 @@ def needs_broker_cert(secret: Mapping[str, Any] | None, ca: x509.Certificate,
                       names: tuple[str, ...], now: dt.datetime) -> bool:
     """Missing, not signed by this CA, not covering the names, or expiring soon."""
     cert = _cert(secret)
-    if cert is None or cert.issuer != ca.subject or _expiring(cert, now):
+    if cert is None or _expiring(cert, now):
+        return True
+    try:
+        # By signature, not by name: a CA made anew may carry the same subject.
+        cert.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature):
         return True
     try:
         covered = cert.extensions.get_extension_for_class(
@@ -160,6 +166,20 @@ class TLSPlan:
     broker: dict[str, bytes] | None
 
 
+def _still_trusted(broker_secret_body: Mapping[str, Any] | None, ca: x509.Certificate,
+                   now: dt.datetime) -> bytes:
+    """The CAs the brokers trust now, other than `ca` and not expired: kept in ca.crt
+    while the brokers move to a new CA, as each reloads its files at its own moment."""
+    bundle = decoded(broker_secret_body, "ca.crt")
+    if not bundle:
+        return b""
+    try:
+        certs = x509.load_pem_x509_certificates(bundle)
+    except ValueError:
+        return b""
+    return b"".join(_pem(c) for c in certs if c != ca and c.not_valid_after_utc > now)
+
+
 def plan(cluster: str, namespace: str, ca_secret_body: Mapping[str, Any] | None,
          broker_secret_body: Mapping[str, Any] | None, now: dt.datetime,
          own_ca: bool = True) -> TLSPlan:
@@ -171,16 +191,14 @@ def plan(cluster: str, namespace: str, ca_secret_body: Mapping[str, Any] | None,
     if ca_pair(ca_secret_body) is None and not own_ca:
         raise ValueError("the CA Secret has no tls.crt and tls.key")
     if own_ca and needs_ca(ca_secret_body, now):
-        old = _cert(ca_secret_body)
         ca, key = make_ca(f"{cluster} cluster CA", days=CA_DAYS)
         ca_out = ca_files(ca, key)
-        trusted = _pem(old) if old is not None and old.not_valid_after_utc > now else b""
     else:
         pair = ca_pair(ca_secret_body)
         assert pair is not None
         ca, key = pair
-        trusted = b""
     names = sans(cluster, namespace)
     if ca_out is None and not needs_broker_cert(broker_secret_body, ca, names, now):
         return TLSPlan(None, None)
-    return TLSPlan(ca_out, broker_files(ca, key, cluster, names, now, trusted))
+    return TLSPlan(ca_out, broker_files(ca, key, cluster, names, now,
+                                        _still_trusted(broker_secret_body, ca, now)))

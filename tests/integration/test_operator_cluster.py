@@ -3,8 +3,10 @@ created, owned by the Cluster and valid; readiness is read back from the Statefu
 objects changed by hand are put back; deleting the Cluster takes its objects with it.
 With 4 real brokers under a running acks=quorum producer: 3 -> 4 moves partitions onto the
 new broker, a scale-down below the voters is refused, 4 -> 3 drains the broker that goes
-before the StatefulSet shrinks, and no acknowledged record is lost. (No pods run: a test
-kubelet is not built, so the test starts the brokers, not the StatefulSet.)"""
+before the StatefulSet shrinks, and no acknowledged record is lost. (No pods run here:
+this test starts the brokers itself; tests/operator_kubelet.py runs pods for the rolling
+restart test.) With spec.tls the CA and the brokers' certificate are issued, mounted and
+issued again when missing."""
 
 from __future__ import annotations
 

@@ -108,9 +108,20 @@ def test_an_expiring_ca_is_replaced_and_stays_trusted() -> None:
     bundle = x509.load_pem_x509_certificates(renewed.broker["ca.crt"])
     assert [c.subject for c in bundle][1:] == [
         x509.load_pem_x509_certificate(first.ca["tls.crt"]).subject]
+    # A CA made anew under the same name: the certificate is issued again (signature).
+    same_name = pki.plan("events", "prod", None, None, NOW)
+    assert same_name.ca is not None
+    assert pki.needs_broker_cert(secret(first.broker), x509.load_pem_x509_certificate(
+        same_name.ca["tls.crt"]), pki.sans("events", "prod"), NOW)
     # A CA someone else renews (the Helm chart's) is only read.
     kept = pki.plan("events", "prod", secret(first.ca), None, late, own_ca=False)
     assert kept.ca is None and kept.broker is not None
+    # ... and when it is replaced there, the brokers keep trusting the one they had.
+    assert same_name.ca is not None
+    moved = pki.plan("events", "prod", secret(same_name.ca), secret(first.broker), NOW,
+                     own_ca=False)
+    assert moved.ca is None and moved.broker is not None
+    assert len(x509.load_pem_x509_certificates(moved.broker["ca.crt"])) == 2
     with pytest.raises(ValueError):
         pki.plan("events", "prod", None, None, NOW, own_ca=False)
 
