@@ -1,16 +1,15 @@
 """Cluster resources through `odradek operator` against kmock: the rendered objects are
 created, owned by the Cluster and valid; readiness is read back from the StatefulSet;
 objects changed by hand are put back; deleting the Cluster takes its objects with it.
-With 4 real brokers under a running acks=quorum producer: 3 -> 4 moves partitions onto the
-new broker, a scale-down below the voters is refused, 4 -> 3 drains the broker that goes
-before the StatefulSet shrinks, and no acknowledged record is lost. (No pods run here:
-this test starts the brokers itself; tests/operator_kubelet.py runs pods for the rolling
-restart test.) With spec.tls the CA and the brokers' certificate are issued, mounted and
-issued again when missing."""
+With real brokers run by the test kubelet (tests/operator_kubelet.py) from the pods
+under a running acks=quorum producer: 3 -> 4 moves partitions onto the new broker, a
+scale-down below the voters is refused, 4 -> 3 drains the broker that goes before the
+StatefulSet shrinks and its pod goes, and no acknowledged record is lost. With spec.tls
+the CA and the brokers' certificate are issued, mounted and issued again when missing."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,6 @@ from cryptography import x509
 
 from odradek.client import Admin
 from odradek.operator import pki
-from tests.brokers import ClusterProcesses
 from tests.kube import (
     NAMESPACE,
     OdradekKube,
@@ -37,6 +35,7 @@ from tests.kube import (
     wait_ready,
 )
 from tests.operator_fixtures import WAIT_S, producing, running_operator
+from tests.operator_kubelet import Kubelet
 
 pytestmark = [pytest.mark.kmock(cls=OdradekKube)]
 ROOT = Path(__file__).resolve().parents[2]
@@ -167,85 +166,59 @@ async def test_cluster_tls_secrets(kmock: kmock.KubernetesEmulator,
         found["secure-ca"], "tls.crt")
 
 
-@pytest.fixture
-def four_brokers(tmp_path: Path) -> Iterator[ClusterProcesses]:
-    """Four brokers (voters 0-2); only the first three are started here."""
-    cluster = ClusterProcesses(tmp_path / "brokers", 4)
-    try:
-        for broker in cluster.brokers[:3]:
-            broker.start(wait=False)
-        for broker in cluster.brokers[:3]:
-            broker.wait_ready()
-        yield cluster
-    finally:
-        cluster.stop()
-
-
-async def set_sts_status(kube: kmock.KubernetesEmulator, replicas: int) -> None:
-    sts = objects_of(kube, "apps/v1/statefulsets")[0]
-    reply = await kube.patch(
-        f"/apis/apps/v1/namespaces/{NAMESPACE}/statefulsets/events/status",
-        json={"status": {"replicas": replicas, "readyReplicas": replicas,
-                         "updatedReplicas": replicas,
-                         "observedGeneration": sts["metadata"]["generation"]}},
-        headers={"Content-Type": "application/merge-patch+json"})
-    assert reply.status == 200, await reply.text()
-
-
 @pytest.mark.slow
-async def test_scale_up_and_down_under_a_producer(
-        kmock: kmock.KubernetesEmulator, tmp_path: Path,
-        four_brokers: ClusterProcesses) -> None:
-    bootstrap = ",".join(b.address for b in four_brokers.brokers[:3])
-    async with running_operator(kmock, tmp_path, bootstrap) as op, Admin(bootstrap) as admin:
-        await admin.create_topic("spread", 6, 2)
-        async with producing(bootstrap, "spread") as producer:
-            await apply(kmock, manifest("Cluster", "events", {"brokers": 3}))
+async def test_scale_up_and_down_under_a_producer(kmock: kmock.KubernetesEmulator,
+                                                  tmp_path: Path) -> None:
+    async with Kubelet(kmock, tmp_path / "pods") as kubelet, running_operator(
+            kmock, tmp_path, kubelet.bootstrap("events", 3)) as op:
+        bootstrap = kubelet.bootstrap("events", 3)
+        await apply(kmock, manifest("Cluster", "events", {"brokers": 3}))
+        await wait_ready(kmock, op, "Cluster", "events", timeout=3 * WAIT_S)
+        async with Admin(bootstrap) as admin:
+            await admin.create_topic("spread", 6, 2)
+            async with producing(bootstrap, "spread") as producer:
+                await scale_up_and_down(kmock, op, kubelet, admin)
+                # Nothing acknowledged was lost while partitions moved.
+                await producer.finish()
+                assert len(producer.acked) > 50
+                await producer.read_all(6)
 
-            async def sts_replicas() -> int | None:
-                found = objects_of(kmock, "apps/v1/statefulsets")
-                return found[0]["spec"]["replicas"] if found else None
 
-            await eventually(sts_replicas, WAIT_S, "a StatefulSet", op.log)
-            await set_sts_status(kmock, 3)
-            await wait_ready(kmock, op, "Cluster", "events")
+async def scale_up_and_down(kube: kmock.KubernetesEmulator, op: OperatorProcess,
+                            kubelet: Kubelet, admin: Admin) -> None:
+    def sts_replicas() -> int:
+        return int(objects_of(kube, "apps/v1/statefulsets")[0]["spec"]["replicas"])
 
-            async def hosted(broker: int) -> int:
-                md = await admin.metadata()
-                return sum(broker in p.replicas for t in md.topics for p in t.partitions
-                           if not p.target_replicas)
+    async def hosted(broker: int) -> int:
+        md = await admin.metadata()
+        return sum(broker in p.replicas for t in md.topics for p in t.partitions
+                   if not p.target_replicas)
 
-            # 3 -> 4: the new broker (its pod started, here by hand) gets partitions.
-            four_brokers.brokers[3].start()
-            await patch_spec(kmock, "Cluster", "events", {"brokers": 4})
+    # 3 -> 4: the StatefulSet grows, the kubelet runs the new pod, it gets partitions.
+    await patch_spec(kube, "Cluster", "events", {"brokers": 4})
 
-            async def balanced() -> bool:
-                md = await admin.metadata()
-                if any(p.target_replicas for t in md.topics for p in t.partitions):
-                    return False
-                counts = [await hosted(b) for b in range(4)]
-                return await sts_replicas() == 4 and max(counts) - min(counts) <= 1
+    async def balanced() -> bool:
+        md = await admin.metadata()
+        if any(p.target_replicas for t in md.topics for p in t.partitions):
+            return False
+        counts = [await hosted(b) for b in range(4)]
+        return sts_replicas() == 4 and max(counts) - min(counts) <= 1
 
-            await eventually(balanced, WAIT_S, "replicas spread over 4 brokers", op.log)
-            assert await hosted(3) > 0
+    await eventually(balanced, 3 * WAIT_S, "replicas spread over 4 brokers", op.log)
+    assert await hosted(3) > 0 and "events-3" in kubelet.running
 
-            # Below the 3 voters: refused, nothing changes.
-            await patch_spec(kmock, "Cluster", "events", {"brokers": 2})
-            await wait_ready(kmock, op, "Cluster", "events", "False", "ScaleDownRefused")
-            assert await sts_replicas() == 4 and await hosted(3) > 0
+    # Below the 3 voters: refused, nothing changes.
+    await patch_spec(kube, "Cluster", "events", {"brokers": 2})
+    await wait_ready(kube, op, "Cluster", "events", "False", "ScaleDownRefused")
+    assert sts_replicas() == 4 and await hosted(3) > 0
 
-            # 4 -> 3: broker 3 is drained, then the StatefulSet shrinks.
-            await patch_spec(kmock, "Cluster", "events", {"brokers": 3})
+    # 4 -> 3: broker 3 is drained, then the StatefulSet shrinks and its pod goes.
+    await patch_spec(kube, "Cluster", "events", {"brokers": 3})
 
-            async def shrunk() -> bool:
-                return await sts_replicas() == 3
+    async def shrunk() -> bool:
+        return sts_replicas() == 3 and "events-3" not in kubelet.running
 
-            await eventually(shrunk, WAIT_S, "StatefulSet at 3 replicas", op.log)
-            assert await hosted(3) == 0
-            desc = await admin.describe_topic("spread")
-            assert all(len(p.info.replicas) == 2 for p in desc.partitions)
-
-            # Nothing acknowledged was lost while partitions moved.
-            await producer.finish()
-            assert len(producer.acked) > 50
-            await producer.read_all(6)
+    await eventually(shrunk, 3 * WAIT_S, "StatefulSet at 3 replicas, pod 3 gone", op.log)
+    assert await hosted(3) == 0
+    desc = await admin.describe_topic("spread")
+    assert all(len(p.info.replicas) == 2 for p in desc.partitions)
