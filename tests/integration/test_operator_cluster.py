@@ -30,6 +30,7 @@ from tests.kube import (
     manifest,
     objects_of,
     patch_spec,
+    ready,
     resource_url,
     stored,
     wait_ready,
@@ -164,6 +165,14 @@ async def test_cluster_tls_secrets(kmock: kmock.KubernetesEmulator,
     assert x509.load_pem_x509_certificate(data).issuer == ca.subject
     assert pki.decoded(secrets()["secure-ca"], "tls.crt") == pki.decoded(
         found["secure-ca"], "tls.crt")
+
+    # A broker Secret of one's own that is not there: a condition, nothing rendered.
+    await apply(kmock, manifest("Cluster", "mine", {
+        "brokers": 1, "tls": {"enabled": True, "secretName": "absent"}}))
+    obj = await wait_ready(kmock, operator, "Cluster", "mine", "False", "TLSSecretInvalid")
+    assert "absent" in ready(obj)["message"]  # type: ignore[index]
+    assert not [o for o in objects_of(kmock, "apps/v1/statefulsets")
+                if o["metadata"]["name"] == "mine"]
 
 
 @pytest.mark.slow

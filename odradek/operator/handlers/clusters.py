@@ -76,9 +76,10 @@ async def _put_secret(namespace: str, body: dict[str, Any]) -> None:
         await kube.replace_secret_data(namespace, body)
 
 
-async def _tls(c: cl.ClusterSpec, owner: Any) -> None:
+async def _tls(c: cl.ClusterSpec, owner: Any) -> Outcome | None:
     """Issues (or renews) the brokers' certificate from the CA, generating the CA when
-    there is none, and has the operator's own client speak TLS to these brokers."""
+    there is none, and has the operator's own client speak TLS to these brokers. An
+    Outcome when a Secret it needs is unusable (then nothing is changed)."""
     assert c.tls is not None
     ns = c.namespace
     mounted = pki.mounted_secret(c.tls, c.name)
@@ -87,7 +88,11 @@ async def _tls(c: cl.ClusterSpec, owner: Any) -> None:
         own = ca is None or ((ca.get("metadata") or {}).get("labels") or {}).get(
             "app.kubernetes.io/managed-by") == "odradek-operator"
         current = await kube.read_secret(ns, mounted)
-        step = pki.plan(c.name, ns, ca, current, dt.datetime.now(dt.UTC), own_ca=own)
+        try:
+            step = pki.plan(c.name, ns, ca, current, dt.datetime.now(dt.UTC), own_ca=own)
+        except ValueError as exc:
+            return Outcome("False", "TLSSecretInvalid",
+                           f"Secret {c.tls.ca_secret_name}: {exc}")
         ref = cl.owner_reference(owner)
         if step.ca is not None:
             await _put_secret(ns, pki.secret_body(c.tls.ca_secret_name, ns, cl.labels(c),
@@ -98,10 +103,11 @@ async def _tls(c: cl.ClusterSpec, owner: Any) -> None:
     secret = await kube.read_secret(ns, mounted)
     files = {k: pki.decoded(secret, k) for k in ("ca.crt", "tls.crt", "tls.key")}
     if not all(files.values()):
-        raise kopf.TemporaryError(f"Secret {mounted} lacks ca.crt, tls.crt or tls.key",
-                                  delay=10)
+        return Outcome("False", "TLSSecretInvalid", f"Secret {mounted} is missing or lacks "
+                       "ca.crt, tls.crt or tls.key")
     await BROKERS.use_tls(bootstrap_for(ns, {"clusterRef": c.name}),
                           {k: v for k, v in files.items() if v})
+    return None
 
 
 async def _roll(c: cl.ClusterSpec) -> cl.RollStep:
@@ -134,8 +140,11 @@ async def reconcile(body: Any, spec: Any, status: Any, meta: Any, namespace: str
             tally.fail("InvalidSpec")
             conclude(body, status, patch, Outcome("False", "InvalidSpec", str(exc)), generation)
             return
-        if c.tls:
-            await _tls(c, body)
+        unusable = await _tls(c, body) if c.tls else None
+        if unusable is not None:
+            tally.fail(unusable.reason)
+            conclude(body, status, patch, unusable, generation)
+            return
         sts = await kube.read("StatefulSet", namespace, name)
         scale = await _scale(c, (sts or {}).get("spec", {}).get("replicas"))
         for obj in cl.render(c, body, scale.replicas):
