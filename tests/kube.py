@@ -141,9 +141,10 @@ def declare_crds(kube: kmock.KubernetesEmulator) -> None:
             kind=kind, singular=k["singular"], shortnames=set(k["short"]), verbs=verbs,
             subresources={"status"}, namespaced=True)
     for plural, kind in (("events", "Event"), ("secrets", "Secret"), ("services", "Service"),
-                         ("configmaps", "ConfigMap")):
+                         ("configmaps", "ConfigMap"), ("pods", "Pod")):
         kube.resources[f"v1/{plural}"] = kmock.ResourceInfo(
-            kind=kind, singular=kind.lower(), verbs=verbs, namespaced=True)
+            kind=kind, singular=kind.lower(), verbs=verbs, namespaced=True,
+            subresources={"status"} if kind == "Pod" else set())
     kube.resources["apps/v1/statefulsets"] = kmock.ResourceInfo(
         kind="StatefulSet", singular="statefulset", verbs=verbs, subresources={"status"},
         namespaced=True)
@@ -151,6 +152,8 @@ def declare_crds(kube: kmock.KubernetesEmulator) -> None:
         kind="PodDisruptionBudget", singular="poddisruptionbudget", verbs=verbs,
         namespaced=True)
     # kopf waits for the namespaces (to match its --namespace patterns) and the CRDs.
+    kube.resources["v1/nodes"] = kmock.ResourceInfo(
+        kind="Node", singular="node", verbs=verbs, namespaced=False)
     kube.resources["v1/namespaces"] = kmock.ResourceInfo(
         kind="Namespace", singular="namespace", verbs=verbs, namespaced=False)
     kube.resources["apiextensions.k8s.io/v1/customresourcedefinitions"] = kmock.ResourceInfo(

@@ -509,6 +509,25 @@ class ClusterNode:
                     self.host.schedule(partition_group(topic, index))
 
 
+    def hand_off_leadership(self) -> int:
+        """Asks a live, caught-up follower of each partition this broker leads to take
+        over (a controlled shutdown); the count of partitions that have none to take over,
+        or whose handover has not completed yet."""
+        pending = 0
+        for (topic, index), partition in list(self.partitions.items()):
+            node = partition.node
+            if not node.is_leader():
+                continue
+            ready = [v for v in node.config.voters if v != self.id and self.broker_alive(v)
+                     and (p := node.progress.get(v)) is not None and p.match >= node.commit_index]
+            if not ready:
+                continue  # nobody to take over: it stays available until we stop
+            pending += 1
+            if node.lead_transferee not in ready:
+                node.transfer_leadership(max(ready, key=lambda v: node.progress[v].match))
+                self.host.schedule(partition_group(topic, index))
+        return pending
+
     async def _reassign_loop(self) -> None:
         """The leader of a partition under reassignment walks it to its target one
         membership change at a time, and reports each committed change to the metadata."""

@@ -170,7 +170,9 @@ def dev_settings(data_dir: Path, host: str, port: int, count: int,
     return [BrokerSettings(data_dir=data_dir / f"broker-{i}", host=host, port=port + i,
                            broker_id=i, voters=voters, tls=tls,
                            security=security or SecuritySettings(),
-                           metrics_port=first_metrics_port + i if first_metrics_port else 0)
+                           metrics_port=first_metrics_port + i if first_metrics_port else 0,
+                           # They all stop together: handing leadership off is moot.
+                           hand_off_s=0)
             for i in range(count)]
 
 

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from odradek.operator import pki
 from odradek.operator.conditions import Outcome
 from odradek.operator.runtime import client_service
 
@@ -18,6 +19,11 @@ DATA_DIR = "/var/lib/odradek"
 METRICS_OFFSET = 1000  # the broker's default metrics port is its gRPC port + 1000
 # The image's non-root user (Dockerfile); fsGroup makes the volume claim writable to it.
 BROKER_UID = 10001
+# The operator writes a pod's rack here, read from its node's rack.topologyKey label; the
+# pod template names the label in RACK_KEY_ANNOTATION so the pod handler needs nothing else.
+RACK_ANNOTATION = "odradek.io/rack"
+RACK_KEY_ANNOTATION = "odradek.io/rack-topology-key"
+PODINFO = "/etc/odradek/pod"
 Body = dict[str, Any]
 
 
@@ -42,6 +48,7 @@ class ClusterSpec:
     authorization: bool = False
     explicit_voters: bool = False  # spec.voters given (else the first min(3, brokers))
     pod: dict[str, Any] = field(default_factory=dict)  # scheduling fields of the pod spec
+    tls: pki.TLSSpec | None = None
 
 
 def default_voters(brokers: int) -> int:
@@ -57,11 +64,12 @@ def desired(spec: Mapping[str, Any], name: str, namespace: str) -> ClusterSpec:
         raise SpecError(f"voters must be 1, 3 or 5 and at most brokers ({brokers}), "
                         f"not {voters}")
     auth = spec.get("authorization") or {}
-    if auth.get("enabled") and brokers > 1:
-        # Brokers authorize each other by their TLS certificates; the Cluster renders no
-        # TLS yet, so a secured cluster of several brokers would not form.
-        raise SpecError("authorization.enabled needs TLS between brokers, which the "
-                        "operator does not render yet: use brokers: 1 or authorization off")
+    tls = pki.tls_spec(spec, name)
+    if auth.get("enabled") and brokers > 1 and tls is None:
+        # Brokers authorize each other by their TLS certificates: without TLS a secured
+        # cluster of several brokers would not form.
+        raise SpecError("authorization.enabled needs TLS between brokers: set "
+                        "tls.enabled, or use brokers: 1")
     storage = spec.get("storage") or {}
     return ClusterSpec(
         name, namespace, brokers, voters, str(spec.get("image") or "odradek:latest"),
@@ -70,7 +78,7 @@ def desired(spec: Mapping[str, Any], name: str, namespace: str) -> ClusterSpec:
         {str(k): str(v) for k, v in (spec.get("config") or {}).items()},
         (spec.get("rack") or {}).get("topologyKey"),
         tuple(auth.get("superUsers") or ()), bool(auth.get("enabled")),
-        spec.get("voters") is not None, dict(spec.get("pod") or {}))
+        spec.get("voters") is not None, dict(spec.get("pod") or {}), tls)
 
 
 # -- names ---------------------------------------------------------------------------------
@@ -104,12 +112,15 @@ def labels(c: ClusterSpec) -> dict[str, str]:
             "app.kubernetes.io/managed-by": "odradek-operator"}
 
 
+def owner_reference(owner: Mapping[str, Any]) -> Body:
+    return {"apiVersion": owner["apiVersion"], "kind": owner["kind"],
+            "name": owner["metadata"]["name"], "uid": owner["metadata"]["uid"],
+            "controller": True, "blockOwnerDeletion": True}
+
+
 def _meta(c: ClusterSpec, name: str, owner: Mapping[str, Any]) -> Body:
     return {"name": name, "namespace": c.namespace, "labels": labels(c),
-            "ownerReferences": [{
-                "apiVersion": owner["apiVersion"], "kind": owner["kind"],
-                "name": owner["metadata"]["name"], "uid": owner["metadata"]["uid"],
-                "controller": True, "blockOwnerDeletion": True}]}
+            "ownerReferences": [owner_reference(owner)]}
 
 
 def render_config_map(c: ClusterSpec, owner: Mapping[str, Any]) -> Body:
@@ -121,34 +132,79 @@ def render_config_map(c: ClusterSpec, owner: Mapping[str, Any]) -> Body:
 
 def config_hash(c: ClusterSpec) -> str:
     """Changes when anything the brokers read at start changes: the pods then roll."""
-    text = json.dumps([c.image, c.config, voters(c), c.authorization, c.super_users],
-                      sort_keys=True)
+    # Not the certificates: brokers reload those without a restart.
+    text = json.dumps([c.image, c.config, voters(c), c.authorization, c.super_users,
+                       c.tls.secret_name if c.tls else None, c.tls is not None,
+                       c.topology_key], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def broker_args(c: ClusterSpec) -> list[str]:
-    # The broker registers the address it listens on, so it listens on its own stable DNS
-    # name: $(POD_NAME) is expanded by the kubelet from the env below.
-    args = ["broker", "--host", f"$(POD_NAME).{headless_service(c.name)}.{c.namespace}.svc",
-            "--port", str(c.port), "--data-dir", f"{DATA_DIR}/data", "--voters", voters(c),
+    # The kubelet expands $(ODRADEK_ADVERTISED_HOST) from the env below.
+    args = ["broker", "--host", "$(ODRADEK_ADVERTISED_HOST)", "--port", str(c.port),
+            "--data-dir", f"{DATA_DIR}/data", "--voters", voters(c),
             "--log-format", "json"]
     for key, value in sorted(c.config.items()):
         args += ["--config", f"{key}={value}"]
+    if c.tls:
+        args += ["--listener", "tls", *_tls_files(), "--tls-client-auth", "required"]
     if c.authorization:
         args += ["--authorization", "on", "--super-users", ";".join(c.super_users)]
     return args
 
 
+def _tls_files() -> list[str]:
+    return ["--tls-cert", f"{pki.MOUNT}/tls.crt", "--tls-key", f"{pki.MOUNT}/tls.key",
+            "--tls-ca", f"{pki.MOUNT}/ca.crt"]
+
+
+def _probe(c: ClusterSpec) -> Body:
+    if c.tls is None:
+        return {"grpc": {"port": c.port}, "periodSeconds": 5}
+    # The kubelet's gRPC probe speaks no TLS: an exec probe with the brokers' own files.
+    return {"exec": {"command": ["python", "-m", "odradek.broker.pod", "health", "--port",
+                                 str(c.port), *_tls_files()]},
+            "periodSeconds": 5, "timeoutSeconds": 5}
+
+
+def _env(c: ClusterSpec) -> list[Body]:
+    env: list[Body] = [
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        # The broker registers the address it listens on, so it listens on its own stable
+        # DNS name; the exec probe dials the same name.
+        {"name": "ODRADEK_ADVERTISED_HOST",
+         "value": f"$(POD_NAME).{headless_service(c.name)}.{c.namespace}.svc"},
+        # The broker id is the pod's ordinal (the StatefulSet's pod-index label).
+        {"name": "ODRADEK_BROKER_ID", "valueFrom": {"fieldRef": {
+            "fieldPath": "metadata.labels['apps.kubernetes.io/pod-index']"}}},
+    ]
+    if c.topology_key:
+        # Resolved when the container starts, after the init container saw the annotation.
+        env.append({"name": "ODRADEK_RACK", "valueFrom": {"fieldRef": {
+            "fieldPath": f"metadata.annotations['{RACK_ANNOTATION}']"}}})
+    return env
+
+
+def _rack_init(c: ClusterSpec) -> Body:
+    """Waits for the operator to copy the node's rack label onto the pod: the downward API
+    gives pod fields only, never the node's labels."""
+    return {"name": "wait-for-rack", "image": c.image,
+            "command": ["python", "-m", "odradek.broker.pod", "wait-file",
+                        f"{PODINFO}/rack"],
+            "resources": c.resources,
+            "securityContext": {"allowPrivilegeEscalation": False,
+                                "capabilities": {"drop": ["ALL"]}},
+            "volumeMounts": [{"name": "podinfo", "mountPath": PODINFO, "readOnly": True}]}
+
+
 def _container(c: ClusterSpec) -> Body:
-    probe = {"grpc": {"port": c.port}, "periodSeconds": 5}
+    probe = _probe(c)
+    mounts: list[Body] = [{"name": "data", "mountPath": DATA_DIR}]
+    if c.tls:
+        mounts.append({"name": "tls", "mountPath": pki.MOUNT, "readOnly": True})
     return {
         "name": "broker", "image": c.image, "command": ["odradek"], "args": broker_args(c),
-        "env": [
-            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-            # The broker id is the pod's ordinal (the StatefulSet's pod-index label).
-            {"name": "ODRADEK_BROKER_ID", "valueFrom": {"fieldRef": {
-                "fieldPath": "metadata.labels['apps.kubernetes.io/pod-index']"}}},
-        ],
+        "env": _env(c),
         "ports": [{"name": "grpc", "containerPort": c.port},
                   {"name": "metrics", "containerPort": c.port + METRICS_OFFSET}],
         "readinessProbe": probe,
@@ -156,7 +212,7 @@ def _container(c: ClusterSpec) -> Body:
         "resources": c.resources,
         "securityContext": {"allowPrivilegeEscalation": False,
                             "capabilities": {"drop": ["ALL"]}},
-        "volumeMounts": [{"name": "data", "mountPath": DATA_DIR}],
+        "volumeMounts": mounts,
     }
 
 
@@ -177,6 +233,20 @@ def render_stateful_set(c: ClusterSpec, owner: Mapping[str, Any],
     for key in ("nodeSelector", "affinity", "tolerations", "priorityClassName"):
         if c.pod.get(key):
             pod_spec[key] = c.pod[key]
+    volumes: list[Body] = []
+    if c.tls:
+        volumes.append({"name": "tls", "secret": {
+            "secretName": pki.mounted_secret(c.tls, c.name), "defaultMode": 0o440}})
+    annotations = {"odradek.io/config-hash": config_hash(c), "prometheus.io/scrape": "true",
+                   "prometheus.io/port": str(c.port + METRICS_OFFSET)}
+    if c.topology_key:
+        annotations[RACK_KEY_ANNOTATION] = c.topology_key
+        pod_spec["initContainers"] = [_rack_init(c)]
+        volumes.append({"name": "podinfo", "downwardAPI": {"items": [{
+            "path": "rack",
+            "fieldRef": {"fieldPath": f"metadata.annotations['{RACK_ANNOTATION}']"}}]}})
+    if volumes:
+        pod_spec["volumes"] = volumes
     claim: Body = {"metadata": {"name": "data"}, "spec": {
         "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": c.storage_size}}}}
     if c.storage_class:
@@ -190,12 +260,11 @@ def render_stateful_set(c: ClusterSpec, owner: Mapping[str, Any],
             # Brokers find each other by DNS before any is ready: start them together.
             "podManagementPolicy": "Parallel",
             "selector": {"matchLabels": labels(c)},
-            "updateStrategy": {"type": "RollingUpdate"},
+            # The operator rolls the pods itself, one at a time, leadership first
+            # (roll_plan); the StatefulSet controller only recreates deleted pods.
+            "updateStrategy": {"type": "OnDelete"},
             "template": {
-                "metadata": {"labels": labels(c), "annotations": {
-                    "odradek.io/config-hash": config_hash(c),
-                    "prometheus.io/scrape": "true",
-                    "prometheus.io/port": str(c.port + METRICS_OFFSET)}},
+                "metadata": {"labels": labels(c), "annotations": annotations},
                 "spec": pod_spec},
             "volumeClaimTemplates": [claim],
         },
@@ -335,3 +404,95 @@ def needs_balance(placements: Sequence[Placement], brokers: Sequence[int]) -> bo
     placements made by hand are not fought at every resync."""
     hosting = {b for _, _, replicas in placements for b in replicas}
     return bool(placements) and any(b not in hosting for b in brokers)
+
+
+# -- rolling restarts ----------------------------------------------------------------------
+
+ROLL_TIMEOUT_S = 300.0  # a restarted broker not ready by then stops the roll (default)
+
+
+@dataclass(frozen=True)
+class PodState:
+    ordinal: int
+    config_hash: str | None  # the pod's odradek.io/config-hash annotation
+    ready: bool
+    age_s: float = 0.0  # since the pod was created
+    deleting: bool = False
+
+
+@dataclass(frozen=True)
+class RollStep:
+    """What the roll does now: "done", "wait", "restart" (delete the pod `ordinal`, whose
+    broker hands its leaderships off on SIGTERM) or "stuck" (a Degraded condition)."""
+
+    action: str
+    ordinal: int | None = None
+    message: str = ""
+
+
+def pod_state(pod: Mapping[str, Any], now: float) -> PodState | None:
+    import datetime as dt
+
+    meta = pod.get("metadata") or {}
+    name = str(meta.get("name") or "")
+    index = (meta.get("labels") or {}).get("apps.kubernetes.io/pod-index")
+    if index is None:
+        index = name.rsplit("-", 1)[-1]
+    if not str(index).isdigit():
+        return None
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+    created = meta.get("creationTimestamp")
+    age = now - dt.datetime.fromisoformat(str(created).replace("Z", "+00:00")).timestamp() \
+        if created else 0.0
+    return PodState(int(index), (meta.get("annotations") or {}).get("odradek.io/config-hash"),
+                    ready, age, bool(meta.get("deletionTimestamp")))
+
+
+def roll_plan(c: ClusterSpec, pods: Sequence[PodState], under_replicated: int,
+              timeout_s: float = ROLL_TIMEOUT_S) -> RollStep:
+    """One broker at a time: nothing is restarted while a pod is missing, not ready or
+    going, or while a partition is under-replicated (its replicas are then one failure
+    from unavailable). Stale pods go from the highest ordinal down, so the metadata
+    voters (the first ordinals) come last. A restarted pod that is not ready within
+    timeout_s stops the roll: restarting another would take a second replica away."""
+    want = config_hash(c)
+    by_ordinal = {p.ordinal: p for p in pods if p.ordinal < c.brokers}
+    stale = sorted((p.ordinal for p in by_ordinal.values() if p.config_hash != want),
+                   reverse=True)
+    if not stale:
+        # Pods not ready on the current spec are the StatefulSet's readiness (Degraded),
+        # not a roll's.
+        return RollStep("done")
+    for ordinal in range(c.brokers):
+        pod = by_ordinal.get(ordinal)
+        if pod is None or pod.deleting:
+            return RollStep("wait", ordinal, f"broker {ordinal}'s pod is being recreated")
+        if not pod.ready:
+            if pod.config_hash == want and pod.age_s > timeout_s:
+                return RollStep("stuck", ordinal, f"broker {ordinal} is not ready "
+                                f"{int(pod.age_s)}s after its restart; the roll stopped")
+            return RollStep("wait", ordinal, f"waiting for broker {ordinal} to be ready")
+    if under_replicated:
+        return RollStep("wait", None, f"{under_replicated} partitions under-replicated; "
+                        f"{len(stale)} brokers still to restart")
+    return RollStep("restart", stale[0], f"restarting broker {stale[0]} "
+                    f"({len(stale)} to go)")
+
+
+def under_replicated(partitions: Sequence[tuple[int, Sequence[int], Sequence[int]]]) -> int:
+    """(leader, replicas, in-sync replicas) per partition -> how many lack a replica."""
+    return sum(1 for leader, replicas, isr in partitions
+               if leader < 0 or not set(replicas) <= set(isr))
+
+
+def rack_of(pod: Mapping[str, Any], node: Mapping[str, Any] | None) -> str | None:
+    """The rack annotation a pod should get: its node's label named by the pod's
+    RACK_KEY_ANNOTATION (None: nothing to write, or already written)."""
+    meta = pod.get("metadata") or {}
+    annotations = meta.get("annotations") or {}
+    key = annotations.get(RACK_KEY_ANNOTATION)
+    if not key or node is None or annotations.get(RACK_ANNOTATION):
+        return None
+    value = ((node.get("metadata") or {}).get("labels") or {}).get(key)
+    return str(value) if value else None

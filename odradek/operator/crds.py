@@ -240,6 +240,17 @@ CLUSTER_SPEC = _obj("A cluster of brokers", {
             "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
         "priorityClassName": _str("Priority class of the broker pods"),
     }),
+    "tls": _obj("TLS on the brokers' listener (mutual TLS: brokers and the operator "
+                "present certificates)", {
+        "enabled": {"type": "boolean", "default": False, "description": "TLS on"},
+        "secretName": _str("A Secret of your own with the brokers' certificate (tls.crt, "
+                           "tls.key, ca.crt; SANs *.<name>-brokers.<namespace>.svc); "
+                           "default: one the operator signs with the CA and renews",
+                           pattern=DNS_LABEL_PATTERN),
+        "caSecretName": _str("The CA Secret (tls.crt, tls.key) that signs the brokers' "
+                             "certificate; generated and renewed by the operator when "
+                             "absent (default <name>-ca)", pattern=DNS_LABEL_PATTERN),
+    }),
     "authorization": _obj("ACL enforcement", {
         "enabled": {"type": "boolean", "default": False, "description": "Authorization on"},
         "superUsers": {"type": "array", "items": _str("Principal, e.g. User:admin",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
@@ -29,17 +30,23 @@ def _core() -> Any:
     return client.CoreV1Api(_api())
 
 
-async def read_secret(namespace: str, name: str) -> dict[str, Any] | None:
-    def read() -> dict[str, Any] | None:
+async def _read(call: Callable[[], Any]) -> dict[str, Any] | None:
+    """The object a read call answers, or None when there is none (404)."""
+    def run() -> dict[str, Any] | None:
         try:
-            reply = _core().read_namespaced_secret(name, namespace, _preload_content=False)
+            reply = call()
         except ApiException as exc:
             if getattr(exc, "status", None) == 404:
                 return None
             raise
         return dict(json.loads(reply.data))
 
-    return await asyncio.to_thread(read)
+    return await asyncio.to_thread(run)
+
+
+async def read_secret(namespace: str, name: str) -> dict[str, Any] | None:
+    return await _read(lambda: _core().read_namespaced_secret(name, namespace,
+                                                              _preload_content=False))
 
 
 async def create_secret(namespace: str, body: dict[str, Any]) -> bool:
@@ -91,15 +98,41 @@ async def apply(namespace: str, body: dict[str, Any]) -> None:
 
 
 async def read(kind: str, namespace: str, name: str) -> dict[str, Any] | None:
-    def run() -> dict[str, Any] | None:
-        api, suffix = _methods(kind)
-        try:
-            reply = getattr(api, f"read_namespaced_{suffix}")(name, namespace,
-                                                             _preload_content=False)
-        except ApiException as exc:
-            if getattr(exc, "status", None) == 404:
-                return None
-            raise
-        return dict(json.loads(reply.data))
+    api, suffix = _methods(kind)
+    return await _read(lambda: getattr(api, f"read_namespaced_{suffix}")(
+        name, namespace, _preload_content=False))
+
+
+async def list_pods(namespace: str, selector: dict[str, str]) -> list[dict[str, Any]]:
+    def run() -> list[dict[str, Any]]:
+        text = ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
+        reply = _core().list_namespaced_pod(namespace, label_selector=text,
+                                            _preload_content=False)
+        return list(json.loads(reply.data).get("items") or [])
 
     return await asyncio.to_thread(run)
+
+
+async def delete_pod(namespace: str, name: str) -> None:
+    """The StatefulSet controller makes it again, from the current template."""
+    def run() -> None:
+        try:
+            _core().delete_namespaced_pod(name, namespace, _preload_content=False)
+        except ApiException as exc:
+            if getattr(exc, "status", None) != 404:
+                raise
+
+    await asyncio.to_thread(run)
+
+
+async def annotate_pod(namespace: str, name: str, annotations: dict[str, str]) -> None:
+    def run() -> None:
+        _core().patch_namespaced_pod(name, namespace,
+                                     {"metadata": {"annotations": annotations}},
+                                     _preload_content=False)
+
+    await asyncio.to_thread(run)
+
+
+async def read_node(name: str) -> dict[str, Any] | None:
+    return await _read(lambda: _core().read_node(name, _preload_content=False))

@@ -5,14 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import os
+import tempfile
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from odradek.client import Admin
 
 ENV_BOOTSTRAP = "ODRADEK_BOOTSTRAP"
 ENV_RESYNC = "ODRADEK_OPERATOR_RESYNC_S"
+ENV_ROLL_TIMEOUT = "ODRADEK_OPERATOR_ROLL_TIMEOUT_S"
 DEFAULT_PORT = 9092
+
+
+def roll_timeout_seconds(env: Mapping[str, str] = os.environ) -> float:
+    """How long a restarted broker may take to be ready before the roll stops."""
+    return float(env.get(ENV_ROLL_TIMEOUT) or 300)
 
 
 class NoBootstrap(ValueError):
@@ -50,11 +58,34 @@ class Brokers:
     def __init__(self) -> None:
         self._admins: dict[str, Admin] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._tls: dict[str, Path] = {}
 
     def admin(self, bootstrap: str) -> Admin:
         if bootstrap not in self._admins:
-            self._admins[bootstrap] = Admin(bootstrap, request_timeout_ms=10_000)
+            files = self._tls.get(bootstrap)
+            if files is None:
+                self._admins[bootstrap] = Admin(bootstrap, request_timeout_ms=10_000)
+            else:
+                self._admins[bootstrap] = Admin(
+                    bootstrap, request_timeout_ms=10_000, tls_ca=files / "ca.crt",
+                    tls_cert=files / "tls.crt", tls_key=files / "tls.key")
         return self._admins[bootstrap]
+
+    async def use_tls(self, bootstrap: str, files: Mapping[str, bytes]) -> None:
+        """The brokers at `bootstrap` speak mutual TLS: the operator presents the brokers'
+        own certificate (their principal is a super user) and trusts their CA. Rewritten
+        files are read at the next connection, so a renewal needs nothing more."""
+        directory = self._tls.get(bootstrap)
+        if directory is None:
+            directory = self._tls[bootstrap] = Path(tempfile.mkdtemp(prefix="odradek-tls-"))
+            stale = self._admins.pop(bootstrap, None)  # made before TLS was known
+            if stale is not None:
+                await stale.close()
+        for name in ("ca.crt", "tls.crt", "tls.key"):
+            path = directory / name
+            if not path.exists() or path.read_bytes() != files[name]:
+                path.write_bytes(files[name])
+                path.chmod(0o600)
 
     def lock(self, uid: str) -> asyncio.Lock:
         # Change handlers and the resync timer of one resource must not interleave.

@@ -206,6 +206,18 @@ def test_the_cluster_resource_is_what_the_operator_renders_from() -> None:
     assert "pod" not in one(_rendered("defaults"), "Cluster")["spec"]
 
 
+def test_tls_turns_on_the_brokers_tls_with_the_release_ca() -> None:
+    """Several brokers with authorization are accepted once TLS is on: the Cluster names
+    the release's CA, which signs the brokers' certificate."""
+    docs = render({"tls": {"enabled": True}, "cluster": {
+        "brokers": 3, "authorization": {"enabled": True, "superUsers": ["User:admin"]}}})
+    body = one(docs, "Cluster")
+    ca = one(docs, "Secret")["metadata"]["name"]
+    assert body["spec"]["tls"] == {"enabled": True, "caSecretName": ca}
+    spec = cl.desired(body["spec"], body["metadata"]["name"], NAMESPACE)
+    assert spec.tls is not None and spec.tls.ca_secret_name == ca and spec.authorization
+
+
 def test_monitoring_selects_what_the_operator_labels() -> None:
     docs = _rendered("monitoring")
     spec = cl.desired({}, RELEASE, NAMESPACE)

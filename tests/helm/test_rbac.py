@@ -123,7 +123,7 @@ def _client_methods() -> set[str]:
     """Client method names kube.py calls: literal attributes, and f-string templates
     such as f"create_namespaced_{suffix}" filled with every suffix of `_KINDS`."""
     tree = ast.parse(Path(kube.__file__).read_text())
-    pattern = re.compile(r"^(read|list|create|patch|replace|delete)_namespaced_\w+$")
+    pattern = re.compile(r"^(read|list|create|patch|replace|delete)_(namespaced_\w+|node)$")
     names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute) and pattern.match(node.attr):
@@ -157,11 +157,15 @@ def _grant_of(http: str, path: str) -> Grant:
     parts = path.strip("/").split("/")
     # /api/v1/namespaces/{namespace}/secrets[/{name}] or /apis/<group>/<v>/namespaces/...
     group = "" if parts[0] == "api" else parts[1]
-    after = parts[parts.index("{namespace}") + 1:]
+    # A cluster-scoped kind (nodes): its plural follows the version.
+    after = parts[parts.index("{namespace}") + 1:] if "{namespace}" in parts else parts[2:]
     resource = after[0] + (f"/{after[2]}" if len(after) > 2 else "")
     named = len(after) > 1
     verb = ("get" if named else "list") if http == "GET" else _HTTP_VERBS[http]
     return Grant(group, resource, verb)
+
+
+CLUSTER_SCOPED = {"nodes"}
 
 
 def client_grants() -> Grants:
@@ -197,8 +201,10 @@ def owner_grants() -> Grants:
 def derived(clusterwide: bool, peering: bool) -> tuple[Grants, Grants]:
     """(namespaced, cluster-scoped) grants the operator's code needs."""
     kopf_namespaced, kopf_cluster = kopf_grants(clusterwide, peering)
-    namespaced = handler_grants() | client_grants() | owner_grants() | kopf_namespaced
-    return namespaced, kopf_cluster
+    client = client_grants()
+    on_cluster = {g for g in client if g.resource in CLUSTER_SCOPED}
+    namespaced = handler_grants() | (client - on_cluster) | owner_grants() | kopf_namespaced
+    return namespaced, kopf_cluster | on_cluster
 
 
 def _grants(role: Doc) -> Grants:
@@ -255,6 +261,8 @@ def test_the_derivation_sees_the_code() -> None:
     assert Grant("", "secrets", "create") in client_grants()
     assert Grant("apps", "statefulsets", "patch") in client_grants()
     assert Grant("policy", "poddisruptionbudgets", "get") in client_grants()
+    assert Grant("", "nodes", "get") in client_grants()
+    assert Grant("", "pods", "delete") in client_grants()
     assert Grant(crds.GROUP, "topics", "watch") in handler_grants()
     assert Grant(crds.GROUP, "users/status", "patch") in handler_grants()
     assert owner_grants() == {Grant(crds.GROUP, "clusters/finalizers", "update"),

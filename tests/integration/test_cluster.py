@@ -1,9 +1,11 @@
 """Three real broker processes on loopback: replication, failover after kill -9, a paused
-leader, and catch-up of a restarted broker."""
+leader, catch-up of a restarted broker, and the leadership a broker stopped by SIGTERM
+hands off first (a pod deleted in a rolling restart)."""
 
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import threading
@@ -14,12 +16,14 @@ from pathlib import Path
 import grpc
 import pytest
 
+from odradek.client import Admin
 from odradek.records import encode_batch, iter_records
 from odradek.storage import LogConfig, PartitionLog
 from odradek.v1 import odradek_pb2 as pb
 from odradek.v1 import odradek_pb2_grpc as pb_grpc
 from tests.brokers import BrokerProcess, ClusterProcesses, wait_until
 from tests.integration.test_client_e2e import odradek
+from tests.kube import eventually
 
 TOPIC = "ledger"
 
@@ -365,3 +369,24 @@ def test_cluster_health_exit_status_follows_the_replicas(cluster: ClusterProcess
     finally:
         cluster.brokers[victim].start()
     wait_until(lambda: health().returncode == 0, 60, "healthy again after the restart")
+
+
+async def test_sigterm_hands_leadership_off(cluster: ClusterProcesses) -> None:
+    async with Admin(cluster.bootstrap) as admin:
+        await admin.create_topic("handoff", 6, 3)
+
+        async def leads() -> int:
+            md = await admin.metadata(["handoff"])
+            parts = [p for t in md.topics for p in t.partitions]
+            settled = len(parts) == 6 and all(
+                p.leader >= 0 and set(p.in_sync_replicas) == set(p.replicas) for p in parts)
+            return sum(p.leader == 2 for p in parts) if settled else 0
+
+        # The preferred leaders come back to each broker, broker 2 among them.
+        await eventually(leads, 60, "broker 2 leading partitions in sync")
+    broker = cluster.brokers[2]
+    assert broker.stop() == 0
+    found = re.search(r"handed leadership of (\d+)/(\d+) partitions off", broker.log())
+    assert found, broker.log()[-3000:]
+    handed, led = map(int, found.groups())
+    assert led >= 1 and handed == led

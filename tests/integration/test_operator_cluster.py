@@ -1,16 +1,15 @@
 """Cluster resources through `odradek operator` against kmock: the rendered objects are
 created, owned by the Cluster and valid; readiness is read back from the StatefulSet;
 objects changed by hand are put back; deleting the Cluster takes its objects with it.
-With 4 real brokers under a running acks=quorum producer: 3 -> 4 moves partitions onto the
-new broker, a scale-down below the voters is refused, 4 -> 3 drains the broker that goes
-before the StatefulSet shrinks, and no acknowledged record is lost. (No pods run: a test
-kubelet is not built, so the test starts the brokers, not the StatefulSet.)"""
+With real brokers run by the test kubelet (tests/operator_kubelet.py) from the pods
+under a running acks=quorum producer: 3 -> 4 moves partitions onto the new broker, a
+scale-down below the voters is refused, 4 -> 3 drains the broker that goes before the
+StatefulSet shrinks and its pod goes, and no acknowledged record is lost. With spec.tls
+the CA and the brokers' certificate are issued, mounted and issued again when missing."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,27 +17,30 @@ import kmock
 import kubernetes_validate
 import pytest
 import yaml
+from cryptography import x509
 
-from odradek.client import Admin, Consumer, OdradekError, Producer, TopicPartition
-from tests.brokers import ClusterProcesses
+from odradek.client import Admin
+from odradek.operator import pki
 from tests.kube import (
     NAMESPACE,
     OdradekKube,
     OperatorProcess,
     apply,
-    declare_crds,
     eventually,
     manifest,
     objects_of,
     patch_spec,
+    ready,
     resource_url,
     stored,
     wait_ready,
 )
+from tests.operator_fixtures import WAIT_S, producing, running_operator
+from tests.operator_kubelet import Kubelet
 
 pytestmark = [pytest.mark.kmock(cls=OdradekKube)]
 ROOT = Path(__file__).resolve().parents[2]
-WAIT_S = 40.0
+
 KINDS = {"ConfigMap": "v1/configmaps", "Service": "v1/services",
          "PodDisruptionBudget": "policy/v1/poddisruptionbudgets",
          "StatefulSet": "apps/v1/statefulsets"}
@@ -47,17 +49,10 @@ KINDS = {"ConfigMap": "v1/configmaps", "Service": "v1/services",
 @pytest.fixture
 async def operator(kmock: kmock.KubernetesEmulator, tmp_path: Path
                    ) -> AsyncIterator[OperatorProcess]:
-    declare_crds(kmock)
     # No brokers are needed: the Cluster handler only talks to the Kubernetes API. All
     # namespaces: the operator watches cluster-wide.
-    proc = OperatorProcess(tmp_path, str(kmock.url).rstrip("/"), "127.0.0.1:1",
-                           namespaces=None)
-    try:
-        proc.start()
-        await proc.wait_alive()
+    async with running_operator(kmock, tmp_path, "127.0.0.1:1", namespaces=None) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 def owned(kube: kmock.KubernetesEmulator, uid: str) -> dict[str, dict[str, Any]]:
@@ -122,148 +117,117 @@ async def test_cluster_renders_and_reports(kmock: kmock.KubernetesEmulator,
     await eventually(gone, WAIT_S, "cluster and its objects deleted", operator.log)
 
 
-@pytest.fixture
-def four_brokers(tmp_path: Path) -> Iterator[ClusterProcesses]:
-    """Four brokers (voters 0-2); only the first three are started here."""
-    cluster = ClusterProcesses(tmp_path / "brokers", 4)
-    try:
-        for broker in cluster.brokers[:3]:
-            broker.start(wait=False)
-        for broker in cluster.brokers[:3]:
-            broker.wait_ready()
-        yield cluster
-    finally:
-        cluster.stop()
+async def test_cluster_tls_secrets(kmock: kmock.KubernetesEmulator,
+                                   operator: OperatorProcess) -> None:
+    """spec.tls without a Secret of one's own: the operator generates the CA, signs the
+    brokers' certificate for the headless Service's names, mounts it, and issues it again
+    when it goes missing; several brokers with authorization are accepted with TLS."""
+    await apply(kmock, manifest("Cluster", "secure", {
+        "brokers": 3, "tls": {"enabled": True},
+        "authorization": {"enabled": True, "superUsers": ["User:admin"]}}))
+    obj = await wait_ready(kmock, operator, "Cluster", "secure", "False", "BrokersNotReady")
+    uid = obj["metadata"]["uid"]
 
+    def secrets() -> dict[str, dict[str, Any]]:
+        return {s["metadata"]["name"]: s for s in objects_of(kmock, "v1/secrets")}
 
-async def set_sts_status(kube: kmock.KubernetesEmulator, replicas: int) -> None:
-    sts = objects_of(kube, "apps/v1/statefulsets")[0]
-    reply = await kube.patch(
-        f"/apis/apps/v1/namespaces/{NAMESPACE}/statefulsets/events/status",
-        json={"status": {"replicas": replicas, "readyReplicas": replicas,
-                         "updatedReplicas": replicas,
-                         "observedGeneration": sts["metadata"]["generation"]}},
-        headers={"Content-Type": "application/merge-patch+json"})
+    async def issued() -> dict[str, dict[str, Any]]:
+        found = secrets()
+        return found if {"secure-ca", "secure-broker-tls"} <= set(found) else {}
+
+    found = await eventually(issued, WAIT_S, "CA and broker Secrets", operator.log)
+    for secret in (found["secure-ca"], found["secure-broker-tls"]):
+        assert [r["uid"] for r in secret["metadata"]["ownerReferences"]] == [uid]
+    ca = x509.load_pem_x509_certificate(pki.decoded(found["secure-ca"], "tls.crt") or b"")
+    cert = x509.load_pem_x509_certificate(
+        pki.decoded(found["secure-broker-tls"], "tls.crt") or b"")
+    assert cert.issuer == ca.subject
+    names = cert.extensions.get_extension_for_class(
+        x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+    assert f"*.secure-brokers.{NAMESPACE}.svc" in names
+    sts = next(o for o in objects_of(kmock, "apps/v1/statefulsets")
+               if o["metadata"]["name"] == "secure")
+    volumes = sts["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "tls", "secret": {"secretName": "secure-broker-tls",
+                                      "defaultMode": 0o440}} in volumes
+
+    # A broker certificate gone missing is issued again, by the same CA.
+    reply = await kmock.delete(f"/api/v1/namespaces/{NAMESPACE}/secrets/secure-broker-tls")
     assert reply.status == 200, await reply.text()
 
+    async def reissued() -> bytes | None:
+        again = secrets().get("secure-broker-tls")
+        data = pki.decoded(again, "tls.crt")
+        return data if data and data != pki.decoded(found["secure-broker-tls"], "tls.crt") \
+            else None
 
-class RunningProducer:
-    """acks=quorum writes in the background; what was acknowledged must all be read."""
+    data = await eventually(reissued, WAIT_S, "the broker Secret issued again", operator.log)
+    assert x509.load_pem_x509_certificate(data).issuer == ca.subject
+    assert pki.decoded(secrets()["secure-ca"], "tls.crt") == pki.decoded(
+        found["secure-ca"], "tls.crt")
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        self.bootstrap, self.topic = bootstrap, topic
-        self.acked: set[bytes] = set()
-        self.stop = asyncio.Event()
-        self.task: asyncio.Task[None] | None = None
-
-    async def _run(self) -> None:
-        async with Producer(self.bootstrap) as producer:
-            for i in range(20_000):  # bounded; stopped long before
-                if self.stop.is_set():
-                    return
-                value = f"r{i}".encode()
-                try:
-                    await producer.send_and_wait(self.topic, value, key=value)
-                    self.acked.add(value)
-                except OdradekError:
-                    await asyncio.sleep(0.05)  # not acknowledged: not counted
-                await asyncio.sleep(0.005)
-
-    def start(self) -> RunningProducer:
-        self.task = asyncio.create_task(self._run())
-        return self
-
-    async def finish(self) -> None:
-        self.stop.set()
-        assert self.task is not None
-        await asyncio.wait_for(self.task, 30)
-
-    async def read_all(self, partitions: int) -> set[bytes]:
-        seen: set[bytes] = set()
-        consumer = Consumer(self.bootstrap)
-        try:
-            tps = [TopicPartition(self.topic, p) for p in range(partitions)]
-            consumer.assign(tps)
-            for tp in tps:
-                await consumer.seek_to_beginning(tp)
-
-            async def everything() -> bool:
-                seen.update(r.value for r in await consumer.poll(timeout_ms=500))
-                return self.acked <= seen
-
-            await eventually(everything, 30, "every acknowledged record read")
-        finally:
-            await consumer.close()
-        return seen
+    # A broker Secret of one's own that is not there: a condition, nothing rendered.
+    await apply(kmock, manifest("Cluster", "mine", {
+        "brokers": 1, "tls": {"enabled": True, "secretName": "absent"}}))
+    obj = await wait_ready(kmock, operator, "Cluster", "mine", "False", "TLSSecretInvalid")
+    assert "absent" in ready(obj)["message"]  # type: ignore[index]
+    assert not [o for o in objects_of(kmock, "apps/v1/statefulsets")
+                if o["metadata"]["name"] == "mine"]
 
 
 @pytest.mark.slow
-async def test_scale_up_and_down_under_a_producer(
-        kmock: kmock.KubernetesEmulator, tmp_path: Path,
-        four_brokers: ClusterProcesses) -> None:
-    declare_crds(kmock)
-    bootstrap = ",".join(b.address for b in four_brokers.brokers[:3])
-    op = OperatorProcess(tmp_path, str(kmock.url).rstrip("/"), bootstrap,
-                         namespaces=[NAMESPACE])
-    producer: RunningProducer | None = None
-    try:
-        op.start()
-        await op.wait_alive()
+async def test_scale_up_and_down_under_a_producer(kmock: kmock.KubernetesEmulator,
+                                                  tmp_path: Path) -> None:
+    async with Kubelet(kmock, tmp_path / "pods") as kubelet, running_operator(
+            kmock, tmp_path, kubelet.bootstrap("events", 3)) as op:
+        bootstrap = kubelet.bootstrap("events", 3)
+        await apply(kmock, manifest("Cluster", "events", {"brokers": 3}))
+        await wait_ready(kmock, op, "Cluster", "events", timeout=3 * WAIT_S)
         async with Admin(bootstrap) as admin:
             await admin.create_topic("spread", 6, 2)
-            producer = RunningProducer(bootstrap, "spread").start()
-            await apply(kmock, manifest("Cluster", "events", {"brokers": 3}))
+            async with producing(bootstrap, "spread") as producer:
+                await scale_up_and_down(kmock, op, kubelet, admin)
+                # Nothing acknowledged was lost while partitions moved.
+                await producer.finish()
+                assert len(producer.acked) > 50
+                await producer.read_all(6)
 
-            async def sts_replicas() -> int | None:
-                found = objects_of(kmock, "apps/v1/statefulsets")
-                return found[0]["spec"]["replicas"] if found else None
 
-            await eventually(sts_replicas, WAIT_S, "a StatefulSet", op.log)
-            await set_sts_status(kmock, 3)
-            await wait_ready(kmock, op, "Cluster", "events")
+async def scale_up_and_down(kube: kmock.KubernetesEmulator, op: OperatorProcess,
+                            kubelet: Kubelet, admin: Admin) -> None:
+    def sts_replicas() -> int:
+        return int(objects_of(kube, "apps/v1/statefulsets")[0]["spec"]["replicas"])
 
-            async def hosted(broker: int) -> int:
-                md = await admin.metadata()
-                return sum(broker in p.replicas for t in md.topics for p in t.partitions
-                           if not p.target_replicas)
+    async def hosted(broker: int) -> int:
+        md = await admin.metadata()
+        return sum(broker in p.replicas for t in md.topics for p in t.partitions
+                   if not p.target_replicas)
 
-            # 3 -> 4: the new broker (its pod started, here by hand) gets partitions.
-            four_brokers.brokers[3].start()
-            await patch_spec(kmock, "Cluster", "events", {"brokers": 4})
+    # 3 -> 4: the StatefulSet grows, the kubelet runs the new pod, it gets partitions.
+    await patch_spec(kube, "Cluster", "events", {"brokers": 4})
 
-            async def balanced() -> bool:
-                md = await admin.metadata()
-                if any(p.target_replicas for t in md.topics for p in t.partitions):
-                    return False
-                counts = [await hosted(b) for b in range(4)]
-                return await sts_replicas() == 4 and max(counts) - min(counts) <= 1
+    async def balanced() -> bool:
+        md = await admin.metadata()
+        if any(p.target_replicas for t in md.topics for p in t.partitions):
+            return False
+        counts = [await hosted(b) for b in range(4)]
+        return sts_replicas() == 4 and max(counts) - min(counts) <= 1
 
-            await eventually(balanced, WAIT_S, "replicas spread over 4 brokers", op.log)
-            assert await hosted(3) > 0
+    await eventually(balanced, 3 * WAIT_S, "replicas spread over 4 brokers", op.log)
+    assert await hosted(3) > 0 and "events-3" in kubelet.running
 
-            # Below the 3 voters: refused, nothing changes.
-            await patch_spec(kmock, "Cluster", "events", {"brokers": 2})
-            await wait_ready(kmock, op, "Cluster", "events", "False", "ScaleDownRefused")
-            assert await sts_replicas() == 4 and await hosted(3) > 0
+    # Below the 3 voters: refused, nothing changes.
+    await patch_spec(kube, "Cluster", "events", {"brokers": 2})
+    await wait_ready(kube, op, "Cluster", "events", "False", "ScaleDownRefused")
+    assert sts_replicas() == 4 and await hosted(3) > 0
 
-            # 4 -> 3: broker 3 is drained, then the StatefulSet shrinks.
-            await patch_spec(kmock, "Cluster", "events", {"brokers": 3})
+    # 4 -> 3: broker 3 is drained, then the StatefulSet shrinks and its pod goes.
+    await patch_spec(kube, "Cluster", "events", {"brokers": 3})
 
-            async def shrunk() -> bool:
-                return await sts_replicas() == 3
+    async def shrunk() -> bool:
+        return sts_replicas() == 3 and "events-3" not in kubelet.running
 
-            await eventually(shrunk, WAIT_S, "StatefulSet at 3 replicas", op.log)
-            assert await hosted(3) == 0
-            desc = await admin.describe_topic("spread")
-            assert all(len(p.info.replicas) == 2 for p in desc.partitions)
-
-            # Nothing acknowledged was lost while partitions moved.
-            await producer.finish()
-            assert len(producer.acked) > 50
-            await producer.read_all(6)
-    finally:
-        if producer is not None and producer.task is not None and not producer.task.done():
-            producer.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await producer.task
-        op.stop()
+    await eventually(shrunk, 3 * WAIT_S, "StatefulSet at 3 replicas, pod 3 gone", op.log)
+    assert await hosted(3) == 0
+    desc = await admin.describe_topic("spread")
+    assert all(len(p.info.replicas) == 2 for p in desc.partitions)

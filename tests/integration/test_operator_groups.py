@@ -20,16 +20,16 @@ from tests.kube import (
     OdradekKube,
     OperatorProcess,
     apply,
-    declare_crds,
     eventually,
     manifest,
     patch_spec,
     stored,
     wait_ready,
 )
+from tests.operator_fixtures import WAIT_S, running_operator
 
 pytestmark = [pytest.mark.slow, pytest.mark.kmock(cls=OdradekKube)]
-WAIT_S = 40.0
+
 RECORDS = 10
 
 
@@ -45,16 +45,10 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
 @pytest.fixture
 async def operator(kmock: kmock.KubernetesEmulator, broker: BrokerProcess,
                    tmp_path: Path) -> AsyncIterator[OperatorProcess]:
-    declare_crds(kmock)
     # Several namespaces (the second has no resources).
-    proc = OperatorProcess(tmp_path, str(kmock.url).rstrip("/"), broker.address,
-                           namespaces=[NAMESPACE, "elsewhere"])
-    try:
-        proc.start()
-        await proc.wait_alive()
+    async with running_operator(kmock, tmp_path, broker.address,
+                                namespaces=[NAMESPACE, "elsewhere"]) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 async def committed(admin: Admin, group: str) -> dict[tuple[str, int], int]:

@@ -14,11 +14,9 @@ import pytest
 from odradek.client import Admin, UnknownTopicOrPartitionError
 from tests.brokers import ClusterProcesses
 from tests.kube import (
-    NAMESPACE,
     OdradekKube,
     OperatorProcess,
     apply,
-    declare_crds,
     eventually,
     manifest,
     objects_of,
@@ -28,9 +26,9 @@ from tests.kube import (
     stored,
     wait_ready,
 )
+from tests.operator_fixtures import WAIT_S, running_operator
 
 pytestmark = [pytest.mark.slow, pytest.mark.kmock(cls=OdradekKube)]
-WAIT_S = 40.0
 
 
 @pytest.fixture(scope="module")
@@ -51,15 +49,8 @@ async def admin(brokers: ClusterProcesses) -> AsyncIterator[Admin]:
 @pytest.fixture
 async def operator(kmock: kmock.KubernetesEmulator, brokers: ClusterProcesses,
                    tmp_path: Path) -> AsyncIterator[OperatorProcess]:
-    declare_crds(kmock)
-    proc = OperatorProcess(tmp_path, str(kmock.url).rstrip("/"), brokers.bootstrap,
-                           namespaces=[NAMESPACE])
-    try:
-        proc.start()
-        await proc.wait_alive()
+    async with running_operator(kmock, tmp_path, brokers.bootstrap) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 async def configs(admin: Admin, topic: str) -> dict[str, str]:

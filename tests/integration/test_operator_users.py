@@ -21,11 +21,9 @@ from odradek.security.tls import ClientTLS
 from tests.brokers import BrokerProcess, tls_args
 from tests.integration.test_acl import ADMIN_PASSWORD, secured_args, wait_for_login
 from tests.kube import (
-    NAMESPACE,
     OdradekKube,
     OperatorProcess,
     apply,
-    declare_crds,
     eventually,
     manifest,
     objects_of,
@@ -34,9 +32,9 @@ from tests.kube import (
     stored,
     wait_ready,
 )
+from tests.operator_fixtures import WAIT_S, running_operator
 
 pytestmark = [pytest.mark.slow, pytest.mark.kmock(cls=OdradekKube)]
-WAIT_S = 40.0
 
 
 @pytest.fixture(scope="module")
@@ -64,16 +62,9 @@ async def admin(broker: BrokerProcess) -> AsyncIterator[Admin]:
 @pytest.fixture
 async def operator(kmock: kmock.KubernetesEmulator, broker: BrokerProcess, admin: Admin,
                    tmp_path: Path) -> AsyncIterator[OperatorProcess]:
-    declare_crds(kmock)
-    proc = OperatorProcess(tmp_path, str(kmock.url).rstrip("/"), broker.address, {
-        "ODRADEK_USERNAME": "admin", "ODRADEK_PASSWORD": ADMIN_PASSWORD},
-        namespaces=[NAMESPACE])
-    try:
-        proc.start()
-        await proc.wait_alive()
+    async with running_operator(kmock, tmp_path, broker.address, {
+            "ODRADEK_USERNAME": "admin", "ODRADEK_PASSWORD": ADMIN_PASSWORD}) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 def secret_of(kube: kmock.KubernetesEmulator, name: str) -> dict[str, str] | None:
@@ -150,18 +141,14 @@ async def test_tls_user(kmock: kmock.KubernetesEmulator, tmp_path: Path) -> None
     operator_tls = ClientTLS(pki.ca, pki.client_cert, pki.client_key)  # CN=client: super user
     proc = BrokerProcess(tmp_path / "b", tls=operator_tls, extra_args=[
         *tls_args(pki), "--authorization", "on", "--super-users", "User:client"])
-    declare_crds(kmock)
-    op = OperatorProcess(tmp_path, str(kmock.url).rstrip("/"), proc.address, {
-        "ODRADEK_TLS_CA": str(pki.ca), "ODRADEK_TLS_CERT": str(pki.client_cert),
-        "ODRADEK_TLS_KEY": str(pki.client_key),
-        "ODRADEK_OPERATOR_CA_CERT": str(pki.ca), "ODRADEK_OPERATOR_CA_KEY": str(pki.ca_key)},
-        namespaces=[NAMESPACE])
+    env = {"ODRADEK_TLS_CA": str(pki.ca), "ODRADEK_TLS_CERT": str(pki.client_cert),
+           "ODRADEK_TLS_KEY": str(pki.client_key),
+           "ODRADEK_OPERATOR_CA_CERT": str(pki.ca), "ODRADEK_OPERATOR_CA_KEY": str(pki.ca_key)}
     try:
         proc.start()
-        op.start()
-        await op.wait_alive()
-        async with Admin(proc.address, tls_ca=pki.ca, tls_cert=pki.client_cert,
-                         tls_key=pki.client_key) as admin:
+        async with running_operator(kmock, tmp_path, proc.address, env) as op, Admin(
+                proc.address, tls_ca=pki.ca, tls_cert=pki.client_cert,
+                tls_key=pki.client_key) as admin:
             await admin.create_topic("orders", 1, 1)
             await apply(kmock, manifest("User", "erin", {
                 "authentication": {"type": "tls"},
@@ -186,5 +173,4 @@ async def test_tls_user(kmock: kmock.KubernetesEmulator, tmp_path: Path) -> None
 
             await eventually(removed, WAIT_S, "erin's ACLs and Secret removed", op.log)
     finally:
-        op.stop()
         proc.stop()

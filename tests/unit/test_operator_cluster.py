@@ -49,14 +49,18 @@ def test_stateful_set_runs_brokers_by_ordinal() -> None:
     assert claim["spec"]["storageClassName"] == "fast"
     pod = sts["spec"]["template"]["spec"]
     [container] = pod["containers"]
-    env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in container["env"]}
+    env = {e["name"]: e.get("value") or e["valueFrom"]["fieldRef"]["fieldPath"]
+           for e in container["env"]}
     assert env["ODRADEK_BROKER_ID"] == "metadata.labels['apps.kubernetes.io/pod-index']"
+    assert env["ODRADEK_ADVERTISED_HOST"] == "$(POD_NAME).events-brokers.prod.svc"
+    # The operator rolls the pods itself (cluster.roll_plan).
+    assert sts["spec"]["updateStrategy"] == {"type": "OnDelete"}
     assert pod["topologySpreadConstraints"][0]["topologyKey"] == "topology.kubernetes.io/zone"
     # The args parse as `odradek broker` flags.
     args = build_parser().parse_args(container["args"])
     assert args.voters == ",".join(
         f"{i}=events-{i}.events-brokers.prod.svc:9092" for i in range(3))
-    assert args.host == "$(POD_NAME).events-brokers.prod.svc"
+    assert args.host == "$(ODRADEK_ADVERTISED_HOST)"
     assert args.config == ["retention.ms=1000"]
     assert args.data_dir.startswith(cl.DATA_DIR)
 

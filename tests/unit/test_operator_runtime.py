@@ -20,6 +20,8 @@ def test_bootstrap_from_the_cluster_ref_or_the_override() -> None:
 def test_resync_interval() -> None:
     assert runtime.resync_seconds({}) == 30
     assert runtime.resync_seconds({"ODRADEK_OPERATOR_RESYNC_S": "1.5"}) == 1.5
+    assert runtime.roll_timeout_seconds({}) == 300
+    assert runtime.roll_timeout_seconds({"ODRADEK_OPERATOR_ROLL_TIMEOUT_S": "5"}) == 5
 
 
 def test_broker_reasons_become_condition_reasons() -> None:
@@ -42,3 +44,22 @@ def test_operator_needs_a_scope(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.delenv("ODRADEK_OPERATOR_NAMESPACES", raising=False)
     assert main(["operator"]) == 1
     assert "--namespace" in capsys.readouterr().err
+
+
+async def test_the_operator_client_speaks_tls_once_a_cluster_has_it() -> None:
+    """An Admin made before TLS was known is replaced; renewed files are rewritten in
+    place (the client reads them at each new connection)."""
+    brokers = runtime.Brokers()
+    try:
+        plain = brokers.admin("b:1")
+        files = {"ca.crt": b"ca", "tls.crt": b"cert", "tls.key": b"key"}
+        await brokers.use_tls("b:1", files)
+        secured = brokers.admin("b:1")
+        assert secured is not plain and secured.cluster.tls is not None
+        assert secured.cluster.tls.cert is not None
+        assert secured.cluster.tls.cert.read_bytes() == b"cert"
+        await brokers.use_tls("b:1", {**files, "tls.crt": b"renewed"})
+        assert brokers.admin("b:1") is secured
+        assert secured.cluster.tls.cert.read_bytes() == b"renewed"
+    finally:
+        await brokers.close()

@@ -1,10 +1,12 @@
-"""Cluster handlers: apply the rendered objects, read readiness back from the
-StatefulSet. A scale-down drains the brokers that go before the StatefulSet shrinks.
-Leadership-aware rolling restarts are not built: the StatefulSet's own RollingUpdate rolls
-the pods when the config hash changes."""
+"""Cluster handlers: issue the TLS Secrets, apply the rendered objects, read readiness
+back from the StatefulSet, roll stale pods one at a time (cluster.roll_plan). A scale-down
+drains the brokers that go before the StatefulSet shrinks. A pod handler copies the node's
+rack label onto broker pods."""
 
 from __future__ import annotations
 
+import datetime as dt
+import time
 from collections import Counter
 from typing import Any
 
@@ -12,11 +14,16 @@ import kopf
 
 from odradek.client import OdradekError
 from odradek.operator import cluster as cl
-from odradek.operator import crds, kube
+from odradek.operator import crds, kube, pki
 from odradek.operator.conditions import Outcome, set_condition
 from odradek.operator.handlers.common import call, conclude, refused
 from odradek.operator.metrics import reconciling
-from odradek.operator.runtime import BROKERS, bootstrap_for, resync_seconds
+from odradek.operator.runtime import (
+    BROKERS,
+    bootstrap_for,
+    resync_seconds,
+    roll_timeout_seconds,
+)
 
 RESOURCE = (crds.GROUP, crds.VERSION, crds.plural("Cluster"))
 
@@ -60,6 +67,69 @@ async def _scale(c: cl.ClusterSpec, current: int | None) -> cl.ScalePlan:
     return plan
 
 
+def _admin(c: cl.ClusterSpec) -> Any:
+    return BROKERS.admin(bootstrap_for(c.namespace, {"clusterRef": c.name}))
+
+
+async def _put_secret(namespace: str, body: dict[str, Any]) -> None:
+    if not await kube.create_secret(namespace, body):
+        await kube.replace_secret_data(namespace, body)
+
+
+async def _tls(c: cl.ClusterSpec, owner: Any) -> Outcome | None:
+    """Issues (or renews) the brokers' certificate from the CA, generating the CA when
+    there is none, and has the operator's own client speak TLS to these brokers. An
+    Outcome when a Secret it needs is unusable (then nothing is changed)."""
+    assert c.tls is not None
+    ns = c.namespace
+    mounted = pki.mounted_secret(c.tls, c.name)
+    if c.tls.secret_name is None:
+        ca = await kube.read_secret(ns, c.tls.ca_secret_name)
+        own = ca is None or ((ca.get("metadata") or {}).get("labels") or {}).get(
+            "app.kubernetes.io/managed-by") == "odradek-operator"
+        current = await kube.read_secret(ns, mounted)
+        try:
+            step = pki.plan(c.name, ns, ca, current, dt.datetime.now(dt.UTC), own_ca=own)
+        except ValueError as exc:
+            return Outcome("False", "TLSSecretInvalid",
+                           f"Secret {c.tls.ca_secret_name}: {exc}")
+        ref = cl.owner_reference(owner)
+        if step.ca is not None:
+            await _put_secret(ns, pki.secret_body(c.tls.ca_secret_name, ns, cl.labels(c),
+                                                  ref, step.ca))
+        if step.broker is not None:
+            await _put_secret(ns, pki.secret_body(mounted, ns, cl.labels(c), ref,
+                                                  step.broker))
+    secret = await kube.read_secret(ns, mounted)
+    files = {k: pki.decoded(secret, k) for k in ("ca.crt", "tls.crt", "tls.key")}
+    if not all(files.values()):
+        return Outcome("False", "TLSSecretInvalid", f"Secret {mounted} is missing or lacks "
+                       "ca.crt, tls.crt or tls.key")
+    await BROKERS.use_tls(bootstrap_for(ns, {"clusterRef": c.name}),
+                          {k: v for k, v in files.items() if v})
+    return None
+
+
+async def _roll(c: cl.ClusterSpec) -> cl.RollStep:
+    """One step of a rolling restart: the plan from the pods and the brokers' metadata."""
+    pods = [s for p in await kube.list_pods(c.namespace, cl.labels(c))
+            if (s := cl.pod_state(p, time.time())) is not None]
+    try:
+        md = await _admin(c).metadata()
+        under = cl.under_replicated([(p.leader, p.replicas, p.in_sync_replicas)
+                                     for t in md.topics for p in t.partitions])
+    except OdradekError as exc:
+        # Not knowing the replicas' state is no reason to restart anything.
+        if any(p.config_hash != cl.config_hash(c) for p in pods):
+            return cl.RollStep("wait", None, f"no broker answers: {exc.message}")
+        under = 0
+    step = cl.roll_plan(c, pods, under, roll_timeout_seconds())
+    if step.action == "restart":
+        assert step.ordinal is not None
+        await kube.delete_pod(c.namespace, f"{c.name}-{step.ordinal}")
+    return step
+
+
 async def reconcile(body: Any, spec: Any, status: Any, meta: Any, namespace: str, name: str,
                     patch: Any) -> None:
     generation = meta.get("generation")
@@ -70,12 +140,24 @@ async def reconcile(body: Any, spec: Any, status: Any, meta: Any, namespace: str
             tally.fail("InvalidSpec")
             conclude(body, status, patch, Outcome("False", "InvalidSpec", str(exc)), generation)
             return
+        unusable = await _tls(c, body) if c.tls else None
+        if unusable is not None:
+            tally.fail(unusable.reason)
+            conclude(body, status, patch, unusable, generation)
+            return
         sts = await kube.read("StatefulSet", namespace, name)
         scale = await _scale(c, (sts or {}).get("spec", {}).get("replicas"))
         for obj in cl.render(c, body, scale.replicas):
             await kube.apply(namespace, obj)
         state = cl.state_of(await kube.read("StatefulSet", namespace, name))
         outcomes = cl.conditions(c, state)
+        if sts is not None and not scale.drain:
+            roll = await _roll(c)
+            if roll.action in ("restart", "wait") and roll.message:
+                outcomes["Reconciling"] = Outcome("True", "RollingRestart", roll.message)
+            elif roll.action == "stuck":
+                tally.fail("BrokerNotBack")
+                outcomes["Degraded"] = Outcome("True", "BrokerNotBack", roll.message)
         if scale.waiting:
             outcomes["Reconciling"] = Outcome(
                 "True", "Draining" if scale.drain else "Balancing", scale.waiting)
@@ -104,3 +186,16 @@ async def resync(body: Any, spec: Any, status: Any, meta: Any, namespace: str, n
                  patch: Any, **_: Any) -> None:
     """Puts back objects changed by hand and refreshes readiness."""
     await reconcile(body, spec, status, meta, namespace, name, patch)
+
+
+@kopf.on.event("v1", "pods", annotations={cl.RACK_KEY_ANNOTATION: kopf.PRESENT})  # type: ignore[arg-type]
+async def pod_rack(body: Any, namespace: str, name: str, **_: Any) -> None:
+    """A scheduled broker pod gets its node's rack label as an annotation, which its init
+    container waits for and the broker reads (ODRADEK_RACK) through the downward API."""
+    node_name = (body.get("spec") or {}).get("nodeName")
+    if not node_name or cl.RACK_ANNOTATION in ((body.get("metadata") or {}).get(
+            "annotations") or {}):
+        return
+    rack = cl.rack_of(body, await kube.read_node(node_name))
+    if rack is not None:
+        await kube.annotate_pod(namespace, name, {cl.RACK_ANNOTATION: rack})
