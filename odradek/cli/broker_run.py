@@ -131,6 +131,7 @@ def run_broker(args: argparse.Namespace) -> int:
             producer_id_expiration_ms=args.producer_id_expiration_ms,
             retention_check_interval_ms=args.log_cleanup_interval_ms,
             offsets_topic_partitions=args.offsets_topic_partitions,
+            kafka_port=getattr(args, "kafka_port", None),
             metrics_port=metrics_port(args.metrics_port, args.port),
             tls=tls_settings(args), security=security_settings(args))
         LogConfig.from_dict(settings.topic_defaults)

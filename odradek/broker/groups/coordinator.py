@@ -479,6 +479,12 @@ class GroupCoordinator:
                 -1 if value is None else value.timestamp_ms))
         return out
 
+    def protocol_members(self, group_id: str) -> int:
+        """Members of Odradek's own protocol in the group; NOT_COORDINATOR when this broker
+        does not coordinate it (the classic protocol's groups, groups/classic.py, ask)."""
+        group = self._shard(group_id).groups.get(group_id)
+        return len(group.members) if group is not None else 0
+
     # -------------------------------------------------------------------- admin
     def describe_group(self, group_id: str) -> Group:
         group = self._shard(group_id).groups.get(group_id)

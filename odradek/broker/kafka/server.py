@@ -1,0 +1,210 @@
+"""The Kafka listener: length-prefixed frames over TCP, requests read as they come and
+answered in order (Kafka's rule for one connection), several served at once so that a
+producer's pipelined batches share Raft's group commit.
+
+A frame with a negative or oversized length, or a request that does not parse, closes
+that connection (what Kafka does); an API or version not served is answered
+UNSUPPORTED_VERSION and the connection stays open. Nothing a client sends stops the
+listener."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import struct
+from collections.abc import Callable
+from typing import Any
+
+from odradek.broker.auth.access import Access, set_current_access
+from odradek.broker.auth.guard import Guard
+from odradek.broker.errors import ListenError
+from odradek.broker.groups.classic import ClassicGroups
+from odradek.broker.groups.coordinator import GroupCoordinator
+from odradek.broker.kafka import codec
+from odradek.broker.kafka import errors as err
+from odradek.broker.kafka.apis import DataApis
+from odradek.broker.kafka.group_apis import GroupApis
+from odradek.broker.metrics.broker import BrokerMetrics
+from odradek.broker.topic_admin import TopicAdmin
+
+log = logging.getLogger("odradek.broker.kafka")
+
+# Kafka's socket.request.max.bytes default.
+MAX_REQUEST_BYTES = 100 * 1024 * 1024
+# Requests of one connection served at once; past this the reader waits.
+MAX_IN_FLIGHT = 32
+_LENGTH = struct.Struct(">i")
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket for the Kafka listener (port 0: any free one)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        raise ListenError(f"cannot listen for Kafka clients on {host}:{port}: "
+                          f"{exc.strerror or exc}") from exc
+    sock.setblocking(False)
+    return sock
+
+
+class KafkaListener:
+    def __init__(self, admin: TopicAdmin, coordinator: GroupCoordinator,
+                 guard: Callable[[], Guard | None], metrics: BrokerMetrics | None = None,
+                 max_request_bytes: int = MAX_REQUEST_BYTES) -> None:
+        self.data = DataApis(admin, metrics)
+        self.classic = ClassicGroups(coordinator)
+        self.groups = GroupApis(coordinator, self.classic)
+        self._guard = guard
+        self.max_request_bytes = max_request_bytes
+        self._server: asyncio.Server | None = None
+        self._connections: set[asyncio.Task[None]] = set()
+        self.port = 0
+
+    async def start(self, sock: socket.socket) -> None:
+        """Serves on a socket bound before (bind): the port is registered in the cluster
+        metadata before the broker is built."""
+        self._server = await asyncio.start_server(self._serve, sock=sock)
+        self.port = sock.getsockname()[1]
+        self.classic.start()
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._connections):
+            task.cancel()
+        await asyncio.gather(*self._connections, return_exceptions=True)
+        await self.classic.stop()
+
+    def _access(self, writer: asyncio.StreamWriter) -> Access:
+        peer = writer.get_extra_info("peername")
+        host = peer[0] if isinstance(peer, tuple) else ""
+        guard = self._guard()
+        if guard is None:
+            raise RuntimeError("the Kafka listener serves only once the broker is built")
+        return guard.identify(None, None, host)
+
+    async def _serve(self, reader: asyncio.StreamReader,
+                     writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections.add(task)
+        answers: asyncio.Queue[asyncio.Task[bytes | None] | None] = asyncio.Queue(MAX_IN_FLIGHT)
+        sender = asyncio.create_task(self._send(answers, writer))
+        try:
+            access = self._access(writer)
+            while not sender.done():
+                frame = await self._read_frame(reader)
+                if frame is None:
+                    break
+                try:
+                    request = codec.decode_request(frame)
+                except codec.MalformedRequest as exc:
+                    log.info("closing a Kafka connection: %s", exc)
+                    break
+                await answers.put(asyncio.create_task(self._answer(request, access)))
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            with contextlib.suppress(asyncio.QueueFull):
+                answers.put_nowait(None)
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(sender, 30)
+            sender.cancel()
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+            self._connections.discard(task)
+
+    async def _read_frame(self, reader: asyncio.StreamReader) -> bytes | None:
+        try:
+            head = await reader.readexactly(4)
+        except asyncio.IncompleteReadError:
+            return None  # the client closed between requests
+        (length,) = _LENGTH.unpack(head)
+        if length < 0 or length > self.max_request_bytes:
+            log.info("closing a Kafka connection: a request of %d bytes (limit %d)", length,
+                     self.max_request_bytes)
+            return None
+        return await reader.readexactly(length)
+
+    async def _send(self, answers: asyncio.Queue[asyncio.Task[bytes | None] | None],
+                    writer: asyncio.StreamWriter) -> None:
+        while True:
+            task = await answers.get()
+            if task is None:
+                return
+            frame = await task
+            if frame is not None:
+                writer.write(frame)
+                await writer.drain()
+
+    async def _answer(self, request: codec.Request, access: Access) -> bytes | None:
+        set_current_access(access)
+        header = request.header
+        if request.body is None:
+            return self._unsupported(header)
+        try:
+            body = await self._dispatch(header, request.body, access)
+        except Exception:
+            # Handlers answer domain errors in their responses; this is a bug, and the
+            # client gets a well-formed refusal rather than a dead connection.
+            log.exception("Kafka API %d v%d failed", header.api_key, header.api_version)
+            body = codec.error_response(header.api_key, header.api_version,
+                                        err.UNKNOWN_SERVER_ERROR)
+        return None if body is None else codec.encode_response(header, body)
+
+    def _unsupported(self, header: codec.Header) -> bytes:
+        if header.api_key == codec.API_VERSIONS:
+            # Answered in v0, which every client reads, with the versions served.
+            v0 = codec.Header(header.api_key, 0, header.correlation_id, header.client_id)
+            return codec.encode_response(v0, self.data.api_versions(0, err.UNSUPPORTED_VERSION))
+        try:
+            body = codec.error_response(header.api_key, header.api_version,
+                                        err.UNSUPPORTED_VERSION)
+        except Exception:  # an API key or version kio has no schema of
+            return codec.encode_bare_error(header, err.UNSUPPORTED_VERSION)
+        return codec.encode_response(header, body)
+
+    async def _dispatch(self, header: codec.Header, body: Any, access: Access) -> Any:
+        v = header.api_version
+        data, groups = self.data, self.groups
+        match header.api_key:
+            case 0:
+                response = await data.produce(v, body, access)
+                return None if body.acks == 0 else response
+            case 1:
+                return await data.fetch(v, body, access)
+            case 2:
+                return data.list_offsets(v, body, access)
+            case 3:
+                return data.metadata(v, body, access)
+            case 8:
+                return await groups.offset_commit(v, body, access)
+            case 9:
+                return await groups.offset_fetch(v, body, access)
+            case 10:
+                return await groups.find_coordinator(v, body, access)
+            case 11:
+                return await groups.join_group(v, body, access, header.client_id or "")
+            case 12:
+                return groups.heartbeat(v, body, access)
+            case 13:
+                return groups.leave_group(v, body, access)
+            case 14:
+                return await groups.sync_group(v, body, access)
+            case 18:
+                return data.api_versions(v)
+            case 19:
+                return await data.create_topics(v, body, access)
+            case 20:
+                return await data.delete_topics(v, body, access)
+            case 22:
+                return await data.init_producer_id(v, body, access)
+        return codec.error_response(header.api_key, v, err.UNSUPPORTED_VERSION)
