@@ -184,6 +184,8 @@ class ClassicGroups:
 
     def _prepare(self, group: ClassicGroup, now: float, initial: bool = False) -> None:
         """Starts a rebalance: every member must join again within its rebalance timeout."""
+        log.info("group %s: rebalancing (generation %d, %d member(s))", group.group_id,
+                 group.generation, len(group.members))
         group.state = PREPARING
         longest = max((m.rebalance_timeout_ms for m in group.members.values()), default=0)
         group.rebalance_deadline = now + (INITIAL_REBALANCE_DELAY_S if initial
@@ -218,6 +220,9 @@ class ClassicGroups:
         if group.leader not in group.members:
             group.leader = waiting[0].member_id
         group.state = COMPLETING
+        log.info("group %s: generation %d, protocol %s, leader %s, %d member(s)",
+                 group.group_id, group.generation, group.protocol, group.leader,
+                 len(group.members))
         everyone_meta = tuple((m.member_id, m.instance_id, dict(m.protocols)[group.protocol])
                               for m in group.members.values())
         for m in waiting:

@@ -1,6 +1,11 @@
 """The Kafka listener: length-prefixed frames over TCP, requests read as they come and
-answered in order (Kafka's rule for one connection), several served at once so that a
-producer's pipelined batches share Raft's group commit.
+answered in order (Kafka's rule for one connection).
+
+Kafka serves one request of a connection at a time, and clients count on it: a heartbeat
+sent behind a JoinGroup must see the group the join made, not the rebalance before it.
+So every request waits for those before it, except that consecutive Produce requests run
+together (they start in order, and an append takes its place in the log before it first
+waits), so that a producer's pipelined batches share Raft's group commit.
 
 A frame with a negative or oversized length, or a request that does not parse, closes
 that connection (what Kafka does); an API or version not served is answered
@@ -36,6 +41,7 @@ MAX_REQUEST_BYTES = 100 * 1024 * 1024
 # Requests of one connection served at once; past this the reader waits.
 MAX_IN_FLIGHT = 32
 _LENGTH = struct.Struct(">i")
+PRODUCE = 0
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -97,6 +103,8 @@ class KafkaListener:
         self._connections.add(task)
         answers: asyncio.Queue[asyncio.Task[bytes | None] | None] = asyncio.Queue(MAX_IN_FLIGHT)
         sender = asyncio.create_task(self._send(answers, writer))
+        in_flight: set[asyncio.Task[bytes | None]] = set()
+        exclusive: asyncio.Task[bytes | None] | None = None  # the last request not a Produce
         try:
             access = self._access(writer)
             while not sender.done():
@@ -108,7 +116,15 @@ class KafkaListener:
                 except codec.MalformedRequest as exc:
                     log.info("closing a Kafka connection: %s", exc)
                     break
-                await answers.put(asyncio.create_task(self._answer(request, access)))
+                produce = request.header.api_key == PRODUCE and request.body is not None
+                after = ([exclusive] if exclusive is not None else []) if produce \
+                    else list(in_flight)
+                task = asyncio.create_task(self._answer(request, access, after))
+                in_flight.add(task)
+                task.add_done_callback(in_flight.discard)
+                if not produce:
+                    exclusive = task
+                await answers.put(task)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
@@ -145,7 +161,11 @@ class KafkaListener:
                 writer.write(frame)
                 await writer.drain()
 
-    async def _answer(self, request: codec.Request, access: Access) -> bytes | None:
+    async def _answer(self, request: codec.Request, access: Access,
+                      after: list[asyncio.Task[bytes | None]]) -> bytes | None:
+        pending = [t for t in after if not t.done()]
+        if pending:
+            await asyncio.wait(pending)
         set_current_access(access)
         header = request.header
         if request.body is None:
