@@ -8,9 +8,11 @@ values (each version keeps the fields it has)."""
 from __future__ import annotations
 
 import datetime
+import functools
 import io
 import struct
-from dataclasses import MISSING, dataclass, fields
+import typing
+from dataclasses import MISSING, dataclass, fields, is_dataclass
 from types import ModuleType
 from typing import Any
 
@@ -175,7 +177,8 @@ def make(cls: type, /, **values: Any) -> Any:
         elif f.default is MISSING and f.default_factory is MISSING:
             kind = f.metadata.get("kafka_type")
             if kind is None:
-                kwargs[f.name] = ()
+                nested_cls = _single_entity(cls, f.name)
+                kwargs[f.name] = () if nested_cls is None else _zero(nested_cls, 0)
             elif kind in ("timedelta_i32", "error_code"):  # throttle time, no error
                 kwargs[f.name] = _coerce(kind, 0)
     return cls(**kwargs)
@@ -185,10 +188,25 @@ def nested(module: ModuleType, class_name: str, /, **values: Any) -> Any:
     return make(getattr(module, class_name), **values)
 
 
+@functools.cache
+def _single_entity(cls: type, name: str) -> type | None:
+    """The entity type of a field that holds one nested entity (not a list of them)."""
+    hint = typing.get_type_hints(cls)[name]
+    if typing.get_origin(hint) is tuple:
+        return None
+    for candidate in (hint, *typing.get_args(hint)):
+        if isinstance(candidate, type) and is_dataclass(candidate):
+            return candidate
+    return None
+
+
 def error_response(api_key: int, version: int, code: int) -> Any:
     """A response of the API's schema with every field zero or empty and each error
     code set: how an API or version this listener does not serve is refused."""
-    cls = load_response_schema(api_key, version)
+    return _zero(load_response_schema(api_key, version), code)
+
+
+def _zero(cls: type, code: int) -> Any:
     values: dict[str, Any] = {}
     for f in fields(cls):
         kind = f.metadata.get("kafka_type")
@@ -202,6 +220,10 @@ def error_response(api_key: int, version: int, code: int) -> Any:
             values[f.name] = b""
         elif kind == "bool":
             values[f.name] = False
+        elif kind == "uuid":
+            values[f.name] = None
+        elif kind == "float64":
+            values[f.name] = 0.0
         elif kind is not None:
             values[f.name] = 0
     return make(cls, **values)
