@@ -66,8 +66,10 @@ class DataApis:
             info = image.topics.get(name)
             internal = name.startswith("__")
             if topic is None or info is None or not access.may_describe_topic(name):
-                code = err.UNKNOWN_TOPIC_OR_PARTITION if topic is None or \
-                    access.may_describe_topic(name) else err.TOPIC_AUTHORIZATION_FAILED
+                # Authorization first, as Kafka: a topic the caller may not describe
+                # gets the same answer whether it exists or not.
+                code = err.UNKNOWN_TOPIC_OR_PARTITION if access.may_describe_topic(name) \
+                    else err.TOPIC_AUTHORIZATION_FAILED
                 topics.append(codec.nested(module, "MetadataResponseTopic", error_code=code,
                                            name=name, topic_id=NO_TOPIC_ID,
                                            is_internal=internal, partitions=()))

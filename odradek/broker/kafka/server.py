@@ -24,13 +24,14 @@ from typing import Any
 
 from odradek.broker.auth.access import Access, set_current_access
 from odradek.broker.auth.guard import Guard
-from odradek.broker.errors import ListenError
+from odradek.broker.errors import BrokerError, ListenError
 from odradek.broker.groups.classic import ClassicGroups
 from odradek.broker.groups.coordinator import GroupCoordinator
-from odradek.broker.kafka import codec
+from odradek.broker.kafka import codec, sasl
 from odradek.broker.kafka import errors as err
 from odradek.broker.kafka.apis import DataApis
 from odradek.broker.kafka.group_apis import GroupApis
+from odradek.broker.kafka.sasl import Connection
 from odradek.broker.metrics.broker import BrokerMetrics
 from odradek.broker.topic_admin import TopicAdmin
 
@@ -88,26 +89,29 @@ class KafkaListener:
         await asyncio.gather(*self._connections, return_exceptions=True)
         await self.classic.stop()
 
-    def _access(self, writer: asyncio.StreamWriter) -> Access:
-        peer = writer.get_extra_info("peername")
-        host = peer[0] if isinstance(peer, tuple) else ""
+    def _guard_now(self) -> Guard:
         guard = self._guard()
         if guard is None:
             raise RuntimeError("the Kafka listener serves only once the broker is built")
-        return guard.identify(None, None, host)
+        return guard
+
+    @staticmethod
+    def _connection(writer: asyncio.StreamWriter) -> Connection:
+        peer = writer.get_extra_info("peername")
+        return Connection(peer[0] if isinstance(peer, tuple) else "")
 
     async def _serve(self, reader: asyncio.StreamReader,
                      writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._connections.add(task)
+        me = asyncio.current_task()
+        assert me is not None
+        self._connections.add(me)
         answers: asyncio.Queue[asyncio.Task[bytes | None] | None] = asyncio.Queue(MAX_IN_FLIGHT)
-        sender = asyncio.create_task(self._send(answers, writer))
+        conn = self._connection(writer)
+        sender = asyncio.create_task(self._send(answers, writer, conn))
         in_flight: set[asyncio.Task[bytes | None]] = set()
         exclusive: asyncio.Task[bytes | None] | None = None  # the last request not a Produce
         try:
-            access = self._access(writer)
-            while not sender.done():
+            while not sender.done() and not conn.close:
                 frame = await self._read_frame(reader)
                 if frame is None:
                     break
@@ -119,7 +123,7 @@ class KafkaListener:
                 produce = request.header.api_key == PRODUCE and request.body is not None
                 after = ([exclusive] if exclusive is not None else []) if produce \
                     else list(in_flight)
-                task = asyncio.create_task(self._answer(request, access, after))
+                task = asyncio.create_task(self._answer(request, conn, after))
                 in_flight.add(task)
                 task.add_done_callback(in_flight.discard)
                 if not produce:
@@ -136,7 +140,7 @@ class KafkaListener:
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
-            self._connections.discard(task)
+            self._connections.discard(me)
 
     async def _read_frame(self, reader: asyncio.StreamReader) -> bytes | None:
         try:
@@ -151,7 +155,7 @@ class KafkaListener:
         return await reader.readexactly(length)
 
     async def _send(self, answers: asyncio.Queue[asyncio.Task[bytes | None] | None],
-                    writer: asyncio.StreamWriter) -> None:
+                    writer: asyncio.StreamWriter, conn: Connection) -> None:
         while True:
             task = await answers.get()
             if task is None:
@@ -160,16 +164,36 @@ class KafkaListener:
             if frame is not None:
                 writer.write(frame)
                 await writer.drain()
+            if conn.close:  # after the refusal went out; the reader then sees the end
+                writer.close()
+                return
 
-    async def _answer(self, request: codec.Request, access: Access,
+    async def _answer(self, request: codec.Request, conn: Connection,
                       after: list[asyncio.Task[bytes | None]]) -> bytes | None:
         pending = [t for t in after if not t.done()]
         if pending:
             await asyncio.wait(pending)
-        set_current_access(access)
         header = request.header
+        if conn.close:
+            return None  # the connection is closing: nothing after its failed login
         if request.body is None:
             return self._unsupported(header)
+        guard = self._guard_now()
+        try:
+            if header.api_key == codec.SASL_HANDSHAKE:
+                return codec.encode_response(header, sasl.handshake(
+                    header.api_version, request.body, conn))
+            if header.api_key == sasl.SASL_AUTHENTICATE:
+                return codec.encode_response(header, sasl.authenticate(
+                    header.api_version, request.body, conn, guard))
+            # Per request, so that ACL changes, a deleted user or a new password apply
+            # to connections already open.
+            access = guard.identify(conn.token, conn.certificate, conn.host)
+        except BrokerError as exc:  # the session ended: the client must log in again
+            log.info("closing a Kafka connection from %s: %s", conn.host, exc.message)
+            conn.close = True
+            return None
+        set_current_access(access)
         try:
             body = await self._dispatch(header, request.body, access)
         except Exception:
