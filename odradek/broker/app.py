@@ -161,7 +161,8 @@ class Broker:
         self.listener.add_services(admin, self.cluster, self.guard, self.groups,
                                    self.transport, self.metrics)
         if kafka_socket is not None:
-            self.kafka = KafkaListener(admin, self.groups, lambda: self.guard, self.metrics)
+            self.kafka = KafkaListener(admin, self.groups, lambda: self.guard, self.metrics,
+                                       tls=s.tls)
         for peer in voters:
             if peer != s.broker_id:
                 self.transport.add_peer(peer)
@@ -181,8 +182,8 @@ class Broker:
         self.groups.start()
         if self.kafka is not None and kafka_socket is not None:
             await self.kafka.start(kafka_socket)
-            log.info("broker %d serves Kafka clients on %s:%d", s.broker_id, s.host,
-                     self.kafka_port)
+            log.info("broker %d serves Kafka clients on %s:%d (%s)", s.broker_id, s.host,
+                     self.kafka_port, "tls" if s.tls is not None else "plaintext")
         self._tasks = [asyncio.create_task(self._flush_loop()),
                        asyncio.create_task(self._retention_loop()),
                        asyncio.create_task(self._serve_when_registered())]

@@ -217,6 +217,11 @@ async def _run(settings: list[BrokerSettings], with_prometheus: bool = False,
     else:
         print(TLS_BANNER.format(**fields, pki=pki.directory, ca=pki.ca, cert=pki.client_cert,
                                 key=pki.client_key), flush=True)
+        if kafka:
+            print(f"Kafka clients (TLS): bootstrap {','.join(kafka)}\n  kcat -b "
+                  f"{','.join(kafka)} -X security.protocol=ssl -X ssl.ca.location={pki.ca} "
+                  f"-X ssl.certificate.location={pki.client_cert} "
+                  f"-X ssl.key.location={pki.client_key} -L\n", flush=True)
     if password_file is not None:
         print(AUTH_BANNER.format(password_file=password_file), flush=True)
     urls = [b.metrics_url for b in brokers if b.metrics_url is not None]
@@ -262,8 +267,6 @@ def run_dev(args: argparse.Namespace) -> int:
                          "know each other by their certificates)")
     requested = getattr(args, "kafka_port", -1)
     first_kafka = requested if requested >= 0 else args.port + KAFKA_PORT_OFFSET
-    if tls is not None:
-        first_kafka = 0  # the Kafka listener has no TLS yet (docs/kafka.md)
     settings = dev_settings(data_dir, args.host, args.port, count, first_metrics, tls,
                             security, first_kafka)
     try:

@@ -32,8 +32,10 @@ from odradek.broker.kafka import errors as err
 from odradek.broker.kafka.apis import DataApis
 from odradek.broker.kafka.group_apis import GroupApis
 from odradek.broker.kafka.sasl import Connection
+from odradek.broker.kafka.tls import KafkaTLS, peer_certificate
 from odradek.broker.metrics.broker import BrokerMetrics
 from odradek.broker.topic_admin import TopicAdmin
+from odradek.security.tls import ServerTLS
 
 log = logging.getLogger("odradek.broker.kafka")
 
@@ -64,11 +66,13 @@ def bind(host: str, port: int) -> socket.socket:
 class KafkaListener:
     def __init__(self, admin: TopicAdmin, coordinator: GroupCoordinator,
                  guard: Callable[[], Guard | None], metrics: BrokerMetrics | None = None,
-                 max_request_bytes: int = MAX_REQUEST_BYTES) -> None:
+                 max_request_bytes: int = MAX_REQUEST_BYTES,
+                 tls: ServerTLS | None = None) -> None:
         self.data = DataApis(admin, metrics)
         self.classic = ClassicGroups(coordinator)
         self.groups = GroupApis(coordinator, self.classic)
         self._guard = guard
+        self.tls = KafkaTLS(tls) if tls is not None else None
         self.max_request_bytes = max_request_bytes
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
@@ -77,7 +81,8 @@ class KafkaListener:
     async def start(self, sock: socket.socket) -> None:
         """Serves on a socket bound before (bind): the port is registered in the cluster
         metadata before the broker is built."""
-        self._server = await asyncio.start_server(self._serve, sock=sock)
+        self._server = await asyncio.start_server(
+            self._serve, sock=sock, ssl=self.tls.context if self.tls is not None else None)
         self.port = sock.getsockname()[1]
         self.classic.start()
 
@@ -98,7 +103,8 @@ class KafkaListener:
     @staticmethod
     def _connection(writer: asyncio.StreamWriter) -> Connection:
         peer = writer.get_extra_info("peername")
-        return Connection(peer[0] if isinstance(peer, tuple) else "")
+        return Connection(peer[0] if isinstance(peer, tuple) else "",
+                          peer_certificate(writer.get_extra_info("ssl_object")))
 
     async def _serve(self, reader: asyncio.StreamReader,
                      writer: asyncio.StreamWriter) -> None:
