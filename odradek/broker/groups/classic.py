@@ -94,6 +94,11 @@ class ClassicGroups:
         self.coordinator = coordinator
         self.groups: dict[str, ClassicGroup] = {}
         self._task: asyncio.Task[None] | None = None
+        coordinator.foreign_members = self.member_count
+
+    def member_count(self, group_id: str) -> int:
+        group = self.groups.get(group_id)
+        return len(group.members) if group is not None else 0
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._tick_loop())
@@ -301,7 +306,7 @@ class ClassicGroups:
         elif group is not None and group.members:
             raise group_error(Reason.UNKNOWN_MEMBER_ID, f"group {group_id!r} has members: "
                               "only they may commit", group_id)
-        await self.coordinator.commit(group_id, "", -1, offsets)
+        await self.coordinator.commit(group_id, "", -1, offsets, fenced_by_classic=True)
 
     def describe(self, group_id: str) -> ClassicGroup | None:
         return self.groups.get(group_id)
