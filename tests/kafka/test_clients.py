@@ -151,3 +151,36 @@ async def test_kafka_produced_record_reads_the_same_over_grpc(kafka_broker: Kafk
         await consumer.close()
     assert [(r.offset, r.key, r.value, tuple(r.headers), r.timestamp) for r in got] == [
         (offset, b"\xffk", BINARY, (("trace", b"\x00\x01"),), 1_700_000_000_456)]
+
+
+def test_kafka_python_group_admin_lists_describes_and_deletes(kafka_broker: KafkaBroker) -> None:
+    asyncio.run(_create(kafka_broker, "shared", 2))
+    stop = threading.Event()
+    owned: list[set[TopicPartition]] = []
+    thread = threading.Thread(target=_member, args=(kafka_broker, "viewers", stop, [], owned))
+    thread.start()
+    admin = admin_client(kafka_broker)
+    try:
+        wait_until(lambda: bool(owned and len(owned[0]) == 2), 60, "the member's assignment")
+        listed = admin.list_groups()
+        assert {"group_id": "viewers", "protocol_type": "consumer",
+                "group_state": "Stable"}.items() <= next(
+            g for g in listed if g["group_id"] == "viewers").items()
+        group = admin.describe_groups(["viewers"])["viewers"]
+        assert group["error"] is None
+        assert group["group_state"] == "Stable" and group["protocol_type"] == "consumer"
+        assert len(group["members"]) == 1
+        assignment = group["members"][0]["member_assignment"]
+        assert [(t["topic"], sorted(t["partitions"]))
+                for t in assignment["assigned_partitions"]] == [("shared", [0, 1])]
+        stop.set()
+        thread.join(timeout=30)
+        wait_until(lambda: admin.describe_groups(["viewers"])["viewers"]["group_state"]
+                   == "Empty", 30, "the group empty after its member left")
+        deleted = admin.delete_groups(["viewers"])
+        assert "viewers" in str(deleted) and "Error" not in str(deleted), deleted
+        assert admin.describe_groups(["viewers"])["viewers"]["group_state"] == "Dead"
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+        admin.close()

@@ -40,12 +40,15 @@ SUPPORTED: dict[int, tuple[int, int]] = {
     12: (0, 4),   # Heartbeat
     13: (0, 4),   # LeaveGroup
     14: (0, 5),   # SyncGroup
+    15: (0, 5),   # DescribeGroups
+    16: (0, 4),   # ListGroups
     17: (1, 1),   # SaslHandshake (v0's unframed tokens are not served)
     18: (0, 3),   # ApiVersions
     19: (2, 7),   # CreateTopics
     20: (1, 5),   # DeleteTopics
     22: (0, 4),   # InitProducerId
     36: (0, 2),   # SaslAuthenticate
+    42: (0, 2),   # DeleteGroups
 }
 
 _HEAD = struct.Struct(">hhi")

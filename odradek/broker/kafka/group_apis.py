@@ -9,13 +9,17 @@ from typing import Any
 from odradek.broker.auth import operations as op
 from odradek.broker.auth.access import Access
 from odradek.broker.errors import BrokerError, Reason
-from odradek.broker.groups.classic import ClassicGroups
+from odradek.broker.groups.classic import EMPTY, STABLE, ClassicGroups
 from odradek.broker.groups.coordinator import GroupCoordinator
+from odradek.broker.groups.state import Group
 from odradek.broker.groups.types import OffsetCommit
 from odradek.broker.kafka import codec
 from odradek.broker.kafka import errors as err
 
 GROUP_KEY = 0
+# How groups of Odradek's own protocol show to Kafka admin tools.
+GRPC_PROTOCOL_TYPE = "odradek"
+DEAD = "Dead"
 
 
 class GroupApis:
@@ -165,3 +169,83 @@ class GroupApis:
         return codec.make(module.OffsetFetchResponse, error_code=code, topics=tuple(
             codec.nested(module, "OffsetFetchResponseTopic", name=name,
                          partitions=tuple(parts)) for name, parts in by_topic.items()))
+
+    # ------------------------------------------------------------ group admin
+    def _grpc_group(self, group_id: str) -> Group | None:
+        try:
+            return self.coordinator.describe_group(group_id)
+        except BrokerError:
+            return None
+
+    def list_groups(self, version: int, body: Any, access: Access) -> Any:
+        """The groups this broker coordinates (clients ask every broker), of both
+        protocols, that the caller may describe."""
+        module = codec.response_module(16, version)
+        found: dict[str, tuple[str, str]] = {}
+        for group in self.coordinator.groups():
+            found[group.group_id] = (GRPC_PROTOCOL_TYPE if group.members else "",
+                                     STABLE if group.members else EMPTY)
+        for group_id, classic in list(self.classic.groups.items()):
+            if classic.members:
+                found[group_id] = (classic.protocol_type, classic.state)
+        wanted = set(getattr(body, "states_filter", None) or ())
+        return codec.make(module.ListGroupsResponse, error_code=err.NONE, groups=tuple(
+            codec.nested(module, "ListedGroup", group_id=group_id, protocol_type=kind,
+                         group_state=state)
+            for group_id, (kind, state) in sorted(found.items())
+            if access.allowed("group", group_id, "describe") and
+            (not wanted or state in wanted)))
+
+    def describe_groups(self, version: int, body: Any, access: Access) -> Any:
+        module = codec.response_module(15, version)
+        out = []
+        for group_id in body.groups:
+            values: dict[str, Any] = dict(error_code=err.NONE, group_id=group_id,
+                                          group_state=DEAD, protocol_type="",
+                                          protocol_data="", members=())
+            try:
+                op.describe_group(access, group_id)
+                self.coordinator.protocol_members(group_id)  # NOT_COORDINATOR elsewhere
+                classic = self.classic.describe(group_id)
+                grpc_group = self._grpc_group(group_id)
+                if classic is not None and classic.members:
+                    values.update(group_state=classic.state,
+                                  protocol_type=classic.protocol_type,
+                                  protocol_data=classic.protocol, members=tuple(
+                                      codec.nested(module, "DescribedGroupMember",
+                                                   member_id=m.member_id,
+                                                   group_instance_id=m.instance_id,
+                                                   client_id=m.client_id, client_host="",
+                                                   member_metadata=dict(m.protocols).get(
+                                                       classic.protocol, b""),
+                                                   member_assignment=m.assignment)
+                                      for m in classic.members.values()))
+                elif grpc_group is not None:
+                    values.update(group_state=STABLE if grpc_group.members else EMPTY,
+                                  protocol_type=GRPC_PROTOCOL_TYPE if grpc_group.members
+                                  else "", protocol_data=grpc_group.strategy, members=tuple(
+                                      codec.nested(module, "DescribedGroupMember",
+                                                   member_id=m.member_id,
+                                                   group_instance_id=m.instance_id or None,
+                                                   client_id=m.client_id, client_host="",
+                                                   member_metadata=b"", member_assignment=b"")
+                                      for m in grpc_group.members.values()))
+            except Exception as exc:
+                values["error_code"] = err.error_of(exc, "DescribeGroups")[0]
+            out.append(codec.nested(module, "DescribedGroup", **values,
+                                    authorized_operations=-2147483648))
+        return codec.make(module.DescribeGroupsResponse, groups=tuple(out))
+
+    async def delete_groups(self, version: int, body: Any, access: Access) -> Any:
+        module = codec.response_module(42, version)
+        results = []
+        for group_id in body.groups_names:
+            code = err.NONE
+            try:
+                op.delete_group(access, group_id)
+                await self.coordinator.delete(group_id)
+            except Exception as exc:
+                code = err.error_of(exc, "DeleteGroups")[0]
+            results.append(codec.nested(module, "DeletableGroupResult", group_id=group_id,
+                                        error_code=code))
+        return codec.make(module.DeleteGroupsResponse, results=tuple(results))

@@ -249,6 +249,10 @@ class KafkaListener:
                 return groups.leave_group(v, body, access)
             case 14:
                 return await groups.sync_group(v, body, access)
+            case 15:
+                return groups.describe_groups(v, body, access)
+            case 16:
+                return groups.list_groups(v, body, access)
             case 18:
                 return data.api_versions(v)
             case 19:
@@ -257,4 +261,6 @@ class KafkaListener:
                 return await data.delete_topics(v, body, access)
             case 22:
                 return await data.init_producer_id(v, body, access)
+            case 42:
+                return await groups.delete_groups(v, body, access)
         return codec.error_response(header.api_key, v, err.UNSUPPORTED_VERSION)
