@@ -128,3 +128,27 @@ async def _offsets(cluster: ClusterProcesses) -> dict[int, tuple[int, int]]:
     async with Admin(cluster.bootstrap) as admin:
         described = await admin.describe_group("ledger")
     return {p.partition: (p.committed_offset, p.log_end_offset) for p in described.partitions}
+
+
+def test_confluent_admin_partitions_configs_and_cluster(cluster: ClusterProcesses) -> None:
+    """Through every broker, so that the ones that are not the controller forward."""
+    from confluent_kafka.admin import ConfigResource, NewPartitions
+
+    boot = kafka_bootstrap(cluster)
+    for index, broker in enumerate(cluster.brokers):
+        name = f"grown-{index}"
+        one = AdminClient({"bootstrap.servers": f"127.0.0.1:{broker.kafka_port}"})  # type: ignore[attr-defined]
+        one.create_topics([NewTopic(name, num_partitions=2, replication_factor=3,
+                                    config={"retention.ms": "3600000"})])[name].result(30)
+        one.create_partitions([NewPartitions(name, 5)])[name].result(30)
+        wait_until(lambda n=name: len(AdminClient({"bootstrap.servers": boot}).list_topics(  # type: ignore[misc]
+            n, timeout=10).topics[n].partitions) == 5, 30, "five partitions")
+    admin = AdminClient({"bootstrap.servers": boot})
+    resource = ConfigResource(ConfigResource.Type.TOPIC, "grown-0")
+    configs = admin.describe_configs([resource])[resource].result(30)
+    assert configs["retention.ms"].value == "3600000"
+    assert not configs["retention.ms"].is_default and configs["cleanup.policy"].is_default
+    described = admin.describe_cluster().result(30)  # type: ignore[attr-defined]
+    assert sorted(n.id for n in described.nodes) == [0, 1, 2]
+    assert {n.port for n in described.nodes} == {b.kafka_port for b in cluster.brokers}  # type: ignore[attr-defined]
+    assert described.controller is not None

@@ -47,8 +47,11 @@ SUPPORTED: dict[int, tuple[int, int]] = {
     19: (2, 7),   # CreateTopics
     20: (1, 5),   # DeleteTopics
     22: (0, 4),   # InitProducerId
+    32: (1, 4),   # DescribeConfigs
     36: (0, 2),   # SaslAuthenticate
+    37: (0, 3),   # CreatePartitions
     42: (0, 2),   # DeleteGroups
+    60: (0, 1),   # DescribeCluster
 }
 
 _HEAD = struct.Struct(">hhi")

@@ -29,6 +29,7 @@ from odradek.broker.groups.classic import ClassicGroups
 from odradek.broker.groups.coordinator import GroupCoordinator
 from odradek.broker.kafka import codec, sasl
 from odradek.broker.kafka import errors as err
+from odradek.broker.kafka.admin_apis import AdminApis
 from odradek.broker.kafka.apis import DataApis
 from odradek.broker.kafka.group_apis import GroupApis
 from odradek.broker.kafka.sasl import Connection
@@ -71,6 +72,7 @@ class KafkaListener:
         self.data = DataApis(admin, metrics)
         self.classic = ClassicGroups(coordinator)
         self.groups = GroupApis(coordinator, self.classic)
+        self.admin = AdminApis(admin, self.data.forwarder)
         self._guard = guard
         self.tls = KafkaTLS(tls) if tls is not None else None
         self.max_request_bytes = max_request_bytes
@@ -261,6 +263,12 @@ class KafkaListener:
                 return await data.delete_topics(v, body, access)
             case 22:
                 return await data.init_producer_id(v, body, access)
+            case 32:
+                return self.admin.describe_configs(v, body, access)
+            case 37:
+                return await self.admin.create_partitions(v, body, access)
             case 42:
                 return await groups.delete_groups(v, body, access)
+            case 60:
+                return self.admin.describe_cluster(v, body, access)
         return codec.error_response(header.api_key, v, err.UNSUPPORTED_VERSION)
