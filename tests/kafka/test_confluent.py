@@ -148,6 +148,15 @@ def test_confluent_admin_partitions_configs_and_cluster(cluster: ClusterProcesse
     configs = admin.describe_configs([resource])[resource].result(30)
     assert configs["retention.ms"].value == "3600000"
     assert not configs["retention.ms"].is_default and configs["cleanup.policy"].is_default
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry
+    change = ConfigResource(ConfigResource.Type.TOPIC, "grown-1", incremental_configs=[
+        ConfigEntry("retention.ms", "7200000",
+                    incremental_operation=AlterConfigOpType.SET),
+        ConfigEntry("cleanup.policy", None, incremental_operation=AlterConfigOpType.DELETE)])
+    admin.incremental_alter_configs([change])[change].result(30)
+    after = admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, "grown-1")])
+    values = next(iter(after.values())).result(30)
+    assert values["retention.ms"].value == "7200000"
     described = admin.describe_cluster().result(30)  # type: ignore[attr-defined]
     assert sorted(n.id for n in described.nodes) == [0, 1, 2]
     assert {n.port for n in described.nodes} == {b.kafka_port for b in cluster.brokers}  # type: ignore[attr-defined]

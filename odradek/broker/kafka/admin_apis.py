@@ -1,5 +1,6 @@
 """Kafka's cluster and topic admin APIs beyond create and delete: CreatePartitions,
-DescribeConfigs (topics) and DescribeCluster, over TopicAdmin as the gRPC Admin service."""
+DescribeConfigs, AlterConfigs and IncrementalAlterConfigs (topics) and DescribeCluster,
+over TopicAdmin as the gRPC Admin service (changes forwarded to the controller)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,9 @@ BROKER_RESOURCE = 4
 TOPIC_CONFIG_SOURCE = 1
 DEFAULT_CONFIG_SOURCE = 5
 STRING_CONFIG_TYPE = 2
+# IncrementalAlterConfigs operations.
+SET = 0
+DELETE = 1
 
 
 class AdminApis:
@@ -92,3 +96,62 @@ class AdminApis:
                                                      port=b.kafka_port, rack=b.rack or None)
                                         for b in view.brokers if b.kafka_port > 0),
                           cluster_authorized_operations=-2147483648)
+
+    async def _alter_topic(self, name: str, set_: dict[str, str], delete: list[str],
+                           validate_only: bool, access: Access) -> None:
+        op.alter_topic_configs(access, name)
+        if self.admin.cluster.is_controller():
+            await self.admin.alter_configs(name, set_, delete, validate_only)
+        else:
+            await self.forwarder.forward(
+                self.admin.controller_address(), "AlterTopicConfigs",
+                pb.AlterTopicConfigsRequest(name=name, set=set_, delete=delete,
+                                            validate_only=validate_only))
+
+    async def incremental_alter_configs(self, version: int, body: Any, access: Access) -> Any:
+        module = codec.response_module(44, version)
+        results = []
+        for r in body.resources:
+            code, message = err.NONE, None
+            try:
+                if r.resource_type != TOPIC_RESOURCE:
+                    raise BrokerError(Reason.INVALID_REQUEST,
+                                      "only topic configs can be altered")
+                set_ = {c.name: c.value or "" for c in r.configs if c.config_operation == SET}
+                delete = [c.name for c in r.configs if c.config_operation == DELETE]
+                if any(c.config_operation not in (SET, DELETE) for c in r.configs):
+                    raise BrokerError(Reason.INVALID_CONFIG, "APPEND and SUBTRACT are not "
+                                      "supported; SET the whole list instead")
+                await self._alter_topic(r.resource_name, set_, delete,
+                                        bool(body.validate_only), access)
+            except Exception as exc:
+                code, message = err.error_of(exc, "IncrementalAlterConfigs")
+            results.append(codec.nested(module, "AlterConfigsResourceResponse",
+                                        error_code=code, error_message=message,
+                                        resource_type=r.resource_type,
+                                        resource_name=r.resource_name))
+        return codec.make(module.IncrementalAlterConfigsResponse, responses=tuple(results))
+
+    async def alter_configs(self, version: int, body: Any, access: Access) -> Any:
+        """The legacy API: the configs given replace all of the topic's own."""
+        module = codec.response_module(33, version)
+        results = []
+        for r in body.resources:
+            code, message = err.NONE, None
+            try:
+                if r.resource_type != TOPIC_RESOURCE:
+                    raise BrokerError(Reason.INVALID_REQUEST,
+                                      "only topic configs can be altered")
+                set_ = {c.name: c.value or "" for c in r.configs}
+                info = self.admin.cluster.image.topics.get(r.resource_name)
+                delete = [k for k in (info.configs if info is not None else {})
+                          if k not in set_]
+                await self._alter_topic(r.resource_name, set_, delete,
+                                        bool(body.validate_only), access)
+            except Exception as exc:
+                code, message = err.error_of(exc, "AlterConfigs")
+            results.append(codec.nested(module, "AlterConfigsResourceResponse",
+                                        error_code=code, error_message=message,
+                                        resource_type=r.resource_type,
+                                        resource_name=r.resource_name))
+        return codec.make(module.AlterConfigsResponse, responses=tuple(results))

@@ -48,9 +48,11 @@ SUPPORTED: dict[int, tuple[int, int]] = {
     20: (1, 5),   # DeleteTopics
     22: (0, 4),   # InitProducerId
     32: (1, 4),   # DescribeConfigs
+    33: (0, 2),   # AlterConfigs
     36: (0, 2),   # SaslAuthenticate
     37: (0, 3),   # CreatePartitions
     42: (0, 2),   # DeleteGroups
+    44: (0, 1),   # IncrementalAlterConfigs
     60: (0, 1),   # DescribeCluster
 }
 

@@ -265,8 +265,12 @@ class KafkaListener:
                 return await data.init_producer_id(v, body, access)
             case 32:
                 return self.admin.describe_configs(v, body, access)
+            case 33:
+                return await self.admin.alter_configs(v, body, access)
             case 37:
                 return await self.admin.create_partitions(v, body, access)
+            case 44:
+                return await self.admin.incremental_alter_configs(v, body, access)
             case 42:
                 return await groups.delete_groups(v, body, access)
             case 60:
