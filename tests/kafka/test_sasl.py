@@ -118,3 +118,46 @@ def test_an_anonymous_client_sees_no_topics_and_may_not_write(secured: KafkaBrok
                 producer.send(topic, b"x").get(timeout=10)
     finally:
         producer.close()
+
+
+def test_acls_made_through_kafka_apply_and_show_over_grpc(secured: KafkaBroker) -> None:
+    from confluent_kafka.admin import (
+        AclBinding,
+        AclBindingFilter,
+        AclOperation,
+        AclPermissionType,
+        AdminClient,
+        ResourcePatternType,
+        ResourceType,
+    )
+
+    admin = AdminClient({"bootstrap.servers": secured.kafka_address,
+                         "security.protocol": "SASL_PLAINTEXT",
+                         "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": "admin",
+                         "sasl.password": ADMIN_PASSWORD})
+    binding = AclBinding(ResourceType.TOPIC, "secret", ResourcePatternType.LITERAL,
+                         "User:alice", "*", AclOperation.WRITE, AclPermissionType.ALLOW)
+    admin.create_acls([binding])[binding].result(30)
+    everything = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None, None,
+                                  AclOperation.ANY, AclPermissionType.ANY)
+    listed = admin.describe_acls(everything).result(30)
+    assert binding in listed and len(listed) == 4
+
+    async def grpc_view() -> list[tuple[str, str, str]]:
+        async with Admin(secured.address, username="admin", password=ADMIN_PASSWORD) as grpc:
+            return [(a.principal, a.resource_name, a.operation) for a in await grpc.list_acls()]
+    assert ("User:alice", "secret", "write") in asyncio.run(grpc_view())
+
+    producer = KafkaProducer(bootstrap_servers=secured.kafka_address, acks="all",
+                             **sasl("alice", "alice-pw"))
+    try:
+        producer.send("secret", b"now allowed").get(timeout=30)
+        only_secret = AclBindingFilter(ResourceType.TOPIC, "secret",
+                                       ResourcePatternType.LITERAL, None, None,
+                                       AclOperation.ANY, AclPermissionType.ANY)
+        deleted = admin.delete_acls([only_secret])[only_secret].result(30)
+        assert deleted == [binding]
+        with pytest.raises(kerrors.TopicAuthorizationFailedError):
+            producer.send("secret", b"denied again").get(timeout=30)
+    finally:
+        producer.close()

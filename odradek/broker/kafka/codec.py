@@ -47,6 +47,9 @@ SUPPORTED: dict[int, tuple[int, int]] = {
     19: (2, 7),   # CreateTopics
     20: (1, 5),   # DeleteTopics
     22: (0, 4),   # InitProducerId
+    29: (1, 3),   # DescribeAcls
+    30: (1, 3),   # CreateAcls
+    31: (1, 3),   # DeleteAcls
     32: (1, 4),   # DescribeConfigs
     33: (0, 2),   # AlterConfigs
     36: (0, 2),   # SaslAuthenticate

@@ -29,6 +29,7 @@ from odradek.broker.groups.classic import ClassicGroups
 from odradek.broker.groups.coordinator import GroupCoordinator
 from odradek.broker.kafka import codec, sasl
 from odradek.broker.kafka import errors as err
+from odradek.broker.kafka.acl_apis import AclApis
 from odradek.broker.kafka.admin_apis import AdminApis
 from odradek.broker.kafka.apis import DataApis
 from odradek.broker.kafka.group_apis import GroupApis
@@ -73,6 +74,7 @@ class KafkaListener:
         self.classic = ClassicGroups(coordinator)
         self.groups = GroupApis(coordinator, self.classic)
         self.admin = AdminApis(admin, self.data.forwarder)
+        self.acls = AclApis(admin.cluster)
         self._guard = guard
         self.tls = KafkaTLS(tls) if tls is not None else None
         self.max_request_bytes = max_request_bytes
@@ -263,6 +265,12 @@ class KafkaListener:
                 return await data.delete_topics(v, body, access)
             case 22:
                 return await data.init_producer_id(v, body, access)
+            case 29:
+                return self.acls.describe_acls(v, body, access)
+            case 30:
+                return await self.acls.create_acls(v, body, access)
+            case 31:
+                return await self.acls.delete_acls(v, body, access)
             case 32:
                 return self.admin.describe_configs(v, body, access)
             case 33:
