@@ -161,3 +161,40 @@ def test_acls_made_through_kafka_apply_and_show_over_grpc(secured: KafkaBroker) 
             producer.send("secret", b"denied again").get(timeout=30)
     finally:
         producer.close()
+
+
+def test_users_made_through_kafka_log_in_on_both_listeners(secured: KafkaBroker) -> None:
+    from confluent_kafka.admin import (
+        AdminClient,
+        ScramCredentialInfo,
+        ScramMechanism,
+        UserScramCredentialDeletion,
+        UserScramCredentialUpsertion,
+    )
+
+    admin = AdminClient({"bootstrap.servers": secured.kafka_address,
+                         "security.protocol": "SASL_PLAINTEXT",
+                         "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": "admin",
+                         "sasl.password": ADMIN_PASSWORD})
+    upsert = UserScramCredentialUpsertion(
+        "bob", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 8192), b"bob-pw")
+    for future in admin.alter_user_scram_credentials([upsert]).values():
+        future.result(30)
+    described = admin.describe_user_scram_credentials(["bob"])["bob"].result(30)
+    assert [i.iterations for i in described.scram_credential_infos] == [8192]
+
+    async def grpc_login() -> list[str]:
+        async with Admin(secured.address, username="bob", password="bob-pw") as grpc:
+            return [t.name for t in await grpc.list_topics()]
+    assert asyncio.run(grpc_login()) == []  # logged in; bob may describe nothing
+    consumer = KafkaConsumer(bootstrap_servers=secured.kafka_address, **sasl("bob", "bob-pw"))
+    try:
+        assert consumer.topics() == set()
+    finally:
+        consumer.close()
+
+    deletion = UserScramCredentialDeletion("bob", ScramMechanism.SCRAM_SHA_512)
+    for future in admin.alter_user_scram_credentials([deletion]).values():
+        future.result(30)
+    with pytest.raises(Exception, match="(?i)auth"):
+        asyncio.run(grpc_login())

@@ -35,6 +35,7 @@ from odradek.broker.kafka.apis import DataApis
 from odradek.broker.kafka.group_apis import GroupApis
 from odradek.broker.kafka.sasl import Connection
 from odradek.broker.kafka.tls import KafkaTLS, peer_certificate
+from odradek.broker.kafka.user_apis import UserApis
 from odradek.broker.metrics.broker import BrokerMetrics
 from odradek.broker.topic_admin import TopicAdmin
 from odradek.security.tls import ServerTLS
@@ -75,6 +76,7 @@ class KafkaListener:
         self.groups = GroupApis(coordinator, self.classic)
         self.admin = AdminApis(admin, self.data.forwarder)
         self.acls = AclApis(admin.cluster)
+        self.users = UserApis(admin.cluster)
         self._guard = guard
         self.tls = KafkaTLS(tls) if tls is not None else None
         self.max_request_bytes = max_request_bytes
@@ -281,6 +283,10 @@ class KafkaListener:
                 return await self.admin.incremental_alter_configs(v, body, access)
             case 42:
                 return await groups.delete_groups(v, body, access)
+            case 50:
+                return self.users.describe(v, body, access)
+            case 51:
+                return await self.users.alter(v, body, access)
             case 60:
                 return self.admin.describe_cluster(v, body, access)
         return codec.error_response(header.api_key, v, err.UNSUPPORTED_VERSION)
