@@ -267,6 +267,8 @@ def run_dev(args: argparse.Namespace) -> int:
                          "know each other by their certificates)")
     requested = getattr(args, "kafka_port", -1)
     first_kafka = requested if requested >= 0 else args.port + KAFKA_PORT_OFFSET
+    if first_kafka + count > 65536:
+        first_kafka = 0  # no room above high gRPC ports: Kafka off unless asked for
     settings = dev_settings(data_dir, args.host, args.port, count, first_metrics, tls,
                             security, first_kafka)
     try:

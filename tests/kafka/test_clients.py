@@ -9,6 +9,7 @@ import os
 import threading
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import errors as kerrors
 from kafka.admin import NewTopic
 
 from odradek.client import Admin, Consumer, Producer
@@ -50,7 +51,10 @@ def _member(broker: KafkaBroker, group: str, stop: threading.Event,
             for records in consumer.poll(timeout_ms=500).values():
                 got.extend(r.value for r in records)
             owned[:] = [set(consumer.assignment())]
-            consumer.commit()
+            try:
+                consumer.commit()
+            except kerrors.CommitFailedError:
+                pass  # a rebalance began: the next poll joins again, and commits after
     finally:
         consumer.close()
 

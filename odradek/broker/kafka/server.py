@@ -58,10 +58,10 @@ def bind(host: str, port: int) -> socket.socket:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
         sock.listen(128)
-    except OSError as exc:
+    except (OSError, OverflowError) as exc:
         sock.close()
         raise ListenError(f"cannot listen for Kafka clients on {host}:{port}: "
-                          f"{exc.strerror or exc}") from exc
+                          f"{getattr(exc, 'strerror', None) or exc}") from exc
     sock.setblocking(False)
     return sock
 
