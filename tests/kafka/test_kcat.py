@@ -48,6 +48,10 @@ async def test_kcat_metadata_produce_consume(kafka_broker: KafkaBroker) -> None:
         per_partition.setdefault(partition, []).append(value)
     for values in per_partition.values():  # in produce order within each partition
         assert values == sorted(values, key=lambda v: int(v.split("-")[1]))
+    metrics = kafka_broker.scrape()
+    for api in ("ApiVersions", "Metadata", "Produce", "Fetch", "InitProducerId"):
+        assert f'odradek_kafka_requests_total{{api="{api}"}}' in metrics
+    assert "odradek_kafka_connections_total" in metrics
 
 
 async def test_kcat_group_commits_offsets_grpc_sees(kafka_broker: KafkaBroker) -> None:

@@ -83,6 +83,13 @@ class Request:
     body: Any  # the kio request object; None when the API or version is not served
 
 
+@functools.cache
+def api_name(api_key: int) -> str:
+    """Kafka's name of a served API (its request class without "Request")."""
+    low, _ = SUPPORTED[api_key]
+    return str(load_request_schema(api_key, low).__name__).removesuffix("Request")
+
+
 def served(api_key: int, version: int) -> bool:
     low, high = SUPPORTED.get(api_key, (0, -1))
     return low <= version <= high

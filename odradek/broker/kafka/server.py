@@ -19,6 +19,7 @@ import contextlib
 import logging
 import socket
 import struct
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -78,6 +79,7 @@ class KafkaListener:
         self.acls = AclApis(admin.cluster)
         self.users = UserApis(admin.cluster)
         self._guard = guard
+        self.metrics = metrics
         self.tls = KafkaTLS(tls) if tls is not None else None
         self.max_request_bytes = max_request_bytes
         self._server: asyncio.Server | None = None
@@ -117,6 +119,8 @@ class KafkaListener:
         me = asyncio.current_task()
         assert me is not None
         self._connections.add(me)
+        if self.metrics is not None:
+            self.metrics.kafka_connections.inc()
         answers: asyncio.Queue[asyncio.Task[bytes | None] | None] = asyncio.Queue(MAX_IN_FLIGHT)
         conn = self._connection(writer)
         sender = asyncio.create_task(self._send(answers, writer, conn))
@@ -206,6 +210,7 @@ class KafkaListener:
             conn.close = True
             return None
         set_current_access(access)
+        started = time.perf_counter()
         try:
             body = await self._dispatch(header, request.body, access)
         except Exception:
@@ -214,6 +219,10 @@ class KafkaListener:
             log.exception("Kafka API %d v%d failed", header.api_key, header.api_version)
             body = codec.error_response(header.api_key, header.api_version,
                                         err.UNKNOWN_SERVER_ERROR)
+        if self.metrics is not None:
+            api = codec.api_name(header.api_key)
+            self.metrics.kafka_requests.labels(api).inc()
+            self.metrics.kafka_duration.labels(api).observe(time.perf_counter() - started)
         return None if body is None else codec.encode_response(header, body)
 
     def _unsupported(self, header: codec.Header) -> bytes:
