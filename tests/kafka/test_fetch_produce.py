@@ -4,6 +4,7 @@ answered with nothing while the next request is answered, and ListOffsets."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import socket
 import struct
@@ -126,3 +127,32 @@ async def test_acks_zero_gets_no_answer_and_list_offsets(kafka_broker: KafkaBrok
             break
         time.sleep(0.05)
     assert found == [0, 3]  # offset 0: the first leader's no-op; then two records
+
+
+async def test_offset_for_leader_epoch_is_the_raft_term(kafka_broker: KafkaBroker) -> None:
+    async with Admin(kafka_broker.address) as admin:
+        await admin.create_topic("t", partitions=1)
+        for _ in range(50):
+            view = (await admin.describe_topic("t")).partitions[0]
+            if view.info.leader_epoch > 0:
+                break
+            await asyncio.sleep(0.1)
+    async with Producer(kafka_broker.address, linger_ms=0) as producer:
+        for i in range(3):
+            await (await producer.send("t", b"v%d" % i))
+    epoch = view.info.leader_epoch
+    module = codec.load_payload_module(23, 4, codec.EntityType.request)
+
+    def ask(leader_epoch: int) -> tuple[int, int, int]:
+        wire = Wire(kafka_broker)
+        wire.send(23, 4, codec.make(module.OffsetForLeaderEpochRequest, replica_id=-1, topics=(
+            codec.nested(module, "OffsetForLeaderTopic", topic="t", partitions=(
+                codec.nested(module, "OffsetForLeaderPartition", partition=0,
+                             current_leader_epoch=-1, leader_epoch=leader_epoch),)),)))
+        _, answer = wire.receive(23, 4)
+        p = answer.topics[0].partitions[0]  # type: ignore[attr-defined]
+        return int(p.error_code), int(p.leader_epoch), int(p.end_offset)
+
+    assert ask(epoch) == (0, epoch, 4)  # the current epoch ends at the log end
+    assert ask(epoch - 1) == (0, epoch - 1, 0)  # an epoch before the first ends where it began
+    assert ask(epoch + 5) == (0, -1, -1)  # an epoch not seen yet is unknown

@@ -305,3 +305,27 @@ class DataApis:
             results.append(codec.nested(module, "DeletableTopicResult", name=name,
                                         error_code=code, error_message=message))
         return codec.make(module.DeleteTopicsResponse, responses=tuple(results))
+
+    # --------------------------------------------------- OffsetForLeaderEpoch
+    def offset_for_leader_epoch(self, version: int, body: Any, access: Access) -> Any:
+        """Where each asked leader epoch ended on this leader (the Raft term is the
+        epoch), so that a client can tell whether its position was truncated away."""
+        module = codec.response_module(23, version)
+        topics = []
+        for t in body.topics:
+            parts = []
+            for p in t.partitions:
+                code, epoch, end = err.NONE, -1, -1
+                try:
+                    check_partition_request(t.topic, p.partition)
+                    op.read_topic(access, t.topic)
+                    partition = self.admin.leader_partition(t.topic, p.partition)
+                    epoch, end = reads.epoch_end(partition, p.leader_epoch)
+                except Exception as exc:
+                    code, _ = err.error_of(exc, "OffsetForLeaderEpoch")
+                parts.append(codec.nested(module, "EpochEndOffset", error_code=code,
+                                          partition=p.partition, leader_epoch=epoch,
+                                          end_offset=end))
+            topics.append(codec.nested(module, "OffsetForLeaderTopicResult", topic=t.topic,
+                                       partitions=tuple(parts)))
+        return codec.make(module.OffsetForLeaderEpochResponse, topics=tuple(topics))

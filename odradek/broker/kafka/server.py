@@ -276,6 +276,8 @@ class KafkaListener:
                 return await data.delete_topics(v, body, access)
             case 22:
                 return await data.init_producer_id(v, body, access)
+            case 23:
+                return data.offset_for_leader_epoch(v, body, access)
             case 29:
                 return self.acls.describe_acls(v, body, access)
             case 30:
