@@ -148,11 +148,13 @@ class KafkaListener:
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
-            with contextlib.suppress(asyncio.QueueFull):
-                answers.put_nowait(None)
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                await asyncio.wait_for(sender, 30)
-            sender.cancel()
+            # The connection is over (the client left, sent what closes it, or the broker
+            # stops): answers still pending have nobody to go to, and a JoinGroup or a
+            # Fetch may be waiting for a long time.
+            pending = [*in_flight, sender]
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
