@@ -135,7 +135,8 @@ class DataApis:
             if not records:
                 raise BrokerError(Reason.INVALID_RECORD, "the request carries no records")
             partition = self.admin.leader_partition(topic, index)
-            info = await partition.append(bytes(records), quorum=quorum, timeout_s=timeout_s)
+            # kio's Records is a bytes subclass: appended as it is, not copied.
+            info = await partition.append(records, quorum=quorum, timeout_s=timeout_s)
             if self.metrics is not None:
                 self.metrics.produced(topic, records)
             return err.NONE, None, info.base_offset, partition.log.log_start_offset

@@ -18,6 +18,7 @@ from odradek.security import scram
 
 log = logging.getLogger("odradek.broker.kafka")
 
+SASL_AUTHENTICATE = 36
 # Longer SCRAM messages are refused before they are parsed (as on gRPC).
 MAX_SCRAM_MESSAGE = 4096
 
@@ -75,5 +76,3 @@ def authenticate(version: int, body: Any, conn: Connection, guard: Guard) -> Any
                       auth_bytes=final.encode(),
                       session_lifetime=int(guard.sessions.lifetime_s * 1000))
 
-
-SASL_AUTHENTICATE = 36
