@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka import errors as kerrors
+from kafka.admin import NewTopic
 
 from odradek.client import Admin
 from odradek.client.acls import acl
@@ -125,3 +126,42 @@ def test_a_rotated_certificate_serves_new_connections(tls_broker: KafkaBroker, p
     (staged / "b-key.pem").replace(pki.broker_key)
     (staged / "b.pem").replace(pki.broker_cert)
     wait_until(lambda: served_serial() != before, 20, "the rotated certificate")
+
+
+def test_sasl_over_tls(tmp_path: Path, pki: Pki, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SASL_SSL: TLS without client certificates, then a SCRAM login decides who calls."""
+    monkeypatch.setenv("ODRADEK_BOOTSTRAP_PASSWORD", "admin-secret")
+    proc = KafkaBroker(tmp_path / "sasl-ssl", [
+        "--listener", "tls", "--tls-cert", str(pki.broker_cert), "--tls-key",
+        str(pki.broker_key), "--tls-client-auth", "none", "--authorization", "on",
+        "--super-users", "User:admin", "--bootstrap-user", "admin"])
+    proc.tls = ClientTLS(pki.ca)
+    try:
+        proc.start()
+        options = {"security_protocol": "SASL_SSL", "ssl_cafile": str(pki.ca),
+                   "ssl_check_hostname": False, "sasl_mechanism": "SCRAM-SHA-512",
+                   "sasl_plain_username": "admin", "sasl_plain_password": "admin-secret"}
+
+        def admin_sees_topics() -> bool:
+            try:
+                admin = KafkaAdminClient(bootstrap_servers=proc.kafka_address,
+                                         **options)  # type: ignore[arg-type]
+            except kerrors.KafkaError:
+                return False  # the bootstrap user is written once the cluster formed
+            try:
+                admin.create_topics([NewTopic("over-sasl-ssl", 1, 1)])
+                return "over-sasl-ssl" in admin.list_topics()
+            except kerrors.KafkaError:
+                return False
+            finally:
+                admin.close()
+
+        wait_until(admin_sees_topics, 60, "a SASL_SSL admin login and topic")
+        producer = KafkaProducer(bootstrap_servers=proc.kafka_address, acks="all",
+                                 **options)  # type: ignore[arg-type]
+        try:
+            producer.send("over-sasl-ssl", b"secret").get(timeout=30)
+        finally:
+            producer.close()
+    finally:
+        proc.stop()
