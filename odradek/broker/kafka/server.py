@@ -215,17 +215,18 @@ class KafkaListener:
         started = time.perf_counter()
         try:
             body = await self._dispatch(header, request.body, access)
+            frame = None if body is None else codec.encode_response(header, body)
         except Exception:
             # Handlers answer domain errors in their responses; this is a bug, and the
             # client gets a well-formed refusal rather than a dead connection.
             log.exception("Kafka API %d v%d failed", header.api_key, header.api_version)
-            body = codec.error_response(header.api_key, header.api_version,
-                                        err.UNKNOWN_SERVER_ERROR)
+            frame = codec.encode_response(header, codec.error_response(
+                header.api_key, header.api_version, err.UNKNOWN_SERVER_ERROR))
         if self.metrics is not None:
             api = codec.api_name(header.api_key)
             self.metrics.kafka_requests.labels(api).inc()
             self.metrics.kafka_duration.labels(api).observe(time.perf_counter() - started)
-        return None if body is None else codec.encode_response(header, body)
+        return frame
 
     def _unsupported(self, header: codec.Header) -> bytes:
         if header.api_key == codec.API_VERSIONS:
