@@ -8,6 +8,7 @@ import asyncio
 import os
 import threading
 
+import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka import errors as kerrors
 from kafka.admin import NewTopic
@@ -187,4 +188,29 @@ def test_kafka_python_group_admin_lists_describes_and_deletes(kafka_broker: Kafk
     finally:
         stop.set()
         thread.join(timeout=30)
+        admin.close()
+
+
+def test_an_unknown_topic_gets_the_codes_clients_expect(kafka_broker: KafkaBroker) -> None:
+    from confluent_kafka import KafkaError, Producer
+
+    failures: list[KafkaError] = []
+    producer = Producer({"bootstrap.servers": kafka_broker.kafka_address,
+                         "message.timeout.ms": 10_000,
+                         "topic.metadata.propagation.max.ms": 1000})
+    producer.produce("ghost", b"x", on_delivery=lambda e, _m: failures.append(e))
+    producer.flush(15)
+    assert [f.code() for f in failures] in ([KafkaError.UNKNOWN_TOPIC_OR_PART],
+                                            [KafkaError._UNKNOWN_TOPIC])
+    kp = KafkaProducer(bootstrap_servers=kafka_broker.kafka_address, max_block_ms=2000)
+    try:
+        with pytest.raises(kerrors.KafkaTimeoutError):  # no auto-creation: metadata waits
+            kp.send("ghost", b"x").get(timeout=10)
+    finally:
+        kp.close()
+    admin = admin_client(kafka_broker)
+    try:
+        with pytest.raises(kerrors.UnknownTopicOrPartitionError):
+            admin.delete_topics(["ghost"])
+    finally:
         admin.close()
