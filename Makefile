@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench bench-compaction proto manifests lint clean prometheus-tools sim sim-broker \
+.PHONY: run test bench bench-compaction proto manifests lint clean prometheus-tools kafka-tools sim sim-broker \
 	chaos chaos-tools \
 	sim-broker-selftest
 
@@ -21,7 +21,7 @@ tests/node/node_modules: tests/node/package.json
 run: $(STAMP)
 	$(BIN)/odradek dev --brokers 3
 
-test: $(STAMP) tests/node/node_modules prometheus-tools chaos-tools
+test: $(STAMP) tests/node/node_modules prometheus-tools chaos-tools kafka-tools
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 # promtool and prometheus (Debian package prometheus) for the metrics tests; installed when
@@ -32,6 +32,16 @@ prometheus-tools:
 	  apt-get install -y -qq prometheus >/dev/null 2>&1 \
 	  || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq prometheus >/dev/null 2>&1; } \
 	  || echo "warning: could not install prometheus (no network?)" >&2; \
+	fi
+
+# kcat (Debian package kcat) for the Kafka listener's tests (tests/kafka); installed when
+# running as root and absent, as prometheus-tools.
+kafka-tools:
+	@if [ "$$(id -u)" = 0 ] && ! command -v kcat >/dev/null 2>&1; then \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -qq kcat >/dev/null 2>&1 \
+	  || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq kcat >/dev/null 2>&1; } \
+	  || echo "warning: could not install kcat (no network?)" >&2; \
 	fi
 
 # The JetStream comparison needs nats-server (Debian, installed when root) and nats-py.

@@ -24,6 +24,8 @@ from odradek.broker.errors import ListenError
 from odradek.broker.groups.coordinator import CoordinatorSettings, GroupCoordinator
 from odradek.broker.grpc.server import GrpcListener
 from odradek.broker.housekeeping import Housekeeper
+from odradek.broker.kafka.server import KafkaListener
+from odradek.broker.kafka.server import bind as bind_kafka
 from odradek.broker.metrics.broker import BrokerMetrics, MetricsServer, StateCollector
 from odradek.broker.metrics.certs import CertificateCollector
 from odradek.broker.metrics.groups import GroupCollector
@@ -84,6 +86,8 @@ class BrokerSettings:
     security: SecuritySettings = field(default_factory=SecuritySettings)
     # Partitions of the internal topic __consumer_offsets when this broker creates it.
     offsets_topic_partitions: int = 8
+    # The Kafka wire-protocol listener on this port of `host` (0: any free one); None: off.
+    kafka_port: int | None = None
 
 
 __all__ = ["Broker", "BrokerSettings", "ListenError", "serve"]
@@ -101,6 +105,8 @@ class Broker:
         self.host: RaftHost | None = None
         self.syncer: ThreadSyncer | None = None
         self.groups: GroupCoordinator | None = None
+        self.kafka: KafkaListener | None = None
+        self.kafka_port = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = asyncio.Event()
         self.metrics = BrokerMetrics()
@@ -133,6 +139,9 @@ class Broker:
                 "brokers reach each other on the TLS listener with mutual TLS: a cluster "
                 "of several brokers needs --tls-client-auth required")
         self.port = self.listener.bind(s.host, s.port, s.tls)
+        kafka_socket = bind_kafka(s.host, s.kafka_port) if s.kafka_port is not None else None
+        if kafka_socket is not None:
+            self.kafka_port = kafka_socket.getsockname()[1]
         peer_tls = s.tls.client() if s.tls is not None else None
         voters = dict(s.voters) or {s.broker_id: host_port(s.host, self.port)}
         if s.broker_id in voters:
@@ -151,6 +160,7 @@ class Broker:
         cluster_settings = ClusterSettings(
             broker_id=s.broker_id, host=s.host, port=self.port, data_dir=s.data_dir,
             voters=voters, rack=s.rack, topic_defaults=self.defaults,
+            kafka_port=self.kafka_port,
             tick_interval_s=s.tick_interval_ms / 1000, cluster_id=_cluster_id(voters),
             metadata_snapshot_every=s.metadata_snapshot_every,
             producer_id_expiration_ms=s.producer_id_expiration_ms)
@@ -168,6 +178,9 @@ class Broker:
             offsets_replication_factor=s.default_replication_factor))
         self.listener.add_services(admin, self.cluster, self.guard, self.groups,
                                    self.transport, self.metrics)
+        if kafka_socket is not None:
+            self.kafka = KafkaListener(admin, self.groups, lambda: self.guard, self.metrics,
+                                       tls=s.tls)
         for peer in voters:
             if peer != s.broker_id:
                 self.transport.add_peer(peer)
@@ -188,6 +201,10 @@ class Broker:
         self.host.start()
         self.cluster.start()
         self.groups.start()
+        if self.kafka is not None and kafka_socket is not None:
+            await self.kafka.start(kafka_socket)
+            log.info("broker %d serves Kafka clients on %s:%d (%s)", s.broker_id, s.host,
+                     self.kafka_port, "tls" if s.tls is not None else "plaintext")
         self._tasks = [asyncio.create_task(self._flush_loop()),
                        asyncio.create_task(self._retention_loop()),
                        asyncio.create_task(self._serve_when_registered())]
@@ -254,6 +271,8 @@ class Broker:
             await self.listener.stop(self.settings.shutdown_grace_s)
         if self.metrics_server is not None:
             await self.metrics_server.stop()
+        if self.kafka is not None:
+            await self.kafka.stop()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -74,6 +74,7 @@ class ClusterSettings:
     # Metadata voters: broker id -> "host:port" of its listener.
     voters: dict[int, str]
     rack: str | None = None
+    kafka_port: int = 0  # registered for the Kafka listener's Metadata answers; 0: none
     cluster_id: str = "odradek"
     topic_defaults: LogConfig = field(default_factory=LogConfig)
     tick_interval_s: float = 0.05
@@ -480,10 +481,11 @@ class ClusterNode:
 
     async def _register_loop(self) -> None:
         s = self.settings
-        me = RegisterBroker(s.broker_id, s.host, s.port, s.rack)
+        me = RegisterBroker(s.broker_id, s.host, s.port, s.rack, s.kafka_port)
         while True:
             info = self.image.brokers.get(self.id)
-            if info is not None and (info.host, info.port, info.rack) == (s.host, s.port, s.rack):
+            if info is not None and (info.host, info.port, info.rack, info.kafka_port) == (
+                    s.host, s.port, s.rack, s.kafka_port):
                 return
             try:
                 await self.propose(me, timeout_s=5)

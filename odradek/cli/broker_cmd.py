@@ -64,6 +64,11 @@ def add_broker_parser(
                    default=os.environ.get("ODRADEK_METRICS_TOKEN_FILE") or None,
                    help="answer /metrics only to 'Authorization: Bearer <token>', the "
                         "token being this file's first line (env ODRADEK_METRICS_TOKEN_FILE)")
+    kafka_port = os.environ.get("ODRADEK_KAFKA_PORT")
+    p.add_argument("--kafka-port", type=int, default=_env_int("ODRADEK_KAFKA_PORT", 0)
+                   if kafka_port else None,
+                   help="serve Kafka clients (kcat, librdkafka, kafka-python) on this port "
+                        "of --host (env ODRADEK_KAFKA_PORT; 0: any free port; default: off)")
     p.add_argument("--rack", default=os.environ.get("ODRADEK_RACK") or None,
                    help="rack or zone label, for spreading replicas (env ODRADEK_RACK)")
     p.add_argument("--metadata-snapshot-every", type=int, default=1000, metavar="N",
@@ -183,6 +188,9 @@ def add_dev_parser(
     p.add_argument("--metrics-port", type=int, default=_env_int("ODRADEK_METRICS_PORT", -1),
                    help="first broker's metrics port, the others on the next ports "
                         "(default: --port + 1000; 0: off)")
+    p.add_argument("--kafka-port", type=int, default=_env_int("ODRADEK_KAFKA_PORT", -1),
+                   help="first broker's Kafka listener port, the others on the next ports "
+                        "(default: --port + 2000; 0: off)")
     p.add_argument("--prometheus", action="store_true",
                    help="also run `prometheus` (if installed) scraping every broker")
     p.add_argument("--tls", action="store_true",

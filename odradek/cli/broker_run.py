@@ -148,6 +148,7 @@ def run_broker(args: argparse.Namespace) -> int:
             retention_check_interval_ms=args.log_cleanup_interval_ms,
             fsync_in_worker=not args.fsync_on_event_loop,
             offsets_topic_partitions=args.offsets_topic_partitions,
+            kafka_port=getattr(args, "kafka_port", None),
             metrics_port=metrics_port(args.metrics_port, args.port),
             metrics_host=args.metrics_host, metrics_tls=args.metrics_tls == "on",
             metrics_token=metrics_token(args.metrics_token_file),

@@ -25,6 +25,8 @@ from odradek.security.hosts import host_port
 from odradek.security.tls import ServerTLS
 
 READY_TIMEOUT_S = 60.0
+# `odradek dev`'s Kafka listeners are on the gRPC ports + this, unless --kafka-port says.
+KAFKA_PORT_OFFSET = 2000
 
 BANNER = """
 Odradek is running: {count} broker(s) on {addrs}
@@ -38,7 +40,7 @@ data in {data}
   odradek group describe billing             # members, committed offsets, lag
   grpcurl -plaintext {first} list            # reflection is on
   grpcurl -plaintext {first} grpc.health.v1.Health/Check
-
+{kafka}
 (Inside the repository `source .venv/bin/activate` puts odradek on the PATH.)
 Press Ctrl-C to stop.
 """
@@ -148,6 +150,16 @@ AUTH_BANNER = """Authorization is on. The super user admin's password is in {pas
 """
 
 
+def kafka_banner(addresses: list[str]) -> str:
+    if not addresses:
+        return ""
+    boot = ",".join(addresses)
+    return (f"\nKafka clients: bootstrap {boot}\n"
+            f"  kcat -b {boot} -L\n"
+            f"  echo 'k1:hello' | kcat -b {boot} -P -t orders -K: -X acks=all\n"
+            f"  kcat -b {boot} -C -t orders -o beginning -e\n")
+
+
 def dev_security(data_dir: Path) -> tuple[SecuritySettings, Path]:
     """Authorization on, with a super user `admin` whose password is made once and kept in
     data_dir/admin.password (owner-only)."""
@@ -164,7 +176,8 @@ def dev_security(data_dir: Path) -> tuple[SecuritySettings, Path]:
 def dev_settings(data_dir: Path, host: str, port: int, count: int,
                  first_metrics_port: int = 0,
                  tls: ServerTLS | None = None,
-                 security: SecuritySettings | None = None) -> list[BrokerSettings]:
+                 security: SecuritySettings | None = None,
+                 first_kafka_port: int = 0) -> list[BrokerSettings]:
     voter_ids = range(min(count, 3) if count >= 3 else count)
     voters = {i: f"{host}:{port + i}" for i in voter_ids}
     return [BrokerSettings(data_dir=data_dir / f"broker-{i}", host=host, port=port + i,
@@ -172,7 +185,8 @@ def dev_settings(data_dir: Path, host: str, port: int, count: int,
                            security=security or SecuritySettings(),
                            metrics_port=first_metrics_port + i if first_metrics_port else 0,
                            # They all stop together: handing leadership off is moot.
-                           hand_off_s=0)
+                           hand_off_s=0,
+                           kafka_port=first_kafka_port + i if first_kafka_port else None)
             for i in range(count)]
 
 
@@ -207,11 +221,18 @@ async def _run(settings: list[BrokerSettings], with_prometheus: bool = False,
     addrs = [host_port(s.host, b.port) for s, b in zip(settings, brokers, strict=True)]
     fields = dict(count=len(brokers), addrs=", ".join(addrs), first=addrs[0],
                   boot=",".join(addrs), data=settings[0].data_dir.parent)
+    kafka = [host_port(s.host, b.kafka_port) for s, b in zip(settings, brokers, strict=True)
+             if b.kafka is not None]
     if pki is None:
-        print(BANNER.format(**fields), flush=True)
+        print(BANNER.format(**fields, kafka=kafka_banner(kafka)), flush=True)
     else:
         print(TLS_BANNER.format(**fields, pki=pki.directory, ca=pki.ca, cert=pki.client_cert,
                                 key=pki.client_key), flush=True)
+        if kafka:
+            print(f"Kafka clients (TLS): bootstrap {','.join(kafka)}\n  kcat -b "
+                  f"{','.join(kafka)} -X security.protocol=ssl -X ssl.ca.location={pki.ca} "
+                  f"-X ssl.certificate.location={pki.client_cert} "
+                  f"-X ssl.key.location={pki.client_key} -L\n", flush=True)
     if password_file is not None:
         print(AUTH_BANNER.format(password_file=password_file), flush=True)
     urls = [b.metrics_url for b in brokers if b.metrics_url is not None]
@@ -255,8 +276,12 @@ def run_dev(args: argparse.Namespace) -> int:
     if security is not None and count > 1 and tls is None:
         raise SystemExit("error: --authorization with several brokers needs --tls (brokers "
                          "know each other by their certificates)")
+    requested = getattr(args, "kafka_port", -1)
+    first_kafka = requested if requested >= 0 else args.port + KAFKA_PORT_OFFSET
+    if first_kafka + count > 65536:
+        first_kafka = 0  # no room above high gRPC ports: Kafka off unless asked for
     settings = dev_settings(data_dir, args.host, args.port, count, first_metrics, tls,
-                            security)
+                            security, first_kafka)
     try:
         asyncio.run(_run(settings, bool(getattr(args, "prometheus", False)), pki,
                          password_file))

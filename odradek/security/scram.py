@@ -88,7 +88,14 @@ def make_credential(password: str, iterations: int = DEFAULT_ITERATIONS,
     if not MIN_ITERATIONS <= iterations <= MAX_ITERATIONS:
         raise ScramError(f"iterations must be between {MIN_ITERATIONS} and {MAX_ITERATIONS}")
     salt = secrets.token_bytes(SALT_BYTES) if salt is None else salt
-    salted = salted_password(password, salt, iterations, hash_name)
+    return credential_of_salted(salted_password(password, salt, iterations, hash_name),
+                                salt, iterations, hash_name)
+
+
+def credential_of_salted(salted: bytes, salt: bytes, iterations: int,
+                         hash_name: str = HASH) -> ScramCredential:
+    """The stored credential from a salted password (what Kafka's
+    AlterUserScramCredentials sends, so that the password itself never travels)."""
     client_key = _hmac(salted, b"Client Key", hash_name)
     return ScramCredential(salt, iterations, _h(client_key, hash_name),
                            _hmac(salted, b"Server Key", hash_name))

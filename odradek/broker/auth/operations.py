@@ -46,6 +46,10 @@ def alter_topic_configs(access: Access, name: str) -> None:
     access.require("topic", name, "alter_configs")
 
 
+def describe_topic_configs(access: Access, name: str) -> None:
+    access.require("topic", name, "describe_configs")
+
+
 def create_partitions(access: Access, name: str) -> None:
     access.require("topic", name, "alter")
 

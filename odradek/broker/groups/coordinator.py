@@ -111,6 +111,8 @@ class GroupCoordinator:
         self._partitions_seen: dict[str, dict[str, int]] = {}
         self._create_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
+        # A group's Kafka classic members (groups/classic.py): one protocol at a time.
+        self.foreign_members: Callable[[str], int] = lambda _group: 0
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -323,6 +325,9 @@ class GroupCoordinator:
         shard = self._shard(group_id)
         if not request.topics:
             raise invalid_request("a member must subscribe to at least one topic")
+        if self.foreign_members(group_id):
+            raise group_error(Reason.INCONSISTENT_GROUP_PROTOCOL, f"group {group_id!r} has "
+                              "Kafka classic members", group_id)
         async with shard.lock(group_id):
             group = shard.groups.get(group_id) or Group(group_id)
             previous = group.members.get(request.member_id) or next(
@@ -443,9 +448,12 @@ class GroupCoordinator:
 
     # ------------------------------------------------------------------ offsets
     async def commit(self, group_id: str, member_id: str, generation: int,
-                     offsets: list[OffsetCommit]) -> None:
-        """member_id empty: a commit from outside the group protocol (an empty group)."""
+                     offsets: list[OffsetCommit], fenced_by_classic: bool = False) -> None:
+        """member_id empty: a commit from outside the group protocol (an empty group), or
+        one the classic protocol has fenced already (fenced_by_classic)."""
         shard = self._shard(group_id)
+        if not member_id and not fenced_by_classic:
+            self._check_no_foreign(group_id, "committed")
         items: list[tuple[TP, OffsetValue]] = []
         now_ms = clock.time_ms()
         for o in offsets:
@@ -486,6 +494,12 @@ class GroupCoordinator:
                 -1 if value is None else value.timestamp_ms))
         return out
 
+    def protocol_members(self, group_id: str) -> int:
+        """Members of Odradek's own protocol in the group; NOT_COORDINATOR when this broker
+        does not coordinate it (the classic protocol's groups, groups/classic.py, ask)."""
+        group = self._shard(group_id).groups.get(group_id)
+        return len(group.members) if group is not None else 0
+
     # -------------------------------------------------------------------- admin
     def describe_group(self, group_id: str) -> Group:
         group = self._shard(group_id).groups.get(group_id)
@@ -518,7 +532,13 @@ class GroupCoordinator:
         return [CommittedOffset(t, p, v.offset, v.metadata, v.timestamp_ms)
                 for (t, p), v in zip(gone, values, strict=True)]
 
+    def _check_no_foreign(self, group_id: str, what: str) -> None:
+        if self.foreign_members(group_id):
+            raise group_error(Reason.NON_EMPTY_GROUP, f"group {group_id!r} has Kafka "
+                              f"consumers; its offsets can only be {what} by them", group_id)
+
     def _check_empty(self, group: Group, what: str) -> None:
+        self._check_no_foreign(group.group_id, what)
         if group.members:
             raise group_error(
                 Reason.NON_EMPTY_GROUP, f"group {group.group_id!r} has {len(group.members)} "
@@ -536,6 +556,7 @@ class GroupCoordinator:
         group_id = request.group_id
         shard = self._shard(group_id)
         check_target(request)
+        self._check_no_foreign(group_id, "reset")
         async with shard.lock(group_id):
             group = shard.groups.get(group_id) or Group(group_id)
             tps = reset_partitions(group, request, self.lookup.partition_count)

@@ -43,10 +43,14 @@ class RegisterBroker:
     host: str
     port: int
     rack: str | None = None
+    # Where Kafka clients reach it (same host); 0: no Kafka listener. Left out when 0, so
+    # what brokers without it wrote, and read, stays the same.
+    kafka_port: int = 0
 
     def encode(self) -> bytes:
+        extra = {"kafka_port": self.kafka_port} if self.kafka_port else {}
         return _dump(self.TYPE, {"broker_id": self.broker_id, "host": self.host,
-                                 "port": self.port, "rack": self.rack})
+                                 "port": self.port, "rack": self.rack, **extra})
 
 
 @dataclass(frozen=True)
@@ -351,7 +355,8 @@ def _strs(items: list[Any]) -> list[str]:
 
 _DECODERS: dict[str, Callable[[Fields], Command]] = {
     RegisterBroker.TYPE: lambda f: RegisterBroker(
-        f.get_int("broker_id"), f.get_str("host"), f.get_int("port"), f.get_opt_str("rack")),
+        f.get_int("broker_id"), f.get_str("host"), f.get_int("port"), f.get_opt_str("rack"),
+        f.get_int_or("kafka_port", 0)),
     UnregisterBroker.TYPE: lambda f: UnregisterBroker(f.get_int("broker_id")),
     SetBrokerDraining.TYPE: lambda f: SetBrokerDraining(
         f.get_int("broker_id"), f.get_bool("draining")),

@@ -60,6 +60,7 @@ class BrokerInfo:
     port: int
     rack: str | None = None
     draining: bool = False
+    kafka_port: int = 0  # 0: no Kafka listener
 
 
 @dataclass(frozen=True)
@@ -233,7 +234,7 @@ def _apply(image: MetadataImage, cmd: Command) -> _State | None:
         if cmd.broker_id < 0:
             return None
         new = BrokerInfo(cmd.broker_id, cmd.host, cmd.port, cmd.rack,
-                         old.draining if old is not None else False)
+                         old.draining if old is not None else False, cmd.kafka_port)
         if new == old:
             return None
         brokers = dict(image.brokers)
@@ -377,7 +378,8 @@ def encode_snapshot(image: MetadataImage) -> bytes:
         "version": SNAPSHOT_VERSION,
         "last_offset": image.last_offset,
         "brokers": [
-            {"id": b.id, "host": b.host, "port": b.port, "rack": b.rack, "draining": b.draining}
+            {"id": b.id, "host": b.host, "port": b.port, "rack": b.rack, "draining": b.draining,
+             **({"kafka_port": b.kafka_port} if b.kafka_port else {})}
             for _, b in sorted(image.brokers.items())
         ],
         "topics": [
@@ -415,7 +417,8 @@ def decode_snapshot(data: bytes) -> MetadataImage:
     for raw in top.get_list("brokers"):
         f = Fields("metadata snapshot broker", raw)
         b = BrokerInfo(f.get_int("id"), f.get_str("host"), f.get_int("port"),
-                       f.get_opt_str("rack"), f.get_bool("draining"))
+                       f.get_opt_str("rack"), f.get_bool("draining"),
+                       f.get_int_or("kafka_port", 0))
         if b.id in brokers:
             raise ValueError(f"metadata snapshot lists broker {b.id} twice")
         brokers[b.id] = b

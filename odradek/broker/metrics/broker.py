@@ -75,6 +75,15 @@ class BrokerMetrics:
         self.rpc_duration = Histogram(
             "odradek_rpc_duration_seconds", "Time to handle a gRPC request, by method",
             ["method"], buckets=RPC_BUCKETS, registry=r)
+        self.kafka_requests = Counter(
+            "odradek_kafka_requests", "Kafka wire-protocol requests handled, by API name",
+            ["api"], registry=r)
+        self.kafka_duration = Histogram(
+            "odradek_kafka_request_duration_seconds",
+            "Time to handle a Kafka request (from its turn on the connection), by API name",
+            ["api"], buckets=RPC_BUCKETS, registry=r)
+        self.kafka_connections = Counter(
+            "odradek_kafka_connections", "Kafka client connections accepted", registry=r)
         self.bytes_in = Counter(
             "odradek_topic_bytes_in", "Record batch bytes produced to this broker, by topic",
             ["topic"], registry=r)

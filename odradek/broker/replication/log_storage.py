@@ -196,6 +196,21 @@ class PartitionRaftStorage:
         i = bisect.bisect_right(epochs, (offset, 1 << 62)) - 1
         return epochs[i][1] if i >= 0 else None
 
+    def epoch_end(self, epoch: int) -> tuple[int, int]:
+        """(the largest leader epoch at or below ``epoch``, the offset where the epoch after
+        it begins), the log end offset for the latest epoch; (-1, -1) when unknown. What
+        Kafka's OffsetForLeaderEpoch answers: the Raft term is the leader epoch."""
+        epochs = self.state.epochs
+        if epoch < 0 or not epochs:
+            return -1, -1
+        if epoch == epochs[-1][1]:
+            return epoch, self.log.log_end_offset
+        later = [(start, term) for start, term in epochs if term > epoch]
+        if not later:
+            return -1, -1
+        floor = [term for _, term in epochs if term <= epoch]
+        return (floor[-1] if floor else epoch), later[0][0]
+
     def term(self, offset: int) -> int | None:
         if offset == self.log.log_start_offset - 1:
             return self.snapshot_meta().term

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from odradek.broker import clock
 from odradek.broker.errors import invalid_request
+from odradek.broker.replication.log_storage import PartitionRaftStorage
 from odradek.broker.replication.replica import ReplicatedPartition
 
 DEFAULT_FETCH_MAX_BYTES = 1024 * 1024
@@ -86,6 +87,14 @@ async def subscribe(partition: ReplicatedPartition, offset: int,
             yield _result(partition, result.data, result.next_offset)
         else:
             await partition.wait_for_append(SUBSCRIBE_POLL_S)
+
+
+def epoch_end(partition: ReplicatedPartition, epoch: int) -> tuple[int, int]:
+    """(leader epoch, end offset) for a leader epoch: see PartitionRaftStorage.epoch_end."""
+    storage = partition.node.storage
+    if not isinstance(storage, PartitionRaftStorage):
+        return -1, -1
+    return storage.epoch_end(epoch)
 
 
 def list_offsets(partition: ReplicatedPartition, spec: OffsetSpec,

@@ -12,6 +12,7 @@ class BrokerEntry:
     host: str
     port: int
     rack: str  # "" when none
+    kafka_port: int = 0  # 0: no Kafka listener
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,2 @@
+"""The Kafka wire-protocol front end: a second listener over the same domain services as
+grpc/ (see docs/kafka.md)."""

@@ -1,0 +1,157 @@
+"""Kafka's cluster and topic admin APIs beyond create and delete: CreatePartitions,
+DescribeConfigs, AlterConfigs and IncrementalAlterConfigs (topics) and DescribeCluster,
+over TopicAdmin as the gRPC Admin service (changes forwarded to the controller)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from odradek.broker.auth import operations as op
+from odradek.broker.auth.access import Access
+from odradek.broker.errors import BrokerError, Reason
+from odradek.broker.kafka import codec
+from odradek.broker.kafka import errors as err
+from odradek.broker.peers.forward import GrpcAdminForwarder
+from odradek.broker.topic_admin import TopicAdmin
+from odradek.v1 import odradek_pb2 as pb
+
+TOPIC_RESOURCE = 2
+BROKER_RESOURCE = 4
+# DescribeConfigs' config_source values.
+TOPIC_CONFIG_SOURCE = 1
+DEFAULT_CONFIG_SOURCE = 5
+STRING_CONFIG_TYPE = 2
+# IncrementalAlterConfigs operations.
+SET = 0
+DELETE = 1
+
+
+class AdminApis:
+    def __init__(self, admin: TopicAdmin, forwarder: GrpcAdminForwarder) -> None:
+        self.admin = admin
+        self.forwarder = forwarder
+
+    async def create_partitions(self, version: int, body: Any, access: Access) -> Any:
+        module = codec.response_module(37, version)
+        results = []
+        for t in body.topics:
+            code, message = err.NONE, None
+            try:
+                op.create_partitions(access, t.name)
+                if t.assignments:
+                    raise BrokerError(Reason.INVALID_REPLICA_ASSIGNMENT,
+                                      "manual replica assignments are not supported")
+                if self.admin.cluster.is_controller():
+                    await self.admin.create_partitions(t.name, t.count,
+                                                       bool(body.validate_only))
+                else:
+                    await self.forwarder.forward(
+                        self.admin.controller_address(), "CreatePartitions",
+                        pb.CreatePartitionsRequest(name=t.name, total_count=t.count,
+                                                   validate_only=bool(body.validate_only)))
+            except Exception as exc:
+                code, message = err.error_of(exc, "CreatePartitions")
+            results.append(codec.nested(module, "CreatePartitionsTopicResult", name=t.name,
+                                        error_code=code, error_message=message))
+        return codec.make(module.CreatePartitionsResponse, results=tuple(results))
+
+    def describe_configs(self, version: int, body: Any, access: Access) -> Any:
+        module = codec.response_module(32, version)
+        results = []
+        for r in body.resources:
+            code, message, configs = err.NONE, None, []
+            try:
+                if r.resource_type == TOPIC_RESOURCE:
+                    if not access.may_describe_topic(r.resource_name):
+                        raise BrokerError(Reason.TOPIC_AUTHORIZATION_FAILED,
+                                          f"may not describe topic {r.resource_name!r}")
+                    op.describe_topic_configs(access, r.resource_name)
+                    wanted = set(r.configuration_keys) if r.configuration_keys else None
+                    configs = [c for c in self.admin.describe(r.resource_name).configs
+                               if wanted is None or c.name in wanted]
+                elif r.resource_type != BROKER_RESOURCE:
+                    raise BrokerError(Reason.INVALID_REQUEST,
+                                      f"resource type {r.resource_type} has no configs here")
+                # A broker's settings are its command line: none are described yet.
+            except Exception as exc:
+                code, message = err.error_of(exc, "DescribeConfigs")
+            results.append(codec.nested(
+                module, "DescribeConfigsResult", error_code=code, error_message=message,
+                resource_type=r.resource_type, resource_name=r.resource_name,
+                configs=tuple(codec.nested(
+                    module, "DescribeConfigsResourceResult", name=c.name, value=c.value,
+                    read_only=False, is_default=c.is_default, is_sensitive=False,
+                    config_source=DEFAULT_CONFIG_SOURCE if c.is_default
+                    else TOPIC_CONFIG_SOURCE, synonyms=(), config_type=STRING_CONFIG_TYPE,
+                    documentation=None) for c in configs)))
+        return codec.make(module.DescribeConfigsResponse, results=tuple(results))
+
+    def describe_cluster(self, version: int, body: Any, access: Access) -> Any:
+        module = codec.response_module(60, version)
+        view = self.admin.metadata([])
+        return codec.make(module.DescribeClusterResponse, error_code=err.NONE,
+                          cluster_id=view.cluster_id, controller_id=view.controller_id,
+                          brokers=tuple(codec.nested(module, "DescribeClusterBroker",
+                                                     broker_id=b.id, host=b.host,
+                                                     port=b.kafka_port, rack=b.rack or None)
+                                        for b in view.brokers if b.kafka_port > 0),
+                          cluster_authorized_operations=-2147483648)
+
+    async def _alter_topic(self, name: str, set_: dict[str, str], delete: list[str],
+                           validate_only: bool, access: Access) -> None:
+        op.alter_topic_configs(access, name)
+        if self.admin.cluster.is_controller():
+            await self.admin.alter_configs(name, set_, delete, validate_only)
+        else:
+            await self.forwarder.forward(
+                self.admin.controller_address(), "AlterTopicConfigs",
+                pb.AlterTopicConfigsRequest(name=name, set=set_, delete=delete,
+                                            validate_only=validate_only))
+
+    async def incremental_alter_configs(self, version: int, body: Any, access: Access) -> Any:
+        module = codec.response_module(44, version)
+        results = []
+        for r in body.resources:
+            code, message = err.NONE, None
+            try:
+                if r.resource_type != TOPIC_RESOURCE:
+                    raise BrokerError(Reason.INVALID_REQUEST,
+                                      "only topic configs can be altered")
+                set_ = {c.name: c.value or "" for c in r.configs if c.config_operation == SET}
+                delete = [c.name for c in r.configs if c.config_operation == DELETE]
+                if any(c.config_operation not in (SET, DELETE) for c in r.configs):
+                    raise BrokerError(Reason.INVALID_CONFIG, "APPEND and SUBTRACT are not "
+                                      "supported; SET the whole list instead")
+                await self._alter_topic(r.resource_name, set_, delete,
+                                        bool(body.validate_only), access)
+            except Exception as exc:
+                code, message = err.error_of(exc, "IncrementalAlterConfigs")
+            results.append(codec.nested(module, "AlterConfigsResourceResponse",
+                                        error_code=code, error_message=message,
+                                        resource_type=r.resource_type,
+                                        resource_name=r.resource_name))
+        return codec.make(module.IncrementalAlterConfigsResponse, responses=tuple(results))
+
+    async def alter_configs(self, version: int, body: Any, access: Access) -> Any:
+        """The legacy API: the configs given replace all of the topic's own."""
+        module = codec.response_module(33, version)
+        results = []
+        for r in body.resources:
+            code, message = err.NONE, None
+            try:
+                if r.resource_type != TOPIC_RESOURCE:
+                    raise BrokerError(Reason.INVALID_REQUEST,
+                                      "only topic configs can be altered")
+                set_ = {c.name: c.value or "" for c in r.configs}
+                info = self.admin.cluster.image.topics.get(r.resource_name)
+                delete = [k for k in (info.configs if info is not None else {})
+                          if k not in set_]
+                await self._alter_topic(r.resource_name, set_, delete,
+                                        bool(body.validate_only), access)
+            except Exception as exc:
+                code, message = err.error_of(exc, "AlterConfigs")
+            results.append(codec.nested(module, "AlterConfigsResourceResponse",
+                                        error_code=code, error_message=message,
+                                        resource_type=r.resource_type,
+                                        resource_name=r.resource_name))
+        return codec.make(module.AlterConfigsResponse, responses=tuple(results))
