@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from odradek.broker import clock, in_sync, regressions
+from odradek.broker import clock, in_sync, leadership, regressions
 from odradek.broker.data_dir import write_durably
 from odradek.broker.errors import BrokerError, Reason
 from odradek.broker.metadata.commands import (
@@ -36,6 +36,7 @@ from odradek.broker.metadata.image import (
     encode_snapshot,
 )
 from odradek.broker.metadata.placement import reassignment_steps
+from odradek.broker.names import partition_group
 from odradek.broker.peers.channels import ChannelPool
 from odradek.broker.peers.controller import ControllerClient, GrpcControllerClient, PeerUnavailable
 from odradek.broker.producers.manager import ProducerIdManager
@@ -88,10 +89,6 @@ class ClusterSettings:
     # Seeds the Raft election timeouts of this broker's groups (the simulation replays a
     # seed); None: seeded from the system.
     seed: int | None = None
-
-
-def partition_group(topic: str, partition: int) -> str:
-    return f"{topic}-{partition}"
 
 
 class ClusterNode:
@@ -173,7 +170,7 @@ class ClusterNode:
     # --------------------------------------------------------------- lifecycle
     def start(self) -> None:
         self._spawn(self._register_loop())
-        self._spawn(self._balance_loop())
+        self._spawn(leadership.balance_loop(self))
         self._spawn(self._reassign_loop())
         self._spawn(in_sync.report_loop(self, self._topic_ids))
         if not self.voter:
@@ -492,43 +489,8 @@ class ClusterNode:
             except BrokerError as exc:  # no quorum yet: keep trying until one forms
                 log.debug("registration of broker %d waits: %s", self.id, exc.message)
 
-    async def _balance_loop(self) -> None:
-        """Hands leadership back to each partition's preferred replica (the first one)
-        once that replica is caught up, so leaders stay spread over the brokers."""
-        while True:
-            await asyncio.sleep(5.0)
-            for (topic, index), partition in list(self.partitions.items()):
-                info = self.image.partition(topic, index)
-                node = partition.node
-                if info is None or not node.is_leader() or info.target_replicas is not None:
-                    continue
-                preferred = info.replicas[0]
-                if preferred == self.id:
-                    continue
-                progress = node.progress.get(preferred)
-                if progress is not None and progress.match >= node.last_index:
-                    node.transfer_leadership(preferred)
-                    self.host.schedule(partition_group(topic, index))
-
-
     def hand_off_leadership(self) -> int:
-        """Asks a live, caught-up follower of each partition this broker leads to take
-        over (a controlled shutdown); the count of partitions that have none to take over,
-        or whose handover has not completed yet."""
-        pending = 0
-        for (topic, index), partition in list(self.partitions.items()):
-            node = partition.node
-            if not node.is_leader():
-                continue
-            ready = [v for v in node.config.voters if v != self.id and self.broker_alive(v)
-                     and (p := node.progress.get(v)) is not None and p.match >= node.commit_index]
-            if not ready:
-                continue  # nobody to take over: it stays available until we stop
-            pending += 1
-            if node.lead_transferee not in ready:
-                node.transfer_leadership(max(ready, key=lambda v: node.progress[v].match))
-                self.host.schedule(partition_group(topic, index))
-        return pending
+        return leadership.hand_off(self)
 
     async def _reassign_loop(self) -> None:
         """The leader of a partition under reassignment walks it to its target one

@@ -1,4 +1,5 @@
-"""Topic name rules, as Kafka's: so names that work there work here and vice versa."""
+"""Topic name rules, as Kafka's: so names that work there work here and vice versa; and
+the name of a partition's Raft group."""
 
 from __future__ import annotations
 
@@ -37,3 +38,8 @@ def refuse_internal(topic: str, what: str) -> None:
         raise BrokerError(Reason.INVALID_TOPIC,
                           f"topic {topic!r} is internal: clients may not {what} it (only "
                           "the brokers write it)", {"topic": topic})
+
+
+def partition_group(topic: str, partition: int) -> str:
+    """The name of a partition's Raft group on the RaftHost and in the transport."""
+    return f"{topic}-{partition}"

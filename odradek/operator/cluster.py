@@ -162,7 +162,7 @@ def _probe(c: ClusterSpec) -> Body:
     if c.tls is None:
         return {"grpc": {"port": c.port}, "periodSeconds": 5}
     # The kubelet's gRPC probe speaks no TLS: an exec probe with the brokers' own files.
-    return {"exec": {"command": ["python", "-m", "odradek.broker.pod", "health", "--port",
+    return {"exec": {"command": ["python", "-m", "odradek.cli.pod", "health", "--port",
                                  str(c.port), *_tls_files()]},
             "periodSeconds": 5, "timeoutSeconds": 5}
 
@@ -189,7 +189,7 @@ def _rack_init(c: ClusterSpec) -> Body:
     """Waits for the operator to copy the node's rack label onto the pod: the downward API
     gives pod fields only, never the node's labels."""
     return {"name": "wait-for-rack", "image": c.image,
-            "command": ["python", "-m", "odradek.broker.pod", "wait-file",
+            "command": ["python", "-m", "odradek.cli.pod", "wait-file",
                         f"{PODINFO}/rack"],
             "resources": c.resources,
             "securityContext": {"allowPrivilegeEscalation": False,

@@ -48,7 +48,7 @@ def test_tls_is_rendered_as_a_mounted_secret_and_broker_flags() -> None:
     assert (args.authorization, args.super_users) == ("on", "User:admin")
     # The kubelet's gRPC probe cannot speak TLS: an exec probe with the same files.
     command = broker["readinessProbe"]["exec"]["command"]
-    assert command[:4] == ["python", "-m", "odradek.broker.pod", "health"]
+    assert command[:4] == ["python", "-m", "odradek.cli.pod", "health"]
     assert f"{pki.MOUNT}/ca.crt" in command
 
 

@@ -33,11 +33,14 @@ from odradek.broker.groups.records import (
 )
 from odradek.broker.groups.replay import rebuild
 from odradek.broker.groups.resets import (
+    check_empty,
+    check_no_foreign,
     check_target,
     lag,
     offsets_to_delete,
     reset_changes,
     reset_partitions,
+    wait_released,
 )
 from odradek.broker.groups.state import Group, JoinRequest, Member, check_group_id, group_error
 from odradek.broker.groups.types import (
@@ -453,7 +456,7 @@ class GroupCoordinator:
         one the classic protocol has fenced already (fenced_by_classic)."""
         shard = self._shard(group_id)
         if not member_id and not fenced_by_classic:
-            self._check_no_foreign(group_id, "committed")
+            check_no_foreign(group_id, self.foreign_members(group_id), "committed")
         items: list[tuple[TP, OffsetValue]] = []
         now_ms = clock.time_ms()
         for o in offsets:
@@ -512,7 +515,7 @@ class GroupCoordinator:
         shard = self._shard(group_id)
         async with shard.lock(group_id):
             group = self.describe_group(group_id)
-            self._check_empty(group, "deleted")
+            check_empty(group, self.foreign_members(group_id), "deleted")
             tombstones: list[tuple[Key, Value | None]] = [
                 (OffsetKey(group_id, t, p), None) for t, p in sorted(group.offsets)]
             await self._persist(shard, [*tombstones, (GroupKey(group_id), None)])
@@ -525,25 +528,12 @@ class GroupCoordinator:
         shard = self._shard(group_id)
         async with shard.lock(group_id):
             group = self.describe_group(group_id)
-            self._check_empty(group, "deleted")
+            check_empty(group, self.foreign_members(group_id), "deleted")
             gone = offsets_to_delete(group, topics)
             await self._persist(shard, [(OffsetKey(group_id, t, p), None) for t, p in gone])
             values = [group.offsets.pop(tp) for tp in gone]
         return [CommittedOffset(t, p, v.offset, v.metadata, v.timestamp_ms)
                 for (t, p), v in zip(gone, values, strict=True)]
-
-    def _check_no_foreign(self, group_id: str, what: str) -> None:
-        if self.foreign_members(group_id):
-            raise group_error(Reason.NON_EMPTY_GROUP, f"group {group_id!r} has Kafka "
-                              f"consumers; its offsets can only be {what} by them", group_id)
-
-    def _check_empty(self, group: Group, what: str) -> None:
-        self._check_no_foreign(group.group_id, what)
-        if group.members:
-            raise group_error(
-                Reason.NON_EMPTY_GROUP, f"group {group.group_id!r} has {len(group.members)} "
-                f"member(s); its offsets can only be {what} when it has none (stop its "
-                "consumers and wait for their session timeout)", group.group_id)
 
     async def reset(self, request: ResetRequest,
                     authorize: Callable[[list[str]], None] = lambda _: None,
@@ -556,7 +546,7 @@ class GroupCoordinator:
         group_id = request.group_id
         shard = self._shard(group_id)
         check_target(request)
-        self._check_no_foreign(group_id, "reset")
+        check_no_foreign(group_id, self.foreign_members(group_id), "reset")
         async with shard.lock(group_id):
             group = shard.groups.get(group_id) or Group(group_id)
             tps = reset_partitions(group, request, self.lookup.partition_count)
@@ -571,7 +561,7 @@ class GroupCoordinator:
                 await self._settle(shard, group, False)
         if live:
             try:
-                await self._wait_released(group)
+                await wait_released(group, RESET_WAIT_S, RESET_POLL_S)
             except BaseException:
                 async with shard.lock(group_id):
                     group.held -= set(tps)
@@ -595,19 +585,6 @@ class GroupCoordinator:
                 if live and shard.groups.get(group_id) is group:
                     await self._settle(shard, group, False)
         return changes
-
-    async def _wait_released(self, group: Group) -> None:
-        """Until no member owns a held partition (members that do not let go in time
-        are removed by the tick, as for any revocation), or RESET_WAIT_S."""
-        deadline = clock.monotonic() + RESET_WAIT_S
-        while not group.holds_released():
-            if clock.monotonic() > deadline:
-                raise group_error(
-                    Reason.REBALANCE_IN_PROGRESS,
-                    f"the members of group {group.group_id!r} did not let go of the "
-                    f"partitions to reset within {RESET_WAIT_S:.0f}s; nothing was reset, "
-                    "retry", group.group_id)
-            await asyncio.sleep(RESET_POLL_S)
 
     async def lag(self, group: Group) -> list[PartitionLag]:
         return await lag(self.lookup, group)

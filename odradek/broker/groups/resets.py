@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from odradek.broker.errors import invalid_request
+from odradek.broker import clock
+from odradek.broker.errors import Reason, invalid_request
 from odradek.broker.groups.assignors import TP
 from odradek.broker.groups.lookup import OffsetLookup
 from odradek.broker.groups.records import OffsetValue
-from odradek.broker.groups.state import Group
+from odradek.broker.groups.state import Group, group_error
 from odradek.broker.groups.types import OffsetChange, PartitionLag, ResetRequest, ResetTo
 from odradek.broker.topics.reads import OffsetSpec
 
@@ -91,3 +92,33 @@ async def lag(lookup: OffsetLookup, group: Group) -> list[PartitionLag]:
                                 -1 if end is None or c < 0 else max(0, end - c),
                                 owners.get(tp, "")))
     return out
+
+
+def check_no_foreign(group_id: str, foreign_members: int, what: str) -> None:
+    """Refuses to change the offsets of a group whose members speak Kafka's protocol."""
+    if foreign_members:
+        raise group_error(Reason.NON_EMPTY_GROUP, f"group {group_id!r} has Kafka "
+                          f"consumers; its offsets can only be {what} by them", group_id)
+
+
+def check_empty(group: Group, foreign_members: int, what: str) -> None:
+    check_no_foreign(group.group_id, foreign_members, what)
+    if group.members:
+        raise group_error(
+            Reason.NON_EMPTY_GROUP, f"group {group.group_id!r} has {len(group.members)} "
+            f"member(s); its offsets can only be {what} when it has none (stop its "
+            "consumers and wait for their session timeout)", group.group_id)
+
+
+async def wait_released(group: Group, wait_s: float, poll_s: float) -> None:
+    """Until no member owns a held partition (members that do not let go in time are
+    removed by the coordinator's tick, as for any revocation), or wait_s."""
+    deadline = clock.monotonic() + wait_s
+    while not group.holds_released():
+        if clock.monotonic() > deadline:
+            raise group_error(
+                Reason.REBALANCE_IN_PROGRESS,
+                f"the members of group {group.group_id!r} did not let go of the "
+                f"partitions to reset within {wait_s:.0f}s; nothing was reset, "
+                "retry", group.group_id)
+        await asyncio.sleep(poll_s)

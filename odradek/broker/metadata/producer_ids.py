@@ -72,7 +72,8 @@ def apply_producer_command(state: ProducerIds, offset: int,
         return replace(state, named={**state.named,
                                      cmd.name: replace(current, last_used_ms=cmd.at_ms)})
     if isinstance(cmd, ExpireNamedProducers):
-        gone = [n for n in cmd.names if n in state.named
+        # Each name once: apply must be total, and a name listed twice was popped twice.
+        gone = [n for n in dict.fromkeys(cmd.names) if n in state.named
                 and state.named[n].last_used_ms < cmd.idle_before_ms]
         if not gone:
             return None

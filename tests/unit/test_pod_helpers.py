@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from odradek.broker import pod
+from odradek.cli import pod
 from tests.brokers import free_port
 
 

@@ -1,4 +1,4 @@
-"""Helpers a broker pod runs besides the broker (`python -m odradek.broker.pod ...`):
+"""Helpers a broker pod runs besides the broker (`python -m odradek.cli.pod ...`):
 
 - `health`: the readiness/liveness probe. Kubernetes' own gRPC probe cannot speak TLS, so
   a TLS listener is probed by this exec command: exit 0 when the broker says SERVING.
@@ -51,7 +51,7 @@ def wait_file(path: Path, timeout_s: float, interval_s: float = 0.5) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m odradek.broker.pod")
+    parser = argparse.ArgumentParser(prog="python -m odradek.cli.pod")
     sub = parser.add_subparsers(dest="command", required=True)
     h = sub.add_parser("health", help="exit 0 when the broker is SERVING")
     # The broker listens on its pod's DNS name (the address it registers), not localhost.
