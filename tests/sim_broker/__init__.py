@@ -23,6 +23,12 @@ c. Planted, not found: group changes (commits, memberships) answered once the
    a log without them: COMMITTED_OFFSET_WENT_BACK, ACKED_COMMIT_LOST. It shows that the
    group checks work.
 
+e. Found here once fsyncs ran behind the event loop (SimSyncer): a write waiting for its
+   commit counted as committed once the high watermark passed its offset, though a new
+   leader's entry had replaced it there (a deposed leader learned its step-down and its
+   successor's commit in one Ready). ACKED_WRITE_LOST. Also
+   tests/integration/test_replication_inprocess.py.
+
 These seeds are the self-test's (``make sim-broker-selftest``, tests/sim_broker/selftest.py):
 with the fix put back (``--reintroduce NAME``, a name from odradek.broker.regressions)
 some must find their bug; with the fixes in, none may fail. With the fixes, bug b's cause
@@ -30,11 +36,13 @@ showed on topic changes too (seed 50): ClusterNode.propose now counts only its o
 command's application, for every command."""
 
 KNOWN_BUG_SEEDS: dict[str, tuple[int, ...]] = {
-    "a": (16, 50, 72),
-    # 12 ... 105 hand out a producer id twice.
-    "b": (12, 73, 93, 105),
+    "a": (13, 82, 96),
+    # 9 ... 113 hand out a producer id twice.
+    "b": (9, 45, 52, 113),
     # Planted (regressions.GROUP_CHANGES_WITHOUT_QUORUM): an acknowledged commit is lost.
-    "c": (28, 73, 91, 92),
-    # A fenced named producer resumes its name (seed 120 then loses an acknowledged write).
-    "d": (5, 32, 34, 39),
+    "c": (19, 23, 45, 54),
+    # A fenced named producer resumes its name.
+    "d": (30, 32, 46, 51),
+    # A deposed leader acknowledges a write its successor replaced (1 seed of 140).
+    "e": (84,),
 }
