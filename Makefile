@@ -22,7 +22,7 @@ run: $(STAMP)
 	$(BIN)/odradek dev --brokers 3
 
 test: $(STAMP) tests/node/node_modules prometheus-tools chaos-tools kafka-tools
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=25
 
 # promtool and prometheus (Debian package prometheus) for the metrics tests; installed when
 # running as root and absent. Without network this warns and the tests say what is missing.

@@ -144,7 +144,11 @@ class BrokerProcess:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
         if wait:
-            self.wait_ready()
+            try:
+                self.wait_ready()
+            except BaseException:
+                self.stop()  # not left running past a test whose set-up failed
+                raise
         return self
 
     def wait_ready(self, timeout: float = START_TIMEOUT_S) -> None:
@@ -218,10 +222,16 @@ class ClusterProcesses:
         return ",".join(b.address for b in self.brokers)
 
     def start(self) -> ClusterProcesses:
-        for broker in self.brokers:
-            broker.start(wait=False)
-        for broker in self.brokers:
-            broker.wait_ready()
+        try:
+            for broker in self.brokers:
+                broker.start(wait=False)
+            for broker in self.brokers:
+                broker.wait_ready()
+        except BaseException:
+            # One broker failing to start left the others running past the test (seen:
+            # two brokers of a failed fixture still up an hour later).
+            self.stop()
+            raise
         return self
 
     def stop(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import os
 import pty
+import signal
 import subprocess
 import sys
 import termios
@@ -31,6 +32,9 @@ def _take_terminal() -> None:
     # The child is a session leader (start_new_session); its stdin, the pty, becomes its
     # controlling terminal, which getpass opens as /dev/tty and ^C signals through.
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+    # As on a user's terminal: a test run started in the background (`cmd &`, as CI may
+    # be) inherits SIGINT ignored, and Python then never turns ^C into KeyboardInterrupt.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 class OnTerminal:
