@@ -64,7 +64,7 @@ class OnTerminal:
             try:
                 self._read_some()
             except BlockingIOError:
-                pass
+                pass  # nothing printed yet
             return text.encode() in self.output
 
         wait_until(seen, timeout, f"{text!r} on the terminal (got {self.output!r})")
@@ -82,7 +82,7 @@ class OnTerminal:
                 self.proc.wait(timeout=10)
         os.set_blocking(self.master, True)
         while not self._read_some():
-            pass
+            pass  # read until the terminal is closed
         os.close(self.master)
         return code
 

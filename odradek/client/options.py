@@ -107,4 +107,4 @@ class ConsumerKwargs(ConnectionKwargs, total=False):
 
 
 class AdminKwargs(ConnectionKwargs, total=False):
-    pass
+    """Admin takes only the connection keywords."""

@@ -82,6 +82,6 @@ async def test_a_stream_message_over_its_limit_ends_the_stream(broker: BrokerPro
 
         with pytest.raises(grpc.aio.AioRpcError) as stream:
             async for _ in groups.Membership(join(), timeout=30):
-                pass
+                pass  # refused before any answer
         refused(stream.value, "Membership", LISTS)
     assert broker.serving()

@@ -115,4 +115,4 @@ class Guard:
 
 
 def _nothing() -> None:
-    pass
+    """What releasing an uncounted (authenticated) stream does."""

@@ -146,7 +146,7 @@ class KafkaListener:
                     exclusive = task
                 await answers.put(task)
         except (ConnectionError, asyncio.IncompleteReadError):
-            pass
+            pass  # the client went away mid-request: answer nothing, close below
         finally:
             # The connection is over (the client left, sent what closes it, or the broker
             # stops): answers still pending have nobody to go to, and a JoinGroup or a
