@@ -168,6 +168,7 @@ class Broker:
                                    broker_alive=lambda peer: transport.alive(peer, election_s),
                                    tls=peer_tls)
         self.cluster.flush_observer = self.metrics.observe_fsync
+        self.cluster.repair.observer = self.metrics.corrupt_batch_found
         self.cluster.producer_ids.name_expiration_ms = s.producer_name_expiration_ms
         self.cluster.producer_ids.max_names = s.max_producer_names
         self.cluster.adopt_log = self.housekeeper.adopt

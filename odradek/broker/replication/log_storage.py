@@ -47,7 +47,7 @@ from odradek.raft import (
 )
 from odradek.records import iter_batches
 from odradek.records.batch import set_offset_and_epoch
-from odradek.storage import PartitionLog
+from odradek.storage import CorruptBatchError, PartitionLog
 from odradek.storage.cleaner import fsync_dir
 
 STATE_FILE = "raft-state.json"
@@ -85,6 +85,7 @@ class PartitionRaftStorage:
         self.path = log_dir(log) / STATE_FILE
         self._clock = clock or broker_clock.time_ms
         self._commit_saved_at = 0.0
+        self.producers: ProducerStateStore | None = None  # made once the log is checked
         self.state = self._load(initial_voters)
         self._catch_up_scan()
         # Idempotent producers' sequence state, kept as batches enter the log (not for the
@@ -109,16 +110,42 @@ class PartitionRaftStorage:
             state.reset_to = None
             self.state = state
             self.save(sync=True)
+        self.lost_commit = NO_INDEX
+        self._forget_beyond_end(state)
+        return state
+
+    def _forget_beyond_end(self, state: RaftState) -> None:
+        """After the log's tail was cut (by recovery, or for a corrupt batch): forget what
+        lay beyond the end."""
         end = self.log.log_end_offset
-        # Recovery may have cut the log's tail: forget what lay beyond the end.
         state.epochs = [(o, t) for o, t in state.epochs if o < end]
         state.configs = [(o, v) for o, v in state.configs if o < end]
         state.scanned_to = min(state.scanned_to, end)
         # Committed entries gone (a corrupt batch cut, or unsynced writes lost): Raft
         # must not count this replica's log as holding them (RaftConfig.lost_commit).
-        self.lost_commit = state.commit if state.commit > end - 1 else NO_INDEX
-        state.commit = min(state.commit, end - 1)
-        return state
+        if state.commit > end - 1:
+            self.lost_commit = max(self.lost_commit, state.commit)
+
+    def drop_corrupt(self, offset: int, commit: int = NO_INDEX) -> None:
+        """Cuts the log at a corrupt batch's base offset, as recovery does after an
+        unclean stop; the host then makes a new RaftNode with lost_commit, so this replica
+        neither votes nor campaigns until the leader has given it its log back. commit is
+        the node's commit index, which may be ahead of the one last saved."""
+        self.state.commit = max(self.state.commit, commit)
+        self.truncate(offset)
+        self._forget_beyond_end(self.state)
+        self.save(sync=True)
+
+    def commit_floor(self, commit: int) -> int:
+        """The commit index to store: while entries this replica once had committed are
+        missing, the old commit index stays in the state file, so that a restart before
+        the repair still knows what was lost (see _load)."""
+        if self.lost_commit == NO_INDEX:
+            return commit
+        if self.log.log_end_offset - 1 >= self.lost_commit:
+            self.lost_commit = NO_INDEX
+            return commit
+        return max(commit, self.lost_commit)
 
     def save(self, sync: bool) -> None:
         self._write_state(self._state_json(), sync)
@@ -145,7 +172,12 @@ class PartitionRaftStorage:
         end = self.log.log_end_offset
         offset = max(self.state.scanned_to, self.log.log_start_offset)
         while offset < end:
-            chunk = self.log.read(offset, SCAN_CHUNK).data
+            try:
+                chunk = self.log.read(offset, SCAN_CHUNK).data
+            except CorruptBatchError as exc:
+                # Found at load: cut here, before the node is made (lost_commit).
+                self.drop_corrupt(exc.offset)
+                break
             if not chunk:
                 break
             for pos, header in iter_batches(chunk):
@@ -158,7 +190,7 @@ class PartitionRaftStorage:
                         self.state.configs.append(
                             (header.base_offset, sorted(ConfigState.decode(data).voters)))
                 offset = header.next_offset
-        self.state.scanned_to = end
+        self.state.scanned_to = self.log.log_end_offset
 
     def _note(self, index: int, term: int) -> None:
         epochs = self.state.epochs
@@ -298,10 +330,11 @@ class PartitionRaftStorage:
 
     def set_hard_state(self, hs: HardState) -> None:
         s = self.state
-        if (hs.term, hs.vote, hs.commit) == (s.term, s.vote, s.commit):
+        commit = self.commit_floor(hs.commit)
+        if (hs.term, hs.vote, commit) == (s.term, s.vote, s.commit):
             return
         vote_changed = (hs.term, hs.vote) != (s.term, s.vote)
-        s.term, s.vote, s.commit = hs.term, hs.vote, hs.commit
+        s.term, s.vote, s.commit = hs.term, hs.vote, commit
         now = broker_clock.monotonic()
         if vote_changed or self.strict:
             # Strict: the commit index too, so that the high watermark a restarted
