@@ -90,6 +90,9 @@ class ClusterSettings:
     # Seeds the Raft election timeouts of this broker's groups (the simulation replays a
     # seed); None: seeded from the system.
     seed: int | None = None
+    # Background CRC scrub of the segments a clean start trusted (replication/repair.py);
+    # 0: none.
+    scrub_bytes_per_s: int = 0
 
 
 class ClusterNode:
@@ -130,7 +133,8 @@ class ClusterNode:
         # Cuts and re-replicates a replica whose log holds a corrupt batch.
         self.repair = CorruptionRepair(
             host, self._partition_node, broker_alive,
-            settings.tick_interval_s * settings.election_ticks)
+            settings.tick_interval_s * settings.election_ticks, self._spawn,
+            settings.scrub_bytes_per_s)
         self.producer_ids = ProducerIdManager(self)
         self.meta_log: PartitionLog | None = None
         self.meta_node: RaftNode | None = None

@@ -84,36 +84,43 @@ def stored_values(partition_dir: Path) -> list[tuple[int, bytes]]:
     return out
 
 
+def written(cluster: ClusterProcesses) -> tuple[int, list[tuple[int, bytes]]]:
+    """Makes the topic, waits for its preferred replica to lead, writes BATCHES batches
+    with acks=quorum and waits for every replica to hold them: (the preferred replica,
+    what was acknowledged)."""
+    with grpc.insecure_channel(cluster.brokers[0].address) as channel:
+        pb_grpc.AdminStub(channel).CreateTopic(
+            pb.CreateTopicRequest(name=TOPIC, partitions=1, replication_factor=3), timeout=10)
+    wait_until(lambda: (i := describe(cluster)) is not None and i.leader >= 0, 20,
+               "a leader for the partition")
+    info = describe(cluster)
+    assert info is not None
+    preferred = info.replicas[0]
+    # The balancer hands leadership to the preferred replica.
+    wait_until(lambda: leads(cluster, preferred), 30, "the preferred replica to lead")
+    acked: list[tuple[int, bytes]] = []
+    with grpc.insecure_channel(cluster.brokers[preferred].address) as channel:
+        stub = pb_grpc.BrokerStub(channel)
+        for b in range(BATCHES):
+            values = [b"value-%03d-%d" % (b, i) + b"x" * 100 for i in range(5)]
+            reply = stub.Produce(pb.ProduceRequest(
+                topic=TOPIC, partition=0, records=encode_batch(
+                    [(1000 + b, None, v) for v in values]), acks=pb.ACKS_QUORUM), timeout=10)
+            acked += [(reply.base_offset + i, v) for i, v in enumerate(values)]
+    wait_until(lambda: (i := describe(cluster)) is not None
+               and len(i.in_sync_replicas) == 3, 30, "every replica in sync")
+    return preferred, acked
+
+
 def test_a_corrupt_batch_in_a_cleanly_stopped_replica_is_never_served_and_is_repaired(
         tmp_path: Path) -> None:
-    cluster = ClusterProcesses(tmp_path, extra_args=["--config", "segment.bytes=4096"])
+    # No scrub: the corruption is found by the fetch, on the leader.
+    cluster = ClusterProcesses(tmp_path, extra_args=["--config", "segment.bytes=4096",
+                                                     "--scrub-bytes-per-second", "0"])
     cluster.start()
     try:
-        with grpc.insecure_channel(cluster.brokers[0].address) as channel:
-            pb_grpc.AdminStub(channel).CreateTopic(
-                pb.CreateTopicRequest(name=TOPIC, partitions=1, replication_factor=3),
-                timeout=10)
-        wait_until(lambda: (i := describe(cluster)) is not None and i.leader >= 0, 20,
-                   "a leader for the partition")
-        info = describe(cluster)
-        assert info is not None
-        preferred = info.replicas[0]
-        # The balancer hands leadership to the preferred replica: the one corrupted below.
-        wait_until(lambda: leads(cluster, preferred), 30, "the preferred replica to lead")
-        acked: list[tuple[int, bytes]] = []
-        with grpc.insecure_channel(cluster.brokers[preferred].address) as channel:
-            stub = pb_grpc.BrokerStub(channel)
-            for b in range(BATCHES):
-                values = [b"value-%03d-%d" % (b, i) + b"x" * 100 for i in range(5)]
-                reply = stub.Produce(pb.ProduceRequest(
-                    topic=TOPIC, partition=0, records=encode_batch(
-                        [(1000 + b, None, v) for v in values]), acks=pb.ACKS_QUORUM),
-                    timeout=10)
-                acked += [(reply.base_offset + i, v) for i, v in enumerate(values)]
+        preferred, acked = written(cluster)
         end = acked[-1][0] + 1
-        wait_until(lambda: (i := describe(cluster)) is not None
-                   and len(i.in_sync_replicas) == 3, 30, "every replica in sync")
-
         victim = cluster.brokers[preferred]
         victim.stop()  # cleanly: the next start trusts its sealed segments
         assert (victim.data_dir / f"{TOPIC}-0" / ".clean_shutdown").exists()
@@ -167,3 +174,27 @@ def _counter(text: str, name: str) -> float:
         if line.startswith(name) and not line.startswith(name + "_created"):
             total += float(line.rsplit(" ", 1)[1])
     return total
+
+
+def test_the_scrub_finds_and_repairs_a_corrupt_follower_nobody_reads(tmp_path: Path) -> None:
+    cluster = ClusterProcesses(tmp_path, extra_args=["--config", "segment.bytes=4096"])
+    cluster.start()
+    try:
+        preferred, acked = written(cluster)
+        victim = next(b for i, b in enumerate(cluster.brokers) if i != preferred)
+        victim.stop()
+        partition_dir = victim.data_dir / f"{TOPIC}-0"
+        flip_bit_in_a_committed_batch(partition_dir)
+        victim.start()
+
+        def repaired() -> bool:
+            try:
+                return stored_values(partition_dir)[: len(acked)] == acked
+            except InvalidRecordError:
+                return False
+
+        wait_until(repaired, 60, "the follower's files repaired")
+        assert _counter(victim.scrape(), "odradek_corrupt_batches_total") >= 1
+        assert leads(cluster, preferred)  # found and repaired without leading
+    finally:
+        cluster.stop()

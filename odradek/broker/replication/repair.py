@@ -12,21 +12,24 @@ never truncates committed entries while it leads."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from odradek.broker import clock
 from odradek.broker.replication.host import RaftHost
 from odradek.broker.replication.log_storage import PartitionRaftStorage
 from odradek.broker.replication.replica import ReplicatedPartition
 from odradek.raft import RaftNode
-from odradek.storage import CorruptBatchError
+from odradek.storage import CorruptBatchError, OffsetOutOfRangeError
 
 log = logging.getLogger("odradek.replication")
 
 RETRY_S = 0.02
+SCRUB_CHUNK = 1 << 20
 
 
 @dataclass
@@ -37,8 +40,12 @@ class _Repair:
 
 class CorruptionRepair:
     def __init__(self, host: RaftHost, make_node: Callable[[PartitionRaftStorage], RaftNode],
-                 alive: Callable[[int], bool], wait_s: float) -> None:
+                 alive: Callable[[int], bool], wait_s: float,
+                 spawn: Callable[[Coroutine[Any, Any, None]], None] | None = None,
+                 scrub_bytes_per_s: int = 0) -> None:
         self.host = host
+        self._spawn = spawn
+        self.scrub_bytes_per_s = scrub_bytes_per_s
         self._make_node = make_node
         self._alive = alive
         self.wait_s = wait_s  # how long a leader waits for its successor (election timeout)
@@ -60,6 +67,42 @@ class CorruptionRepair:
             loop.call_soon_threadsafe(self._found, name, partition, storage, error)
 
         partition.log.corruption_observer = found
+        for error in storage.corrupt_at_load:
+            log.warning("partition %s: %s; cut at load, repaired from the other replicas",
+                        name, error)
+            if self.observer is not None:
+                self.observer(partition.topic)
+        if self.scrub_bytes_per_s > 0 and self._spawn is not None:
+            self._spawn(self._scrub(partition))
+
+    async def _scrub(self, partition: ReplicatedPartition) -> None:
+        """Reads back, at scrub_bytes_per_s, the segments this start did not scan: a clean
+        start trusts sealed segments, and a corrupt batch in a follower that nobody reads
+        would otherwise stay there, one replica fewer, until it led. What it finds goes
+        to the observer like any read's."""
+        plog = partition.log
+        end = plog.active_segment_base  # the active segment was scanned at open
+        offset = plog.log_start_offset
+        loop = asyncio.get_running_loop()
+        while offset < end and not partition.closed:
+            try:
+                result = await loop.run_in_executor(
+                    None, functools.partial(plog.read, offset, SCRUB_CHUNK, end))
+            except CorruptBatchError:
+                return
+            except OffsetOutOfRangeError:
+                if offset >= plog.log_start_offset:
+                    return  # cut below it meanwhile (a repair)
+                offset = plog.log_start_offset  # retention went past it
+                continue
+            except ValueError:
+                return  # closed
+            if not result.data:
+                return
+            offset = result.next_offset
+            await asyncio.sleep(len(result.data) / self.scrub_bytes_per_s)
+        if offset >= end:
+            log.debug("scrubbed %s up to offset %d", plog.directory, end)
 
     def _found(self, name: str, partition: ReplicatedPartition,
                storage: PartitionRaftStorage, error: CorruptBatchError) -> None:
