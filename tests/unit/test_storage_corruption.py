@@ -4,12 +4,15 @@ Raft storage cuts its log there and remembers the commit index it lost."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from odradek.broker.replication.log_storage import STATE_FILE, PartitionRaftStorage
+from odradek.broker.replication.repair import CorruptionRepair
 from odradek.raft import NO_INDEX, Entry, HardState
 from odradek.records import iter_batches
 from odradek.records.batch import first_corrupt
@@ -136,3 +139,18 @@ def test_first_corrupt_finds_the_first_bad_batch() -> None:
     assert found is not None and found[0] == second and found[1].reason == "CORRUPT_RECORD"
     found = first_corrupt(good[:-3])  # a torn tail is not a whole batch
     assert found is not None and found[0] == second
+
+
+def test_the_scrub_reads_back_the_trusted_segments_and_reports_what_fails(
+        tmp_path: Path) -> None:
+    filled(tmp_path)
+    bad = flip(segment_files(tmp_path)[1], 2)
+    log = PartitionLog.open(tmp_path, CONFIG)  # clean: nothing scanned but the active one
+    found: list[CorruptBatchError] = []
+    log.corruption_observer = found.append
+    partition = SimpleNamespace(log=log, closed=False, topic="t")
+    repair = CorruptionRepair(None, None, lambda _: True, 1.0,  # type: ignore[arg-type]
+                              scrub_bytes_per_s=1 << 30)
+    asyncio.run(repair._scrub(partition))  # type: ignore[arg-type]
+    assert [e.offset for e in found] == [bad]
+    log.close()
