@@ -68,6 +68,9 @@ class BrokerSettings:
     # transactional.id.expiration.ms), and at most this many in the cluster.
     producer_name_expiration_ms: int = DEFAULT_NAME_EXPIRATION_MS
     max_producer_names: int = DEFAULT_MAX_NAMES
+    # After a start, each partition's sealed segments (trusted by a clean start, not
+    # scanned) are read back at this rate to check their CRCs; 0: never.
+    scrub_bytes_per_s: int = 16 << 20
     shutdown_grace_s: float = 5.0
     # A stopping broker first hands its partitions' leadership to caught-up followers
     # that are alive, for at most this long, so a rolling restart costs no election.
@@ -163,11 +166,13 @@ class Broker:
             kafka_port=self.kafka_port,
             tick_interval_s=s.tick_interval_ms / 1000, cluster_id=_cluster_id(voters),
             metadata_snapshot_every=s.metadata_snapshot_every,
-            producer_id_expiration_ms=s.producer_id_expiration_ms)
+            producer_id_expiration_ms=s.producer_id_expiration_ms,
+            scrub_bytes_per_s=s.scrub_bytes_per_s)
         self.cluster = ClusterNode(cluster_settings, self.host, self._sync_peers,
                                    broker_alive=lambda peer: transport.alive(peer, election_s),
                                    tls=peer_tls)
         self.cluster.flush_observer = self.metrics.observe_fsync
+        self.cluster.repair.observer = self.metrics.corrupt_batch_found
         self.cluster.producer_ids.name_expiration_ms = s.producer_name_expiration_ms
         self.cluster.producer_ids.max_names = s.max_producer_names
         self.cluster.adopt_log = self.housekeeper.adopt

@@ -44,6 +44,7 @@ from odradek.broker.replication.host import RaftGroup, RaftHost
 from odradek.broker.replication.log_storage import PartitionRaftStorage
 from odradek.broker.replication.meta_storage import MetadataRaftStorage
 from odradek.broker.replication.producer_state import DEFAULT_EXPIRATION_MS
+from odradek.broker.replication.repair import CorruptionRepair
 from odradek.broker.replication.replica import ReplicatedPartition
 from odradek.raft import (
     ConfigChangeType,
@@ -89,6 +90,9 @@ class ClusterSettings:
     # Seeds the Raft election timeouts of this broker's groups (the simulation replays a
     # seed); None: seeded from the system.
     seed: int | None = None
+    # Background CRC scrub of the segments a clean start trusted (replication/repair.py);
+    # 0: none.
+    scrub_bytes_per_s: int = 0
 
 
 class ClusterNode:
@@ -126,6 +130,11 @@ class ClusterNode:
         # Given every partition log this node opens (the broker's housekeeper takes it).
         self.adopt_log: Callable[[PartitionLog], None] = lambda _: None
         self._observed_controller: int | None = None
+        # Cuts and re-replicates a replica whose log holds a corrupt batch.
+        self.repair = CorruptionRepair(
+            host, self._partition_node, broker_alive,
+            settings.tick_interval_s * settings.election_ticks, self._spawn,
+            settings.scrub_bytes_per_s)
         self.producer_ids = ProducerIdManager(self)
         self.meta_log: PartitionLog | None = None
         self.meta_node: RaftNode | None = None
@@ -440,8 +449,7 @@ class ClusterNode:
         storage = PartitionRaftStorage(
             plog, replicas, producer_id_expiration_ms=self.settings.producer_id_expiration_ms,
             sync_behind=self.host.syncer is not None)
-        node = RaftNode(dataclasses.replace(self._raft_config(False),
-                                            lost_commit=storage.lost_commit), storage, self._rng)
+        node = self._partition_node(storage)
         name = partition_group(topic, index)
         partition = ReplicatedPartition(
             topic, index, plog, node, lambda: self.host.schedule(name), self.address_of,
@@ -453,6 +461,11 @@ class ClusterNode:
         self.partitions[key] = partition
         self._topic_ids[key] = topic_id
         self.host.add(RaftGroup(name, node, storage, partition))
+        self.repair.watch(name, partition, storage)
+
+    def _partition_node(self, storage: PartitionRaftStorage) -> RaftNode:
+        return RaftNode(dataclasses.replace(self._raft_config(False),
+                                            lost_commit=storage.lost_commit), storage, self._rng)
 
     def _close_partition(self, key: tuple[str, int], delete: bool) -> None:
         partition = self.partitions.pop(key)

@@ -15,6 +15,8 @@ class Reason(StrEnum):
     THROTTLED = "THROTTLED"
     REQUEST_TOO_LARGE = "REQUEST_TOO_LARGE"
     DISK_FULL = "DISK_FULL"
+    # A stored batch failed its CRC when read: refused, and the replica repairs itself.
+    KAFKA_STORAGE_ERROR = "KAFKA_STORAGE_ERROR"
     # records
     INVALID_RECORD = "INVALID_RECORD"
     CORRUPT_RECORD = "CORRUPT_RECORD"

@@ -84,6 +84,10 @@ def add_broker_parser(
     p.add_argument("--max-producer-names", type=_positive_int, default=100_000, metavar="N",
                    help="the most producer names the cluster keeps; a new one beyond is "
                    "refused (default %(default)s)")
+    p.add_argument("--scrub-bytes-per-second", type=_non_negative_int, default=16 << 20,
+                   metavar="N", help="after a start, read back each partition's sealed "
+                   "segments at this rate to check their CRCs (a corrupt batch is cut and "
+                   "repaired from the other replicas); 0: never (default %(default)s)")
     p.add_argument("--log-cleanup-interval-ms", type=_positive_int, default=30_000,
                    metavar="MS", help="run retention and compaction over every partition "
                    "this often (Kafka's log.retention.check.interval.ms; default 30 s)")
@@ -213,6 +217,12 @@ def _positive_int(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be positive, got {value}")
     return value
+
+
+def _non_negative_int(text: str) -> int:
+    if text.strip() == "0":
+        return 0
+    return _positive_int(text)
 
 
 def _config_pair(text: str) -> str:

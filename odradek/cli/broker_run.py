@@ -145,6 +145,7 @@ def run_broker(args: argparse.Namespace) -> int:
             producer_id_expiration_ms=args.producer_id_expiration_ms,
             producer_name_expiration_ms=args.producer_name_expiration_ms,
             max_producer_names=args.max_producer_names,
+            scrub_bytes_per_s=args.scrub_bytes_per_second,
             retention_check_interval_ms=args.log_cleanup_interval_ms,
             fsync_in_worker=not args.fsync_on_event_loop,
             offsets_topic_partitions=args.offsets_topic_partitions,

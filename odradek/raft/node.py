@@ -142,8 +142,21 @@ class RaftNode:
         self.election_elapsed += 1
         if self.election_elapsed >= self.randomized_timeout:
             self.election_elapsed = 0
-            if self.promotable():
+            if self._repairing():
+                self._ask_for_entries()
+            elif self.promotable():
                 self._start_election(force=False)
+
+    def _ask_for_entries(self) -> None:
+        """A repairing node that heard no leader for an election timeout tells the voters
+        where its log ends, as its answer to a heartbeat would: a leader whose group went
+        quiet (no heartbeats to answer) learns so that it must send the entries again."""
+        last = self.log.last_index()
+        to = [self.leader] if self.leader is not None else sorted(self.config.voters)
+        for v in to:
+            if v != self.id:
+                self._send(Message(_MT.HEARTBEAT_RESP, self.id, v, self.term, reject=True,
+                                   reject_hint=last))
 
     def _tick_leader(self) -> None:
         self.heartbeat_elapsed += 1

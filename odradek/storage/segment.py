@@ -2,7 +2,9 @@
 with its sparse offset index and time index.
 
 The segment never decodes records. It learns about batches from their 61-byte headers,
-and checks CRCs only when recovering from an unclean shutdown.
+and checks CRCs when recovering from an unclean shutdown; the partition log checks them
+on every read (PartitionLog.read), which is what catches a bit flipped at rest in a
+segment a clean start trusted.
 """
 
 from __future__ import annotations

@@ -62,3 +62,19 @@ def test_a_node_that_lost_committed_entries_does_not_vote_until_repaired() -> No
     assert log_of(net, 3) == log_of(net, 1)
     assert net.nodes[2].commit_index >= 9  # the entries survived
     assert net.nodes[3].role == Role.FOLLOWER
+
+
+def test_a_node_that_lost_entries_asks_a_quiet_leader_for_them() -> None:
+    net = Net([1, 2, 3])
+    net.campaign(1)
+    for n in range(10):
+        net.nodes[1].propose(b"v%d" % n)
+    net.deliver()
+    lose_entries(net, 3, 4)
+    # The leader's group is quiet (quiesced by the host): it sends no heartbeat that the
+    # repairing node could answer, so only the node itself can start the repair.
+    net.tick(3, 20)
+    net.deliver()
+    assert log_of(net, 3) == log_of(net, 1)
+    assert net.nodes[3].commit_index == net.nodes[1].commit_index == 10
+    assert net.leaders() == [1]

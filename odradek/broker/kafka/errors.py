@@ -36,6 +36,7 @@ KAFKA_CODES: dict[Reason, int] = {
     Reason.INTERNAL: UNKNOWN_SERVER_ERROR,
     Reason.THROTTLED: 89,  # THROTTLING_QUOTA_EXCEEDED
     Reason.DISK_FULL: 56,  # KAFKA_STORAGE_ERROR: retriable, as a full disk may clear
+    Reason.KAFKA_STORAGE_ERROR: 56,  # retriable: the leader moves, the replica repairs
     Reason.INVALID_RECORD: 87,
     Reason.CORRUPT_RECORD: 2,  # CORRUPT_MESSAGE
     Reason.RECORD_TOO_LARGE: 10,  # MESSAGE_TOO_LARGE

@@ -109,9 +109,14 @@ class BrokerMetrics:
         self.compaction_cleaned = Counter(
             "odradek_log_compaction_cleaned_bytes",
             "Bytes removed from segments by compaction, by topic", ["topic"], registry=r)
+        self.corrupt_batches = Counter(
+            "odradek_corrupt_batches",
+            "Stored batches that failed their CRC check when read (never served; the "
+            "replica cuts its log there and is repaired from the others), by topic",
+            ["topic"], registry=r)
         self._per_topic = (self.bytes_in, self.records_in, self.bytes_out, self.records_out,
                            self.retention_deleted, self.compaction_runs,
-                           self.compaction_cleaned)
+                           self.compaction_cleaned, self.corrupt_batches)
         # The topics hosted here (set by the broker): their counters are shown from 0.
         self.topics: Callable[[], Iterable[str]] | None = None
         self.housekeeping_errors = Counter(
@@ -137,6 +142,9 @@ class BrokerMetrics:
 
     def observe_fsync(self, seconds: float) -> None:
         self.fsync_duration.observe(seconds)
+
+    def corrupt_batch_found(self, topic: str) -> None:
+        self.corrupt_batches.labels(topic).inc()
 
     def retention_ran(self, topic: str, deleted_segments: int) -> None:
         if deleted_segments:

@@ -37,6 +37,7 @@ from typing import Protocol, runtime_checkable
 from odradek.broker import clock, regressions
 from odradek.raft import Message, MessageType, RaftNode, Ready, Role
 from odradek.raft.storage import PersistentLogStorage
+from odradek.storage import CorruptBatchError
 
 log = logging.getLogger("odradek.raft")
 
@@ -175,6 +176,11 @@ class RaftHost:
         self._last_tick = clock.monotonic()
         self._stall_ended = -math.inf
         self._failing: set[str] = set()
+        self._syncing: set[str] = set()  # groups whose fsync job is in flight
+
+    def busy(self, name: str) -> bool:
+        """Is a Ready of this group still being persisted (written, fsync owed)?"""
+        return name in self._syncing or any(job[0].name == name for job in self._owed)
 
     def start(self) -> None:
         self._ticker = asyncio.get_running_loop().create_task(self._tick_loop())
@@ -208,7 +214,10 @@ class RaftHost:
                 self.quiet.add(group_name)
             return
         node = group.node
-        node.step(message)
+        try:
+            node.step(message)
+        except CorruptBatchError:
+            return  # the log's observer has the replica repaired (replication/repair.py)
         if message.type in _ACKS and message.term == node.term and node.is_leader():
             group.listener.acknowledged(message.from_id)
         # Late acknowledgements to a quiet leader do not wake it; anything else does.
@@ -233,6 +242,7 @@ class RaftHost:
                 self._guarded(group, self._handle)
         owed, self._owed = self._owed, []
         for job in owed:
+            self._syncing.add(job[0].name)
             # One job per group: fsyncs of different partitions' files run side by side,
             # and one group's never waits behind another's.
             assert self.syncer is not None
@@ -296,6 +306,7 @@ class RaftHost:
     def _synced(self, owed: list[tuple[RaftGroup, Ready, Callable[[], None]]],
                 outcomes: list[BaseException | None]) -> None:
         for (group, ready, _), error in zip(owed, outcomes, strict=True):
+            self._syncing.discard(group.name)
             if self.groups.get(group.name) is not group:
                 continue  # removed (topic deleted, broker stopping) while it synced
 

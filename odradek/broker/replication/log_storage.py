@@ -47,7 +47,7 @@ from odradek.raft import (
 )
 from odradek.records import iter_batches
 from odradek.records.batch import set_offset_and_epoch
-from odradek.storage import PartitionLog
+from odradek.storage import CorruptBatchError, PartitionLog
 from odradek.storage.cleaner import fsync_dir
 
 STATE_FILE = "raft-state.json"
@@ -69,6 +69,9 @@ class RaftState:
     scanned_to: int = 0
     # Set while a snapshot install resets the log: a load completes the reset.
     reset_to: int | None = None
+    # The last offset this replica held (and may have acknowledged) before a corrupt batch
+    # was cut: RaftConfig.lost_commit until the log reaches it again.
+    lost: int = NO_INDEX
 
 
 class PartitionRaftStorage:
@@ -85,6 +88,9 @@ class PartitionRaftStorage:
         self.path = log_dir(log) / STATE_FILE
         self._clock = clock or broker_clock.time_ms
         self._commit_saved_at = 0.0
+        self.producers: ProducerStateStore | None = None  # made once the log is checked
+        # Corrupt batches the load scan cut (before anyone could be told: see repair.py).
+        self.corrupt_at_load: list[CorruptBatchError] = []
         self.state = self._load(initial_voters)
         self._catch_up_scan()
         # Idempotent producers' sequence state, kept as batches enter the log (not for the
@@ -100,7 +106,7 @@ class PartitionRaftStorage:
                 term=raw["term"], vote=raw["vote"], commit=raw["commit"], voters=raw["voters"],
                 epochs=[(a, b) for a, b in raw["epochs"]],
                 configs=[(a, list(b)) for a, b in raw["configs"]], scanned_to=raw["scanned_to"],
-                reset_to=raw.get("reset_to"))
+                reset_to=raw.get("reset_to"), lost=raw.get("lost", NO_INDEX))
         except FileNotFoundError:
             state = RaftState(voters=sorted(initial_voters))
         if state.reset_to is not None:
@@ -109,16 +115,44 @@ class PartitionRaftStorage:
             state.reset_to = None
             self.state = state
             self.save(sync=True)
+        self.lost_commit = NO_INDEX
+        self._forget_beyond_end(state)
+        state.commit = min(state.commit, self.log.log_end_offset - 1)
+        return state
+
+    def _forget_beyond_end(self, state: RaftState) -> None:
+        """After the log's tail was cut (by recovery, or for a corrupt batch): forget what
+        lay beyond the end."""
         end = self.log.log_end_offset
-        # Recovery may have cut the log's tail: forget what lay beyond the end.
         state.epochs = [(o, t) for o, t in state.epochs if o < end]
         state.configs = [(o, v) for o, v in state.configs if o < end]
         state.scanned_to = min(state.scanned_to, end)
         # Committed entries gone (a corrupt batch cut, or unsynced writes lost): Raft
         # must not count this replica's log as holding them (RaftConfig.lost_commit).
-        self.lost_commit = state.commit if state.commit > end - 1 else NO_INDEX
-        state.commit = min(state.commit, end - 1)
-        return state
+        if state.commit > end - 1:
+            self.lost_commit = max(self.lost_commit, state.commit)
+        if state.lost > end - 1:
+            self.lost_commit = max(self.lost_commit, state.lost)
+        else:
+            state.lost = NO_INDEX
+
+    def drop_corrupt(self, offset: int, commit: int = NO_INDEX) -> None:
+        """Cuts the log at a corrupt batch's base offset, as recovery does after an
+        unclean stop; the host then makes a new RaftNode with lost_commit, so this replica
+        neither votes nor campaigns until the leader has given it its log back. commit is
+        the node's commit index, which may be ahead of the one last saved.
+
+        Everything the log held counts as lost, not only what it knew committed: it may
+        have acknowledged entries that a leader then committed (and the saved commit index
+        lags). The mark is saved apart from the commit index, which stays a true one."""
+        held = self.log.log_end_offset - 1
+        self.state.commit = max(self.state.commit, commit)
+        if held >= offset:
+            self.state.lost = max(self.state.lost, held, self.state.commit)
+        self.truncate(offset)
+        self._forget_beyond_end(self.state)
+        self.state.commit = min(self.state.commit, self.log.log_end_offset - 1)
+        self.save(sync=True)
 
     def save(self, sync: bool) -> None:
         self._write_state(self._state_json(), sync)
@@ -127,7 +161,8 @@ class PartitionRaftStorage:
         s = self.state
         return json.dumps({"term": s.term, "vote": s.vote, "commit": s.commit,
                            "voters": s.voters, "epochs": s.epochs, "configs": s.configs,
-                           "scanned_to": s.scanned_to, "reset_to": s.reset_to})
+                           "scanned_to": s.scanned_to, "reset_to": s.reset_to,
+                           "lost": s.lost})
 
     def _write_state(self, data: str, sync: bool) -> None:
         tmp = self.path.with_suffix(".tmp")
@@ -142,10 +177,16 @@ class PartitionRaftStorage:
 
     def _catch_up_scan(self) -> None:
         """Learns the terms and configs of batches written after the state file was saved."""
-        end = self.log.log_end_offset
         offset = max(self.state.scanned_to, self.log.log_start_offset)
-        while offset < end:
-            chunk = self.log.read(offset, SCAN_CHUNK).data
+        while offset < self.log.log_end_offset:
+            try:
+                chunk = self.log.read(offset, SCAN_CHUNK).data
+            except CorruptBatchError as exc:
+                # Found at load: cut here, before the node is made (lost_commit), and
+                # read the chunk again up to the cut (its terms are still to be learnt).
+                self.corrupt_at_load.append(exc)
+                self.drop_corrupt(exc.offset)
+                continue
             if not chunk:
                 break
             for pos, header in iter_batches(chunk):
@@ -158,7 +199,7 @@ class PartitionRaftStorage:
                         self.state.configs.append(
                             (header.base_offset, sorted(ConfigState.decode(data).voters)))
                 offset = header.next_offset
-        self.state.scanned_to = end
+        self.state.scanned_to = self.log.log_end_offset
 
     def _note(self, index: int, term: int) -> None:
         epochs = self.state.epochs
@@ -280,6 +321,8 @@ class PartitionRaftStorage:
         self.log.append_replicated(data, flush=not self.sync_behind)
         self._log_owed = self._log_owed or (self.sync_behind and self.log.flush_owed)
         self.state.scanned_to = self.log.log_end_offset
+        if self.state.lost != NO_INDEX and self.state.scanned_to > self.state.lost:
+            self.state.lost = NO_INDEX  # repaired (saved with the next state)
         if self.producers is not None:
             self.producers.on_append(data)
 

@@ -29,7 +29,7 @@ from odradek.raft.node import RaftNode
 from odradek.raft.quorum import has_majority, majority
 from odradek.records import validate_batches
 from odradek.records.batch import set_max_timestamp
-from odradek.storage import AppendInfo, PartitionLog, ReadResult
+from odradek.storage import AppendInfo, CorruptBatchError, PartitionLog, ReadResult
 
 LeaderAddress = Callable[[int], str | None]
 # A follower that holds what the leader held this long ago is in sync (Kafka's
@@ -360,7 +360,32 @@ class ReplicatedPartition:
                 return ReadResult(b"", offset)
         if offset > hw or offset < self.log.log_start_offset:
             raise self._out_of_range(offset)
-        return self.log.read(offset, max_bytes, max_offset=hw)
+        try:
+            return self.log.read(offset, max_bytes, max_offset=hw)
+        except CorruptBatchError as exc:
+            # Never serve it; the log's observer has the replica repaired (leadership
+            # moves away first), so a retry soon reaches a healthy leader.
+            raise BrokerError(Reason.KAFKA_STORAGE_ERROR,
+                f"partition {self.index} of topic {self.topic!r}: the batch at offset "
+                f"{exc.offset} failed its CRC check on this broker, which is repairing "
+                f"its replica; retry shortly", {**self._where(),
+                                               "offset": str(exc.offset)}) from None
+
+    def replace_node(self, node: RaftNode) -> None:
+        """Takes over a new RaftNode for the same log (made after a corrupt batch was cut):
+        writes waiting on the old one are told NOT_LEADER, and the high watermark comes
+        down to the log end, since a replica exposes only what it holds."""
+        for p in self._pending:
+            if not p.future.done():
+                p.future.set_exception(self.not_leader_error())
+        self._pending = []
+        self.node = node
+        self._sequences.clear()
+        self._log_ends.clear()
+        self._acked.clear()
+        self.high_watermark = min(self.high_watermark, self.log.log_end_offset)
+        self._last_leader = None
+        self._wake()
 
     def _out_of_range(self, offset: int) -> BrokerError:
         start, end = self.log.log_start_offset, self.log.log_end_offset
