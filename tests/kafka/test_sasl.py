@@ -1,11 +1,14 @@
 """SASL SCRAM-SHA-512 on the Kafka listener against the users made over gRPC, with the
 ACLs gRPC applies: a user's allowed produce and consume, a topic it may not write
 (TOPIC_AUTHORIZATION_FAILED), a group it may not join, a wrong password and an unknown
-user (one and the same refusal), and an anonymous client that sees no topics."""
+user (one and the same refusal), an anonymous client that sees no topics, and SCRAM
+exchanges in progress capped per address as on gRPC."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
+import struct
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,9 +18,15 @@ from confluent_kafka import Producer as ConfluentProducer
 from kafka import KafkaConsumer, KafkaProducer
 from kafka import errors as kerrors
 
+from odradek.broker.auth.peer_limits import MAX_EXCHANGES_PER_PEER
 from odradek.client import Admin, OdradekError
 from odradek.client.acls import acl
+from odradek.security import scram
+from tests.brokers import wait_until
 from tests.kafka.conftest import KafkaBroker
+from tests.kafka.test_frames import connect, frame, header, read_frame
+
+SASL_AUTHENTICATION_FAILED = 58
 
 ADMIN_PASSWORD = "admin-secret"
 
@@ -202,3 +211,44 @@ def test_users_made_through_kafka_log_in_on_both_listeners(secured: KafkaBroker)
     for future in admin.alter_user_scram_credentials([deletion]).values():
         future.result(30)
     assert asyncio.run(grpc_login()) == "AUTHENTICATION_FAILED"
+
+
+def _scram_started(sock: socket.socket, correlation_id: int) -> int:
+    """SaslHandshake then the client's first SCRAM message on one connection: the
+    SaslAuthenticate error code (0 while the exchange waits for the client's proof)."""
+    mechanism = b"SCRAM-SHA-512"
+    sock.sendall(frame(header(17, 1, correlation_id, False)
+                       + struct.pack(">h", len(mechanism)) + mechanism))
+    answer = read_frame(sock)
+    assert answer is not None and struct.unpack_from(">ih", answer) == (correlation_id, 0)
+    first = scram.ClientExchange("mallory", "guess").first().encode()
+    sock.sendall(frame(header(36, 0, correlation_id + 1, False)
+                       + struct.pack(">i", len(first)) + first))
+    answer = read_frame(sock)
+    assert answer is not None
+    got_id, error = struct.unpack_from(">ih", answer)
+    assert got_id == correlation_id + 1
+    return int(error)
+
+
+def test_scram_exchanges_are_capped_per_address_and_freed_with_their_connection(
+        secured: KafkaBroker) -> None:
+    held = [connect(secured) for _ in range(MAX_EXCHANGES_PER_PEER)]
+    try:
+        for sock in held:
+            assert _scram_started(sock, 1) == 0
+        with connect(secured) as over:
+            assert _scram_started(over, 1) == SASL_AUTHENTICATION_FAILED
+            assert read_frame(over) is None  # a failed authentication closes the connection
+        # A connection that leaves mid-exchange gives its slot back at once, not when the
+        # exchange would have expired.
+        held.pop().close()
+
+        def one_more_starts() -> bool:
+            with connect(secured) as sock:
+                return _scram_started(sock, 1) == 0
+
+        wait_until(one_more_starts, 20, "a freed SCRAM slot")
+    finally:
+        for sock in held:
+            sock.close()

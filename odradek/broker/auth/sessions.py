@@ -123,6 +123,13 @@ class Sessions:
         self._exchanges[exchange_id] = _Exchange(name, user, server, self._clock(), peer)
         return exchange_id, first
 
+    def abandon(self, exchange_id: str) -> None:
+        """The client left between its two messages: its peer's slot is free at once
+        instead of when the exchange would expire."""
+        exchange = self._exchanges.pop(exchange_id, None)
+        if exchange is not None and exchange.peer:
+            self._exchange_peers.release(exchange.peer)
+
     def finish(self, exchange_id: str, client_final: str) -> tuple[str, str, Session]:
         """(server-final-message, token, session); AuthenticationFailed otherwise."""
         exchange = self._exchanges.pop(exchange_id, None)

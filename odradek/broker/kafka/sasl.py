@@ -61,7 +61,7 @@ def authenticate(version: int, body: Any, conn: Connection, guard: Guard) -> Any
     try:
         text = data.decode("utf-8")
         if conn.exchange_id is None:
-            conn.exchange_id, first = guard.sessions.start(text)
+            conn.exchange_id, first = guard.sessions.start(text, peer=conn.host)
             return codec.make(cls, error_code=err.NONE, error_message=None,
                               auth_bytes=first.encode())
         exchange, conn.exchange_id = conn.exchange_id, None
@@ -76,3 +76,11 @@ def authenticate(version: int, body: Any, conn: Connection, guard: Guard) -> Any
                       auth_bytes=final.encode(),
                       session_lifetime=int(guard.sessions.lifetime_s * 1000))
 
+
+
+def abandon(conn: Connection, guard: Guard) -> None:
+    """The connection ended: an exchange it left half done stops counting against its
+    address (a Kafka connection is the exchange's whole lifetime)."""
+    if conn.exchange_id is not None:
+        guard.sessions.abandon(conn.exchange_id)
+        conn.exchange_id = None

@@ -155,6 +155,9 @@ class KafkaListener:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+            guard = self._guard()
+            if guard is not None:
+                sasl.abandon(conn, guard)
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
