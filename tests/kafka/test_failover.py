@@ -1,7 +1,8 @@
 """confluent-kafka through failures on a 3-broker cluster: kill -9 of a partition's
 leader under an idempotent acks=all producer (every acknowledged record is there, once),
-then kill -9 of the group coordinator under a two-member group (the members find the new
-coordinator, join again, read every acknowledged record and commit to the end)."""
+then kill -9 of the group coordinator under a two-member group, of the classic protocol
+and of the consumer protocol (KIP-848) (the members find the new coordinator, join again
+or go on, read every acknowledged record and commit to the end)."""
 
 from __future__ import annotations
 
@@ -44,7 +45,8 @@ def leader_of(boot: str, topic: str, partition: int) -> int:
     return int(metadata.topics[topic].partitions[partition].leader)
 
 
-def test_leader_and_coordinator_killed(cluster: ClusterProcesses) -> None:
+@pytest.mark.parametrize("protocol", ["classic", "consumer"])
+def test_leader_and_coordinator_killed(cluster: ClusterProcesses, protocol: str) -> None:
     boot = bootstrap(cluster)
     admin = AdminClient({"bootstrap.servers": boot})
     admin.create_topics([NewTopic("ledger", num_partitions=3, replication_factor=3)])[
@@ -90,9 +92,11 @@ def test_leader_and_coordinator_killed(cluster: ClusterProcesses) -> None:
     last = {p: max(o for q, o in acked.values() if q == p) for p in range(3)}
 
     def member(index: int) -> None:
+        # On the consumer protocol the broker sets the session timeout.
+        timeouts = {"session.timeout.ms": 10_000} if protocol == "classic" else {}
         consumer = Consumer({"bootstrap.servers": boot, "group.id": "auditors",
-                             "auto.offset.reset": "earliest", "enable.auto.commit": False,
-                             "session.timeout.ms": 10_000})
+                             "group.protocol": protocol, "auto.offset.reset": "earliest",
+                             "enable.auto.commit": False, **timeouts})
         consumer.subscribe(["ledger"])
         try:
             while not stop.is_set():

@@ -82,7 +82,7 @@ class CoordinatorSettings:
 
 
 @dataclass
-class _Shard:
+class Shard:
     """The groups of one internal partition this broker leads."""
     index: int
     term: int
@@ -109,7 +109,7 @@ class GroupCoordinator:
         self.forwarder: AdminForwarder = forwarder or GrpcAdminForwarder(cluster.channels)
         self.settings = settings or CoordinatorSettings()
         self.lookup = OffsetLookup(cluster)
-        self._shards: dict[int, _Shard] = {}
+        self._shards: dict[int, Shard] = {}
         self._channels: dict[tuple[str, str], MemberChannel] = {}
         self._partitions_seen: dict[str, dict[str, int]] = {}
         self._create_lock = asyncio.Lock()
@@ -187,7 +187,7 @@ class GroupCoordinator:
                      OFFSETS_TOPIC, s.offsets_partitions, rf)
         await self.cluster.wait_for(lambda img: OFFSETS_TOPIC in img.topics, 10)
 
-    def _shard(self, group_id: str) -> _Shard:
+    def shard_of(self, group_id: str) -> Shard:
         check_group_id(group_id)
         topic = self.cluster.image.topics.get(OFFSETS_TOPIC)
         if topic is None:
@@ -240,11 +240,11 @@ class GroupCoordinator:
             if partition is None or partition.closed or not partition.node.is_leader():
                 continue
             if index not in self._shards:
-                shard = _Shard(index, partition.node.term, partition)
+                shard = Shard(index, partition.node.term, partition)
                 self._shards[index] = shard
                 self._spawn(self._load(shard))
 
-    async def _load(self, shard: _Shard) -> None:
+    async def _load(self, shard: Shard) -> None:
         p = shard.partition
         deadline = clock.monotonic() + LOAD_TIMEOUT_S
         # A new leader's high watermark reaches its log end once an entry of its own term
@@ -282,7 +282,7 @@ class GroupCoordinator:
         log.info("no longer coordinating the groups of %s-%d", OFFSETS_TOPIC, index)
 
     # -------------------------------------------------------------- persistence
-    async def _persist(self, shard: _Shard, items: list[tuple[Key, Value | None]]) -> None:
+    async def _persist(self, shard: Shard, items: list[tuple[Key, Value | None]]) -> None:
         if not items:
             return
         now_ms = clock.time_ms()
@@ -309,7 +309,7 @@ class GroupCoordinator:
         wanted = {t for m in group.members.values() for t in m.topics}
         return {t: len(topics[t].partitions) for t in sorted(wanted) if t in topics}
 
-    async def _settle(self, shard: _Shard, group: Group, membership_changed: bool) -> None:
+    async def settle(self, shard: Shard, group: Group, membership_changed: bool) -> None:
         """Reassigns, persists, then pushes the changed assignments. Under the group lock."""
         partitions = self._partitions(group)
         self._partitions_seen[group.group_id] = partitions
@@ -325,7 +325,7 @@ class GroupCoordinator:
             channel.send(Assignment(member.sent_generation, frozenset(member.assigned)))
 
     async def join(self, group_id: str, request: JoinRequest) -> MemberChannel:
-        shard = self._shard(group_id)
+        shard = self.shard_of(group_id)
         if not request.topics:
             raise invalid_request("a member must subscribe to at least one topic")
         if self.foreign_members(group_id):
@@ -349,7 +349,7 @@ class GroupCoordinator:
                 old.close(group_error(
                     Reason.FENCED_INSTANCE_ID, f"member {member.member_id!r} of group "
                     f"{group.group_id!r} connected again elsewhere", group.group_id))
-            await self._settle(shard, group, changed)
+            await self.settle(shard, group, changed)
             # Registered only now, so that Joined goes out before the assignment.
             channel = MemberChannel(group.group_id, member.member_id)
             self._channels[key] = channel
@@ -359,8 +359,8 @@ class GroupCoordinator:
                 self._push(group, member)
         return channel
 
-    def _member(self, channel: MemberChannel) -> tuple[_Shard, Group]:
-        shard = self._shard(channel.group_id)
+    def _member(self, channel: MemberChannel) -> tuple[Shard, Group]:
+        shard = self.shard_of(channel.group_id)
         group = shard.groups.get(channel.group_id)
         if group is None or self._channels.get((channel.group_id, channel.member_id)) \
                 is not channel:
@@ -378,7 +378,7 @@ class GroupCoordinator:
         async with shard.lock(group.group_id):
             group.heartbeat(channel.member_id, 0, clock.monotonic())
             if group.acknowledge(channel.member_id, generation):
-                await self._settle(shard, group, True)
+                await self.settle(shard, group, True)
 
     async def update_subscription(self, channel: MemberChannel, topics: list[str]) -> None:
         if not topics:
@@ -386,14 +386,14 @@ class GroupCoordinator:
         shard, group = self._member(channel)
         async with shard.lock(group.group_id):
             group.require(channel.member_id).topics = frozenset(topics)
-            await self._settle(shard, group, True)
+            await self.settle(shard, group, True)
 
     async def leave(self, channel: MemberChannel) -> None:
         shard, group = self._member(channel)
         async with shard.lock(group.group_id):
             self._channels.pop((group.group_id, channel.member_id), None)
             if group.remove(channel.member_id):
-                await self._settle(shard, group, True)
+                await self.settle(shard, group, True)
         channel.close()
 
     def stream_closed(self, channel: MemberChannel) -> None:
@@ -407,7 +407,7 @@ class GroupCoordinator:
 
     async def _record_disconnect(self, channel: MemberChannel) -> None:
         try:
-            shard = self._shard(channel.group_id)
+            shard = self.shard_of(channel.group_id)
         except BrokerError:
             return  # not coordinating any more: the new coordinator starts its own clock
         group = shard.groups.get(channel.group_id)
@@ -445,7 +445,7 @@ class GroupCoordinator:
                                 Reason.UNKNOWN_MEMBER_ID, f"member {member_id!r} was removed from "
                                 f"group {group.group_id!r}: {why}", group.group_id))
                     try:
-                        await self._settle(shard, group, bool(expired))
+                        await self.settle(shard, group, bool(expired))
                     except BrokerError as exc:
                         log.warning("group %s: %s", group.group_id, exc.message)
 
@@ -454,7 +454,7 @@ class GroupCoordinator:
                      offsets: list[OffsetCommit], fenced_by_classic: bool = False) -> None:
         """member_id empty: a commit from outside the group protocol (an empty group), or
         one the classic protocol has fenced already (fenced_by_classic)."""
-        shard = self._shard(group_id)
+        shard = self.shard_of(group_id)
         if not member_id and not fenced_by_classic:
             check_no_foreign(group_id, self.foreign_members(group_id), "committed")
         items: list[tuple[TP, OffsetValue]] = []
@@ -472,7 +472,7 @@ class GroupCoordinator:
             group.check_commit(member_id, generation, [tp for tp, _ in items])
             await self._write_offsets(shard, group, items)
 
-    async def _write_offsets(self, shard: _Shard, group: Group,
+    async def _write_offsets(self, shard: Shard, group: Group,
                              items: list[tuple[TP, OffsetValue]]) -> None:
         await self._persist(shard, [(OffsetKey(group.group_id, t, p), v) for (t, p), v in items])
         shard.groups[group.group_id] = group
@@ -480,7 +480,7 @@ class GroupCoordinator:
 
     async def fetch(self, group_id: str, tps: list[TP]) -> list[CommittedOffset]:
         """The committed offsets of tps (empty: of every partition with one)."""
-        shard = self._shard(group_id)
+        shard = self.shard_of(group_id)
         group = shard.groups.get(group_id)
         if group is not None and not shard.partition.leadership_confirmed():
             # As for a join: committed offsets read from a deposed coordinator's memory
@@ -500,19 +500,19 @@ class GroupCoordinator:
     def protocol_members(self, group_id: str) -> int:
         """Members of Odradek's own protocol in the group; NOT_COORDINATOR when this broker
         does not coordinate it (the classic protocol's groups, groups/classic.py, ask)."""
-        group = self._shard(group_id).groups.get(group_id)
+        group = self.shard_of(group_id).groups.get(group_id)
         return len(group.members) if group is not None else 0
 
     # -------------------------------------------------------------------- admin
     def describe_group(self, group_id: str) -> Group:
-        group = self._shard(group_id).groups.get(group_id)
+        group = self.shard_of(group_id).groups.get(group_id)
         if group is None:
             raise group_error(Reason.GROUP_ID_NOT_FOUND, f"group {group_id!r} does not exist",
                               group_id)
         return group
 
     async def delete(self, group_id: str) -> None:
-        shard = self._shard(group_id)
+        shard = self.shard_of(group_id)
         async with shard.lock(group_id):
             group = self.describe_group(group_id)
             check_empty(group, self.foreign_members(group_id), "deleted")
@@ -525,7 +525,7 @@ class GroupCoordinator:
     async def delete_offsets(self, group_id: str, topics: tuple[tuple[str, tuple[int, ...]],
                                                                 ...]) -> list[CommittedOffset]:
         """Forgets committed offsets of topics; the group stays (Kafka's OffsetDelete)."""
-        shard = self._shard(group_id)
+        shard = self.shard_of(group_id)
         async with shard.lock(group_id):
             group = self.describe_group(group_id)
             check_empty(group, self.foreign_members(group_id), "deleted")
@@ -544,7 +544,7 @@ class GroupCoordinator:
         are assigned again: the members go on from the new offsets. Kafka requires an
         empty group for this."""
         group_id = request.group_id
-        shard = self._shard(group_id)
+        shard = self.shard_of(group_id)
         check_target(request)
         check_no_foreign(group_id, self.foreign_members(group_id), "reset")
         async with shard.lock(group_id):
@@ -558,7 +558,7 @@ class GroupCoordinator:
             live = bool(group.members)
             if live:
                 group.held |= set(tps)
-                await self._settle(shard, group, False)
+                await self.settle(shard, group, False)
         if live:
             try:
                 await wait_released(group, RESET_WAIT_S, RESET_POLL_S)
@@ -566,7 +566,7 @@ class GroupCoordinator:
                 async with shard.lock(group_id):
                     group.held -= set(tps)
                     if shard.groups.get(group_id) is group:
-                        await self._settle(shard, group, False)
+                        await self.settle(shard, group, False)
                 raise
         async with shard.lock(group_id):
             try:
@@ -583,7 +583,7 @@ class GroupCoordinator:
             finally:
                 group.held -= set(tps)
                 if live and shard.groups.get(group_id) is group:
-                    await self._settle(shard, group, False)
+                    await self.settle(shard, group, False)
         return changes
 
     async def lag(self, group: Group) -> list[PartitionLag]:

@@ -78,6 +78,9 @@ class JoinRequest:
     session_timeout_ms: int
     max_poll_interval_ms: int
     strategy: str
+    # Kafka's consumer protocol (KIP-848, version 1 on) has the client choose its member
+    # id for life: a new member keeps it instead of being given one.
+    client_chose_id: bool = False
 
 
 class Group:
@@ -151,9 +154,16 @@ class Group:
                            if m.instance_id == request.instance_id), None)
             if member is not None and member.connected:
                 replaced = member.member_id
+            if member is not None and request.client_chose_id and request.member_id:
+                # The new instance keeps its own id and takes over what the old one held.
+                del self.members[member.member_id]
+                member.member_id = request.member_id
+                self.members[member.member_id] = member
         if member is None:
             prefix = request.instance_id or request.client_id or "member"
-            member = Member(f"{prefix}-{uuid.uuid4().hex[:12]}", request.instance_id,
+            chosen = request.member_id if request.client_chose_id and request.member_id \
+                else f"{prefix}-{uuid.uuid4().hex[:12]}"
+            member = Member(chosen, request.instance_id,
                             request.client_id, request.topics, request.session_timeout_ms,
                             request.max_poll_interval_ms, first_generation=self.generation)
             self.members[member.member_id] = member

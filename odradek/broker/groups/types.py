@@ -86,3 +86,31 @@ class PartitionLag:
     log_end_offset: int  # -1: the leader could not be asked
     lag: int  # -1: unknown
     member_id: str  # "" when no member owns it
+
+
+# Member epochs of Kafka's consumer protocol (KIP-848) with a meaning of their own.
+JOIN_EPOCH = 0
+LEAVE_EPOCH = -1
+STATIC_LEAVE_EPOCH = -2
+
+
+@dataclass(frozen=True)
+class ConsumerHeartbeat:
+    """A heartbeat of Kafka's consumer protocol (KIP-848). None: unchanged since the
+    member's last heartbeat (the protocol sends fields only when they change)."""
+    member_id: str
+    member_epoch: int
+    instance_id: str | None
+    client_id: str
+    rebalance_timeout_ms: int  # -1: unchanged
+    topics: frozenset[str] | None
+    owned: frozenset[TP] | None
+    assignor: str | None
+
+
+@dataclass(frozen=True)
+class ConsumerHeartbeatAnswer:
+    member_id: str
+    member_epoch: int
+    heartbeat_interval_ms: int
+    assignment: frozenset[TP] | None  # None: the member's assignment did not change

@@ -15,6 +15,7 @@ from odradek.broker.auth.access import Access
 from odradek.broker.errors import BrokerError, Reason, unknown_topic
 from odradek.broker.kafka import codec
 from odradek.broker.kafka import errors as err
+from odradek.broker.metadata.image import MetadataImage
 from odradek.broker.metrics.broker import BrokerMetrics
 from odradek.broker.names import refuse_internal
 from odradek.broker.peers.forward import GrpcAdminForwarder
@@ -57,9 +58,15 @@ class DataApis:
         view = self.admin.metadata([])
         image = self.admin.cluster.image
         by_name = {t.name: t for t in view.topics}
-        names = [t.name for t in body.topics] if body.topics is not None else None
+        names = [self._named(t, image) for t in body.topics] \
+            if body.topics is not None else None
         topics = []
         for name in names if names is not None else sorted(by_name):
+            if isinstance(name, uuid.UUID):  # asked by an id no topic has
+                topics.append(codec.nested(module, "MetadataResponseTopic",
+                                           error_code=err.UNKNOWN_TOPIC_ID, name=None,
+                                           topic_id=name, is_internal=False, partitions=()))
+                continue
             topic = by_name.get(name)
             if names is None and not access.may_describe_topic(name):
                 continue
@@ -92,6 +99,16 @@ class DataApis:
         return codec.make(module.MetadataResponse, brokers=brokers,
                           cluster_id=view.cluster_id, controller_id=view.controller_id,
                           topics=tuple(topics), cluster_authorized_operations=-2147483648)
+
+    @staticmethod
+    def _named(topic: Any, image: MetadataImage) -> str | uuid.UUID:
+        """A requested topic's name; from v10 a client may ask by id instead (as the
+        consumer protocol's members do for their assignments), or the id if none has it."""
+        if topic.name is not None:
+            return str(topic.name)
+        topic_id = getattr(topic, "topic_id", None) or NO_TOPIC_ID
+        info = image.topic_by_id(topic_id.hex)
+        return info.name if info is not None else topic_id
 
     # ---------------------------------------------------------------- Produce
     async def produce(self, version: int, body: Any, access: Access) -> Any:

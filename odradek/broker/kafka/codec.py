@@ -60,6 +60,7 @@ SUPPORTED: dict[int, tuple[int, int]] = {
     50: (0, 0),   # DescribeUserScramCredentials
     51: (0, 0),   # AlterUserScramCredentials
     60: (0, 1),   # DescribeCluster
+    68: (0, 1),   # ConsumerGroupHeartbeat (KIP-848)
 }
 
 _HEAD = struct.Struct(">hhi")

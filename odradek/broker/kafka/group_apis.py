@@ -4,15 +4,17 @@ OffsetFetch over the group coordinator's store, the one gRPC groups use."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from odradek.broker.auth import operations as op
 from odradek.broker.auth.access import Access
-from odradek.broker.errors import BrokerError, Reason
+from odradek.broker.errors import BrokerError, Reason, to_broker_error
+from odradek.broker.groups import consumer_protocol
 from odradek.broker.groups.classic import EMPTY, STABLE, ClassicGroups
 from odradek.broker.groups.coordinator import GroupCoordinator
 from odradek.broker.groups.state import Group
-from odradek.broker.groups.types import OffsetCommit
+from odradek.broker.groups.types import ConsumerHeartbeat, OffsetCommit
 from odradek.broker.kafka import codec
 from odradek.broker.kafka import errors as err
 
@@ -126,6 +128,55 @@ class GroupApis:
             codec.nested(module, "MemberResponse", member_id=m, group_instance_id=i,
                          error_code=c) for m, i, c in answers))
 
+    async def consumer_group_heartbeat(self, version: int, body: Any, access: Access,
+                                       client_id: str) -> Any:
+        """KIP-848's one call: Odradek's coordinator assigns (groups/consumer_protocol.py);
+        topics travel by id, as that protocol has them."""
+        module = codec.response_module(68, version)
+        image = self.coordinator.cluster.image
+        try:
+            op.join_group(access, body.group_id)
+            if getattr(body, "subscribed_topic_regex", None):
+                raise BrokerError(Reason.INVALID_REQUEST, "regular expression subscriptions "
+                                  "are not served over the consumer protocol; subscribe to "
+                                  "topic names, or use group.protocol=classic")
+            topics = None if body.subscribed_topic_names is None else frozenset(
+                # A topic the caller may not describe is neither assigned nor revealed.
+                t for t in body.subscribed_topic_names if access.may_describe_topic(t))
+            owned = None if body.topic_partitions is None else frozenset(
+                (info.name, p) for tp in body.topic_partitions
+                if (info := image.topic_by_id(tp.topic_id.hex)) is not None
+                for p in tp.partitions)
+            hb = ConsumerHeartbeat(body.member_id, body.member_epoch, body.instance_id,
+                                   client_id, codec.ms(body.rebalance_timeout), topics, owned,
+                                   body.server_assignor)
+            result = await consumer_protocol.heartbeat(self.coordinator, body.group_id, hb)
+        except Exception as exc:
+            code, message = err.error_of(exc, "ConsumerGroupHeartbeat")
+            error = to_broker_error(exc)
+            if error is not None and error.reason == Reason.FENCED_MEMBER:
+                code = err.FENCED_MEMBER_EPOCH  # the member joins again with epoch 0
+            elif error is not None and "assignor" in error.metadata:
+                code = err.UNSUPPORTED_ASSIGNOR
+            return codec.make(module.ConsumerGroupHeartbeatResponse, error_code=code,
+                              error_message=message, member_id=body.member_id or None,
+                              member_epoch=-1, heartbeat_interval=0)
+        assignment = None
+        if result.assignment is not None:
+            by_topic: dict[str, list[int]] = {}
+            for topic, partition in sorted(result.assignment):
+                by_topic.setdefault(topic, []).append(partition)
+            assignment = codec.nested(module, "Assignment", topic_partitions=tuple(
+                codec.nested(module, "TopicPartitions", topic_id=uuid.UUID(hex=info.topic_id),
+                             partitions=tuple(parts))
+                for topic, parts in by_topic.items()
+                if (info := image.topics.get(topic)) is not None))
+        return codec.make(module.ConsumerGroupHeartbeatResponse, error_code=err.NONE,
+                          error_message=None, member_id=result.member_id,
+                          member_epoch=result.member_epoch,
+                          heartbeat_interval=result.heartbeat_interval_ms,
+                          assignment=assignment)
+
     async def offset_commit(self, version: int, body: Any, access: Access) -> Any:
         module = codec.response_module(8, version)
         generation = getattr(body, "generation_id_or_member_epoch",
@@ -136,7 +187,13 @@ class GroupApis:
         code = err.NONE
         try:
             op.commit_offsets(access, body.group_id, [o.topic for o in offsets])
-            await self.classic.commit(body.group_id, body.member_id, generation, offsets)
+            if body.member_id and self.coordinator.protocol_members(body.group_id):
+                # A member of the consumer protocol: its epoch is the generation.
+                await self.coordinator.commit(body.group_id, body.member_id, generation,
+                                              offsets)
+            else:
+                await self.classic.commit(body.group_id, body.member_id, generation,
+                                          offsets)
         except Exception as exc:
             code, _ = err.error_of(exc, "OffsetCommit")
         return codec.make(module.OffsetCommitResponse, topics=tuple(

@@ -306,4 +306,7 @@ class KafkaListener:
                 return await self.users.alter(v, body, access)
             case 60:
                 return self.admin.describe_cluster(v, body, access)
+            case 68:
+                return await groups.consumer_group_heartbeat(v, body, access,
+                                                             header.client_id or "")
         return codec.error_response(header.api_key, v, err.UNSUPPORTED_VERSION)
