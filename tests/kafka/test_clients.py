@@ -9,7 +9,7 @@ import os
 import threading
 
 import pytest
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
 from kafka import errors as kerrors
 from kafka.admin import NewTopic
 
@@ -188,6 +188,24 @@ def test_kafka_python_group_admin_lists_describes_and_deletes(kafka_broker: Kafk
     finally:
         stop.set()
         thread.join(timeout=30)
+        admin.close()
+
+
+def test_kafka_python_deletes_a_groups_offsets(kafka_broker: KafkaBroker) -> None:
+    asyncio.run(_create(kafka_broker, "trimmed", 2))
+    admin = admin_client(kafka_broker)
+    try:
+        admin.alter_group_offsets("archivists", {TopicPartition("trimmed", 0):
+                                                 OffsetAndMetadata(5, "", -1),
+                                                 TopicPartition("trimmed", 1):
+                                                 OffsetAndMetadata(7, "", -1)})
+        assert {tp.partition: o.offset for tp, o in
+                admin.list_group_offsets("archivists")["archivists"].items()} == {0: 5, 1: 7}
+        deleted = admin.delete_group_offsets("archivists", [TopicPartition("trimmed", 0)])
+        assert all(error is kerrors.NoError for error in deleted.values()), deleted
+        assert {tp.partition: o.offset for tp, o in
+                admin.list_group_offsets("archivists")["archivists"].items()} == {1: 7}
+    finally:
         admin.close()
 
 

@@ -227,6 +227,25 @@ class GroupApis:
             codec.nested(module, "OffsetFetchResponseTopic", name=name,
                          partitions=tuple(parts)) for name, parts in by_topic.items()))
 
+    async def offset_delete(self, version: int, body: Any, access: Access) -> Any:
+        """Forgets a group's committed offsets of the partitions named. Only in a group
+        with no members (Kafka also allows it in a live group for topics the group does
+        not subscribe to; Odradek answers NON_EMPTY_GROUP)."""
+        module = codec.response_module(47, version)
+        asked = [(t.name, tuple(p.partition_index for p in t.partitions)) for t in body.topics]
+        code = err.NONE
+        try:
+            op.delete_offsets(access, body.group_id, [t for t, _ in asked])
+            await self.coordinator.delete_offsets(body.group_id, tuple(asked))
+        except Exception as exc:
+            code = err.error_of(exc, "OffsetDelete")[0]
+        # A partition without a committed offset is deleted already: it answers NONE.
+        return codec.make(module.OffsetDeleteResponse, error_code=code, topics=tuple(
+            codec.nested(module, "OffsetDeleteResponseTopic", name=name, partitions=tuple(
+                codec.nested(module, "OffsetDeleteResponsePartition", partition_index=p,
+                             error_code=err.NONE) for p in parts))
+            for name, parts in asked))
+
     # ------------------------------------------------------------ group admin
     def _grpc_group(self, group_id: str) -> Group | None:
         try:

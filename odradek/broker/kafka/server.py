@@ -300,6 +300,8 @@ class KafkaListener:
                 return await self.admin.incremental_alter_configs(v, body, access)
             case 42:
                 return await groups.delete_groups(v, body, access)
+            case 47:
+                return await groups.offset_delete(v, body, access)
             case 50:
                 return self.users.describe(v, body, access)
             case 51:
