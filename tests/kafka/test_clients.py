@@ -232,3 +232,8 @@ def test_an_unknown_topic_gets_the_codes_clients_expect(kafka_broker: KafkaBroke
             admin.delete_topics(["ghost"])
     finally:
         admin.close()
+    # What an on-call engineer sees of it: the error codes the clients were given.
+    metrics = kafka_broker.scrape()
+    for api in ("Metadata", "DeleteTopics"):
+        assert f'odradek_kafka_errors_total{{api="{api}",error="unknown_topic_or_partition"}}' \
+            in metrics, api

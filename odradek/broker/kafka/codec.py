@@ -12,6 +12,7 @@ import functools
 import io
 import struct
 import typing
+from collections.abc import Iterator
 from dataclasses import MISSING, dataclass, fields, is_dataclass
 from types import ModuleType
 from typing import Any
@@ -91,6 +92,32 @@ def api_name(api_key: int) -> str:
     """Kafka's name of a served API (its request class without "Request")."""
     low, _ = SUPPORTED[api_key]
     return str(load_request_schema(api_key, low).__name__).removesuffix("Request")
+
+
+def error_names(response: Any) -> Iterator[str]:
+    """Kafka's name of every error code set in a response (top level, per topic, per
+    partition, per group), for the error counts: the handlers answer errors in their
+    responses, not by raising."""
+    stack = [response]
+    while stack:
+        item = stack.pop()
+        for f in fields(item):
+            value = getattr(item, f.name)
+            if f.name == "error_code":
+                if value:
+                    yield _error_name(int(value))
+            elif isinstance(value, tuple):
+                stack.extend(v for v in value if is_dataclass(v))
+            elif is_dataclass(value):
+                stack.append(value)
+
+
+@functools.cache
+def _error_name(code: int) -> str:
+    try:
+        return ErrorCode(code).name.lower()
+    except ValueError:
+        return f"code_{code}"
 
 
 def served(api_key: int, version: int) -> bool:

@@ -223,12 +223,16 @@ class KafkaListener:
             # Handlers answer domain errors in their responses; this is a bug, and the
             # client gets a well-formed refusal rather than a dead connection.
             log.exception("Kafka API %d v%d failed", header.api_key, header.api_version)
-            frame = codec.encode_response(header, codec.error_response(
-                header.api_key, header.api_version, err.UNKNOWN_SERVER_ERROR))
+            body = codec.error_response(header.api_key, header.api_version,
+                                        err.UNKNOWN_SERVER_ERROR)
+            frame = codec.encode_response(header, body)
         if self.metrics is not None:
             api = codec.api_name(header.api_key)
             self.metrics.kafka_requests.labels(api).inc()
             self.metrics.kafka_duration.labels(api).observe(time.perf_counter() - started)
+            if body is not None:
+                for name in codec.error_names(body):
+                    self.metrics.kafka_errors.labels(api, name).inc()
         return frame
 
     def _unsupported(self, header: codec.Header) -> bytes:

@@ -82,6 +82,10 @@ class BrokerMetrics:
             "odradek_kafka_request_duration_seconds",
             "Time to handle a Kafka request (from its turn on the connection), by API name",
             ["api"], buckets=RPC_BUCKETS, registry=r)
+        self.kafka_errors = Counter(
+            "odradek_kafka_errors", "Error codes in Kafka responses (each partition's and "
+            "each group's counted), by API name and Kafka error name", ["api", "error"],
+            registry=r)
         self.kafka_connections = Counter(
             "odradek_kafka_connections", "Kafka client connections accepted", registry=r)
         self.bytes_in = Counter(
