@@ -156,6 +156,16 @@ def cluster_overview() -> dict[str, Any]:
                             "{{instance}}")], "percentunit"),
         timeseries("Resident memory", [(f"process_resident_memory_bytes{{{INST}}}",
                                         "{{instance}}")], "bytes"),
+        timeseries("Kafka requests by API",
+                   [(f"sum by (api) (rate(odradek_kafka_requests_total{{{INST}}}{RATE}))",
+                     "{{api}}")], "reqps",
+                   "Requests the Kafka wire-protocol listener served, by Kafka API name."),
+        timeseries("Kafka error codes by API",
+                   [(f"sum by (api, error) (rate(odradek_kafka_errors_total{{{INST}}}{RATE}))",
+                     "{{api}} {{error}}")], "reqps",
+                   "Error codes the Kafka listener answered, each partition and group "
+                   "counted: not_leader_or_follower while a leader moves, authorization "
+                   "failures, unknown topics."),
     ]
     return dashboard("odradek-cluster-overview", "Odradek / Cluster overview",
                      "Brokers, partition health, traffic, latency and resources.", panels,
