@@ -41,13 +41,10 @@ def read_all(codec: ModuleType, batches: list[bytes]) -> int:
                for b in batches)
 
 
-def best(rounds: int, fn: Callable[[], object]) -> float:
-    times = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+def timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -58,18 +55,22 @@ def main() -> None:
     from odradek.records import _fast  # a bench of the compiled codec needs it built
 
     n = args.records
-    print(f"{n} records per round, best of {args.rounds}; records/s (compiled / pure)")
+    codecs = {"pure": _pure, "compiled": _fast}
+    print(f"{n} records per round, best of {args.rounds} (the codecs take turns, so a "
+          "shared machine's load falls on both); records/s")
     for size in (100, 1024):
         value = b"v" * size
-        rates: dict[str, tuple[float, float]] = {}
-        for name, codec in (("pure", _pure), ("compiled", _fast)):
-            batches = build_all(codec, n, value)
-            assert read_all(codec, batches) == n
-            rates[name] = (n / best(args.rounds, lambda c=codec: build_all(c, n, value)),
-                           n / best(args.rounds, lambda c=codec, b=batches: read_all(c, b)))
         assert build_all(_pure, 1000, value) == build_all(_fast, 1000, value)
-        for i, what in enumerate(("build", "read")):
-            pure, fast = rates["pure"][i], rates["compiled"][i]
+        batches = {name: build_all(codec, n, value) for name, codec in codecs.items()}
+        best: dict[tuple[str, str], float] = {}
+        for _ in range(args.rounds):
+            for name, codec in codecs.items():
+                for what, fn in (("build", lambda c=codec, v=value: build_all(c, n, v)),
+                                 ("read", lambda c=codec, b=batches[name]: read_all(c, b))):
+                    t = timed(fn)
+                    best[(name, what)] = min(t, best.get((name, what), t))
+        for what in ("build", "read"):
+            pure, fast = n / best[("pure", what)], n / best[("compiled", what)]
             print(f"{size:5d} B {what:5s}  pure {pure:10,.0f}  compiled {fast:10,.0f}  "
                   f"ratio {fast / pure:5.1f}x")
 
