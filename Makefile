@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 	chaos chaos-tools \
 	sim-broker-selftest
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py odradek/records/_fast.pyx
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	@# Quiet: a fresh make run or make test should not open with setuptools' warnings.

@@ -3,9 +3,9 @@ never for the broker's produce or fetch path."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 
+from odradek.records._impl import decode_records
 from odradek.records.batch import (
     BATCH_HEADER_SIZE,
     BatchHeader,
@@ -15,16 +15,11 @@ from odradek.records.batch import (
     parse_header,
 )
 from odradek.records.compression import Compression, decompress
-from odradek.records.varint import decode_varint
+from odradek.records.record import Record
 
+__all__ = ["Record", "decode_batch", "iter_records"]
 
-@dataclass(frozen=True, slots=True)
-class Record:
-    offset: int
-    timestamp: int
-    key: bytes | None
-    value: bytes | None
-    headers: tuple[tuple[str, bytes | None], ...] = ()
+Decode = Callable[[bytes | memoryview, int, int, int, int | None], list[Record]]
 
 
 def decode_batch(buf: bytes | memoryview, pos: int = 0, verify: bool = True) -> list[Record]:
@@ -35,10 +30,12 @@ def decode_batch(buf: bytes | memoryview, pos: int = 0, verify: bool = True) -> 
         header = check_batch(view, pos, pos + size)
     else:
         header = parse_header(view, pos)
-    return list(_records(view, pos, header))
+    return _records(decode_records, view, pos, header)
 
 
-def _records(view: memoryview, pos: int, header: BatchHeader) -> Iterator[Record]:
+def _records(decode: Decode, view: memoryview, pos: int, header: BatchHeader) -> list[Record]:
+    """The batch's records, decoded by either codec's decode_records (the tests compare
+    the two through here)."""
     body_start = pos + BATCH_HEADER_SIZE
     body: bytes | memoryview = view[body_start : pos + header.size]
     if header.compression:
@@ -49,39 +46,8 @@ def _records(view: memoryview, pos: int, header: BatchHeader) -> Iterator[Record
                 "CORRUPT_RECORD", f"batch at offset {header.base_offset} does not decompress "
                 f"as {Compression(header.compression).name.lower()}: {exc}") from exc
     append_time = header.max_timestamp if header.log_append_time else None
-    p = 0
-    try:
-        for _ in range(header.record_count):
-            length, p = decode_varint(body, p)
-            end = p + length
-            p += 1  # record attributes
-            ts_delta, p = decode_varint(body, p)
-            off_delta, p = decode_varint(body, p)
-            key, p = _read_bytes(body, p)
-            value, p = _read_bytes(body, p)
-            nheaders, p = decode_varint(body, p)
-            headers = []
-            for _h in range(nheaders):
-                name, p = _read_bytes(body, p)
-                hval, p = _read_bytes(body, p)
-                headers.append(((name or b"").decode(), hval))
-            if p != end:
-                raise InvalidRecordError("CORRUPT_RECORD", "record length is off")
-            timestamp = append_time if append_time is not None else header.base_timestamp + ts_delta
-            yield Record(header.base_offset + off_delta, timestamp, key, value, tuple(headers))
-    except (IndexError, ValueError) as exc:
-        if isinstance(exc, InvalidRecordError):
-            raise
-        raise InvalidRecordError("CORRUPT_RECORD", f"undecodable record: {exc}") from exc
-
-
-def _read_bytes(body: bytes | memoryview, p: int) -> tuple[bytes | None, int]:
-    length, p = decode_varint(body, p)
-    if length < 0:
-        return None, p
-    if p + length > len(body):
-        raise IndexError("field runs past the end of the batch")
-    return bytes(body[p : p + length]), p + length
+    return decode(body, header.record_count, header.base_offset, header.base_timestamp,
+                  append_time)
 
 
 def iter_records(buf: bytes | memoryview, verify: bool = True) -> Iterator[Record]:
@@ -92,4 +58,4 @@ def iter_records(buf: bytes | memoryview, verify: bool = True) -> Iterator[Recor
             continue
         if verify:
             check_batch(view, pos, pos + header.size)
-        yield from _records(view, pos, header)
+        yield from _records(decode_records, view, pos, header)

@@ -1,0 +1,33 @@
+# Types of the compiled codec (_fast.pyx); the same as odradek.records._pure's.
+from collections.abc import Sequence
+
+from odradek.records.record import Record
+
+class RecordsBuffer:
+    def __init__(self) -> None: ...
+    def __len__(self) -> int: ...
+    @property
+    def size_estimate(self) -> int: ...
+    @property
+    def base_timestamp(self) -> int: ...
+    @property
+    def max_timestamp(self) -> int: ...
+    def append(
+        self, timestamp: int, key: bytes | None, value: bytes | None,
+        headers: Sequence[tuple[str, bytes | None]] = ...,
+    ) -> None: ...
+    def append_raw(
+        self, timestamp_delta: int, offset_delta: int, key: bytes | None,
+        value: bytes | None, headers: Sequence[tuple[str, bytes | None]] = ...,
+    ) -> None: ...
+    def body(self) -> bytes: ...
+
+def frame_batch(
+    base_offset: int, leader_epoch: int, attributes: int, last_offset_delta: int,
+    base_timestamp: int, max_timestamp: int, producer_id: int, producer_epoch: int,
+    base_sequence: int, record_count: int, payload: bytes,
+) -> bytes: ...
+def decode_records(
+    body: bytes | memoryview, count: int, base_offset: int, base_timestamp: int,
+    append_time: int | None,
+) -> list[Record]: ...
