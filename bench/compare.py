@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from importlib.metadata import version as metadata_version
 from pathlib import Path
 from typing import Any
 
@@ -95,14 +96,15 @@ def versions(nats_exe: Path | None) -> dict[str, str]:
     server = shutil.which("nats-server")
     if server:
         out["nats-server"] = subprocess.run([server, "--version"], capture_output=True,
-                                            text=True).stdout.strip()
+                                            text=True).stdout.strip().removeprefix(
+                                                "nats-server: ")
     if nats_exe is not None:
         out["libnats"] = run_nats_bench_version(nats_exe)
     try:
         import confluent_kafka
 
         out["librdkafka"] = confluent_kafka.libversion()[0]
-        out["confluent-kafka"] = confluent_kafka.version()[0]
+        out["confluent-kafka"] = metadata_version("confluent-kafka")
     except ImportError:
         log("warning: confluent-kafka is not installed")
     with contextlib.suppress(ImportError):
@@ -110,9 +112,7 @@ def versions(nats_exe: Path | None) -> dict[str, str]:
 
         out["nats-py"] = nats_py
     with contextlib.suppress(Exception):
-        from importlib.metadata import version
-
-        out["odradek"] = version("odradek")
+        out["odradek"] = metadata_version("odradek")
     return out
 
 
@@ -182,7 +182,9 @@ class Compare:
     def clusters(self) -> Iterator[None]:
         with contextlib.ExitStack() as stack:
             cluster, self.kafka_boot = cluster_with_kafka(self.workdir / "odradek")
-            self.odradek = stack.enter_context(cluster)
+            # Stopped also when start() fails half-way (__exit__ would not run then).
+            stack.callback(cluster.stop)
+            self.odradek = cluster.start()
             if shutil.which("nats-server") is None:
                 self.skip("JetStream: nats-server is not installed (apt-get install "
                           "nats-server)")

@@ -51,6 +51,7 @@ def rows(consume_label: str) -> list[tuple[str, Getter, int]]:
         ("produce 100 B, MB/s", _get("produce_100b", "mb_per_s"), 1),
         ("produce 1 KB, records/s", _get("produce_1k", "records_per_s"), 0),
         ("produce 1 KB, MB/s", _get("produce_1k", "mb_per_s"), 1),
+        ("1 KB at the fixed rate: achieved MB/s", _get("latency_1k", "mb_per_s"), 2),
         ("1 KB at the fixed rate: ack latency p50, ms", _get("latency_1k", "latency_ms", "p50"),
          2),
         ("1 KB at the fixed rate: ack latency p99, ms", _get("latency_1k", "latency_ms", "p99"),

@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -65,9 +66,31 @@ class JetStreamCluster:
         return conf
 
     def start(self) -> JetStreamCluster:
-        for i in range(len(self.client_ports)):
-            self.procs.append(self._spawn(i))
+        try:
+            for i in range(len(self.client_ports)):
+                self.procs.append(self._spawn(i))
+            self.wait_listening()
+        except BaseException:
+            self.stop()  # __exit__ does not run when __enter__ raises
+            raise
         return self
+
+    def wait_listening(self, timeout: float = 30.0) -> None:
+        """Until every server takes TCP connections: a client that connects earlier gets
+        refused and nats-py prints each refusal as a traceback."""
+        deadline = time.monotonic() + timeout
+        for port, proc in zip(self.client_ports, self.procs, strict=True):
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"nats-server on port {port} exited: see {self.root}")
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"nats-server not listening on {port} within "
+                                           f"{timeout:.0f} s") from None
+                    time.sleep(0.05)
 
     def _spawn(self, i: int) -> subprocess.Popen[bytes]:
         assert self.exe is not None
@@ -86,6 +109,7 @@ class JetStreamCluster:
     def restart(self, i: int) -> None:
         self.kill9(i)
         self.procs[i] = self._spawn(i)
+        self.wait_listening()
 
     def stop(self) -> None:
         for proc in self.procs:
