@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench bench-compaction proto manifests lint clean prometheus-tools kafka-tools sim sim-broker \
+.PHONY: run test bench bench-compare bench-compare-tools bench-compaction proto manifests lint clean prometheus-tools kafka-tools sim sim-broker \
 	chaos chaos-tools \
 	sim-broker-selftest
 
@@ -53,6 +53,30 @@ bench: $(STAMP)
 	fi
 	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python bench/run.py
+
+# Odradek vs NATS JetStream in one run, Python and native C clients of each (bench/compare.py;
+# docs/benchmarks.md). Writes bench/results/<date>-<host>.md/.json/.png. ARGS=--quick for a
+# run of a few minutes, e.g. `make bench-compare ARGS="--quick"`.
+bench-compare: $(STAMP) bench-compare-tools
+	@$(BIN)/python -c 'import nats, matplotlib, confluent_kafka' 2>/dev/null \
+	  || $(BIN)/pip install -q -e '.[bench]' \
+	  || echo "warning: could not install the bench extra: its parts are skipped" >&2
+	$(BIN)/python bench/compare.py $(ARGS)
+
+# nats-server, and libnats (C client, headers) with gcc for bench/nats_bench.c: installed
+# when running as root and absent; each missing piece is a warning and its part is skipped.
+bench-compare-tools:
+	@if [ "$$(id -u)" = 0 ]; then \
+	  export DEBIAN_FRONTEND=noninteractive; missing=""; \
+	  command -v nats-server >/dev/null 2>&1 || missing="$$missing nats-server"; \
+	  [ -f /usr/include/nats/nats.h ] || missing="$$missing libnats-dev"; \
+	  command -v gcc >/dev/null 2>&1 || missing="$$missing gcc"; \
+	  if [ -n "$$missing" ]; then \
+	    apt-get install -y -qq $$missing >/dev/null 2>&1 \
+	    || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq $$missing >/dev/null 2>&1; } \
+	    || echo "warning: could not install$$missing: those parts are skipped" >&2; \
+	  fi; \
+	fi
 
 # What a compaction on one topic costs the appends of another (inline vs worker thread).
 bench-compaction: $(STAMP)

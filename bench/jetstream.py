@@ -15,7 +15,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shutil
+import signal
+import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -24,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from cluster_bench import free_ports  # noqa: E402 - bench/ is on sys.path
+from latency import latency_ms  # noqa: E402
 
 MB = 1_000_000
 STREAM = "BENCH"
@@ -61,13 +66,50 @@ class JetStreamCluster:
         return conf
 
     def start(self) -> JetStreamCluster:
-        assert self.exe is not None
-        for i in range(len(self.client_ports)):
-            log = open(self.root / f"nats-{i}.log", "wb")  # noqa: SIM115 (closed in stop)
-            self._logs.append(log)
-            self.procs.append(subprocess.Popen([self.exe, "-c", str(self._config(i))],
-                                               stdout=log, stderr=subprocess.STDOUT))
+        try:
+            for i in range(len(self.client_ports)):
+                self.procs.append(self._spawn(i))
+            self.wait_listening()
+        except BaseException:
+            self.stop()  # __exit__ does not run when __enter__ raises
+            raise
         return self
+
+    def wait_listening(self, timeout: float = 30.0) -> None:
+        """Until every server takes TCP connections: a client that connects earlier gets
+        refused and nats-py prints each refusal as a traceback."""
+        deadline = time.monotonic() + timeout
+        for port, proc in zip(self.client_ports, self.procs, strict=True):
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"nats-server on port {port} exited: see {self.root}")
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"nats-server not listening on {port} within "
+                                           f"{timeout:.0f} s") from None
+                    time.sleep(0.05)
+
+    def _spawn(self, i: int) -> subprocess.Popen[bytes]:
+        assert self.exe is not None
+        log = open(self.root / f"nats-{i}.log", "ab")  # noqa: SIM115 (closed in stop)
+        self._logs.append(log)
+        # A session of its own: stop() kills the group, whatever the server left behind.
+        return subprocess.Popen([self.exe, "-c", str(self._config(i))], stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+
+    def kill9(self, i: int) -> None:
+        proc = self.procs[i]
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+    def restart(self, i: int) -> None:
+        self.kill9(i)
+        self.procs[i] = self._spawn(i)
+        self.wait_listening()
 
     def stop(self) -> None:
         for proc in self.procs:
@@ -77,7 +119,7 @@ class JetStreamCluster:
             try:
                 proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=10)
         for log in self._logs:
             log.close()
@@ -112,22 +154,44 @@ async def _create_stream(js: Any, subject: str, timeout: float = 60.0) -> None:
             await asyncio.sleep(0.5)
 
 
-async def _produce(js: Any, subject: str, records: int, size: int) -> dict[str, Any]:
+async def _produce(js: Any, subject: str, records: int, size: int,
+                   rate: float = 0.0) -> dict[str, Any]:
+    """Acknowledged publishes; `rate` records/s (0: as fast as acks allow). Each ack's
+    latency is from the publish call to the ack."""
     payload = b"x" * size
-    started = time.perf_counter()
-    futures = [await js.publish_async(subject, payload) for _ in range(records)]
+    clock = time.perf_counter
+    latencies: list[float] = []
+
+    def acked(sent: float) -> Any:
+        return lambda fut: (None if fut.cancelled() or fut.exception()
+                            else latencies.append(clock() - sent))
+
+    interval = 1 / rate if rate > 0 else 0.0
+    futures = []
+    started = clock()
+    for i in range(records):
+        if interval:
+            delay = started + i * interval - clock()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        sent = clock()
+        fut = await js.publish_async(subject, payload)
+        fut.add_done_callback(acked(sent))
+        futures.append(fut)
     await asyncio.gather(*futures)
-    elapsed = time.perf_counter() - started
+    elapsed = clock() - started
     return {"records": records, "record_size": size, "seconds": round(elapsed, 3),
-            "records_per_s": records / elapsed, "mb_per_s": records * size / elapsed / MB}
+            "records_per_s": records / elapsed, "mb_per_s": records * size / elapsed / MB,
+            "rate": rate, "latency_ms": latency_ms(latencies)}
 
 
-async def _consume(js: Any, subject: str, records: int, size: int) -> dict[str, Any]:
+async def _consume(js: Any, subject: str, records: int, size: int,
+                   durable: str = "bench-reader") -> dict[str, Any]:
     from nats.js.api import AckPolicy, ConsumerConfig
 
     # No acks: like an Odradek consumer, the reader only tracks its position (and with
     # explicit acks the server stops at max_ack_pending unacknowledged messages).
-    sub = await js.pull_subscribe(subject, durable="bench-reader", stream=STREAM,
+    sub = await js.pull_subscribe(subject, durable=durable, stream=STREAM,
                                   config=ConsumerConfig(ack_policy=AckPolicy.NONE))
     seen = 0
     started = time.perf_counter()
@@ -150,6 +214,106 @@ async def _run(servers: list[str], records: int, small_records: int,
     finally:
         await nc.close()
     return {"produce_1k": big, "produce_100b": small, "consume_1k": consume}
+
+
+async def _quiet(_error: Exception) -> None:
+    """A server is killed on purpose: nats-py's default handler would print every failed
+    reconnect as a traceback."""
+
+
+async def _stream_state(servers: list[str]) -> tuple[str | None, bool]:
+    """(the stream leader's server name, whether every replica is current)."""
+    import nats
+
+    nc = await nats.connect(servers=servers, connect_timeout=2, max_reconnect_attempts=2,
+                            error_cb=_quiet)
+    try:
+        info = await nc.jetstream().stream_info(STREAM)
+    finally:
+        await nc.close()
+    cl = info.cluster
+    if cl is None or not cl.leader:
+        return None, False
+    replicas = cl.replicas or []
+    return cl.leader, len(replicas) == 2 and all(r.current for r in replicas)
+
+
+async def _wait_stream_ready(servers: list[str], timeout: float = 60.0) -> str:
+    """Until the stream has a leader and both followers are current; the leader's name."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            leader, current = await _stream_state(servers)
+            if leader is not None and current:
+                return leader
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the JetStream stream had no current replicas in {timeout:.0f} s")
+        await asyncio.sleep(0.2)
+
+
+async def _failover_try(cluster: JetStreamCluster, subject: str, victim: int,
+                        request_timeout: float) -> float:
+    """One publisher, connected to the servers other than the victim, publishes one message
+    at a time awaiting its ack; the victim (the stream leader's server) gets kill -9 after
+    100 acks. Seconds from the kill to the first ack after it."""
+    import nats
+
+    others = [s for i, s in enumerate(cluster.servers) if i != victim]
+    nc = await nats.connect(servers=others, connect_timeout=5, max_reconnect_attempts=60,
+                            error_cb=_quiet)
+    js = nc.jetstream()
+    try:
+        for _ in range(100):
+            await js.publish(subject, b"f" * 100, timeout=5)
+        killed_at = time.monotonic()
+        cluster.kill9(victim)
+        deadline = killed_at + 60
+        while time.monotonic() < deadline:
+            try:
+                # A publish the dead leader took is never answered: the timeout bounds how
+                # late the first ack from the new leader can be seen.
+                await js.publish(subject, b"f" * 100, timeout=request_timeout)
+                return time.monotonic() - killed_at
+            except Exception:
+                await asyncio.sleep(0.005)
+        raise SystemExit("JetStream: no acked publish within 60 s of the kill")
+    finally:
+        await nc.close()
+
+
+def jetstream_failover(workdir: Path, tries: int, request_timeout: float = 0.25,
+                       progress: Any = None) -> dict[str, Any]:
+    """kill -9 of the stream leader's server under an acknowledged publisher, `tries`
+    times on one R3 file stream; the killed server is restarted and caught up between
+    tries."""
+    times: list[float] = []
+
+    async def run(cluster: JetStreamCluster) -> None:
+        nc, js = await _connect(cluster.servers, 16)
+        try:
+            await _create_stream(js, "failover.>")
+        finally:
+            await nc.close()
+        for attempt in range(tries):
+            leader = await _wait_stream_ready(cluster.servers)
+            victim = int(leader.removeprefix("n"))
+            seconds = await _failover_try(cluster, "failover.x", victim, request_timeout)
+            times.append(seconds)
+            cluster.restart(victim)
+            await _wait_stream_ready(cluster.servers)
+            if progress is not None:
+                progress(f"JetStream failover try {attempt + 1}/{tries}: {seconds * 1000:.0f}"
+                         f" ms (killed server {leader})")
+
+    with JetStreamCluster(workdir) as cluster:
+        asyncio.run(run(cluster))
+    ordered = sorted(times)
+    return {"tries": len(ordered), "median_s": round(statistics.median(ordered), 4),
+            "min_s": round(ordered[0], 4), "max_s": round(ordered[-1], 4),
+            "request_timeout_s": request_timeout, "all_s": [round(t, 4) for t in times]}
 
 
 def jetstream_bench(workdir: Path, records: int, small_records: int,

@@ -19,26 +19,49 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from cluster_bench import Cluster, create_topics, free_ports, log, wait_balanced  # noqa: E402
+from latency import latency_ms  # noqa: E402
 from run import run_bench  # noqa: E402
 
 MB = 1_000_000
 
 
-def kafka_produce(bootstrap: str, topic: str, records: int, size: int) -> dict[str, float]:
+def cluster_with_kafka(root: Path) -> tuple[Cluster, str]:
+    """A 3-broker cluster (not started) whose brokers also serve the Kafka protocol, and
+    the Kafka bootstrap list."""
+    cluster = Cluster(root)
+    kafka_ports = free_ports(3)
+    for broker, port in zip(cluster.brokers, kafka_ports, strict=True):
+        broker.args += ["--kafka-port", str(port)]
+    return cluster, ",".join(f"127.0.0.1:{port}" for port in kafka_ports)
+
+
+def kafka_produce(bootstrap: str, topic: str, records: int, size: int,
+                  rate: float = 0.0) -> dict[str, Any]:
+    """acks=all, idempotent; `rate` records/s (0: as fast as the producer goes). Latency is
+    librdkafka's own, from produce() to the delivery report."""
     from confluent_kafka import Producer
 
     producer = Producer({"bootstrap.servers": bootstrap, "acks": "all",
                          "enable.idempotence": True, "linger.ms": 5,
                          "batch.size": 1_000_000, "queue.buffering.max.kbytes": 1_048_576})
     failed: list[str] = []
+    latencies: list[float] = []
 
-    def delivered(error: Any, _message: Any) -> None:
+    def delivered(error: Any, message: Any) -> None:
         if error is not None:
             failed.append(str(error))
+        else:
+            latencies.append(message.latency() or 0.0)
 
     value = b"x" * size
-    started = time.perf_counter()
+    interval = 1 / rate if rate > 0 else 0.0
+    clock = time.perf_counter
+    started = clock()
     for i in range(records):
+        if interval:
+            # Polling while waiting for the slot serves delivery reports on time.
+            while (delay := started + i * interval - clock()) > 0:
+                producer.poll(delay)
         while True:
             try:
                 producer.produce(topic, value, key=b"%d" % i, on_delivery=delivered)
@@ -48,11 +71,12 @@ def kafka_produce(bootstrap: str, topic: str, records: int, size: int) -> dict[s
         if i % 1000 == 0:
             producer.poll(0)
     left = producer.flush(300)
-    elapsed = time.perf_counter() - started
+    elapsed = clock() - started
     if left or failed:
         raise SystemExit(f"confluent-kafka: {left} undelivered, errors: {failed[:3]}")
-    return {"records": records, "seconds": elapsed, "records_per_s": records / elapsed,
-            "mb_per_s": records * size / elapsed / MB}
+    return {"records": records, "record_size": size, "seconds": elapsed,
+            "records_per_s": records / elapsed, "mb_per_s": records * size / elapsed / MB,
+            "rate": rate, "latency_ms": latency_ms(latencies)}
 
 
 def kafka_consume(bootstrap: str, topic: str, partitions: int, records: int,
@@ -87,11 +111,7 @@ def main() -> int:
     args = parser.parse_args()
     p = args.partitions
     with tempfile.TemporaryDirectory(prefix="odradek-kafka-bench-") as tmp:
-        cluster = Cluster(Path(tmp))
-        kafka_ports = free_ports(3)
-        for broker, port in zip(cluster.brokers, kafka_ports, strict=True):
-            broker.args += ["--kafka-port", str(port)]
-        kafka_boot = ",".join(f"127.0.0.1:{port}" for port in kafka_ports)
+        cluster, kafka_boot = cluster_with_kafka(Path(tmp))
         with cluster:
             topics = ["g-1k", "g-100b", "k-1k", "k-100b"]
             create_topics(cluster.bootstrap, topics, p, 3)

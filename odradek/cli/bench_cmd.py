@@ -178,6 +178,7 @@ async def produce_bench(args: argparse.Namespace) -> dict[str, Any]:
             "p50": round(_percentile(latencies, 0.50) * 1000, 3),
             "p95": round(_percentile(latencies, 0.95) * 1000, 3),
             "p99": round(_percentile(latencies, 0.99) * 1000, 3),
+            "p99.9": round(_percentile(latencies, 0.999) * 1000, 3),
             "max": round((latencies[-1] if latencies else 0) * 1000, 3),
         },
     }
