@@ -6,7 +6,8 @@ created by 10 concurrent calls. For each it reports, as a client sees it:
   call_s     the CreateTopic call(s) returning
   led_s      from the start until every live broker's Metadata shows a leader for every
              partition (the call waits for leaders on the controller's image; the other
-             brokers learn them when they apply the same commands)
+             brokers learn them when they apply the same commands); none if not within
+             --timeout, and then how many each broker showed
 then stops the three brokers and starts them again:
   serving_s  from the start of the processes until all three say SERVING (their health
              check waits for every replica to know its leader)
@@ -44,29 +45,32 @@ from odradek.client.admin import Admin  # noqa: E402
 SHAPES = {"1x1000": (1, 1000), "10x100": (10, 100)}
 
 
-def all_led(cluster: Cluster, topics: list[str], partitions: int) -> bool:
-    """Does every live broker's Metadata show a leader for every partition?"""
+def led_counts(cluster: Cluster, topics: list[str]) -> list[int]:
+    """For each live broker, how many partitions its Metadata shows with a leader."""
+    counts = []
     for broker in cluster.brokers:
         if not broker.alive():
             continue
         try:
             md = metadata(broker.address, topics)
         except grpc.RpcError:
-            return False
-        if len(md.topics) != len(topics):
-            return False
-        for t in md.topics:
-            if len(t.partitions) != partitions or any(p.leader < 0 for p in t.partitions):
-                return False
-    return True
+            counts.append(0)
+            continue
+        counts.append(sum(p.leader >= 0 for t in md.topics for p in t.partitions))
+    return counts
 
 
-def wait_all_led(cluster: Cluster, topics: list[str], partitions: int,
-                 timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not all_led(cluster, topics, partitions):
-        if time.monotonic() > deadline:
-            raise SystemExit(f"not every partition had a leader within {timeout:.0f} s")
+def wait_all_led(cluster: Cluster, topics: list[str], total: int,
+                 timeout: float) -> tuple[float | None, list[int]]:
+    """Seconds until every live broker shows a leader for all `total` partitions (None
+    if that did not happen within timeout), and the counts last seen."""
+    start = time.monotonic()
+    while True:
+        counts = led_counts(cluster, topics)
+        if counts and min(counts) == total:
+            return time.monotonic() - start, counts
+        if time.monotonic() - start > timeout:
+            return None, counts
         time.sleep(0.1)
 
 
@@ -119,8 +123,10 @@ class Profiler:
             log(f"profiles in {self.directory}")
 
 
-def one_shape(workdir: Path, shape: str, profile_dir: Path | None) -> dict[str, Any]:
+def one_shape(workdir: Path, shape: str, profile_dir: Path | None,
+              timeout: float) -> dict[str, Any]:
     topics, partitions = SHAPES[shape]
+    total = topics * partitions
     names = [f"create-{shape}-{i}" for i in range(topics)]
     cluster = Cluster(workdir / shape)
     try:
@@ -132,35 +138,46 @@ def one_shape(workdir: Path, shape: str, profile_dir: Path | None) -> dict[str, 
         try:
             create_concurrently(cluster.bootstrap, names, partitions)
             call_s = time.monotonic() - t0
-            wait_all_led(cluster, names, partitions)
-            led_s = time.monotonic() - t0
+            waited, led = wait_all_led(cluster, names, total, timeout)
+            led_s = None if waited is None else time.monotonic() - t0
         finally:
             if profiler:
                 profiler.stop()
-        log(f"{shape}: CreateTopic returned in {call_s:.2f} s, every broker shows every "
-            f"leader at {led_s:.2f} s")
+        log(f"{shape}: CreateTopic returned in {call_s:.2f} s; every broker shows every "
+            f"leader at {_s(led_s)} (led per broker: {led})")
+        result: dict[str, Any] = {
+            "topics": topics, "partitions_per_topic": partitions, "partitions": total,
+            "replication_factor": 3, "call_s": round(call_s, 2), "led_s": _round(led_s),
+            "led_per_broker": led, "restart_serving_s": None, "restart_led_s": None}
+        if led_s is None:
+            return result  # a restart would measure the unfinished creation
         cluster.stop()
         t1 = time.monotonic()
         for b in cluster.brokers:
             b.start()
         for b in cluster.brokers:
             b.wait_serving(180)
-        serving_s = time.monotonic() - t1
-        wait_all_led(cluster, names, partitions)
-        reled_s = time.monotonic() - t1
-        log(f"{shape}: restarted, all serving in {serving_s:.2f} s, every leader shown at "
-            f"{reled_s:.2f} s")
+        result["restart_serving_s"] = round(time.monotonic() - t1, 2)
+        waited, led = wait_all_led(cluster, names, total, timeout)
+        result["restart_led_s"] = _round(None if waited is None else time.monotonic() - t1)
+        log(f"{shape}: restarted, all serving in {result['restart_serving_s']:.2f} s, every "
+            f"leader shown at {_s(result['restart_led_s'])} (led per broker: {led})")
+        return result
     finally:
         cluster.stop()
-    return {"topics": topics, "partitions_per_topic": partitions,
-            "partitions": topics * partitions, "replication_factor": 3,
-            "call_s": round(call_s, 2), "led_s": round(led_s, 2),
-            "restart_serving_s": round(serving_s, 2), "restart_led_s": round(reled_s, 2)}
 
 
-def create_bench(workdir: Path, shapes: list[str],
-                 profile_dir: Path | None = None) -> dict[str, Any]:
-    return {shape: one_shape(workdir, shape, profile_dir) for shape in shapes}
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
+
+
+def _s(value: float | None) -> str:
+    return "never (timed out)" if value is None else f"{value:.2f} s"
+
+
+def create_bench(workdir: Path, shapes: list[str], profile_dir: Path | None = None,
+                 timeout: float = 60.0) -> dict[str, Any]:
+    return {shape: one_shape(workdir, shape, profile_dir, timeout) for shape in shapes}
 
 
 def summary(results: dict[str, Any]) -> str:
@@ -168,8 +185,11 @@ def summary(results: dict[str, Any]) -> str:
            f"{'restart s':>10} {'re-led s':>9}"]
     for shape, r in results.items():
         name = f"{r['topics']} x {r['partitions_per_topic']} partitions ({shape})"
-        out.append(f"{name:<38} {r['call_s']:>7.2f} {r['led_s']:>7.2f} "
-                   f"{r['restart_serving_s']:>10.2f} {r['restart_led_s']:>9.2f}")
+        cells = [f"{v:.2f}" if v is not None else "-" for v in (
+            r["call_s"], r["led_s"], r["restart_serving_s"], r["restart_led_s"])]
+        out.append(f"{name:<38} {cells[0]:>7} {cells[1]:>7} {cells[2]:>10} {cells[3]:>9}"
+                   + ("" if r["led_s"] is not None else
+                      f"  (led per broker at the timeout: {r['led_per_broker']})"))
     return "\n".join(out)
 
 
@@ -179,6 +199,8 @@ def main() -> int:
     ap.add_argument("--shape", default="1x1000,10x100",
                     help=f"comma-separated, of {', '.join(SHAPES)}")
     ap.add_argument("--profile-dir", help="py-spy record every broker during creation")
+    ap.add_argument("--timeout", type=float, default=60.0,
+                    help="seconds to wait for every leader (default 60)")
     ap.add_argument("--json", action="store_true", help="also print the figures as JSON")
     ap.add_argument("--keep", action="store_true", help="keep the brokers' logs and data")
     args = ap.parse_args()
@@ -189,7 +211,8 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="odradek-create-"))
     try:
         results = create_bench(workdir, shapes,
-                               Path(args.profile_dir) if args.profile_dir else None)
+                               Path(args.profile_dir) if args.profile_dir else None,
+                               args.timeout)
     except BaseException:
         log(f"the bench failed: brokers' logs and data are kept in {workdir}")
         raise
