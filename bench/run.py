@@ -9,6 +9,9 @@
             writer; time from the kill to the first ack from the new leader (--tries)
   idle      3 brokers hosting --idle-topics x --idle-partitions partitions at RF=3:
             CPU% (of one core) of each broker while nothing happens
+  create    3 brokers, fresh for each shape: 1 topic of 1,000 partitions and 10 of 100 at
+            RF=3 created, until every broker's metadata shows every leader, then the
+            restart of all three (bench/create_bench.py)
   jetstream NATS JetStream, 3 clustered nats-server processes, a stream with R3: the
             cluster part's produce and consume, same record counts (bench/jetstream.py),
             and Odradek's figures as a multiple of JetStream's
@@ -49,9 +52,11 @@ from cluster_bench import (  # noqa: E402
     log,
     wait_balanced,
 )
+from create_bench import create_bench  # noqa: E402
+from create_bench import summary as create_summary  # noqa: E402
 from jetstream import jetstream_bench  # noqa: E402
 
-PARTS = ("dd", "single", "cluster", "failover", "idle", "jetstream")
+PARTS = ("dd", "single", "cluster", "failover", "idle", "create", "jetstream")
 MB = 1_000_000
 
 
@@ -228,6 +233,8 @@ def summary(results: dict[str, Any]) -> str:
         out.append(f"\nidle CPU with {i['partitions']} partitions at RF=3 "
                    f"({i['topics']} topics), over {i['window_s']:.0f} s: {cpu} "
                    f"(percent of one core, brokers 0..2; with no partitions: {base})")
+    if "create" in results:
+        out.append("\n" + create_summary(results["create"]))
     return "\n".join(out)
 
 
@@ -307,6 +314,9 @@ def main() -> int:
                        else None)
             results["idle"] = idle_cpu_bench(workdir, args.idle_topics, args.idle_partitions,
                                              args.idle_settle, args.idle_window, profile)
+        if "create" in parts:
+            log("== 3 brokers: creating 1 x 1000 and 10 x 100 partitions ==")
+            results["create"] = create_bench(workdir / "create", ["1x1000", "10x100"])
         if "jetstream" in parts:
             log("== NATS JetStream, 3 servers, R3 ==")
             if shutil.which("nats-server") is None:

@@ -13,7 +13,6 @@ import contextlib
 import dataclasses
 import logging
 import random
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,9 +20,9 @@ from pathlib import Path
 from odradek.broker import clock, in_sync, leadership, regressions
 from odradek.broker.data_dir import write_durably
 from odradek.broker.errors import BrokerError, Reason
+from odradek.broker.leader_reports import LeaderReporter
 from odradek.broker.metadata.commands import (
     Command,
-    PartitionLeader,
     PartitionReplicas,
     RegisterBroker,
     decode_command,
@@ -37,6 +36,7 @@ from odradek.broker.metadata.image import (
 )
 from odradek.broker.metadata.placement import reassignment_steps
 from odradek.broker.names import partition_group
+from odradek.broker.new_replicas import NewReplicas, clear_if_stale, write_unsynced
 from odradek.broker.peers.channels import ChannelPool
 from odradek.broker.peers.controller import ControllerClient, GrpcControllerClient, PeerUnavailable
 from odradek.broker.producers.manager import ProducerIdManager
@@ -136,6 +136,8 @@ class ClusterNode:
             settings.tick_interval_s * settings.election_ticks, self._spawn,
             settings.scrub_bytes_per_s)
         self.producer_ids = ProducerIdManager(self)
+        self.leader_reports = LeaderReporter(self.id, self.propose)
+        self.new_replicas = NewReplicas(host, settings.data_dir)
         self.meta_log: PartitionLog | None = None
         self.meta_node: RaftNode | None = None
         self.meta_storage: MetadataRaftStorage | None = None
@@ -182,6 +184,7 @@ class ClusterNode:
         self._spawn(leadership.balance_loop(self))
         self._spawn(self._reassign_loop())
         self._spawn(in_sync.report_loop(self, self._topic_ids))
+        self._spawn(self.leader_reports.run())
         if not self.voter:
             self._spawn(self._observe_loop())
 
@@ -432,6 +435,7 @@ class ClusterNode:
                 self._open_partition(key, topic_id, replicas, config)
             elif partition.log.config != config:
                 partition.log.update_config(config)
+        self.new_replicas.flush()
         self._peers_changed()
 
     def _open_partition(self, key: tuple[str, int], topic_id: str,
@@ -439,13 +443,13 @@ class ClusterNode:
         topic, index = key
         directory = self.settings.data_dir / partition_group(topic, index)
         id_file = directory / "topic-id"
-        if directory.exists() and (not id_file.exists() or id_file.read_text() != topic_id):
-            shutil.rmtree(directory)  # left over from a deleted topic of the same name
+        fresh = clear_if_stale(directory, id_file, topic_id)
         plog = PartitionLog.open(directory, config, clock=clock.time_ms)
         plog.flush_observer = self.flush_observer
         self.adopt_log(plog)
-        if not id_file.exists() or id_file.read_text() != topic_id:
-            write_durably(id_file, topic_id)
+        batched = fresh and self.new_replicas.batched
+        if fresh:  # batched: made durable before the group starts (new_replicas.py)
+            (write_unsynced if batched else write_durably)(id_file, topic_id)
         storage = PartitionRaftStorage(
             plog, replicas, producer_id_expiration_ms=self.settings.producer_id_expiration_ms,
             sync_behind=self.host.syncer is not None)
@@ -460,26 +464,28 @@ class ClusterNode:
         partition.on_leader_change = self._leader_changed
         self.partitions[key] = partition
         self._topic_ids[key] = topic_id
-        self.host.add(RaftGroup(name, node, storage, partition))
+        group, preferred = RaftGroup(name, node, storage, partition), replicas[:1] == (self.id,)
+        if batched:
+            self.new_replicas.add(group, id_file, preferred)
+        else:
+            self.new_replicas.start_now(group, preferred)
         self.repair.watch(name, partition, storage)
 
     def _partition_node(self, storage: PartitionRaftStorage) -> RaftNode:
-        return RaftNode(dataclasses.replace(self._raft_config(False),
-                                            lost_commit=storage.lost_commit), storage, self._rng)
+        config = dataclasses.replace(self._raft_config(False), lost_commit=storage.lost_commit)
+        return RaftNode(config, storage, self._rng)
 
     def _close_partition(self, key: tuple[str, int], delete: bool) -> None:
         partition = self.partitions.pop(key)
         self._topic_ids.pop(key, None)
+        self.new_replicas.forget(partition_group(*key))
         self.host.remove(partition_group(*key))
         partition.close(delete=delete)
 
-    # ----------------------------------------------------- leadership reports
     def _leader_changed(self, partition: ReplicatedPartition) -> None:
         if partition.leader == self.id:
             key = (partition.topic, partition.index)
-            command = PartitionLeader(partition.topic, partition.index, self.id,
-                                      partition.leader_term, self._topic_ids.get(key))
-            self._spawn(self._report(command))
+            self.leader_reports.won(*key, partition.leader_term, self._topic_ids.get(key))
 
     async def _report(self, command: Command, key: tuple[str, int, int] | None = None) -> None:
         try:

@@ -14,7 +14,9 @@ from odradek.broker.metadata.commands import (
     ExpireNamedProducers,
     InitNamedProducer,
     InSyncReport,
+    LeaderReport,
     PartitionLeader,
+    PartitionLeaders,
     PartitionReplicas,
     PartitionsInSync,
     ReassignPartition,
@@ -75,6 +77,8 @@ def commands(
         st.builds(PartitionReplicas, names, partitions, replicas, terms, opt_id),
         st.builds(PartitionsInSync, broker_ids, st.lists(st.builds(
             InSyncReport, names, partitions, terms, replicas, opt_id), max_size=3).map(tuple)),
+        st.builds(PartitionLeaders, broker_ids, st.lists(st.builds(
+            LeaderReport, names, partitions, terms, opt_id), max_size=3).map(tuple)),
         st.builds(AllocateProducerIds, broker_ids, st.integers(-1, 2000)),
         st.builds(InitNamedProducer, names, at_ms=st.integers(0, 2000)),
         st.builds(TouchNamedProducer, names, st.integers(0, 50), st.integers(0, 2000)),

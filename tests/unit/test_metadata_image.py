@@ -17,7 +17,9 @@ from odradek.broker.metadata.commands import (
     CreateTopic,
     DeleteTopic,
     InSyncReport,
+    LeaderReport,
     PartitionLeader,
+    PartitionLeaders,
     PartitionReplicas,
     PartitionsInSync,
     ReassignPartition,
@@ -100,6 +102,9 @@ STALE: list[Command] = [
     PartitionsInSync(1, (InSyncReport("orders", 0, 5, (2, 3)),)),      # leaves itself out
     PartitionsInSync(1, (InSyncReport("orders", 0, 5, (1,), "id-old"),)),
     PartitionsInSync(1, (InSyncReport("orders", 7, 5, (1,)), InSyncReport("gone", 0, 5, (1,)))),
+    PartitionLeaders(2, (LeaderReport("orders", 0, 5),                 # not a later term
+                         LeaderReport("orders", 0, 6, "id-old"),       # another topic's
+                         LeaderReport("orders", 9, 6), LeaderReport("gone", 0, 6))),
     RegisterBroker(1, "h1", 9092, "a"),                   # same registration
     UnregisterBroker(99),
     SetBrokerDraining(99, True),
@@ -311,3 +316,15 @@ def test_decode_snapshot_rejects_duplicates() -> None:
 
 def test_empty_image_round_trips() -> None:
     assert decode_snapshot(encode_snapshot(MetadataImage())) == MetadataImage()
+
+
+def test_partition_leaders_records_each_later_election_with_one_command() -> None:
+    image = build(RegisterBroker(1, "h", 1), CreateTopic("t", "id", ((1, 2, 3), (2, 3, 1))),
+                  CreateTopic("u", "id-u", ((3, 1, 2),)), PartitionLeader("t", 1, 3, 4, "id"))
+    image = apply(image, 10, PartitionLeaders(2, (
+        LeaderReport("t", 0, 1, "id"), LeaderReport("t", 1, 3), LeaderReport("u", 0, 2))))
+    t0, t1, u0 = (image.partition("t", 0), image.partition("t", 1), image.partition("u", 0))
+    assert t0 is not None and (t0.leader, t0.leader_term) == (2, 1)
+    assert t1 is not None and (t1.leader, t1.leader_term) == (3, 4)  # term 3 < 4: stale
+    assert u0 is not None and (u0.leader, u0.leader_term) == (2, 2)
+    assert image.last_offset == 10

@@ -14,9 +14,9 @@ log may hold commands proposed against an older image.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from odradek.broker.metadata._fields import Fields
 from odradek.broker.metadata.commands import (
@@ -26,7 +26,10 @@ from odradek.broker.metadata.commands import (
     CreatePartitions,
     CreateTopic,
     DeleteTopic,
+    InSyncReport,
+    LeaderReport,
     PartitionLeader,
+    PartitionLeaders,
     PartitionReplicas,
     PartitionsInSync,
     ReassignPartition,
@@ -316,6 +319,9 @@ def _apply(image: MetadataImage, cmd: Command) -> _State | None:
     if isinstance(cmd, PartitionsInSync):
         return _apply_in_sync(image, cmd)
 
+    if isinstance(cmd, PartitionLeaders):
+        return _apply_leaders(image, cmd)
+
     if isinstance(cmd, PartitionReplicas):
         info = image.topics.get(cmd.topic)
         part = image.partition(cmd.topic, cmd.partition)
@@ -336,20 +342,44 @@ def _apply(image: MetadataImage, cmd: Command) -> _State | None:
 
 
 def _apply_in_sync(image: MetadataImage, cmd: PartitionsInSync) -> _State | None:
-    # One copy of each topic touched, however many of its partitions the report names.
+    def update(part: PartitionInfo, r: InSyncReport) -> PartitionInfo | None:
+        if (part.leader != cmd.leader or part.leader_term != r.term
+                or cmd.leader not in r.in_sync or part.in_sync == r.in_sync):
+            return None
+        return replace(part, in_sync=r.in_sync)
+
+    return _update_partitions(image, cmd.reports, update)
+
+
+def _apply_leaders(image: MetadataImage, cmd: PartitionLeaders) -> _State | None:
+    def update(part: PartitionInfo, r: LeaderReport) -> PartitionInfo | None:
+        if cmd.leader < 0 or r.term <= part.leader_term:
+            return None  # PartitionLeader's rule: only a later term's leader counts
+        return replace(part, leader=cmd.leader, leader_term=r.term, in_sync=None)
+
+    return _update_partitions(image, cmd.reports, update)
+
+
+_Report = TypeVar("_Report", InSyncReport, LeaderReport)
+
+
+def _update_partitions(image: MetadataImage, reports: Iterable[_Report],
+                       update: Callable[[PartitionInfo, _Report], PartitionInfo | None]
+                       ) -> _State | None:
+    """Applies per-partition reports (topic, partition, topic_id) with one copy of each
+    topic touched, however many of its partitions they name."""
     changed: dict[str, list[PartitionInfo]] = {}
-    for r in cmd.reports:
+    for r in reports:
         info = image.topics.get(r.topic)
         if info is None or (r.topic_id is not None and r.topic_id != info.topic_id):
             continue
         parts = changed.get(r.topic) or list(info.partitions)
         if not 0 <= r.partition < len(parts):
             continue
-        part = parts[r.partition]
-        if (part.leader != cmd.leader or part.leader_term != r.term
-                or cmd.leader not in r.in_sync or part.in_sync == r.in_sync):
+        new = update(parts[r.partition], r)
+        if new is None:
             continue
-        parts[r.partition] = replace(part, in_sync=r.in_sync)
+        parts[r.partition] = new
         changed[r.topic] = parts
     if not changed:
         return None

@@ -43,6 +43,8 @@ log = logging.getLogger("odradek.raft")
 
 Send = Callable[[int, str, Message], None]
 _ACKS = frozenset({MessageType.APPEND_RESP, MessageType.HEARTBEAT_RESP})
+# Messages kept for an expected group: its first election's few, not a backlog.
+EXPECTED_KEPT = 16
 
 
 class GroupListener(Protocol):
@@ -177,6 +179,10 @@ class RaftHost:
         self._stall_ended = -math.inf
         self._failing: set[str] = set()
         self._syncing: set[str] = set()  # groups whose fsync job is in flight
+        # Groups about to be added (their directories are being made durable): what
+        # arrives for them meanwhile is kept and stepped on add, so that a new group's
+        # first election is not lost to a replica that starts a moment later.
+        self._expected: dict[str, list[Message]] = {}
 
     def busy(self, name: str) -> bool:
         """Is a Ready of this group still being persisted (written, fsync owed)?"""
@@ -192,11 +198,18 @@ class RaftHost:
                 await self._ticker
         self.process()
 
+    def expect(self, name: str) -> None:
+        """The group will be added soon: keep its messages until then (a few at most)."""
+        self._expected.setdefault(name, [])
+
     def add(self, group: RaftGroup) -> None:
         self.groups[group.name] = group
+        for message in self._expected.pop(group.name, ()):
+            self.deliver(group.name, message)
         self.schedule(group.name)
 
     def remove(self, name: str) -> RaftGroup | None:
+        self._expected.pop(name, None)
         self._dirty.discard(name)
         self.quiet.discard(name)
         self._calm.pop(name, None)
@@ -206,6 +219,9 @@ class RaftHost:
     def deliver(self, group_name: str, message: Message) -> None:
         group = self.groups.get(group_name)
         if group is None:
+            kept = self._expected.get(group_name)
+            if kept is not None and len(kept) < EXPECTED_KEPT:
+                kept.append(message)
             return  # a group we no longer (or do not yet) host: Raft tolerates the loss
         group.listener.heard_from(message.from_id)
         if message.type == MessageType.QUIESCE:
