@@ -319,3 +319,62 @@ def test_stream_stream_join_and_suppressed_sessions_on_event_time(
         assert len(finals) == len(got)  # each emitted once
 
     run(go())
+
+
+def counting_app(bootstrap: str, app_id: str, topic: str, state_dir: Path) -> App:
+    app = App(bootstrap, app_id, state_dir=state_dir)
+    (app.stream(topic, STR, STR)
+        .flat_map(lambda _k, line: [(w, w) for w in line.split()], key_serde=STR)
+        .group_by_key().count("counts").to(f"{topic}-counts", STR, JSON))
+    return app
+
+
+def test_rebalance_moves_tasks_and_their_state_both_ways(
+        broker: BrokerProcess, tmp_path: Path) -> None:
+    """A second instance joins: part of the first's tasks move to it with their stores
+    (rebuilt there from the changelogs); it leaves: they move back and the first reopens
+    them from its checkpoints. Every hand-over is clean, so the counts are exact."""
+    async def go() -> None:
+        async with Admin(broker.address) as admin:
+            await admin.create_topic("rb-lines", 4)
+        expected: Counter[str] = Counter()
+
+        async def batch(tag: str, count: int) -> None:
+            lines = [(f"{tag}{i}", f"w{i % 13} x{i % 5} {tag}") for i in range(count)]
+            await produce(broker.address, "rb-lines", lines)
+            expected.update(w for _, line in lines for w in line.split())
+
+        def everywhere(*apps: App) -> dict[str, int]:
+            merged: dict[str, int] = {}
+            for a in apps:
+                for k, v in a.store("counts").all().items():
+                    assert k not in merged, f"{k} is held by two instances"
+                    merged[k] = v
+            return merged
+
+        first = counting_app(broker.address, "rb", "rb-lines", tmp_path / "a")
+        second = counting_app(broker.address, "rb", "rb-lines", tmp_path / "b")
+        await batch("a", 80)
+        async with first:
+            await until("the first instance's counts", lambda: everywhere(first) == expected)
+            assert first.runtime is not None and len(first.runtime.tasks) == 8
+            async with second:
+                def split() -> bool:
+                    assert first.runtime is not None and second.runtime is not None
+                    mine, theirs = len(first.runtime.tasks), len(second.runtime.tasks)
+                    return mine > 0 and theirs > 0 and mine + theirs == 8
+                await until("the tasks spread over both instances", split)
+                assert second.runtime is not None and second.runtime.restored > 0
+                moved = second.store("counts").all()
+                assert moved and all(expected[k] == v for k, v in moved.items())
+                await batch("b", 60)
+                await until("both instances' counts",
+                            lambda: everywhere(first, second) == expected)
+            await until("every task back on the first instance",
+                        lambda: first.runtime is not None and len(first.runtime.tasks) == 8)
+            await batch("c", 40)
+            await until("the counts after the second left", lambda: everywhere(first) == expected)
+        out = await read_all(broker.address, "rb-lines-counts")
+        assert {k.decode(): JSON.deserialize(v) for k, v in out if k} == dict(expected)
+
+    run(go())
