@@ -19,6 +19,7 @@ from odradek.streams.serdes import (
     BytesSerde,
     IntSerde,
     JsonSerde,
+    ProtobufSerde,
     Serde,
     StrSerde,
     Windowed,
@@ -39,7 +40,8 @@ from odradek.streams.windows import HoppingWindows, JoinWindows, SessionWindows,
 __all__ = [
     "App", "BYTES", "BytesSerde", "Driver", "GlobalTable", "GroupedStream", "HoppingWindows",
     "INT", "JoinWindows", "SessionWindows", "IntSerde", "JSON",
-    "JsonSerde", "NotLocalError", "STR", "Serde", "StoreView", "Stream", "StrSerde", "Table",
+    "JsonSerde", "NotLocalError", "ProtobufSerde", "STR", "Serde", "StoreView", "Stream",
+    "StrSerde", "Table",
     "Topology", "TopologyError", "TumblingWindows", "Windowed", "WindowedSerde",
     "TaskMetrics", "ensure_topics", "serve", "service_parser", "stop_on_signals",
 ]
