@@ -7,6 +7,9 @@ close, all on the records' own timestamps."""
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
@@ -26,6 +29,7 @@ from odradek.streams import (
     TopologyError,
     WindowedSerde,
 )
+from odradek.streams.registry import parse_task
 from tests.brokers import BrokerProcess
 
 
@@ -378,3 +382,90 @@ def test_rebalance_moves_tasks_and_their_state_both_ways(
         assert {k.decode(): JSON.deserialize(v) for k, v in out if k} == dict(expected)
 
     run(go())
+
+
+def test_queries_routed_to_the_owner_and_standbys_kept_warm(
+        broker: BrokerProcess, tmp_path: Path) -> None:
+    """Two instances serving queries, one standby each: a query for any key answers from
+    whichever instance runs it (over gRPC), a range covers both; every stateful task has
+    its standby on the other instance, kept up to the changelog's end, so that when one
+    instance leaves the other takes its tasks over without replaying their changelogs;
+    `odradek streams describe` shows owners and standbys."""
+    async def go() -> None:
+        async with Admin(broker.address) as admin:
+            await admin.create_topic("iq-lines", 4)
+        lines = [(f"l{i}", f"w{i % 17} v{i % 3}") for i in range(90)]
+        expected = Counter(w for _, line in lines for w in line.split())
+        await produce(broker.address, "iq-lines", lines)
+        apps = [App(broker.address, "iq", state_dir=tmp_path / name, query_address="127.0.0.1:0",
+                    standby_replicas=1, instance_id=name) for name in ("ia", "ib")]
+        for app in apps:
+            (app.stream("iq-lines", STR, STR)
+                .flat_map(lambda _k, line: [(w, w) for w in line.split()], key_serde=STR)
+                .group_by_key().count("counts"))
+        first, second = apps
+        stateful = {(1, p) for p in range(4)}  # the repartition topic's tasks hold counts
+        async with first, second:
+            def placed() -> bool:
+                view = first.instances()
+                if set(view) != {"ia", "ib"}:
+                    return False
+                active = {i: {parse_task(t) for t in info.active} for i, info in view.items()}
+                standby = {i: {parse_task(t) for t in info.standby} for i, info in view.items()}
+                return (active["ia"] | active["ib"] == {(g, p) for g in (0, 1) for p in range(4)}
+                        and not active["ia"] & active["ib"]
+                        and standby["ia"] == stateful & active["ib"]
+                        and standby["ib"] == stateful & active["ia"])
+            await until("tasks and standbys placed over both instances", placed)
+            for app in apps:
+                async def all_counted(app: App = app) -> bool:
+                    return dict(await app.query_range("counts")) == dict(expected)
+                await until("the counts seen from each instance", all_counted)
+            remote = [w for w in expected if w not in first.store("counts").all()]
+            assert remote, "every key is on the first instance: nothing was routed"
+            for w in expected:
+                assert await first.query("counts", w) == expected[w]
+                assert await second.query("counts", w) == expected[w]
+            assert await first.query("counts", "absent") is None
+            assert [k for k, _ in await first.query_range("counts", "w1", "w2")] == sorted(
+                w for w in expected if "w1" <= w < "w2")
+
+            described = json.loads(shell_odradek(broker.address, "streams", "describe", "iq",
+                                                 "--json"))
+            tasks = {t["task"]: t for t in described["tasks"]}
+            assert len(tasks) == 8 and {i["instance"] for i in described["instances"]} == {
+                "ia", "ib"}
+            for g, p in stateful:
+                entry = tasks[f"{g}_{p}"]
+                assert set(entry["standbys"]) == {"ia", "ib"} - {entry["owner"]}
+            text = shell_odradek(broker.address, "streams", "describe", "iq")
+            assert "2 live instance(s)" in text and "STANDBYS" in text
+
+            assert second.runtime is not None and first.runtime is not None
+            standbys = second.runtime.standbys
+
+            async def warm() -> bool:
+                lags = await standbys.lags()
+                return set(lags) == set(standbys.copies) and all(n == 0 for n in lags.values())
+            await until("the second instance's standbys at the changelogs' ends", warm)
+            assert standbys.applied > 0
+            moving = set(standbys.copies)
+            before = second.runtime.restored
+            await first.stop()
+
+            async def took_over() -> bool:
+                assert second.runtime is not None
+                return len(second.runtime.tasks) == 8
+            await until("the second instance running every task", took_over)
+            # the standbys were at the changelogs' ends: nothing to replay
+            assert second.runtime.restored == before, moving
+            assert second.store("counts").all() == dict(expected)
+
+    run(go())
+
+
+def shell_odradek(bootstrap: str, *args: str) -> str:
+    done = subprocess.run([sys.executable, "-m", "odradek.cli.main", *args, "-b", bootstrap],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
