@@ -1,5 +1,7 @@
 """`odradek streams describe APP`: the tasks of a stream application, who runs each, who
-keeps standby copies, and their lag, as the instances publish them to `<APP>-instances`."""
+keeps standby copies, and their lag, as the instances publish them to `<APP>-instances`.
+`odradek streams query APP STORE [KEY]`: an interactive query of a store, asked of the
+instances over gRPC (one key, routed by the instance asked, or a range over all)."""
 
 from __future__ import annotations
 
@@ -7,9 +9,12 @@ import argparse
 import json
 import time
 
+import grpc
+
 from odradek.cli.common import CliError, add_json_flag, bootstrap_parent, tls_options
 from odradek.client import Consumer, TopicPartition
 from odradek.client.errors import OdradekError
+from odradek.streams.query import QueryClient
 from odradek.streams.registry import InstanceInfo, parse_task, registry_topic
 
 
@@ -26,6 +31,21 @@ def add_streams_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     p.add_argument("app", metavar="APP", help="the application id")
     add_json_flag(p)
     p.set_defaults(func=_describe)
+    p = ssub.add_parser(
+        "query", parents=[bootstrap_parent()],
+        help="read a store of a running application (interactive query)",
+        description="Asks a live instance that serves queries (App(query_address=...)) for "
+                    "KEY in STORE; it answers from its task or from the instance running "
+                    "the key's task. Without KEY: every key from --from (inclusive) to --to "
+                    "(exclusive), from every instance, as KEY<TAB>VALUE lines. Keys are "
+                    "given and printed as UTF-8 (a store with STR keys), values printed as "
+                    "UTF-8 (JSON values print as JSON).")
+    p.add_argument("app", metavar="APP")
+    p.add_argument("store", metavar="STORE")
+    p.add_argument("key", metavar="KEY", nargs="?")
+    p.add_argument("--from", dest="lo", metavar="KEY", help="first key of a range")
+    p.add_argument("--to", dest="hi", metavar="KEY", help="end of a range (not included)")
+    p.set_defaults(func=_query)
 
 
 async def read_registry(args: argparse.Namespace) -> dict[str, InstanceInfo]:
@@ -101,3 +121,51 @@ async def _describe(args: argparse.Namespace) -> int:
     for row in rows:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
     return 0
+
+
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", errors="backslashreplace")
+
+
+async def _query(args: argparse.Namespace) -> int:
+    serving = [i for i in (await read_registry(args)).values() if i.fresh() and i.endpoint]
+    if not serving:
+        raise CliError(f"no live instance of {args.app!r} serves queries (start it with "
+                       "App(query_address=...))")
+    client = QueryClient()
+    try:
+        if args.key is not None:
+            if args.lo is not None or args.hi is not None:
+                raise CliError("give KEY or --from/--to, not both")
+            value = await _ask(client, serving, args)
+            if value is None:
+                raise CliError(f"no key {args.key!r} in store {args.store!r}", "NOT_FOUND")
+            print(_text(value))
+            return 0
+        lo = None if args.lo is None else args.lo.encode()
+        hi = None if args.hi is None else args.hi.encode()
+        pairs: dict[bytes, bytes] = {}
+        for info in serving:
+            try:
+                pairs.update(await client.range(info.endpoint, args.app, args.store, lo, hi))
+            except grpc.aio.AioRpcError as exc:
+                raise CliError(f"instance {info.instance_id} at {info.endpoint}: "
+                               f"{exc.code().name} {exc.details()}") from exc
+        for k, v in sorted(pairs.items()):
+            print(f"{_text(k)}\t{_text(v)}")
+        return 0
+    finally:
+        await client.close()
+
+
+async def _ask(client: QueryClient, serving: list[InstanceInfo],
+               args: argparse.Namespace) -> bytes | None:
+    """The first instance that answers (one that is stopping may not)."""
+    errors = []
+    for info in serving:
+        try:
+            return await client.get(info.endpoint, args.app, args.store, -1, args.key.encode())
+        except grpc.aio.AioRpcError as exc:
+            errors.append(f"{info.instance_id} at {info.endpoint}: {exc.code().name} "
+                          f"{exc.details()}")
+    raise CliError("no instance answered: " + "; ".join(errors))

@@ -109,7 +109,7 @@ class App:
         endpoint = ""
         if self.query_address is not None:
             self._server = QueryServer(self.application_id, self.query_address,
-                                       self.local_stores)
+                                       self.local_stores, self.route_get)
             await self._server.start()
             endpoint = self._server.endpoint
         self.runtime = Runtime(self.topology, self._cluster, self.state_dir,
@@ -184,24 +184,43 @@ class App:
         NotLocalError when no instance is known to run it or the one asked no longer does
         (a hand-over in flight: ask again)."""
         view = self.store(name)
-        partition, kb = view.locate(key)
-        stores = self.local_stores(name) or {}
-        if partition in stores or view.is_global:
+        if view.is_global:
             return view.get(key)
+        partition, kb = view.locate(key)
+        if kb is None:
+            return None
+        return view.spec.value_serde.deserialize(await self._get_bytes(view, partition, kb))
+
+    async def route_get(self, name: str, kb: bytes) -> bytes | None:
+        """query() on the key's bytes, for a caller that knows no serdes or partitions
+        (the query server, asked with partition -1)."""
+        view = self.store(name)
+        if view.is_global:
+            store = (self.local_stores(name) or {}).get(0)
+            return None if store is None else store.get(kb)
+        partition, _ = view.locate(view.spec.key_serde.deserialize(kb))
+        return await self._get_bytes(view, partition, kb)
+
+    async def _get_bytes(self, view: StoreView[Any, Any], partition: int, kb: bytes
+                         ) -> bytes | None:
+        name = view.spec.name
+        local = (self.local_stores(name) or {}).get(partition)
+        if local is not None:
+            return local.get(kb)
         runtime = self.runtime
         owner = None if runtime is None else owners(runtime.instances).get(
             (self.topology.group_of(view.spec.topic), partition))
-        if owner is None or not owner.endpoint or kb is None:
-            raise NotLocalError(f"no instance is known to run partition {partition} of "
-                                f"store {name!r}")
+        if owner is None or not owner.endpoint or (
+                runtime is not None and owner.instance_id == runtime.instance_id):
+            raise NotLocalError(f"no other instance is known to run partition {partition} "
+                                f"of store {name!r}")
         try:
-            value = await self._queries.get(owner.endpoint, self.application_id, name,
-                                            partition, kb)
+            return await self._queries.get(owner.endpoint, self.application_id, name,
+                                           partition, kb)
         except grpc.aio.AioRpcError as exc:
             raise NotLocalError(f"instance {owner.instance_id} at {owner.endpoint} did not "
                                 f"answer for partition {partition} of {name!r}: "
                                 f"{exc.code().name} {exc.details()}") from exc
-        return view.spec.value_serde.deserialize(value)
 
     async def query_range(self, name: str, lo: Any = None, hi: Any = None
                           ) -> list[tuple[Any, Any]]:

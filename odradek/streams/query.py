@@ -6,7 +6,7 @@ application.server is."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import grpc
 
@@ -20,11 +20,14 @@ QUERY_TIMEOUT_S = 5.0
 
 # store name -> (partition -> that task's store) of the tasks running here now
 LocalStores = Callable[[str], dict[int, KeyValueStore] | None]
+# store name, key bytes -> the value from whichever instance runs the key's task; raises
+# LookupError when none is known to
+RouteGet = Callable[[str, bytes], Awaitable[bytes | None]]
 
 
 class _Servicer(pb_grpc.StreamsQueryServicer):
-    def __init__(self, application_id: str, local: LocalStores) -> None:
-        self._app, self._local = application_id, local
+    def __init__(self, application_id: str, local: LocalStores, route: RouteGet) -> None:
+        self._app, self._local, self._route = application_id, local, route
 
     async def _stores(self, app: str, store: str, context: grpc.aio.ServicerContext[
             object, object]) -> dict[int, KeyValueStore]:
@@ -38,6 +41,12 @@ class _Servicer(pb_grpc.StreamsQueryServicer):
     async def Get(self, request: pb.StoreGetRequest,  # noqa: N802
                   context: grpc.aio.ServicerContext[object, object]) -> pb.StoreGetResponse:
         stores = await self._stores(request.application_id, request.store, context)
+        if request.partition < 0:
+            try:
+                found = await self._route(request.store, request.key)
+            except LookupError as exc:
+                await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+            return pb.StoreGetResponse(found=found is not None, value=found or b"")
         store = stores.get(request.partition)
         if store is None:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
@@ -58,10 +67,11 @@ class _Servicer(pb_grpc.StreamsQueryServicer):
 
 
 class QueryServer:
-    def __init__(self, application_id: str, address: str, local: LocalStores) -> None:
+    def __init__(self, application_id: str, address: str, local: LocalStores,
+                 route: RouteGet) -> None:
         self._server = grpc.aio.server()
         pb_grpc.add_StreamsQueryServicer_to_server(  # type: ignore[no-untyped-call]
-            _Servicer(application_id, local), self._server)
+            _Servicer(application_id, local, route), self._server)
         host = address.rsplit(":", 1)[0]
         port = self._server.add_insecure_port(address)
         if port == 0:

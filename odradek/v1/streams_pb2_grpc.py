@@ -58,8 +58,11 @@ class StreamsQueryServicer:
     """
 
     def Get(self, request, context):
-        """One key. FAILED_PRECONDITION when the key's task is not on the instance asked (it
-        moved: ask the registry again); NOT_FOUND when there is no such store.
+        """One key. With a partition: from this instance's task of that partition only
+        (FAILED_PRECONDITION when it is not here: it moved, ask the registry again). Without
+        one (partition -1, what a tool that knows no topology sends): the instance finds the
+        key's partition and answers, or asks the instance that runs it (one hop).
+        NOT_FOUND when there is no such store.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

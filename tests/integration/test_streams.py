@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -29,6 +28,7 @@ from odradek.streams import (
     TopologyError,
     WindowedSerde,
 )
+from odradek.streams.query import QueryClient
 from odradek.streams.registry import parse_task
 from tests.brokers import BrokerProcess
 
@@ -427,18 +427,30 @@ def test_queries_routed_to_the_owner_and_standbys_kept_warm(
                 assert await first.query("counts", w) == expected[w]
                 assert await second.query("counts", w) == expected[w]
             assert await first.query("counts", "absent") is None
+            # what `odradek streams query` sends: no partition, the instance routes it
+            client = QueryClient()
+            try:
+                endpoint = first.instances()["ia"].endpoint
+                for w in remote:
+                    got = await client.get(endpoint, "iq", "counts", -1, w.encode())
+                    assert got is not None and JSON.deserialize(got) == expected[w]
+            finally:
+                await client.close()
+            text = await shell_odradek(broker.address, "streams", "query", "iq", "counts",
+                                       remote[0])
+            assert json.loads(text) == expected[remote[0]]
             assert [k for k, _ in await first.query_range("counts", "w1", "w2")] == sorted(
                 w for w in expected if "w1" <= w < "w2")
 
-            described = json.loads(shell_odradek(broker.address, "streams", "describe", "iq",
-                                                 "--json"))
+            described = json.loads(await shell_odradek(broker.address, "streams", "describe",
+                                                       "iq", "--json"))
             tasks = {t["task"]: t for t in described["tasks"]}
             assert len(tasks) == 8 and {i["instance"] for i in described["instances"]} == {
                 "ia", "ib"}
             for g, p in stateful:
                 entry = tasks[f"{g}_{p}"]
                 assert set(entry["standbys"]) == {"ia", "ib"} - {entry["owner"]}
-            text = shell_odradek(broker.address, "streams", "describe", "iq")
+            text = await shell_odradek(broker.address, "streams", "describe", "iq")
             assert "2 live instance(s)" in text and "STANDBYS" in text
 
             assert second.runtime is not None and first.runtime is not None
@@ -464,8 +476,16 @@ def test_queries_routed_to_the_owner_and_standbys_kept_warm(
     run(go())
 
 
-def shell_odradek(bootstrap: str, *args: str) -> str:
-    done = subprocess.run([sys.executable, "-m", "odradek.cli.main", *args, "-b", bootstrap],
-                          capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    return done.stdout
+async def shell_odradek(bootstrap: str, *args: str) -> str:
+    """The odradek command, awaited: the apps it may query run on this event loop."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "odradek.cli.main", *args, "-b", bootstrap,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0, err.decode()
+    return out.decode()

@@ -2,12 +2,14 @@
 lines keep coming, the other taking its tasks over, restoring their counts from the
 changelog and counting on with nothing lost; the other examples' READMEs run as written
 (the app as a process, the shell commands with `.venv/bin/odradek` as this interpreter's
-odradek command and ODRADEK_BOOTSTRAP pointing at the broker, the consumer's output
-compared with the README's)."""
+odradek command and ODRADEK_BOOTSTRAP pointing at the broker, the output of the reads
+after the last produce, a consume or `odradek streams query`, compared with the
+README's)."""
 
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import re
 import shlex
@@ -156,7 +158,7 @@ def produced(command: str) -> tuple[str, list[str]] | None:
     return m.group(2), [line.split(":")[0] for line in m.group(1).split("\\n") if line]
 
 
-@pytest.mark.parametrize("example,app_id", [("enrichment", "enrichment"),
+@pytest.mark.parametrize("example,app_id", [("cqrs", "cqrs"), ("enrichment", "enrichment"),
                                             ("latest_versioned", "latest-versioned"),
                                             ("memory_image", "memory-image"),
                                             ("orders", "orders")])
@@ -175,16 +177,21 @@ def test_readme(broker: BrokerProcess, tmp_path: Path, example: str, app_id: str
     try:
         async def go() -> None:
             await until("the app running", lambda: f"{app_id} running" in log.read_text())
-            *steps, consume = commands[at + 1:]
+            # the produce commands, then the reads (a consume, or queries) whose output
+            # the README shows
+            rest = commands[at + 1:]
+            steps = list(itertools.takewhile(lambda c: produced(c) is not None, rest))
+            reads = rest[len(steps):]
+            assert reads and not any(produced(c) for c in reads), rest
             for command in steps:
                 shell(command, broker.address)
                 target = produced(command)
-                assert target is not None, command
+                assert target is not None
                 # The README's reader types one command after another, seconds apart:
                 # here each waits until the app has taken the records in.
                 await until(f"{command[:40]}... processed", functools.partial(
                     committed_to_end, broker.address, app_id, *target), timeout=60)
-            got = shell(consume, broker.address).splitlines()
+            got = [line for c in reads for line in shell(c, broker.address).splitlines()]
             assert sorted(got) == sorted(expected.splitlines()), got
             for key in {line.split("\t")[0] for line in got}:  # per key, in order
                 assert [g for g in got if g.startswith(key + "\t")] == [
