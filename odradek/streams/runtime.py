@@ -116,6 +116,7 @@ class Runtime:
         self.restored = 0  # changelog records applied by restores, for tests and logs
         self.committed = 0  # input records whose offsets this instance committed
         self.restoring: dict[tuple[TaskId, str], RestoreProgress] = {}
+        self.restore_seconds = 0.0  # spent replaying changelogs, for benchmarks and logs
         self._restored_into: dict[TaskId, int] = {}
         self._owned: dict[TaskId, set[TopicPartition]] = {}
         self._changelog_end: dict[tuple[TaskId, str], int] = {}
@@ -353,6 +354,7 @@ class Runtime:
                 del self.restoring[key]
             task.commit_stores()
             self.restored += count
+            self.restore_seconds += time.monotonic() - began
             self._changelog_end[(task.id, store)] = end
             log.info("restored store %s of task %s: %d records from %s offsets %d-%d in "
                      "%.2f s", store, task.id, count, tp[0], start, end,

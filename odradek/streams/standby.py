@@ -11,6 +11,7 @@ checkpoint, so they are rebuilt after one, as an active task's are."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Callable
@@ -137,6 +138,14 @@ class Standbys:
             for task in touched:
                 for store in self.copies[task].stores.values():
                     store.commit()
+            # Offsets have gaps (control batches, at a changelog's end too): the reader's
+            # position, not the last record's offset, says how far a copy has read.
+            for copy in list(self.copies.values()):
+                for tp, name in copy.partitions().items():
+                    with contextlib.suppress(ValueError):  # released meanwhile
+                        position = await self._reader.position(tp)
+                        if self.copies.get(copy.task) is copy:
+                            copy.positions[name] = max(copy.positions[name], position)
 
     def _task_of(self, changelog: str) -> int:
         for copy in self.copies.values():
