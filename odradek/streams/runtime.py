@@ -17,6 +17,7 @@ from odradek.client import (
     Admin,
     Consumer,
     ConsumerRecord,
+    OdradekError,
     Producer,
     RecordMetadata,
     TopicAlreadyExistsError,
@@ -230,11 +231,17 @@ class Runtime:
             if self._changed.is_set() or time.monotonic() >= next_publish:
                 self._changed.clear()
                 self._place_standbys()
-                info = await self.describe_self()
-                self.instances[self.instance_id] = info
-                await (await self.producer.send(topic, info.encode(),
-                                                self.instance_id.encode()))
                 next_publish = time.monotonic() + PUBLISH_INTERVAL_S
+                try:
+                    info = await self.describe_self()
+                    self.instances[self.instance_id] = info
+                    await (await self.producer.send(topic, info.encode(),
+                                                    self.instance_id.encode()))
+                except OdradekError as exc:
+                    # Processing goes on without a fresh entry (queries and describe may
+                    # be stale for a while); the next interval tries again.
+                    log.warning("could not publish instance %s to %s: %s",
+                                self.instance_id, topic, exc)
 
     async def describe_self(self) -> InstanceInfo:
         active = {task_name(m.task): m.lag for m in await self.task_metrics()}

@@ -184,3 +184,26 @@ def test_streams_imports_only_the_client_and_records() -> None:
                 if name.startswith("odradek."):
                     allowed = {"client", "records", "streams", "v1"}  # v1: the proto
                     assert name.split(".")[1] in allowed, (path, name)
+
+
+def test_standby_placement_covers_every_task_on_other_live_instances() -> None:
+    import time
+
+    from odradek.streams.registry import InstanceInfo, owners, standby_tasks, task_name
+
+    now = int(time.time() * 1000)
+    tasks = [(1, p) for p in range(6)]
+    ids = ["a", "b", "c"]
+    instances = {i: InstanceInfo(i, "", {task_name(t): 0 for t in tasks[k::3]}, {}, now)
+                 for k, i in enumerate(ids)}
+    for replicas in (1, 2):
+        placed = {i: standby_tasks(i, instances, tasks, replicas) for i in ids}
+        for t in tasks:
+            holders = [i for i in ids if t in placed[i]]
+            assert len(holders) == replicas, (t, holders)
+            assert owners(instances)[t].instance_id not in holders
+    # a stale entry (a crashed instance) owns nothing and keeps no standby
+    instances["c"].updated_ms = now - 60_000
+    assert all(o.instance_id != "c" for o in owners(instances).values())
+    assert all(t not in standby_tasks("a", instances, tasks, 1) for t in tasks[2::3])
+    assert standby_tasks("a", instances, tasks, 1) == set(tasks[1::3])
