@@ -7,10 +7,12 @@
     async with app:
         ...  # app.store("counts").get("word")
 
-Imports only odradek.client, odradek.records and its own dependencies (lmdb)."""
+Imports only odradek.client, odradek.records, the generated odradek.v1 code of its query
+service and its own dependencies (lmdb, grpc)."""
 
 from odradek.streams.app import App, NotLocalError, StoreView
-from odradek.streams.runtime import TaskMetrics
+from odradek.streams.registry import InstanceInfo
+from odradek.streams.runtime import RestoreProgress, TaskMetrics
 from odradek.streams.serdes import (
     BYTES,
     INT,
@@ -43,5 +45,6 @@ __all__ = [
     "JsonSerde", "NotLocalError", "ProtobufSerde", "STR", "Serde", "StoreView", "Stream",
     "StrSerde", "Table",
     "Topology", "TopologyError", "TumblingWindows", "Windowed", "WindowedSerde",
-    "TaskMetrics", "ensure_topics", "serve", "service_parser", "stop_on_signals",
+    "InstanceInfo", "RestoreProgress", "TaskMetrics", "ensure_topics", "serve",
+    "service_parser", "stop_on_signals",
 ]
