@@ -31,6 +31,7 @@ def build_parser() -> StrictParser:
         group_cmds,
         operator_cmd,
         security_cmds,
+        streams_cmd,
     )
 
     parser = StrictParser(prog="odradek", description="Odradek: an event streaming platform.")
@@ -42,6 +43,7 @@ def build_parser() -> StrictParser:
     client_cmds.add_produce_parser(sub)
     client_cmds.add_consume_parser(sub)
     group_cmds.add_group_parser(sub)
+    streams_cmd.add_streams_parser(sub)
     cluster_cmds.add_cluster_parsers(sub)
     security_cmds.add_security_parsers(sub)
     bench_cmd.add_bench_parser(sub)

@@ -7,10 +7,12 @@
     async with app:
         ...  # app.store("counts").get("word")
 
-Imports only odradek.client, odradek.records and its own dependencies (lmdb)."""
+Imports only odradek.client, odradek.records, the generated odradek.v1 code of its query
+service and its own dependencies (lmdb, grpc)."""
 
 from odradek.streams.app import App, NotLocalError, StoreView
-from odradek.streams.runtime import TaskMetrics
+from odradek.streams.registry import InstanceInfo
+from odradek.streams.runtime import RestoreProgress, TaskMetrics
 from odradek.streams.serdes import (
     BYTES,
     INT,
@@ -19,6 +21,7 @@ from odradek.streams.serdes import (
     BytesSerde,
     IntSerde,
     JsonSerde,
+    ProtobufSerde,
     Serde,
     StrSerde,
     Windowed,
@@ -39,7 +42,9 @@ from odradek.streams.windows import HoppingWindows, JoinWindows, SessionWindows,
 __all__ = [
     "App", "BYTES", "BytesSerde", "Driver", "GlobalTable", "GroupedStream", "HoppingWindows",
     "INT", "JoinWindows", "SessionWindows", "IntSerde", "JSON",
-    "JsonSerde", "NotLocalError", "STR", "Serde", "StoreView", "Stream", "StrSerde", "Table",
+    "JsonSerde", "NotLocalError", "ProtobufSerde", "STR", "Serde", "StoreView", "Stream",
+    "StrSerde", "Table",
     "Topology", "TopologyError", "TumblingWindows", "Windowed", "WindowedSerde",
-    "TaskMetrics", "ensure_topics", "serve", "service_parser", "stop_on_signals",
+    "InstanceInfo", "RestoreProgress", "TaskMetrics", "ensure_topics", "serve",
+    "service_parser", "stop_on_signals",
 ]

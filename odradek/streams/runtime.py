@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
+import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,19 +17,28 @@ from odradek.client import (
     Admin,
     Consumer,
     ConsumerRecord,
+    OdradekError,
     Producer,
     RecordMetadata,
     TopicAlreadyExistsError,
     TopicPartition,
 )
 from odradek.client.connection import Cluster
+from odradek.streams.registry import (
+    PUBLISH_INTERVAL_S,
+    InstanceInfo,
+    registry_topic,
+    standby_tasks,
+    task_name,
+)
+from odradek.streams.standby import Standbys, read_checkpoint, write_checkpoint
 from odradek.streams.stores import KeyValueStore, LmdbStore
 from odradek.streams.task import Task, TaskId
 from odradek.streams.topology import Topology, TopologyError
 
 log = logging.getLogger("odradek.streams")
 
-CHECKPOINT = "checkpoint.json"
+RESTORE_LOG_INTERVAL_S = 2.0
 
 
 async def prepare_topics(admin: Admin, topology: Topology, replication_factor: int
@@ -58,6 +68,8 @@ async def prepare_topics(admin: Admin, topology: Topology, replication_factor: i
     for spec in topology.stores.values():
         await _ensure(admin, spec.changelog, per_group[topology.group_of(spec.topic)],
                       replication_factor, {"cleanup.policy": "compact"})
+    await _ensure(admin, registry_topic(topology.application_id), 1, replication_factor,
+                  {"cleanup.policy": "compact"})
     return per_group
 
 
@@ -81,24 +93,53 @@ class TaskMetrics:
     stream_time: int
     lag: int  # records of its partitions not yet polled: end offset - position
     store_keys: dict[str, int]
+    restored: int  # changelog records replayed into its stores when it opened here
+
+
+@dataclass(frozen=True)
+class RestoreProgress:
+    """A store being restored now: changelog offsets from start to end, at position."""
+
+    task: TaskId
+    store: str
+    start: int
+    position: int
+    end: int
 
 
 class Runtime:
     def __init__(self, topology: Topology, cluster: Cluster, state_dir: Path,
-                 max_poll_records: int = 1000) -> None:
+                 max_poll_records: int = 1000, *, partitions: dict[int, int] | None = None,
+                 instance_id: str | None = None, endpoint: str = "",
+                 standby_replicas: int = 0) -> None:
         self.topology, self.cluster, self.state_dir = topology, cluster, state_dir
         self.tasks: dict[TaskId, Task] = {}
         self.restored = 0  # changelog records applied by restores, for tests and logs
         self.committed = 0  # input records whose offsets this instance committed
+        self.restoring: dict[tuple[TaskId, str], RestoreProgress] = {}
+        self.restore_seconds = 0.0  # spent replaying changelogs, for benchmarks and logs
+        self._restored_into: dict[TaskId, int] = {}
         self._owned: dict[TaskId, set[TopicPartition]] = {}
         self._changelog_end: dict[tuple[TaskId, str], int] = {}
         app = topology.application_id
+        self.instance_id = instance_id or uuid.uuid4().hex[:12]
+        self.endpoint = endpoint
+        # every task of the application (from the partition counts), for standby placement
+        self._all_tasks = [(g, p) for g, n in sorted((partitions or {}).items())
+                           for p in range(n)]
+        self.standby_replicas = standby_replicas
+        self.instances: dict[str, InstanceInfo] = {}  # the registry as last read
         self.producer = Producer(cluster=cluster, linger_ms=2)
         # range: per topic, partition p of every subscribed topic goes to the same member
         # (equal partition counts, same subscriptions), which keeps join inputs together.
         self.consumer = Consumer(cluster=cluster, group_id=app, enable_auto_commit=False,
                                  auto_offset_reset="earliest", assignment_strategy="range",
-                                 max_poll_records=max_poll_records, session_timeout_ms=6000)
+                                 max_poll_records=max_poll_records, session_timeout_ms=6000,
+                                 client_id=self.instance_id)
+        self.standbys = Standbys(cluster, self._task_dir, self._changelogs_of)
+        self._registry_reader = Consumer(cluster=cluster, auto_offset_reset="earliest")
+        self._registry_loop: asyncio.Task[None] | None = None
+        self._changed = asyncio.Event()  # the assignment changed: publish now
         self._stopping = asyncio.Event()
         self.global_stores: dict[str, KeyValueStore] = {}
         # group_of walks the union-find and the groups per call: too slow per record
@@ -109,18 +150,30 @@ class Runtime:
     def _task_dir(self, task_id: TaskId) -> Path:
         return self.state_dir / self.topology.application_id / f"{task_id[0]}_{task_id[1]}"
 
+    def _changelogs_of(self, task_id: TaskId) -> dict[str, str]:
+        group = self.topology.groups()[task_id[0]]
+        return {s.name: s.changelog for s in self.topology.stores.values()
+                if s.topic in group}
+
     async def run(self) -> None:
         clean = False
         group_of = self._group_of
         try:
             if self.topology.globals:
                 await self._load_globals()
+            self._registry_reader.assign([(registry_topic(self.topology.application_id), 0)])
+            self.standbys.start()
+            self._registry_loop = asyncio.create_task(self._keep_registry())
             self.consumer.subscribe(list(self.topology.sources), on_assigned=self._assigned,
                                     on_revoked=self._revoked)
             while not self._stopping.is_set():
-                follower = self._global_follower
-                if follower is not None and follower.done():
-                    follower.result()  # a global table that stopped following: stop too
+                for helper in (self._global_follower, self._registry_loop):
+                    if helper is not None and helper.done():
+                        helper.result()  # a helper that stopped (a global table's reader,
+                        # the registry's): stop too, with its error
+                failed = self.standbys.failed()
+                if failed is not None:
+                    raise failed
                 records = await self.consumer.poll(100)
                 if not records:
                     continue
@@ -146,14 +199,74 @@ class Runtime:
         ends = await self.consumer.end_offsets(all_tps) if all_tps else {}
         out = []
         for task_id, tps in sorted(owned.items()):
-            task = self.tasks[task_id]
+            task = self.tasks.get(task_id)
+            if task is None:  # revoked while the end offsets were asked for
+                continue
             lag = 0
             for tp in tps:
-                lag += max(0, ends[tp] - await self.consumer.position(tp))
+                with contextlib.suppress(ValueError):  # revoked meanwhile: no position
+                    lag += max(0, ends[tp] - await self.consumer.position(tp))
             out.append(TaskMetrics(task_id, tps, task.records_in, task.records_out,
                                    task.context.dropped_late, task.context.stream_time, lag,
-                                   {name: store.size() for name, store in task.stores.items()}))
+                                   {name: store.size() for name, store in task.stores.items()},
+                                   self._restored_into.get(task_id, 0)))
         return out
+
+    # -- the registry and standbys ---------------------------------------------------------
+
+    async def _keep_registry(self) -> None:
+        """Follows the registry topic, publishes this instance's entry when its tasks
+        change and every PUBLISH_INTERVAL_S (lags, liveness), and places standbys."""
+        next_publish = 0.0
+        topic = registry_topic(self.topology.application_id)
+        while True:
+            for r in await self._registry_reader.poll(100):
+                if r.key is None:
+                    continue
+                who = r.key.decode()
+                if r.value is None:
+                    self.instances.pop(who, None)
+                else:
+                    self.instances[who] = InstanceInfo.decode(who, r.value)
+            if self._changed.is_set() or time.monotonic() >= next_publish:
+                self._changed.clear()
+                self._place_standbys()
+                next_publish = time.monotonic() + PUBLISH_INTERVAL_S
+                try:
+                    info = await self.describe_self()
+                    self.instances[self.instance_id] = info
+                    await (await self.producer.send(topic, info.encode(),
+                                                    self.instance_id.encode()))
+                except OdradekError as exc:
+                    # Processing goes on without a fresh entry (queries and describe may
+                    # be stale for a while); the next interval tries again.
+                    log.warning("could not publish instance %s to %s: %s",
+                                self.instance_id, topic, exc)
+
+    async def describe_self(self) -> InstanceInfo:
+        active = {task_name(m.task): m.lag for m in await self.task_metrics()}
+        for task_id, tps in self._owned.items():  # opening (restoring) tasks, lag unknown
+            if tps:
+                active.setdefault(task_name(task_id), -1)
+        standby = {task_name(t): lag for t, lag in (await self.standbys.lags()).items()}
+        return InstanceInfo(self.instance_id, self.endpoint, active, standby,
+                            int(time.time() * 1000))
+
+    def _place_standbys(self) -> None:
+        if self.standby_replicas <= 0:
+            return
+        stateful = [t for t in self._all_tasks if self._changelogs_of(t)]
+        # this instance's own claims as they are now, not as last read back
+        me = InstanceInfo(self.instance_id, self.endpoint,
+                          {task_name(t): 0 for t, tps in self._owned.items() if tps},
+                          {}, int(time.time() * 1000))
+        view = {**self.instances, self.instance_id: me}
+        wanted = standby_tasks(self.instance_id, view, stateful, self.standby_replicas)
+        wanted -= {t for t, tps in self._owned.items() if tps}  # active here (or opening)
+        for task in set(self.standbys.copies) - wanted:
+            self.standbys.release(task)
+        for task in wanted - set(self.standbys.copies):
+            self.standbys.add(task)
 
     async def _flush_outputs(self) -> None:
         """Sends every task's outputs and waits for all acknowledgements: only then may the
@@ -180,6 +293,7 @@ class Runtime:
             self._owned.setdefault(task_id, set()).add(tp)
             if task_id not in self.tasks:
                 self.tasks[task_id] = await self._open(task_id)
+        self._changed.set()
 
     async def _revoked(self, tps: list[TopicPartition]) -> None:
         # Each batch is flushed and committed before the next poll, and revocations run
@@ -190,28 +304,31 @@ class Runtime:
             owned.discard(tp)
             if not owned and task_id in self.tasks:
                 self._close(self.tasks.pop(task_id))
+        self._changed.set()
 
     async def _open(self, task_id: TaskId) -> Task:
         """A task with its stores brought up to date from their changelogs. A store closed
         cleanly left a checkpoint (its changelog offsets) and replays only what follows;
         otherwise it may hold writes never acknowledged, so it is wiped and rebuilt."""
         base = self._task_dir(task_id)
-        checkpoint_file = base / CHECKPOINT
-        checkpoint: dict[str, int] = {}
-        if checkpoint_file.exists():
-            checkpoint = json.loads(checkpoint_file.read_text())
-            checkpoint_file.unlink()  # from now on the stores change: a crash voids it
-        elif base.exists():
+        # A standby copy of it here: closed with a checkpoint, then opened as any task
+        # closed cleanly, so only the changelogs' tail is replayed.
+        self.standbys.release(task_id)
+        found = read_checkpoint(base)
+        checkpoint: dict[str, int] = found or {}
+        if found is None and base.exists():
             LmdbStore.wipe(base)
 
         def open_store(name: str) -> KeyValueStore:
             return LmdbStore(base / name)
 
         task = Task(self.topology, task_id, open_store, self.global_stores)
+        before = self.restored
         for name in task.store_names:
             start = checkpoint.get(name, 0)
             self._changelog_end[(task_id, name)] = start
             await self._restore(task, name, start)
+        self._restored_into[task_id] = self.restored - before
         return task
 
     async def _restore(self, task: Task, store: str, start: int) -> None:
@@ -223,36 +340,62 @@ class Runtime:
                 return
             reader.seek(tp, start)
             count = 0
-            # Offsets have gaps (control batches), so the position says when it is done.
-            while await reader.position(tp) < end:
-                for r in await reader.poll(500):
-                    task.restore(store, r.key, r.value)
-                    count += 1
+            began = time.monotonic()
+            next_log = began + RESTORE_LOG_INTERVAL_S
+            key = (task.id, store)
+            self.restoring[key] = RestoreProgress(task.id, store, start, start, end)
+            try:
+                # Offsets have gaps (control batches): the position says when it is done.
+                while (position := await reader.position(tp)) < end:
+                    self.restoring[key] = RestoreProgress(task.id, store, start, position, end)
+                    if time.monotonic() >= next_log:
+                        next_log += RESTORE_LOG_INTERVAL_S
+                        log.info("restoring store %s of task %s: %d%% (offset %d of %d-%d, "
+                                 "%d records)", store, task.id,
+                                 100 * (position - start) // (end - start), position, start,
+                                 end, count)
+                    for r in await reader.poll(500):
+                        task.restore(store, r.key, r.value)
+                        count += 1
+            finally:
+                del self.restoring[key]
             task.commit_stores()
             self.restored += count
+            self.restore_seconds += time.monotonic() - began
             self._changelog_end[(task.id, store)] = end
-            log.info("restored store %s of task %s: %d records from %s offsets %d-%d",
-                     store, task.id, count, tp[0], start, end)
+            log.info("restored store %s of task %s: %d records from %s offsets %d-%d in "
+                     "%.2f s", store, task.id, count, tp[0], start, end,
+                     time.monotonic() - began)
 
     def _close(self, task: Task, clean: bool = True) -> None:
         task.close()
         if not clean:  # the stores may hold writes never acknowledged: no checkpoint
             return
-        self._task_dir(task.id).mkdir(parents=True, exist_ok=True)
-        checkpoint = {name: self._changelog_end.get((task.id, name), 0)
-                      for name in task.store_names}
-        (self._task_dir(task.id) / CHECKPOINT).write_text(json.dumps(checkpoint))
+        write_checkpoint(self._task_dir(task.id), {
+            name: self._changelog_end.get((task.id, name), 0) for name in task.store_names})
 
     async def _close_all(self, clean: bool) -> None:
         # Taken away first: the consumer's close calls on_revoked, which would close them
         # cleanly (with a checkpoint) even when this close is not clean.
         tasks, self.tasks = list(self.tasks.values()), {}
         try:
+            if self._registry_loop is not None:
+                self._registry_loop.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    # its failure, if any, was raised by run() already
+                    await self._registry_loop
             await self.consumer.close()  # auto commit is off: this commits nothing
         finally:
             for task in tasks:
                 self._close(task, clean)
+            await self.standbys.close()
+            try:  # gone from the registry at once, not only once stale
+                await (await self.producer.send(registry_topic(self.topology.application_id),
+                                                None, self.instance_id.encode()))
+            except Exception:  # stopping anyway; the entry goes stale
+                log.warning("could not remove instance %s from the registry", self.instance_id)
             await self.producer.close()
+            await self._registry_reader.close()
             await self._close_globals()
 
     async def _load_globals(self) -> None:

@@ -7,6 +7,8 @@ close, all on the records' own timestamps."""
 from __future__ import annotations
 
 import asyncio
+import json
+import sys
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
@@ -26,6 +28,8 @@ from odradek.streams import (
     TopologyError,
     WindowedSerde,
 )
+from odradek.streams.query import QueryClient
+from odradek.streams.registry import parse_task
 from tests.brokers import BrokerProcess
 
 
@@ -319,3 +323,169 @@ def test_stream_stream_join_and_suppressed_sessions_on_event_time(
         assert len(finals) == len(got)  # each emitted once
 
     run(go())
+
+
+def counting_app(bootstrap: str, app_id: str, topic: str, state_dir: Path) -> App:
+    app = App(bootstrap, app_id, state_dir=state_dir)
+    (app.stream(topic, STR, STR)
+        .flat_map(lambda _k, line: [(w, w) for w in line.split()], key_serde=STR)
+        .group_by_key().count("counts").to(f"{topic}-counts", STR, JSON))
+    return app
+
+
+def test_rebalance_moves_tasks_and_their_state_both_ways(
+        broker: BrokerProcess, tmp_path: Path) -> None:
+    """A second instance joins: part of the first's tasks move to it with their stores
+    (rebuilt there from the changelogs); it leaves: they move back and the first reopens
+    them from its checkpoints. Every hand-over is clean, so the counts are exact."""
+    async def go() -> None:
+        async with Admin(broker.address) as admin:
+            await admin.create_topic("rb-lines", 4)
+        expected: Counter[str] = Counter()
+
+        async def batch(tag: str, count: int) -> None:
+            lines = [(f"{tag}{i}", f"w{i % 13} x{i % 5} {tag}") for i in range(count)]
+            await produce(broker.address, "rb-lines", lines)
+            expected.update(w for _, line in lines for w in line.split())
+
+        def everywhere(*apps: App) -> dict[str, int]:
+            merged: dict[str, int] = {}
+            for a in apps:
+                for k, v in a.store("counts").all().items():
+                    assert k not in merged, f"{k} is held by two instances"
+                    merged[k] = v
+            return merged
+
+        first = counting_app(broker.address, "rb", "rb-lines", tmp_path / "a")
+        second = counting_app(broker.address, "rb", "rb-lines", tmp_path / "b")
+        await batch("a", 80)
+        async with first:
+            await until("the first instance's counts", lambda: everywhere(first) == expected)
+            assert first.runtime is not None and len(first.runtime.tasks) == 8
+            async with second:
+                def split() -> bool:
+                    assert first.runtime is not None and second.runtime is not None
+                    mine, theirs = len(first.runtime.tasks), len(second.runtime.tasks)
+                    return mine > 0 and theirs > 0 and mine + theirs == 8
+                await until("the tasks spread over both instances", split)
+                assert second.runtime is not None and second.runtime.restored > 0
+                moved = second.store("counts").all()
+                assert moved and all(expected[k] == v for k, v in moved.items())
+                await batch("b", 60)
+                await until("both instances' counts",
+                            lambda: everywhere(first, second) == expected)
+            await until("every task back on the first instance",
+                        lambda: first.runtime is not None and len(first.runtime.tasks) == 8)
+            await batch("c", 40)
+            await until("the counts after the second left", lambda: everywhere(first) == expected)
+        out = await read_all(broker.address, "rb-lines-counts")
+        assert {k.decode(): JSON.deserialize(v) for k, v in out if k} == dict(expected)
+
+    run(go())
+
+
+def test_queries_routed_to_the_owner_and_standbys_kept_warm(
+        broker: BrokerProcess, tmp_path: Path) -> None:
+    """Two instances serving queries, one standby each: a query for any key answers from
+    whichever instance runs it (over gRPC), a range covers both; every stateful task has
+    its standby on the other instance, kept up to the changelog's end, so that when one
+    instance leaves the other takes its tasks over without replaying their changelogs;
+    `odradek streams describe` shows owners and standbys."""
+    async def go() -> None:
+        async with Admin(broker.address) as admin:
+            await admin.create_topic("iq-lines", 4)
+        lines = [(f"l{i}", f"w{i % 17} v{i % 3}") for i in range(90)]
+        expected = Counter(w for _, line in lines for w in line.split())
+        await produce(broker.address, "iq-lines", lines)
+        apps = [App(broker.address, "iq", state_dir=tmp_path / name, query_address="127.0.0.1:0",
+                    standby_replicas=1, instance_id=name) for name in ("ia", "ib")]
+        for app in apps:
+            (app.stream("iq-lines", STR, STR)
+                .flat_map(lambda _k, line: [(w, w) for w in line.split()], key_serde=STR)
+                .group_by_key().count("counts"))
+        first, second = apps
+        stateful = {(1, p) for p in range(4)}  # the repartition topic's tasks hold counts
+        async with first, second:
+            def placed() -> bool:
+                view = first.instances()
+                if set(view) != {"ia", "ib"}:
+                    return False
+                active = {i: {parse_task(t) for t in info.active} for i, info in view.items()}
+                standby = {i: {parse_task(t) for t in info.standby} for i, info in view.items()}
+                return (active["ia"] | active["ib"] == {(g, p) for g in (0, 1) for p in range(4)}
+                        and not active["ia"] & active["ib"]
+                        and standby["ia"] == stateful & active["ib"]
+                        and standby["ib"] == stateful & active["ia"])
+            await until("tasks and standbys placed over both instances", placed)
+            for app in apps:
+                async def all_counted(app: App = app) -> bool:
+                    return dict(await app.query_range("counts")) == dict(expected)
+                await until("the counts seen from each instance", all_counted)
+            remote = [w for w in expected if w not in first.store("counts").all()]
+            assert remote, "every key is on the first instance: nothing was routed"
+            for w in expected:
+                assert await first.query("counts", w) == expected[w]
+                assert await second.query("counts", w) == expected[w]
+            assert await first.query("counts", "absent") is None
+            # what `odradek streams query` sends: no partition, the instance routes it
+            client = QueryClient()
+            try:
+                endpoint = first.instances()["ia"].endpoint
+                for w in remote:
+                    got = await client.get(endpoint, "iq", "counts", -1, w.encode())
+                    assert got is not None and JSON.deserialize(got) == expected[w]
+            finally:
+                await client.close()
+            text = await shell_odradek(broker.address, "streams", "query", "iq", "counts",
+                                       remote[0])
+            assert json.loads(text) == expected[remote[0]]
+            assert [k for k, _ in await first.query_range("counts", "w1", "w2")] == sorted(
+                w for w in expected if "w1" <= w < "w2")
+
+            described = json.loads(await shell_odradek(broker.address, "streams", "describe",
+                                                       "iq", "--json"))
+            tasks = {t["task"]: t for t in described["tasks"]}
+            assert len(tasks) == 8 and {i["instance"] for i in described["instances"]} == {
+                "ia", "ib"}
+            for g, p in stateful:
+                entry = tasks[f"{g}_{p}"]
+                assert set(entry["standbys"]) == {"ia", "ib"} - {entry["owner"]}
+            text = await shell_odradek(broker.address, "streams", "describe", "iq")
+            assert "2 live instance(s)" in text and "STANDBYS" in text
+
+            assert second.runtime is not None and first.runtime is not None
+            standbys = second.runtime.standbys
+
+            async def warm() -> bool:
+                lags = await standbys.lags()
+                return set(lags) == set(standbys.copies) and all(n == 0 for n in lags.values())
+            await until("the second instance's standbys at the changelogs' ends", warm)
+            assert standbys.applied > 0
+            moving = set(standbys.copies)
+            before = second.runtime.restored
+            await first.stop()
+
+            async def took_over() -> bool:
+                assert second.runtime is not None
+                return len(second.runtime.tasks) == 8
+            await until("the second instance running every task", took_over)
+            # the standbys were at the changelogs' ends: nothing to replay
+            assert second.runtime.restored == before, moving
+            assert second.store("counts").all() == dict(expected)
+
+    run(go())
+
+
+async def shell_odradek(bootstrap: str, *args: str) -> str:
+    """The odradek command, awaited: the apps it may query run on this event loop."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "odradek.cli.main", *args, "-b", bootstrap,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0, err.decode()
+    return out.decode()

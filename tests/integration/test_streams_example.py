@@ -2,13 +2,17 @@
 lines keep coming, the other taking its tasks over, restoring their counts from the
 changelog and counting on with nothing lost; the other examples' READMEs run as written
 (the app as a process, the shell commands with `.venv/bin/odradek` as this interpreter's
-odradek command and ODRADEK_BOOTSTRAP pointing at the broker, the consumer's output
-compared with the README's)."""
+odradek command and ODRADEK_BOOTSTRAP pointing at the broker, the output of the reads
+after the last produce, a consume or `odradek streams query`, compared with the
+README's)."""
 
 from __future__ import annotations
 
 import functools
+import itertools
+import json
 import os
+import random
 import re
 import shlex
 import signal
@@ -21,8 +25,10 @@ from pathlib import Path
 import pytest
 
 from odradek.client import Consumer, TopicPartition
+from odradek.client.errors import UnknownTopicOrPartitionError
 from odradek.client.partitioner import partition_for_key
 from odradek.streams import JSON
+from odradek.streams.registry import InstanceInfo
 from tests.brokers import BrokerProcess, terminate
 from tests.integration.test_streams import produce, read_all, run, until
 
@@ -39,11 +45,26 @@ def broker(tmp_path: Path) -> Iterator[BrokerProcess]:
         proc.stop()
 
 
-def start_instance(bootstrap: str, state_dir: Path, log: Path) -> subprocess.Popen[bytes]:
+def start_instance(bootstrap: str, state_dir: Path, log: Path, example: Path = EXAMPLE,
+                   *extra: str) -> subprocess.Popen[bytes]:
+    if example == EXAMPLE:
+        extra = ("--print-every", "0.5", *extra)
     with open(log, "wb") as out:
         return subprocess.Popen(
-            [sys.executable, str(EXAMPLE), "--bootstrap", bootstrap, "--state-dir",
-             str(state_dir), "--print-every", "0.5"], stdout=out, stderr=subprocess.STDOUT)
+            [sys.executable, str(example), "--bootstrap", bootstrap, "--state-dir",
+             str(state_dir), *extra], stdout=out, stderr=subprocess.STDOUT)
+
+
+def stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(timeout=10)
 
 
 async def last_counts(bootstrap: str) -> dict[str, int]:
@@ -100,20 +121,84 @@ def test_two_instances_one_killed_the_other_takes_over(
         print(logs())
         raise
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(timeout=10)
+        stop_all(procs)
     assert procs[1].returncode == 0, logs()
     survivor = (tmp_path / "app1.log").read_text()
     assert "wordcount stopped" in survivor
     # the survivor took over tasks of the killed one and rebuilt their stores
     assert "restored store counts" in survivor, survivor
+
+
+def versions(seed: int, products: int, per_product: int) -> list[tuple[str, str]]:
+    """Every version 1..per_product of each product, in a shuffled order (late old
+    versions included), as (key, JSON value) records."""
+    rng = random.Random(seed)
+    records = [(f"p{p}", v) for p in range(products) for v in range(1, per_product + 1)]
+    rng.shuffle(records)
+    return [(k, json.dumps({"version": v, "price": v * 10})) for k, v in records]
+
+
+def test_kill_9_of_an_instance_gives_the_failure_free_output(
+        broker: BrokerProcess, tmp_path: Path) -> None:
+    """examples/latest_versioned as two processes; one is killed with -9 while versions
+    keep coming. The failure-free run's output is known (per product, the highest
+    version so far after each record). With the crash: the last value per product equals
+    the failure-free run's, every failure-free value is there (no loss), and nothing else
+    is (a replay only repeats values the failure-free run wrote): the at-least-once
+    guarantee with outputs keyed so that a replay overwrites."""
+    example = EXAMPLES / "latest_versioned" / "latest_versioned.py"
+    logs = [tmp_path / f"lv{i}.log" for i in range(2)]
+    procs = [start_instance(broker.address, tmp_path / f"s{i}", logs[i], example)
+             for i in range(2)]
+    records = versions(7, 12, 30)
+    expected: dict[str, list[dict[str, int]]] = {}
+    for key, value in records:  # the failure-free output: each record, the running max
+        held = expected.setdefault(key, [])
+        v = json.loads(value)
+        held.append(v if not held or v["version"] > held[-1]["version"] else held[-1])
+
+    async def go() -> None:
+        async def both_run_tasks() -> bool:
+            try:
+                registry = await read_all(broker.address, "latest-versioned-instances")
+            except UnknownTopicOrPartitionError:  # the instances have not made it yet
+                return False
+            entries = {k.decode(): InstanceInfo.decode(k.decode(), v) for k, v in registry
+                       if k is not None and v is not None}
+            last = {i: e for i, e in entries.items() if e.fresh()}
+            return len(last) == 2 and all(e.active for e in last.values())
+        await until("both instances running tasks", both_run_tasks, timeout=60)
+        third = len(records) // 3
+        done = functools.partial(committed_to_end, broker.address, "latest-versioned",
+                                 "product-versions", sorted(expected))
+        await produce(broker.address, "product-versions", records[:third])
+        # processed and committed: the survivor must rebuild this state from the changelog
+        await until("the first third processed", done, timeout=60)
+        await produce(broker.address, "product-versions", records[third:2 * third])
+        procs[0].send_signal(signal.SIGKILL)  # with records in flight
+        procs[0].wait(timeout=10)
+        await produce(broker.address, "product-versions", records[2 * third:])
+        await until("the survivor processed every version", done, timeout=90)
+        out: dict[str, list[dict[str, int]]] = {}
+        for k, v in await read_all(broker.address, "products-latest"):
+            assert k is not None and v is not None
+            out.setdefault(k.decode(), []).append(json.loads(v))
+        assert set(out) == set(expected)
+        for key, want in expected.items():
+            got = out[key]
+            assert got[-1] == want[-1], key
+            assert {json.dumps(g, sort_keys=True) for g in got} == {
+                json.dumps(w, sort_keys=True) for w in want}, key
+            assert len(got) >= len(want), key
+
+    try:
+        run(go())
+    except BaseException:
+        print("\n".join(log.read_text() for log in logs))
+        raise
+    finally:
+        stop_all(procs)
+    assert procs[1].returncode == 0, logs[1].read_text()
 
 
 def readme_blocks(example: str) -> tuple[list[str], str]:
@@ -156,7 +241,7 @@ def produced(command: str) -> tuple[str, list[str]] | None:
     return m.group(2), [line.split(":")[0] for line in m.group(1).split("\\n") if line]
 
 
-@pytest.mark.parametrize("example,app_id", [("enrichment", "enrichment"),
+@pytest.mark.parametrize("example,app_id", [("cqrs", "cqrs"), ("enrichment", "enrichment"),
                                             ("latest_versioned", "latest-versioned"),
                                             ("memory_image", "memory-image"),
                                             ("orders", "orders")])
@@ -175,16 +260,21 @@ def test_readme(broker: BrokerProcess, tmp_path: Path, example: str, app_id: str
     try:
         async def go() -> None:
             await until("the app running", lambda: f"{app_id} running" in log.read_text())
-            *steps, consume = commands[at + 1:]
+            # the produce commands, then the reads (a consume, or queries) whose output
+            # the README shows
+            rest = commands[at + 1:]
+            steps = list(itertools.takewhile(lambda c: produced(c) is not None, rest))
+            reads = rest[len(steps):]
+            assert reads and not any(produced(c) for c in reads), rest
             for command in steps:
                 shell(command, broker.address)
                 target = produced(command)
-                assert target is not None, command
+                assert target is not None
                 # The README's reader types one command after another, seconds apart:
                 # here each waits until the app has taken the records in.
                 await until(f"{command[:40]}... processed", functools.partial(
                     committed_to_end, broker.address, app_id, *target), timeout=60)
-            got = shell(consume, broker.address).splitlines()
+            got = [line for c in reads for line in shell(c, broker.address).splitlines()]
             assert sorted(got) == sorted(expected.splitlines()), got
             for key in {line.split("\t")[0] for line in got}:  # per key, in order
                 assert [g for g in got if g.startswith(key + "\t")] == [

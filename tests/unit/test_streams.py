@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from odradek.streams import INT, JSON, STR, App, Driver, TopologyError
+from odradek.streams import INT, JSON, STR, App, Driver, ProtobufSerde, TopologyError
 from odradek.streams.stores import LmdbStore, MemoryStore
 
 words = st.lists(st.sampled_from(["a", "b", "c", "dd", "e"]), max_size=8)
@@ -121,6 +121,39 @@ def test_topology_errors() -> None:
     assert app.topology.group_of("e-rekey-join-repartition") == app.topology.group_of("t")
 
 
+def test_protobuf_values_through_an_aggregate() -> None:
+    from google.protobuf.struct_pb2 import Struct
+
+    serde = ProtobufSerde(Struct)
+    app = App("unused:1", "pb")
+
+    def add(_k: str, v: Struct, total: Struct) -> Struct:
+        out = Struct()
+        out.update({"n": total["n"] + v["n"], "last": v["tag"]})
+        return out
+
+    def zero() -> Struct:
+        start = Struct()
+        start.update({"n": 0})
+        return start
+
+    (app.stream("in", STR, serde).group_by_key().aggregate("sums", zero, add, serde)
+        .to("out", STR, serde))
+    driver = Driver(app.topology, 2)
+    for i in range(5):
+        record = Struct()
+        record.update({"n": i, "tag": f"t{i}"})
+        driver.pipe("in", "k" if i % 2 else "j", record)
+    assert {k: dict(v) for k, v in driver.store("sums").items()} == {
+        "j": {"n": 6, "last": "t4"}, "k": {"n": 4, "last": "t3"}}
+    # deterministic bytes: the same map fields in another insertion order, equal bytes
+    a, b = Struct(), Struct()
+    a.update({"x": 1, "y": 2})
+    b.update({"y": 2, "x": 1})
+    assert serde.serialize(a) == serde.serialize(b)
+    assert serde.serialize(None) is None and serde.deserialize(None) is None
+
+
 @pytest.mark.parametrize("kind", ["memory", "lmdb"])
 def test_stores_get_put_delete_range(kind: str, tmp_path: Path) -> None:
     store = MemoryStore() if kind == "memory" else LmdbStore(tmp_path / "s")
@@ -149,4 +182,28 @@ def test_streams_imports_only_the_client_and_records() -> None:
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             for name in names:
                 if name.startswith("odradek."):
-                    assert name.split(".")[1] in {"client", "records", "streams"}, (path, name)
+                    allowed = {"client", "records", "streams", "v1"}  # v1: the proto
+                    assert name.split(".")[1] in allowed, (path, name)
+
+
+def test_standby_placement_covers_every_task_on_other_live_instances() -> None:
+    import time
+
+    from odradek.streams.registry import InstanceInfo, owners, standby_tasks, task_name
+
+    now = int(time.time() * 1000)
+    tasks = [(1, p) for p in range(6)]
+    ids = ["a", "b", "c"]
+    instances = {i: InstanceInfo(i, "", {task_name(t): 0 for t in tasks[k::3]}, {}, now)
+                 for k, i in enumerate(ids)}
+    for replicas in (1, 2):
+        placed = {i: standby_tasks(i, instances, tasks, replicas) for i in ids}
+        for t in tasks:
+            holders = [i for i in ids if t in placed[i]]
+            assert len(holders) == replicas, (t, holders)
+            assert owners(instances)[t].instance_id not in holders
+    # a stale entry (a crashed instance) owns nothing and keeps no standby
+    instances["c"].updated_ms = now - 60_000
+    assert all(o.instance_id != "c" for o in owners(instances).values())
+    assert all(t not in standby_tasks("a", instances, tasks, 1) for t in tasks[2::3])
+    assert standby_tasks("a", instances, tasks, 1) == set(tasks[1::3])
