@@ -47,6 +47,9 @@ MAX_ENVELOPE_BYTES = 32 * 1024 * 1024
 BACKOFF_INITIAL = 0.05
 BACKOFF_MAX = 1.0
 HANDSHAKE_TIMEOUT = 5.0
+PROBE_TIMEOUT = 0.5
+"""How long the connection attempt after a broken stream may take. Only a refusal counts
+as the peer's death; a probe that times out proves nothing (Raft's timeout decides)."""
 
 CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -77,6 +80,7 @@ SERVER_OPTIONS: list[tuple[str, Any]] = [
 
 Resolve = Callable[[int], str | None]
 Deliver = Callable[[str, Message], None]
+PeerLost = Callable[[int], None]
 
 
 @dataclass(slots=True)
@@ -137,6 +141,11 @@ class RaftTransport:
     ``resolve(broker_id)`` gives a peer's "host:port" (or None while unknown); it is asked
     again before every connection attempt. ``deliver(group, message)`` is called on the
     event loop for every message received; it must not block.
+
+    ``peer_lost(broker_id)`` is called when a stream with a peer broke (reset, or ended by
+    the peer) and a new connection to the peer's address is refused at once: its process
+    is gone, not merely slow or cut off (that is left to Raft's timeouts), and not merely
+    restarting its transport (its listener still accepts).
     """
 
     def __init__(
@@ -151,8 +160,13 @@ class RaftTransport:
         backoff_initial: float = BACKOFF_INITIAL,
         backoff_max: float = BACKOFF_MAX,
         tls: ClientTLS | None = None,
+        peer_lost: PeerLost | None = None,
+        probe_timeout: float = PROBE_TIMEOUT,
     ) -> None:
         self.broker_id = broker_id
+        self._peer_lost = peer_lost
+        self._probe_timeout = probe_timeout
+        self._probes: set[asyncio.Task[None]] = set()
         self._resolve = resolve
         self._deliver = deliver
         self._channel_options = [*CHANNEL_OPTIONS, *(channel_options or ())]
@@ -183,6 +197,9 @@ class RaftTransport:
         """Closes every stream and stops dialing; buffered messages are dropped."""
         self._stopped = True
         waits: list[asyncio.Future[Any]] = []
+        for probe in self._probes:
+            probe.cancel()
+            waits.append(probe)
         for peer in self._peers.values():
             if peer.dialer is not None:
                 peer.dialer.cancel()
@@ -358,6 +375,9 @@ class RaftTransport:
             session.close()
             if peer.session is session:
                 peer.session = None
+                # Neither replaced by a newer stream nor closed by us: the stream broke.
+                if not self._stopped and self._peers.get(peer.id) is peer:
+                    self._start_probe(peer)
             st = peer.stats
             for _, _, count in session.queue:
                 st.dropped_envelopes += 1
@@ -369,6 +389,37 @@ class RaftTransport:
             reader.cancel()
             writer.cancel()
             await asyncio.gather(reader, writer, return_exceptions=True)
+
+    def _start_probe(self, peer: _Peer) -> None:
+        if self._peer_lost is None or self._loop is None:
+            return
+        task = self._loop.create_task(self._probe(peer), name=f"raft-probe-{peer.id}")
+        self._probes.add(task)
+        task.add_done_callback(self._probes.discard)
+
+    async def _probe(self, peer: _Peer) -> None:
+        """After a broken stream: does the peer's address still take connections?"""
+        address = self._resolve(peer.id)
+        if address is None:
+            return
+        host, _, port = address.rpartition(":")
+        try:
+            _, writer = await asyncio.wait_for(
+                asyncio.open_connection(host.strip("[]"), int(port)), self._probe_timeout)
+        except ConnectionRefusedError:
+            refused = True
+        except (OSError, ValueError, TimeoutError):
+            return  # unreachable or unknown: no proof of anything
+        else:
+            refused = False
+            writer.close()
+        if refused and peer.session is None and not self._stopped and self._peer_lost:
+            log.info("raft: broker %d refuses connections after its stream broke: lost",
+                     peer.id)
+            try:
+                self._peer_lost(peer.id)
+            except Exception:
+                log.exception("reporting broker %d lost failed", peer.id)
 
     async def _read_loop(self, peer: _Peer, read: Callable[[], Awaitable[Any]]) -> None:
         while True:
