@@ -32,6 +32,7 @@ from odradek.raft.types import (
 )
 
 _MT = MessageType
+_WAITING = (Role.FOLLOWER, Role.PRE_CANDIDATE)
 
 
 @dataclass(slots=True)
@@ -100,7 +101,8 @@ class RaftNode:
         self._bcast_commit = False
         self._ready = ReadyState(hs)
         self._lost_commit = config.lost_commit
-        self._leader_lost = False  # waiting for our turn to campaign after leader_lost
+        # Since leader_lost in this term: campaign before our turn on a staler request.
+        self._leader_lost = False
         self._become_follower(self.term, None)
 
     # =============================================================== public accessors
@@ -217,10 +219,10 @@ class RaftNode:
         shift = self.term % len(order)
         order = order[shift:] + order[:shift]
         rank = order.index(self.id)
+        self._leader_lost = True
         if rank == 0:
             self._start_election(force=False)
             return
-        self._leader_lost = True
         self.election_elapsed = 0
         self.randomized_timeout = rank * self.cfg.leader_lost_stagger_ticks
 
@@ -370,9 +372,11 @@ class RaftNode:
                 self.vote = m.from_id
         else:
             self._send(Message(resp, self.id, m.from_id, self.term, reject=True))
-            if self._leader_lost and not up_to_date and self.role == Role.FOLLOWER:
+            if self._leader_lost and not up_to_date and self.role in _WAITING:
                 # The candidate that went first cannot win (our log is ahead, so neither
-                # we nor voters like us elect it): go now instead of at our turn.
+                # we nor voters like us elect it): go now instead of at our turn. A
+                # pre-candidate asks again, since its first requests may have reached
+                # voters that still held the lost leader's lease.
                 self._start_election(force=False)
 
     # ---------------------------------------------------------------- follower
@@ -631,12 +635,12 @@ class RaftNode:
         if term != self.term:
             self.term = term
             self.vote = None
+            self._leader_lost = False
         self.leader = None
         self.election_elapsed = 0
         self.heartbeat_elapsed = 0
         self._randomize_timeout()
         self.lead_transferee = None
-        self._leader_lost = False
         self._votes = {}
         self.progress = {}
 
@@ -685,6 +689,7 @@ class RaftNode:
 
     def _become_leader(self) -> None:
         self._reset(self.term)
+        self._leader_lost = False
         self.role = Role.LEADER
         self.leader = self.id
         last = self.log.last_index()

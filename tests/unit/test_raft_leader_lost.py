@@ -122,3 +122,22 @@ def test_a_leader_ignores_the_signal() -> None:
     net.nodes[1].leader_lost(2)
     net.nodes[1].leader_lost(1)
     assert net.leaders() == [1]
+
+
+def test_a_first_turn_ignored_under_the_lease_is_taken_again_by_the_up_to_date_voter() -> None:
+    net = _elected(1)
+    first, second = _first_and_second(net, 1)
+    net.blocked = {(1, second)}  # the last entry reaches only the first in turn
+    net.nodes[1].propose(b"x")
+    net.deliver()
+    assert net.nodes[first].last_index > net.nodes[second].last_index
+    net.isolate(1)
+    net.nodes[first].leader_lost(1)  # the second still holds the lease: no answer
+    net.deliver()
+    assert net.nodes[first].role == Role.PRE_CANDIDATE
+    net.nodes[second].leader_lost(1)
+    stagger = net.nodes[second].cfg.leader_lost_stagger_ticks
+    for _ in range(stagger):  # its turn: it asks, the first refuses and asks again
+        net.tick(second)
+    assert net.nodes[first].role == Role.LEADER
+    assert net.nodes[second].leader == first

@@ -50,6 +50,10 @@ HANDSHAKE_TIMEOUT = 5.0
 PROBE_TIMEOUT = 0.5
 """How long the connection attempt after a broken stream may take. Only a refusal counts
 as the peer's death; a probe that times out proves nothing (Raft's timeout decides)."""
+PROBE_ATTEMPTS = 5
+PROBE_FIRST_PAUSE = 0.01
+"""A broken stream's peer is probed up to PROBE_ATTEMPTS times, the pauses between
+attempts doubling from this (about 150 ms in all)."""
 
 CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -398,22 +402,31 @@ class RaftTransport:
         task.add_done_callback(self._probes.discard)
 
     async def _probe(self, peer: _Peer) -> None:
-        """After a broken stream: does the peer's address still take connections?"""
+        """After a broken stream: does the peer's address still take connections? A
+        process killed this instant may still accept for a few milliseconds (the kernel
+        closes its sockets one by one as it exits), so a few attempts, more and more
+        apart, must all be accepted before the peer counts as alive."""
         address = self._resolve(peer.id)
         if address is None:
             return
         host, _, port = address.rpartition(":")
-        try:
-            _, writer = await asyncio.wait_for(
-                asyncio.open_connection(host.strip("[]"), int(port)), self._probe_timeout)
-        except ConnectionRefusedError:
-            refused = True
-        except (OSError, ValueError, TimeoutError):
-            return  # unreachable or unknown: no proof of anything
-        else:
-            refused = False
+        pause = PROBE_FIRST_PAUSE
+        for _ in range(PROBE_ATTEMPTS):
+            try:
+                _, writer = await asyncio.wait_for(
+                    asyncio.open_connection(host.strip("[]"), int(port)), self._probe_timeout)
+            except ConnectionRefusedError:
+                break
+            except (OSError, ValueError, TimeoutError):
+                return  # unreachable or unknown: no proof of anything
             writer.close()
-        if refused and peer.session is None and not self._stopped and self._peer_lost:
+            await asyncio.sleep(pause)
+            pause *= 2
+            if peer.session is not None or self._stopped:
+                return  # a new stream: the peer is there
+        else:
+            return  # it keeps accepting: alive (it restarted its transport, say)
+        if peer.session is None and not self._stopped and self._peer_lost is not None:
             log.info("raft: broker %d refuses connections after its stream broke: lost",
                      peer.id)
             try:
