@@ -151,7 +151,8 @@ class Broker:
             voters[s.broker_id] = host_port(s.host, self.port)
         self._data_lock = claim(s.data_dir, s.broker_id, _cluster_id(voters), list(voters))
         resolve = self._resolve
-        self.transport = RaftTransport(s.broker_id, resolve, self._deliver, tls=peer_tls)
+        self.transport = RaftTransport(s.broker_id, resolve, self._deliver, tls=peer_tls,
+                                       peer_lost=self._peer_lost)
         tick_s = s.tick_interval_ms / 1000
         transport = self.transport
         self.syncer = ThreadSyncer() if s.fsync_in_worker else None
@@ -255,6 +256,10 @@ class Broker:
 
     def _resolve(self, broker_id: int) -> str | None:
         return self.cluster.address_of(broker_id) if self.cluster is not None else None
+
+    def _peer_lost(self, broker_id: int) -> None:
+        if self.host is not None:
+            self.host.broker_lost(broker_id)
 
     def _deliver(self, group: str, message: Message) -> None:
         if self.host is not None:

@@ -32,6 +32,7 @@ from odradek.raft.types import (
 )
 
 _MT = MessageType
+_WAITING = (Role.FOLLOWER, Role.PRE_CANDIDATE)
 
 
 @dataclass(slots=True)
@@ -55,6 +56,10 @@ class RaftConfig:
     partition log needs only the high watermark, not the entries back)."""
     applied: int | None = None
     """Last offset the host's state machine has applied (default: the snapshot index)."""
+    leader_lost_stagger_ticks: int = 2
+    """After ``leader_lost``, the voters left campaign one after another, this many ticks
+    apart (the first at once), so that two followers that lost the same leader at the same
+    moment do not split the vote."""
     lost_commit: int = NO_INDEX
     """A commit index this node once held durably whose entries its log has since lost
     (recovery cut a corrupt batch, or unsynced writes were lost). Until its log reaches it
@@ -96,6 +101,8 @@ class RaftNode:
         self._bcast_commit = False
         self._ready = ReadyState(hs)
         self._lost_commit = config.lost_commit
+        # Since leader_lost in this term: campaign before our turn on a staler request.
+        self._leader_lost = False
         self._become_follower(self.term, None)
 
     # =============================================================== public accessors
@@ -190,6 +197,34 @@ class RaftNode:
             return v == self.id or (pr is not None and pr.recent_active)
 
         return has_majority(self.config.voters, active)
+
+    def leader_lost(self, node_id: int) -> None:
+        """The host saw the connection to ``node_id``'s broker break (reset or refused, not
+        a timeout): if that is our leader, it is gone. We drop it, which also ends its
+        lease here (we grant other candidates' votes), and campaign without waiting out the
+        election timeout, still with PreVote: a voter that still hears from the leader
+        keeps refusing, so one broken link cannot depose a healthy leader.
+
+        The voters left take turns by a deterministic order (rotated by the term, so that
+        the groups of one lost broker do not all pick the same successor): the first
+        campaigns now, the next ``leader_lost_stagger_ticks`` later, and so on. A voter
+        whose log is more up to date than a candidate's does not wait its turn (see
+        _handle_vote_request)."""
+        if self.role != Role.FOLLOWER or self.leader != node_id or node_id == self.id:
+            return
+        self.leader = None
+        if not self.promotable() or self._repairing():
+            return
+        order = sorted(v for v in self.config.voters if v != node_id)
+        shift = self.term % len(order)
+        order = order[shift:] + order[:shift]
+        rank = order.index(self.id)
+        self._leader_lost = True
+        if rank == 0:
+            self._start_election(force=False)
+            return
+        self.election_elapsed = 0
+        self.randomized_timeout = rank * self.cfg.leader_lost_stagger_ticks
 
     # ===================================================================== proposals
     def propose(self, data: bytes, count: int = 1, kind: EntryKind = EntryKind.NORMAL) -> int:
@@ -328,7 +363,8 @@ class RaftNode:
             or (m.type == _MT.PRE_VOTE and m.term > self.term)
         )
         resp = _MT.VOTE_RESP if m.type == _MT.VOTE else _MT.PRE_VOTE_RESP
-        if can_vote and self.log.is_up_to_date(m.index, m.log_term):
+        up_to_date = self.log.is_up_to_date(m.index, m.log_term)
+        if can_vote and up_to_date:
             # a granted pre-vote answers in the future term the candidate asked for
             self._send(Message(resp, self.id, m.from_id, m.term))
             if m.type == _MT.VOTE:
@@ -336,10 +372,21 @@ class RaftNode:
                 self.vote = m.from_id
         else:
             self._send(Message(resp, self.id, m.from_id, self.term, reject=True))
+            if self._leader_lost and not up_to_date and self.role in _WAITING:
+                # The candidate that went first cannot win (our log is ahead, so neither
+                # we nor voters like us elect it): go now instead of at our turn. A
+                # pre-candidate asks again, since its first requests may have reached
+                # voters that still held the lost leader's lease.
+                self._start_election(force=False)
 
     # ---------------------------------------------------------------- follower
     def _step_follower(self, m: Message) -> None:
         t = m.type
+        if self._leader_lost and t in (_MT.APPEND, _MT.HEARTBEAT, _MT.SNAPSHOT):
+            # The leader we took for lost speaks again (the link came back): wait for it a
+            # whole election timeout again, not for our turn to campaign.
+            self._leader_lost = False
+            self._randomize_timeout()
         if t == _MT.APPEND:
             self.election_elapsed = 0
             self.leader = m.from_id
@@ -588,15 +635,19 @@ class RaftNode:
         if term != self.term:
             self.term = term
             self.vote = None
+            self._leader_lost = False
         self.leader = None
         self.election_elapsed = 0
         self.heartbeat_elapsed = 0
-        self.randomized_timeout = self.cfg.election_ticks + self.rng.randrange(
-            self.cfg.election_ticks
-        )
+        self._randomize_timeout()
         self.lead_transferee = None
         self._votes = {}
         self.progress = {}
+
+    def _randomize_timeout(self) -> None:
+        self.randomized_timeout = self.cfg.election_ticks + self.rng.randrange(
+            self.cfg.election_ticks
+        )
 
     def _become_follower(self, term: int, leader: int | None) -> None:
         self._reset(term)
@@ -638,6 +689,7 @@ class RaftNode:
 
     def _become_leader(self) -> None:
         self._reset(self.term)
+        self._leader_lost = False
         self.role = Role.LEADER
         self.leader = self.id
         last = self.log.last_index()

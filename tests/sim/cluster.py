@@ -120,6 +120,8 @@ class SimNetwork:
         self._seq = 0
         self.blocked: set[tuple[int, int]] = set()
         self.sent = 0
+        # Broken-connection signals: (due, seq, receiver, the node whose link broke).
+        self._signals: list[tuple[int, int, int, int]] = []
 
     def send(self, m: Message, now: int) -> None:
         self.sent += 1
@@ -143,6 +145,24 @@ class SimNetwork:
             m = heapq.heappop(heap)[2]
             if (m.from_id, m.to_id) not in self.blocked:
                 out.append(m)
+        return out
+
+    def signal_lost(self, about: int, to: int, now: int) -> None:
+        """``to`` sees its connection with ``about`` break (a reset or a refusal), soon;
+        a partition between them keeps the reset from arriving, as a firewall dropping
+        packets would."""
+        if (about, to) in self.blocked:
+            return
+        self._seq += 1
+        heapq.heappush(self._signals, (now + self.rng.randint(1, self.p.max_delay),
+                                       self._seq, to, about))
+
+    def due_signals(self, now: int) -> list[tuple[int, int]]:
+        out = []
+        heap = self._signals
+        while heap and heap[0][0] <= now:
+            _, _, to, about = heapq.heappop(heap)
+            out.append((to, about))
         return out
 
     def hold(self, m: Message, until: int) -> None:
@@ -221,7 +241,8 @@ class SimCluster:
         self.client_seq = 0
         self.client_target = 1
         self.stats = {"proposed": 0, "acked": 0, "elections": 0, "snapshots": 0, "faults": 0}
-        self.stats.update(truncations=0, transfers=0, config_changes=0, compactions=0)
+        self.stats.update(truncations=0, transfers=0, config_changes=0, compactions=0,
+                          leader_lost=0)
         self.max_voters = len(ids)
 
     # ------------------------------------------------------------------ helpers
@@ -289,6 +310,13 @@ class SimCluster:
                 if self.verbose:
                     self._log(f"deliver {m.type.name} {m.from_id}->{m.to_id} t{m.term} {_brief(m)}")
                 n.raft.step(m)
+        for to, about in self.net.due_signals(self.now):
+            n = self.nodes.get(to)
+            if n is not None and n.raft is not None and n.paused_until <= self.now:
+                self._log(f"node {to} lost its connection to {about}")
+                if n.raft.leader == about and n.raft.role == Role.FOLLOWER:
+                    self.stats["leader_lost"] += 1
+                n.raft.leader_lost(about)
         for n in self.nodes.values():
             if n.paused_until > self.now:
                 continue
@@ -455,7 +483,7 @@ class SimCluster:
         rng = self.rng
         self.stats["faults"] += 1
         kinds = ["partition", "oneway", "heal", "heal", "crash", "restart", "restart"]
-        kinds += ["crash_leader", "isolate_leader", "pause", "pause_leader"]
+        kinds += ["crash_leader", "isolate_leader", "pause", "pause_leader", "reset"]
         if self.p.transfer:
             kinds += ["transfer", "transfer"]
         if self.p.membership:
@@ -477,6 +505,13 @@ class SimCluster:
             x, y = rng.sample(ids, 2)
             self.net.blocked.add((x, y))
             self._log(f"block {x} -> {y}")
+        elif kind == "reset":
+            # A connection reset between two live nodes (a flapping link, a restarted
+            # transport): a false alarm, which must not hurt safety.
+            x, y = rng.sample(ids, 2)
+            self.net.signal_lost(x, y, self.now)
+            self.net.signal_lost(y, x, self.now)
+            self._log(f"reset {x} <-> {y}")
         elif kind == "heal":
             self.net.blocked.clear()
             self._log("heal")
@@ -507,6 +542,9 @@ class SimCluster:
             if n.raft is not None:
                 self._log(f"crash {n.id} (lost pending write: {n.pending is not None})")
                 n.raft = None
+                for other in self.nodes.values():
+                    if other is not n and other.raft is not None:
+                        self.net.signal_lost(n.id, other.id, self.now)
                 if self.disk is not None:
                     n.storage = self.disk.crash(n.id, n.pending, rng)
                     self._log(f"node {n.id} recovered: log {n.storage.first_index()}.."

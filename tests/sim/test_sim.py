@@ -58,6 +58,7 @@ def test_scenarios_cover_membership_transfer_and_compaction() -> None:
     assert totals["transfers"] > 0
     assert totals["snapshots"] > 0  # a lagging node installed a snapshot
     assert totals["truncations"] > 0  # followers had divergent tails to cut
+    assert totals["leader_lost"] > 0  # followers campaigned on a broken connection
 
 
 def test_replay_is_exact() -> None:

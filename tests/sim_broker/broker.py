@@ -8,6 +8,7 @@ builds new objects over the same directory, pause holds its work."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import random
 from collections.abc import Callable
 from pathlib import Path
@@ -27,7 +28,7 @@ from odradek.raft import Message
 from odradek.records import Record, iter_records
 from odradek.storage import LogConfig, PartitionLog
 from tests.sim_broker.errors import RETRIABLE_CODES, make_error, status_code
-from tests.sim_broker.loop import Proc
+from tests.sim_broker.loop import OWNER, Proc
 from tests.sim_broker.net import CallTimeout
 
 if TYPE_CHECKING:
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 
 TICK_S = 0.05
 OFFSETS_PARTITIONS = 2
+REFUSED_AFTER_S = 0.002  # a broken stream seen, then a connection attempt refused
 
 
 def address(broker_id: int) -> str:
@@ -119,6 +121,9 @@ class SimBroker:
         assert self.proc is not None and self.cluster is not None
         self.world.loop.kill(self.proc)
         self.world.net.reset(self.proc)
+        for peer in self.world.brokers.values():
+            if peer is not self and (self.name, peer.name) not in self.world.net.blocked:
+                peer.connection_refused(self.id)
         logs: list[PartitionLog] = [p.log for p in self.cluster.partitions.values()]
         if self.cluster.meta_log is not None:
             logs.append(self.cluster.meta_log)
@@ -127,6 +132,21 @@ class SimBroker:
                 segment.close()
         self.world.disk.lose_unsynced_under(self.data_dir, rng)
         self.host = self.cluster = self.admin = self.groups = None
+
+    def connection_refused(self, peer: int) -> None:
+        """Soon (a local round trip), this broker's transport finds its stream with
+        ``peer`` broken and a new connection refused, as RaftTransport's probe does."""
+        proc = self.proc
+        if proc is None or proc.dead:
+            return
+
+        def report() -> None:
+            if self.proc is proc and self.host is not None:
+                self.host.broker_lost(peer)
+
+        ctx = contextvars.copy_context()
+        ctx.run(OWNER.set, proc)
+        self.world.loop.call_later(REFUSED_AFTER_S, report, context=ctx)
 
     def pause(self) -> None:
         assert self.proc is not None

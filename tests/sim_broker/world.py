@@ -114,6 +114,9 @@ class World:
         self.loop = SimLoop()
         self.net = Network(self.loop, random.Random(self.rng.getrandbits(64)), self.p.net)
         self.fault_rng = random.Random(self.rng.getrandbits(64))
+        # Its own stream (not drawn from self.rng), so that the seeds known to find the
+        # fixed bugs still play out as they did before the partitions could reset.
+        self.reset_rng = random.Random(f"{seed}/resets")
         self.disk = RealDisk(memory_dir())
         self.topic_defaults = sim_topic_defaults(self.p.segment_bytes)
         self.voters = list(range(1, self.p.voters + 1))
@@ -346,7 +349,14 @@ class World:
             other = self.brokers[rng.choice([i for i in ids if i != broker.id])]
             self.net.block(broker.name, other.name)
             self.net.block(other.name, broker.name)
-            self.note(f"partition {broker.name} <-> {other.name}")
+            # Half of the partitions reject with a reset (a firewall's reject, a dead
+            # route): each side sees its connection to the other refused, while both
+            # live on.
+            reset = self.reset_rng.random() < 0.5
+            if reset:
+                broker.connection_refused(other.id)
+                other.connection_refused(broker.id)
+            self.note(f"partition {broker.name} <-> {other.name}{' (reset)' if reset else ''}")
         elif kind == "one_way":
             other = self.brokers[rng.choice([i for i in ids if i != broker.id])]
             self.net.block(broker.name, other.name)

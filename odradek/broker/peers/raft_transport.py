@@ -47,6 +47,13 @@ MAX_ENVELOPE_BYTES = 32 * 1024 * 1024
 BACKOFF_INITIAL = 0.05
 BACKOFF_MAX = 1.0
 HANDSHAKE_TIMEOUT = 5.0
+PROBE_TIMEOUT = 0.5
+"""How long the connection attempt after a broken stream may take. Only a refusal counts
+as the peer's death; a probe that times out proves nothing (Raft's timeout decides)."""
+PROBE_ATTEMPTS = 5
+PROBE_FIRST_PAUSE = 0.01
+"""A broken stream's peer is probed up to PROBE_ATTEMPTS times, the pauses between
+attempts doubling from this (about 150 ms in all)."""
 
 CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -77,6 +84,7 @@ SERVER_OPTIONS: list[tuple[str, Any]] = [
 
 Resolve = Callable[[int], str | None]
 Deliver = Callable[[str, Message], None]
+PeerLost = Callable[[int], None]
 
 
 @dataclass(slots=True)
@@ -137,6 +145,11 @@ class RaftTransport:
     ``resolve(broker_id)`` gives a peer's "host:port" (or None while unknown); it is asked
     again before every connection attempt. ``deliver(group, message)`` is called on the
     event loop for every message received; it must not block.
+
+    ``peer_lost(broker_id)`` is called when a stream with a peer broke (reset, or ended by
+    the peer) and a new connection to the peer's address is refused at once: its process
+    is gone, not merely slow or cut off (that is left to Raft's timeouts), and not merely
+    restarting its transport (its listener still accepts).
     """
 
     def __init__(
@@ -151,8 +164,13 @@ class RaftTransport:
         backoff_initial: float = BACKOFF_INITIAL,
         backoff_max: float = BACKOFF_MAX,
         tls: ClientTLS | None = None,
+        peer_lost: PeerLost | None = None,
+        probe_timeout: float = PROBE_TIMEOUT,
     ) -> None:
         self.broker_id = broker_id
+        self._peer_lost = peer_lost
+        self._probe_timeout = probe_timeout
+        self._probes: set[asyncio.Task[None]] = set()
         self._resolve = resolve
         self._deliver = deliver
         self._channel_options = [*CHANNEL_OPTIONS, *(channel_options or ())]
@@ -183,6 +201,9 @@ class RaftTransport:
         """Closes every stream and stops dialing; buffered messages are dropped."""
         self._stopped = True
         waits: list[asyncio.Future[Any]] = []
+        for probe in self._probes:
+            probe.cancel()
+            waits.append(probe)
         for peer in self._peers.values():
             if peer.dialer is not None:
                 peer.dialer.cancel()
@@ -358,6 +379,9 @@ class RaftTransport:
             session.close()
             if peer.session is session:
                 peer.session = None
+                # Neither replaced by a newer stream nor closed by us: the stream broke.
+                if not self._stopped and self._peers.get(peer.id) is peer:
+                    self._start_probe(peer)
             st = peer.stats
             for _, _, count in session.queue:
                 st.dropped_envelopes += 1
@@ -369,6 +393,46 @@ class RaftTransport:
             reader.cancel()
             writer.cancel()
             await asyncio.gather(reader, writer, return_exceptions=True)
+
+    def _start_probe(self, peer: _Peer) -> None:
+        if self._peer_lost is None or self._loop is None:
+            return
+        task = self._loop.create_task(self._probe(peer), name=f"raft-probe-{peer.id}")
+        self._probes.add(task)
+        task.add_done_callback(self._probes.discard)
+
+    async def _probe(self, peer: _Peer) -> None:
+        """After a broken stream: does the peer's address still take connections? A
+        process killed this instant may still accept for a few milliseconds (the kernel
+        closes its sockets one by one as it exits), so a few attempts, more and more
+        apart, must all be accepted before the peer counts as alive."""
+        address = self._resolve(peer.id)
+        if address is None:
+            return
+        host, _, port = address.rpartition(":")
+        pause = PROBE_FIRST_PAUSE
+        for _ in range(PROBE_ATTEMPTS):
+            try:
+                _, writer = await asyncio.wait_for(
+                    asyncio.open_connection(host.strip("[]"), int(port)), self._probe_timeout)
+            except ConnectionRefusedError:
+                break
+            except (OSError, ValueError, TimeoutError):
+                return  # unreachable or unknown: no proof of anything
+            writer.close()
+            await asyncio.sleep(pause)
+            pause *= 2
+            if peer.session is not None or self._stopped:
+                return  # a new stream: the peer is there
+        else:
+            return  # it keeps accepting: alive (it restarted its transport, say)
+        if peer.session is None and not self._stopped and self._peer_lost is not None:
+            log.info("raft: broker %d refuses connections after its stream broke: lost",
+                     peer.id)
+            try:
+                self._peer_lost(peer.id)
+            except Exception:
+                log.exception("reporting broker %d lost failed", peer.id)
 
     async def _read_loop(self, peer: _Peer, read: Callable[[], Awaitable[Any]]) -> None:
         while True:

@@ -240,6 +240,21 @@ class RaftHost:
         wake = message.type not in _ACKS or message.term != group.node.term
         self.schedule(group_name, wake)
 
+    def broker_lost(self, broker_id: int) -> None:
+        """The transport's connection to broker_id broke and the broker refuses new ones
+        (its process is gone): every group it led here campaigns at once instead of
+        waiting out its election timeout. One connection carries all the groups between
+        two brokers, so one signal fails them all over, quiet ones included."""
+        if broker_id == self.broker_id:
+            return
+        led = [name for name, group in self.groups.items()
+               if group.node.leader == broker_id and not group.node.is_leader()]
+        if led:
+            log.info("broker %d lost: %d raft groups it led campaign", broker_id, len(led))
+        for name in led:
+            self.groups[name].node.leader_lost(broker_id)
+            self.schedule(name)
+
     def schedule(self, name: str, wake: bool = True) -> None:
         if wake and name in self.quiet:
             self.quiet.discard(name)
