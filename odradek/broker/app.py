@@ -10,7 +10,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from odradek.broker import clock
+from odradek.broker import clock, leadership
 from odradek.broker.auth.guard import Guard
 from odradek.broker.auth.setup import (
     SecuritySettings,
@@ -258,8 +258,8 @@ class Broker:
         return self.cluster.address_of(broker_id) if self.cluster is not None else None
 
     def _peer_lost(self, broker_id: int) -> None:
-        if self.host is not None:
-            self.host.broker_lost(broker_id)
+        if self.cluster is not None:
+            leadership.broker_lost(self.cluster, broker_id)
 
     def _deliver(self, group: str, message: Message) -> None:
         if self.host is not None:

@@ -65,3 +65,12 @@ def hand_off(cluster: _Cluster) -> int:
             node.transfer_leadership(max(ready, key=lambda v: node.progress[v].match))
             _schedule(cluster, topic, index)
     return pending
+
+
+def broker_lost(cluster: _Cluster, broker_id: int) -> None:
+    """The transport found broker_id gone (a broken connection, new ones refused): this
+    broker's leaders stop counting its last acknowledgements toward their lease (its
+    other followers may elect a successor soon), and the groups it led campaign at once."""
+    for partition in list(cluster.partitions.values()):
+        partition.peer_lost(broker_id)
+    cluster.host.broker_lost(broker_id)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from odradek.broker import clock
+from odradek.broker import clock, leadership
 from odradek.broker.cluster import ClusterNode, ClusterSettings
 from odradek.broker.errors import BrokerError
 from odradek.broker.groups.coordinator import CoordinatorSettings, GroupCoordinator
@@ -141,8 +141,8 @@ class SimBroker:
             return
 
         def report() -> None:
-            if self.proc is proc and self.host is not None:
-                self.host.broker_lost(peer)
+            if self.proc is proc and self.cluster is not None:
+                leadership.broker_lost(self.cluster, peer)
 
         ctx = contextvars.copy_context()
         ctx.run(OWNER.set, proc)

@@ -294,6 +294,14 @@ class ReplicatedPartition:
     def acknowledged(self, node_id: int) -> None:
         self._acked[node_id] = (clock.monotonic(), self.node.term)
 
+    def peer_lost(self, node_id: int) -> None:
+        """node_id's broker is gone (its connection broke and it refuses new ones): its
+        last acknowledgement no longer holds up this leader's lease. Followers that saw
+        the same break may elect a successor before the lease would have run out."""
+        acked = self._acked.get(node_id)
+        if acked is not None:
+            self._acked[node_id] = (-math.inf, acked[1])
+
     def on_persisted(self, ready: Ready) -> None:
         if not ready.entries_to_persist:
             return
