@@ -449,12 +449,13 @@ class World:
         return True
 
     def _lag(self) -> str:
+        offsets = [(OFFSETS_TOPIC, i) for i in range(OFFSETS_PARTITIONS)] if self.members else []
         return "; ".join(
             f"{tp[0]}-{tp[1]}: " + ", ".join(
                 f"{name} {p.node.role.name.lower()} term={p.node.term} "
                 f"voters={sorted(p.node.config.voters)} hw={p.high_watermark} "
                 f"end={p.log.log_end_offset}" for name, p in self._replicas(tp))
-            for tp in self.partitions)
+            for tp in [*self.partitions, *offsets])
 
 
 def run_seed(seed: int, verbose: bool = False) -> World:
