@@ -18,13 +18,15 @@ from typing import Any
 
 import grpc
 import pytest
+from kafka import KafkaAdminClient
+from kafka import errors as kerrors
 
 from odradek.cli.dev_cluster import DevPrometheus
 from odradek.records.builder import BatchBuilder
 from odradek.security.certs import make_pki
 from odradek.v1 import odradek_pb2 as pb
 from odradek.v1 import odradek_pb2_grpc as pb_grpc
-from tests.brokers import ClusterProcesses, client_tls, commit_group_offsets, tls_args
+from tests.brokers import ClusterProcesses, client_tls, commit_group_offsets, free_port, tls_args
 from tests.promql import all_exprs
 from tests.promtool import require
 
@@ -112,11 +114,31 @@ class Load:
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[ClusterProcesses]:
     pki = make_pki(tmp_path / "pki")
-    procs = ClusterProcesses(tmp_path, extra_args=tls_args(pki), tls=client_tls(pki)).start()
+    procs = ClusterProcesses(tmp_path, extra_args=tls_args(pki), tls=client_tls(pki))
+    for broker in procs.brokers:  # the Kafka listener too: the dashboards show its traffic
+        port = free_port()
+        broker.kafka_port = port  # type: ignore[attr-defined]
+        broker.extra_args += ["--kafka-port", str(port)]
+    procs.pki = pki  # type: ignore[attr-defined]
     try:
-        yield procs
+        yield procs.start()
     finally:
         procs.stop()
+
+
+def kafka_error(cluster: ClusterProcesses) -> None:
+    """A Kafka request answered with an error (a topic that does not exist), over the
+    listener's mutual TLS: the Kafka request and error panels then have series."""
+    pki = cluster.pki  # type: ignore[attr-defined]
+    admin = KafkaAdminClient(
+        bootstrap_servers=[f"127.0.0.1:{b.kafka_port}" for b in cluster.brokers],  # type: ignore[attr-defined]
+        security_protocol="SSL", ssl_cafile=str(pki.ca), ssl_certfile=str(pki.client_cert),
+        ssl_keyfile=str(pki.client_key), ssl_check_hostname=False)
+    try:
+        with pytest.raises(kerrors.UnknownTopicOrPartitionError):
+            admin.delete_topics(["no-such-topic"])
+    finally:
+        admin.close()
 
 
 def test_prometheus_sees_every_expression_and_the_under_replicated_alert(
@@ -128,6 +150,7 @@ def test_prometheus_sees_every_expression_and_the_under_replicated_alert(
             configs={"flush.messages": "1"}), timeout=30)
     # A group without members that committed offset 0: its lag grows with the load.
     commit_group_offsets(cluster.brokers, "watchers", TOPIC, {0: 0, 1: 0, 2: 0})
+    kafka_error(cluster)
     targets = [f"127.0.0.1:{b.metrics_port}" for b in cluster.brokers]
     prometheus = DevPrometheus("127.0.0.1", targets, interval="1s")
     assert prometheus.start()

@@ -195,10 +195,21 @@ def test_kafka_python_deletes_a_groups_offsets(kafka_broker: KafkaBroker) -> Non
     asyncio.run(_create(kafka_broker, "trimmed", 2))
     admin = admin_client(kafka_broker)
     try:
-        admin.alter_group_offsets("archivists", {TopicPartition("trimmed", 0):
-                                                 OffsetAndMetadata(5, "", -1),
-                                                 TopicPartition("trimmed", 1):
-                                                 OffsetAndMetadata(7, "", -1)})
+        offsets = {TopicPartition("trimmed", 0): OffsetAndMetadata(5, "", -1),
+                   TopicPartition("trimmed", 1): OffsetAndMetadata(7, "", -1)}
+
+        def committed() -> bool:
+            # The first group call creates __consumer_offsets: its coordinator answers
+            # retriable errors until it has loaded, which kafka-python's admin does not
+            # retry.
+            try:
+                answer = admin.alter_group_offsets("archivists", offsets)
+            except (kerrors.NotCoordinatorError, kerrors.CoordinatorLoadInProgressError,
+                    kerrors.CoordinatorNotAvailableError):
+                return False
+            return all(error is kerrors.NoError for error in answer.values())
+
+        wait_until(committed, 30, "the offsets committed through Kafka")
         assert {tp.partition: o.offset for tp, o in
                 admin.list_group_offsets("archivists")["archivists"].items()} == {0: 5, 1: 7}
         deleted = admin.delete_group_offsets("archivists", [TopicPartition("trimmed", 0)])
