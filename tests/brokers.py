@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -95,8 +96,36 @@ def ipv6_loopback() -> bool:
         return False
 
 
+_given: set[int] = set()
+_pick = random.Random()
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+    """A port free on 127.0.0.1 now, below the kernel's ephemeral range: a port the kernel
+    handed out (bind to 0) can be taken by another connection's local end before the
+    broker that was given it binds it (seen in CI: "the port is in use"). Never the same
+    port twice in one test run."""
+    high = _ephemeral_low() - 1
+    low = 20000 if high > 20000 + 1000 else 1024
+    for _ in range(200):
+        port = _pick.randrange(low, high)
+        if port in _given:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _given.add(port)
+        return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:  # a crowded range
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Callable
 
 import grpc
@@ -11,16 +10,12 @@ import grpc
 from odradek.broker.peers.raft_transport import SERVER_OPTIONS, RaftTransport
 from odradek.raft.types import Entry, EntryKind, Message, MessageType
 from odradek.v1 import raft_pb2_grpc as pb_grpc
+from tests.brokers import free_port
 
 WAIT = 10.0
 """Upper bound of every wait in these tests (seconds)."""
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 async def eventually(pred: Callable[[], bool], timeout: float = WAIT) -> None:
