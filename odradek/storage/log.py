@@ -6,6 +6,8 @@ Layout of a partition directory:
   <20-digit base offset>.timeindex  sparse time index
   recovery-point                    base offset of the active segment at the last flush:
                                     segments before it were fsynced whole
+  durable-end.0, durable-end.1      the log end offset at the last completed flush, and
+                                    the boot it was in (see durable_end.py)
   .clean_shutdown                   written by close(), removed by open()
   *.deleted                         files of segments retention dropped, not yet removed
   reset-to                          present only while reset_to() runs: open() completes
@@ -40,9 +42,10 @@ from odradek.records.batch import (
     set_offset_and_epoch,
     validate_batches,
 )
-from odradek.storage import cleaner
+from odradek.storage import cleaner, durable_end
 from odradek.storage.cleaner import CompactionStats, fsync_dir
 from odradek.storage.config import LogConfig
+from odradek.storage.durable_end import DurableEndFile
 from odradek.storage.segment import (
     INDEX_SUFFIX,
     INT32_MAX,
@@ -132,6 +135,7 @@ class PartitionLog:
         self._dir_dirty = False
         self._first_dirty = segments[0].base_offset  # compaction: start of uncleaned data
         self._closed = False
+        self._durable_end = DurableEndFile(directory)
         # Told the seconds each flush that wrote something spent fsyncing (for metrics).
         self.flush_observer: Callable[[float], None] | None = None
         # Removes the files of segments that retention dropped (renamed *.deleted).
@@ -162,8 +166,40 @@ class PartitionLog:
         segments = _load_segments(directory, bases, config, clean, recovery_point)
         if not segments:
             segments = [LogSegment(directory, 0, truncate=True)]
-        return cls(directory, config, clock, segments,
+        plog = cls(directory, config, clock, segments,
                    min(recovery_point, segments[-1].base_offset))
+        plog._settle_durable_end(clean or reset is not None, fresh=not bases)
+        return plog
+
+    def _settle_durable_end(self, synced: bool, fresh: bool) -> None:
+        """After recovery: cuts what a restart of the machine may have left unsynced past
+        the last completed flush (durable_end.py), and records the end to trust next."""
+        boot = durable_end.boot_id_source(self.directory)
+        end = self.log_end_offset
+        recorded = self._durable_end.load()
+        if synced:  # a clean stop, or a reset just completed: everything is durable
+            self._durable_end.record(end, boot)
+            return
+        if recorded is None and self._durable_end.exists():
+            # No slot whole: the first record never completed, nor any flush.
+            recorded = durable_end.DurableEnd(0, 0, durable_end.UNKNOWN_BOOT)
+        if recorded is None:
+            self._durable_end.create()
+            if not fresh:  # a log written before the files existed: make the claim true
+                for seg in self._segments:
+                    seg.flush()
+                fsync_dir(self.directory)
+            self._durable_end.record(end, boot, sync=not fresh)
+            return
+        if recorded.same_boot(boot):
+            return  # a killed process: the page cache kept every byte written
+        cut = max(recorded.end_offset, self.log_start_offset)
+        if end > cut:
+            log.warning("recovery: the machine restarted since the last completed flush of %s; "
+                        "dropping offsets %d to %d, written after it (not trusted: see "
+                        "durable_end.py)", self.directory, cut, end - 1)
+            self.truncate_to(cut)
+        self._durable_end.record(min(end, cut), boot)
 
     def update_config(self, config: LogConfig) -> None:
         self.config = config
@@ -365,6 +401,7 @@ class PartitionLog:
         with self._lock:
             if offset >= self.log_end_offset:
                 return
+            self._durable_end.lower_to(offset, durable_end.boot_id_source(self.directory))
             interval = self.config.index_interval_bytes
             if offset <= self.log_start_offset:
                 for seg in self._segments:
@@ -407,6 +444,7 @@ class PartitionLog:
             self._segments[0].flush()
             _write_recovery_point(self.directory, offset)
             self._recovery_point = offset
+            self._durable_end.record(offset, durable_end.boot_id_source(self.directory))
             fsync_dir(self.directory)
             (self.directory / RESET_MARKER).unlink()
             fsync_dir(self.directory)
@@ -429,11 +467,14 @@ class PartitionLog:
                 dir_dirty = self._dir_dirty
                 self._dir_dirty = False
                 point = active.base_offset
+                end, generation = self.log_end_offset, self._durable_end.generation
             started = time.perf_counter()
             for seg in dirty:
                 seg.flush(release_indexes=seg is not active)
             if dir_dirty:
                 fsync_dir(self.directory)
+            self._durable_end.record_flushed(end, durable_end.boot_id_source(self.directory),
+                                             generation)
             if point != self._recovery_point:
                 _write_recovery_point(self.directory, point)
                 self._recovery_point = point

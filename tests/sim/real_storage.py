@@ -18,6 +18,7 @@ PartitionRaftStorage (which reloads raft-state.json).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import shutil
@@ -30,7 +31,7 @@ from typing import Any
 from odradek.broker.replication.log_storage import PartitionRaftStorage
 from odradek.raft import PersistentLogStorage, Ready
 from odradek.records import encode_batch
-from odradek.storage import LogConfig, PartitionLog
+from odradek.storage import LogConfig, PartitionLog, durable_end
 
 SEGMENT_BYTES = 1024  # the smallest segment.bytes allowed: segments roll often
 INDEX_INTERVAL = 128
@@ -104,6 +105,17 @@ def _rename(src: Any, dst: Any, *args: Any, **kwargs: Any) -> None:
     _real_rename(src, dst, *args, **kwargs)
 
 
+def _boot_id(directory: Path) -> bytes:
+    """Each simulated machine boots anew at its power loss (RealDisk.reboot)."""
+    path = str(Path(directory).resolve()) + os.sep
+    disk = _owner(path)
+    if disk is None:
+        return durable_end.machine_boot_id(directory)
+    boots = [(prefix, n) for prefix, n in disk.boots.items() if path.startswith(prefix)]
+    prefix, n = max(boots, default=(disk.prefix, 0), key=lambda b: len(b[0]))
+    return hashlib.blake2b(f"{prefix}#{n}".encode(), digest_size=16).digest()
+
+
 def _install() -> None:
     """Routes fsync, unlink and replace through the hooks (once per process). With no
     RealDisk active the hooks only call the real functions."""
@@ -114,6 +126,7 @@ def _install() -> None:
         os.remove = _remove
         os.replace = _replace
         os.rename = _rename
+        durable_end.boot_id_source = _boot_id
         _installed = True
 
 
@@ -157,7 +170,13 @@ class RealDisk:
         self.fsync_budget: int | None = None
         self.now_ms: Callable[[], int] = lambda: BASE_MS
         self.stats = {"torn": 0, "flipped": 0, "lost_bytes": 0, "mid_write_crashes": 0}
+        self.boots: dict[str, int] = {}  # directory prefix -> power losses so far
         _ACTIVE.append(self)
+
+    def reboot(self, directory: Path) -> None:
+        """The machine whose data is under ``directory`` lost power: a new boot id."""
+        prefix = str(directory.resolve()) + os.sep
+        self.boots[prefix] = self.boots.get(prefix, 0) + 1
 
     # ------------------------------------------------------------------ hooks
     def on_fsync(self, fd: int) -> None:
@@ -214,6 +233,7 @@ class RealDisk:
         for path in sorted(d.iterdir()):
             if path.is_file():
                 self._lose_unsynced(path, rng)
+        self.reboot(d)
         return self.open(node_id, self.voters[node_id])
 
     def lose_unsynced_under(self, directory: Path, rng: random.Random) -> None:
@@ -222,6 +242,7 @@ class RealDisk:
         for path in sorted(directory.rglob("*")):
             if path.is_file():
                 self._lose_unsynced(path, rng)
+        self.reboot(directory)
 
     def _lose_unsynced(self, path: Path, rng: random.Random) -> None:
         ino = path.stat().st_ino

@@ -12,7 +12,7 @@ from odradek.raft.types import Entry, EntryKind, Message, MessageType
 from odradek.v1 import raft_pb2_grpc as pb_grpc
 from tests.brokers import free_port
 
-WAIT = 10.0
+WAIT = 30.0
 """Upper bound of every wait in these tests (seconds)."""
 
 
