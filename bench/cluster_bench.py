@@ -5,14 +5,17 @@ CPU of brokers hosting many partitions. Used by bench/run.py."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import shutil
 import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +34,22 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def bench_workdir(prefix: str, keep: bool) -> Iterator[Path]:
+    """A temporary directory for a bench's brokers: kept when the bench fails (to read
+    their logs) or when asked, removed otherwise."""
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield workdir
+    except BaseException:
+        log(f"the bench failed: brokers' logs and data are kept in {workdir}")
+        raise
+    if keep:
+        log(f"brokers' logs and data are in {workdir}")
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def child_env() -> dict[str, str]:

@@ -29,7 +29,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -38,7 +37,7 @@ import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cluster_bench import Cluster, log, metadata  # noqa: E402
+from cluster_bench import Cluster, bench_workdir, log, metadata  # noqa: E402
 
 from odradek.client.admin import Admin  # noqa: E402
 
@@ -208,18 +207,10 @@ def main() -> int:
     unknown = [s for s in shapes if s not in SHAPES]
     if unknown:
         ap.error(f"unknown shape(s) {', '.join(unknown)}; choose from {', '.join(SHAPES)}")
-    workdir = Path(tempfile.mkdtemp(prefix="odradek-create-"))
-    try:
+    with bench_workdir("odradek-create-", args.keep) as workdir:
         results = create_bench(workdir, shapes,
                                Path(args.profile_dir) if args.profile_dir else None,
                                args.timeout)
-    except BaseException:
-        log(f"the bench failed: brokers' logs and data are kept in {workdir}")
-        raise
-    if args.keep:
-        log(f"brokers' logs and data are in {workdir}")
-    else:
-        shutil.rmtree(workdir, ignore_errors=True)
     print(summary(results))
     if args.json:
         print(json.dumps(results))

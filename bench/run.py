@@ -32,7 +32,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -42,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cluster_bench import (  # noqa: E402
     Broker,
     Cluster,
+    bench_workdir,
     child_env,
     cli,
     create_topics,
@@ -290,10 +290,9 @@ def main() -> int:
         ap.error(f"unknown part(s) {', '.join(sorted(unknown))}; choose from {', '.join(PARTS)}")
     parts = [p for p in PARTS if not only or p in only]
 
-    workdir = Path(tempfile.mkdtemp(prefix="odradek-bench-"))
     results: dict[str, Any] = {"quick": quick, "parts": parts}
     started = time.monotonic()
-    try:
+    with bench_workdir("odradek-bench-", args.keep) as workdir:
         if "dd" in parts:
             log(f"measuring the disk: dd {args.dd_mib} MiB with fdatasync in {workdir} ...")
             results["dd_mb_per_s"] = round(dd_write_speed(workdir, args.dd_mib), 1)
@@ -325,13 +324,6 @@ def main() -> int:
                 results["jetstream"] = jetstream_bench(workdir / "jetstream",
                                                        args.cluster_records,
                                                        args.cluster_small_records)
-    except BaseException:
-        log(f"the bench failed: brokers' logs and data are kept in {workdir}")
-        raise
-    if args.keep:
-        log(f"brokers' logs and data are in {workdir}")
-    else:
-        shutil.rmtree(workdir, ignore_errors=True)
     results["elapsed_s"] = round(time.monotonic() - started, 1)
 
     print()
