@@ -91,9 +91,13 @@ def config_map(name: str) -> str:
     return f"{name}-config"
 
 
-def broker_address(c: ClusterSpec, ordinal: int) -> str:
+def broker_host(c: ClusterSpec, ordinal: int) -> str:
     """A broker's stable DNS name (StatefulSet pod behind the headless Service)."""
-    return f"{c.name}-{ordinal}.{headless_service(c.name)}.{c.namespace}.svc:{c.port}"
+    return f"{c.name}-{ordinal}.{headless_service(c.name)}.{c.namespace}.svc"
+
+
+def broker_address(c: ClusterSpec, ordinal: int) -> str:
+    return f"{broker_host(c, ordinal)}:{c.port}"
 
 
 def bootstrap(c: ClusterSpec) -> str:

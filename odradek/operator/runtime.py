@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from odradek.client import Admin
+from odradek.client.options import ConnectionOptions
 
 ENV_BOOTSTRAP = "ODRADEK_BOOTSTRAP"
 ENV_RESYNC = "ODRADEK_OPERATOR_RESYNC_S"
@@ -58,29 +59,38 @@ class Brokers:
     def __init__(self) -> None:
         self._admins: dict[str, Admin] = {}
         self._locks: dict[str, asyncio.Lock] = {}
-        self._tls: dict[str, Path] = {}
+        self._tls: dict[str, tuple[Path, str]] = {}
 
     def admin(self, bootstrap: str) -> Admin:
         if bootstrap not in self._admins:
-            files = self._tls.get(bootstrap)
-            if files is None:
+            tls = self._tls.get(bootstrap)
+            if tls is None:
                 self._admins[bootstrap] = Admin(bootstrap, request_timeout_ms=10_000)
             else:
+                files, server_name = tls
                 self._admins[bootstrap] = Admin(
-                    bootstrap, request_timeout_ms=10_000, tls_ca=files / "ca.crt",
-                    tls_cert=files / "tls.crt", tls_key=files / "tls.key")
+                    bootstrap, request_timeout_ms=10_000, connection=ConnectionOptions(
+                        tls_ca=files / "ca.crt", tls_cert=files / "tls.crt",
+                        tls_key=files / "tls.key", tls_server_name=server_name))
         return self._admins[bootstrap]
 
-    async def use_tls(self, bootstrap: str, files: Mapping[str, bytes]) -> None:
+    async def use_tls(self, bootstrap: str, files: Mapping[str, bytes],
+                      server_name: str) -> None:
         """The brokers at `bootstrap` speak mutual TLS: the operator presents the brokers'
         own certificate (their principal is a super user) and trusts their CA. Rewritten
-        files are read at the next connection, so a renewal needs nothing more."""
-        directory = self._tls.get(bootstrap)
-        if directory is None:
-            directory = self._tls[bootstrap] = Path(tempfile.mkdtemp(prefix="odradek-tls-"))
+        files are read at the next connection, so a renewal needs nothing more.
+
+        `server_name` (a broker pod's DNS name, which the brokers' one certificate holds)
+        is checked in every broker's certificate, whatever address the brokers advertise
+        or ODRADEK_BOOTSTRAP names: trust comes from the Cluster's own CA."""
+        known = self._tls.get(bootstrap)
+        if known is None or known[1] != server_name:
+            directory = known[0] if known else Path(tempfile.mkdtemp(prefix="odradek-tls-"))
+            self._tls[bootstrap] = (directory, server_name)
             stale = self._admins.pop(bootstrap, None)  # made before TLS was known
             if stale is not None:
                 await stale.close()
+        directory = self._tls[bootstrap][0]
         for name in ("ca.crt", "tls.crt", "tls.key"):
             path = directory / name
             if not path.exists() or path.read_bytes() != files[name]:

@@ -106,7 +106,7 @@ async def _tls(c: cl.ClusterSpec, owner: Any) -> Outcome | None:
         return Outcome("False", "TLSSecretInvalid", f"Secret {mounted} is missing or lacks "
                        "ca.crt, tls.crt or tls.key")
     await BROKERS.use_tls(bootstrap_for(ns, {"clusterRef": c.name}),
-                          {k: v for k, v in files.items() if v})
+                          {k: v for k, v in files.items() if v}, cl.broker_host(c, 0))
     return None
 
 
