@@ -120,7 +120,8 @@ async def test_the_operator_logs_in_as_the_super_user(kmock: kmock.KubernetesEmu
         bootstrap = kubelet.bootstrap("solo", 1)
         await kube.apply(kmock, kube.manifest("Cluster", "solo", {
             "brokers": 1, "authorization": {"enabled": True}}))
-        await kube.wait_ready(kmock, op, "Cluster", "solo", timeout=3 * WAIT_S)
+        cluster = await kube.wait_ready(kmock, op, "Cluster", "solo", timeout=3 * WAIT_S)
+        assert cluster["status"]["superUserSecret"] == "solo-admin"
         # No certificates here: only the super user's login lets the operator in.
         await kube.apply(kmock, kube.manifest("Topic", "audit", {
             "clusterRef": "solo", "partitions": 2, "replicationFactor": 1}))

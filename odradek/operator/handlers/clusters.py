@@ -200,8 +200,10 @@ async def reconcile(body: Any, spec: Any, status: Any, meta: Any, namespace: str
         if scale.refused:
             tally.fail(scale.refused.reason)
             outcomes["Reconciling"] = scale.refused
+        extra = {"superUserSecret": superuser.secret_name(c.name)} if c.authorization else {}
         conclude(body, status, patch, scale.refused or outcomes["Ready"], generation,
-                 brokers=c.brokers, readyBrokers=state.ready, bootstrap=cl.bootstrap(c))
+                 brokers=c.brokers, readyBrokers=state.ready, bootstrap=cl.bootstrap(c),
+                 **extra)
         conds = patch.status["conditions"]
         for type_ in ("Reconciling", "Degraded"):
             conds = set_condition(conds, type_, outcomes[type_], generation)
