@@ -65,3 +65,11 @@ async def test_the_operator_client_speaks_tls_once_a_cluster_has_it() -> None:
         assert secured.cluster.tls.cert.read_bytes() == b"renewed"
     finally:
         await brokers.close()
+
+
+def test_peering_priorities_are_drawn_below_kopf_dev() -> None:
+    """Replicas share their flags, and kopf pauses every operator at a tie: each draws."""
+    from odradek.operator.main import peering_priority
+
+    drawn = {peering_priority() for _ in range(50)}
+    assert len(drawn) > 45 and all(p < 0 for p in drawn)
