@@ -16,7 +16,7 @@ from odradek.client import OdradekError
 from odradek.operator import cluster as cl
 from odradek.operator import crds, kube, pki, superuser, users
 from odradek.operator.conditions import Outcome, set_condition
-from odradek.operator.handlers.common import call, conclude, refused
+from odradek.operator.handlers.common import call, conclude, ensure_scram_user, refused
 from odradek.operator.metrics import reconciling
 from odradek.operator.runtime import (
     BROKERS,
@@ -120,9 +120,11 @@ async def _tls(c: cl.ClusterSpec, owner: Any) -> Outcome | None:
 
 async def _super_user(c: cl.ClusterSpec, owner: Any, running: bool) -> Outcome | None:
     """The super user's Secret, made once with a random password, and the operator's
-    login as that user. A Secret made anew for brokers already running: their user takes
-    the new password first, through the operator's present client (the old login, or the
-    brokers' certificate with TLS), and the Secret is written only once that worked."""
+    login as that user. A Secret made anew for brokers already running (deleted by hand,
+    or brokers started before the operator made super users): their user is created or
+    takes the new password first, through the operator's present client (the old login,
+    the brokers' certificate with TLS, or its own credentials), and the Secret is written
+    only once that worked."""
     ns, name = c.namespace, superuser.secret_name(c.name)
     where = bootstrap_for(ns, {"clusterRef": c.name})
     secret = await kube.read_secret(ns, name)
@@ -132,8 +134,7 @@ async def _super_user(c: cl.ClusterSpec, owner: Any, running: bool) -> Outcome |
         if running:
             admin = BROKERS.admin(where)
             try:
-                await call(lambda: admin.alter_user(superuser.USERNAME, password),
-                           "alter super user")
+                await ensure_scram_user(admin, superuser.USERNAME, password, new=True)
             except OdradekError as exc:
                 return Outcome("False", "SuperUserUnset", f"Secret {name} is missing and "
                                f"its new password cannot be set: {exc.message}")

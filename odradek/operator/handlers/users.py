@@ -17,7 +17,7 @@ from odradek.client.acls import acl, acl_filter, describe
 from odradek.operator import crds, kube, pki
 from odradek.operator import users as u
 from odradek.operator.conditions import Outcome
-from odradek.operator.handlers.common import call, conclude, refused
+from odradek.operator.handlers.common import call, conclude, ensure_scram_user, refused
 from odradek.operator.metrics import reconciling
 from odradek.operator.runtime import BROKERS, NoBootstrap, bootstrap_for, resync_seconds
 from odradek.security.certs import Key, load_pair
@@ -80,14 +80,6 @@ async def _password(body: Any, namespace: str, name: str, where: str) -> tuple[s
     return password, True
 
 
-async def _ensure_user(admin: Admin, name: str, password: str, new: bool) -> None:
-    present = {d.name for d in await call(admin.list_users, "list users")}
-    if name not in present:
-        await call(lambda: admin.create_user(name, password), "create user")
-    elif new:  # a Secret made anew (deleted by someone): the brokers take its password
-        await call(lambda: admin.alter_user(name, password), "alter user")
-
-
 async def _ensure_rules(admin: Admin, name: str, wanted: set[u.Rule]) -> int:
     present = [u.Rule(**describe(b)) for b in await call(
         lambda: admin.list_acls(acl_filter(principal=u.principal(name))), "list acls")]
@@ -122,7 +114,7 @@ async def reconcile(body: Any, spec: Any, status: Any, meta: Any, namespace: str
         try:
             if not tls:  # a certificate's user exists by its CN alone
                 password, new = await _password(body, namespace, name, where)
-                await _ensure_user(admin, name, password, new)
+                await ensure_scram_user(admin, name, password, new)
             count = await _ensure_rules(admin, name, wanted)
         except OdradekError as exc:
             result, count = refused(exc), 0
