@@ -200,7 +200,8 @@ class BrokerProcess:
     def health_channel(self) -> grpc.Channel:
         if self.tls is None:
             return grpc.insecure_channel(self.address)
-        return grpc.secure_channel(self.address, self.tls.credentials())
+        return grpc.secure_channel(self.address, self.tls.credentials(),
+                                   options=self.tls.channel_options())
 
     def serving(self) -> bool:
         """One bounded health check: is the broker SERVING now?"""

@@ -82,6 +82,13 @@ class OdradekKube(kmock.KubernetesEmulator):
         meta.update(uid=str(uuid.uuid4()), resourceVersion=str(next(_versions)), generation=1,
                     creationTimestamp=datetime.datetime.now(datetime.UTC).isoformat())
 
+    def _has_status(self, request: kmock.Request) -> bool:
+        """Has the kind a status subresource (kopf's peering kinds have none)?"""
+        for key, info in self.resources.items():
+            if kmock.resource(key) == request.resource:
+                return "status" in (info.subresources or set())
+        return True
+
     def _current(self, request: kmock.Request) -> Any:
         key = (request.resource, request.namespace, request.name)
         if key not in self.objects or self.objects[key].deleted:
@@ -111,7 +118,7 @@ class OdradekKube(kmock.KubernetesEmulator):
         if status_only:  # the status subresource changes the status alone
             for key in [k for k in data if k != "status"]:
                 del data[key]
-        elif "status" in data:  # ... and the main resource never changes it
+        elif "status" in data and self._has_status(request):  # ... and the main one never
             del data["status"]
         if not status_only and "spec" in data and data["spec"] != current.get("spec"):
             data.setdefault("metadata", {})["generation"] = int(meta.get("generation", 1)) + 1
@@ -182,12 +189,14 @@ class OperatorProcess:
 
     def __init__(self, workdir: Path, kube_url: str, bootstrap: str,
                  extra_env: dict[str, str] | None = None,
-                 namespaces: list[str] | None = None) -> None:
+                 namespaces: list[str] | None = None, extra_args: list[str] | None = None,
+                 name: str = "operator") -> None:
         # namespaces: the --namespace flags (None: --all-namespaces).
+        self.extra_args = extra_args or []
         self.scope = ([a for n in namespaces for a in ("--namespace", n)]
                       if namespaces is not None else ["--all-namespaces"])
         self.kubeconfig = write_kubeconfig(workdir / "kubeconfig", kube_url)
-        self.log_path = workdir / "operator.log"
+        self.log_path = workdir / f"{name}.log"
         self.metrics_port = free_port()
         self.liveness_port = free_port()
         self.env = dict(os.environ, KUBECONFIG=str(self.kubeconfig), ODRADEK_BOOTSTRAP=bootstrap,
@@ -198,7 +207,7 @@ class OperatorProcess:
     def start(self) -> OperatorProcess:
         cmd = [sys.executable, "-m", "odradek.cli.main", "operator", *self.scope,
                "--metrics-port", str(self.metrics_port),
-               "--liveness-port", str(self.liveness_port)]
+               "--liveness-port", str(self.liveness_port), *self.extra_args]
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env)
         return self

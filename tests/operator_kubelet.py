@@ -8,12 +8,16 @@ data directory remapped to 127.0.0.1, free ports and a temporary directory that 
 the pod, as its volume claim would), marks a pod Ready from the broker's gRPC health,
 writes the StatefulSet's status, and stops the broker (SIGTERM) when its pod is deleted.
 Init containers that wait for a downward API file (the rack) hold the broker back until
-the annotation behind the file is set. TLS pods are not run (their SANs are DNS names).
+the annotation behind the file is set. Secret volumes are written out under the pod's
+directory from the Secret as the API holds it when the pod starts; a TLS broker checks its
+peers' certificates against a pod's DNS name (ODRADEK_BROKER_TLS_PEER_SERVER_NAME), as its
+addresses here are 127.0.0.1, and so does the kubelet's readiness check.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import re
 from collections.abc import Mapping
@@ -23,6 +27,7 @@ from typing import Any
 
 import kmock
 
+from odradek.security.tls import ClientTLS
 from tests.brokers import BrokerProcess, free_port
 from tests.kube import NAMESPACE, objects_of
 
@@ -167,18 +172,41 @@ class Kubelet:
                 return True
         return False
 
+    def _secret_mounts(self, pod: Mapping[str, Any], container: Mapping[str, Any]
+                       ) -> dict[str, Path] | None:
+        """Each Secret volume's mount path -> a directory holding the Secret's keys as
+        files; None while a Secret is missing (the pod waits, as a real one would)."""
+        volumes = {v["name"]: v["secret"]["secretName"]
+                   for v in pod["spec"].get("volumes") or [] if "secret" in v}
+        mounts: dict[str, Path] = {}
+        for mount in container.get("volumeMounts") or []:
+            if mount["name"] not in volumes:
+                continue
+            key = (kmock.resource("v1/secrets"), self.namespace, volumes[mount["name"]])
+            if key not in self.kube.objects or self.kube.objects[key].deleted:
+                return None
+            directory = self.root / f"{pod['metadata']['name']}-{mount['name']}"
+            directory.mkdir(parents=True, exist_ok=True)
+            for item, value in (self.kube.objects[key].raw.get("data") or {}).items():
+                (directory / item).write_bytes(base64.b64decode(value))
+            mounts[mount["mountPath"]] = directory
+        return mounts
+
     def _start(self, pod: dict[str, Any]) -> None:
         spec = pod["spec"]
-        if any(v.get("name") == "tls" for v in spec.get("volumes") or []):
-            return
         if self._held_by_init(pod):
             return
         [container] = spec["containers"]
+        mounts = self._secret_mounts(pod, container)
+        if mounts is None:
+            return
         name = pod["metadata"]["name"]
         env = self._env(pod, container)
         headless = _headless(container)
         args = [re.sub(r"\$\((\w+)\)", lambda m: env.get(m.group(1), ""), a)
                 for a in container["args"][1:]]  # past "broker"
+        for path, directory in mounts.items():
+            args = [a.replace(path, str(directory)) for a in args]
         kept: list[str] = []
         skip = False
         for arg in args:
@@ -188,8 +216,14 @@ class Kubelet:
                 skip = True
             else:
                 kept.append(self._remap(arg, headless))
-        broker = BrokerProcess(self.root / name, self.port(name), kept)
+        # Any pod's DNS name is in the brokers' certificate (a wildcard over the headless
+        # Service), and the brokers dial 127.0.0.1 here.
+        server_name = f"{name}.{headless}.{self.namespace}.svc"
+        broker = BrokerProcess(self.root / name, self.port(name), kept,
+                               tls=_client_tls(kept, server_name))
         broker.env = {k: v for k, v in env.items() if k.startswith("ODRADEK_")}
+        if broker.tls is not None:
+            broker.env["ODRADEK_BROKER_TLS_PEER_SERVER_NAME"] = server_name
         broker.start(wait=False)
         self.running[name] = Running(pod["metadata"]["uid"], broker)
         self.starts[name] = self.starts.get(name, 0) + 1
@@ -246,3 +280,12 @@ def _headless(container: Mapping[str, Any]) -> str:
         if value.startswith("$(POD_NAME)."):
             return value.split(".")[1]
     raise ValueError("no ODRADEK_ADVERTISED_HOST in the pod's env")
+
+
+def _client_tls(args: list[str], server_name: str) -> ClientTLS | None:
+    """What the readiness check presents to a broker started with `args`: its own files."""
+    if "--tls-cert" not in args:
+        return None
+    files = {flag: Path(args[args.index(flag) + 1])
+             for flag in ("--tls-ca", "--tls-cert", "--tls-key")}
+    return ClientTLS(files["--tls-ca"], files["--tls-cert"], files["--tls-key"], server_name)

@@ -132,6 +132,11 @@ def _add_tls_flags(p: argparse.ArgumentParser) -> None:
                    help="mutual TLS for clients (env ODRADEK_BROKER_TLS_CLIENT_AUTH; default: "
                         "required when --tls-ca is given, else none). Brokers reach each "
                         "other on this listener, so a cluster needs required")
+    p.add_argument("--tls-peer-server-name", metavar="NAME",
+                   default=env("ODRADEK_BROKER_TLS_PEER_SERVER_NAME") or None,
+                   help="the name checked in other brokers' certificates instead of the host "
+                        "of their addresses, for addresses that do not carry it (IPs, "
+                        "tunnels; env ODRADEK_BROKER_TLS_PEER_SERVER_NAME)")
 
 
 def _add_auth_flags(p: argparse.ArgumentParser) -> None:

@@ -76,14 +76,16 @@ def tls_settings(args: argparse.Namespace) -> ServerTLS | None:
     cert, key, ca = (getattr(args, name, None) for name in ("tls_cert", "tls_key", "tls_ca"))
     listener = getattr(args, "listener", None) or ("tls" if cert else "plaintext")
     if listener == "plaintext":
-        if cert or key:
-            raise SystemExit("error: --tls-cert/--tls-key given with --listener plaintext")
+        if cert or key or getattr(args, "tls_peer_server_name", None):
+            raise SystemExit("error: --tls-cert/--tls-key/--tls-peer-server-name given with "
+                             "--listener plaintext")
         return None
     if not cert or not key:
         raise SystemExit("error: --listener tls needs --tls-cert and --tls-key")
     client_auth = getattr(args, "tls_client_auth", None) or ("required" if ca else "none")
     try:
-        return ServerTLS(Path(cert), Path(key), Path(ca) if ca else None, client_auth)
+        return ServerTLS(Path(cert), Path(key), Path(ca) if ca else None, client_auth,
+                         getattr(args, "tls_peer_server_name", None))
     except TLSConfigError as exc:
         raise SystemExit(f"error: {exc}") from None
 

@@ -25,8 +25,10 @@ Path = str | os.PathLike[str]
 class ConnectionOptions:
     """TLS and SCRAM login, the same for every client of one application. A field left
     None falls back to its environment variable (ODRADEK_TLS, ODRADEK_TLS_CA,
-    ODRADEK_TLS_CERT, ODRADEK_TLS_KEY, ODRADEK_USERNAME, ODRADEK_PASSWORD or
-    ODRADEK_PASSWORD_FILE); `tls=False` forces plaintext."""
+    ODRADEK_TLS_CERT, ODRADEK_TLS_KEY, ODRADEK_TLS_SERVER_NAME, ODRADEK_USERNAME,
+    ODRADEK_PASSWORD or ODRADEK_PASSWORD_FILE); `tls=False` forces plaintext.
+    `tls_server_name`: the name checked in the brokers' certificates instead of the host
+    of their addresses."""
 
     tls: bool | None = None
     tls_ca: Path | None = None
@@ -34,12 +36,14 @@ class ConnectionOptions:
     tls_key: Path | None = None
     username: str | None = None
     password: str | None = None
+    tls_server_name: str | None = None
 
     def cluster(self, bootstrap: str | Sequence[str] | None,
                 request_timeout_ms: int) -> Cluster:
         return Cluster(bootstrap, request_timeout_ms=request_timeout_ms,
                        tls=ClientTLS.from_options(self.tls, self.tls_ca, self.tls_cert,
-                                                  self.tls_key),
+                                                  self.tls_key,
+                                                  server_name=self.tls_server_name),
                        login=ScramLogin.from_options(self.username, self.password))
 
 

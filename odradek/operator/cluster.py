@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from odradek.operator import pki
+from odradek.operator import pki, superuser
 from odradek.operator.conditions import Outcome
 from odradek.operator.runtime import client_service
 
@@ -91,9 +91,13 @@ def config_map(name: str) -> str:
     return f"{name}-config"
 
 
-def broker_address(c: ClusterSpec, ordinal: int) -> str:
+def broker_host(c: ClusterSpec, ordinal: int) -> str:
     """A broker's stable DNS name (StatefulSet pod behind the headless Service)."""
-    return f"{c.name}-{ordinal}.{headless_service(c.name)}.{c.namespace}.svc:{c.port}"
+    return f"{c.name}-{ordinal}.{headless_service(c.name)}.{c.namespace}.svc"
+
+
+def broker_address(c: ClusterSpec, ordinal: int) -> str:
+    return f"{broker_host(c, ordinal)}:{c.port}"
 
 
 def bootstrap(c: ClusterSpec) -> str:
@@ -149,7 +153,9 @@ def broker_args(c: ClusterSpec) -> list[str]:
     if c.tls:
         args += ["--listener", "tls", *_tls_files(), "--tls-client-auth", "required"]
     if c.authorization:
-        args += ["--authorization", "on", "--super-users", ";".join(c.super_users)]
+        args += ["--authorization", "on", "--super-users",
+                 ";".join(dict.fromkeys((superuser.PRINCIPAL, *c.super_users))),
+                 *superuser.broker_args()]
     return args
 
 
@@ -202,6 +208,8 @@ def _container(c: ClusterSpec) -> Body:
     mounts: list[Body] = [{"name": "data", "mountPath": DATA_DIR}]
     if c.tls:
         mounts.append({"name": "tls", "mountPath": pki.MOUNT, "readOnly": True})
+    if c.authorization:
+        mounts.append(superuser.mount())
     return {
         "name": "broker", "image": c.image, "command": ["odradek"], "args": broker_args(c),
         "env": _env(c),
@@ -237,6 +245,8 @@ def render_stateful_set(c: ClusterSpec, owner: Mapping[str, Any],
     if c.tls:
         volumes.append({"name": "tls", "secret": {
             "secretName": pki.mounted_secret(c.tls, c.name), "defaultMode": 0o440}})
+    if c.authorization:
+        volumes.append(superuser.volume(c.name))
     annotations = {"odradek.io/config-hash": config_hash(c), "prometheus.io/scrape": "true",
                    "prometheus.io/port": str(c.port + METRICS_OFFSET)}
     if c.topology_key:

@@ -133,7 +133,8 @@ USER_SPEC = _obj("A user of the brokers and what it may do", {
     "clusterRef": CLUSTER_REF,
     "authentication": _obj("How the user proves who it is", {
         "type": _str("scram-sha-512 (a generated password in a Secret) or tls (a client "
-                     "certificate from the cluster CA in a kubernetes.io/tls Secret)",
+                     "certificate in a kubernetes.io/tls Secret, from the CA of the "
+                     "clusterRef Cluster, else the operator's)",
                      enum=["scram-sha-512", "tls"]),
     }, required=["type"]),
     "authorization": _obj("ACLs", {
@@ -251,10 +252,11 @@ CLUSTER_SPEC = _obj("A cluster of brokers", {
                              "certificate; generated and renewed by the operator when "
                              "absent (default <name>-ca)", pattern=DNS_LABEL_PATTERN),
     }),
-    "authorization": _obj("ACL enforcement", {
+    "authorization": _obj("ACL enforcement; the operator makes the super user User:admin "
+                          "(SCRAM, password in Secret <name>-admin) and logs in as it", {
         "enabled": {"type": "boolean", "default": False, "description": "Authorization on"},
-        "superUsers": {"type": "array", "items": _str("Principal, e.g. User:admin",
-                                                      pattern=r"^User:.+$")},
+        "superUsers": {"type": "array", "items": _str(
+            "Further principals allowed everything, e.g. User:ops", pattern=r"^User:.+$")},
     }),
 }, rules=[
     {"rule": "!has(self.voters) || self.voters <= self.brokers",
@@ -265,6 +267,8 @@ CLUSTER_STATUS = _obj("The cluster as the operator sees it", {
     "brokers": _int("Brokers wanted"),
     "readyBrokers": _int("Broker pods ready"),
     "bootstrap": _str("Client address (the client Service)"),
+    "superUserSecret": _str("With authorization: the Secret of the super user (admin) "
+                            "that the operator made and logs in as"),
     "conditions": CONDITIONS,
 })
 

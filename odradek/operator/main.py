@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,6 +13,9 @@ from odradek.operator import crds
 from odradek.operator.runtime import BROKERS
 
 log = logging.getLogger(__name__)
+# Negative: below the 666 of `kopf run --dev` (a developer's operator still pauses the
+# deployed ones) and below kopf's default 0; wide, so that a tie is all but impossible.
+PRIORITY_RANGE = 2**31
 
 
 @kopf.on.startup()
@@ -51,4 +55,14 @@ def run(namespaces: Sequence[str] = (), clusterwide: bool = False,
         log.info("metrics on :%d/metrics", metrics_port)
     liveness = f"http://0.0.0.0:{liveness_port}/healthz" if liveness_port else None
     kopf.run(clusterwide=clusterwide, namespaces=list(namespaces), liveness_endpoint=liveness,
-             standalone=peering is None, peering_name=peering)
+             standalone=peering is None, peering_name=peering,
+             priority=peering_priority() if peering else None)
+
+
+def peering_priority() -> int:
+    """A replica's kopf peering priority, drawn at start. kopf pauses every operator that
+    sees a live peer of higher priority, and all of them at a tie; replicas of one
+    Deployment share their flags, so a fixed priority would pause them all. Distinct
+    random ones make the highest the one that works, and the next highest take over when
+    it goes (at once when it exits cleanly, else when its keep-alive expires)."""
+    return -1 - secrets.randbelow(PRIORITY_RANGE)

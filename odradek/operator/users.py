@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
 from odradek.client.acls import CLUSTER_NAME
-from odradek.security.certs import issue, load_pair
+from odradek.security.certs import Key, issue
 
 MECHANISM = "SCRAM-SHA-512"
 PASSWORD_BYTES = 24
@@ -89,18 +90,19 @@ def _b64(text: str) -> str:
 def secret_body(user: str, namespace: str, owner: Mapping[str, Any], password: str,
                 bootstrap: str) -> dict[str, Any]:
     """The Secret a pod mounts (or reads as env): owned by the User, so it goes with it."""
+    return credentials_secret(secret_name(user), namespace, {
+        "app.kubernetes.io/managed-by": "odradek-operator", "odradek.io/user": user},
+        _owner_ref(owner), user, password, bootstrap)
+
+
+def credentials_secret(name: str, namespace: str, labels: Mapping[str, str],
+                       owner_ref: Mapping[str, Any], username: str, password: str,
+                       bootstrap: str) -> dict[str, Any]:
     return {
         "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-        "metadata": {
-            "name": secret_name(user), "namespace": namespace,
-            "labels": {"app.kubernetes.io/managed-by": "odradek-operator",
-                       "odradek.io/user": user},
-            "ownerReferences": [{
-                "apiVersion": owner["apiVersion"], "kind": owner["kind"],
-                "name": owner["metadata"]["name"], "uid": owner["metadata"]["uid"],
-                "controller": True, "blockOwnerDeletion": True}],
-        },
-        "data": {"username": _b64(user), "password": _b64(password),
+        "metadata": {"name": name, "namespace": namespace, "labels": dict(labels),
+                     "ownerReferences": [dict(owner_ref)]},
+        "data": {"username": _b64(username), "password": _b64(password),
                  "sasl.mechanism": _b64(MECHANISM), "bootstrap": _b64(bootstrap)},
     }
 
@@ -118,12 +120,9 @@ def _owner_ref(owner: Mapping[str, Any]) -> dict[str, Any]:
             "controller": True, "blockOwnerDeletion": True}
 
 
-def issue_certificate(user: str, ca_cert_path: str, ca_key_path: str,
+def issue_certificate(user: str, ca_cert: x509.Certificate, ca_key: Key,
                       now: dt.datetime | None = None) -> dict[str, bytes]:
     """ca.crt, tls.crt and tls.key (PEM) for a client certificate with CN=<user>."""
-    from pathlib import Path
-
-    ca_cert, ca_key = load_pair(Path(ca_cert_path), Path(ca_key_path))
     start = (now or dt.datetime.now(dt.UTC)) - dt.timedelta(minutes=5)
     cert, key = issue(ca_cert, ca_key, user, sans=(), server=False, not_before=start,
                       not_after=start + dt.timedelta(days=CERT_DAYS))
@@ -157,12 +156,19 @@ def certificate_of(secret: Mapping[str, Any] | None) -> x509.Certificate | None:
 
 
 def needs_certificate(secret: Mapping[str, Any] | None, user: str,
-                      now: dt.datetime | None = None) -> bool:
-    """No certificate, another user's, or one that expires within RENEW_BEFORE."""
+                      now: dt.datetime | None = None,
+                      ca: x509.Certificate | None = None) -> bool:
+    """No certificate, another user's, one that expires within RENEW_BEFORE, or one
+    another CA signed than `ca` (a Cluster's CA made anew, a User moved to another)."""
     cert = certificate_of(secret)
     if cert is None:
         return True
     names = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
     if not names or names[0].value != user:
         return True
+    if ca is not None:
+        try:
+            cert.verify_directly_issued_by(ca)  # by signature: a new CA may keep the name
+        except (ValueError, TypeError, InvalidSignature):
+            return True
     return cert.not_valid_after_utc - (now or dt.datetime.now(dt.UTC)) < RENEW_BEFORE

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import ssl
 import threading
 from collections.abc import Mapping, Sequence
@@ -20,8 +21,11 @@ ENV_CA = "ODRADEK_TLS_CA"
 ENV_CERT = "ODRADEK_TLS_CERT"
 ENV_KEY = "ODRADEK_TLS_KEY"
 ENV_TLS = "ODRADEK_TLS"
+ENV_SERVER_NAME = "ODRADEK_TLS_SERVER_NAME"
 
 CLIENT_AUTH_CHOICES = ("none", "required")
+_HOSTNAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?"
+                       r"(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*")
 
 
 class TLSConfigError(ValueError):
@@ -38,16 +42,26 @@ class ClientTLS:
 
     ``ca``: the bundle that signs the servers' certificates (None: the system roots).
     ``cert``/``key``: this side's certificate for mutual TLS (both or neither).
+    ``server_name``: the name checked in the server's certificate instead of the host of
+    the address dialled (an address that is an IP, a tunnel or a port-forward).
     The files are read every time credentials are made, so a channel created after a
     rotation presents the new certificate."""
 
     ca: Path | None = None
     cert: Path | None = None
     key: Path | None = None
+    server_name: str | None = None
 
     def __post_init__(self) -> None:
         if (self.cert is None) != (self.key is None):
             raise TLSConfigError("a client certificate needs its key, and a key its certificate")
+        if self.server_name is not None and not _HOSTNAME.fullmatch(self.server_name):
+            raise TLSConfigError(f"TLS server name {self.server_name!r} is not a DNS name")
+
+    def channel_options(self) -> list[tuple[str, Any]]:
+        if self.server_name is None:
+            return []
+        return [("grpc.ssl_target_name_override", self.server_name)]
 
     def credentials(self) -> grpc.ChannelCredentials:
         try:
@@ -65,10 +79,12 @@ class ClientTLS:
         tls_cert: str | os.PathLike[str] | None = None,
         tls_key: str | os.PathLike[str] | None = None,
         env: Mapping[str, str] | None = None,
+        server_name: str | None = None,
     ) -> ClientTLS | None:
         """TLS settings from a client's options, each falling back to its environment
         variable (ODRADEK_TLS_CA, ODRADEK_TLS_CERT, ODRADEK_TLS_KEY; ODRADEK_TLS=1 for TLS
-        with the system roots). None: plaintext. ``tls=False`` forces plaintext."""
+        with the system roots; ODRADEK_TLS_SERVER_NAME, the server name to check). None:
+        plaintext. ``tls=False`` forces plaintext."""
         env = os.environ if env is None else env
         if tls is False:
             return None
@@ -79,7 +95,7 @@ class ClientTLS:
         if not (wanted or ca or cert or key):
             return None
         return cls(Path(ca) if ca else None, Path(cert) if cert else None,
-                   Path(key) if key else None)
+                   Path(key) if key else None, server_name or env.get(ENV_SERVER_NAME) or None)
 
 
 def open_channel(address: str, tls: ClientTLS | None,
@@ -88,7 +104,8 @@ def open_channel(address: str, tls: ClientTLS | None,
     """A grpc.aio channel to ``address``: TLS when ``tls`` is given, plaintext otherwise."""
     if tls is None:
         return grpc.aio.insecure_channel(address, options=options, interceptors=interceptors)
-    return grpc.aio.secure_channel(address, tls.credentials(), options=options,
+    return grpc.aio.secure_channel(address, tls.credentials(),
+                                   options=[*options, *tls.channel_options()],
                                    interceptors=interceptors)
 
 
@@ -99,12 +116,14 @@ class ServerTLS:
     ``cert``/``key``: the broker's certificate (chain) and key, also presented as its
     client certificate when it dials other brokers. ``ca``: the bundle that signs client
     and broker certificates. ``client_auth``: "required" (mutual TLS: a client without a
-    certificate signed by ``ca`` cannot connect) or "none"."""
+    certificate signed by ``ca`` cannot connect) or "none". ``peer_server_name``: the
+    name checked in other brokers' certificates when their addresses do not carry it."""
 
     cert: Path
     key: Path
     ca: Path | None = None
     client_auth: str = "none"
+    peer_server_name: str | None = None
 
     def __post_init__(self) -> None:
         if self.client_auth not in CLIENT_AUTH_CHOICES:
@@ -116,6 +135,8 @@ class ServerTLS:
         for path in (self.cert, self.key, self.ca):
             if path is not None and not path.is_file():
                 raise TLSConfigError(f"TLS file not found: {path}")
+        if self.peer_server_name is not None:
+            ClientTLS(server_name=self.peer_server_name)  # the same check as a client's
 
     @property
     def require_client_auth(self) -> bool:
@@ -123,7 +144,7 @@ class ServerTLS:
 
     def client(self) -> ClientTLS:
         """What this broker presents and trusts when it dials another broker."""
-        return ClientTLS(self.ca, self.cert, self.key)
+        return ClientTLS(self.ca, self.cert, self.key, self.peer_server_name)
 
     def server_credentials(self) -> grpc.ServerCredentials:
         return CertificateReloader(self).credentials()

@@ -15,7 +15,8 @@ import yaml
 
 from odradek.operator import cluster as cl
 from odradek.operator import crds as odradek_crds
-from odradek.operator import users
+from odradek.operator import pki, users
+from odradek.security.certs import load_pair
 from tests.helm.chart import (
     CHART,
     NAMESPACE,
@@ -252,10 +253,14 @@ def test_generated_ca_signs_user_certificates(tmp_path: Path) -> None:
     docs = _rendered("tls-generate")
     secret = one(docs, "Secret")
     assert secret["type"] == "kubernetes.io/tls"
+    # Read as the operator reads a Cluster's CA Secret (pki.ca_pair), as files too.
+    pair = pki.ca_pair(secret)
+    assert pair is not None
+    files = users.issue_certificate("alice", *pair)
+    assert b"BEGIN CERTIFICATE" in files["tls.crt"]
     for key in ("tls.crt", "tls.key"):
         (tmp_path / key).write_bytes(base64.b64decode(secret["data"][key]))
-    files = users.issue_certificate("alice", str(tmp_path / "tls.crt"), str(tmp_path / "tls.key"))
-    assert b"BEGIN CERTIFICATE" in files["tls.crt"]
+    assert load_pair(tmp_path / "tls.crt", tmp_path / "tls.key")[0] == pair[0]
     env = _env(_operator_container(docs))
     assert env["ODRADEK_OPERATOR_CA_CERT"] == "/etc/odradek/ca/tls.crt"
     volumes = one(docs, "Deployment")["spec"]["template"]["spec"]["volumes"]
@@ -318,6 +323,7 @@ def test_notes_say_how_to_connect() -> None:
     secured = render_files(VALUE_SETS["one-secured-broker"])[f"{CHART.name}/templates/NOTES.txt"]
     assert "payments-bootstrap.odradek.svc:19092" in secured
     assert "Authorization is on" in secured
+    assert "get secret payments-admin" in secured  # the super user the operator made
 
 
 @pytest.mark.parametrize(("values", "line"), [

@@ -1,6 +1,7 @@
 """ConsumerGroup resources through `odradek operator` against kmock and a real broker:
-lag in status, a reset applied once per requestId, a reset refused while the group has a
-live member (the brokers refuse it today) and applied once the group is empty."""
+lag in status, a reset applied once per requestId, and resets applied to a group with a
+live member, which stays in the group and reads on from the new offsets: after a reset
+to earliest it reads every record again, once each, in order."""
 
 from __future__ import annotations
 
@@ -102,7 +103,8 @@ async def test_group_status_and_resets(kmock: kmock.KubernetesEmulator,
         # the partition back; the member reads on from the new offset.
         consumer = Consumer(broker.address, group_id="billing", enable_auto_commit=False)
         consumer.subscribe(["events"])
-        polling = asyncio.create_task(_poll_forever(consumer))
+        seen: list[bytes] = []
+        polling = asyncio.create_task(_poll_forever(consumer, seen))
         try:
             async def member() -> bool:
                 return len((await admin.describe_group("billing")).members) == 1
@@ -121,6 +123,26 @@ async def test_group_status_and_resets(kmock: kmock.KubernetesEmulator,
                 "message": "1 committed offsets moved"}
             assert await committed(admin, "billing") == {("events", 0): end}
             assert await member()  # still in the group
+
+            # Back to the start under the live member: it reads everything again, once.
+            mark = len(seen)
+            await patch_spec(kmock, "ConsumerGroup", "billing", {
+                "reset": {"requestId": "r3", "to": "earliest"}})
+
+            async def reread() -> bool:
+                return len(seen) - mark >= RECORDS
+
+            await eventually(reread, WAIT_S, "the member reading from the start again",
+                             operator.log)
+            assert seen[mark:] == [f"v{i}".encode() for i in range(RECORDS)]
+            async def reported() -> bool:
+                o = stored(kmock, "ConsumerGroup", "billing") or {}
+                last = o.get("status", {}).get("lastReset", {})
+                return (last.get("requestId"), last.get("outcome")) == ("r3", "Applied")
+
+            await eventually(reported, WAIT_S, "reset r3 in status", operator.log)
+            assert await member()
+            assert len(seen) - mark == RECORDS  # nothing read twice since
         finally:
             polling.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -128,6 +150,6 @@ async def test_group_status_and_resets(kmock: kmock.KubernetesEmulator,
             await consumer.close()
 
 
-async def _poll_forever(consumer: Consumer) -> None:
+async def _poll_forever(consumer: Consumer, seen: list[bytes]) -> None:
     while True:
-        await consumer.poll(timeout_ms=200)
+        seen.extend(r.value for r in await consumer.poll(timeout_ms=200))

@@ -15,7 +15,7 @@ from cryptography import x509
 
 from odradek.cli.main import build_parser
 from odradek.operator import cluster as cl
-from odradek.operator import pki
+from odradek.operator import pki, superuser
 
 OWNER = {"apiVersion": "odradek.io/v1alpha1", "kind": "Cluster",
          "metadata": {"name": "events", "uid": "uid-1"}}
@@ -37,15 +37,20 @@ def test_tls_is_rendered_as_a_mounted_secret_and_broker_flags() -> None:
     rendered = sts(TLS)
     kubernetes_validate.validate(rendered, kubernetes_validate.latest_version(), strict=True)
     pod = rendered["spec"]["template"]["spec"]
-    [volume] = pod["volumes"]
-    assert volume["secret"]["secretName"] == "events-broker-tls"
+    assert [v["secret"]["secretName"] for v in pod["volumes"]] == [
+        "events-broker-tls", "events-admin"]
     [broker] = pod["containers"]
     assert {"name": "tls", "mountPath": pki.MOUNT, "readOnly": True} in broker["volumeMounts"]
     args = build_parser().parse_args(broker["args"])
     assert (args.listener, args.tls_client_auth) == ("tls", "required")
     assert (args.tls_cert, args.tls_key, args.tls_ca) == (
         f"{pki.MOUNT}/tls.crt", f"{pki.MOUNT}/tls.key", f"{pki.MOUNT}/ca.crt")
+    # The Cluster's own super user (listed once though the spec names it too), created by
+    # the brokers from the password in its Secret, mounted as a file.
     assert (args.authorization, args.super_users) == ("on", "User:admin")
+    assert (args.bootstrap_user, args.bootstrap_password_file) == (
+        "admin", f"{superuser.MOUNT}/password")
+    assert superuser.mount() in broker["volumeMounts"]
     # The kubelet's gRPC probe cannot speak TLS: an exec probe with the same files.
     command = broker["readinessProbe"]["exec"]["command"]
     assert command[:4] == ["python", "-m", "odradek.cli.pod", "health"]
@@ -55,6 +60,10 @@ def test_tls_is_rendered_as_a_mounted_secret_and_broker_flags() -> None:
 def test_a_secret_of_ones_own_is_mounted_and_tls_rolls_the_pods() -> None:
     own = {**TLS, "tls": {"enabled": True, "secretName": "mine"}}
     assert sts(own)["spec"]["template"]["spec"]["volumes"][0]["secret"]["secretName"] == "mine"
+    # Authorization with other super users still has the Cluster's own first.
+    other = {**TLS, "authorization": {"enabled": True, "superUsers": ["User:ops"]}}
+    args = build_parser().parse_args(container(other)["args"])
+    assert args.super_users == "User:admin;User:ops"
 
     def pod_hash(spec: dict[str, Any]) -> str:
         return str(sts(spec)["spec"]["template"]["metadata"]["annotations"][
@@ -62,6 +71,7 @@ def test_a_secret_of_ones_own_is_mounted_and_tls_rolls_the_pods() -> None:
 
     assert pod_hash({"brokers": 3}) != pod_hash({"brokers": 3, "tls": {"enabled": True}})
     assert "volumes" not in sts({"brokers": 3})["spec"]["template"]["spec"]
+    assert "--bootstrap-user" not in container({"brokers": 3})["args"]
     assert "grpc" in container({"brokers": 3})["readinessProbe"]
 
 

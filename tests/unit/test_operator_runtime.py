@@ -53,13 +53,23 @@ async def test_the_operator_client_speaks_tls_once_a_cluster_has_it() -> None:
     try:
         plain = brokers.admin("b:1")
         files = {"ca.crt": b"ca", "tls.crt": b"cert", "tls.key": b"key"}
-        await brokers.use_tls("b:1", files)
+        await brokers.use_tls("b:1", files, "c-0.c-brokers.ns.svc")
         secured = brokers.admin("b:1")
         assert secured is not plain and secured.cluster.tls is not None
         assert secured.cluster.tls.cert is not None
+        # Whatever address the brokers are dialled at, their certificate names the pods.
+        assert secured.cluster.tls.server_name == "c-0.c-brokers.ns.svc"
         assert secured.cluster.tls.cert.read_bytes() == b"cert"
-        await brokers.use_tls("b:1", {**files, "tls.crt": b"renewed"})
+        await brokers.use_tls("b:1", {**files, "tls.crt": b"renewed"}, "c-0.c-brokers.ns.svc")
         assert brokers.admin("b:1") is secured
         assert secured.cluster.tls.cert.read_bytes() == b"renewed"
     finally:
         await brokers.close()
+
+
+def test_peering_priorities_are_drawn_below_kopf_dev() -> None:
+    """Replicas share their flags, and kopf pauses every operator at a tie: each draws."""
+    from odradek.operator.main import peering_priority
+
+    drawn = {peering_priority() for _ in range(50)}
+    assert len(drawn) > 45 and all(p < 0 for p in drawn)

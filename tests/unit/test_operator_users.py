@@ -9,7 +9,7 @@ import pytest
 
 from odradek.client.acls import CLUSTER_NAME, acl, describe
 from odradek.operator import users as u
-from odradek.security.certs import make_pki
+from odradek.security.certs import load_pair, make_pki
 
 SPEC = {"authentication": {"type": "scram-sha-512"}, "authorization": {"acls": [
     {"resource": {"type": "topic", "name": "orders", "patternType": "prefixed"},
@@ -70,7 +70,8 @@ def test_tls_user_certificate_and_renewal(tmp_path: Path) -> None:
     pki = make_pki(tmp_path)
     owner = {"apiVersion": "odradek.io/v1alpha1", "kind": "User",
              "metadata": {"name": "erin", "uid": "u-2"}}
-    files = u.issue_certificate("erin", str(pki.ca), str(pki.ca_key))
+    ca = load_pair(pki.ca, pki.ca_key)
+    files = u.issue_certificate("erin", *ca)
     assert files["ca.crt"] == pki.ca.read_bytes()
     secret = u.tls_secret_body("erin", "ns", owner, files)
     assert secret["type"] == "kubernetes.io/tls"
@@ -81,4 +82,8 @@ def test_tls_user_certificate_and_renewal(tmp_path: Path) -> None:
     later = dt.datetime.now(dt.UTC) + dt.timedelta(days=u.CERT_DAYS) - u.RENEW_BEFORE
     assert u.needs_certificate(secret, "erin", now=later + dt.timedelta(hours=1))
     assert not u.needs_certificate(secret, "erin", now=later - dt.timedelta(days=1))
+    # Signed by the CA it should be, by signature: another CA of the same name is not it.
+    assert not u.needs_certificate(secret, "erin", ca=ca[0])
+    other = make_pki(tmp_path / "other")
+    assert u.needs_certificate(secret, "erin", ca=load_pair(other.ca, other.ca_key)[0])
     assert u.desired_rules("erin", {"authentication": {"type": "tls"}}) == set()

@@ -25,6 +25,25 @@ def test_client_tls_from_options_and_environment(tmp_path: Path) -> None:
         ClientTLS.from_options(tls_cert="/c.pem", env={})
 
 
+def test_server_name_checked_instead_of_the_address(tmp_path: Path) -> None:
+    """A name to check in the server's certificate: from the option or the environment,
+    a DNS name or refused, and handed to gRPC as the target name override."""
+    assert ClientTLS.from_options(tls=True, env={}).channel_options() == []  # type: ignore[union-attr]
+    named = ClientTLS.from_options(tls=True, env={"ODRADEK_TLS_SERVER_NAME": "b-0.b.ns.svc"})
+    assert named == ClientTLS(server_name="b-0.b.ns.svc")
+    assert named.channel_options() == [("grpc.ssl_target_name_override", "b-0.b.ns.svc")]
+    assert ClientTLS.from_options(tls=True, server_name="x.y", env={
+        "ODRADEK_TLS_SERVER_NAME": "b"}) == ClientTLS(server_name="x.y")
+    for bad in ("", "a..b", "-a.b", "a b", "x" * 254):
+        with pytest.raises(TLSConfigError, match="not a DNS name"):
+            ClientTLS(server_name=bad)
+    pki = make_pki(tmp_path / "pki")
+    with pytest.raises(TLSConfigError, match="not a DNS name"):
+        ServerTLS(pki.broker_cert, pki.broker_key, pki.ca, "required", "10.0.0.1:9092")
+    assert ServerTLS(pki.broker_cert, pki.broker_key, pki.ca, "required",
+                     "b-1.b.ns.svc").client().server_name == "b-1.b.ns.svc"
+
+
 def test_server_tls_checks(tmp_path: Path) -> None:
     pki = make_pki(tmp_path / "pki")
     with pytest.raises(TLSConfigError):

@@ -1,7 +1,7 @@
-"""Cluster handlers: issue the TLS Secrets, apply the rendered objects, read readiness
-back from the StatefulSet, roll stale pods one at a time (cluster.roll_plan). A scale-down
-drains the brokers that go before the StatefulSet shrinks. A pod handler copies the node's
-rack label onto broker pods."""
+"""Cluster handlers: issue the TLS Secrets and the super user's, apply the rendered
+objects, read readiness back from the StatefulSet, roll stale pods one at a time
+(cluster.roll_plan). A scale-down drains the brokers that go before the StatefulSet
+shrinks. A pod handler copies the node's rack label onto broker pods."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import kopf
 
 from odradek.client import OdradekError
 from odradek.operator import cluster as cl
-from odradek.operator import crds, kube, pki
+from odradek.operator import crds, kube, pki, superuser, users
 from odradek.operator.conditions import Outcome, set_condition
-from odradek.operator.handlers.common import call, conclude, refused
+from odradek.operator.handlers.common import call, conclude, ensure_scram_user, refused
 from odradek.operator.metrics import reconciling
 from odradek.operator.runtime import (
     BROKERS,
@@ -26,6 +26,14 @@ from odradek.operator.runtime import (
 )
 
 RESOURCE = (crds.GROUP, crds.VERSION, crds.plural("Cluster"))
+
+
+@kopf.index(*RESOURCE)  # type: ignore[arg-type]
+def cluster_cas(namespace: str, name: str, spec: Any, **_: Any) -> dict[tuple[str, str], str]:
+    """The CA Secret of each Cluster whose CA the operator holds (tls on, no broker
+    certificate of the user's own): it signs the certificates of that Cluster's tls Users."""
+    tls = pki.tls_spec(spec, name)
+    return {(namespace, name): tls.ca_secret_name} if tls and not tls.secret_name else {}
 
 
 async def _balance(c: cl.ClusterSpec) -> str:
@@ -106,7 +114,34 @@ async def _tls(c: cl.ClusterSpec, owner: Any) -> Outcome | None:
         return Outcome("False", "TLSSecretInvalid", f"Secret {mounted} is missing or lacks "
                        "ca.crt, tls.crt or tls.key")
     await BROKERS.use_tls(bootstrap_for(ns, {"clusterRef": c.name}),
-                          {k: v for k, v in files.items() if v})
+                          {k: v for k, v in files.items() if v}, cl.broker_host(c, 0))
+    return None
+
+
+async def _super_user(c: cl.ClusterSpec, owner: Any, running: bool) -> Outcome | None:
+    """The super user's Secret, made once with a random password, and the operator's
+    login as that user. A Secret made anew for brokers already running (deleted by hand,
+    or brokers started before the operator made super users): their user is created or
+    takes the new password first, through the operator's present client (the old login,
+    the brokers' certificate with TLS, or its own credentials), and the Secret is written
+    only once that worked."""
+    ns, name = c.namespace, superuser.secret_name(c.name)
+    where = bootstrap_for(ns, {"clusterRef": c.name})
+    secret = await kube.read_secret(ns, name)
+    password = users.password_of(secret) if secret else None
+    if not password:
+        password = users.new_password()
+        if running:
+            admin = BROKERS.admin(where)
+            try:
+                await ensure_scram_user(admin, superuser.USERNAME, password, new=True)
+            except OdradekError as exc:
+                return Outcome("False", "SuperUserUnset", f"Secret {name} is missing and "
+                               f"its new password cannot be set: {exc.message}")
+        await _put_secret(ns, superuser.secret_body(c.name, ns, cl.labels(c),
+                                                    cl.owner_reference(owner), password,
+                                                    cl.bootstrap(c)))
+    await BROKERS.use_login(where, superuser.USERNAME, password)
     return None
 
 
@@ -140,12 +175,14 @@ async def reconcile(body: Any, spec: Any, status: Any, meta: Any, namespace: str
             tally.fail("InvalidSpec")
             conclude(body, status, patch, Outcome("False", "InvalidSpec", str(exc)), generation)
             return
+        sts = await kube.read("StatefulSet", namespace, name)
         unusable = await _tls(c, body) if c.tls else None
+        if unusable is None and c.authorization:
+            unusable = await _super_user(c, body, sts is not None)
         if unusable is not None:
             tally.fail(unusable.reason)
             conclude(body, status, patch, unusable, generation)
             return
-        sts = await kube.read("StatefulSet", namespace, name)
         scale = await _scale(c, (sts or {}).get("spec", {}).get("replicas"))
         for obj in cl.render(c, body, scale.replicas):
             await kube.apply(namespace, obj)
@@ -164,8 +201,10 @@ async def reconcile(body: Any, spec: Any, status: Any, meta: Any, namespace: str
         if scale.refused:
             tally.fail(scale.refused.reason)
             outcomes["Reconciling"] = scale.refused
+        extra = {"superUserSecret": superuser.secret_name(c.name)} if c.authorization else {}
         conclude(body, status, patch, scale.refused or outcomes["Ready"], generation,
-                 brokers=c.brokers, readyBrokers=state.ready, bootstrap=cl.bootstrap(c))
+                 brokers=c.brokers, readyBrokers=state.ready, bootstrap=cl.bootstrap(c),
+                 **extra)
         conds = patch.status["conditions"]
         for type_ in ("Reconciling", "Degraded"):
             conds = set_condition(conds, type_, outcomes[type_], generation)

@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 import kopf
 
-from odradek.client import OdradekError
+from odradek.client import Admin, OdradekError
 from odradek.operator.conditions import Outcome, set_condition, worth_an_event
 
 T = TypeVar("T")
@@ -31,6 +31,16 @@ async def call(step: Callable[[], Awaitable[T]], what: str) -> T:
         if exc.retriable:
             raise kopf.TemporaryError(f"{what}: {exc}", delay=5) from exc
         raise
+
+
+async def ensure_scram_user(admin: Admin, name: str, password: str, new: bool) -> None:
+    """The user exists in the brokers; a password `new` to them (its Secret made anew) is
+    set even on a user that exists."""
+    present = {d.name for d in await call(admin.list_users, "list users")}
+    if name not in present:
+        await call(lambda: admin.create_user(name, password), "create user")
+    elif new:
+        await call(lambda: admin.alter_user(name, password), "alter user")
 
 
 def conclude(body: Any, status: Mapping[str, Any], patch: Any, outcome: Outcome,
