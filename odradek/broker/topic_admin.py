@@ -73,6 +73,17 @@ class TopicAdmin:
                       f"topic {topic!r}" + (f"; the leader is at {address}" if address else ""))
         raise BrokerError(Reason.NOT_LEADER, return_msg, meta)
 
+    async def delete_records(self, topic: str, index: int, before: int,
+                             timeout_s: float = 30.0) -> int:
+        """Kafka's DeleteRecords at this partition's leader; returns the new log start."""
+        refuse_internal(topic, "delete records of")
+        if before < -1:
+            raise BrokerError(Reason.OFFSET_OUT_OF_RANGE,
+                              f"cannot delete records before offset {before}: offsets are "
+                              "0 or more (-1: the high watermark)",
+                              {"topic": topic, "partition": str(index)})
+        return await self.leader_partition(topic, index).delete_records(before, timeout_s)
+
     # ---------------------------------------------------------------- changes
     async def create(self, name: str, partitions: int, replication_factor: int,
                      configs: dict[str, str], validate_only: bool) -> TopicDescription | None:

@@ -21,6 +21,7 @@ from odradek.cli.common import (
     tls_options,
     unescape,
 )
+from odradek.cli.delete_records import add_delete_records_parser
 from odradek.cli.record_format import (
     FORMAT_HELP,
     Formatter,
@@ -41,7 +42,8 @@ from odradek.records import Compression
 
 def add_topic_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parent = bootstrap_parent()
-    topic = sub.add_parser("topic", help="create, list, describe, alter and delete topics")
+    topic = sub.add_parser("topic", help="create, list, describe, alter and delete topics "
+                           "and their records")
     tsub = topic.add_subparsers(dest="topic_command", metavar="ACTION", required=True)
 
     p = tsub.add_parser("create", parents=[parent], help="create a topic")
@@ -83,6 +85,8 @@ def add_topic_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     p.add_argument("--validate-only", action="store_true", help="check, change nothing")
     add_json_flag(p)
     p.set_defaults(func=_topic_alter)
+
+    add_delete_records_parser(tsub, parent)
 
 
 def _print(text: str = "") -> None:
@@ -431,9 +435,14 @@ async def _position(consumer: Consumer, tps: list[TopicPartition],
         for tp in tps:  # offsets have gaps (Raft's control batches): about N records
             consumer.seek(tp, max(starts[tp], ends[tp] + args.offset))
     elif args.offset is not None:
+        starts = await consumer.beginning_offsets(tps)
         ends = await consumer.end_offsets(tps)
         for tp in tps:
-            consumer.seek(tp, int(args.offset))
+            consumer.seek(tp, max(int(args.offset), starts[tp]))
+            if args.offset < starts[tp]:  # deleted (retention, delete-records): say so
+                print(f"note: {tp.topic}-{tp.partition} starts at offset {starts[tp]} (the "
+                      f"records before it were deleted); reading from there",
+                      file=sys.stderr, flush=True)
             if args.offset > ends[tp]:  # else the wait for it would look like a hang
                 print(f"note: {tp.topic}-{tp.partition} ends at offset {ends[tp]}; waiting "
                       f"for offset {args.offset}", file=sys.stderr, flush=True)

@@ -25,6 +25,7 @@ from odradek.client.types import (
 from odradek.security import scram
 from odradek.v1 import groups_pb2 as gpb
 from odradek.v1 import odradek_pb2 as pb
+from odradek.v1 import odradek_pb2_grpc as pb_grpc
 from odradek.v1 import security_pb2 as spb
 from odradek.v1 import security_pb2_grpc as spb_grpc
 
@@ -143,6 +144,20 @@ class Admin:
                 name=name, total_count=total, validate_only=validate_only)))
         self._cluster.topics.pop(name, None)
         return desc
+
+    async def delete_records(self, topic: str, partition: int, before_offset: int) -> int:
+        """Kafka's DeleteRecords: the records of the partition below before_offset (-1:
+        every committed one) go on every replica; returns the new log start offset."""
+        request = pb.DeleteRecordsRequest(topic=topic, partition=partition,
+                                          before_offset=before_offset,
+                                          timeout_ms=int(self._timeout * 1000))
+
+        async def call(stub: pb_grpc.AdminStub) -> int:
+            reply = await stub.DeleteRecords(request, timeout=self._timeout)
+            return int(reply.low_watermark)
+
+        return await self._cluster.leader_call(topic, partition, call, timeout=self._timeout,
+                                               stub=self._cluster.admin_stub)
 
     async def metadata(self, topics: Sequence[str] | None = None) -> Metadata:
         return Metadata.from_pb(await self._cluster.refresh(list(topics) if topics else None))

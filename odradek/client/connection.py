@@ -304,15 +304,17 @@ class Cluster:
         self,
         topic: str,
         partition: int,
-        call: Callable[[pb_grpc.BrokerStub], Awaitable[T]],
+        call: Callable[[Any], Awaitable[T]],
         *,
         timeout: float | None = None,
         backoff: float = 0.1,
         backoff_max: float = 1.0,
+        stub: Callable[[str], Any] | None = None,
     ) -> T:
         """Runs call(stub of the partition's leader), retrying retriable errors with
         exponential backoff (refreshing metadata when the leader moved) until timeout
-        seconds have passed (None: forever). Other errors are raised at once."""
+        seconds have passed (None: forever). Other errors are raised at once. The stub is
+        the Broker service's unless `stub` makes another from the leader's address."""
         deadline = None if timeout is None else time.monotonic() + timeout
         attempt = 0
         while True:
@@ -321,7 +323,7 @@ class Cluster:
                 address = self.leader_address(topic, partition)
                 if address is None:
                     address = await self.leader(topic, partition)
-                return await call(self.broker_stub(address))
+                return await call((stub or self.broker_stub)(address))
             except grpc.RpcError as exc:
                 err = from_rpc_error(exc)
             except OdradekError as exc:

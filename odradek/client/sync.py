@@ -265,6 +265,9 @@ class SyncAdmin(_SyncBase):
     def metadata(self, topics: Sequence[str] | None = None) -> Metadata:
         return self._call(self._admin.metadata(topics))
 
+    def delete_records(self, topic: str, partition: int, before_offset: int) -> int:
+        return self._call(self._admin.delete_records(topic, partition, before_offset))
+
     def list_offsets(
         self, topic: str, partition: int, spec: str = "latest", timestamp_ms: int = 0,
     ) -> OffsetAnswer:

@@ -12,6 +12,8 @@ Layout of a partition directory:
   *.deleted                         files of segments retention dropped, not yet removed
   reset-to                          present only while reset_to() runs: open() completes
                                     an interrupted reset (see reset_to)
+  log-start-offset                  the log start offset set by advance_start (Kafka's
+                                    DeleteRecords), when it lies above the first segment
 
 Thread safety: appends and truncation are serialized by the caller (the broker's event
 loop); flush may run in another thread (the broker's fsync thread) between the appends it
@@ -62,6 +64,7 @@ log = logging.getLogger("odradek.storage")
 CLEAN_SHUTDOWN = ".clean_shutdown"
 RECOVERY_POINT = "recovery-point"
 RESET_MARKER = "reset-to"
+LOG_START = "log-start-offset"
 
 
 class OffsetOutOfRangeError(Exception):
@@ -120,8 +123,10 @@ def wall_clock_ms() -> int:
 
 class PartitionLog:
     def __init__(self, directory: Path, config: LogConfig, clock: Callable[[], int],
-                 segments: list[LogSegment], recovery_point: int) -> None:
+                 segments: list[LogSegment], recovery_point: int, start: int = 0) -> None:
         self.directory = directory
+        # The log start offset advance_start set; below the first segment it means nothing.
+        self._start = start
         self.config = config
         self._clock = clock
         self._segments = segments
@@ -167,7 +172,8 @@ class PartitionLog:
         if not segments:
             segments = [LogSegment(directory, 0, truncate=True)]
         plog = cls(directory, config, clock, segments,
-                   min(recovery_point, segments[-1].base_offset))
+                   min(recovery_point, segments[-1].base_offset),
+                   min(_read_offset_file(directory / LOG_START), segments[-1].next_offset))
         plog._settle_durable_end(clean or reset is not None, fresh=not bases)
         return plog
 
@@ -208,7 +214,7 @@ class PartitionLog:
 
     @property
     def log_start_offset(self) -> int:
-        return self._segments[0].base_offset
+        return max(self._segments[0].base_offset, self._start)
 
     @property
     def log_end_offset(self) -> int:
@@ -343,7 +349,7 @@ class PartitionLog:
         Raises CorruptBatchError (verify) rather than return a batch that fails its CRC."""
         with self._lock:
             self._check_open()
-            start = self._segments[0].base_offset
+            start = self.log_start_offset
             end = self._segments[-1].next_offset
             if offset < start or offset > end:
                 raise OffsetOutOfRangeError(offset, start, end)
@@ -407,6 +413,7 @@ class PartitionLog:
                 for seg in self._segments:
                     seg.delete_files()
                 self._segments = [LogSegment(self.directory, offset, truncate=True)]
+                self._set_start(offset)
             else:
                 i = bisect_right(self._bases, offset) - 1
                 for seg in self._segments[i + 1:]:
@@ -441,6 +448,7 @@ class PartitionLog:
                 seg.delete_files()
             self._segments = [LogSegment(self.directory, offset, truncate=True)]
             self._bases = [offset]
+            self._set_start(offset)
             self._segments[0].flush()
             _write_recovery_point(self.directory, offset)
             self._recovery_point = offset
@@ -537,6 +545,31 @@ class PartitionLog:
                 doomed.append(seg)
             self._drop_oldest(doomed)
         return len(doomed)
+
+    def advance_start(self, offset: int) -> int:
+        """Moves the log start offset up to `offset` (Kafka's DeleteRecords): reads below
+        it are out of range, and the segments wholly below it are deleted (the active one
+        too, by rolling first, when every record is below). Durable when it returns. An
+        offset at or below the log start changes nothing; returns the log start offset."""
+        self._check_open()
+        with self._lock:
+            end = self.log_end_offset
+            if offset > end:
+                raise OffsetOutOfRangeError(offset, self.log_start_offset, end)
+            if offset <= self.log_start_offset:
+                return self.log_start_offset
+            self._set_start(offset)
+            if offset == end and self._segments[-1].size > 0:
+                self._roll(self._clock())
+            dropped = self.delete_segments_below(offset)
+            log.info("log start offset of %s advanced to %d (%d segments deleted)",
+                     self.directory, offset, dropped)
+            return self.log_start_offset
+
+    def _set_start(self, offset: int) -> None:
+        """Durably records the log start offset (the caller holds the lock)."""
+        self._start = offset
+        _write_offset_file(self.directory / LOG_START, offset)
 
     def _drop_oldest(self, doomed: list[LogSegment]) -> None:
         """Deletes the first len(doomed) segments (the caller holds the lock)."""
@@ -679,6 +712,26 @@ def _write_recovery_point(directory: Path, point: int) -> None:
     os.replace(tmp, directory / RECOVERY_POINT)
 
 
+def _read_offset_file(path: Path) -> int:
+    try:
+        return int(path.read_text().strip())
+    except FileNotFoundError:
+        return 0
+    except ValueError:
+        # Written to a temporary file, fsynced and renamed: a partial one cannot appear.
+        raise ValueError(f"unreadable offset in {path}: {path.read_text()!r}") from None
+
+
+def _write_offset_file(path: Path, offset: int) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        f.write(f"{offset}\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
 def _read_reset_marker(directory: Path) -> int | None:
     try:
         text = (directory / RESET_MARKER).read_text()
@@ -716,6 +769,7 @@ def _finish_reset(directory: Path, offset: int) -> None:
     fresh = LogSegment(directory, offset, truncate=True)
     fresh.flush()
     fresh.close()
+    _write_offset_file(directory / LOG_START, offset)
     _write_recovery_point(directory, offset)
     fsync_dir(directory)
     (directory / RESET_MARKER).unlink()

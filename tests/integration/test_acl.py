@@ -133,6 +133,10 @@ def topic_calls(topic: str) -> list[Call]:
         Call(f"CreatePartitions {topic}", [(*t, "alter")],
              lambda ch: admin(ch).CreatePartitions(pb.CreatePartitionsRequest(
                  name=topic, total_count=2, validate_only=True), timeout=10)),
+        # Before offset 0: a change to no topic's log start, allowed or not.
+        Call(f"DeleteRecords {topic}", [(*t, "delete")],
+             lambda ch: admin(ch).DeleteRecords(pb.DeleteRecordsRequest(
+                 topic=topic, partition=0, before_offset=0), timeout=10)),
         Call(f"ReassignPartition {topic}", [("cluster", CLUSTER, "alter")],
              lambda ch: admin(ch).ReassignPartition(pb.ReassignPartitionRequest(
                  topic=topic, partition=0, replicas=[0], validate_only=True), timeout=10)),

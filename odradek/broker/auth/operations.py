@@ -42,6 +42,11 @@ def delete_topic(access: Access, name: str) -> None:
     access.require("topic", name, "delete")
 
 
+def delete_records(access: Access, topic: str) -> None:
+    """DeleteRecords needs delete on the topic, as in Kafka."""
+    access.require("topic", topic, "delete")
+
+
 def alter_topic_configs(access: Access, name: str) -> None:
     access.require("topic", name, "alter_configs")
 

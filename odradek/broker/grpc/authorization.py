@@ -40,6 +40,7 @@ _ADMIN: dict[str, Rule | str] = {
     "CreatePartitions": lambda r, a: op.create_partitions(a, r.name),
     "ReassignPartition": lambda r, a: op.alter_cluster(a),
     "DrainBroker": lambda r, a: op.alter_cluster(a),
+    "DeleteRecords": lambda r, a: op.delete_records(a, r.topic),
 }
 _SECURITY: dict[str, Rule | str] = {
     "ScramStart": PUBLIC,

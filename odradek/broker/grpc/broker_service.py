@@ -210,6 +210,17 @@ class AdminService(pb_grpc.AdminServicer):
         return pb.DeleteTopicResponse()
 
     @rpc
+    async def DeleteRecords(self, request: pb.DeleteRecordsRequest,
+                            context: grpc.aio.ServicerContext) -> pb.DeleteRecordsResponse:
+        check_partition_request(request.topic, request.partition)
+        if request.timeout_ms < 0:
+            raise invalid_request(f"timeout_ms must not be negative, got {request.timeout_ms}")
+        low = await self.admin.delete_records(request.topic, request.partition,
+                                              request.before_offset,
+                                              (request.timeout_ms or 30_000) / 1000)
+        return pb.DeleteRecordsResponse(low_watermark=low)
+
+    @rpc
     async def ListTopics(self, request: pb.ListTopicsRequest,
                          context: grpc.aio.ServicerContext) -> pb.ListTopicsResponse:
         current_access().require_some_topic_describable()

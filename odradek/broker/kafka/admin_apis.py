@@ -1,9 +1,11 @@
 """Kafka's cluster and topic admin APIs beyond create and delete: CreatePartitions,
-DescribeConfigs, AlterConfigs and IncrementalAlterConfigs (topics) and DescribeCluster,
-over TopicAdmin as the gRPC Admin service (changes forwarded to the controller)."""
+DeleteRecords (at the partition's leader), DescribeConfigs, AlterConfigs and
+IncrementalAlterConfigs (topics) and DescribeCluster, over TopicAdmin as the gRPC Admin
+service (changes forwarded to the controller)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from odradek.broker.auth import operations as op
@@ -13,6 +15,7 @@ from odradek.broker.kafka import codec
 from odradek.broker.kafka import errors as err
 from odradek.broker.peers.forward import GrpcAdminForwarder
 from odradek.broker.topic_admin import TopicAdmin
+from odradek.broker.topics.reads import check_partition_request
 from odradek.v1 import odradek_pb2 as pb
 
 TOPIC_RESOURCE = 2
@@ -54,6 +57,29 @@ class AdminApis:
             results.append(codec.nested(module, "CreatePartitionsTopicResult", name=t.name,
                                         error_code=code, error_message=message))
         return codec.make(module.CreatePartitionsResponse, results=tuple(results))
+
+    async def delete_records(self, version: int, body: Any, access: Access) -> Any:
+        module = codec.response_module(21, version)
+        timeout_s = max(codec.ms(body.timeout), 1) / 1000
+
+        async def one(topic: str, index: int, offset: int) -> Any:
+            code, low = err.NONE, -1
+            try:
+                check_partition_request(topic, index)
+                op.delete_records(access, topic)
+                low = await self.admin.delete_records(topic, index, offset, timeout_s)
+            except Exception as exc:
+                code, _ = err.error_of(exc, "DeleteRecords")
+            return codec.nested(module, "DeleteRecordsPartitionResult",
+                                partition_index=index, low_watermark=low, error_code=code)
+
+        topics = []
+        for t in body.topics:
+            parts = await asyncio.gather(*(one(t.name, p.partition_index, p.offset)
+                                           for p in t.partitions))
+            topics.append(codec.nested(module, "DeleteRecordsTopicResult", name=t.name,
+                                       partitions=tuple(parts)))
+        return codec.make(module.DeleteRecordsResponse, topics=tuple(topics))
 
     def describe_configs(self, version: int, body: Any, access: Access) -> Any:
         module = codec.response_module(32, version)

@@ -47,6 +47,7 @@ SUPPORTED: dict[int, tuple[int, int]] = {
     18: (0, 3),   # ApiVersions
     19: (2, 7),   # CreateTopics
     20: (1, 5),   # DeleteTopics
+    21: (0, 2),   # DeleteRecords
     22: (0, 4),   # InitProducerId
     23: (2, 4),   # OffsetForLeaderEpoch
     29: (1, 3),   # DescribeAcls

@@ -284,6 +284,8 @@ class KafkaListener:
                 return await data.create_topics(v, body, access)
             case 20:
                 return await data.delete_topics(v, body, access)
+            case 21:
+                return await self.admin.delete_records(v, body, access)
             case 22:
                 return await data.init_producer_id(v, body, access)
             case 23:

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from odradek.broker import clock as broker_clock
-from odradek.broker.replication.control import decode_control, encode_control
+from odradek.broker.replication.control import decode_control, encode_control, log_start_of
 from odradek.broker.replication.producer_log import ProducerStateStore
 from odradek.broker.replication.producer_state import DEFAULT_EXPIRATION_MS
 from odradek.raft import (
@@ -72,6 +72,9 @@ class RaftState:
     # The last offset this replica held (and may have acknowledged) before a corrupt batch
     # was cut: RaftConfig.lost_commit until the log reaches it again.
     lost: int = NO_INDEX
+    # (offset, new log start) of DeleteRecords entries not yet committed: each moves the
+    # log start when the commit index reaches it, on every replica.
+    starts: list[tuple[int, int]] = field(default_factory=list)
 
 
 class PartitionRaftStorage:
@@ -93,6 +96,7 @@ class PartitionRaftStorage:
         self.corrupt_at_load: list[CorruptBatchError] = []
         self.state = self._load(initial_voters)
         self._catch_up_scan()
+        self._apply_starts()
         # Idempotent producers' sequence state, kept as batches enter the log (not for the
         # metadata log, which no producer writes).
         self.producers = ProducerStateStore(log, producer_id_expiration_ms, self._clock) \
@@ -106,7 +110,8 @@ class PartitionRaftStorage:
                 term=raw["term"], vote=raw["vote"], commit=raw["commit"], voters=raw["voters"],
                 epochs=[(a, b) for a, b in raw["epochs"]],
                 configs=[(a, list(b)) for a, b in raw["configs"]], scanned_to=raw["scanned_to"],
-                reset_to=raw.get("reset_to"), lost=raw.get("lost", NO_INDEX))
+                reset_to=raw.get("reset_to"), lost=raw.get("lost", NO_INDEX),
+                starts=[(a, b) for a, b in raw.get("starts", [])])
         except FileNotFoundError:
             state = RaftState(voters=sorted(initial_voters))
         if state.reset_to is not None:
@@ -126,6 +131,7 @@ class PartitionRaftStorage:
         end = self.log.log_end_offset
         state.epochs = [(o, t) for o, t in state.epochs if o < end]
         state.configs = [(o, v) for o, v in state.configs if o < end]
+        state.starts = [(o, v) for o, v in state.starts if o < end]
         state.scanned_to = min(state.scanned_to, end)
         # Committed entries gone (a corrupt batch cut, or unsynced writes lost): Raft
         # must not count this replica's log as holding them (RaftConfig.lost_commit).
@@ -162,7 +168,7 @@ class PartitionRaftStorage:
         return json.dumps({"term": s.term, "vote": s.vote, "commit": s.commit,
                            "voters": s.voters, "epochs": s.epochs, "configs": s.configs,
                            "scanned_to": s.scanned_to, "reset_to": s.reset_to,
-                           "lost": s.lost})
+                           "lost": s.lost, "starts": s.starts})
 
     def _write_state(self, data: str, sync: bool) -> None:
         tmp = self.path.with_suffix(".tmp")
@@ -198,8 +204,25 @@ class PartitionRaftStorage:
                     if kind == EntryKind.CONFIG:
                         self.state.configs.append(
                             (header.base_offset, sorted(ConfigState.decode(data).voters)))
+                    self._note_start(header.base_offset,
+                                     memoryview(chunk)[pos : pos + header.size])
                 offset = header.next_offset
         self.state.scanned_to = self.log.log_end_offset
+
+    def _note_start(self, index: int, batch: bytes | bytearray | memoryview) -> None:
+        start = log_start_of(batch)
+        if start is not None:
+            self.state.starts.append((index, start))
+
+    def _apply_starts(self) -> None:
+        """Moves the log start for the DeleteRecords entries now committed. Idempotent:
+        one applied but not yet dropped from the saved state is applied again harmlessly."""
+        s = self.state
+        due = [v for o, v in s.starts if o <= s.commit]
+        if not due:
+            return
+        s.starts = [(o, v) for o, v in s.starts if o > s.commit]
+        self.log.advance_start(min(max(due), self.log.log_end_offset))
 
     def _note(self, index: int, term: int) -> None:
         epochs = self.state.epochs
@@ -307,6 +330,7 @@ class PartitionRaftStorage:
         for e in entries:
             if e.kind == EntryKind.NORMAL:
                 buf = bytearray(e.data)
+                self._note_start(e.index, buf)
             else:
                 buf = bytearray(encode_control(e.kind, e.data, now))
                 if e.kind == EntryKind.CONFIG:
@@ -325,11 +349,13 @@ class PartitionRaftStorage:
             self.state.lost = NO_INDEX  # repaired (saved with the next state)
         if self.producers is not None:
             self.producers.on_append(data)
+        self._apply_starts()
 
     def truncate(self, offset: int) -> None:
         s = self.state
         s.epochs = [(o, t) for o, t in s.epochs if o < offset]
         s.configs = [(o, v) for o, v in s.configs if o < offset]
+        s.starts = [(o, v) for o, v in s.starts if o < offset]
         s.scanned_to = min(s.scanned_to, offset)
         # Write-ahead: the durable state must stop vouching for the terms at and after
         # offset before the log changes there, or a crash after new entries replace the
@@ -345,6 +371,7 @@ class PartitionRaftStorage:
             return
         vote_changed = (hs.term, hs.vote) != (s.term, s.vote)
         s.term, s.vote, s.commit = hs.term, hs.vote, hs.commit
+        self._apply_starts()
         now = broker_clock.monotonic()
         if vote_changed or self.strict:
             # Strict: the commit index too, so that the high watermark a restarted
@@ -387,6 +414,7 @@ class PartitionRaftStorage:
         # The snapshot's term is the term of offset start - 1, the new log start - 1.
         s.epochs = [(meta.index, meta.term)] if meta.term else []
         s.configs = []
+        s.starts = []
         s.voters = sorted(meta.config.voters)
         s.scanned_to = start
         s.commit = max(s.commit, meta.index)

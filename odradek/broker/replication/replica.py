@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from odradek.broker import clock, regressions
 from odradek.broker.errors import BrokerError
 from odradek.broker.reasons import Reason, reason_of
+from odradek.broker.replication.control import encode_log_start
 from odradek.broker.replication.producer_log import ProducerStateStore
 from odradek.broker.replication.producer_state import (
     LeaderSequences,
@@ -148,14 +149,7 @@ class ReplicatedPartition:
             pos += header.size
         offsets = [o.base_offset for o in originals if o is not None]
         if items:
-            try:
-                indices = self.node.propose_batch(items)
-            except NotLeader:
-                raise self.not_leader_error() from None
-            except ProposalDropped as exc:
-                raise BrokerError(Reason.LEADER_NOT_AVAILABLE,
-                                  f"the leader cannot take writes right now: {exc}",
-                                  self._where()) from exc
+            indices = self._propose(items)
             self._sequences.proposed(fresh, indices)
             offsets += indices
             last = indices[-1] + fresh[-1].record_count - 1
@@ -166,6 +160,34 @@ class ReplicatedPartition:
         first = offsets[0]
         return ProduceResult(first, last, append_time,
                              append_time if append_time >= 0 else max_ts, tuple(offsets))
+
+    async def delete_records(self, offset: int, timeout_s: float = 30.0) -> int:
+        """Kafka's DeleteRecords: moves the log start offset to `offset` (-1: the high
+        watermark) on every replica, through the Raft log, and returns the new start."""
+        self.check_high_watermark_known()
+        hw = self.high_watermark
+        target = hw if offset == -1 else offset
+        if target < 0 or target > hw:
+            raise BrokerError(Reason.OFFSET_OUT_OF_RANGE,
+                f"cannot delete records of partition {self.index} of topic {self.topic!r} "
+                f"before offset {offset}: it must lie between 0 and the high watermark "
+                f"{hw} (or be -1 for the high watermark)",
+                {**self._where(), "high_watermark": str(hw)})
+        if target <= self.log.log_start_offset:
+            return self.log.log_start_offset
+        index = self._propose([(encode_log_start(target, clock.time_ms()), 1)])[0]
+        await self._wait_for(index, True, timeout_s)
+        return max(target, self.log.log_start_offset)
+
+    def _propose(self, items: list[tuple[bytes, int]]) -> list[int]:
+        try:
+            return self.node.propose_batch(items)
+        except NotLeader:
+            raise self.not_leader_error() from None
+        except ProposalDropped as exc:
+            raise BrokerError(Reason.LEADER_NOT_AVAILABLE,
+                              f"the leader cannot take writes right now: {exc}",
+                              self._where()) from exc
 
     async def _wait_for(self, last: int, quorum: bool, timeout_s: float) -> None:
         """Until the offset is committed (quorum) or stored here (leader)."""
