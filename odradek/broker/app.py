@@ -10,7 +10,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from odradek.broker import clock, leadership
+from odradek.broker import broker_configs, clock, leadership
 from odradek.broker.auth.guard import Guard
 from odradek.broker.auth.setup import (
     SecuritySettings,
@@ -18,6 +18,7 @@ from odradek.broker.auth.setup import (
     ensure_bootstrap_user,
     ensure_cluster_secret,
 )
+from odradek.broker.broker_configs import BrokerConfigEntry
 from odradek.broker.cluster import ClusterNode, ClusterSettings
 from odradek.broker.data_dir import DataDirLock, claim
 from odradek.broker.errors import ListenError
@@ -75,6 +76,10 @@ class BrokerSettings:
     # A stopping broker first hands its partitions' leadership to caught-up followers
     # that are alive, for at most this long, so a rolling restart costs no election.
     hand_off_s: float = 5.0
+    # Preferred leaders taken back in the background (off: only on demand).
+    auto_leader_rebalance: bool = True
+    # The flags the broker was started with, as it describes them (DescribeBrokerConfigs).
+    flags: tuple[BrokerConfigEntry, ...] = ()
     # Prometheus metrics over HTTP on this port (of `host`); 0: not served. The CLI
     # defaults it to the gRPC port + 1000.
     metrics_port: int = 0
@@ -168,7 +173,8 @@ class Broker:
             tick_interval_s=s.tick_interval_ms / 1000, cluster_id=_cluster_id(voters),
             metadata_snapshot_every=s.metadata_snapshot_every,
             producer_id_expiration_ms=s.producer_id_expiration_ms,
-            scrub_bytes_per_s=s.scrub_bytes_per_s)
+            scrub_bytes_per_s=s.scrub_bytes_per_s,
+            auto_leader_rebalance=s.auto_leader_rebalance)
         self.cluster = ClusterNode(cluster_settings, self.host, self._sync_peers,
                                    broker_alive=lambda peer: transport.alive(peer, election_s),
                                    tls=peer_tls)
@@ -179,6 +185,7 @@ class Broker:
         self.cluster.adopt_log = self.housekeeper.adopt
         self.guard = build_guard(s.security, s.tls, len(voters), self.cluster)
         admin = TopicAdmin(self.cluster, self.defaults, s.default_replication_factor)
+        admin.broker_configs = broker_configs.describe(s.flags, s.topic_defaults)
         self.groups = GroupCoordinator(self.cluster, admin, CoordinatorSettings(
             offsets_partitions=s.offsets_topic_partitions,
             offsets_replication_factor=s.default_replication_factor))

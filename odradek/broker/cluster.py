@@ -90,9 +90,9 @@ class ClusterSettings:
     # Seeds the Raft election timeouts of this broker's groups (the simulation replays a
     # seed); None: seeded from the system.
     seed: int | None = None
-    # Background CRC scrub of the segments a clean start trusted (replication/repair.py);
-    # 0: none.
+    # Background CRC scrub of the segments a clean start trusted (repair.py); 0: none.
     scrub_bytes_per_s: int = 0
+    auto_leader_rebalance: bool = True  # Kafka's auto.leader.rebalance.enable
 
 
 class ClusterNode:

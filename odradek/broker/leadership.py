@@ -15,12 +15,19 @@ from odradek.broker.replication.replica import ReplicatedPartition
 BALANCE_INTERVAL_S = 5.0
 
 
+class _Settings(Protocol):
+    @property
+    def auto_leader_rebalance(self) -> bool: ...
+
+
 class _Cluster(Protocol):
     @property
     def id(self) -> int: ...
 
     image: MetadataImage
     host: RaftHost
+    @property
+    def settings(self) -> _Settings: ...
     partitions: dict[tuple[str, int], ReplicatedPartition]
 
     def broker_alive(self, broker_id: int) -> bool: ...
@@ -33,6 +40,8 @@ def _schedule(cluster: _Cluster, topic: str, index: int) -> None:
 async def balance_loop(cluster: _Cluster) -> None:
     while True:
         await asyncio.sleep(BALANCE_INTERVAL_S)
+        if not cluster.settings.auto_leader_rebalance:
+            continue
         for (topic, index), partition in list(cluster.partitions.items()):
             info = cluster.image.partition(topic, index)
             node = partition.node

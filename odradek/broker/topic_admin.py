@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from odradek.broker.broker_configs import BrokerConfigEntry, describe
 from odradek.broker.cluster import ClusterNode
 from odradek.broker.errors import BrokerError, Reason, invalid_request, unknown_topic
 from odradek.broker.metadata.commands import (
@@ -52,6 +53,8 @@ class TopicAdmin:
         self.cluster = cluster
         self.defaults = defaults
         self.default_replication_factor = default_replication_factor
+        # This broker's settings as it describes them (broker_configs.py).
+        self.broker_configs: list[BrokerConfigEntry] = describe((), {})
 
     # ------------------------------------------------------------ data plane
     def leader_partition(self, topic: str, index: int) -> ReplicatedPartition:

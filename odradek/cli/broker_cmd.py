@@ -98,6 +98,10 @@ def add_broker_parser(
                    help="partitions of the internal topic __consumer_offsets when it is "
                         "created (group coordinators are spread over them; default "
                         "%(default)s)")
+    p.add_argument("--auto-leader-rebalance", choices=["on", "off"], default="on",
+                   help="leaders hand leadership back to each partition's preferred replica "
+                        "once it is in sync (Kafka's auto.leader.rebalance.enable); off: "
+                        "only on `odradek cluster elect-leaders` (default %(default)s)")
     p.add_argument("--default-replication-factor", type=int, default=3,
                    help="replication factor of topics that do not ask for one, capped by "
                         "the brokers available (default %(default)s)")
@@ -107,7 +111,8 @@ def add_broker_parser(
     _add_tls_flags(p)
     _add_auth_flags(p)
     _add_log_level(p)
-    p.set_defaults(func=_run_broker)
+    # The parser itself, for the configs the broker describes (cli/broker_flags.py).
+    p.set_defaults(func=_run_broker, broker_parser=p)
     return p
 
 

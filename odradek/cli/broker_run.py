@@ -14,6 +14,7 @@ from odradek.broker.app import BrokerSettings, ListenError, serve
 from odradek.broker.auth.setup import SecuritySettings, parse_super_users
 from odradek.broker.data_dir import DataDirError
 from odradek.broker.metrics.broker import DEFAULT_METRICS_PORT_OFFSET
+from odradek.cli.broker_flags import describe_flags
 from odradek.security.principal import PrincipalRule, PrincipalRuleError
 from odradek.security.tls import ServerTLS, TLSConfigError
 from odradek.storage import ConfigError, LogConfig
@@ -151,6 +152,8 @@ def run_broker(args: argparse.Namespace) -> int:
             retention_check_interval_ms=args.log_cleanup_interval_ms,
             fsync_in_worker=not args.fsync_on_event_loop,
             offsets_topic_partitions=args.offsets_topic_partitions,
+            auto_leader_rebalance=args.auto_leader_rebalance == "on",
+            flags=describe_flags(args.broker_parser, args),
             kafka_port=getattr(args, "kafka_port", None),
             metrics_port=metrics_port(args.metrics_port, args.port),
             metrics_host=args.metrics_host, metrics_tls=args.metrics_tls == "on",

@@ -1,4 +1,5 @@
-"""`odradek cluster describe|health|drain` and `odradek partition reassign`."""
+"""`odradek cluster describe|health|drain` and `odradek partition reassign` (elect-leaders
+and describe-configs: cli/leader_config_cmds.py)."""
 
 from __future__ import annotations
 
@@ -14,13 +15,15 @@ from odradek.cli.common import (
     message_json,
     tls_options,
 )
+from odradek.cli.leader_config_cmds import add_leader_config_parsers
 from odradek.client import Admin, Metadata
 from odradek.client.types import PartitionInfo, to_dict
 
 
 def add_cluster_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parent = bootstrap_parent()
-    cluster = sub.add_parser("cluster", help="describe the cluster, drain a broker")
+    cluster = sub.add_parser("cluster", help="describe the cluster and its brokers' "
+                             "configs, drain a broker, elect preferred leaders")
     csub = cluster.add_subparsers(dest="cluster_command", metavar="ACTION", required=True)
     p = csub.add_parser("describe", parents=[parent], help="brokers and the controller")
     p.add_argument("--wait-for", type=int, action="append", default=[], metavar="BROKER_ID",
@@ -42,6 +45,7 @@ def add_cluster_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     p.add_argument("--dry-run", action="store_true", help="print the moves, change nothing")
     add_json_flag(p)
     p.set_defaults(func=_drain)
+    add_leader_config_parsers(csub, parent)
 
     partition = sub.add_parser("partition", help="move a partition's replicas")
     psub = partition.add_subparsers(dest="partition_command", metavar="ACTION", required=True)

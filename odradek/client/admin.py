@@ -6,13 +6,18 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import grpc
+
 from odradek.client.acls import AclBinding, AclFilter, binding_from_pb, binding_pb, filter_pb
 from odradek.client.connection import Cluster
+from odradek.client.errors import OdradekError, from_rpc_error
 from odradek.client.groups import GroupClient
 from odradek.client.options import ConnectionOptions, client_cluster
 from odradek.client.types import (
+    BrokerConfig,
     CommittedOffset,
     DrainPlan,
+    ElectionResult,
     GroupDescription,
     GroupSummary,
     Metadata,
@@ -158,6 +163,32 @@ class Admin:
 
         return await self._cluster.leader_call(topic, partition, call, timeout=self._timeout,
                                                stub=self._cluster.admin_stub)
+
+    async def elect_leaders(
+        self, partitions: Sequence[tuple[str, int]] | None = None, timeout_ms: int = 10_000,
+    ) -> list[ElectionResult]:
+        """Preferred-leader election: each partition's leader hands over to its first
+        replica when that one is in sync (None: every partition of the cluster)."""
+        reply = await self._admin("ElectLeaders", pb.ElectLeadersRequest(
+            partitions=[pb.PartitionRef(topic=t, partition=p) for t, p in partitions or ()],
+            timeout_ms=timeout_ms))
+        return [ElectionResult.from_pb(r) for r in reply.results]
+
+    async def describe_broker_configs(self, broker_id: int) -> list[BrokerConfig]:
+        """The settings of one broker, each with its source; asked of that broker."""
+        await self._cluster.refresh()
+        address = self._cluster.brokers.get(broker_id)
+        if address is None:
+            known = ", ".join(map(str, sorted(self._cluster.brokers))) or "none"
+            raise OdradekError(f"no broker {broker_id} is registered in the cluster (brokers: "
+                               f"{known})", "BROKER_NOT_AVAILABLE",
+                               metadata={"broker_id": str(broker_id)})
+        try:
+            reply = await self._cluster.admin_stub(address).DescribeBrokerConfigs(
+                pb.DescribeBrokerConfigsRequest(), timeout=self._timeout)
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc) from None
+        return [BrokerConfig.from_pb(c) for c in reply.configs]
 
     async def metadata(self, topics: Sequence[str] | None = None) -> Metadata:
         return Metadata.from_pb(await self._cluster.refresh(list(topics) if topics else None))

@@ -14,8 +14,10 @@ from odradek.client.admin import Admin
 from odradek.client.consumer import Consumer, ConsumerRecord, RebalanceCallback, TopicPartition
 from odradek.client.producer import HeaderInput, Producer, RecordMetadata
 from odradek.client.types import (
+    BrokerConfig,
     CommittedOffset,
     DrainPlan,
+    ElectionResult,
     GroupDescription,
     GroupSummary,
     Metadata,
@@ -267,6 +269,13 @@ class SyncAdmin(_SyncBase):
 
     def delete_records(self, topic: str, partition: int, before_offset: int) -> int:
         return self._call(self._admin.delete_records(topic, partition, before_offset))
+
+    def elect_leaders(self, partitions: Sequence[tuple[str, int]] | None = None,
+                      timeout_ms: int = 10_000) -> list[ElectionResult]:
+        return self._call(self._admin.elect_leaders(partitions, timeout_ms))
+
+    def describe_broker_configs(self, broker_id: int) -> list[BrokerConfig]:
+        return self._call(self._admin.describe_broker_configs(broker_id))
 
     def list_offsets(
         self, topic: str, partition: int, spec: str = "latest", timestamp_ms: int = 0,

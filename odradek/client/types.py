@@ -144,6 +144,44 @@ class DrainPlan:
                                        tuple(x.to_replicas)) for x in m.moves))
 
 
+_OUTCOMES = {pb.ELECTION_OUTCOME_ELECTED: "elected",
+             pb.ELECTION_OUTCOME_ALREADY_PREFERRED: "already preferred"}
+
+
+@dataclass(frozen=True)
+class ElectionResult:
+    """A preferred-leader election's outcome: "elected", "already preferred" or "failed"
+    (then reason and message say why); leader: after the call, -1 when unknown."""
+    topic: str
+    partition: int
+    outcome: str
+    leader: int
+    reason: str = ""
+    message: str = ""
+
+    @classmethod
+    def from_pb(cls, m: pb.ElectionResult) -> ElectionResult:
+        return cls(m.topic, m.partition, _OUTCOMES.get(m.outcome, "failed"), m.leader,
+                   m.error_reason, m.error_message)
+
+
+@dataclass(frozen=True)
+class BrokerConfig:
+    """One setting of a broker; source: "default" or "static" (its command line or
+    environment); a sensitive one's value is hidden (empty)."""
+    name: str
+    value: str
+    source: str
+    sensitive: bool
+    documentation: str
+
+    @classmethod
+    def from_pb(cls, m: pb.BrokerConfig) -> BrokerConfig:
+        source = {pb.CONFIG_SOURCE_DEFAULT: "default",
+                  pb.CONFIG_SOURCE_STATIC: "static"}.get(m.source, "unknown")
+        return cls(m.name, m.value, source, m.sensitive, m.documentation)
+
+
 @dataclass(frozen=True)
 class OffsetAnswer:
     """found: False when no record has a timestamp at or after the one asked for (offset is

@@ -19,6 +19,19 @@ class OffsetSpec(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     OFFSET_SPEC_EARLIEST: _ClassVar[OffsetSpec]
     OFFSET_SPEC_LATEST: _ClassVar[OffsetSpec]
     OFFSET_SPEC_TIMESTAMP: _ClassVar[OffsetSpec]
+
+class ElectionOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ELECTION_OUTCOME_UNSPECIFIED: _ClassVar[ElectionOutcome]
+    ELECTION_OUTCOME_ELECTED: _ClassVar[ElectionOutcome]
+    ELECTION_OUTCOME_ALREADY_PREFERRED: _ClassVar[ElectionOutcome]
+    ELECTION_OUTCOME_FAILED: _ClassVar[ElectionOutcome]
+
+class ConfigSource(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CONFIG_SOURCE_UNSPECIFIED: _ClassVar[ConfigSource]
+    CONFIG_SOURCE_DEFAULT: _ClassVar[ConfigSource]
+    CONFIG_SOURCE_STATIC: _ClassVar[ConfigSource]
 ACKS_UNSPECIFIED: Acks
 ACKS_LEADER: Acks
 ACKS_QUORUM: Acks
@@ -26,6 +39,13 @@ OFFSET_SPEC_UNSPECIFIED: OffsetSpec
 OFFSET_SPEC_EARLIEST: OffsetSpec
 OFFSET_SPEC_LATEST: OffsetSpec
 OFFSET_SPEC_TIMESTAMP: OffsetSpec
+ELECTION_OUTCOME_UNSPECIFIED: ElectionOutcome
+ELECTION_OUTCOME_ELECTED: ElectionOutcome
+ELECTION_OUTCOME_ALREADY_PREFERRED: ElectionOutcome
+ELECTION_OUTCOME_FAILED: ElectionOutcome
+CONFIG_SOURCE_UNSPECIFIED: ConfigSource
+CONFIG_SOURCE_DEFAULT: ConfigSource
+CONFIG_SOURCE_STATIC: ConfigSource
 
 class ProduceRequest(_message.Message):
     __slots__ = ("topic", "partition", "records", "acks", "timeout_ms")
@@ -384,3 +404,69 @@ class DeleteRecordsResponse(_message.Message):
     LOW_WATERMARK_FIELD_NUMBER: _ClassVar[int]
     low_watermark: int
     def __init__(self, low_watermark: _Optional[int] = ...) -> None: ...
+
+class PartitionRef(_message.Message):
+    __slots__ = ("topic", "partition")
+    TOPIC_FIELD_NUMBER: _ClassVar[int]
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    topic: str
+    partition: int
+    def __init__(self, topic: _Optional[str] = ..., partition: _Optional[int] = ...) -> None: ...
+
+class ElectLeadersRequest(_message.Message):
+    __slots__ = ("partitions", "forwarded", "timeout_ms")
+    PARTITIONS_FIELD_NUMBER: _ClassVar[int]
+    FORWARDED_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    partitions: _containers.RepeatedCompositeFieldContainer[PartitionRef]
+    forwarded: bool
+    timeout_ms: int
+    def __init__(self, partitions: _Optional[_Iterable[_Union[PartitionRef, _Mapping]]] = ..., forwarded: _Optional[bool] = ..., timeout_ms: _Optional[int] = ...) -> None: ...
+
+class ElectionResult(_message.Message):
+    __slots__ = ("topic", "partition", "outcome", "leader", "error_reason", "error_message")
+    TOPIC_FIELD_NUMBER: _ClassVar[int]
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    LEADER_FIELD_NUMBER: _ClassVar[int]
+    ERROR_REASON_FIELD_NUMBER: _ClassVar[int]
+    ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    topic: str
+    partition: int
+    outcome: ElectionOutcome
+    leader: int
+    error_reason: str
+    error_message: str
+    def __init__(self, topic: _Optional[str] = ..., partition: _Optional[int] = ..., outcome: _Optional[_Union[ElectionOutcome, str]] = ..., leader: _Optional[int] = ..., error_reason: _Optional[str] = ..., error_message: _Optional[str] = ...) -> None: ...
+
+class ElectLeadersResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[ElectionResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[ElectionResult, _Mapping]]] = ...) -> None: ...
+
+class DescribeBrokerConfigsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class BrokerConfig(_message.Message):
+    __slots__ = ("name", "value", "source", "sensitive", "documentation")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    SENSITIVE_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENTATION_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    value: str
+    source: ConfigSource
+    sensitive: bool
+    documentation: str
+    def __init__(self, name: _Optional[str] = ..., value: _Optional[str] = ..., source: _Optional[_Union[ConfigSource, str]] = ..., sensitive: _Optional[bool] = ..., documentation: _Optional[str] = ...) -> None: ...
+
+class DescribeBrokerConfigsResponse(_message.Message):
+    __slots__ = ("broker_id", "configs")
+    BROKER_ID_FIELD_NUMBER: _ClassVar[int]
+    CONFIGS_FIELD_NUMBER: _ClassVar[int]
+    broker_id: int
+    configs: _containers.RepeatedCompositeFieldContainer[BrokerConfig]
+    def __init__(self, broker_id: _Optional[int] = ..., configs: _Optional[_Iterable[_Union[BrokerConfig, _Mapping]]] = ...) -> None: ...

@@ -377,6 +377,16 @@ class AdminStub:
                 request_serializer=odradek_dot_v1_dot_odradek__pb2.DeleteRecordsRequest.SerializeToString,
                 response_deserializer=odradek_dot_v1_dot_odradek__pb2.DeleteRecordsResponse.FromString,
                 _registered_method=True)
+        self.ElectLeaders = channel.unary_unary(
+                '/odradek.v1.Admin/ElectLeaders',
+                request_serializer=odradek_dot_v1_dot_odradek__pb2.ElectLeadersRequest.SerializeToString,
+                response_deserializer=odradek_dot_v1_dot_odradek__pb2.ElectLeadersResponse.FromString,
+                _registered_method=True)
+        self.DescribeBrokerConfigs = channel.unary_unary(
+                '/odradek.v1.Admin/DescribeBrokerConfigs',
+                request_serializer=odradek_dot_v1_dot_odradek__pb2.DescribeBrokerConfigsRequest.SerializeToString,
+                response_deserializer=odradek_dot_v1_dot_odradek__pb2.DescribeBrokerConfigsResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -443,6 +453,22 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ElectLeaders(self, request, context):
+        """Preferred-leader election on demand (kafka-leader-election.sh --election-type
+        preferred): each partition's leader hands over to its first replica when that one
+        is in sync. Any broker takes it and passes partitions on to their leaders.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DescribeBrokerConfigs(self, request, context):
+        """The settings of the broker that answers, with where each value comes from.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -490,6 +516,16 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.DeleteRecords,
                     request_deserializer=odradek_dot_v1_dot_odradek__pb2.DeleteRecordsRequest.FromString,
                     response_serializer=odradek_dot_v1_dot_odradek__pb2.DeleteRecordsResponse.SerializeToString,
+            ),
+            'ElectLeaders': grpc.unary_unary_rpc_method_handler(
+                    servicer.ElectLeaders,
+                    request_deserializer=odradek_dot_v1_dot_odradek__pb2.ElectLeadersRequest.FromString,
+                    response_serializer=odradek_dot_v1_dot_odradek__pb2.ElectLeadersResponse.SerializeToString,
+            ),
+            'DescribeBrokerConfigs': grpc.unary_unary_rpc_method_handler(
+                    servicer.DescribeBrokerConfigs,
+                    request_deserializer=odradek_dot_v1_dot_odradek__pb2.DescribeBrokerConfigsRequest.FromString,
+                    response_serializer=odradek_dot_v1_dot_odradek__pb2.DescribeBrokerConfigsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -736,6 +772,60 @@ class Admin:
             '/odradek.v1.Admin/DeleteRecords',
             odradek_dot_v1_dot_odradek__pb2.DeleteRecordsRequest.SerializeToString,
             odradek_dot_v1_dot_odradek__pb2.DeleteRecordsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ElectLeaders(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/odradek.v1.Admin/ElectLeaders',
+            odradek_dot_v1_dot_odradek__pb2.ElectLeadersRequest.SerializeToString,
+            odradek_dot_v1_dot_odradek__pb2.ElectLeadersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DescribeBrokerConfigs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/odradek.v1.Admin/DescribeBrokerConfigs',
+            odradek_dot_v1_dot_odradek__pb2.DescribeBrokerConfigsRequest.SerializeToString,
+            odradek_dot_v1_dot_odradek__pb2.DescribeBrokerConfigsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -41,6 +41,8 @@ _ADMIN: dict[str, Rule | str] = {
     "ReassignPartition": lambda r, a: op.alter_cluster(a),
     "DrainBroker": lambda r, a: op.alter_cluster(a),
     "DeleteRecords": lambda r, a: op.delete_records(a, r.topic),
+    "ElectLeaders": lambda r, a: op.alter_cluster(a),
+    "DescribeBrokerConfigs": lambda r, a: op.describe_cluster(a),
 }
 _SECURITY: dict[str, Rule | str] = {
     "ScramStart": PUBLIC,

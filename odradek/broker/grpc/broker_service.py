@@ -24,7 +24,7 @@ from odradek.broker.grpc import topics_codec as codec
 from odradek.broker.grpc.status import status_code, to_status
 from odradek.broker.metrics.broker import BrokerMetrics
 from odradek.broker.names import refuse_internal
-from odradek.broker.peers.forward import GrpcAdminForwarder
+from odradek.broker.peers.forward import GrpcAdminForwarder, elect_leaders, election_pb
 from odradek.broker.topic_admin import TopicAdmin
 from odradek.broker.topics import reads
 from odradek.broker.topics.reads import MAX_WAIT_MS, check_partition_request
@@ -219,6 +219,27 @@ class AdminService(pb_grpc.AdminServicer):
                                               request.before_offset,
                                               (request.timeout_ms or 30_000) / 1000)
         return pb.DeleteRecordsResponse(low_watermark=low)
+
+    @rpc
+    async def ElectLeaders(self, request: pb.ElectLeadersRequest,
+                           context: grpc.aio.ServicerContext) -> pb.ElectLeadersResponse:
+        wanted = [(p.topic, p.partition) for p in request.partitions]
+        for topic, index in wanted:
+            check_partition_request(topic, index)
+        if request.timeout_ms < 0:
+            raise invalid_request(f"timeout_ms must not be negative, got {request.timeout_ms}")
+        results = await elect_leaders(self.admin.cluster, self.forwarder, wanted or None,
+                                      (request.timeout_ms or 10_000) / 1000,
+                                      request.forwarded)
+        return pb.ElectLeadersResponse(results=[election_pb(r) for r in results])
+
+    @rpc
+    async def DescribeBrokerConfigs(
+        self, request: pb.DescribeBrokerConfigsRequest, context: grpc.aio.ServicerContext,
+    ) -> pb.DescribeBrokerConfigsResponse:
+        return pb.DescribeBrokerConfigsResponse(
+            broker_id=self.admin.cluster.id,
+            configs=[codec.broker_config(c) for c in self.admin.broker_configs])
 
     @rpc
     async def ListTopics(self, request: pb.ListTopicsRequest,

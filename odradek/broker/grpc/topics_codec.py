@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from odradek.broker.broker_configs import BrokerConfigEntry, Source
 from odradek.broker.topics.types import (
     ClusterView,
     PartitionMove,
@@ -52,3 +53,12 @@ def drain_moves(moves: list[PartitionMove]) -> pb.DrainBrokerResponse:
     return pb.DrainBrokerResponse(moves=[
         pb.PartitionMove(topic=m.topic, partition=m.partition, from_replicas=m.from_replicas,
                          to_replicas=m.to_replicas) for m in moves])
+
+
+_SOURCES = {Source.DEFAULT: pb.CONFIG_SOURCE_DEFAULT, Source.STATIC: pb.CONFIG_SOURCE_STATIC}
+
+
+def broker_config(c: BrokerConfigEntry) -> pb.BrokerConfig:
+    return pb.BrokerConfig(name=c.name, value="" if c.sensitive else c.value,
+                           source=_SOURCES[c.source], sensitive=c.sensitive,
+                           documentation=c.documentation)

@@ -10,6 +10,7 @@ from typing import Any
 
 from odradek.broker.auth import operations as op
 from odradek.broker.auth.access import Access
+from odradek.broker.broker_configs import Source
 from odradek.broker.errors import BrokerError, Reason
 from odradek.broker.kafka import codec
 from odradek.broker.kafka import errors as err
@@ -22,6 +23,7 @@ TOPIC_RESOURCE = 2
 BROKER_RESOURCE = 4
 # DescribeConfigs' config_source values.
 TOPIC_CONFIG_SOURCE = 1
+STATIC_BROKER_SOURCE = 4
 DEFAULT_CONFIG_SOURCE = 5
 STRING_CONFIG_TYPE = 2
 # IncrementalAlterConfigs operations.
@@ -85,32 +87,47 @@ class AdminApis:
         module = codec.response_module(32, version)
         results = []
         for r in body.resources:
-            code, message, configs = err.NONE, None, []
+            code, message = err.NONE, None
+            configs: list[tuple[str, str, int, str | None]] = []  # name, value, source, doc
             try:
-                if r.resource_type == TOPIC_RESOURCE:
-                    if not access.may_describe_topic(r.resource_name):
-                        raise BrokerError(Reason.TOPIC_AUTHORIZATION_FAILED,
-                                          f"may not describe topic {r.resource_name!r}")
-                    op.describe_topic_configs(access, r.resource_name)
-                    wanted = set(r.configuration_keys) if r.configuration_keys else None
-                    configs = [c for c in self.admin.describe(r.resource_name).configs
-                               if wanted is None or c.name in wanted]
-                elif r.resource_type != BROKER_RESOURCE:
-                    raise BrokerError(Reason.INVALID_REQUEST,
-                                      f"resource type {r.resource_type} has no configs here")
-                # A broker's settings are its command line: none are described yet.
+                wanted = set(r.configuration_keys) if r.configuration_keys else None
+                configs = [c for c in self._configs(r.resource_type, r.resource_name, access)
+                           if wanted is None or c[0] in wanted]
             except Exception as exc:
                 code, message = err.error_of(exc, "DescribeConfigs")
             results.append(codec.nested(
                 module, "DescribeConfigsResult", error_code=code, error_message=message,
                 resource_type=r.resource_type, resource_name=r.resource_name,
                 configs=tuple(codec.nested(
-                    module, "DescribeConfigsResourceResult", name=c.name, value=c.value,
-                    read_only=False, is_default=c.is_default, is_sensitive=False,
-                    config_source=DEFAULT_CONFIG_SOURCE if c.is_default
-                    else TOPIC_CONFIG_SOURCE, synonyms=(), config_type=STRING_CONFIG_TYPE,
-                    documentation=None) for c in configs)))
+                    module, "DescribeConfigsResourceResult", name=name, value=value,
+                    read_only=r.resource_type == BROKER_RESOURCE,
+                    is_default=source == DEFAULT_CONFIG_SOURCE, is_sensitive=False,
+                    config_source=source, synonyms=(), config_type=STRING_CONFIG_TYPE,
+                    documentation=doc) for name, value, source, doc in configs)))
         return codec.make(module.DescribeConfigsResponse, results=tuple(results))
+
+    def _configs(self, kind: int, name: str,
+                 access: Access) -> list[tuple[str, str, int, str | None]]:
+        if kind == TOPIC_RESOURCE:
+            if not access.may_describe_topic(name):
+                raise BrokerError(Reason.TOPIC_AUTHORIZATION_FAILED,
+                                  f"may not describe topic {name!r}")
+            op.describe_topic_configs(access, name)
+            return [(c.name, c.value, DEFAULT_CONFIG_SOURCE if c.is_default
+                     else TOPIC_CONFIG_SOURCE, None)
+                    for c in self.admin.describe(name).configs]
+        if kind != BROKER_RESOURCE:
+            raise BrokerError(Reason.INVALID_REQUEST,
+                              f"resource type {kind} has no configs here")
+        op.describe_cluster(access)
+        me = str(self.admin.cluster.id)
+        if name != me:
+            raise BrokerError(Reason.INVALID_REQUEST,
+                              f"this is broker {me}: ask broker {name or '(none named)'} for "
+                              "its own configs (cluster-wide broker defaults are not kept)")
+        return [(c.name, "" if c.sensitive else c.value,
+                 STATIC_BROKER_SOURCE if c.source == Source.STATIC else DEFAULT_CONFIG_SOURCE,
+                 c.documentation or None) for c in self.admin.broker_configs]
 
     def describe_cluster(self, version: int, body: Any, access: Access) -> Any:
         module = codec.response_module(60, version)

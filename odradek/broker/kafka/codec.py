@@ -58,6 +58,7 @@ SUPPORTED: dict[int, tuple[int, int]] = {
     36: (0, 2),   # SaslAuthenticate
     37: (0, 3),   # CreatePartitions
     42: (0, 2),   # DeleteGroups
+    43: (0, 2),   # ElectLeaders
     44: (0, 1),   # IncrementalAlterConfigs
     47: (0, 0),   # OffsetDelete
     50: (0, 0),   # DescribeUserScramCredentials

@@ -28,7 +28,7 @@ from odradek.broker.auth.guard import Guard
 from odradek.broker.errors import BrokerError, ListenError
 from odradek.broker.groups.classic import ClassicGroups
 from odradek.broker.groups.coordinator import GroupCoordinator
-from odradek.broker.kafka import codec, sasl
+from odradek.broker.kafka import codec, election_api, sasl
 from odradek.broker.kafka import errors as err
 from odradek.broker.kafka.acl_apis import AclApis
 from odradek.broker.kafka.admin_apis import AdminApis
@@ -302,6 +302,9 @@ class KafkaListener:
                 return await self.admin.alter_configs(v, body, access)
             case 37:
                 return await self.admin.create_partitions(v, body, access)
+            case 43:
+                return await election_api.elect(self.admin.admin, self.admin.forwarder, v,
+                                                body, access)
             case 44:
                 return await self.admin.incremental_alter_configs(v, body, access)
             case 42:

@@ -1,0 +1,98 @@
+"""`odradek cluster elect-leaders` (kafka-leader-election.sh --election-type preferred) and
+`odradek cluster describe-configs` (kafka-configs.sh --describe --entity-type brokers)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+
+from odradek.cli.common import CliError, add_json_flag, tls_options
+from odradek.client import Admin
+from odradek.client.types import BrokerConfig, ElectionResult
+
+
+def add_leader_config_parsers(csub: argparse._SubParsersAction[argparse.ArgumentParser],
+                              parent: argparse.ArgumentParser) -> None:
+    p = csub.add_parser(
+        "elect-leaders", parents=[parent],
+        help="hand each partition's leadership to its preferred (first) replica",
+        description="Preferred-leader election, as kafka-leader-election.sh --election-type "
+                    "preferred: the leader of each partition hands over to the partition's "
+                    "first replica when that one is in sync. Exit status 0 when every "
+                    "partition ends led by its preferred replica.")
+    p.add_argument("--topic", help="only this topic's partitions (default: every partition)")
+    p.add_argument("--partition", type=int, action="append", metavar="P",
+                   help="only this partition of --topic (repeatable)")
+    p.add_argument("--timeout-ms", type=int, default=10_000, metavar="MS",
+                   help="how long each handover may take (default %(default)s)")
+    add_json_flag(p)
+    p.set_defaults(func=_elect)
+
+    p = csub.add_parser(
+        "describe-configs", parents=[parent],
+        help="a broker's settings, each with its source (default or static)",
+        description="Prints the settings of the brokers named (default: every broker): "
+                    "each flag and topic-config default, its value, and whether it was set "
+                    "at start-up (static: flag or environment) or left at its default.")
+    p.add_argument("broker_ids", nargs="*", type=int, metavar="BROKER_ID")
+    p.add_argument("--all", action="store_true",
+                   help="also the settings left at their defaults (shown: only set ones)")
+    add_json_flag(p)
+    p.set_defaults(func=_describe_configs)
+
+
+async def _elect(args: argparse.Namespace) -> int:
+    if args.partition and not args.topic:
+        raise CliError("--partition needs --topic")
+    async with Admin(args.bootstrap, **tls_options(args)) as admin:
+        wanted: list[tuple[str, int]] | None = None
+        if args.topic:
+            parts = args.partition or range(len(
+                (await admin.describe_topic(args.topic)).partitions))
+            wanted = [(args.topic, p) for p in parts]
+        results = await admin.elect_leaders(wanted, args.timeout_ms)
+    if args.json:
+        sys.stdout.write(json.dumps([dataclasses.asdict(r) for r in results]) + "\n")
+    else:
+        _print_elections(results)
+    return 0 if all(r.outcome != "failed" for r in results) else 1
+
+
+def _print_elections(results: list[ElectionResult]) -> None:
+    if not results:
+        return
+    width = max(5, *(len(r.topic) for r in results))
+    sys.stdout.write(f"{'TOPIC':<{width}}  PARTITION  LEADER  OUTCOME\n")
+    for r in results:
+        leader = str(r.leader) if r.leader >= 0 else "-"
+        outcome = r.outcome if r.outcome != "failed" else f"failed: {r.message} ({r.reason})"
+        sys.stdout.write(f"{r.topic:<{width}}  {r.partition:>9}  {leader:>6}  {outcome}\n")
+
+
+async def _describe_configs(args: argparse.Namespace) -> int:
+    async with Admin(args.bootstrap, **tls_options(args)) as admin:
+        ids = args.broker_ids or [b.id for b in (await admin.metadata()).brokers]
+        described = {b: await admin.describe_broker_configs(b) for b in ids}
+    shown = {b: [c for c in configs if args.all or c.source != "default"]
+             for b, configs in described.items()}
+    if args.json:
+        sys.stdout.write(json.dumps([{"broker_id": b, "configs": [dataclasses.asdict(c)
+                                                                  for c in configs]}
+                                     for b, configs in shown.items()]) + "\n")
+        return 0
+    for i, (b, configs) in enumerate(shown.items()):
+        if i:
+            sys.stdout.write("\n")
+        _print_configs(b, configs)
+    return 0
+
+
+def _print_configs(broker_id: int, configs: list[BrokerConfig]) -> None:
+    sys.stdout.write(f"Broker {broker_id}:\n")
+    if not configs:
+        sys.stdout.write("\t(every setting at its default; --all lists them)\n")
+    for c in configs:
+        value = "(hidden)" if c.sensitive else c.value
+        sys.stdout.write(f"\t{c.name}={value}\t({c.source})\n")
