@@ -175,6 +175,7 @@ class PartitionLog:
                    min(recovery_point, segments[-1].base_offset),
                    min(_read_offset_file(directory / LOG_START), segments[-1].next_offset))
         plog._settle_durable_end(clean or reset is not None, fresh=not bases)
+        plog.delete_segments_below(plog.log_start_offset)  # an advance_start cut short
         return plog
 
     def _settle_durable_end(self, synced: bool, fresh: bool) -> None:

@@ -96,3 +96,15 @@ def test_truncation_and_reset_below_the_start_move_it_down(tmp_path: Path) -> No
     log = PartitionLog.open(tmp_path / "q", CONFIG, clock=Clock())
     assert (log.log_start_offset, log.log_end_offset) == (3, 3)
     log.close()
+
+
+def test_an_advance_cut_short_by_a_crash_is_finished_at_open(tmp_path: Path) -> None:
+    log = _filled(tmp_path / "p")
+    log.flush()
+    # The start is made durable first; a crash then left the segments below it.
+    (tmp_path / "p" / "log-start-offset").write_text("7\n")
+    log = PartitionLog.open(tmp_path / "p", CONFIG, clock=Clock())
+    assert log.log_start_offset == 7
+    assert [p.name for p in segment_files(tmp_path / "p")] == [
+        "00000000000000000006.log", "00000000000000000008.log"]
+    log.close()
