@@ -159,6 +159,12 @@ def cluster_calls() -> list[Call]:
     return [
         Call("DrainBroker", alter, lambda ch: pb_grpc.AdminStub(ch).DrainBroker(  # type: ignore[no-untyped-call]
             pb.DrainBrokerRequest(broker_id=0, validate_only=True), timeout=10)),
+        # One broker: every partition is led by its preferred replica already.
+        Call("ElectLeaders", alter, lambda ch: pb_grpc.AdminStub(ch).ElectLeaders(  # type: ignore[no-untyped-call]
+            pb.ElectLeadersRequest(), timeout=10)),
+        Call("DescribeBrokerConfigs", describe,
+             lambda ch: pb_grpc.AdminStub(ch).DescribeBrokerConfigs(  # type: ignore[no-untyped-call]
+                 pb.DescribeBrokerConfigsRequest(), timeout=10)),
         Call("ListUsers", describe, lambda ch: sec(ch).ListUsers(spb.ListUsersRequest(),
                                                                 timeout=10)),
         Call("ListAcls", describe, lambda ch: sec(ch).ListAcls(spb.ListAclsRequest(),
