@@ -220,7 +220,8 @@ class Broker:
             self.cluster.producer_ids.expiry_loop(expiry_check_s)))
         if s.security.bootstrap_user is not None:
             self._tasks.append(asyncio.create_task(ensure_bootstrap_user(
-                self.cluster, *s.security.bootstrap_user)))
+                self.cluster, *s.security.bootstrap_user,
+                authoritative=s.security.bootstrap_password_authoritative)))
         log.info("broker %d listening on %s:%d (%s), data in %s", s.broker_id, s.host,
                  self.port, "tls" if s.tls is not None else "plaintext", s.data_dir)
         if self.metrics_url is not None:

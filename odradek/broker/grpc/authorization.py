@@ -40,6 +40,7 @@ _ADMIN: dict[str, Rule | str] = {
     "CreatePartitions": lambda r, a: op.create_partitions(a, r.name),
     "ReassignPartition": lambda r, a: op.alter_cluster(a),
     "DrainBroker": lambda r, a: op.alter_cluster(a),
+    "ListProducerNames": IN_SERVICER,
 }
 _SECURITY: dict[str, Rule | str] = {
     "ScramStart": PUBLIC,

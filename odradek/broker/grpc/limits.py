@@ -36,7 +36,7 @@ _LIMITS: dict[str, dict[str, int]] = {
     "odradek.v1.Admin": {"CreateTopic": LISTS, "DeleteTopic": SMALL, "ListTopics": SMALL,
                          "DescribeTopic": SMALL, "AlterTopicConfigs": LISTS,
                          "CreatePartitions": SMALL, "ReassignPartition": SMALL,
-                         "DrainBroker": SMALL},
+                         "DrainBroker": SMALL, "ListProducerNames": SMALL},
     "odradek.v1.Security": {"ScramStart": AUTH, "ScramFinish": AUTH, "CreateUser": SMALL,
                             "AlterUser": SMALL, "DeleteUser": SMALL, "ListUsers": SMALL,
                             "CreateAcls": LISTS, "DeleteAcls": LISTS, "ListAcls": SMALL},
