@@ -177,7 +177,8 @@ class Broker:
         self.cluster.producer_ids.name_expiration_ms = s.producer_name_expiration_ms
         self.cluster.producer_ids.max_names = s.max_producer_names
         self.cluster.adopt_log = self.housekeeper.adopt
-        self.guard = build_guard(s.security, s.tls, len(voters), self.cluster)
+        self.guard = build_guard(s.security, s.tls, len(voters.keys() | {s.broker_id}),
+                                 self.cluster)
         admin = TopicAdmin(self.cluster, self.defaults, s.default_replication_factor)
         self.groups = GroupCoordinator(self.cluster, admin, CoordinatorSettings(
             offsets_partitions=s.offsets_topic_partitions,

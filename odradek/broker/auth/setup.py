@@ -58,7 +58,7 @@ def broker_principal(tls: ServerTLS | None, rules: tuple[PrincipalRule, ...]) ->
         raise TLSConfigError(f"cannot read the broker certificate {tls.cert}: {exc}") from None
 
 
-def build_guard(settings: SecuritySettings, tls: ServerTLS | None, voters: int,
+def build_guard(settings: SecuritySettings, tls: ServerTLS | None, brokers_known: int,
                 cluster: ClusterNode) -> Guard:
     """The guard of a broker's RPCs. The brokers' own certificate principal is a super
     user (brokers call each other's internal services); so, with authorization on, a
@@ -71,7 +71,8 @@ def build_guard(settings: SecuritySettings, tls: ServerTLS | None, voters: int,
             f"this broker's certificate maps to {own}, which is not one of --broker-principal "
             f"{';'.join(sorted(brokers))}: other brokers would refuse it")
     if settings.authorization:
-        if voters > 1 and (tls is None or not tls.require_client_auth):
+        # brokers_known: the voters and this broker (an observer is not one of them).
+        if brokers_known > 1 and (tls is None or not tls.require_client_auth):
             raise TLSConfigError(
                 "with --authorization on, brokers must know each other by certificate: a "
                 "cluster of several brokers needs TLS with --tls-client-auth required")
