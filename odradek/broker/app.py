@@ -183,7 +183,8 @@ class Broker:
         self.cluster.producer_ids.name_expiration_ms = s.producer_name_expiration_ms
         self.cluster.producer_ids.max_names = s.max_producer_names
         self.cluster.adopt_log = self.housekeeper.adopt
-        self.guard = build_guard(s.security, s.tls, len(voters), self.cluster)
+        self.guard = build_guard(s.security, s.tls, len(voters.keys() | {s.broker_id}),
+                                 self.cluster)
         admin = TopicAdmin(self.cluster, self.defaults, s.default_replication_factor)
         admin.broker_configs = broker_configs.describe(s.flags, s.topic_defaults)
         self.groups = GroupCoordinator(self.cluster, admin, CoordinatorSettings(
@@ -227,7 +228,8 @@ class Broker:
             self.cluster.producer_ids.expiry_loop(expiry_check_s)))
         if s.security.bootstrap_user is not None:
             self._tasks.append(asyncio.create_task(ensure_bootstrap_user(
-                self.cluster, *s.security.bootstrap_user)))
+                self.cluster, *s.security.bootstrap_user,
+                authoritative=s.security.bootstrap_password_authoritative)))
         log.info("broker %d listening on %s:%d (%s), data in %s", s.broker_id, s.host,
                  self.port, "tls" if s.tls is not None else "plaintext", s.data_dir)
         if self.metrics_url is not None:

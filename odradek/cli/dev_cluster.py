@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 from odradek.broker.app import Broker, BrokerSettings, ListenError
-from odradek.broker.auth.setup import SecuritySettings
+from odradek.broker.auth.setup import SecuritySettings, has_password
 from odradek.broker.data_dir import DataDirError
 from odradek.cli.broker_run import metrics_port, setup_logging
 from odradek.security.certs import LOCAL_NAMES, Pki, make_pki
@@ -169,8 +169,11 @@ def dev_security(data_dir: Path) -> tuple[SecuritySettings, Path]:
         path.touch(mode=0o600)
         path.write_text(secrets.token_urlsafe(18) + "\n")
     password = path.read_text().splitlines()[0]
+    # The password file is the way in: an admin user left with another password by an
+    # earlier run without authorization is given this one.
     return SecuritySettings(authorization=True, super_users=frozenset({"User:admin"}),
-                            bootstrap_user=("admin", password)), path
+                            bootstrap_user=("admin", password),
+                            bootstrap_password_authoritative=True), path
 
 
 def dev_settings(data_dir: Path, host: str, port: int, count: int,
@@ -214,10 +217,11 @@ async def _run(settings: list[BrokerSettings], with_prometheus: bool = False,
     # Nor does the banner's login work before the admin user is in the metadata.
     user = settings[0].security.bootstrap_user
     if user is not None and not all([await b.cluster.wait_for(
-            lambda image: user[0] in image.security.users, READY_TIMEOUT_S)
-            for b in brokers if b.cluster is not None]):
-        print(f"warning: the user {user[0]} was not created within {READY_TIMEOUT_S:.0f}s",
-              file=sys.stderr)
+            lambda image: has_password(image.security.users.get(user[0]), user[1]),
+            READY_TIMEOUT_S) for b in brokers if b.cluster is not None]):
+        print(f"warning: the user {user[0]} did not get the password of "
+              f"{settings[0].data_dir.parent / 'admin.password'} within "
+              f"{READY_TIMEOUT_S:.0f}s", file=sys.stderr)
     addrs = [host_port(s.host, b.port) for s, b in zip(settings, brokers, strict=True)]
     fields = dict(count=len(brokers), addrs=", ".join(addrs), first=addrs[0],
                   boot=",".join(addrs), data=settings[0].data_dir.parent)

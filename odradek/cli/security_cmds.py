@@ -1,4 +1,5 @@
-"""`odradek user create|alter|delete|list` and `odradek acl add|remove|list`."""
+"""`odradek user create|alter|delete|list`, `odradek acl add|remove|list` and
+`odradek producer list` (named producers, an ACL resource)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 import os
 import sys
 from collections.abc import Coroutine
+from datetime import UTC, datetime
 from typing import Any
 
 from odradek.cli.common import (
@@ -51,6 +53,14 @@ def add_security_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser
     p = usub.add_parser("list", parents=[parent], help="list users (never their keys)")
     add_json_flag(p)
     p.set_defaults(func=_list_users)
+
+    producer = sub.add_parser("producer", help="named producers (Kafka's transactional ids)")
+    psub = producer.add_subparsers(dest="producer_command", metavar="ACTION", required=True)
+    p = psub.add_parser("list", parents=[parent],
+                        help="the named producers you may describe, with id, epoch, last use")
+    p.add_argument("--prefix", default="", help="only names starting with this")
+    add_json_flag(p)
+    p.set_defaults(func=_list_producers)
 
     acls = sub.add_parser("acl", help="access control lists")
     asub = acls.add_subparsers(dest="acl_command", metavar="ACTION", required=True)
@@ -138,6 +148,20 @@ async def _list_users(args: argparse.Namespace) -> int:
     print("NAME\tMECHANISM\tITERATIONS")
     for u in users:
         print(f"{u.name}\t{u.mechanism}\t{u.iterations}")
+    return 0
+
+
+async def _list_producers(args: argparse.Namespace) -> int:
+    async with Admin(args.bootstrap, **tls_options(args)) as admin:
+        names = await admin.list_producer_names(args.prefix)
+    if args.json:
+        print(message_json(names))
+        return 0
+    print("NAME\tPRODUCER_ID\tEPOCH\tLAST_USED")
+    for n in names:
+        used = (datetime.fromtimestamp(n.last_used_ms / 1000, UTC).isoformat(timespec="seconds")
+                if n.last_used_ms else "-")
+        print(f"{n.name}\t{n.producer_id}\t{n.producer_epoch}\t{used}")
     return 0
 
 

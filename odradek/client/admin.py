@@ -23,6 +23,7 @@ from odradek.client.types import (
     Metadata,
     OffsetAnswer,
     OffsetChange,
+    ProducerNameInfo,
     TopicDescription,
     TopicSummary,
     UserDescription,
@@ -204,6 +205,12 @@ class Admin:
             await self._cluster.list_offsets(topic, partition, code, timestamp_ms))
 
     # -- users and ACLs ------------------------------------------------------------------
+
+    async def list_producer_names(self, prefix: str = "") -> list[ProducerNameInfo]:
+        """The named producers this principal may describe (write on a name implies it)."""
+        reply = await self._admin("ListProducerNames",
+                                  pb.ListProducerNamesRequest(prefix=prefix))
+        return [ProducerNameInfo.from_pb(p) for p in reply.producers]
 
     async def _security(self, method: str, request: Any) -> Any:
         async def call(address: str) -> Any:

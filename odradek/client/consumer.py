@@ -530,6 +530,13 @@ class Consumer:
         return self._membership.member_id if self._membership is not None else ""
 
     @property
+    def refused_topics(self) -> frozenset[str]:
+        """Subscribed topics the group coordinator did not assign because this principal
+        may not describe them (also logged as a warning)."""
+        return self._membership.refused_topics if self._membership is not None \
+            else frozenset()
+
+    @property
     def generation(self) -> int:
         return self._generation
 

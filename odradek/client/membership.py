@@ -59,6 +59,9 @@ class Membership:
         self._ms_since_poll = ms_since_poll
         self.member_id = ""
         self.generation = -1
+        # Subscribed topics the coordinator left out: this principal may not describe
+        # them (or, to it, they do not exist).
+        self.refused_topics: frozenset[str] = frozenset()
         self._heartbeat_s = max(0.1, config.session_timeout_ms / 3000)
         self._out: asyncio.Queue[gpb.MemberRequest] | None = None
         self._task: asyncio.Task[None] | None = None
@@ -182,6 +185,11 @@ class Membership:
                     if self.member_id and joined.member_id != self.member_id:
                         self._listener.lost()
                     self.member_id = joined.member_id
+                    refused = frozenset(joined.refused_topics)
+                    if refused and refused != self.refused_topics:
+                        log.warning("group %s: not assigned topics this principal may not "
+                                    "describe: %s", c.group_id, ", ".join(sorted(refused)))
+                    self.refused_topics = refused
                     self._heartbeat_s = max(0.05, joined.heartbeat_interval_ms / 1000)
                 elif kind == "assignment":
                     a = response.assignment

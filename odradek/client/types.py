@@ -208,6 +208,21 @@ class UserDescription:
         return cls(m.name, m.mechanism, m.iterations)
 
 
+@dataclass(frozen=True)
+class ProducerNameInfo:
+    """A named producer (Kafka's transactional id): its current id and epoch, and when the
+    metadata last saw it used (ms since the epoch; 0: not recorded)."""
+
+    name: str
+    producer_id: int
+    producer_epoch: int
+    last_used_ms: int
+
+    @classmethod
+    def from_pb(cls, m: pb.ProducerNameInfo) -> ProducerNameInfo:
+        return cls(m.name, m.producer_id, m.producer_epoch, m.last_used_ms)
+
+
 # -- consumer groups ------------------------------------------------------------------------
 
 @dataclass(frozen=True)

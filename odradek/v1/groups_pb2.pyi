@@ -87,14 +87,16 @@ class MemberRequest(_message.Message):
     def __init__(self, join: _Optional[_Union[JoinGroup, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., ack: _Optional[_Union[AssignmentAck, _Mapping]] = ..., subscription: _Optional[_Union[UpdateSubscription, _Mapping]] = ..., leave: _Optional[_Union[LeaveGroup, _Mapping]] = ...) -> None: ...
 
 class Joined(_message.Message):
-    __slots__ = ("member_id", "generation", "heartbeat_interval_ms")
+    __slots__ = ("member_id", "generation", "heartbeat_interval_ms", "refused_topics")
     MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
     GENERATION_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_TOPICS_FIELD_NUMBER: _ClassVar[int]
     member_id: str
     generation: int
     heartbeat_interval_ms: int
-    def __init__(self, member_id: _Optional[str] = ..., generation: _Optional[int] = ..., heartbeat_interval_ms: _Optional[int] = ...) -> None: ...
+    refused_topics: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, member_id: _Optional[str] = ..., generation: _Optional[int] = ..., heartbeat_interval_ms: _Optional[int] = ..., refused_topics: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Assignment(_message.Message):
     __slots__ = ("generation", "partitions")

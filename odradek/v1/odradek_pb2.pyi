@@ -95,6 +95,30 @@ class InitProducerIdResponse(_message.Message):
     producer_epoch: int
     def __init__(self, producer_id: _Optional[int] = ..., producer_epoch: _Optional[int] = ...) -> None: ...
 
+class ListProducerNamesRequest(_message.Message):
+    __slots__ = ("prefix",)
+    PREFIX_FIELD_NUMBER: _ClassVar[int]
+    prefix: str
+    def __init__(self, prefix: _Optional[str] = ...) -> None: ...
+
+class ProducerNameInfo(_message.Message):
+    __slots__ = ("name", "producer_id", "producer_epoch", "last_used_ms")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PRODUCER_ID_FIELD_NUMBER: _ClassVar[int]
+    PRODUCER_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    LAST_USED_MS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    producer_id: int
+    producer_epoch: int
+    last_used_ms: int
+    def __init__(self, name: _Optional[str] = ..., producer_id: _Optional[int] = ..., producer_epoch: _Optional[int] = ..., last_used_ms: _Optional[int] = ...) -> None: ...
+
+class ListProducerNamesResponse(_message.Message):
+    __slots__ = ("producers",)
+    PRODUCERS_FIELD_NUMBER: _ClassVar[int]
+    producers: _containers.RepeatedCompositeFieldContainer[ProducerNameInfo]
+    def __init__(self, producers: _Optional[_Iterable[_Union[ProducerNameInfo, _Mapping]]] = ...) -> None: ...
+
 class FetchRequest(_message.Message):
     __slots__ = ("topic", "partition", "offset", "max_bytes", "max_wait_ms", "min_bytes")
     TOPIC_FIELD_NUMBER: _ClassVar[int]

@@ -387,6 +387,11 @@ class AdminStub:
                 request_serializer=odradek_dot_v1_dot_odradek__pb2.DescribeBrokerConfigsRequest.SerializeToString,
                 response_deserializer=odradek_dot_v1_dot_odradek__pb2.DescribeBrokerConfigsResponse.FromString,
                 _registered_method=True)
+        self.ListProducerNames = channel.unary_unary(
+                '/odradek.v1.Admin/ListProducerNames',
+                request_serializer=odradek_dot_v1_dot_odradek__pb2.ListProducerNamesRequest.SerializeToString,
+                response_deserializer=odradek_dot_v1_dot_odradek__pb2.ListProducerNamesResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -469,6 +474,14 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListProducerNames(self, request, context):
+        """The named producers (Kafka's transactional ids) the caller may describe (write on a
+        name implies describe), with their current producer id, epoch and last use.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -526,6 +539,11 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.DescribeBrokerConfigs,
                     request_deserializer=odradek_dot_v1_dot_odradek__pb2.DescribeBrokerConfigsRequest.FromString,
                     response_serializer=odradek_dot_v1_dot_odradek__pb2.DescribeBrokerConfigsResponse.SerializeToString,
+            ),
+            'ListProducerNames': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListProducerNames,
+                    request_deserializer=odradek_dot_v1_dot_odradek__pb2.ListProducerNamesRequest.FromString,
+                    response_serializer=odradek_dot_v1_dot_odradek__pb2.ListProducerNamesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -826,6 +844,33 @@ class Admin:
             '/odradek.v1.Admin/DescribeBrokerConfigs',
             odradek_dot_v1_dot_odradek__pb2.DescribeBrokerConfigsRequest.SerializeToString,
             odradek_dot_v1_dot_odradek__pb2.DescribeBrokerConfigsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListProducerNames(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/odradek.v1.Admin/ListProducerNames',
+            odradek_dot_v1_dot_odradek__pb2.ListProducerNamesRequest.SerializeToString,
+            odradek_dot_v1_dot_odradek__pb2.ListProducerNamesResponse.FromString,
             options,
             channel_credentials,
             insecure,

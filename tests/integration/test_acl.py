@@ -1,5 +1,6 @@
 """Users and ACLs through the real gRPC port of real broker processes: an exhaustive
-matrix of principal x RPC x resource checked against an oracle written here (not the
+matrix of principal x RPC x resource (topics, the cluster, groups: join, describe, reset;
+named producers) checked against an oracle written here (not the
 broker's authorizer), refusals that change nothing, undescribable topics that look like
 missing ones, identical errors for unknown users and wrong passwords, mTLS principals,
 persistence across a restart and replication to every broker of a cluster."""
@@ -12,7 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,8 @@ from odradek.client.errors import from_rpc_error
 from odradek.records import encode_batch
 from odradek.security.certs import Pki, issue, load_pair, make_pki
 from odradek.security.tls import ClientTLS, open_channel
+from odradek.v1 import groups_pb2 as gpb
+from odradek.v1 import groups_pb2_grpc as gpb_grpc
 from odradek.v1 import odradek_pb2 as pb
 from odradek.v1 import odradek_pb2_grpc as pb_grpc
 from odradek.v1 import security_pb2 as spb
@@ -64,9 +67,23 @@ BINDINGS = [
     ("User:*", "topic", "public", "literal", "read", "allow", "*"),
 ]
 IMPLIES = {"describe": {"read", "write", "delete", "alter"}, "describe_configs": {"alter_configs"}}
+# Groups and named producers, added by the matrix test only (other tests share BINDINGS).
+GROUP_AND_NAME_BINDINGS = [
+    ("User:alice", "group", "team-", "prefixed", "read", "allow", "*"),
+    ("User:bob", "group", "bob-g", "literal", "describe", "allow", "*"),
+    ("User:bob", "group", "team-b", "literal", "all", "allow", "*"),
+    ("User:bob", "group", "team-b", "literal", "read", "deny", "*"),
+    ("User:alice", "producer_name", "alice-", "prefixed", "write", "allow", "*"),
+    ("User:bob", "producer_name", "shared", "literal", "describe", "allow", "*"),
+    ("User:*", "producer_name", "shared", "literal", "write", "allow", "*"),
+]
+MATRIX_BINDINGS = BINDINGS + GROUP_AND_NAME_BINDINGS
+GROUPS = ["team-a", "team-b", "bob-g", "other-g"]
+PRODUCER_NAMES = ["alice-x", "shared", "ghost-name"]
 
 
-def oracle(principal: str, rtype: str, name: str, op: str, host: str = "127.0.0.1") -> bool:
+def oracle(principal: str, rtype: str, name: str, op: str, host: str = "127.0.0.1",
+           bindings: list[tuple[str, ...]] | None = None) -> bool:
     """Kafka's rules, independently of odradek.broker.auth."""
     if principal == "User:admin":
         return True
@@ -77,7 +94,7 @@ def oracle(principal: str, rtype: str, name: str, op: str, host: str = "127.0.0.
             return False
         return name.startswith(bname) if pattern == "prefixed" else bname in ("*", name)
 
-    hits = [b for b in BINDINGS if matches(b)]
+    hits = [b for b in (BINDINGS if bindings is None else bindings) if matches(b)]
     if any(b[5] == "deny" and b[4] in (op, "all") for b in hits):
         return False
     ok_ops = {op, "all"} | IMPLIES.get(op, set())
@@ -97,6 +114,13 @@ class Call:
     needs: list[tuple[str, str, str]]
     run: Callable[[grpc.aio.Channel], Any]
     hidden: bool = False
+    # Needed besides one of `needs` (a group call's topics).
+    also: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def allowed(self, principal: str) -> bool:
+        def ok(need: tuple[str, str, str]) -> bool:
+            return oracle(principal, *need, bindings=MATRIX_BINDINGS)
+        return any(ok(n) for n in self.needs) and all(ok(n) for n in self.also)
 
 
 def batch() -> bytes:
@@ -185,6 +209,69 @@ def cluster_calls() -> list[Call]:
              lambda ch: pb_grpc.BrokerStub(ch).InitProducerId(  # type: ignore[no-untyped-call]
                  pb.InitProducerIdRequest(), timeout=10)),
     ]
+
+
+def group_calls(group: str) -> list[Call]:
+    def groups(ch: grpc.aio.Channel) -> gpb_grpc.GroupsStub:
+        return gpb_grpc.GroupsStub(ch)  # type: ignore[no-untyped-call]
+
+    async def join(ch: grpc.aio.Channel) -> None:
+        """Joins and leaves at once: OK once the coordinator said Joined."""
+        out: asyncio.Queue[gpb.MemberRequest | None] = asyncio.Queue()
+        out.put_nowait(gpb.MemberRequest(join=gpb.JoinGroup(
+            group_id=group, topics=["orders"], session_timeout_ms=6000)))
+
+        async def requests() -> AsyncIterator[gpb.MemberRequest]:
+            while (item := await out.get()) is not None:
+                yield item
+
+        call = groups(ch).Membership(requests(), timeout=20)
+        async for answer in call:
+            if answer.WhichOneof("kind") == "joined":
+                out.put_nowait(gpb.MemberRequest(leave=gpb.LeaveGroup()))
+                out.put_nowait(None)
+                break
+        call.cancel()
+
+    g, orders = ("group", group), [("topic", "orders", "read")]
+    # The join first: it makes the group, so that describing it answers the same all along.
+    return [
+        Call(f"Join {group} orders", [(*g, "read")], join, also=[("topic", "orders",
+                                                                 "describe")]),
+        Call(f"FindCoordinator {group}", [(*g, "describe")], lambda ch: groups(ch)
+             .FindCoordinator(gpb.FindCoordinatorRequest(group_id=group), timeout=10)),
+        Call(f"DescribeGroup {group}", [(*g, "describe")], lambda ch: groups(ch)
+             .DescribeGroup(gpb.DescribeGroupRequest(group_id=group), timeout=10)),
+        Call(f"ResetOffsets {group} orders", [(*g, "read")], lambda ch: groups(ch)
+             .ResetOffsets(gpb.ResetOffsetsRequest(
+                 group_id=group, to_earliest=True, dry_run=True,
+                 partitions=[gpb.TopicPartitions(topic="orders")]), timeout=10),
+             also=orders),
+    ]
+
+
+def producer_name_calls(name: str) -> list[Call]:
+    return [Call(f"InitProducerId {name}", [("producer_name", name, "write")],
+                 lambda ch: pb_grpc.BrokerStub(ch).InitProducerId(  # type: ignore[no-untyped-call]
+                     pb.InitProducerIdRequest(producer_name=name), timeout=10))]
+
+
+async def offsets_topic_ready(channel: grpc.aio.Channel) -> None:
+    """The coordinators' internal topic is made at the first lookup; until it is loaded
+    the answer is UNAVAILABLE (retriable)."""
+    stub = gpb_grpc.GroupsStub(channel)  # type: ignore[no-untyped-call]
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            for group in GROUPS:
+                await stub.FindCoordinator(gpb.FindCoordinatorRequest(group_id=group),
+                                           timeout=10)
+                await stub.FetchOffsets(gpb.FetchOffsetsRequest(group_id=group), timeout=10)
+            return
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)
 
 
 def _credential(password: str) -> spb.ScramCredential:
@@ -276,22 +363,34 @@ async def test_matrix_of_principal_operation_resource(secured: BrokerProcess) ->
     calls = [c for t in EXISTING + MISSING for c in topic_calls(t)]
     calls += [c for t in MISSING for c in missing_topic_calls(t)]
     calls += cluster_calls()
+    calls += [c for n in PRODUCER_NAMES for c in producer_name_calls(n)]
+    calls += [c for g in GROUPS for c in group_calls(g)]
     channels = {p: login_channel(secured.address, user,
                                  ADMIN_PASSWORD if user == "admin" else None)
                 for p, user in PRINCIPALS}
     try:
+        await pb_grpc.BrokerStub(channels["User:admin"]).Produce(  # type: ignore[no-untyped-call]
+            pb.ProduceRequest(topic="orders", partition=0, records=batch()), timeout=10)
+        await spb_grpc.SecurityStub(channels["User:admin"]).CreateAcls(  # type: ignore[no-untyped-call]
+            spb.CreateAclsRequest(acls=[binding_pb(acl(p, t, n, op, perm, pat, host)) for
+                                        p, t, n, pat, op, perm, host in GROUP_AND_NAME_BINDINGS]),
+            timeout=10)
+        await offsets_topic_ready(channels["User:admin"])
         # What a principal allowed to do everything gets: the answer for allowed calls.
         baseline = {c.label: await outcome(c, channels["User:admin"]) for c in calls}
         assert baseline["DescribeTopic orders"] == OK
         assert baseline["DescribeTopic ghost"] == "NOT_FOUND"
         assert baseline["CreateTopic ghost"] == OK
         assert baseline["CreateTopic orders"] == "ALREADY_EXISTS"
+        for group in GROUPS:
+            assert baseline[f"Join {group} orders"] == OK
+            assert baseline[f"ResetOffsets {group} orders"] == OK
+        assert baseline["InitProducerId ghost-name"] == OK
         mismatches = []
         checked = 0
         for principal, _ in PRINCIPALS[1:]:
             for call in calls:
-                allowed = any(oracle(principal, *need) for need in call.needs)
-                if allowed:
+                if call.allowed(principal):
                     expected = baseline[call.label]
                 else:
                     expected = "NOT_FOUND" if call.hidden else "PERMISSION_DENIED"
@@ -309,6 +408,14 @@ async def test_matrix_of_principal_operation_resource(secured: BrokerProcess) ->
                 pb.MetadataRequest(), timeout=10)
             if sorted(t.name for t in meta.topics) != expected_visible:
                 mismatches.append(f"{principal} Metadata: {[t.name for t in meta.topics]}")
+            names = [n.name for n in (await pb_grpc.AdminStub(  # type: ignore[no-untyped-call]
+                channels[principal]).ListProducerNames(pb.ListProducerNamesRequest(),
+                                                       timeout=10)).producers]
+            expected_names = [n for n in sorted(PRODUCER_NAMES) if oracle(
+                principal, "producer_name", n, "describe", bindings=MATRIX_BINDINGS)]
+            if names != expected_names:
+                mismatches.append(f"{principal} ListProducerNames: {names} != "
+                                  f"{expected_names}")
         assert not mismatches, "\n".join(mismatches)
         assert checked == 4 * len(calls)
         # The matrix exercises both answers for every kind of call.

@@ -21,7 +21,7 @@ from odradek.security.tls import ClientTLS, open_channel
 from odradek.v1 import cluster_pb2, cluster_pb2_grpc
 from odradek.v1 import security_pb2 as spb
 from odradek.v1 import security_pb2_grpc as spb_grpc
-from tests.brokers import BrokerProcess, client_tls, tls_args
+from tests.brokers import BrokerProcess, client_tls, free_port, tls_args
 
 TOKEN = "metrics-token-1234"
 
@@ -107,5 +107,20 @@ def test_a_broker_whose_certificate_is_not_a_broker_principal_refuses_to_start(
         with pytest.raises(RuntimeError, match="broker exited"):
             proc.start()
         assert "maps to User:broker, which is not one of --broker-principal" in proc.log()
+    finally:
+        proc.stop()
+
+
+def test_an_observer_with_authorization_and_no_mutual_tls_refuses_to_start(
+        tmp_path: Path) -> None:
+    """A broker outside the voter set talks to the others as voters do: by certificate."""
+    proc = BrokerProcess(tmp_path / "b", extra_args=[
+        "--broker-id", "5", "--voters", f"0=127.0.0.1:{free_port()}",
+        "--authorization", "on", "--super-users", "User:admin"])
+    try:
+        with pytest.raises(RuntimeError, match="broker exited"):
+            proc.start()
+        assert "a cluster of several brokers needs TLS with --tls-client-auth required" \
+            in proc.log()
     finally:
         proc.stop()

@@ -156,3 +156,42 @@ async def test_offsets_need_the_topic_too_and_refusals_change_nothing(
             ("orders", 3), ("secret", 2)]
         assert await code_of(groups(admin).DeleteGroup(
             gpb.DeleteGroupRequest(group_id="team-x"))) == "OK"
+
+
+async def test_a_join_leaves_out_topics_the_member_may_not_describe(
+        groups_secured: BrokerProcess) -> None:
+    addr = groups_secured.address
+    async with Consumer(addr, username="alice", password=PASSWORDS["alice"],
+                        group_id="team-hidden", auto_offset_reset="earliest",
+                        session_timeout_ms=3000) as consumer:
+        # alice reads orders; "secret" she may not describe.
+        consumer.subscribe(["orders", "secret"])
+        seen = []
+        for _ in range(100):
+            seen += await consumer.poll(timeout_ms=200)
+            if len(seen) >= 10:
+                break
+        assert {r.topic for r in seen} == {"orders"}
+        assert consumer.assignment() == {("orders", 0)}
+        assert consumer.refused_topics == frozenset({"secret"})
+        async with Admin(addr, username="admin", password=ADMIN_PASSWORD) as admin:
+            [member] = (await admin.describe_group("team-hidden")).members
+            assert member.topics == ("orders",)
+            assert {tp.topic for tp in member.assigned} == {"orders"}
+
+    # Nothing describable left: refused, alike for a hidden and a missing topic.
+    async with login_channel(addr, "alice") as alice:
+        async def join_only(topic: str) -> grpc.aio.AioRpcError:
+            async def requests() -> AsyncIterator[gpb.MemberRequest]:
+                yield gpb.MemberRequest(join=gpb.JoinGroup(group_id="team-hidden",
+                                                           topics=[topic]))
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                async for _ in groups(alice).Membership(requests(), timeout=20):
+                    pass
+            return refused.value
+
+        hidden, missing = await join_only("secret"), await join_only("no-such-topic")
+        for error in (hidden, missing):
+            assert error.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert hidden.details().replace("secret", "X") == \
+            missing.details().replace("no-such-topic", "X")

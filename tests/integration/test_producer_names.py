@@ -17,6 +17,7 @@ from odradek.client.errors import from_rpc_error
 from odradek.v1 import odradek_pb2 as pb
 from odradek.v1 import odradek_pb2_grpc as pb_grpc
 from tests.brokers import BrokerProcess, wait_until
+from tests.cli import odradek
 from tests.integration.test_acl import ADMIN_PASSWORD, login_channel
 from tests.integration.test_acl_hosts import secured_broker
 from tests.integration.test_idempotence import (
@@ -110,3 +111,38 @@ async def test_a_name_needs_write_on_it(secured: BrokerProcess) -> None:
     assert await _init(address, "alice", "alice-orders") == (pid, epoch + 1)
     # Producers without a name need only write on some topic, as before.
     assert (await _init(address, "bob", ""))[1] == 0
+
+
+async def test_names_are_listed_to_whom_may_describe_them(secured: BrokerProcess,
+                                                         tmp_path: Path) -> None:
+    address = secured.address
+    pid, epoch = await _init(address, "alice", "alice-orders")
+    async with Admin(address, username="admin", password=ADMIN_PASSWORD) as admin:
+        async with login_channel(address, "admin", ADMIN_PASSWORD) as channel:
+            await pb_grpc.BrokerStub(channel).InitProducerId(  # type: ignore[no-untyped-call]
+                pb.InitProducerIdRequest(producer_name="shared-1"), timeout=30)
+        # Describe only: bob sees these names, and still may not use them.
+        await admin.create_acls([acl("User:bob", "producer_name", "shared-", "describe",
+                                     pattern_type="prefixed")])
+        everything = await admin.list_producer_names()
+        assert [n.name for n in everything] == ["alice-orders", "shared-1"]
+        assert [n.name for n in await admin.list_producer_names("alice-")] == ["alice-orders"]
+
+    async def names_of(user: str) -> list[tuple[str, int, int, bool]]:
+        async with Admin(address, username=user, password=f"{user}-pw") as client:
+            return [(n.name, n.producer_id, n.producer_epoch, n.last_used_ms > 0)
+                    for n in await client.list_producer_names()]
+
+    # Write on a name implies describe; nothing else shows.
+    assert await names_of("alice") == [("alice-orders", pid, epoch, True)]
+    assert [name for name, *_ in await names_of("bob")] == ["shared-1"]
+    with pytest.raises(grpc.aio.AioRpcError) as denied:
+        await _init(address, "bob", "shared-1")
+    assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+    (tmp_path / "alice.pw").write_text("alice-pw\n")
+    shown = odradek("producer", "list", "-b", address, env={
+        "ODRADEK_USERNAME": "alice", "ODRADEK_PASSWORD_FILE": str(tmp_path / "alice.pw")})
+    assert shown.returncode == 0, shown.stderr
+    assert "alice-orders" in shown.stdout and "shared-1" not in shown.stdout
+    assert f"alice-orders\t{pid}\t{epoch}\t" in shown.stdout

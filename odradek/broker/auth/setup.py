@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 import secrets
 from dataclasses import dataclass, field
@@ -10,7 +11,8 @@ from odradek.broker.auth.guard import Guard
 from odradek.broker.auth.sessions import DEFAULT_SESSION_LIFETIME_S, Sessions
 from odradek.broker.cluster import ClusterNode
 from odradek.broker.errors import BrokerError
-from odradek.broker.metadata.security import InitClusterSecret, UpsertUser
+from odradek.broker.metadata.image import MetadataImage
+from odradek.broker.metadata.security import InitClusterSecret, UpsertUser, UserCredential
 from odradek.security import scram
 from odradek.security.principal import PrincipalRule, principal_of_certificate
 from odradek.security.tls import ServerTLS, TLSConfigError
@@ -32,6 +34,9 @@ class SecuritySettings:
     # A SCRAM user the controller creates when it does not exist yet (the first admin
     # of a cluster with authorization on): (name, password). Never logged.
     bootstrap_user: tuple[str, str] | None = field(default=None, repr=False)
+    # The bootstrap password is the one that counts (`odradek dev`, whose password file is
+    # the only way in): a user of that name with another password gets this one.
+    bootstrap_password_authoritative: bool = False
 
 
 def parse_super_users(text: str) -> frozenset[str]:
@@ -53,7 +58,7 @@ def broker_principal(tls: ServerTLS | None, rules: tuple[PrincipalRule, ...]) ->
         raise TLSConfigError(f"cannot read the broker certificate {tls.cert}: {exc}") from None
 
 
-def build_guard(settings: SecuritySettings, tls: ServerTLS | None, voters: int,
+def build_guard(settings: SecuritySettings, tls: ServerTLS | None, brokers_known: int,
                 cluster: ClusterNode) -> Guard:
     """The guard of a broker's RPCs. The brokers' own certificate principal is a super
     user (brokers call each other's internal services); so, with authorization on, a
@@ -66,7 +71,8 @@ def build_guard(settings: SecuritySettings, tls: ServerTLS | None, voters: int,
             f"this broker's certificate maps to {own}, which is not one of --broker-principal "
             f"{';'.join(sorted(brokers))}: other brokers would refuse it")
     if settings.authorization:
-        if voters > 1 and (tls is None or not tls.require_client_auth):
+        # brokers_known: the voters and this broker (an observer is not one of them).
+        if brokers_known > 1 and (tls is None or not tls.require_client_auth):
             raise TLSConfigError(
                 "with --authorization on, brokers must know each other by certificate: a "
                 "cluster of several brokers needs TLS with --tls-client-auth required")
@@ -81,19 +87,41 @@ def build_guard(settings: SecuritySettings, tls: ServerTLS | None, voters: int,
                  broker_principals=brokers)
 
 
-async def ensure_bootstrap_user(cluster: ClusterNode, name: str, password: str) -> None:
-    """Creates the user once, from the controller, if no user of that name exists. The
-    password is hashed here and only the SCRAM credential goes into the metadata log."""
-    while name not in cluster.image.security.users:
+def has_password(user: UserCredential | None, password: str) -> bool:
+    """Whether the stored credential is the one of this password."""
+    if user is None:
+        return False
+    c = scram.credential_of_salted(scram.salted_password(password, user.salt, user.iterations),
+                                   user.salt, user.iterations)
+    return hmac.compare_digest(c.stored_key, user.stored_key)
+
+
+async def ensure_bootstrap_user(cluster: ClusterNode, name: str, password: str,
+                                authoritative: bool = False) -> None:
+    """Creates the user once, from the controller, if no user of that name exists (or, when
+    `authoritative`, while its password is another one: a data directory used before
+    without authorization may hold a user of that name). The password is hashed here and
+    only the SCRAM credential goes into the metadata log."""
+
+    def done(image: MetadataImage) -> bool:
+        user = image.security.users.get(name)
+        return user is not None and (not authoritative or has_password(user, password))
+
+    while not done(cluster.image):
         if cluster.is_controller() and cluster.id in cluster.image.brokers:
+            existed = name in cluster.image.security.users
             c = scram.make_credential(password)
             try:
                 await cluster.propose(UpsertUser(name, scram.MECHANISM, c.salt, c.iterations,
                                                  c.stored_key, c.server_key))
-                log.info("created the bootstrap user %r", name)
+                if existed:
+                    log.warning("the user %r existed with another password: it now has the "
+                                "bootstrap password", name)
+                else:
+                    log.info("created the bootstrap user %r", name)
             except BrokerError as exc:
                 log.warning("cannot create the bootstrap user yet: %s", exc.message)
-        await cluster.wait_for(lambda image: name in image.security.users, 1.0)
+        await cluster.wait_for(done, 1.0)
 
 
 async def ensure_cluster_secret(cluster: ClusterNode) -> None:

@@ -108,7 +108,7 @@ class GroupCoordinator:
         # Creates the offsets topic through the controller when this broker is not it.
         self.forwarder: AdminForwarder = forwarder or GrpcAdminForwarder(cluster.channels)
         self.settings = settings or CoordinatorSettings()
-        self.lookup = OffsetLookup(cluster)
+        self.lookup = OffsetLookup(cluster, local=admin)
         self._shards: dict[int, Shard] = {}
         self._channels: dict[tuple[str, str], MemberChannel] = {}
         self._partitions_seen: dict[str, dict[str, int]] = {}

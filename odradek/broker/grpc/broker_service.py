@@ -287,6 +287,21 @@ class AdminService(pb_grpc.AdminServicer):
         return codec.drain_moves(await self.admin.drain_broker(request.broker_id,
                                                                request.validate_only))
 
+    @rpc
+    async def ListProducerNames(self, request: pb.ListProducerNamesRequest,
+                                context: grpc.aio.ServicerContext
+                                ) -> pb.ListProducerNamesResponse:
+        # Any broker answers from its image; names the caller may not describe are left
+        # out, as if they did not exist (Kafka's ListTransactions).
+        access = current_access()
+        named = self.admin.cluster.image.producers.named
+        return pb.ListProducerNamesResponse(producers=[
+            pb.ProducerNameInfo(name=name, producer_id=p.producer_id, producer_epoch=p.epoch,
+                                last_used_ms=p.last_used_ms)
+            for name, p in sorted(named.items())
+            if name.startswith(request.prefix)
+            and access.allowed("producer_name", name, "describe")])
+
 
 class ControllerService(cluster_pb2_grpc.ControllerServicer):
     def __init__(self, admin: TopicAdmin, metrics: BrokerMetrics | None = None) -> None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 
 import grpc
 
-from odradek.broker.auth.access import current_access
+from odradek.broker.auth.access import Access, current_access
 from odradek.broker.errors import BrokerError, Reason, invalid_request, to_broker_error
 from odradek.broker.groups.assignors import TP
 from odradek.broker.groups.channel import MemberChannel
@@ -48,20 +48,36 @@ def _tps(items: list[gpb.TopicPartitions]) -> list[TP]:
     return [(tp.topic, p) for tp in items for p in tp.partitions]
 
 
-def join_request(join: gpb.JoinGroup) -> JoinRequest:
+def join_request(join: gpb.JoinGroup, topics: frozenset[str]) -> JoinRequest:
     """Zero timeouts and an empty strategy take the defaults."""
-    return JoinRequest(join.member_id, join.instance_id, join.client_id, frozenset(join.topics),
+    return JoinRequest(join.member_id, join.instance_id, join.client_id, topics,
                        join.session_timeout_ms or 10_000, join.max_poll_interval_ms or 300_000,
                        join.strategy or "sticky")
 
 
-def member_response(message: MemberMessage) -> gpb.MemberResponse:
+def describable(access: Access, topics: Iterable[str]) -> tuple[frozenset[str], list[str]]:
+    """(the topics the caller may describe, the others): a topic it may not describe is
+    neither assigned nor revealed, as on the Kafka listener (groups/consumer_protocol.py).
+    Nothing at all left is refused, the same way for missing and hidden topics."""
+    wanted = sorted(set(topics))
+    allowed = frozenset(t for t in wanted if access.may_describe_topic(t))
+    refused = [t for t in wanted if t not in allowed]
+    if refused and not allowed:
+        raise BrokerError(Reason.TOPIC_AUTHORIZATION_FAILED,
+                          f"{access.principal} may describe none of the topics subscribed "
+                          f"to: {', '.join(clip(t) for t in refused[:10])}",
+                          {"principal": access.principal, "resource_type": "topic",
+                           "operation": "describe"})
+    return allowed, refused
+
+
+def member_response(message: MemberMessage, refused: list[str]) -> gpb.MemberResponse:
     if isinstance(message, Assignment):
         return gpb.MemberResponse(assignment=gpb.Assignment(
             generation=message.generation, partitions=topic_partitions(message.partitions)))
     return gpb.MemberResponse(joined=gpb.Joined(
         member_id=message.member_id, generation=message.generation,
-        heartbeat_interval_ms=message.heartbeat_interval_ms))
+        heartbeat_interval_ms=message.heartbeat_interval_ms, refused_topics=refused))
 
 
 _RESET_TO = {"to_earliest": ResetTo.EARLIEST, "to_latest": ResetTo.LATEST,
@@ -112,16 +128,19 @@ class GroupsService(gpb_grpc.GroupsServicer):
                     f"{FIRST_MESSAGE_TIMEOUT_S:.0f}s") from None
             if first is None or first.WhichOneof("kind") != "join":
                 raise invalid_request("a Membership stream starts with a join")
-            current_access().require("group", first.join.group_id, "read")
-            channel = await self.coordinator.join(first.join.group_id, join_request(first.join))
-            reader = asyncio.create_task(self._read(request_iterator, channel))
+            access = current_access()
+            access.require("group", first.join.group_id, "read")
+            topics, refused = describable(access, first.join.topics)
+            channel = await self.coordinator.join(first.join.group_id,
+                                                  join_request(first.join, topics))
+            reader = asyncio.create_task(self._read(request_iterator, channel, access))
             while True:
                 item = await channel.next()
                 if item is None:
                     return
                 if isinstance(item, BrokerError):
                     raise item
-                yield member_response(item)
+                yield member_response(item, refused)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -137,7 +156,7 @@ class GroupsService(gpb_grpc.GroupsServicer):
                 self.coordinator.stream_closed(channel)
 
     async def _read(self, requests: AsyncIterator[gpb.MemberRequest],
-                    channel: MemberChannel) -> None:
+                    channel: MemberChannel, access: Access) -> None:
         coordinator = self.coordinator
         try:
             async for request in requests:
@@ -147,8 +166,10 @@ class GroupsService(gpb_grpc.GroupsServicer):
                 elif kind == "ack":
                     await coordinator.acknowledge(channel, request.ack.generation)
                 elif kind == "subscription":
-                    await coordinator.update_subscription(channel,
-                                                          list(request.subscription.topics))
+                    # Hidden topics are left out here too (no answer to say so: the
+                    # client's pattern subscriptions list describable topics only).
+                    topics, _ = describable(access, request.subscription.topics)
+                    await coordinator.update_subscription(channel, list(topics))
                 elif kind == "leave":
                     await coordinator.leave(channel)
                     return

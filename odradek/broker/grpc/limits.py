@@ -3,8 +3,10 @@ fitted per method: a SCRAM message is a few hundred bytes, a Produce request meg
 
 gRPC's own limit (grpc.max_receive_message_length) is one per server and refuses a
 message from its length prefix, before buffering it; it is set to the largest limit
-here. A request over its method's smaller limit is still received (up to that), but
-refused before it is parsed: no protobuf objects, no servicer work, no log line."""
+here, which is kept as small as what the largest method needs (a Raft envelope carrying
+one Produce's entry: 33 MiB). A request over its method's smaller limit is still
+received (up to that), but refused before it is parsed: no protobuf objects, no servicer
+work, no log line."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from typing import Any
 
 from odradek.broker.errors import BrokerError, Reason
 from odradek.broker.peers.raft_transport import MAX_MESSAGE_BYTES as RAFT_MESSAGE_BYTES
+from odradek.broker.replication.replica import MAX_APPEND_BYTES
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -26,7 +29,8 @@ SMALL = 64 * KiB
 LISTS = 1 * MiB
 # Offsets of many partitions, each with its metadata string.
 OFFSETS = 4 * MiB
-PRODUCE = 32 * MiB
+# The batches of one append, and a topic name and a few fields beside them.
+PRODUCE = MAX_APPEND_BYTES + SMALL
 # Metadata commands forwarded to the controller (a topic of many partitions).
 PROPOSE = 16 * MiB
 
@@ -36,7 +40,7 @@ _LIMITS: dict[str, dict[str, int]] = {
     "odradek.v1.Admin": {"CreateTopic": LISTS, "DeleteTopic": SMALL, "ListTopics": SMALL,
                          "DescribeTopic": SMALL, "AlterTopicConfigs": LISTS,
                          "CreatePartitions": SMALL, "ReassignPartition": SMALL,
-                         "DrainBroker": SMALL},
+                         "DrainBroker": SMALL, "ListProducerNames": SMALL},
     "odradek.v1.Security": {"ScramStart": AUTH, "ScramFinish": AUTH, "CreateUser": SMALL,
                             "AlterUser": SMALL, "DeleteUser": SMALL, "ListUsers": SMALL,
                             "CreateAcls": LISTS, "DeleteAcls": LISTS, "ListAcls": SMALL},
@@ -59,7 +63,11 @@ DEFAULT_LIMIT = SMALL
 """Methods not listed (health checks, reflection) take small requests."""
 
 SERVER_RECEIVE_LIMIT = max(REQUEST_LIMITS.values())
-"""What gRPC itself refuses (before buffering): nothing any method takes is larger."""
+"""What gRPC itself refuses (before buffering): nothing any method takes is larger. It is
+the Raft envelope's 33 MiB, just above a Produce (the batches of one append, 32 MiB), so a
+call of any method is buffered up to that at most before it is refused."""
+if SERVER_RECEIVE_LIMIT > RAFT_MESSAGE_BYTES or PRODUCE > RAFT_MESSAGE_BYTES:
+    raise AssertionError("a Produce (one Raft entry) must fit in one Raft message")
 
 
 def request_limit(method: str) -> int:

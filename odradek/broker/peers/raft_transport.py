@@ -34,14 +34,16 @@ from odradek.v1 import raft_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
 
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-"""gRPC max send/receive message size on both ends of a Raft stream: the largest request
-the broker's server takes at all (grpc/limits.py), so that no envelope is refused."""
+MAX_MESSAGE_BYTES = 33 * 1024 * 1024
+"""gRPC max send/receive message size on both ends of a Raft stream, and so the largest
+request the broker's server takes at all (grpc/limits.py): one entry is at most what one
+append takes (32 MiB, replication/replica.py MAX_APPEND_BYTES), plus room for the
+envelope. Any more would let every client send that much before its call is refused."""
 
 MAX_PENDING_BYTES = 64 * 1024 * 1024
 """Default bound of the envelopes queued for one peer; the oldest are dropped beyond it."""
 
-MAX_ENVELOPE_BYTES = 32 * 1024 * 1024
+MAX_ENVELOPE_BYTES = 16 * 1024 * 1024
 """One flush is split into envelopes of about this size (well under MAX_MESSAGE_BYTES)."""
 
 BACKOFF_INITIAL = 0.05

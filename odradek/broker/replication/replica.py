@@ -37,6 +37,10 @@ LeaderAddress = Callable[[int], str | None]
 # replica.lag.time.max.ms, whose default is 30 s).
 REPLICA_LAG_MAX_S = 10.0
 LOG_END_SAMPLE_S = 0.1
+# The batches of one append become one Raft entry, which must fit one Raft message
+# (peers/raft_transport.py MAX_MESSAGE_BYTES): a larger one could never be replicated.
+# Whatever the front end (a gRPC Produce, a Kafka partition's records).
+MAX_APPEND_BYTES = 32 * 1024 * 1024
 
 
 # Room kept for what a write brings along (index entries, a rolled segment's files, the
@@ -122,6 +126,11 @@ class ReplicatedPartition:
         self._check_open()
         if not self.node.is_leader():
             raise self.not_leader_error()
+        if len(records) > MAX_APPEND_BYTES:
+            raise BrokerError(Reason.RECORD_TOO_LARGE, f"partition {self.index} of topic "
+                              f"{self.topic!r} takes at most {MAX_APPEND_BYTES} bytes of "
+                              f"batches per request; this one has {len(records)}",
+                              {**self._where(), "limit": str(MAX_APPEND_BYTES)})
         config = self.log.config
         headers = validate_batches(records, config.max_message_bytes)
         if quorum:
