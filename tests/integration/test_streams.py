@@ -10,6 +10,7 @@ import asyncio
 import json
 import sys
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -30,7 +31,7 @@ from odradek.streams import (
 )
 from odradek.streams.query import QueryClient
 from odradek.streams.registry import parse_task
-from tests.brokers import BrokerProcess
+from tests.brokers import BrokerProcess, free_port
 
 
 @pytest.fixture(scope="module")
@@ -489,3 +490,71 @@ async def shell_odradek(bootstrap: str, *args: str) -> str:
             await proc.wait()
     assert proc.returncode == 0, err.decode()
     return out.decode()
+
+
+def scrape_streams(port: int) -> dict[str, float]:
+    """An app's /metrics: per series name, the sum of its samples (over tasks and stores)."""
+    from prometheus_client.parser import text_string_to_metric_families
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=15) as reply:
+        text = reply.read().decode()
+    sums: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            assert sample.labels.get("application") == "metered", sample
+            sums[sample.name] = sums.get(sample.name, 0) + sample.value
+    return sums
+
+
+def metered_app(bootstrap: str, state_dir: Path) -> App:
+    app = App(bootstrap, "metered", state_dir=state_dir, metrics_port=free_port(),
+              metrics_host="127.0.0.1")
+    (app.stream("metered-lines", STR, STR)
+        .flat_map(lambda _k, line: [(w, w) for w in line.split()], key_serde=STR)
+        .group_by_key().count("metered").to("metered-counts", STR, JSON))
+    return app
+
+
+def test_prometheus_metrics_of_the_tasks_while_the_app_runs(
+        broker: BrokerProcess, tmp_path: Path) -> None:
+    async def go() -> None:
+        async with Admin(broker.address) as admin:
+            await admin.create_topic("metered-lines", 2)
+        lines = [(f"l{i}", f"to be or not {i % 3}") for i in range(20)]
+        words = Counter(w for _, line in lines for w in line.split())
+        app = metered_app(broker.address, tmp_path / "a")
+        async with app:
+            assert app.metrics_port is not None
+            port = app.metrics_port
+            await produce(broker.address, "metered-lines", lines)
+            total = len(lines) + sum(words.values())  # lines, then words repartitioned
+
+            async def scraped() -> bool:
+                # the scrape waits for the app's loop: never from the loop itself
+                got = await asyncio.to_thread(scrape_streams, port)
+                return (got.get("odradek_streams_task_records_in_total") == total
+                        and got.get("odradek_streams_committed_records_total") == total
+                        and got.get("odradek_streams_task_lag") == 0)
+            await until("the records in the scraped metrics", scraped)
+            got = await asyncio.to_thread(scrape_streams, port)
+            assert got["odradek_streams_store_keys"] == len(words)
+            # per word: its count out and the count's changelog record; per line, its words
+            assert got["odradek_streams_task_records_out_total"] == 3 * sum(words.values())
+            assert got["odradek_streams_task_restored_records"] == 0
+        with pytest.raises(OSError):  # stopped with the app
+            scrape_streams(port)
+        # Another instance with an empty state dir restores the counts from the changelog.
+        again = metered_app(broker.address, tmp_path / "b")
+        async with again:
+            assert again.metrics_port is not None
+            port = again.metrics_port
+
+            async def restored() -> bool:
+                got = await asyncio.to_thread(scrape_streams, port)
+                # every count's changelog record (the active segment is never compacted)
+                return got.get("odradek_streams_task_restored_records") == sum(words.values())
+            await until("the restored records in the scraped metrics", restored)
+            got = await asyncio.to_thread(scrape_streams, port)
+            assert got["odradek_streams_restored_records_total"] == sum(words.values())
+            assert "odradek_streams_restore_remaining_offsets" not in got  # none restoring
+
+    run(go())

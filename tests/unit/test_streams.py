@@ -207,3 +207,17 @@ def test_standby_placement_covers_every_task_on_other_live_instances() -> None:
     assert all(o.instance_id != "c" for o in owners(instances).values())
     assert all(t not in standby_tasks("a", instances, tasks, 1) for t in tasks[2::3])
     assert standby_tasks("a", instances, tasks, 1) == set(tasks[1::3])
+
+
+def test_restore_progress_series_of_a_store_being_restored() -> None:
+    from odradek.streams.metrics import Snapshot, _restore_families
+    from odradek.streams.runtime import RestoreProgress
+
+    snap = Snapshot([], {}, [RestoreProgress((1, 2), "counts", 100, 175, 200)], 75, 0, 1.5)
+    got = {(s.name, s.labels.get("store")): s.value
+           for family in _restore_families({"application": "a", "instance_id": "i"}, snap)
+           for s in family.samples}
+    assert got == {("odradek_streams_restore_remaining_offsets", "counts"): 25,
+                   ("odradek_streams_restore_progress_ratio", "counts"): 0.75,
+                   ("odradek_streams_restored_records_total", None): 75,
+                   ("odradek_streams_restore_seconds_total", None): 1.5}
