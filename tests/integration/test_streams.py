@@ -31,6 +31,7 @@ from odradek.streams import (
 )
 from odradek.streams.query import QueryClient
 from odradek.streams.registry import parse_task
+from odradek.streams.task import SOURCE_HEADER, encode_source
 from tests.brokers import BrokerProcess, free_port
 
 
@@ -556,5 +557,44 @@ def test_prometheus_metrics_of_the_tasks_while_the_app_runs(
             got = await asyncio.to_thread(scrape_streams, port)
             assert got["odradek_streams_restored_records_total"] == sum(words.values())
             assert "odradek_streams_restore_remaining_offsets" not in got  # none restoring
+
+    run(go())
+
+
+def test_restore_skips_changelog_records_of_input_never_committed(
+        broker: BrokerProcess, tmp_path: Path) -> None:
+    """A crash between the acknowledgement of a batch's changelog records and the commit of
+    its input offsets leaves the changelog ahead of the committed input (here written as
+    the crashed owner would have, with outputs lost). The next owner restores only what
+    the committed input wrote and processes the rest again: the outputs are the
+    failure-free run's. Restoring everything would make the replayed 7 come out as 9."""
+    async def go() -> None:
+        async with Admin(broker.address) as admin:
+            await admin.create_topic("zv", 1)
+
+        def build(state_dir: Path) -> App:
+            app = App(broker.address, "zombie", state_dir=state_dir)
+            app.stream("zv", STR, INT).group_by_key().reduce("highest", max, INT).to(
+                "zv-highest", STR, INT)
+            return app
+        first = build(tmp_path / "a")
+        async with first:
+            await send(broker.address, "zv", [("k", n(5), 1)])
+            assert first.runtime is not None
+            await until("the first version committed", lambda: first.runtime is not None
+                        and first.runtime.committed == 1)
+        await send(broker.address, "zv", [("k", n(7), 2), ("k", n(9), 3)])  # offsets 1, 2
+        async with Producer(broker.address) as producer:  # the crashed batch's changelog
+            for value, offset in ((7, 1), (9, 2)):
+                await producer.send("zombie-highest-changelog", n(value), b"k", 0,
+                                    headers=[(SOURCE_HEADER, encode_source("zv", offset))])
+            await producer.flush()
+        second = build(tmp_path / "b")  # empty state: restored from the changelog
+        async with second:
+            await until("the replayed versions committed", lambda: second.runtime is not None
+                        and second.runtime.committed == 2)
+            assert second.store("highest").get("k") == 9
+        out = [INT.deserialize(v) for _, v in await read_all(broker.address, "zv-highest")]
+        assert out == [5, 7, 9]
 
     run(go())
