@@ -14,6 +14,7 @@ import grpc
 from odradek.client import Admin
 from odradek.client.connection import Cluster
 from odradek.client.partitioner import partition_for_key
+from odradek.security.tls import ServerTLS
 from odradek.streams import operators as op
 from odradek.streams.metrics import MetricsServer
 from odradek.streams.query import QueryClient, QueryServer
@@ -45,13 +46,16 @@ class App:
     standby_replicas: how many other instances keep a warm copy of each task's stores.
     instance_id: this instance's name in the registry and the consumer group (default:
     random). metrics_port (0 for any free one; `metrics_port` holds it once started):
-    serve Prometheus metrics of the tasks at http://metrics_host:port/metrics."""
+    serve Prometheus metrics of the tasks at http://metrics_host:port/metrics.
+    query_tls: the query server's certificate, key and CA (client_auth "required": mutual
+    TLS); this instance presents the same certificate when it asks the others."""
 
     def __init__(self, bootstrap: str, application_id: str, *,
                  state_dir: str | Path | None = None, replication_factor: int = 0,
                  max_poll_records: int = 1000, query_address: str | None = None,
                  standby_replicas: int = 0, instance_id: str | None = None,
-                 metrics_port: int | None = None, metrics_host: str = "0.0.0.0") -> None:
+                 metrics_port: int | None = None, metrics_host: str = "0.0.0.0",
+                 query_tls: ServerTLS | None = None) -> None:
         self.bootstrap, self.application_id = bootstrap, application_id
         self.topology = Topology(application_id)
         self.state_dir = Path(state_dir or Path(tempfile.gettempdir()) / "odradek-streams")
@@ -64,7 +68,8 @@ class App:
         self._task: asyncio.Task[None] | None = None
         self._cluster: Cluster | None = None
         self._server: QueryServer | None = None
-        self._queries = QueryClient()
+        self.query_tls = query_tls
+        self._queries = QueryClient(None if query_tls is None else query_tls.client())
         self.metrics_port, self.metrics_host = metrics_port, metrics_host
         self._metrics_server: MetricsServer | None = None
 
@@ -114,7 +119,7 @@ class App:
         endpoint = ""
         if self.query_address is not None:
             self._server = QueryServer(self.application_id, self.query_address,
-                                       self.local_stores, self.route_get)
+                                       self.local_stores, self.route_get, self.query_tls)
             await self._server.start()
             endpoint = self._server.endpoint
         self.runtime = Runtime(self.topology, self._cluster, self.state_dir,

@@ -15,9 +15,12 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
+import grpc
 import pytest
 
 from odradek.client import Admin, Consumer, Producer, TopicPartition
+from odradek.security.certs import make_pki
+from odradek.security.tls import ClientTLS, ServerTLS
 from odradek.streams import (
     INT,
     JSON,
@@ -596,5 +599,56 @@ def test_restore_skips_changelog_records_of_input_never_committed(
             assert second.store("highest").get("k") == 9
         out = [INT.deserialize(v) for _, v in await read_all(broker.address, "zv-highest")]
         assert out == [5, 7, 9]
+
+    run(go())
+
+
+def test_queries_over_mutual_tls(broker: BrokerProcess, tmp_path: Path) -> None:
+    """Two instances whose query servers require client certificates signed by the CA:
+    each answers every key (routed over TLS to the other for the keys it runs), so does
+    `odradek streams query` given the CA and a client certificate; a plaintext caller
+    and a TLS caller without a certificate are refused."""
+    pki = make_pki(tmp_path / "pki")
+    tls = ServerTLS(pki.broker_cert, pki.broker_key, pki.ca, "required")
+
+    async def go() -> None:
+        async with Admin(broker.address) as admin:
+            await admin.create_topic("tq-lines", 4)
+        lines = [(f"l{i}", f"w{i % 11}") for i in range(40)]
+        expected = Counter(line for _, line in lines)
+        await produce(broker.address, "tq-lines", lines)
+        apps = [App(broker.address, "tq", state_dir=tmp_path / name, instance_id=name,
+                    query_address="127.0.0.1:0", query_tls=tls) for name in ("ta", "tb")]
+        for app in apps:
+            (app.stream("tq-lines", STR, STR).map(lambda _k, w: (w, w), key_serde=STR)
+                .group_by_key().count("tq-counts"))
+        first, second = apps
+        async with first, second:
+            async def both_counted() -> bool:
+                try:
+                    return all([dict(await a.query_range("tq-counts")) == dict(expected)
+                                for a in apps])
+                except NotLocalError:  # an instance not in the other's registry view yet
+                    return False
+            await until("the counts seen from both instances over TLS", both_counted, 60)
+            remote = [w for w in expected if w not in first.store("tq-counts").all()]
+            assert remote, "every key is on the first instance: nothing was routed"
+            for w in expected:
+                assert await first.query("tq-counts", w) == expected[w]
+            assert second._server is not None
+            endpoint = second._server.endpoint
+            # the command line, with the instances' CA and a client certificate
+            text = await shell_odradek(
+                broker.address, "streams", "query", "tq", "tq-counts", remote[0],
+                "--query-tls-ca", str(pki.ca), "--query-tls-cert", str(pki.client_cert),
+                "--query-tls-key", str(pki.client_key))
+            assert json.loads(text) == expected[remote[0]]
+            for refused in (QueryClient(), QueryClient(ClientTLS(pki.ca))):
+                try:
+                    with pytest.raises(grpc.aio.AioRpcError) as err:
+                        await refused.get(endpoint, "tq", "tq-counts", -1, b"w1")
+                    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+                finally:
+                    await refused.close()
 
     run(go())
