@@ -12,9 +12,10 @@ from typing import Any, Generic, TypeVar
 import grpc
 
 from odradek.client import Admin
+from odradek.client.auth import ScramLogin
 from odradek.client.connection import Cluster
 from odradek.client.partitioner import partition_for_key
-from odradek.security.tls import ServerTLS
+from odradek.security.tls import ClientTLS, ServerTLS
 from odradek.streams import operators as op
 from odradek.streams.metrics import MetricsServer
 from odradek.streams.query import QueryClient, QueryServer
@@ -48,14 +49,17 @@ class App:
     random). metrics_port (0 for any free one; `metrics_port` holds it once started):
     serve Prometheus metrics of the tasks at http://metrics_host:port/metrics.
     query_tls: the query server's certificate, key and CA (client_auth "required": mutual
-    TLS); this instance presents the same certificate when it asks the others."""
+    TLS); this instance presents the same certificate when it asks the others.
+    tls, login: how every connection to the brokers speaks TLS and logs in (SCRAM), as the
+    client's Cluster takes them."""
 
     def __init__(self, bootstrap: str, application_id: str, *,
                  state_dir: str | Path | None = None, replication_factor: int = 0,
                  max_poll_records: int = 1000, query_address: str | None = None,
                  standby_replicas: int = 0, instance_id: str | None = None,
                  metrics_port: int | None = None, metrics_host: str = "0.0.0.0",
-                 query_tls: ServerTLS | None = None) -> None:
+                 query_tls: ServerTLS | None = None, tls: ClientTLS | None = None,
+                 login: ScramLogin | None = None) -> None:
         self.bootstrap, self.application_id = bootstrap, application_id
         self.topology = Topology(application_id)
         self.state_dir = Path(state_dir or Path(tempfile.gettempdir()) / "odradek-streams")
@@ -68,7 +72,7 @@ class App:
         self._task: asyncio.Task[None] | None = None
         self._cluster: Cluster | None = None
         self._server: QueryServer | None = None
-        self.query_tls = query_tls
+        self.query_tls, self.tls, self.login = query_tls, tls, login
         self._queries = QueryClient(None if query_tls is None else query_tls.client())
         self.metrics_port, self.metrics_host = metrics_port, metrics_host
         self._metrics_server: MetricsServer | None = None
@@ -112,7 +116,7 @@ class App:
         background task until stop()."""
         if self._task is not None:
             raise RuntimeError("the app is running")
-        self._cluster = Cluster(self.bootstrap)
+        self._cluster = Cluster(self.bootstrap, tls=self.tls, login=self.login)
         async with Admin(cluster=self._cluster) as admin:
             self._partitions = await prepare_topics(admin, self.topology,
                                                     self.replication_factor)

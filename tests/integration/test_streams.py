@@ -35,7 +35,7 @@ from odradek.streams import (
 from odradek.streams.query import QueryClient
 from odradek.streams.registry import parse_task
 from odradek.streams.task import SOURCE_HEADER, encode_source
-from tests.brokers import BrokerProcess, free_port
+from tests.brokers import BrokerProcess, client_tls, free_port, tls_args
 
 
 @pytest.fixture(scope="module")
@@ -652,3 +652,32 @@ def test_queries_over_mutual_tls(broker: BrokerProcess, tmp_path: Path) -> None:
                     await refused.close()
 
     run(go())
+
+
+def test_an_app_on_a_tls_only_broker(tmp_path: Path) -> None:
+    """Every connection of the app (admin, consumer group, producer, changelog readers,
+    registry) goes through the TLS options given: a broker that only speaks mutual TLS
+    counts the words."""
+    pki = make_pki(tmp_path / "pki")
+    tls = client_tls(pki)
+    secure = BrokerProcess(tmp_path / "tls-b0", extra_args=tls_args(pki), tls=tls).start()
+    try:
+        async def go() -> None:
+            files = {"tls_ca": pki.ca, "tls_cert": pki.client_cert, "tls_key": pki.client_key}
+            async with Admin(secure.address, **files) as admin:
+                await admin.create_topic("lines", 2)
+            async with Producer(secure.address, **files) as producer:
+                for i in range(10):
+                    await producer.send("lines", f"a b {i % 2}", key=f"l{i}")
+                await producer.flush()
+            app = App(secure.address, "wc", state_dir=tmp_path / "s", tls=tls)
+            (app.stream("lines", STR, STR)
+                .flat_map(lambda _k, line: [(w, w) for w in line.split()], key_serde=STR)
+                .group_by_key().count("counts"))
+            async with app:
+                view = app.store("counts")
+                await until("the counts over TLS",
+                            lambda: view.all() == {"a": 10, "b": 10, "0": 5, "1": 5})
+        run(go())
+    finally:
+        secure.stop()
