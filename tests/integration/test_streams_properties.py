@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from odradek.client import Admin, Consumer, ConsumerRecord, Producer, TopicPartition
@@ -457,6 +457,10 @@ def test_suppression_emits_each_closed_window_once_with_its_final_value(
     with Running(app) as running:
         @EXAMPLES
         @given(timed_records)
+        # Windows that close exactly at the stream time: [0, 10) at 10 + grace 3 and the
+        # session [0, 0] at 0 + gap 4 + grace 2 + 1.
+        @example([("a", 0), ("a", 13)])
+        @example([("b", 0), ("b", 7)])
         def check(records: list[tuple[str, int]]) -> None:
             prefix, base = running.example()
             stream_time = max(t for _, t in records)
