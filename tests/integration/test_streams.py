@@ -624,17 +624,26 @@ def test_queries_over_mutual_tls(broker: BrokerProcess, tmp_path: Path) -> None:
                 .group_by_key().count("tq-counts"))
         first, second = apps
         async with first, second:
+            every = {(g, p) for g in (0, 1) for p in range(4)}
+
+            def settled() -> bool:  # each task on one instance, as both registries say
+                views = [a.instances() for a in apps]
+                if any(set(v) != {"ta", "tb"} for v in views):
+                    return False
+                active = [{parse_task(t) for t in info.active} for info in views[0].values()]
+                return active[0] | active[1] == every and not active[0] & active[1]
+            await until("the tasks placed over both instances", settled, 60)
+
             async def both_counted() -> bool:
                 try:
                     return all([dict(await a.query_range("tq-counts")) == dict(expected)
-                                for a in apps])
-                except NotLocalError:  # an instance not in the other's registry view yet
+                                for a in apps]) and all(
+                        [await first.query("tq-counts", w) == n for w, n in expected.items()])
+                except NotLocalError:  # a task still moving: ask again
                     return False
             await until("the counts seen from both instances over TLS", both_counted, 60)
             remote = [w for w in expected if w not in first.store("tq-counts").all()]
             assert remote, "every key is on the first instance: nothing was routed"
-            for w in expected:
-                assert await first.query("tq-counts", w) == expected[w]
             assert second._server is not None
             endpoint = second._server.endpoint
             # the command line, with the instances' CA and a client certificate
