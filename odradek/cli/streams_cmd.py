@@ -8,12 +8,14 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 import grpc
 
 from odradek.cli.common import CliError, add_json_flag, bootstrap_parent, tls_options
 from odradek.client import Consumer, TopicPartition
 from odradek.client.errors import OdradekError
+from odradek.security.tls import ClientTLS, TLSConfigError
 from odradek.streams.query import QueryClient
 from odradek.streams.registry import InstanceInfo, parse_task, registry_topic
 
@@ -45,6 +47,12 @@ def add_streams_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     p.add_argument("key", metavar="KEY", nargs="?")
     p.add_argument("--from", dest="lo", metavar="KEY", help="first key of a range")
     p.add_argument("--to", dest="hi", metavar="KEY", help="end of a range (not included)")
+    p.add_argument("--query-tls-ca", metavar="PEM",
+                   help="CA that signs the instances' query certificates (their "
+                        "App(query_tls=...)): ask them over TLS")
+    p.add_argument("--query-tls-cert", metavar="PEM",
+                   help="client certificate for query servers that require one")
+    p.add_argument("--query-tls-key", metavar="PEM", help="key of --query-tls-cert")
     p.set_defaults(func=_query)
 
 
@@ -127,12 +135,22 @@ def _text(data: bytes) -> str:
     return data.decode("utf-8", errors="backslashreplace")
 
 
+def _query_tls(args: argparse.Namespace) -> ClientTLS | None:
+    ca, cert, key = args.query_tls_ca, args.query_tls_cert, args.query_tls_key
+    if not (ca or cert or key):
+        return None
+    try:
+        return ClientTLS(*(None if p is None else Path(p) for p in (ca, cert, key)))
+    except TLSConfigError as exc:
+        raise CliError(f"--query-tls-*: {exc}") from None
+
+
 async def _query(args: argparse.Namespace) -> int:
     serving = [i for i in (await read_registry(args)).values() if i.fresh() and i.endpoint]
     if not serving:
         raise CliError(f"no live instance of {args.app!r} serves queries (start it with "
                        "App(query_address=...))")
-    client = QueryClient()
+    client = QueryClient(_query_tls(args))
     try:
         if args.key is not None:
             if args.lo is not None or args.hi is not None:

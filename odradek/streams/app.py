@@ -12,9 +12,12 @@ from typing import Any, Generic, TypeVar
 import grpc
 
 from odradek.client import Admin
+from odradek.client.auth import ScramLogin
 from odradek.client.connection import Cluster
 from odradek.client.partitioner import partition_for_key
+from odradek.security.tls import ClientTLS, ServerTLS
 from odradek.streams import operators as op
+from odradek.streams.metrics import MetricsServer
 from odradek.streams.query import QueryClient, QueryServer
 from odradek.streams.registry import InstanceInfo, owners
 from odradek.streams.runtime import Runtime, TaskMetrics, prepare_topics
@@ -43,12 +46,20 @@ class App:
     to the other instances over gRPC and route `query`/`query_range` to them.
     standby_replicas: how many other instances keep a warm copy of each task's stores.
     instance_id: this instance's name in the registry and the consumer group (default:
-    random)."""
+    random). metrics_port (0 for any free one; `metrics_port` holds it once started):
+    serve Prometheus metrics of the tasks at http://metrics_host:port/metrics.
+    query_tls: the query server's certificate, key and CA (client_auth "required": mutual
+    TLS); this instance presents the same certificate when it asks the others.
+    tls, login: how every connection to the brokers speaks TLS and logs in (SCRAM), as the
+    client's Cluster takes them."""
 
     def __init__(self, bootstrap: str, application_id: str, *,
                  state_dir: str | Path | None = None, replication_factor: int = 0,
                  max_poll_records: int = 1000, query_address: str | None = None,
-                 standby_replicas: int = 0, instance_id: str | None = None) -> None:
+                 standby_replicas: int = 0, instance_id: str | None = None,
+                 metrics_port: int | None = None, metrics_host: str = "0.0.0.0",
+                 query_tls: ServerTLS | None = None, tls: ClientTLS | None = None,
+                 login: ScramLogin | None = None) -> None:
         self.bootstrap, self.application_id = bootstrap, application_id
         self.topology = Topology(application_id)
         self.state_dir = Path(state_dir or Path(tempfile.gettempdir()) / "odradek-streams")
@@ -61,7 +72,10 @@ class App:
         self._task: asyncio.Task[None] | None = None
         self._cluster: Cluster | None = None
         self._server: QueryServer | None = None
-        self._queries = QueryClient()
+        self.query_tls, self.tls, self.login = query_tls, tls, login
+        self._queries = QueryClient(None if query_tls is None else query_tls.client())
+        self.metrics_port, self.metrics_host = metrics_port, metrics_host
+        self._metrics_server: MetricsServer | None = None
 
     # -- the topology ---------------------------------------------------------------------
 
@@ -102,14 +116,14 @@ class App:
         background task until stop()."""
         if self._task is not None:
             raise RuntimeError("the app is running")
-        self._cluster = Cluster(self.bootstrap)
+        self._cluster = Cluster(self.bootstrap, tls=self.tls, login=self.login)
         async with Admin(cluster=self._cluster) as admin:
             self._partitions = await prepare_topics(admin, self.topology,
                                                     self.replication_factor)
         endpoint = ""
         if self.query_address is not None:
             self._server = QueryServer(self.application_id, self.query_address,
-                                       self.local_stores, self.route_get)
+                                       self.local_stores, self.route_get, self.query_tls)
             await self._server.start()
             endpoint = self._server.endpoint
         self.runtime = Runtime(self.topology, self._cluster, self.state_dir,
@@ -117,10 +131,18 @@ class App:
                                instance_id=self.instance_id, endpoint=endpoint,
                                standby_replicas=self.standby_replicas)
         self._task = asyncio.create_task(self.runtime.run())
+        if self.metrics_port is not None:
+            self._metrics_server = MetricsServer(self.application_id, lambda: self.runtime,
+                                                 self.metrics_host, self.metrics_port)
+            self._metrics_server.start()
+            self.metrics_port = self._metrics_server.port
 
     async def stop(self) -> None:
         if self._task is None or self.runtime is None:
             return
+        if self._metrics_server is not None:  # a scrape needs the running consumer
+            self._metrics_server.stop()
+            self._metrics_server = None
         self.runtime.stop()
         try:
             await self._task

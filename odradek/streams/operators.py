@@ -23,6 +23,8 @@ class Output:
     value: bytes | None
     timestamp: int
     partition: int | None = None
+    # A changelog record's cause: the input record's topic and offset (task.encode_source)
+    source: bytes | None = None
 
 
 @dataclass
@@ -35,6 +37,7 @@ class Context:
     outputs: list[Output] = field(default_factory=list)
     stream_time: int = -1  # highest record timestamp this task has seen
     dropped_late: int = 0
+    source: bytes | None = None  # the input record being processed (task.encode_source)
 
     def put(self, store: str, key: bytes, value: bytes | None, timestamp: int) -> None:
         """Writes the store and its changelog record (same partition as the task)."""
@@ -43,7 +46,7 @@ class Context:
         else:
             self.stores[store].put(key, value)
         self.outputs.append(Output(self.changelogs[store], key, value, timestamp,
-                                   self.partition))
+                                   self.partition, self.source))
 
 
 class Node:

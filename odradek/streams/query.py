@@ -1,7 +1,7 @@
 """Interactive queries over gRPC (proto/odradek/v1/streams.proto): the server an instance
 runs for the stores of its tasks, and the calls another instance makes to it. Plaintext
-on the address given: it is meant for a pod network or loopback, as Kafka Streams'
-application.server is."""
+on the address given (for a pod network or loopback, as Kafka Streams'
+application.server is), or TLS, mutual when the server requires client certificates."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 
 import grpc
 
+from odradek.security.tls import ClientTLS, ServerTLS, open_channel
 from odradek.streams.stores import KeyValueStore
 from odradek.v1 import streams_pb2 as pb
 from odradek.v1 import streams_pb2_grpc as pb_grpc
@@ -67,13 +68,17 @@ class _Servicer(pb_grpc.StreamsQueryServicer):
 
 
 class QueryServer:
+    """tls: the certificate and key it presents and, with client_auth "required", the CA
+    that must sign its callers' certificates (None: plaintext)."""
+
     def __init__(self, application_id: str, address: str, local: LocalStores,
-                 route: RouteGet) -> None:
+                 route: RouteGet, tls: ServerTLS | None = None) -> None:
         self._server = grpc.aio.server()
         pb_grpc.add_StreamsQueryServicer_to_server(  # type: ignore[no-untyped-call]
             _Servicer(application_id, local, route), self._server)
         host = address.rsplit(":", 1)[0]
-        port = self._server.add_insecure_port(address)
+        port = (self._server.add_insecure_port(address) if tls is None
+                else self._server.add_secure_port(address, tls.server_credentials()))
         if port == 0:
             raise OSError(f"cannot listen for interactive queries on {address}")
         self.endpoint = f"{host}:{port}"  # the port chosen when address asked for 0
@@ -87,15 +92,17 @@ class QueryServer:
 
 
 class QueryClient:
-    """One channel per remote instance, opened on first use."""
+    """One channel per remote instance, opened on first use; tls: the CA that signs the
+    instances' certificates and this side's certificate for mutual TLS (None: plaintext)."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ClientTLS | None = None) -> None:
         self._channels: dict[str, grpc.aio.Channel] = {}
+        self._tls = tls
 
     def _stub(self, endpoint: str) -> pb_grpc.StreamsQueryStub:
         channel = self._channels.get(endpoint)
         if channel is None:
-            channel = self._channels[endpoint] = grpc.aio.insecure_channel(endpoint)
+            channel = self._channels[endpoint] = open_channel(endpoint, self._tls)
         return pb_grpc.StreamsQueryStub(channel)  # type: ignore[no-untyped-call]
 
     async def get(self, endpoint: str, app: str, store: str, partition: int, key: bytes

@@ -33,7 +33,7 @@ from odradek.streams.registry import (
 )
 from odradek.streams.standby import Standbys, read_checkpoint, write_checkpoint
 from odradek.streams.stores import KeyValueStore, LmdbStore
-from odradek.streams.task import Task, TaskId
+from odradek.streams.task import SOURCE_HEADER, Task, TaskId, decode_source
 from odradek.streams.topology import Topology, TopologyError
 
 log = logging.getLogger("odradek.streams")
@@ -180,7 +180,7 @@ class Runtime:
                 offsets: dict[tuple[str, int], int] = {}
                 for r in records:
                     task = self.tasks[(group_of[r.topic], r.partition)]
-                    task.process(r.topic, r.key, r.value, r.timestamp)
+                    task.process(r.topic, r.key, r.value, r.timestamp, r.offset)
                     offsets[(r.topic, r.partition)] = r.offset + 1
                 await self._flush_outputs()
                 await self.consumer.commit(offsets)
@@ -275,8 +275,10 @@ class Runtime:
         for task in self.tasks.values():
             changelogs = {c: s for s, c in task.context.changelogs.items()}
             for out in task.take_outputs():
-                fut = await self.producer.send(out.topic, out.value, out.key, out.partition,
-                                               timestamp_ms=out.timestamp)
+                fut = await self.producer.send(
+                    out.topic, out.value, out.key, out.partition,
+                    headers=() if out.source is None else ((SOURCE_HEADER, out.source),),
+                    timestamp_ms=out.timestamp)
                 sent.append((task.id, changelogs.get(out.topic), fut))
         for task_id, store, fut in sent:
             meta = await fut
@@ -324,14 +326,20 @@ class Runtime:
 
         task = Task(self.topology, task_id, open_store, self.global_stores)
         before = self.restored
+        committed = {tp.topic: offset for tp, offset in (await self.consumer.committed(
+            [(t, task_id[1]) for t in task.topics])).items()} if task.store_names else {}
         for name in task.store_names:
             start = checkpoint.get(name, 0)
             self._changelog_end[(task_id, name)] = start
-            await self._restore(task, name, start)
+            await self._restore(task, name, start, committed)
         self._restored_into[task_id] = self.restored - before
         return task
 
-    async def _restore(self, task: Task, store: str, start: int) -> None:
+    async def _restore(self, task: Task, store: str, start: int,
+                       committed: dict[str, int]) -> None:
+        """Replays changelog records from start, but not those written for input records
+        at or after the committed offsets (a crashed owner's last, uncommitted batch):
+        they are processed again, and their effects must not be there twice."""
         tp = (self.topology.stores[store].changelog, task.id[1])
         async with Consumer(cluster=self.cluster, auto_offset_reset="earliest") as reader:
             reader.assign([tp])
@@ -339,7 +347,7 @@ class Runtime:
             if start >= end:
                 return
             reader.seek(tp, start)
-            count = 0
+            count = skipped = 0
             began = time.monotonic()
             next_log = began + RESTORE_LOG_INTERVAL_S
             key = (task.id, store)
@@ -355,6 +363,11 @@ class Runtime:
                                  100 * (position - start) // (end - start), position, start,
                                  end, count)
                     for r in await reader.poll(500):
+                        if r.offset >= end:  # past what the checkpoint will say it holds
+                            continue
+                        if _uncommitted(r.headers, committed):
+                            skipped += 1
+                            continue
                         task.restore(store, r.key, r.value)
                         count += 1
             finally:
@@ -364,8 +377,8 @@ class Runtime:
             self.restore_seconds += time.monotonic() - began
             self._changelog_end[(task.id, store)] = end
             log.info("restored store %s of task %s: %d records from %s offsets %d-%d in "
-                     "%.2f s", store, task.id, count, tp[0], start, end,
-                     time.monotonic() - began)
+                     "%.2f s (%d skipped: written for input not committed)", store, task.id,
+                     count, tp[0], start, end, time.monotonic() - began, skipped)
 
     def _close(self, task: Task, clean: bool = True) -> None:
         task.close()
@@ -449,3 +462,14 @@ class Runtime:
         for store in self.global_stores.values():
             store.close()
         self.global_stores.clear()
+
+
+def _uncommitted(headers: tuple[tuple[str, bytes | None], ...],
+                 committed: dict[str, int]) -> bool:
+    """The changelog record was caused by an input record at or past its topic's committed
+    offset (records written before source headers existed have none: kept)."""
+    for name, value in headers:
+        if name == SOURCE_HEADER and value is not None:
+            topic, offset = decode_source(value)
+            return offset >= committed.get(topic, 0)
+    return False

@@ -3,6 +3,7 @@ caller feeds records and changelog entries and takes the outputs."""
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 
 from odradek.streams.operators import Context, Node, Output
@@ -11,6 +12,21 @@ from odradek.streams.topology import Topology
 from odradek.streams.windowed import SuppressNode
 
 TaskId = tuple[int, int]  # (task group, partition)
+
+SOURCE_HEADER = "odradek.streams.source"
+"""On every changelog record: the input record (topic, offset; the partition is the
+task's) whose processing wrote it. After a crash, the changelog can hold writes of input
+records whose offsets were never committed (acknowledged, but the crash came before the
+commit); a restore skips them, so that the state is the one of the committed input and
+processing those records again gives what a failure-free run gave."""
+
+
+def encode_source(topic: str, offset: int) -> bytes:
+    return struct.pack(">q", offset) + topic.encode()
+
+
+def decode_source(data: bytes) -> tuple[str, int]:
+    return data[8:].decode(), int(struct.unpack(">q", data[:8])[0])
 
 
 class Task:
@@ -36,8 +52,12 @@ class Task:
     def stores(self) -> dict[str, KeyValueStore]:
         return self._own
 
-    def process(self, topic: str, key: bytes | None, value: bytes | None, ts: int) -> None:
+    def process(self, topic: str, key: bytes | None, value: bytes | None, ts: int,
+                offset: int | None = None) -> None:
+        """offset: the record's in topic, for the source header of the changelog records
+        it causes (None: none, as in the in-memory driver)."""
         self.records_in += 1
+        self.context.source = None if offset is None else encode_source(topic, offset)
         before = self.context.stream_time
         self._sources[topic].receive(self.context, key, value, ts)
         if self.context.stream_time > before:

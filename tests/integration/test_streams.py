@@ -10,13 +10,17 @@ import asyncio
 import json
 import sys
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
+import grpc
 import pytest
 
 from odradek.client import Admin, Consumer, Producer, TopicPartition
+from odradek.security.certs import make_pki
+from odradek.security.tls import ClientTLS, ServerTLS
 from odradek.streams import (
     INT,
     JSON,
@@ -30,7 +34,8 @@ from odradek.streams import (
 )
 from odradek.streams.query import QueryClient
 from odradek.streams.registry import parse_task
-from tests.brokers import BrokerProcess
+from odradek.streams.task import SOURCE_HEADER, encode_source
+from tests.brokers import BrokerProcess, client_tls, free_port, tls_args
 
 
 @pytest.fixture(scope="module")
@@ -489,3 +494,199 @@ async def shell_odradek(bootstrap: str, *args: str) -> str:
             await proc.wait()
     assert proc.returncode == 0, err.decode()
     return out.decode()
+
+
+def scrape_streams(port: int) -> dict[str, float]:
+    """An app's /metrics: per series name, the sum of its samples (over tasks and stores)."""
+    from prometheus_client.parser import text_string_to_metric_families
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=15) as reply:
+        text = reply.read().decode()
+    sums: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            assert sample.labels.get("application") == "metered", sample
+            sums[sample.name] = sums.get(sample.name, 0) + sample.value
+    return sums
+
+
+def metered_app(bootstrap: str, state_dir: Path) -> App:
+    app = App(bootstrap, "metered", state_dir=state_dir, metrics_port=free_port(),
+              metrics_host="127.0.0.1")
+    (app.stream("metered-lines", STR, STR)
+        .flat_map(lambda _k, line: [(w, w) for w in line.split()], key_serde=STR)
+        .group_by_key().count("metered").to("metered-counts", STR, JSON))
+    return app
+
+
+def test_prometheus_metrics_of_the_tasks_while_the_app_runs(
+        broker: BrokerProcess, tmp_path: Path) -> None:
+    async def go() -> None:
+        async with Admin(broker.address) as admin:
+            await admin.create_topic("metered-lines", 2)
+        lines = [(f"l{i}", f"to be or not {i % 3}") for i in range(20)]
+        words = Counter(w for _, line in lines for w in line.split())
+        app = metered_app(broker.address, tmp_path / "a")
+        async with app:
+            assert app.metrics_port is not None
+            port = app.metrics_port
+            await produce(broker.address, "metered-lines", lines)
+            total = len(lines) + sum(words.values())  # lines, then words repartitioned
+
+            async def scraped() -> bool:
+                # the scrape waits for the app's loop: never from the loop itself
+                got = await asyncio.to_thread(scrape_streams, port)
+                return (got.get("odradek_streams_task_records_in_total") == total
+                        and got.get("odradek_streams_committed_records_total") == total
+                        and got.get("odradek_streams_task_lag") == 0)
+            await until("the records in the scraped metrics", scraped)
+            got = await asyncio.to_thread(scrape_streams, port)
+            assert got["odradek_streams_store_keys"] == len(words)
+            # per word: its count out and the count's changelog record; per line, its words
+            assert got["odradek_streams_task_records_out_total"] == 3 * sum(words.values())
+            assert got["odradek_streams_task_restored_records"] == 0
+        with pytest.raises(OSError):  # stopped with the app
+            scrape_streams(port)
+        # Another instance with an empty state dir restores the counts from the changelog.
+        again = metered_app(broker.address, tmp_path / "b")
+        async with again:
+            assert again.metrics_port is not None
+            port = again.metrics_port
+
+            async def restored() -> bool:
+                got = await asyncio.to_thread(scrape_streams, port)
+                # every count's changelog record (the active segment is never compacted)
+                return got.get("odradek_streams_task_restored_records") == sum(words.values())
+            await until("the restored records in the scraped metrics", restored)
+            got = await asyncio.to_thread(scrape_streams, port)
+            assert got["odradek_streams_restored_records_total"] == sum(words.values())
+            assert "odradek_streams_restore_remaining_offsets" not in got  # none restoring
+
+    run(go())
+
+
+def test_restore_skips_changelog_records_of_input_never_committed(
+        broker: BrokerProcess, tmp_path: Path) -> None:
+    """A crash between the acknowledgement of a batch's changelog records and the commit of
+    its input offsets leaves the changelog ahead of the committed input (here written as
+    the crashed owner would have, with outputs lost). The next owner restores only what
+    the committed input wrote and processes the rest again: the outputs are the
+    failure-free run's. Restoring everything would make the replayed 7 come out as 9."""
+    async def go() -> None:
+        async with Admin(broker.address) as admin:
+            await admin.create_topic("zv", 1)
+
+        def build(state_dir: Path) -> App:
+            app = App(broker.address, "zombie", state_dir=state_dir)
+            app.stream("zv", STR, INT).group_by_key().reduce("highest", max, INT).to(
+                "zv-highest", STR, INT)
+            return app
+        first = build(tmp_path / "a")
+        async with first:
+            await send(broker.address, "zv", [("k", n(5), 1)])
+            assert first.runtime is not None
+            await until("the first version committed", lambda: first.runtime is not None
+                        and first.runtime.committed == 1)
+        await send(broker.address, "zv", [("k", n(7), 2), ("k", n(9), 3)])  # offsets 1, 2
+        async with Producer(broker.address) as producer:  # the crashed batch's changelog
+            for value, offset in ((7, 1), (9, 2)):
+                await producer.send("zombie-highest-changelog", n(value), b"k", 0,
+                                    headers=[(SOURCE_HEADER, encode_source("zv", offset))])
+            await producer.flush()
+        second = build(tmp_path / "b")  # empty state: restored from the changelog
+        async with second:
+            await until("the replayed versions committed", lambda: second.runtime is not None
+                        and second.runtime.committed == 2)
+            assert second.store("highest").get("k") == 9
+        out = [INT.deserialize(v) for _, v in await read_all(broker.address, "zv-highest")]
+        assert out == [5, 7, 9]
+
+    run(go())
+
+
+def test_queries_over_mutual_tls(broker: BrokerProcess, tmp_path: Path) -> None:
+    """Two instances whose query servers require client certificates signed by the CA:
+    each answers every key (routed over TLS to the other for the keys it runs), so does
+    `odradek streams query` given the CA and a client certificate; a plaintext caller
+    and a TLS caller without a certificate are refused."""
+    pki = make_pki(tmp_path / "pki")
+    tls = ServerTLS(pki.broker_cert, pki.broker_key, pki.ca, "required")
+
+    async def go() -> None:
+        async with Admin(broker.address) as admin:
+            await admin.create_topic("tq-lines", 4)
+        lines = [(f"l{i}", f"w{i % 11}") for i in range(40)]
+        expected = Counter(line for _, line in lines)
+        await produce(broker.address, "tq-lines", lines)
+        apps = [App(broker.address, "tq", state_dir=tmp_path / name, instance_id=name,
+                    query_address="127.0.0.1:0", query_tls=tls) for name in ("ta", "tb")]
+        for app in apps:
+            (app.stream("tq-lines", STR, STR).map(lambda _k, w: (w, w), key_serde=STR)
+                .group_by_key().count("tq-counts"))
+        first, second = apps
+        async with first, second:
+            every = {(g, p) for g in (0, 1) for p in range(4)}
+
+            def settled() -> bool:  # each task on one instance, as both registries say
+                views = [a.instances() for a in apps]
+                if any(set(v) != {"ta", "tb"} for v in views):
+                    return False
+                active = [{parse_task(t) for t in info.active} for info in views[0].values()]
+                return active[0] | active[1] == every and not active[0] & active[1]
+            await until("the tasks placed over both instances", settled, 60)
+
+            async def both_counted() -> bool:
+                try:
+                    return all([dict(await a.query_range("tq-counts")) == dict(expected)
+                                for a in apps]) and all(
+                        [await first.query("tq-counts", w) == n for w, n in expected.items()])
+                except NotLocalError:  # a task still moving: ask again
+                    return False
+            await until("the counts seen from both instances over TLS", both_counted, 60)
+            remote = [w for w in expected if w not in first.store("tq-counts").all()]
+            assert remote, "every key is on the first instance: nothing was routed"
+            assert second._server is not None
+            endpoint = second._server.endpoint
+            # the command line, with the instances' CA and a client certificate
+            text = await shell_odradek(
+                broker.address, "streams", "query", "tq", "tq-counts", remote[0],
+                "--query-tls-ca", str(pki.ca), "--query-tls-cert", str(pki.client_cert),
+                "--query-tls-key", str(pki.client_key))
+            assert json.loads(text) == expected[remote[0]]
+            for refused in (QueryClient(), QueryClient(ClientTLS(pki.ca))):
+                try:
+                    with pytest.raises(grpc.aio.AioRpcError) as err:
+                        await refused.get(endpoint, "tq", "tq-counts", -1, b"w1")
+                    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+                finally:
+                    await refused.close()
+
+    run(go())
+
+
+def test_an_app_on_a_tls_only_broker(tmp_path: Path) -> None:
+    """Every connection of the app (admin, consumer group, producer, changelog readers,
+    registry) goes through the TLS options given: a broker that only speaks mutual TLS
+    counts the words."""
+    pki = make_pki(tmp_path / "pki")
+    tls = client_tls(pki)
+    secure = BrokerProcess(tmp_path / "tls-b0", extra_args=tls_args(pki), tls=tls).start()
+    try:
+        async def go() -> None:
+            files = {"tls_ca": pki.ca, "tls_cert": pki.client_cert, "tls_key": pki.client_key}
+            async with Admin(secure.address, **files) as admin:
+                await admin.create_topic("lines", 2)
+            async with Producer(secure.address, **files) as producer:
+                for i in range(10):
+                    await producer.send("lines", f"a b {i % 2}", key=f"l{i}")
+                await producer.flush()
+            app = App(secure.address, "wc", state_dir=tmp_path / "s", tls=tls)
+            (app.stream("lines", STR, STR)
+                .flat_map(lambda _k, line: [(w, w) for w in line.split()], key_serde=STR)
+                .group_by_key().count("counts"))
+            async with app:
+                view = app.store("counts")
+                await until("the counts over TLS",
+                            lambda: view.all() == {"a": 10, "b": 10, "0": 5, "1": 5})
+        run(go())
+    finally:
+        secure.stop()

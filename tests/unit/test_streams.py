@@ -182,7 +182,8 @@ def test_streams_imports_only_the_client_and_records() -> None:
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             for name in names:
                 if name.startswith("odradek."):
-                    allowed = {"client", "records", "streams", "v1"}  # v1: the proto
+                    # v1: the proto; security: the TLS options the client uses too
+                    allowed = {"client", "records", "security", "streams", "v1"}
                     assert name.split(".")[1] in allowed, (path, name)
 
 
@@ -207,3 +208,17 @@ def test_standby_placement_covers_every_task_on_other_live_instances() -> None:
     assert all(o.instance_id != "c" for o in owners(instances).values())
     assert all(t not in standby_tasks("a", instances, tasks, 1) for t in tasks[2::3])
     assert standby_tasks("a", instances, tasks, 1) == set(tasks[1::3])
+
+
+def test_restore_progress_series_of_a_store_being_restored() -> None:
+    from odradek.streams.metrics import Snapshot, _restore_families
+    from odradek.streams.runtime import RestoreProgress
+
+    snap = Snapshot([], {}, [RestoreProgress((1, 2), "counts", 100, 175, 200)], 75, 0, 1.5)
+    got = {(s.name, s.labels.get("store")): s.value
+           for family in _restore_families({"application": "a", "instance_id": "i"}, snap)
+           for s in family.samples}
+    assert got == {("odradek_streams_restore_remaining_offsets", "counts"): 25,
+                   ("odradek_streams_restore_progress_ratio", "counts"): 0.75,
+                   ("odradek_streams_restored_records_total", None): 75,
+                   ("odradek_streams_restore_seconds_total", None): 1.5}
