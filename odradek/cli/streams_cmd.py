@@ -140,7 +140,8 @@ def _query_tls(args: argparse.Namespace) -> ClientTLS | None:
     if not (ca or cert or key):
         return None
     try:
-        return ClientTLS(*(None if p is None else Path(p) for p in (ca, cert, key)))
+        return ClientTLS(ca=Path(ca) if ca else None, cert=Path(cert) if cert else None,
+                         key=Path(key) if key else None)
     except TLSConfigError as exc:
         raise CliError(f"--query-tls-*: {exc}") from None
 
