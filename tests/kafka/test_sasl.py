@@ -19,6 +19,7 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka import errors as kerrors
 
 from odradek.broker.auth.peer_limits import MAX_EXCHANGES_PER_PEER
+from odradek.broker.kafka.server import MAX_SASL_REQUEST_BYTES
 from odradek.client import Admin, OdradekError
 from odradek.client.acls import acl
 from odradek.security import scram
@@ -252,3 +253,26 @@ def test_scram_exchanges_are_capped_per_address_and_freed_with_their_connection(
     finally:
         for sock in held:
             sock.close()
+
+
+def test_a_large_frame_during_sasl_authentication_closes_the_connection(
+        secured: KafkaBroker) -> None:
+    """As Kafka's sasl.server.max.receive.size: a connection that has begun SASL and not
+    finished it is refused a frame over 512 KiB from its length alone (nothing of it is
+    buffered); the broker goes on serving logins."""
+    with connect(secured) as sock:
+        mechanism = b"SCRAM-SHA-512"
+        sock.sendall(frame(header(17, 1, 1, False) + struct.pack(">h", len(mechanism))
+                           + mechanism))
+        answer = read_frame(sock)
+        assert answer is not None and struct.unpack_from(">ih", answer) == (1, 0)
+        sock.sendall(struct.pack(">i", MAX_SASL_REQUEST_BYTES + 1) + b"\0" * 1024)
+        assert read_frame(sock) is None
+    with connect(secured) as sock:
+        assert _scram_started(sock, 1) == 0  # the limit is one connection's, not the broker's
+    producer = KafkaProducer(bootstrap_servers=secured.kafka_address, acks="all",
+                             **sasl("alice", "alice-pw"))
+    try:
+        producer.send("orders", b"after").get(timeout=30)
+    finally:
+        producer.close()

@@ -45,6 +45,9 @@ log = logging.getLogger("odradek.broker.kafka")
 
 # Kafka's socket.request.max.bytes default.
 MAX_REQUEST_BYTES = 100 * 1024 * 1024
+# Kafka's sasl.server.max.receive.size: a connection in the middle of a SASL exchange has
+# not said who it is yet, and nothing it may send then (SCRAM messages) comes near this.
+MAX_SASL_REQUEST_BYTES = 512 * 1024
 # Requests of one connection served at once; past this the reader waits.
 MAX_IN_FLIGHT = 32
 _LENGTH = struct.Struct(">i")
@@ -128,7 +131,7 @@ class KafkaListener:
         exclusive: asyncio.Task[bytes | None] | None = None  # the last request not a Produce
         try:
             while not sender.done() and not conn.close:
-                frame = await self._read_frame(reader)
+                frame = await self._read_frame(reader, conn)
                 if frame is None:
                     break
                 try:
@@ -163,15 +166,20 @@ class KafkaListener:
                 await writer.wait_closed()
             self._connections.discard(me)
 
-    async def _read_frame(self, reader: asyncio.StreamReader) -> bytes | None:
+    async def _read_frame(self, reader: asyncio.StreamReader,
+                          conn: Connection) -> bytes | None:
         try:
             head = await reader.readexactly(4)
         except asyncio.IncompleteReadError:
             return None  # the client closed between requests
         (length,) = _LENGTH.unpack(head)
-        if length < 0 or length > self.max_request_bytes:
-            log.info("closing a Kafka connection: a request of %d bytes (limit %d)", length,
-                     self.max_request_bytes)
+        limit = self.max_request_bytes
+        if conn.mechanism is not None and conn.token is None:
+            limit = min(limit, MAX_SASL_REQUEST_BYTES)
+        if length < 0 or length > limit:
+            log.info("closing a Kafka connection: a request of %d bytes (limit %d%s)", length,
+                     limit, " during SASL authentication" if limit < self.max_request_bytes
+                     else "")
             return None
         return await reader.readexactly(length)
 
