@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 from collections.abc import Sequence
 from typing import Any
@@ -64,5 +65,13 @@ def peering_priority() -> int:
     sees a live peer of higher priority, and all of them at a tie; replicas of one
     Deployment share their flags, so a fixed priority would pause them all. Distinct
     random ones make the highest the one that works, and the next highest take over when
-    it goes (at once when it exits cleanly, else when its keep-alive expires)."""
+    it goes (at once when it exits cleanly, else when its keep-alive expires).
+    ODRADEK_OPERATOR_PRIORITY pins it (an integer), to choose which replica works."""
+    pinned = os.environ.get("ODRADEK_OPERATOR_PRIORITY")
+    if pinned:
+        try:
+            return int(pinned)
+        except ValueError:
+            raise SystemExit(
+                f"ODRADEK_OPERATOR_PRIORITY must be an integer, got {pinned!r}") from None
     return -1 - secrets.randbelow(PRIORITY_RANGE)
