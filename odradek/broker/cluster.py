@@ -285,14 +285,25 @@ class ClusterNode:
         return offset
 
     async def _propose_remote(self, command: Command, deadline: float) -> int:
-        address = self.address_of(self.controller_id)
+        controller = self.controller_id
+        address = self.address_of(controller)
         if address is None:
             raise _Retry("no controller elected yet")
+        call = asyncio.ensure_future(self.controller.propose(
+            address, command.encode(), max(0.1, deadline - clock.monotonic())))
         try:
-            return await self.controller.propose(address, command.encode(),
-                                                 max(0.1, deadline - clock.monotonic()))
+            # A paused controller (SIGSTOP, a stalled machine) keeps its connections: the
+            # call would wait out the whole deadline while another broker takes over.
+            while not call.done():
+                await asyncio.wait({call}, timeout=CONTROLLER_CHECK_S)
+                if not call.done() and self.controller_id != controller:
+                    raise _Retry(f"the controller changed from {controller} to "
+                                 f"{self.controller_id}")
+            return call.result()
         except PeerUnavailable as exc:
             raise _Retry(str(exc)) from None
+        finally:
+            call.cancel()
 
     async def wait_applied(self, offset: int, timeout_s: float) -> None:
         if self.image.last_offset >= offset:
@@ -569,6 +580,9 @@ class ClusterNode:
             else:
                 node.propose_config_change(ConfigChangeType.REMOVE_VOTER, broker)
         self.host.schedule(group)
+
+
+CONTROLLER_CHECK_S = 0.25
 
 
 class _Retry(Exception):
