@@ -20,6 +20,7 @@ from pathlib import Path
 from odradek.broker import clock, in_sync, leadership, regressions
 from odradek.broker.data_dir import write_durably
 from odradek.broker.errors import BrokerError, Reason
+from odradek.broker.follow_controller import ControllerMoved, unless_moved
 from odradek.broker.leader_reports import LeaderReporter
 from odradek.broker.metadata.commands import (
     Command,
@@ -220,8 +221,7 @@ class ClusterNode:
             self._lost(deadline, timeout_s)
 
     def new_request_id(self) -> str:
-        """An id no other proposal of any broker carries (the rng is seeded in the
-        simulation, so its runs replay)."""
+        """An id no other proposal of any broker carries (seeded rng: the sim replays)."""
         self._requests += 1
         return f"{self.id}.{self._rng.getrandbits(64):016x}.{self._requests}"
 
@@ -248,8 +248,8 @@ class ClusterNode:
 
     async def _propose_once(self, command: Command, deadline: float,
                             timeout_s: float) -> tuple[int, MetadataImage | None]:
-        """One proposal, retried until a controller takes it; its offset, and the image
-        just after the command if this broker applied that very command there."""
+        """One proposal, retried until a controller takes it: its offset, and the image
+        after it if this broker applied that very command there."""
         delay = 0.05
         self._tracked.setdefault(command, None)  # an equal command's proposer may wait too
         self._tracking[command] = self._tracking.get(command, 0) + 1
@@ -285,25 +285,15 @@ class ClusterNode:
         return offset
 
     async def _propose_remote(self, command: Command, deadline: float) -> int:
-        controller = self.controller_id
-        address = self.address_of(controller)
-        if address is None:
+        sent_to = self.controller_id
+        if (address := self.address_of(sent_to)) is None:
             raise _Retry("no controller elected yet")
-        call = asyncio.ensure_future(self.controller.propose(
-            address, command.encode(), max(0.1, deadline - clock.monotonic())))
+        call = self.controller.propose(address, command.encode(),
+                                       max(0.1, deadline - clock.monotonic()))
         try:
-            # A paused controller (SIGSTOP, a stalled machine) keeps its connections: the
-            # call would wait out the whole deadline while another broker takes over.
-            while not call.done():
-                await asyncio.wait({call}, timeout=CONTROLLER_CHECK_S)
-                if not call.done() and self.controller_id != controller:
-                    raise _Retry(f"the controller changed from {controller} to "
-                                 f"{self.controller_id}")
-            return call.result()
-        except PeerUnavailable as exc:
+            return await unless_moved(call, sent_to, lambda: self.controller_id)
+        except (PeerUnavailable, ControllerMoved) as exc:
             raise _Retry(str(exc)) from None
-        finally:
-            call.cancel()
 
     async def wait_applied(self, offset: int, timeout_s: float) -> None:
         if self.image.last_offset >= offset:
@@ -377,8 +367,7 @@ class ClusterNode:
 
     # ------------------------------------------------------------ observers
     async def read_metadata(self, offset: int, max_wait_s: float) -> tuple[bytes, int, bytes]:
-        """Committed metadata batches from offset (for observers), or the snapshot when
-        offset lies below the log start; long-polls."""
+        """Committed metadata batches from offset (observers), or the snapshot; long-polls."""
         if self.meta_log is None or self.meta_storage is None:
             raise BrokerError(Reason.NOT_CONTROLLER,
                               f"broker {self.id} is not a metadata voter")
@@ -580,9 +569,6 @@ class ClusterNode:
             else:
                 node.propose_config_change(ConfigChangeType.REMOVE_VOTER, broker)
         self.host.schedule(group)
-
-
-CONTROLLER_CHECK_S = 0.25
 
 
 class _Retry(Exception):
