@@ -22,11 +22,13 @@ from odradek.broker.broker_configs import BrokerConfigEntry
 from odradek.broker.cluster import ClusterNode, ClusterSettings
 from odradek.broker.data_dir import DataDirLock, claim
 from odradek.broker.errors import ListenError
+from odradek.broker.extra_listeners import ExtraListeners
 from odradek.broker.groups.coordinator import CoordinatorSettings, GroupCoordinator
 from odradek.broker.grpc.server import GrpcListener
 from odradek.broker.housekeeping import Housekeeper
 from odradek.broker.kafka.server import KafkaListener
 from odradek.broker.kafka.server import bind as bind_kafka
+from odradek.broker.listeners import ListenerSpec
 from odradek.broker.metrics.broker import BrokerMetrics, MetricsServer, StateCollector
 from odradek.broker.metrics.certs import CertificateCollector
 from odradek.broker.metrics.groups import GroupCollector
@@ -96,6 +98,8 @@ class BrokerSettings:
     offsets_topic_partitions: int = 8
     # The Kafka wire-protocol listener on this port of `host` (0: any free one); None: off.
     kafka_port: int | None = None
+    # Further client listeners with their advertised addresses (listeners.py).
+    listeners: tuple[ListenerSpec, ...] = ()
 
 
 __all__ = ["Broker", "BrokerSettings", "ListenError", "serve"]
@@ -118,6 +122,8 @@ class Broker:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = asyncio.Event()
         self.metrics = BrokerMetrics()
+        self.extra = ExtraListeners(settings.listeners, settings.tls, lambda: self.guard,
+                                    self.metrics)
         self.metrics.registry.register(StateCollector(
             settings.broker_id, settings.data_dir, lambda: self.cluster, lambda: self.host,
             lambda: self.transport))
@@ -150,6 +156,7 @@ class Broker:
         kafka_socket = bind_kafka(s.host, s.kafka_port) if s.kafka_port is not None else None
         if kafka_socket is not None:
             self.kafka_port = kafka_socket.getsockname()[1]
+        endpoints = self.extra.bind()
         peer_tls = s.tls.client() if s.tls is not None else None
         voters = dict(s.voters) or {s.broker_id: host_port(s.host, self.port)}
         if s.broker_id in voters:
@@ -169,7 +176,7 @@ class Broker:
         cluster_settings = ClusterSettings(
             broker_id=s.broker_id, host=s.host, port=self.port, data_dir=s.data_dir,
             voters=voters, rack=s.rack, topic_defaults=self.defaults,
-            kafka_port=self.kafka_port,
+            kafka_port=self.kafka_port, endpoints=endpoints,
             tick_interval_s=s.tick_interval_ms / 1000, cluster_id=_cluster_id(voters),
             metadata_snapshot_every=s.metadata_snapshot_every,
             producer_id_expiration_ms=s.producer_id_expiration_ms,
@@ -195,6 +202,8 @@ class Broker:
         if kafka_socket is not None:
             self.kafka = KafkaListener(admin, self.groups, lambda: self.guard, self.metrics,
                                        tls=s.tls)
+        self.extra.add_services(admin, self.cluster, self.guard, self.groups,
+                                self.kafka.classic if self.kafka is not None else None)
         for peer in voters:
             if peer != s.broker_id:
                 self.transport.add_peer(peer)
@@ -219,6 +228,7 @@ class Broker:
             await self.kafka.start(kafka_socket)
             log.info("broker %d serves Kafka clients on %s:%d (%s)", s.broker_id, s.host,
                      self.kafka_port, "tls" if s.tls is not None else "plaintext")
+        await self.extra.start()
         self._tasks = [asyncio.create_task(self._flush_loop()),
                        asyncio.create_task(self._retention_loop()),
                        asyncio.create_task(self._serve_when_registered())]
@@ -240,6 +250,7 @@ class Broker:
         can neither take writes nor say where partitions live."""
         assert self.cluster is not None and self.listener is not None
         await self.listener.set_serving(False)
+        await self.extra.set_serving(False)
         me = self.settings.broker_id
         cluster = self.cluster
         registered = False
@@ -251,6 +262,7 @@ class Broker:
                 p.leader is None for p in cluster.partitions.values()):
             await asyncio.sleep(0.05)
         await self.listener.set_serving(True)
+        await self.extra.set_serving(True)
         self.serving.set()
         log.info("broker %d registered with the cluster and serving", me)
 
@@ -288,6 +300,7 @@ class Broker:
             await self._hand_off_leadership(self.settings.hand_off_s)
         if self.listener is not None:
             await self.listener.stop(self.settings.shutdown_grace_s)
+            await self.extra.stop(self.settings.shutdown_grace_s)
         if self.metrics_server is not None:
             await self.metrics_server.stop()
         if self.kafka is not None:

@@ -24,6 +24,7 @@ from odradek.broker.follow_controller import ControllerMoved, unless_moved
 from odradek.broker.leader_reports import LeaderReporter
 from odradek.broker.metadata.commands import (
     Command,
+    Endpoints,
     PartitionReplicas,
     RegisterBroker,
     decode_command,
@@ -34,6 +35,7 @@ from odradek.broker.metadata.image import (
     apply,
     decode_snapshot,
     encode_snapshot,
+    registered_as,
 )
 from odradek.broker.metadata.placement import reassignment_steps
 from odradek.broker.names import partition_group
@@ -78,6 +80,7 @@ class ClusterSettings:
     voters: dict[int, str]
     rack: str | None = None
     kafka_port: int = 0  # registered for the Kafka listener's Metadata answers; 0: none
+    endpoints: Endpoints = ()  # further listeners' advertised addresses, sorted by name
     cluster_id: str = "odradek"
     topic_defaults: LogConfig = field(default_factory=LogConfig)
     tick_interval_s: float = 0.05
@@ -497,12 +500,8 @@ class ClusterNode:
 
     async def _register_loop(self) -> None:
         s = self.settings
-        me = RegisterBroker(s.broker_id, s.host, s.port, s.rack, s.kafka_port)
-        while True:
-            info = self.image.brokers.get(self.id)
-            if info is not None and (info.host, info.port, info.rack, info.kafka_port) == (
-                    s.host, s.port, s.rack, s.kafka_port):
-                return
+        me = RegisterBroker(s.broker_id, s.host, s.port, s.rack, s.kafka_port, s.endpoints)
+        while not registered_as(self.image.brokers.get(self.id), me):
             try:
                 await self.propose(me, timeout_s=5)
             except BrokerError as exc:  # no quorum yet: keep trying until one forms

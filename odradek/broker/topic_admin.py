@@ -217,7 +217,8 @@ class TopicAdmin:
             topic = image.topics[name]
             topics.append(TopicView(name, tuple(
                 self.partition_info(name, i, info) for i, info in enumerate(topic.partitions))))
-        brokers = tuple(BrokerEntry(b.id, b.host, b.port, b.rack or "", b.kafka_port)
+        brokers = tuple(BrokerEntry(b.id, b.host, b.port, b.rack or "", b.kafka_port,
+                                    b.endpoints)
                         for _, b in sorted(image.brokers.items()))
         controller = self.cluster.controller_id
         return ClusterView(self.cluster.cluster_id, -1 if controller is None else controller,

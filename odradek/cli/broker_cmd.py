@@ -109,6 +109,7 @@ def add_broker_parser(
         "--config", "-c", action="append", default=[], type=_config_pair, metavar="KEY=VALUE",
         help="broker-level default for a topic config, e.g. retention.ms=3600000 (repeatable)")
     _add_tls_flags(p)
+    _add_listener_flags(p)
     _add_auth_flags(p)
     _add_log_level(p)
     # The parser itself, for the configs the broker describes (cli/broker_flags.py).
@@ -142,6 +143,27 @@ def _add_tls_flags(p: argparse.ArgumentParser) -> None:
                    help="the name checked in other brokers' certificates instead of the host "
                         "of their addresses, for addresses that do not carry it (IPs, "
                         "tunnels; env ODRADEK_BROKER_TLS_PEER_SERVER_NAME)")
+
+
+def _env_list(name: str) -> list[str]:
+    return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
+
+
+def _add_listener_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--extra-listener", action="append", default=_env_list(
+                       "ODRADEK_EXTRA_LISTENERS"), metavar="NAME=PROTOCOL[+tls|+mtls]://HOST:PORT",
+                   help="a further client listener, e.g. external=grpc+tls://0.0.0.0:9094 or "
+                        "external-kafka=kafka+tls://0.0.0.0:9095 (protocol grpc or kafka; +tls: "
+                        "the broker's certificate, no client certificate asked, clients log "
+                        "in with SCRAM or a token; +mtls: a client certificate required). "
+                        "Clients that connect to it are given every broker's address for "
+                        "the same listener (repeatable; env ODRADEK_EXTRA_LISTENERS, "
+                        "comma-separated)")
+    p.add_argument("--advertise", action="append", default=_env_list("ODRADEK_ADVERTISE"),
+                   metavar="NAME=HOST:PORT",
+                   help="where clients of listener NAME reach this broker (a NodePort, a "
+                        "load balancer); default: its bind address (repeatable; env "
+                        "ODRADEK_ADVERTISE, comma-separated)")
 
 
 def _add_auth_flags(p: argparse.ArgumentParser) -> None:

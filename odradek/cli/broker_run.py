@@ -13,6 +13,13 @@ from pathlib import Path
 from odradek.broker.app import BrokerSettings, ListenError, serve
 from odradek.broker.auth.setup import SecuritySettings, parse_super_users
 from odradek.broker.data_dir import DataDirError
+from odradek.broker.listeners import (
+    ListenerConfigError,
+    ListenerSpec,
+    combine,
+    parse_advertised,
+    parse_listener,
+)
 from odradek.broker.metrics.broker import DEFAULT_METRICS_PORT_OFFSET
 from odradek.cli.broker_flags import describe_flags
 from odradek.security.principal import PrincipalRule, PrincipalRuleError
@@ -91,6 +98,16 @@ def tls_settings(args: argparse.Namespace) -> ServerTLS | None:
         raise SystemExit(f"error: {exc}") from None
 
 
+def listener_settings(args: argparse.Namespace,
+                      tls: ServerTLS | None) -> tuple[ListenerSpec, ...]:
+    try:
+        return combine([parse_listener(v) for v in getattr(args, "extra_listener", None) or ()],
+                       [parse_advertised(v) for v in getattr(args, "advertise", None) or ()],
+                       has_tls=tls is not None, has_ca=tls is not None and tls.ca is not None)
+    except ListenerConfigError as exc:
+        raise SystemExit(f"error: {exc}") from None
+
+
 def security_settings(args: argparse.Namespace) -> SecuritySettings:
     try:
         rules = tuple(PrincipalRule.parse(r) for r in getattr(args, "tls_principal_rule", None)
@@ -159,6 +176,7 @@ def run_broker(args: argparse.Namespace) -> int:
             metrics_host=args.metrics_host, metrics_tls=args.metrics_tls == "on",
             metrics_token=metrics_token(args.metrics_token_file),
             tls=tls_settings(args), security=security_settings(args))
+        settings.listeners = listener_settings(args, settings.tls)
         LogConfig.from_dict(settings.topic_defaults)
         if settings.metrics_tls and settings.tls is None:
             raise SystemExit("error: --metrics-tls on serves the listener's certificate: it "

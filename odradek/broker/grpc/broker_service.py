@@ -22,6 +22,7 @@ from odradek.broker.errors import (
 )
 from odradek.broker.grpc import topics_codec as codec
 from odradek.broker.grpc.status import status_code, to_status
+from odradek.broker.listeners import Addresses
 from odradek.broker.metrics.broker import BrokerMetrics
 from odradek.broker.names import refuse_internal
 from odradek.broker.peers.forward import GrpcAdminForwarder, elect_leaders, election_pb
@@ -62,6 +63,9 @@ def rpc(method: Handler[T]) -> Handler[T]:
                 error = BrokerError(Reason.INTERNAL,
                                     f"internal error: {type(exc).__name__}: {exc}")
             code, reason = status_code(error).name, error.reason
+            addresses: Addresses | None = getattr(self, "addresses", None)
+            if addresses is not None:  # a further listener: hints name its addresses
+                error = addresses.error(error)
             await context.abort_with_status(to_status(error))
             raise AssertionError("abort_with_status returned") from exc
         finally:
@@ -90,7 +94,9 @@ def _describable(topics: Iterable[T]) -> list[T]:
 
 
 class BrokerService(pb_grpc.BrokerServicer):
-    def __init__(self, admin: TopicAdmin, metrics: BrokerMetrics | None = None) -> None:
+    def __init__(self, admin: TopicAdmin, metrics: BrokerMetrics | None = None,
+                 addresses: Addresses | None = None) -> None:
+        self.addresses = addresses
         self.admin = admin
         self.metrics = metrics
 
@@ -167,7 +173,7 @@ class BrokerService(pb_grpc.BrokerServicer):
         view = self.admin.metadata(list(request.topics))
         if not request.topics:
             view = replace(view, topics=tuple(_describable(view.topics)))
-        return codec.metadata(view)
+        return codec.metadata(view, self.addresses)
 
     @rpc
     async def InitProducerId(self, request: pb.InitProducerIdRequest,
@@ -182,7 +188,9 @@ class AdminService(pb_grpc.AdminServicer):
     """Topic admin. Requests are carried out by the controller; any other broker passes
     them on to it, so clients may call any broker."""
 
-    def __init__(self, admin: TopicAdmin, metrics: BrokerMetrics | None = None) -> None:
+    def __init__(self, admin: TopicAdmin, metrics: BrokerMetrics | None = None,
+                 addresses: Addresses | None = None) -> None:
+        self.addresses = addresses
         self.admin = admin
         self.metrics = metrics
         self.forwarder = GrpcAdminForwarder(admin.cluster.channels)

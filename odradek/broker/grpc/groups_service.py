@@ -24,6 +24,7 @@ from odradek.broker.groups.types import (
 )
 from odradek.broker.grpc.broker_service import rpc
 from odradek.broker.grpc.status import to_status
+from odradek.broker.listeners import Addresses
 from odradek.broker.logs import clip
 from odradek.broker.metrics.broker import BrokerMetrics
 from odradek.v1 import groups_pb2 as gpb
@@ -103,15 +104,25 @@ def committed_pb(o: CommittedOffset) -> gpb.CommittedOffset:
 
 class GroupsService(gpb_grpc.GroupsServicer):
     def __init__(self, coordinator: GroupCoordinator,
-                 metrics: BrokerMetrics | None = None) -> None:
+                 metrics: BrokerMetrics | None = None,
+                 addresses: Addresses | None = None) -> None:
         self.coordinator = coordinator
         self.metrics = metrics
+        self.addresses = addresses
 
     @rpc
     async def FindCoordinator(self, request: gpb.FindCoordinatorRequest,
                               context: grpc.aio.ServicerContext) -> gpb.FindCoordinatorResponse:
         found = await self.coordinator.find_coordinator(request.group_id)
-        return gpb.FindCoordinatorResponse(broker_id=found.broker_id, address=found.address,
+        address: str | None = found.address
+        if self.addresses is not None:
+            address = self.addresses.translate(found.address, found.broker_id)
+            if address is None:
+                raise BrokerError(Reason.COORDINATOR_NOT_AVAILABLE,
+                                  f"the coordinator of group {request.group_id!r}, broker "
+                                  f"{found.broker_id}, has no listener "
+                                  f"{self.addresses.name!r}")
+        return gpb.FindCoordinatorResponse(broker_id=found.broker_id, address=address,
                                            partition=found.partition)
 
     async def Membership(self, request_iterator: AsyncIterator[gpb.MemberRequest],
@@ -148,6 +159,8 @@ class GroupsService(gpb_grpc.GroupsServicer):
             if error is None:
                 log.exception("unexpected error in Membership")
                 error = BrokerError(Reason.INTERNAL, f"internal error: {exc}")
+            if self.addresses is not None:
+                error = self.addresses.error(error)
             await context.abort_with_status(to_status(error))
         finally:
             if reader is not None:

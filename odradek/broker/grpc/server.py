@@ -21,6 +21,7 @@ from odradek.broker.grpc.interceptor import GuardInterceptor, RequestLimitInterc
 from odradek.broker.grpc.limits import SERVER_RECEIVE_LIMIT
 from odradek.broker.grpc.security_service import SecurityService
 from odradek.broker.grpc.status import status_code
+from odradek.broker.listeners import Addresses
 from odradek.broker.metrics.broker import BrokerMetrics
 from odradek.broker.peers.raft_transport import SERVER_OPTIONS, RaftTransport
 from odradek.broker.topic_admin import TopicAdmin
@@ -74,14 +75,23 @@ class GrpcListener:
     def add_services(self, admin: TopicAdmin, cluster: ClusterNode, guard: Guard,
                      groups: GroupCoordinator, transport: RaftTransport,
                      metrics: BrokerMetrics) -> None:
+        """The broker's own listener: the client services and the brokers' own."""
+        server = self.server
+        cluster_pb2_grpc.add_ControllerServicer_to_server(ControllerService(admin, metrics), server)  # type: ignore[no-untyped-call]
+        raft_pb2_grpc.add_RaftServicer_to_server(transport.servicer(), server)  # type: ignore[no-untyped-call]
+        self.add_client_services(admin, cluster, guard, groups, metrics)
+
+    def add_client_services(self, admin: TopicAdmin, cluster: ClusterNode, guard: Guard,
+                            groups: GroupCoordinator, metrics: BrokerMetrics,
+                            addresses: Addresses | None = None) -> None:
+        """What clients call; a further listener serves only these (`addresses`: how it
+        names brokers)."""
         server, m = self.server, metrics
-        pb_grpc.add_BrokerServicer_to_server(BrokerService(admin, m), server)  # type: ignore[no-untyped-call]
-        pb_grpc.add_AdminServicer_to_server(AdminService(admin, m), server)  # type: ignore[no-untyped-call]
-        cluster_pb2_grpc.add_ControllerServicer_to_server(ControllerService(admin, m), server)  # type: ignore[no-untyped-call]
+        pb_grpc.add_BrokerServicer_to_server(BrokerService(admin, m, addresses), server)  # type: ignore[no-untyped-call]
+        pb_grpc.add_AdminServicer_to_server(AdminService(admin, m, addresses), server)  # type: ignore[no-untyped-call]
         security_pb2_grpc.add_SecurityServicer_to_server(  # type: ignore[no-untyped-call]
             SecurityService(cluster, guard.sessions, m, guard.broker_principals), server)
-        groups_pb2_grpc.add_GroupsServicer_to_server(GroupsService(groups, m), server)  # type: ignore[no-untyped-call]
-        raft_pb2_grpc.add_RaftServicer_to_server(transport.servicer(), server)  # type: ignore[no-untyped-call]
+        groups_pb2_grpc.add_GroupsServicer_to_server(GroupsService(groups, m, addresses), server)  # type: ignore[no-untyped-call]
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         names = [pb.DESCRIPTOR.services_by_name[n].full_name for n in ("Broker", "Admin")]
         names.append(groups_pb2.DESCRIPTOR.services_by_name["Groups"].full_name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from odradek.broker.broker_configs import BrokerConfigEntry, Source
+from odradek.broker.listeners import Addresses
 from odradek.broker.topics.types import (
     ClusterView,
     PartitionMove,
@@ -32,11 +33,15 @@ def topic_description(desc: TopicDescription) -> pb.TopicDescription:
                  for c in desc.configs])
 
 
-def metadata(view: ClusterView) -> pb.MetadataResponse:
+def metadata(view: ClusterView, addresses: Addresses | None = None) -> pb.MetadataResponse:
+    """The brokers as the listener the request came in on names them (`addresses`; None:
+    the broker's own gRPC listener)."""
+    brokers = [(b, (b.host, b.port) if addresses is None else addresses.of(b))
+               for b in view.brokers]
     return pb.MetadataResponse(
         cluster_id=view.cluster_id, controller_id=view.controller_id,
-        brokers=[pb.BrokerInfo(id=b.id, host=b.host, port=b.port, rack=b.rack)
-                 for b in view.brokers],
+        brokers=[pb.BrokerInfo(id=b.id, host=where[0], port=where[1], rack=b.rack)
+                 for b, where in brokers if where is not None],
         topics=[pb.TopicMetadata(name=t.name,
                                  partitions=[partition_info(p) for p in t.partitions])
                 for t in view.topics])

@@ -14,6 +14,7 @@ from odradek.broker.broker_configs import Source
 from odradek.broker.errors import BrokerError, Reason
 from odradek.broker.kafka import codec
 from odradek.broker.kafka import errors as err
+from odradek.broker.listeners import Addresses
 from odradek.broker.peers.forward import GrpcAdminForwarder
 from odradek.broker.topic_admin import TopicAdmin
 from odradek.broker.topics.reads import check_partition_request
@@ -32,9 +33,11 @@ DELETE = 1
 
 
 class AdminApis:
-    def __init__(self, admin: TopicAdmin, forwarder: GrpcAdminForwarder) -> None:
+    def __init__(self, admin: TopicAdmin, forwarder: GrpcAdminForwarder,
+                 addresses: Addresses) -> None:
         self.admin = admin
         self.forwarder = forwarder
+        self.addresses = addresses
 
     async def create_partitions(self, version: int, body: Any, access: Access) -> Any:
         module = codec.response_module(37, version)
@@ -132,12 +135,13 @@ class AdminApis:
     def describe_cluster(self, version: int, body: Any, access: Access) -> Any:
         module = codec.response_module(60, version)
         view = self.admin.metadata([])
+        found = ((b, self.addresses.of(b)) for b in view.brokers)
         return codec.make(module.DescribeClusterResponse, error_code=err.NONE,
                           cluster_id=view.cluster_id, controller_id=view.controller_id,
                           brokers=tuple(codec.nested(module, "DescribeClusterBroker",
-                                                     broker_id=b.id, host=b.host,
-                                                     port=b.kafka_port, rack=b.rack or None)
-                                        for b in view.brokers if b.kafka_port > 0),
+                                                     broker_id=b.id, host=where[0],
+                                                     port=where[1], rack=b.rack or None)
+                                        for b, where in found if where is not None),
                           cluster_authorized_operations=-2147483648)
 
     async def _alter_topic(self, name: str, set_: dict[str, str], delete: list[str],

@@ -15,6 +15,7 @@ from odradek.broker.auth.access import Access
 from odradek.broker.errors import BrokerError, Reason, unknown_topic
 from odradek.broker.kafka import codec
 from odradek.broker.kafka import errors as err
+from odradek.broker.listeners import Addresses
 from odradek.broker.metadata.image import MetadataImage
 from odradek.broker.metrics.broker import BrokerMetrics
 from odradek.broker.names import refuse_internal
@@ -38,8 +39,10 @@ def _topic_id(text: str) -> uuid.UUID:
 
 
 class DataApis:
-    def __init__(self, admin: TopicAdmin, metrics: BrokerMetrics | None = None) -> None:
+    def __init__(self, admin: TopicAdmin, addresses: Addresses,
+                 metrics: BrokerMetrics | None = None) -> None:
         self.admin = admin
+        self.addresses = addresses  # how this listener names brokers
         self.metrics = metrics
         self.forwarder = GrpcAdminForwarder(admin.cluster.channels)
 
@@ -93,9 +96,10 @@ class DataApis:
                                        name=name, topic_id=_topic_id(info.topic_id),
                                        is_internal=internal, partitions=partitions,
                                        topic_authorized_operations=-2147483648))
+        found = ((b, self.addresses.of(b)) for b in view.brokers)
         brokers = tuple(codec.nested(module, "MetadataResponseBroker", node_id=b.id,
-                                     host=b.host, port=b.kafka_port, rack=b.rack or None)
-                        for b in view.brokers if b.kafka_port > 0)
+                                     host=where[0], port=where[1], rack=b.rack or None)
+                        for b, where in found if where is not None)
         return codec.make(module.MetadataResponse, brokers=brokers,
                           cluster_id=view.cluster_id, controller_id=view.controller_id,
                           topics=tuple(topics), cluster_authorized_operations=-2147483648)

@@ -17,6 +17,7 @@ from odradek.broker.groups.state import Group
 from odradek.broker.groups.types import ConsumerHeartbeat, OffsetCommit
 from odradek.broker.kafka import codec
 from odradek.broker.kafka import errors as err
+from odradek.broker.listeners import Addresses
 
 GROUP_KEY = 0
 # How groups of Odradek's own protocol show to Kafka admin tools.
@@ -25,9 +26,11 @@ DEAD = "Dead"
 
 
 class GroupApis:
-    def __init__(self, coordinator: GroupCoordinator, classic: ClassicGroups) -> None:
+    def __init__(self, coordinator: GroupCoordinator, classic: ClassicGroups,
+                 addresses: Addresses) -> None:
         self.coordinator = coordinator
         self.classic = classic
+        self.addresses = addresses
 
     async def _find(self, key: str, key_type: int, access: Access) -> tuple[int, str, int, str,
                                                                            int]:
@@ -39,11 +42,14 @@ class GroupApis:
             op.describe_group(access, key)
             info = await self.coordinator.find_coordinator(key)
             broker = self.coordinator.cluster.image.brokers.get(info.broker_id)
-            if broker is None or broker.kafka_port <= 0:
+            where = self.addresses.of(broker) if broker is not None else None
+            if where is None:
                 raise BrokerError(Reason.COORDINATOR_NOT_AVAILABLE,
                                   f"the coordinator, broker {info.broker_id}, has no Kafka "
-                                  "listener registered")
-            return info.broker_id, broker.host, broker.kafka_port, "", err.NONE
+                                  "listener registered"
+                                  + (f" named {self.addresses.name!r}"
+                                     if self.addresses.name else ""))
+            return info.broker_id, where[0], where[1], "", err.NONE
         except Exception as exc:
             code, message = err.error_of(exc, "FindCoordinator")
             return -1, "", -1, message, code

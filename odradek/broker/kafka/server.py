@@ -37,6 +37,7 @@ from odradek.broker.kafka.group_apis import GroupApis
 from odradek.broker.kafka.sasl import Connection
 from odradek.broker.kafka.tls import KafkaTLS, peer_certificate
 from odradek.broker.kafka.user_apis import UserApis
+from odradek.broker.listeners import Addresses
 from odradek.broker.metrics.broker import BrokerMetrics
 from odradek.broker.topic_admin import TopicAdmin
 from odradek.security.tls import ServerTLS
@@ -74,11 +75,17 @@ class KafkaListener:
     def __init__(self, admin: TopicAdmin, coordinator: GroupCoordinator,
                  guard: Callable[[], Guard | None], metrics: BrokerMetrics | None = None,
                  max_request_bytes: int = MAX_REQUEST_BYTES,
-                 tls: ServerTLS | None = None) -> None:
-        self.data = DataApis(admin, metrics)
-        self.classic = ClassicGroups(coordinator)
-        self.groups = GroupApis(coordinator, self.classic)
-        self.admin = AdminApis(admin, self.data.forwarder)
+                 tls: ServerTLS | None = None, addresses: Addresses | None = None,
+                 classic: ClassicGroups | None = None) -> None:
+        """`addresses`: how this listener names brokers (default: their own Kafka
+        listeners); `classic`: the classic groups of another Kafka listener of the broker,
+        shared (a group's members may come in through either)."""
+        addresses = addresses or Addresses(lambda: admin.cluster.image, kafka=True)
+        self.data = DataApis(admin, addresses, metrics)
+        self.owns_classic = classic is None
+        self.classic = classic or ClassicGroups(coordinator)
+        self.groups = GroupApis(coordinator, self.classic, addresses)
+        self.admin = AdminApis(admin, self.data.forwarder, addresses)
         self.acls = AclApis(admin.cluster)
         self.users = UserApis(admin.cluster)
         self._guard = guard
@@ -95,7 +102,8 @@ class KafkaListener:
         self._server = await asyncio.start_server(
             self._serve, sock=sock, ssl=self.tls.context if self.tls is not None else None)
         self.port = sock.getsockname()[1]
-        self.classic.start()
+        if self.owns_classic:
+            self.classic.start()
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -103,7 +111,8 @@ class KafkaListener:
         for task in list(self._connections):
             task.cancel()
         await asyncio.gather(*self._connections, return_exceptions=True)
-        await self.classic.stop()
+        if self.owns_classic:
+            await self.classic.stop()
 
     def _guard_now(self) -> Guard:
         guard = self._guard()

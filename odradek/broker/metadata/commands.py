@@ -35,6 +35,38 @@ def _freeze_assignments(assignments: Any) -> Assignments:
 
 
 @dataclass(frozen=True)
+class Endpoint:
+    """Where clients of one named listener (other than the broker's own gRPC and Kafka
+    listeners) reach a broker: Kafka's advertised.listeners, one entry."""
+
+    name: str
+    host: str
+    port: int
+
+
+Endpoints = tuple[Endpoint, ...]
+
+
+def encode_endpoints(endpoints: Endpoints) -> dict[str, Any]:
+    """{} when there are none, so that what brokers without listeners wrote stays the same."""
+    return {"endpoints": {e.name: [e.host, e.port] for e in endpoints}} if endpoints else {}
+
+
+def decode_endpoints(context: str, obj: Mapping[str, Any]) -> Endpoints:
+    raw = obj.get("endpoints", {})
+    if not isinstance(raw, dict):
+        raise ValueError(f"{context}: field 'endpoints' must be an object, got {raw!r}"[:200])
+    out = []
+    for name, value in sorted(raw.items()):
+        if not (isinstance(value, list) and len(value) == 2 and isinstance(value[0], str)
+                and isinstance(value[1], int) and not isinstance(value[1], bool)):
+            raise ValueError(f"{context}: endpoint {name!r} must be [host, port], "
+                             f"got {value!r}"[:200])
+        out.append(Endpoint(name, value[0], value[1]))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
 class RegisterBroker:
     """A broker joins (or re-joins, possibly at a new address)."""
 
@@ -46,11 +78,13 @@ class RegisterBroker:
     # Where Kafka clients reach it (same host); 0: no Kafka listener. Left out when 0, so
     # what brokers without it wrote, and read, stays the same.
     kafka_port: int = 0
+    endpoints: Endpoints = ()  # its further listeners, sorted by name
 
     def encode(self) -> bytes:
         extra = {"kafka_port": self.kafka_port} if self.kafka_port else {}
         return _dump(self.TYPE, {"broker_id": self.broker_id, "host": self.host,
-                                 "port": self.port, "rack": self.rack, **extra})
+                                 "port": self.port, "rack": self.rack, **extra,
+                                 **encode_endpoints(self.endpoints)})
 
 
 @dataclass(frozen=True)
@@ -398,7 +432,7 @@ def _strs(items: list[Any]) -> list[str]:
 _DECODERS: dict[str, Callable[[Fields], Command]] = {
     RegisterBroker.TYPE: lambda f: RegisterBroker(
         f.get_int("broker_id"), f.get_str("host"), f.get_int("port"), f.get_opt_str("rack"),
-        f.get_int_or("kafka_port", 0)),
+        f.get_int_or("kafka_port", 0), decode_endpoints(f.context, f.obj)),
     UnregisterBroker.TYPE: lambda f: UnregisterBroker(f.get_int("broker_id")),
     SetBrokerDraining.TYPE: lambda f: SetBrokerDraining(
         f.get_int("broker_id"), f.get_bool("draining")),

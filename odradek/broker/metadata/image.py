@@ -26,6 +26,7 @@ from odradek.broker.metadata.commands import (
     CreatePartitions,
     CreateTopic,
     DeleteTopic,
+    Endpoints,
     InSyncReport,
     LeaderReport,
     PartitionLeader,
@@ -36,6 +37,8 @@ from odradek.broker.metadata.commands import (
     RegisterBroker,
     SetBrokerDraining,
     UnregisterBroker,
+    decode_endpoints,
+    encode_endpoints,
 )
 from odradek.broker.metadata.producer_ids import (
     PRODUCER_COMMANDS,
@@ -64,6 +67,14 @@ class BrokerInfo:
     rack: str | None = None
     draining: bool = False
     kafka_port: int = 0  # 0: no Kafka listener
+    endpoints: Endpoints = ()  # further listeners (RegisterBroker.endpoints)
+
+
+def registered_as(info: BrokerInfo | None, cmd: RegisterBroker) -> bool:
+    """Does the image already know the broker as `cmd` would register it?"""
+    return info is not None and (info.host, info.port, info.rack, info.kafka_port,
+                                 info.endpoints) == (cmd.host, cmd.port, cmd.rack,
+                                                     cmd.kafka_port, cmd.endpoints)
 
 
 @dataclass(frozen=True)
@@ -237,7 +248,8 @@ def _apply(image: MetadataImage, cmd: Command) -> _State | None:
         if cmd.broker_id < 0:
             return None
         new = BrokerInfo(cmd.broker_id, cmd.host, cmd.port, cmd.rack,
-                         old.draining if old is not None else False, cmd.kafka_port)
+                         old.draining if old is not None else False, cmd.kafka_port,
+                         cmd.endpoints)
         if new == old:
             return None
         brokers = dict(image.brokers)
@@ -409,7 +421,8 @@ def encode_snapshot(image: MetadataImage) -> bytes:
         "last_offset": image.last_offset,
         "brokers": [
             {"id": b.id, "host": b.host, "port": b.port, "rack": b.rack, "draining": b.draining,
-             **({"kafka_port": b.kafka_port} if b.kafka_port else {})}
+             **({"kafka_port": b.kafka_port} if b.kafka_port else {}),
+             **encode_endpoints(b.endpoints)}
             for _, b in sorted(image.brokers.items())
         ],
         "topics": [
@@ -448,7 +461,7 @@ def decode_snapshot(data: bytes) -> MetadataImage:
         f = Fields("metadata snapshot broker", raw)
         b = BrokerInfo(f.get_int("id"), f.get_str("host"), f.get_int("port"),
                        f.get_opt_str("rack"), f.get_bool("draining"),
-                       f.get_int_or("kafka_port", 0))
+                       f.get_int_or("kafka_port", 0), decode_endpoints(f.context, f.obj))
         if b.id in brokers:
             raise ValueError(f"metadata snapshot lists broker {b.id} twice")
         brokers[b.id] = b

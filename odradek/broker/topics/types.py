@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from odradek.broker.metadata.commands import Endpoints
+
 
 @dataclass(frozen=True)
 class BrokerEntry:
@@ -13,6 +15,7 @@ class BrokerEntry:
     port: int
     rack: str  # "" when none
     kafka_port: int = 0  # 0: no Kafka listener
+    endpoints: Endpoints = ()  # further listeners (odradek.broker.listeners)
 
 
 @dataclass(frozen=True)
