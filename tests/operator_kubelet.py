@@ -36,6 +36,9 @@ ZONE = "zone-a"
 POLL_S = 0.1
 # Flags the kubelet sets itself: a pod's values are Kubernetes addresses and paths.
 OWN_FLAGS = {"--host", "--port", "--data-dir", "--metrics-port"}
+# The external listener's "outside" here: another loopback address, a port per pod.
+OUTSIDE_HOST = "127.0.0.2"
+LISTENER_FLAGS = {"--extra-listener", "--advertise"}
 
 
 @dataclass
@@ -74,6 +77,17 @@ class Kubelet:
         domain = re.escape(f".{headless}.{self.namespace}.svc")
         return re.sub(rf"([a-z0-9-]+){domain}(:\d+)?",
                       lambda m: f"127.0.0.1:{self.port(m.group(1))}", text)
+
+    def outside_address(self, pod: str, listener: str) -> str:
+        """Where a pod's further listener is reached here (its NodePort, in a cluster)."""
+        return f"{OUTSIDE_HOST}:{self.port(f'{pod}/{listener}')}"
+
+    def _outside(self, pod: str, value: str) -> str:
+        """A further listener's bind or advertised address -> the pod's outside address:
+        every pod binds the same port in a cluster, and NodePorts differ by pod."""
+        name = value.split("=", 1)[0]
+        return re.sub(r"(//)?[^/=]*:[^:]+$", lambda m: (m.group(1) or "")
+                      + self.outside_address(pod, name), value)
 
     # -- the loop ---------------------------------------------------------------------
 
@@ -214,6 +228,8 @@ class Kubelet:
                 skip = False
             elif arg in OWN_FLAGS:
                 skip = True
+            elif kept and kept[-1] in LISTENER_FLAGS:
+                kept.append(self._outside(name, arg))
             else:
                 kept.append(self._remap(arg, headless))
         # Any pod's DNS name is in the brokers' certificate (a wildcard over the headless

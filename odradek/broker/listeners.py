@@ -28,7 +28,8 @@ SECURITY = ("plaintext", "tls", "mtls")
 WILDCARDS = ("0.0.0.0", "::", "[::]", "")
 _LISTENER = re.compile(r"^(?P<name>[^=]+)=(?P<protocol>[a-z]+)(\+(?P<security>[a-z]+))?"
                        r"://(?P<host>\[[^\]]*\]|[^:/]*):(?P<port>\d+)$")
-_ADVERTISED = re.compile(r"^(?P<name>[^=]+)=(?P<host>\[[^\]]+\]|[^:/]+):(?P<port>\d+)$")
+_ADVERTISED = re.compile(r"^(?P<name>[^=]+)=(?P<host>\[[^\]]+\]|[^:/]+):"
+                         r"(?P<port>\d+)(\+(?P<plus>\d+))?$")
 
 
 class ListenerConfigError(ValueError):
@@ -84,14 +85,16 @@ def parse_listener(value: str) -> ListenerSpec:
                         m["host"].strip("[]") or "0.0.0.0", _port(m["port"], flag, value))
 
 
-def parse_advertised(value: str) -> tuple[str, str, int]:
-    """NAME=HOST:PORT: where clients of listener NAME reach this broker."""
+def parse_advertised(value: str, broker_id: int = 0) -> tuple[str, str, int]:
+    """NAME=HOST:PORT: where clients of listener NAME reach this broker. "{id}" stands for
+    the broker id and PORT may be BASE+{id}, so that every pod of a StatefulSet can be
+    given the same flag (external=broker-{id}.example.com:9094, external=10.0.0.7:31090+{id})."""
     flag = "--advertise"
-    m = _ADVERTISED.match(value.strip())
+    m = _ADVERTISED.match(value.strip().replace("{id}", str(broker_id)))
     if m is None:
         raise ListenerConfigError(f"{flag} {value!r} is not NAME=HOST:PORT "
                                   "(e.g. external=broker-0.example.com:31090)")
-    port = _port(m["port"], flag, value)
+    port = _port(str(int(m["port"]) + int(m["plus"] or 0)), flag, value)
     if port == 0:
         raise ListenerConfigError(f"{flag} {value!r}: the port may not be 0")
     return _name(m["name"], flag, value), m["host"].strip("[]"), port

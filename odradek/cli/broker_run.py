@@ -102,7 +102,8 @@ def listener_settings(args: argparse.Namespace,
                       tls: ServerTLS | None) -> tuple[ListenerSpec, ...]:
     try:
         return combine([parse_listener(v) for v in getattr(args, "extra_listener", None) or ()],
-                       [parse_advertised(v) for v in getattr(args, "advertise", None) or ()],
+                       [parse_advertised(v, args.broker_id)
+                        for v in getattr(args, "advertise", None) or ()],
                        has_tls=tls is not None, has_ca=tls is not None and tls.ca is not None)
     except ListenerConfigError as exc:
         raise SystemExit(f"error: {exc}") from None

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from odradek.operator import pki, superuser
+from odradek.operator import external, pki, superuser
 from odradek.operator.conditions import Outcome
 from odradek.operator.runtime import client_service
 
@@ -49,6 +49,7 @@ class ClusterSpec:
     explicit_voters: bool = False  # spec.voters given (else the first min(3, brokers))
     pod: dict[str, Any] = field(default_factory=dict)  # scheduling fields of the pod spec
     tls: pki.TLSSpec | None = None
+    external: external.ExternalSpec | None = None
 
 
 def default_voters(brokers: int) -> int:
@@ -78,7 +79,8 @@ def desired(spec: Mapping[str, Any], name: str, namespace: str) -> ClusterSpec:
         {str(k): str(v) for k, v in (spec.get("config") or {}).items()},
         (spec.get("rack") or {}).get("topologyKey"),
         tuple(auth.get("superUsers") or ()), bool(auth.get("enabled")),
-        spec.get("voters") is not None, dict(spec.get("pod") or {}), tls)
+        spec.get("voters") is not None, dict(spec.get("pod") or {}), tls,
+        external.external_spec(spec))
 
 
 # -- names ---------------------------------------------------------------------------------
@@ -139,7 +141,7 @@ def config_hash(c: ClusterSpec) -> str:
     # Not the certificates: brokers reload those without a restart.
     text = json.dumps([c.image, c.config, voters(c), c.authorization, c.super_users,
                        c.tls.secret_name if c.tls else None, c.tls is not None,
-                       c.topology_key], sort_keys=True)
+                       c.topology_key, repr(c.external)], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -156,6 +158,8 @@ def broker_args(c: ClusterSpec) -> list[str]:
         args += ["--authorization", "on", "--super-users",
                  ";".join(dict.fromkeys((superuser.PRINCIPAL, *c.super_users))),
                  *superuser.broker_args()]
+    if c.external:
+        args += external.broker_args(c.external, c.tls is not None)
     return args
 
 
@@ -184,6 +188,8 @@ def _env(c: ClusterSpec) -> list[Body]:
         {"name": "ODRADEK_BROKER_ID", "valueFrom": {"fieldRef": {
             "fieldPath": "metadata.labels['apps.kubernetes.io/pod-index']"}}},
     ]
+    if c.external:
+        env += external.env(c.external)
     if c.topology_key:
         # Resolved when the container starts, after the init container saw the annotation.
         env.append({"name": "ODRADEK_RACK", "valueFrom": {"fieldRef": {
@@ -214,7 +220,8 @@ def _container(c: ClusterSpec) -> Body:
         "name": "broker", "image": c.image, "command": ["odradek"], "args": broker_args(c),
         "env": _env(c),
         "ports": [{"name": "grpc", "containerPort": c.port},
-                  {"name": "metrics", "containerPort": c.port + METRICS_OFFSET}],
+                  {"name": "metrics", "containerPort": c.port + METRICS_OFFSET},
+                  *(external.container_ports(c.external) if c.external else [])],
         "readinessProbe": probe,
         "livenessProbe": {**probe, "failureThreshold": 6, "initialDelaySeconds": 10},
         "resources": c.resources,
@@ -281,7 +288,8 @@ def render_stateful_set(c: ClusterSpec, owner: Mapping[str, Any],
     }
 
 
-def render_services(c: ClusterSpec, owner: Mapping[str, Any]) -> list[Body]:
+def render_services(c: ClusterSpec, owner: Mapping[str, Any],
+                    replicas: int | None = None) -> list[Body]:
     port = [{"name": "grpc", "port": c.port, "targetPort": "grpc"}]
     headless = {"apiVersion": "v1", "kind": "Service",
                 "metadata": _meta(c, headless_service(c.name), owner),
@@ -290,7 +298,11 @@ def render_services(c: ClusterSpec, owner: Mapping[str, Any]) -> list[Body]:
     client = {"apiVersion": "v1", "kind": "Service",
               "metadata": _meta(c, client_service(c.name), owner),
               "spec": {"type": "ClusterIP", "selector": labels(c), "ports": port}}
-    return [headless, client]
+    outside = (external.render_services(c.external, c.name, c.brokers if replicas is None
+                                        else replicas, labels(c),
+                                        lambda name: _meta(c, name, owner))
+               if c.external else [])
+    return [headless, client, *outside]
 
 
 def render_pdb(c: ClusterSpec, owner: Mapping[str, Any]) -> Body:
@@ -303,7 +315,8 @@ def render(c: ClusterSpec, owner: Mapping[str, Any], replicas: int | None = None
            ) -> list[Body]:
     """Every object of the cluster, in the order to apply them. replicas: the StatefulSet's
     size now, when a scale-down waits for draining (default: spec.brokers)."""
-    return [render_config_map(c, owner), *render_services(c, owner), render_pdb(c, owner),
+    return [render_config_map(c, owner), *render_services(c, owner, replicas),
+            render_pdb(c, owner),
             render_stateful_set(c, owner, replicas)]
 
 

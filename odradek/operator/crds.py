@@ -252,6 +252,37 @@ CLUSTER_SPEC = _obj("A cluster of brokers", {
                              "certificate; generated and renewed by the operator when "
                              "absent (default <name>-ca)", pattern=DNS_LABEL_PATTERN),
     }),
+    "listeners": _obj("Listeners besides the brokers' own (in-cluster gRPC)", {
+        "external": _obj(
+            "Clients outside Kubernetes: a Service per broker (and a bootstrap Service), "
+            "whose addresses the brokers advertise to clients that come in through them. "
+            "With tls.enabled it speaks TLS and, by default, asks for no client "
+            "certificate (clients log in with SCRAM)", {
+                "type": _str("How each broker is exposed", enum=["NodePort", "LoadBalancer"],
+                             default="NodePort"),
+                "port": _int("Container and Service port of the external gRPC listener",
+                             minimum=1024, maximum=65535, default=9094),
+                "kafkaPort": _int("Also an external Kafka listener on this port",
+                                  minimum=1024, maximum=65535),
+                "nodePortBase": _int("NodePort: broker i is reached at nodePortBase + i "
+                                     "(its Kafka listener at nodePortBase + 100 + i)",
+                                     minimum=30000, maximum=32567),
+                "advertisedHostTemplate": _str(
+                    "The host clients reach broker {ordinal} at, e.g. "
+                    "broker-{ordinal}.kafka.example.com (required for LoadBalancer; "
+                    "NodePort default: the IP of the broker's node)", minLength=1),
+                "clientAuth": _str("With TLS: none (SCRAM or tokens) or required (client "
+                                   "certificates signed by the cluster CA)",
+                                   enum=["none", "required"], default="none"),
+            }, rules=[
+                {"rule": "self.type != 'NodePort' || has(self.nodePortBase)",
+                 "message": "a NodePort external listener needs nodePortBase"},
+                {"rule": "self.type != 'LoadBalancer' || has(self.advertisedHostTemplate)",
+                 "message": "a LoadBalancer external listener needs advertisedHostTemplate"},
+                {"rule": "!has(self.kafkaPort) || self.kafkaPort != self.port",
+                 "message": "kafkaPort must differ from port"},
+            ]),
+    }),
     "authorization": _obj("ACL enforcement; the operator makes the super user User:admin "
                           "(SCRAM, password in Secret <name>-admin) and logs in as it", {
         "enabled": {"type": "boolean", "default": False, "description": "Authorization on"},
@@ -260,7 +291,10 @@ CLUSTER_SPEC = _obj("A cluster of brokers", {
     }),
 }, rules=[
     {"rule": "!has(self.voters) || self.voters <= self.brokers",
-     "message": "voters may not exceed brokers"}])
+     "message": "voters may not exceed brokers"},
+    {"rule": "!has(self.listeners) || !has(self.listeners.external) || "
+             "self.listeners.external.port != self.port",
+     "message": "listeners.external.port must differ from port"}])
 
 CLUSTER_STATUS = _obj("The cluster as the operator sees it", {
     "observedGeneration": OBSERVED_GENERATION,

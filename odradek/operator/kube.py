@@ -113,6 +113,27 @@ async def list_pods(namespace: str, selector: dict[str, str]) -> list[dict[str, 
     return await asyncio.to_thread(run)
 
 
+async def list_services(namespace: str, selector: dict[str, str]) -> list[dict[str, Any]]:
+    def run() -> list[dict[str, Any]]:
+        text = ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
+        reply = _core().list_namespaced_service(namespace, label_selector=text,
+                                                _preload_content=False)
+        return list(json.loads(reply.data).get("items") or [])
+
+    return await asyncio.to_thread(run)
+
+
+async def delete_service(namespace: str, name: str) -> None:
+    def run() -> None:
+        try:
+            _core().delete_namespaced_service(name, namespace, _preload_content=False)
+        except ApiException as exc:
+            if getattr(exc, "status", None) != 404:
+                raise
+
+    await asyncio.to_thread(run)
+
+
 async def delete_pod(namespace: str, name: str) -> None:
     """The StatefulSet controller makes it again, from the current template."""
     def run() -> None:

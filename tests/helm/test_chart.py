@@ -42,6 +42,8 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     "defaults": {},
     "monitoring": MONITORING,
     "tls-generate": {"tls": {"enabled": True}},
+    "external-listener": {"tls": {"enabled": True}, "cluster": {"externalListener": {
+        "type": "NodePort", "nodePortBase": 31090, "kafkaPort": 9095}}},
     "tls-cert-manager": {"tls": {"enabled": True, "ca": {
         "source": "certManager",
         "certManager": {"issuerRef": {"name": "root", "kind": "Issuer"}}}}},

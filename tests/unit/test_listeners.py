@@ -34,6 +34,9 @@ def test_a_listener_flag_parses() -> None:
     assert parse_listener("e=grpc+mtls://:9094").bind_host == "0.0.0.0"
     assert parse_advertised("external=b0.example.com:31090") == (
         "external", "b0.example.com", 31090)
+    # One flag for every pod of a StatefulSet: the broker id fills it in.
+    assert parse_advertised("external=b{id}.example.com:31090+{id}", broker_id=2) == (
+        "external", "b2.example.com", 31092)
 
 
 @pytest.mark.parametrize(("value", "words"), [

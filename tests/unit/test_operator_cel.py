@@ -33,11 +33,13 @@ ENV = celpy.Environment()
 
 
 def holds(kind: str, path: str, new: Any, old: Any = None) -> bool:
-    [rule] = [r for k, p, r in all_rules() if (k, p) == (kind, path)]
+    """Every rule at the path holds."""
+    found = [r for k, p, r in all_rules() if (k, p) == (kind, path)]
+    assert found, (kind, path)
     activation = {"self": celpy.json_to_cel(new)}
     if old is not None:
         activation["oldSelf"] = celpy.json_to_cel(old)
-    return bool(ENV.program(ENV.compile(rule)).evaluate(activation))
+    return all(bool(ENV.program(ENV.compile(rule)).evaluate(activation)) for rule in found)
 
 
 @pytest.mark.parametrize(("kind", "path", "rule"), all_rules(),
@@ -83,3 +85,17 @@ def test_cluster_rules() -> None:
     assert holds("Cluster", "spec", {"brokers": 3, "voters": 3})
     assert holds("Cluster", "spec", {"brokers": 3})
     assert not holds("Cluster", "spec", {"brokers": 1, "voters": 3})
+
+
+def test_external_listener_rules() -> None:
+    spec = "spec.listeners.external"
+    assert holds("Cluster", spec, {"type": "NodePort", "port": 9094, "nodePortBase": 31090})
+    assert not holds("Cluster", spec, {"type": "NodePort", "port": 9094})
+    assert not holds("Cluster", spec, {"type": "LoadBalancer", "port": 9094})
+    assert holds("Cluster", spec, {"type": "LoadBalancer", "port": 9094,
+                                   "advertisedHostTemplate": "b{ordinal}.example.com"})
+    assert not holds("Cluster", spec, {"type": "NodePort", "port": 9094,
+                                       "nodePortBase": 31090, "kafkaPort": 9094})
+    listener = {"listeners": {"external": {"type": "NodePort", "port": 9092}}}
+    assert not holds("Cluster", "spec", {"brokers": 3, "port": 9092, **listener})
+    assert holds("Cluster", "spec", {"brokers": 3, "port": 9093, **listener})

@@ -14,7 +14,7 @@ import kopf
 
 from odradek.client import OdradekError
 from odradek.operator import cluster as cl
-from odradek.operator import crds, kube, pki, superuser, users
+from odradek.operator import crds, external, kube, pki, superuser, users
 from odradek.operator.conditions import Outcome, set_condition
 from odradek.operator.handlers.common import call, conclude, ensure_scram_user, refused
 from odradek.operator.metrics import reconciling
@@ -165,6 +165,12 @@ async def _roll(c: cl.ClusterSpec) -> cl.RollStep:
     return step
 
 
+async def _prune_external(c: cl.ClusterSpec, replicas: int) -> None:
+    services = await kube.list_services(c.namespace, cl.labels(c))
+    for name in external.stale_services(services, c.external, replicas):
+        await kube.delete_service(c.namespace, name)
+
+
 async def reconcile(body: Any, spec: Any, status: Any, meta: Any, namespace: str, name: str,
                     patch: Any) -> None:
     generation = meta.get("generation")
@@ -186,6 +192,7 @@ async def reconcile(body: Any, spec: Any, status: Any, meta: Any, namespace: str
         scale = await _scale(c, (sts or {}).get("spec", {}).get("replicas"))
         for obj in cl.render(c, body, scale.replicas):
             await kube.apply(namespace, obj)
+        await _prune_external(c, scale.replicas)
         state = cl.state_of(await kube.read("StatefulSet", namespace, name))
         outcomes = cl.conditions(c, state)
         if sts is not None and not scale.drain:
