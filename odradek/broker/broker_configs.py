@@ -16,6 +16,7 @@ from odradek.storage import DEFAULTS, LogConfig
 class Source(enum.Enum):
     DEFAULT = "default"
     STATIC = "static"  # the command line or the environment, at start-up
+    DYNAMIC = "dynamic"  # a cluster-wide default in the metadata (AlterClusterConfigs)
 
 
 @dataclass(frozen=True)
@@ -37,3 +38,12 @@ def describe(flags: Sequence[BrokerConfigEntry],
         f"the default of the topic config {k} for topics that do not set it (--config)")
         for k, v in effective.items()]
     return sorted([*flags, *topics], key=lambda e: e.name)
+
+
+def with_cluster_defaults(entries: Sequence[BrokerConfigEntry],
+                          cluster: Mapping[str, str]) -> list[BrokerConfigEntry]:
+    """The entries with the topic defaults that the cluster-wide ones replace."""
+    return [BrokerConfigEntry(e.name, cluster[e.name], Source.DYNAMIC,
+                              f"the cluster-wide default of the topic config {e.name} "
+                              "(odradek cluster alter-configs), over --config")
+            if e.name in cluster and e.name in DEFAULTS else e for e in entries]

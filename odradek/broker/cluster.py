@@ -49,6 +49,7 @@ from odradek.broker.replication.meta_storage import MetadataRaftStorage
 from odradek.broker.replication.producer_state import DEFAULT_EXPIRATION_MS
 from odradek.broker.replication.repair import CorruptionRepair
 from odradek.broker.replication.replica import ReplicatedPartition
+from odradek.broker.topic_defaults import effective_defaults
 from odradek.raft import (
     ConfigChangeType,
     EntryKind,
@@ -421,6 +422,7 @@ class ClusterNode:
     def reconcile(self) -> None:
         """Opens the replicas the image gives this broker and closes the others."""
         wanted: dict[tuple[str, int], tuple[str, tuple[int, ...]]] = {}
+        base = effective_defaults(self.settings.topic_defaults, self.image.cluster_configs)
         for topic, index, info in self.image.iter_partitions():
             if self.id in info.effective_replicas or self.id in info.replicas:
                 topic_info = self.image.topics[topic]
@@ -431,8 +433,7 @@ class ClusterNode:
         for key, (topic_id, replicas) in wanted.items():
             if self.id not in replicas:
                 replicas = ()  # joining through a reassignment: the leader adds us
-            config = LogConfig.from_dict(self.image.topics[key[0]].configs,
-                                         base=self.settings.topic_defaults)
+            config = LogConfig.from_dict(self.image.topics[key[0]].configs, base=base)
             partition = self.partitions.get(key)
             if partition is None:
                 self._open_partition(key, topic_id, replicas, config)

@@ -10,10 +10,11 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from odradek.broker.broker_configs import BrokerConfigEntry, describe
+from odradek.broker.broker_configs import BrokerConfigEntry, describe, with_cluster_defaults
 from odradek.broker.cluster import ClusterNode
 from odradek.broker.errors import BrokerError, Reason, invalid_request, unknown_topic
 from odradek.broker.metadata.commands import (
+    AlterClusterConfigs,
     AlterTopicConfigs,
     DeleteTopic,
     ReassignPartition,
@@ -30,6 +31,7 @@ from odradek.broker.metadata.image import PartitionInfo
 from odradek.broker.metadata.validation import require_topic, validate_delete_topic
 from odradek.broker.names import check_topic_name, is_internal, refuse_internal
 from odradek.broker.replication.replica import ReplicatedPartition
+from odradek.broker.topic_defaults import effective_defaults
 from odradek.broker.topics.types import (
     BrokerEntry,
     ClusterView,
@@ -55,6 +57,14 @@ class TopicAdmin:
         self.default_replication_factor = default_replication_factor
         # This broker's settings as it describes them (broker_configs.py).
         self.broker_configs: list[BrokerConfigEntry] = describe((), {})
+
+    def topic_defaults(self) -> LogConfig:
+        """What topics fall back on now: the cluster-wide defaults over this broker's."""
+        return effective_defaults(self.defaults, self.cluster.image.cluster_configs)
+
+    def described_broker_configs(self) -> list[BrokerConfigEntry]:
+        """broker_configs with the cluster-wide defaults in force (source dynamic)."""
+        return with_cluster_defaults(self.broker_configs, self.cluster.image.cluster_configs)
 
     # ------------------------------------------------------------ data plane
     def leader_partition(self, topic: str, index: int) -> ReplicatedPartition:
@@ -95,7 +105,7 @@ class TopicAdmin:
             raise BrokerError(Reason.INVALID_PARTITIONS,
                 f"partition count must be between 1 and {MAX_PARTITIONS}, got {partitions}",
                 {"topic": name})
-        LogConfig.from_dict(configs, base=self.defaults)
+        LogConfig.from_dict(configs, base=self.topic_defaults())
         image = self.cluster.image
         rf = replication_factor or min(self.default_replication_factor,
                                        max(1, len(image.available_brokers())))
@@ -120,10 +130,27 @@ class TopicAdmin:
             raise invalid_request(f"cannot delete unknown config {unknown[0]!r}")
         overrides = {k: v for k, v in topic.configs.items() if k not in delete}
         overrides.update(set_)
-        LogConfig.from_dict(overrides, base=self.defaults)
+        LogConfig.from_dict(overrides, base=self.topic_defaults())
         if not validate_only:
             await self.cluster.propose(AlterTopicConfigs(name, freeze_configs(overrides)))
         return self.describe(name)
+
+    async def alter_cluster_configs(self, set_: dict[str, str], delete: list[str],
+                                    validate_only: bool) -> dict[str, str]:
+        """The cluster-wide topic defaults with `set_` set and `delete` removed; checked
+        over this (the controller's) broker's own defaults, applied live everywhere."""
+        unknown = [key for key in [*set_, *delete] if key not in DEFAULTS]
+        if unknown:
+            raise BrokerError(Reason.INVALID_CONFIG,
+                              f"{unknown[0]!r} is not a topic config: cluster-wide defaults "
+                              f"are topic configs ({', '.join(sorted(DEFAULTS))})")
+        configs = {k: v for k, v in self.cluster.image.cluster_configs.items()
+                   if k not in delete}
+        configs.update(set_)
+        LogConfig.from_dict(configs, base=self.defaults)
+        if not validate_only and configs != self.cluster.image.cluster_configs:
+            await self.cluster.propose(AlterClusterConfigs(freeze_configs(configs)))
+        return configs
 
     async def create_partitions(self, name: str, total: int,
                                 validate_only: bool) -> TopicDescription:
@@ -191,7 +218,7 @@ class TopicAdmin:
 
     def describe(self, name: str) -> TopicDescription:
         topic = require_topic(self.cluster.image, name)
-        effective = LogConfig.from_dict(topic.configs, base=self.defaults).to_dict()
+        effective = LogConfig.from_dict(topic.configs, base=self.topic_defaults()).to_dict()
         configs = tuple(ConfigEntry(k, v, k not in topic.configs)
                         for k, v in sorted(effective.items()))
         states = []

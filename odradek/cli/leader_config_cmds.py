@@ -1,5 +1,7 @@
 """`odradek cluster elect-leaders` (kafka-leader-election.sh --election-type preferred) and
-`odradek cluster describe-configs` (kafka-configs.sh --describe --entity-type brokers)."""
+`odradek cluster describe-configs` (kafka-configs.sh --describe --entity-type brokers) and
+`odradek cluster alter-configs` (kafka-configs.sh --alter --entity-type brokers
+--entity-default)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import dataclasses
 import json
 import sys
 
-from odradek.cli.common import CliError, add_json_flag, tls_options
+from odradek.cli.common import CliError, add_config_flag, add_json_flag, tls_options
 from odradek.client import Admin
 from odradek.client.types import BrokerConfig, ElectionResult
 
@@ -32,15 +34,48 @@ def add_leader_config_parsers(csub: argparse._SubParsersAction[argparse.Argument
 
     p = csub.add_parser(
         "describe-configs", parents=[parent],
-        help="a broker's settings, each with its source (default or static)",
+        help="a broker's settings, each with its source (default, static or dynamic)",
         description="Prints the settings of the brokers named (default: every broker): "
                     "each flag and topic-config default, its value, and whether it was set "
-                    "at start-up (static: flag or environment) or left at its default.")
+                    "at start-up (static: flag or environment), cluster-wide at run time "
+                    "(dynamic: alter-configs) or left at its default.")
     p.add_argument("broker_ids", nargs="*", type=int, metavar="BROKER_ID")
     p.add_argument("--all", action="store_true",
                    help="also the settings left at their defaults (shown: only set ones)")
     add_json_flag(p)
     p.set_defaults(func=_describe_configs)
+
+    p = csub.add_parser(
+        "alter-configs", parents=[parent],
+        help="set cluster-wide topic config defaults, live (no restart)",
+        description="Cluster-wide topic config defaults, kept in the cluster metadata: they "
+                    "lie over every broker's --config defaults and apply at once to every "
+                    "topic that does not set the config itself. Prints the complete set.")
+    add_config_flag(p, "topic config default to set, e.g. retention.ms=86400000")
+    p.add_argument("--delete-config", action="append", default=[], metavar="KEY",
+                   help="cluster-wide default to remove (repeatable)")
+    p.add_argument("--validate-only", action="store_true", help="check, change nothing")
+    add_json_flag(p)
+    p.set_defaults(func=_alter_configs)
+
+
+async def _alter_configs(args: argparse.Namespace) -> int:
+    async with Admin(args.bootstrap, **tls_options(args)) as admin:
+        if not args.config and not args.delete_config:
+            configs = await admin.describe_cluster_configs()
+        else:
+            configs = await admin.alter_cluster_configs(args.config, args.delete_config,
+                                                        args.validate_only)
+    if args.json:
+        sys.stdout.write(json.dumps(configs, sort_keys=True) + "\n")
+        return 0
+    if args.validate_only:
+        sys.stdout.write("valid (not applied); the set would be:\n")
+    if not configs:
+        sys.stdout.write("no cluster-wide topic defaults (each broker's --config applies)\n")
+    for key, value in sorted(configs.items()):
+        sys.stdout.write(f"{key}={value}\n")
+    return 0
 
 
 async def _elect(args: argparse.Namespace) -> int:

@@ -126,6 +126,22 @@ class Admin:
                 name=name, set=dict(set or {}), delete=list(delete),
                 validate_only=validate_only)))
 
+    async def alter_cluster_configs(
+        self,
+        set: Mapping[str, str] | None = None,  # noqa: A002 - mirrors the protocol field
+        delete: Sequence[str] = (),
+        validate_only: bool = False,
+    ) -> dict[str, str]:
+        """Cluster-wide topic config defaults, applied live to every topic that does not
+        set them; returns the complete set after the change."""
+        reply = await self._admin("AlterClusterConfigs", pb.AlterClusterConfigsRequest(
+            set=dict(set or {}), delete=list(delete), validate_only=validate_only))
+        return dict(reply.configs)
+
+    async def describe_cluster_configs(self) -> dict[str, str]:
+        reply = await self._admin("DescribeClusterConfigs", pb.DescribeClusterConfigsRequest())
+        return dict(reply.configs)
+
     async def reassign_partition(
         self, topic: str, partition: int, replicas: list[int], validate_only: bool = False,
     ) -> TopicDescription:

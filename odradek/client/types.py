@@ -167,8 +167,9 @@ class ElectionResult:
 
 @dataclass(frozen=True)
 class BrokerConfig:
-    """One setting of a broker; source: "default" or "static" (its command line or
-    environment); a sensitive one's value is hidden (empty)."""
+    """One setting of a broker; source: "default", "static" (its command line or
+    environment) or "dynamic" (a cluster-wide default, Admin.alter_cluster_configs); a
+    sensitive one's value is hidden (empty)."""
     name: str
     value: str
     source: str
@@ -178,7 +179,8 @@ class BrokerConfig:
     @classmethod
     def from_pb(cls, m: pb.BrokerConfig) -> BrokerConfig:
         source = {pb.CONFIG_SOURCE_DEFAULT: "default",
-                  pb.CONFIG_SOURCE_STATIC: "static"}.get(m.source, "unknown")
+                  pb.CONFIG_SOURCE_STATIC: "static",
+                  pb.CONFIG_SOURCE_DYNAMIC: "dynamic"}.get(m.source, "unknown")
         return cls(m.name, m.value, source, m.sensitive, m.documentation)
 
 

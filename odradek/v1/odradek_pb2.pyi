@@ -32,6 +32,7 @@ class ConfigSource(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CONFIG_SOURCE_UNSPECIFIED: _ClassVar[ConfigSource]
     CONFIG_SOURCE_DEFAULT: _ClassVar[ConfigSource]
     CONFIG_SOURCE_STATIC: _ClassVar[ConfigSource]
+    CONFIG_SOURCE_DYNAMIC: _ClassVar[ConfigSource]
 ACKS_UNSPECIFIED: Acks
 ACKS_LEADER: Acks
 ACKS_QUORUM: Acks
@@ -46,6 +47,7 @@ ELECTION_OUTCOME_FAILED: ElectionOutcome
 CONFIG_SOURCE_UNSPECIFIED: ConfigSource
 CONFIG_SOURCE_DEFAULT: ConfigSource
 CONFIG_SOURCE_STATIC: ConfigSource
+CONFIG_SOURCE_DYNAMIC: ConfigSource
 
 class ProduceRequest(_message.Message):
     __slots__ = ("topic", "partition", "records", "acks", "timeout_ms")
@@ -472,6 +474,40 @@ class ElectLeadersResponse(_message.Message):
 class DescribeBrokerConfigsRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class AlterClusterConfigsRequest(_message.Message):
+    __slots__ = ("set", "delete", "validate_only")
+    class SetEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    SET_FIELD_NUMBER: _ClassVar[int]
+    DELETE_FIELD_NUMBER: _ClassVar[int]
+    VALIDATE_ONLY_FIELD_NUMBER: _ClassVar[int]
+    set: _containers.ScalarMap[str, str]
+    delete: _containers.RepeatedScalarFieldContainer[str]
+    validate_only: bool
+    def __init__(self, set: _Optional[_Mapping[str, str]] = ..., delete: _Optional[_Iterable[str]] = ..., validate_only: _Optional[bool] = ...) -> None: ...
+
+class DescribeClusterConfigsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ClusterConfigs(_message.Message):
+    __slots__ = ("configs",)
+    class ConfigsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    CONFIGS_FIELD_NUMBER: _ClassVar[int]
+    configs: _containers.ScalarMap[str, str]
+    def __init__(self, configs: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class BrokerConfig(_message.Message):
     __slots__ = ("name", "value", "source", "sensitive", "documentation")

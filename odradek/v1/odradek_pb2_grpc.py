@@ -392,6 +392,16 @@ class AdminStub:
                 request_serializer=odradek_dot_v1_dot_odradek__pb2.ListProducerNamesRequest.SerializeToString,
                 response_deserializer=odradek_dot_v1_dot_odradek__pb2.ListProducerNamesResponse.FromString,
                 _registered_method=True)
+        self.AlterClusterConfigs = channel.unary_unary(
+                '/odradek.v1.Admin/AlterClusterConfigs',
+                request_serializer=odradek_dot_v1_dot_odradek__pb2.AlterClusterConfigsRequest.SerializeToString,
+                response_deserializer=odradek_dot_v1_dot_odradek__pb2.ClusterConfigs.FromString,
+                _registered_method=True)
+        self.DescribeClusterConfigs = channel.unary_unary(
+                '/odradek.v1.Admin/DescribeClusterConfigs',
+                request_serializer=odradek_dot_v1_dot_odradek__pb2.DescribeClusterConfigsRequest.SerializeToString,
+                response_deserializer=odradek_dot_v1_dot_odradek__pb2.ClusterConfigs.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -482,6 +492,22 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AlterClusterConfigs(self, request, context):
+        """Cluster-wide topic config defaults, kept in the metadata (Kafka's dynamic
+        cluster-default broker configs): they lie over every broker's --config defaults and
+        apply at once, with no restart, to every topic that does not set them. Answers the
+        complete set after the change. Any broker takes it and passes it to the controller.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DescribeClusterConfigs(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -544,6 +570,16 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.ListProducerNames,
                     request_deserializer=odradek_dot_v1_dot_odradek__pb2.ListProducerNamesRequest.FromString,
                     response_serializer=odradek_dot_v1_dot_odradek__pb2.ListProducerNamesResponse.SerializeToString,
+            ),
+            'AlterClusterConfigs': grpc.unary_unary_rpc_method_handler(
+                    servicer.AlterClusterConfigs,
+                    request_deserializer=odradek_dot_v1_dot_odradek__pb2.AlterClusterConfigsRequest.FromString,
+                    response_serializer=odradek_dot_v1_dot_odradek__pb2.ClusterConfigs.SerializeToString,
+            ),
+            'DescribeClusterConfigs': grpc.unary_unary_rpc_method_handler(
+                    servicer.DescribeClusterConfigs,
+                    request_deserializer=odradek_dot_v1_dot_odradek__pb2.DescribeClusterConfigsRequest.FromString,
+                    response_serializer=odradek_dot_v1_dot_odradek__pb2.ClusterConfigs.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -871,6 +907,60 @@ class Admin:
             '/odradek.v1.Admin/ListProducerNames',
             odradek_dot_v1_dot_odradek__pb2.ListProducerNamesRequest.SerializeToString,
             odradek_dot_v1_dot_odradek__pb2.ListProducerNamesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AlterClusterConfigs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/odradek.v1.Admin/AlterClusterConfigs',
+            odradek_dot_v1_dot_odradek__pb2.AlterClusterConfigsRequest.SerializeToString,
+            odradek_dot_v1_dot_odradek__pb2.ClusterConfigs.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DescribeClusterConfigs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/odradek.v1.Admin/DescribeClusterConfigs',
+            odradek_dot_v1_dot_odradek__pb2.DescribeClusterConfigsRequest.SerializeToString,
+            odradek_dot_v1_dot_odradek__pb2.ClusterConfigs.FromString,
             options,
             channel_credentials,
             insecure,

@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 
 from odradek.broker.metadata.commands import (
     AllocateProducerIds,
+    AlterClusterConfigs,
     AlterTopicConfigs,
     Command,
     CreatePartitions,
@@ -71,6 +72,7 @@ def commands(
         st.builds(CreateTopic, names, topic_ids, assignments, configs),
         st.builds(DeleteTopic, names),
         st.builds(AlterTopicConfigs, names, configs),
+        st.builds(AlterClusterConfigs, configs),
         st.builds(CreatePartitions, names, assignments),
         st.builds(ReassignPartition, names, partitions, replicas),
         st.builds(PartitionLeader, names, partitions, broker_ids, terms, opt_id),

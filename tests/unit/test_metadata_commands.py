@@ -10,6 +10,7 @@ from hypothesis import given
 from odradek.broker.metadata.commands import (
     COMMAND_TYPES,
     AllocateProducerIds,
+    AlterClusterConfigs,
     AlterTopicConfigs,
     Command,
     CreatePartitions,
@@ -57,6 +58,7 @@ EXAMPLES: list[Command] = [
     CreateTopic("orders", "7f3c", ((1, 2, 3), (2, 3, 1)), freeze_configs({"retention.ms": "1"})),
     DeleteTopic("orders"),
     AlterTopicConfigs("orders", freeze_configs({"cleanup.policy": "compact"})),
+    AlterClusterConfigs(freeze_configs({"retention.ms": "86400000"})),
     CreatePartitions("orders", ((3, 1, 2),)),
     ReassignPartition("orders", 0, (4, 2, 3)),
     PartitionLeader("orders", 0, 2, 7, "7f3c"),

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from odradek.broker.metadata.commands import (
+    AlterClusterConfigs,
     AlterTopicConfigs,
     Command,
     CreatePartitions,
@@ -163,6 +164,17 @@ def test_apply_never_mutates_the_old_image() -> None:
     ]):
         apply(image, 10 + i, cmd)
     assert encode_snapshot(image) == before
+
+
+def test_cluster_configs_are_replaced_whole_and_kept_in_snapshots() -> None:
+    image = apply(cluster(), 5, AlterClusterConfigs((("retention.ms", "1000"),)))
+    assert image.cluster_configs == {"retention.ms": "1000"}
+    assert decode_snapshot(encode_snapshot(image)).cluster_configs == {"retention.ms": "1000"}
+    image = apply(image, 6, AlterClusterConfigs((("segment.bytes", "4096"),)))
+    assert image.cluster_configs == {"segment.bytes": "4096"}
+    # Snapshots without any (or from before they existed) read as none.
+    assert b"cluster_configs" not in encode_snapshot(cluster())
+    assert decode_snapshot(encode_snapshot(cluster())).cluster_configs == {}
 
 
 def test_reregistration_updates_the_address_and_keeps_draining() -> None:

@@ -64,6 +64,15 @@ def alter_cluster(access: Access) -> None:
     access.require_cluster("alter")
 
 
+def alter_cluster_configs(access: Access) -> None:
+    """Cluster-wide topic defaults (Kafka: ALTER_CONFIGS on the cluster)."""
+    access.require_cluster("alter_configs")
+
+
+def describe_cluster_configs(access: Access) -> None:
+    access.require_cluster("describe_configs")
+
+
 def describe_cluster(access: Access) -> None:
     """Listing users and ACLs."""
     access.require_cluster("describe")

@@ -43,6 +43,8 @@ _ADMIN: dict[str, Rule | str] = {
     "DeleteRecords": lambda r, a: op.delete_records(a, r.topic),
     "ElectLeaders": lambda r, a: op.alter_cluster(a),
     "DescribeBrokerConfigs": lambda r, a: op.describe_cluster(a),
+    "AlterClusterConfigs": lambda r, a: op.alter_cluster_configs(a),
+    "DescribeClusterConfigs": lambda r, a: op.describe_cluster_configs(a),
     "ListProducerNames": IN_SERVICER,
 }
 _SECURITY: dict[str, Rule | str] = {

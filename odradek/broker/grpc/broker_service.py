@@ -247,7 +247,20 @@ class AdminService(pb_grpc.AdminServicer):
     ) -> pb.DescribeBrokerConfigsResponse:
         return pb.DescribeBrokerConfigsResponse(
             broker_id=self.admin.cluster.id,
-            configs=[codec.broker_config(c) for c in self.admin.broker_configs])
+            configs=[codec.broker_config(c) for c in self.admin.described_broker_configs()])
+
+    @rpc
+    async def AlterClusterConfigs(self, request: pb.AlterClusterConfigsRequest,
+                                  context: grpc.aio.ServicerContext) -> pb.ClusterConfigs:
+        if not self.admin.cluster.is_controller():
+            return await self.forward("AlterClusterConfigs", request)  # type: ignore[no-any-return]
+        return pb.ClusterConfigs(configs=await self.admin.alter_cluster_configs(
+            dict(request.set), list(request.delete), request.validate_only))
+
+    @rpc
+    async def DescribeClusterConfigs(self, request: pb.DescribeClusterConfigsRequest,
+                                     context: grpc.aio.ServicerContext) -> pb.ClusterConfigs:
+        return pb.ClusterConfigs(configs=self.admin.cluster.image.cluster_configs)
 
     @rpc
     async def ListTopics(self, request: pb.ListTopicsRequest,

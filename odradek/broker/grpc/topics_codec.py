@@ -60,7 +60,8 @@ def drain_moves(moves: list[PartitionMove]) -> pb.DrainBrokerResponse:
                          to_replicas=m.to_replicas) for m in moves])
 
 
-_SOURCES = {Source.DEFAULT: pb.CONFIG_SOURCE_DEFAULT, Source.STATIC: pb.CONFIG_SOURCE_STATIC}
+_SOURCES = {Source.DEFAULT: pb.CONFIG_SOURCE_DEFAULT, Source.STATIC: pb.CONFIG_SOURCE_STATIC,
+            Source.DYNAMIC: pb.CONFIG_SOURCE_DYNAMIC}
 
 
 def broker_config(c: BrokerConfigEntry) -> pb.BrokerConfig:

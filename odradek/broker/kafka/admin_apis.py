@@ -24,8 +24,11 @@ TOPIC_RESOURCE = 2
 BROKER_RESOURCE = 4
 # DescribeConfigs' config_source values.
 TOPIC_CONFIG_SOURCE = 1
+DYNAMIC_DEFAULT_BROKER_SOURCE = 3
 STATIC_BROKER_SOURCE = 4
 DEFAULT_CONFIG_SOURCE = 5
+_BROKER_SOURCES = {Source.STATIC: STATIC_BROKER_SOURCE, Source.DEFAULT: DEFAULT_CONFIG_SOURCE,
+                   Source.DYNAMIC: DYNAMIC_DEFAULT_BROKER_SOURCE}
 STRING_CONFIG_TYPE = 2
 # IncrementalAlterConfigs operations.
 SET = 0
@@ -129,8 +132,8 @@ class AdminApis:
                               f"this is broker {me}: ask broker {name or '(none named)'} for "
                               "its own configs (cluster-wide broker defaults are not kept)")
         return [(c.name, "" if c.sensitive else c.value,
-                 STATIC_BROKER_SOURCE if c.source == Source.STATIC else DEFAULT_CONFIG_SOURCE,
-                 c.documentation or None) for c in self.admin.broker_configs]
+                 _BROKER_SOURCES[c.source],
+                 c.documentation or None) for c in self.admin.described_broker_configs()]
 
     def describe_cluster(self, version: int, body: Any, access: Access) -> Any:
         module = codec.response_module(60, version)

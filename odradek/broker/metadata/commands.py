@@ -143,6 +143,22 @@ class DeleteTopic:
 
 
 @dataclass(frozen=True)
+class AlterClusterConfigs:
+    """Replaces the cluster-wide topic config defaults (the complete new set): Kafka's
+    dynamic cluster-default broker configs. They lie over every broker's --config defaults
+    and apply to every topic that does not set them, with no restart."""
+
+    TYPE: ClassVar[str] = "alter_cluster_configs"
+    configs: Configs
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "configs", freeze_configs(self.configs))
+
+    def encode(self) -> bytes:
+        return _dump(self.TYPE, {"configs": dict(self.configs)})
+
+
+@dataclass(frozen=True)
 class AlterTopicConfigs:
     """Replaces a topic's config overrides with `configs` (the complete new set)."""
 
@@ -401,6 +417,7 @@ Command = (
     | CreateTopic
     | DeleteTopic
     | AlterTopicConfigs
+    | AlterClusterConfigs
     | CreatePartitions
     | ReassignPartition
     | PartitionLeader
@@ -442,6 +459,8 @@ _DECODERS: dict[str, Callable[[Fields], Command]] = {
     DeleteTopic.TYPE: lambda f: DeleteTopic(f.get_str("name")),
     AlterTopicConfigs.TYPE: lambda f: AlterTopicConfigs(
         f.get_str("name"), freeze_configs(f.get_str_map("configs"))),
+    AlterClusterConfigs.TYPE: lambda f: AlterClusterConfigs(
+        freeze_configs(f.get_str_map("configs"))),
     CreatePartitions.TYPE: lambda f: CreatePartitions(
         f.get_str("name"), f.get_int_lists("new_assignments")),
     ReassignPartition.TYPE: lambda f: ReassignPartition(

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from odradek.broker.metadata._fields import Fields
 from odradek.broker.metadata.commands import (
+    AlterClusterConfigs,
     AlterTopicConfigs,
     Assignments,
     Command,
@@ -123,6 +124,8 @@ class MetadataImage:
     # Users and ACLs (metadata/security.py).
     security: SecurityState = field(default_factory=SecurityState)
     producers: ProducerIds = field(default_factory=ProducerIds)
+    # Cluster-wide topic config defaults (AlterClusterConfigs), over the brokers' own.
+    cluster_configs: dict[str, str] = field(default_factory=dict)
 
     # --- queries (all results are in a deterministic order) ---
 
@@ -200,6 +203,8 @@ def apply(image: MetadataImage, offset: int, command: Command) -> MetadataImage:
     if isinstance(command, SECURITY_COMMANDS):
         return replace(image, security=apply_security(image.security, command),
                        last_offset=offset)
+    if isinstance(command, AlterClusterConfigs):
+        return replace(image, cluster_configs=dict(command.configs), last_offset=offset)
     if isinstance(command, PRODUCER_COMMANDS):
         producers = apply_producer_command(image.producers, offset, command)
         return replace(image, last_offset=offset, producers=producers or image.producers)
@@ -441,6 +446,7 @@ def encode_snapshot(image: MetadataImage) -> bytes:
         ],
         "security": encode_security(image.security),
         "producers": encode_producer_ids(image.producers),
+        **({"cluster_configs": image.cluster_configs} if image.cluster_configs else {}),
     }
     return json.dumps(doc, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()
 
@@ -488,6 +494,9 @@ def decode_snapshot(data: bytes) -> MetadataImage:
     # Snapshots written before producer ids existed have no "producers".
     producers = (decode_producer_ids(doc["producers"]) if "producers" in doc
                  else ProducerIds())
+    # Nor "cluster_configs" before those existed, or when there are none.
+    cluster_configs = (top.get_str_map("cluster_configs") if "cluster_configs" in top.obj
+                       else {})
     return MetadataImage(brokers=brokers, topics=topics, last_offset=top.get_int("last_offset"),
                          security=decode_security(top.obj.get("security")),
-                         producers=producers)
+                         producers=producers, cluster_configs=cluster_configs)
