@@ -138,11 +138,22 @@ def render_config_map(c: ClusterSpec, owner: Mapping[str, Any]) -> Body:
 
 def config_hash(c: ClusterSpec) -> str:
     """Changes when anything the brokers read at start changes: the pods then roll."""
-    # Not the certificates: brokers reload those without a restart.
-    text = json.dumps([c.image, c.config, voters(c), c.authorization, c.super_users,
+    # Not the certificates: brokers reload those without a restart. Not spec.config
+    # either: the brokers take it live, as cluster-wide topic defaults (config_change).
+    text = json.dumps([c.image, voters(c), c.authorization, c.super_users,
                        c.tls.secret_name if c.tls else None, c.tls is not None,
                        c.topology_key, repr(c.external)], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def config_change(current: Mapping[str, str], wanted: Mapping[str, str]
+                  ) -> tuple[dict[str, str], list[str]] | None:
+    """What makes the brokers' cluster-wide topic defaults exactly spec.config: (set,
+    delete), or None when they already are."""
+    if dict(current) == dict(wanted):
+        return None
+    return ({k: v for k, v in wanted.items() if current.get(k) != v},
+            sorted(k for k in current if k not in wanted))
 
 
 def broker_args(c: ClusterSpec) -> list[str]:
@@ -150,8 +161,6 @@ def broker_args(c: ClusterSpec) -> list[str]:
     args = ["broker", "--host", "$(ODRADEK_ADVERTISED_HOST)", "--port", str(c.port),
             "--data-dir", f"{DATA_DIR}/data", "--voters", voters(c),
             "--log-format", "json"]
-    for key, value in sorted(c.config.items()):
-        args += ["--config", f"{key}={value}"]
     if c.tls:
         args += ["--listener", "tls", *_tls_files(), "--tls-client-auth", "required"]
     if c.authorization:

@@ -223,7 +223,8 @@ CLUSTER_SPEC = _obj("A cluster of brokers", {
     }),
     "resources": {"type": "object", "description": "Container resources (requests, limits)",
                   "x-kubernetes-preserve-unknown-fields": True},
-    "config": _config_map("Broker-level topic defaults (odradek broker --config)"),
+    "config": _config_map("Cluster-wide topic defaults (retention.ms, ...) for topics that "
+                          "do not set them, applied to the brokers live (no restart)"),
     "rack": _obj("Rack awareness", {
         "topologyKey": _str("Node label whose value is the broker's rack, e.g. "
                             "topology.kubernetes.io/zone"),

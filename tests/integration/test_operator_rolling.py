@@ -1,6 +1,7 @@
 """Real brokers run by the test kubelet (tests/operator_kubelet.py) from the StatefulSet
 the operator renders: the pods start, get their node's rack, and the Cluster is Ready; a
-config change rolls the brokers one at a time (leadership handed off on SIGTERM, each
+config change reaches the brokers live (no restart), one they refuse is a condition; an
+image change rolls the brokers one at a time (leadership handed off on SIGTERM, each
 waited for until no partition is under-replicated) under a running acks=quorum producer,
 and no acknowledged record is lost."""
 
@@ -24,8 +25,8 @@ SPEC = {"brokers": 3, "rack": {"topologyKey": "topology.kubernetes.io/zone"}}
 ROLL_ENV = {"ODRADEK_OPERATOR_ROLL_TIMEOUT_S": "5"}
 
 
-def config_hash(config: dict[str, str]) -> str:
-    return cl.config_hash(cl.desired({**SPEC, "config": config}, "events", kube.NAMESPACE))
+def config_hash(image: str) -> str:
+    return cl.config_hash(cl.desired({**SPEC, "image": image}, "events", kube.NAMESPACE))
 
 
 async def test_rolling_restart_under_a_producer(kmock: kmock.KubernetesEmulator,
@@ -45,20 +46,41 @@ async def test_rolling_restart_under_a_producer(kmock: kmock.KubernetesEmulator,
                 return len(producer.acked) > 20
 
             await kube.eventually(writing, WAIT_S, "acknowledged writes", op.log)
+
+            # spec.config: the brokers' cluster-wide topic defaults, live, no restart.
+            before = dict(kubelet.starts)
             config = {"retention.ms": "3600000"}
+            await kube.patch_spec(kmock, "Cluster", "events", {"config": config})
+
+            async def applied() -> bool:
+                return await admin.describe_cluster_configs() == config
+
+            async with Admin(bootstrap) as admin:
+                await kube.eventually(applied, WAIT_S, "the config applied live", op.log)
+                desc = await admin.describe_topic("ledger")
+                assert ("retention.ms", "3600000") in {(c.name, c.value) for c in desc.configs}
+                # One the brokers refuse is a condition with their words; nothing changes.
+                await kube.patch_spec(kmock, "Cluster", "events",
+                                      {"config": {"retention.ms": "soon"}})
+                await kube.wait_ready(kmock, op, "Cluster", "events", "False", "InvalidConfig")
+                assert await admin.describe_cluster_configs() == config
+                await kube.patch_spec(kmock, "Cluster", "events", {"config": config})
+                await kube.wait_ready(kmock, op, "Cluster", "events")
+            assert kubelet.starts == before
+            image = "odradek:2"
 
             async def rolled() -> bool:
                 pods = kube.objects_of(kmock, "v1/pods")
                 hashes = {p["metadata"]["annotations"]["odradek.io/config-hash"] for p in pods}
                 conds = conditions(kmock, "Cluster", "events")
-                return (len(pods) == 3 and hashes == {config_hash(config)}
+                return (len(pods) == 3 and hashes == {config_hash(image)}
                         and conds.get("Ready", {}).get("status") == "True"
                         and conds.get("Reconciling", {}).get("status") == "False")
 
             before = dict(kubelet.starts)
-            await kube.patch_spec(kmock, "Cluster", "events", {"config": config})
+            await kube.patch_spec(kmock, "Cluster", "events", {"image": image})
             await kube.eventually(rolled, 6 * WAIT_S, "every broker restarted on the new "
-                                  "config", op.log)
+                                  "image", op.log)
             # Each broker restarted once, and never two brokers down at a time.
             assert {n: kubelet.starts[n] - before[n] for n in before} == {
                 f"events-{i}": 1 for i in range(3)}
@@ -67,8 +89,8 @@ async def test_rolling_restart_under_a_producer(kmock: kmock.KubernetesEmulator,
             # A broker that does not come back stops the roll: Degraded, no other restarted.
             kubelet.broken.add("events-2")
             before = dict(kubelet.starts)
-            config = {"retention.ms": "7200000"}
-            await kube.patch_spec(kmock, "Cluster", "events", {"config": config})
+            image = "odradek:3"
+            await kube.patch_spec(kmock, "Cluster", "events", {"image": image})
 
             async def stuck() -> bool:
                 degraded = conditions(kmock, "Cluster", "events").get("Degraded", {})

@@ -61,7 +61,7 @@ def test_stateful_set_runs_brokers_by_ordinal() -> None:
     assert args.voters == ",".join(
         f"{i}=events-{i}.events-brokers.prod.svc:9092" for i in range(3))
     assert args.host == "$(ODRADEK_ADVERTISED_HOST)"
-    assert args.config == ["retention.ms=1000"]
+    assert args.config == []  # spec.config goes to the brokers live (config_change)
     assert args.data_dir.startswith(cl.DATA_DIR)
 
 
@@ -72,14 +72,23 @@ def test_pdb_and_services() -> None:
     assert rendered["Service/events-bootstrap"]["spec"]["ports"][0]["port"] == 9092
 
 
-def test_a_config_change_rolls_the_pods() -> None:
+def test_an_image_change_rolls_the_pods_and_a_config_change_does_not() -> None:
     def pod_hash(spec: dict[str, Any]) -> str:
         sts = objects(spec)["StatefulSet/events"]
         return str(sts["spec"]["template"]["metadata"]["annotations"]["odradek.io/config-hash"])
 
     assert pod_hash(SPEC) == pod_hash(dict(SPEC))
-    assert pod_hash(SPEC) != pod_hash({**SPEC, "config": {"retention.ms": 2000}})
+    assert pod_hash(SPEC) != pod_hash({**SPEC, "image": "odradek:2"})
+    assert pod_hash(SPEC) == pod_hash({**SPEC, "config": {"retention.ms": 2000}})
     assert pod_hash(SPEC) == pod_hash({**SPEC, "brokers": 3})
+
+
+def test_config_changes_make_the_cluster_defaults_exactly_the_spec() -> None:
+    assert cl.config_change({"retention.ms": "1"}, {"retention.ms": "1"}) is None
+    assert cl.config_change({}, {}) is None
+    assert cl.config_change({"retention.ms": "1", "segment.bytes": "4096"},
+                            {"retention.ms": "2", "cleanup.policy": "compact"}) == (
+        {"retention.ms": "2", "cleanup.policy": "compact"}, ["segment.bytes"])
 
 
 @pytest.mark.parametrize("spec", [{"brokers": 2, "voters": 3}, {"brokers": 5, "voters": 2},

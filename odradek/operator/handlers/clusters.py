@@ -165,6 +165,21 @@ async def _roll(c: cl.ClusterSpec) -> cl.RollStep:
     return step
 
 
+async def _configs(c: cl.ClusterSpec) -> Outcome | None:
+    """spec.config made the brokers' cluster-wide topic defaults, live: an Outcome when
+    they refuse it (nothing changed) or none answers yet."""
+    admin = _admin(c)
+    try:
+        change = cl.config_change(await admin.describe_cluster_configs(), c.config)
+        if change is not None:
+            await admin.alter_cluster_configs(*change)
+    except OdradekError as exc:
+        if exc.retriable:
+            return Outcome("True", "ApplyingConfig", f"config not applied yet: {exc.message}")
+        return refused(exc)
+    return None
+
+
 async def _prune_external(c: cl.ClusterSpec, replicas: int) -> None:
     services = await kube.list_services(c.namespace, cl.labels(c))
     for name in external.stale_services(services, c.external, replicas):
@@ -195,6 +210,12 @@ async def reconcile(body: Any, spec: Any, status: Any, meta: Any, namespace: str
         await _prune_external(c, scale.replicas)
         state = cl.state_of(await kube.read("StatefulSet", namespace, name))
         outcomes = cl.conditions(c, state)
+        config = await _configs(c) if state.ready else None
+        if config is not None and config.status == "False":
+            tally.fail(config.reason)
+            outcomes["Ready"] = config
+        elif config is not None:
+            outcomes["Reconciling"] = config
         if sts is not None and not scale.drain:
             roll = await _roll(c)
             if roll.action in ("restart", "wait") and roll.message:
