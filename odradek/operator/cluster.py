@@ -13,6 +13,7 @@ from typing import Any
 
 from odradek.operator import external, pki, superuser
 from odradek.operator.conditions import Outcome
+from odradek.operator.external import ExternalSpec, InternalSpec
 from odradek.operator.runtime import client_service
 
 DATA_DIR = "/var/lib/odradek"
@@ -49,7 +50,8 @@ class ClusterSpec:
     explicit_voters: bool = False  # spec.voters given (else the first min(3, brokers))
     pod: dict[str, Any] = field(default_factory=dict)  # scheduling fields of the pod spec
     tls: pki.TLSSpec | None = None
-    external: external.ExternalSpec | None = None
+    external: ExternalSpec | None = None
+    internal: InternalSpec | None = None
 
 
 def default_voters(brokers: int) -> int:
@@ -80,7 +82,7 @@ def desired(spec: Mapping[str, Any], name: str, namespace: str) -> ClusterSpec:
         (spec.get("rack") or {}).get("topologyKey"),
         tuple(auth.get("superUsers") or ()), bool(auth.get("enabled")),
         spec.get("voters") is not None, dict(spec.get("pod") or {}), tls,
-        external.external_spec(spec))
+        external.external_spec(spec), external.internal_spec(spec))
 
 
 # -- names ---------------------------------------------------------------------------------
@@ -142,7 +144,7 @@ def config_hash(c: ClusterSpec) -> str:
     # either: the brokers take it live, as cluster-wide topic defaults (config_change).
     text = json.dumps([c.image, voters(c), c.authorization, c.super_users,
                        c.tls.secret_name if c.tls else None, c.tls is not None,
-                       c.topology_key, repr(c.external)], sort_keys=True)
+                       c.topology_key, repr(c.external), repr(c.internal)], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -167,6 +169,9 @@ def broker_args(c: ClusterSpec) -> list[str]:
         args += ["--authorization", "on", "--super-users",
                  ";".join(dict.fromkeys((superuser.PRINCIPAL, *c.super_users))),
                  *superuser.broker_args()]
+    if c.internal:
+        args += external.internal_args(c.internal, c.tls is not None,
+                                       "$(ODRADEK_ADVERTISED_HOST)")
     if c.external:
         args += external.broker_args(c.external, c.tls is not None)
     return args
@@ -230,6 +235,7 @@ def _container(c: ClusterSpec) -> Body:
         "env": _env(c),
         "ports": [{"name": "grpc", "containerPort": c.port},
                   {"name": "metrics", "containerPort": c.port + METRICS_OFFSET},
+                  *(external.internal_ports(c.internal, False) if c.internal else []),
                   *(external.container_ports(c.external) if c.external else [])],
         "readinessProbe": probe,
         "livenessProbe": {**probe, "failureThreshold": 6, "initialDelaySeconds": 10},
@@ -299,7 +305,8 @@ def render_stateful_set(c: ClusterSpec, owner: Mapping[str, Any],
 
 def render_services(c: ClusterSpec, owner: Mapping[str, Any],
                     replicas: int | None = None) -> list[Body]:
-    port = [{"name": "grpc", "port": c.port, "targetPort": "grpc"}]
+    port = [{"name": "grpc", "port": c.port, "targetPort": "grpc"},
+            *(external.internal_ports(c.internal, True) if c.internal else [])]
     headless = {"apiVersion": "v1", "kind": "Service",
                 "metadata": _meta(c, headless_service(c.name), owner),
                 "spec": {"clusterIP": "None", "publishNotReadyAddresses": True,

@@ -254,6 +254,22 @@ CLUSTER_SPEC = _obj("A cluster of brokers", {
                              "absent (default <name>-ca)", pattern=DNS_LABEL_PATTERN),
     }),
     "listeners": _obj("Listeners besides the brokers' own (in-cluster gRPC)", {
+        "internal": _obj(
+            "In-cluster clients the brokers' own listener does not suit: Kafka clients, "
+            "and with tls.enabled SCRAM clients without a certificate (the brokers' own "
+            "listener requires one). On the client Service and each pod's DNS name", {
+                "port": _int("gRPC port", minimum=1024, maximum=65535),
+                "kafkaPort": _int("Kafka port", minimum=1024, maximum=65535),
+                "clientAuth": _str("With TLS: none (SCRAM or tokens) or required (client "
+                                   "certificates signed by the cluster CA)",
+                                   enum=["none", "required"], default="none"),
+            }, rules=[
+                {"rule": "has(self.port) || has(self.kafkaPort)",
+                 "message": "listeners.internal needs port, kafkaPort or both"},
+                {"rule": "!has(self.port) || !has(self.kafkaPort) || "
+                         "self.port != self.kafkaPort",
+                 "message": "kafkaPort must differ from port"},
+            ]),
         "external": _obj(
             "Clients outside Kubernetes: a Service per broker (and a bootstrap Service), "
             "whose addresses the brokers advertise to clients that come in through them. "

@@ -1,8 +1,12 @@
-"""The external listener of a Cluster: clients outside Kubernetes reach each broker
-through a Service of its own (NodePort or LoadBalancer), and the brokers advertise those
-addresses on a further listener (odradek broker --extra-listener / --advertise), so that
-such clients are never sent to pod addresses. Plain functions: the spec, the broker flags,
-the Services."""
+"""A Cluster's further client listeners (odradek broker --extra-listener / --advertise).
+
+External: clients outside Kubernetes reach each broker through a Service of its own
+(NodePort or LoadBalancer), and the brokers advertise those addresses to them, so that
+such clients are never sent to pod addresses. Internal: in-cluster clients that the
+brokers' own listener does not suit, Kafka clients and, on a TLS cluster, SCRAM clients
+without a certificate (the brokers' own listener requires one: brokers dial each other on
+it); reached through the client Service, advertised at the pods' DNS names. Plain
+functions: the specs, the broker flags, the Services."""
 
 from __future__ import annotations
 
@@ -13,6 +17,8 @@ from typing import Any
 Body = dict[str, Any]
 NAME = "external"
 KAFKA_NAME = "external-kafka"
+INTERNAL = "internal"
+INTERNAL_KAFKA = "internal-kafka"
 KAFKA_NODE_PORT_OFFSET = 100  # broker i's Kafka NodePort: nodePortBase + 100 + i
 LISTENER_LABEL = "odradek.io/listener"  # on every Service of the external listener
 ORDINAL_LABEL = "odradek.io/external-ordinal"
@@ -27,6 +33,50 @@ class ExternalSpec:
     node_port_base: int | None  # NodePort: broker i at base + i
     host_template: str | None  # "{ordinal}" is the broker; NodePort default: the node's IP
     client_auth: str  # with TLS: none (SCRAM or tokens) | required (client certificates)
+
+
+@dataclass(frozen=True)
+class InternalSpec:
+    port: int | None  # gRPC for clients that log in (None: none)
+    kafka_port: int | None  # Kafka clients (None: none)
+    client_auth: str  # with TLS: none | required
+
+
+def internal_spec(spec: Mapping[str, Any]) -> InternalSpec | None:
+    raw = (spec.get("listeners") or {}).get("internal")
+    if not raw:
+        return None
+    port, kafka = raw.get("port"), raw.get("kafkaPort")
+    if not port and not kafka:
+        raise ValueError("listeners.internal needs port, kafkaPort or both")
+    return InternalSpec(int(port) if port else None, int(kafka) if kafka else None,
+                        str(raw.get("clientAuth") or "none"))
+
+
+def _security(client_auth: str, tls: bool) -> str:
+    return ("+mtls" if client_auth == "required" else "+tls") if tls else ""
+
+
+def internal_args(spec: InternalSpec, tls: bool, host: str) -> list[str]:
+    """Bound at the pod's own DNS name (`host`), which is then what they advertise."""
+    security = _security(spec.client_auth, tls)
+    args = []
+    if spec.port is not None:
+        args += ["--extra-listener", f"{INTERNAL}=grpc{security}://{host}:{spec.port}"]
+    if spec.kafka_port is not None:
+        args += ["--extra-listener",
+                 f"{INTERNAL_KAFKA}=kafka{security}://{host}:{spec.kafka_port}"]
+    return args
+
+
+def internal_ports(spec: InternalSpec, service: bool) -> list[Body]:
+    """Container ports, or (service) the client Service's ports."""
+    ports = []
+    for name, port in ((INTERNAL, spec.port), (INTERNAL_KAFKA, spec.kafka_port)):
+        if port is not None:
+            ports.append({"name": name, "port": port, "targetPort": name} if service
+                         else {"name": name, "containerPort": port})
+    return ports
 
 
 def external_spec(spec: Mapping[str, Any]) -> ExternalSpec | None:
@@ -57,7 +107,7 @@ def _advertised_port(ext: ExternalSpec, kafka: bool) -> str:
 
 
 def broker_args(ext: ExternalSpec, tls: bool) -> list[str]:
-    security = ("+mtls" if ext.client_auth == "required" else "+tls") if tls else ""
+    security = _security(ext.client_auth, tls)
     # The pod ordinal is the broker id: "{id}" is filled in by each broker.
     host = (ext.host_template.replace("{ordinal}", "{id}") if ext.host_template
             else "$(ODRADEK_NODE_IP)")

@@ -42,8 +42,10 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     "defaults": {},
     "monitoring": MONITORING,
     "tls-generate": {"tls": {"enabled": True}},
-    "external-listener": {"tls": {"enabled": True}, "cluster": {"externalListener": {
-        "type": "NodePort", "nodePortBase": 31090, "kafkaPort": 9095}}},
+    "external-listener": {"tls": {"enabled": True}, "cluster": {
+        "internalListener": {"port": 9094, "kafkaPort": 9095},
+        "externalListener": {"type": "NodePort", "nodePortBase": 31090, "port": 9096,
+                             "kafkaPort": 9097}}},
     "tls-cert-manager": {"tls": {"enabled": True, "ca": {
         "source": "certManager",
         "certManager": {"issuerRef": {"name": "root", "kind": "Issuer"}}}}},

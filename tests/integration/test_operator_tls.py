@@ -14,12 +14,14 @@ is made again with a new password that the brokers take."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from pathlib import Path
 from typing import Any
 
 import kmock
 import pytest
+from confluent_kafka.admin import AdminClient
 from cryptography import x509
 
 from odradek.client import Admin, OdradekError, PermissionDeniedError
@@ -30,7 +32,8 @@ from tests.operator_fixtures import WAIT_S, running_operator
 from tests.operator_kubelet import Kubelet
 
 pytestmark = [pytest.mark.slow, pytest.mark.kmock(cls=kube.OdradekKube)]
-SPEC = {"brokers": 3, "tls": {"enabled": True}, "authorization": {"enabled": True}}
+SPEC = {"brokers": 3, "tls": {"enabled": True}, "authorization": {"enabled": True},
+        "listeners": {"internal": {"port": 9094, "kafkaPort": 9095}}}
 
 
 def pod_files(kubelet: Kubelet, pod: str) -> ConnectionOptions:
@@ -106,6 +109,35 @@ async def test_operator_speaks_tls_to_tls_brokers(kmock: kmock.KubernetesEmulato
             assert (await admin.describe_topic("orders")).name == "orders"
             with pytest.raises(PermissionDeniedError):
                 await admin.create_topic("erin-made", 1, 1)
+
+        # A scram User needs no certificate on the internal listener (TLS, no client
+        # certificate asked), over gRPC and Kafka (SASL_SSL), with exactly its ACLs.
+        await kube.apply(kmock, kube.manifest("User", "sam", {
+            "clusterRef": "secure", "authentication": {"type": "scram-sha-512"},
+            "authorization": {"acls": [{"resource": {"type": "topic", "name": "orders"},
+                                        "operations": ["describe"]}]}}))
+        await kube.wait_ready(kmock, op, "User", "sam", timeout=2 * WAIT_S)
+        [sam_secret] = [s for s in kube.objects_of(kmock, "v1/secrets")
+                        if s["metadata"]["name"] == "sam"]
+        sam_password = (pki.decoded(sam_secret, "password") or b"").decode()
+        internal = [kubelet.outside_address(f"secure-{i}", "internal") for i in range(3)]
+        sam = ConnectionOptions(tls_ca=tmp_path / "ca.crt", username="sam",
+                                password=sam_password,
+                                tls_server_name=f"secure-0.secure-brokers.{kube.NAMESPACE}.svc")
+        async with Admin(internal[0], connection=sam) as admin:
+            assert (await admin.describe_topic("orders")).name == "orders"
+            assert sorted(f"{b.host}:{b.port}" for b in (await admin.metadata()).brokers) \
+                == sorted(internal)
+            with pytest.raises(PermissionDeniedError):
+                await admin.create_topic("sam-made", 1, 1)
+        kafka = AdminClient({
+            "bootstrap.servers": kubelet.outside_address("secure-1", "internal-kafka"),
+            "security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512",
+            "sasl.username": "sam", "sasl.password": sam_password,
+            "ssl.ca.location": str(tmp_path / "ca.crt"),
+            "ssl.endpoint.identification.algorithm": "none"})
+        topics = await asyncio.to_thread(lambda: kafka.list_topics(timeout=30).topics)
+        assert "orders" in topics
 
         # The listener is TLS only: a plaintext client gets no answer.
         async with Admin(bootstrap, request_timeout_ms=2_000, tls=False) as plain:

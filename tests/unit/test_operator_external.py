@@ -95,3 +95,30 @@ def test_services_no_broker_needs_are_found() -> None:
     assert sorted(external.stale_services(services, None, 3)) == [
         "events-0-external", "events-1-external", "events-2-external",
         "events-external-bootstrap"]
+
+
+INTERNAL = {"brokers": 3, "tls": {"enabled": True},
+            "listeners": {"internal": {"port": 9094, "kafkaPort": 9095}}}
+
+
+def test_an_internal_listener_for_scram_and_kafka_clients() -> None:
+    objects = rendered(INTERNAL)
+    for obj in objects.values():
+        kubernetes_validate.validate(obj, kubernetes_validate.latest_version(), strict=True)
+    client = objects["Service/events-bootstrap"]["spec"]["ports"]
+    assert [(p["name"], p["port"]) for p in client] == [
+        ("grpc", 9092), ("internal", 9094), ("internal-kafka", 9095)]
+    [container] = objects["StatefulSet/events"]["spec"]["template"]["spec"]["containers"]
+    args = [a.replace("$(ODRADEK_ADVERTISED_HOST)", "events-1.events-brokers.prod.svc")
+            for a in container["args"]]
+    parsed = build_parser().parse_args(args)
+    specs = combine([parse_listener(v) for v in parsed.extra_listener], [], has_tls=True,
+                    has_ca=True)
+    # TLS without client certificates; advertised at the pod's own name.
+    assert [(s.name, s.protocol, s.security, s.bind_host, s.bind_port)
+            for s in specs] == [
+        ("internal", "grpc", "tls", "events-1.events-brokers.prod.svc", 9094),
+        ("internal-kafka", "kafka", "tls", "events-1.events-brokers.prod.svc", 9095)]
+    with pytest.raises(ValueError, match="needs port, kafkaPort or both"):
+        cl.desired({"brokers": 3, "listeners": {"internal": {"clientAuth": "none"}}},
+                   "events", "prod")
