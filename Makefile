@@ -85,9 +85,11 @@ bench-compaction: $(STAMP)
 proto: $(STAMP)
 	$(BIN)/python scripts/gen_proto.py
 
-# deploy/odradek.yaml and deploy/kustomization.yaml from the chart's defaults (after a
+# deploy/crds from odradek/operator/crds.py, then deploy/odradek.yaml and
+# deploy/kustomization.yaml from the chart's defaults (after a
 # change to helm/odradek; tests/helm/test_deploy.py fails while they are stale).
 manifests: $(STAMP)
+	$(BIN)/python scripts/gen_crds.py
 	$(BIN)/python scripts/gen_manifests.py
 
 lint: $(STAMP)
