@@ -12,7 +12,7 @@ from odradek.broker.auth import operations as op
 from odradek.broker.auth.access import Access
 from odradek.broker.broker_configs import Source
 from odradek.broker.errors import BrokerError, Reason
-from odradek.broker.kafka import codec
+from odradek.broker.kafka import cluster_configs, codec
 from odradek.broker.kafka import errors as err
 from odradek.broker.listeners import Addresses
 from odradek.broker.peers.forward import GrpcAdminForwarder
@@ -106,7 +106,7 @@ class AdminApis:
                 resource_type=r.resource_type, resource_name=r.resource_name,
                 configs=tuple(codec.nested(
                     module, "DescribeConfigsResourceResult", name=name, value=value,
-                    read_only=r.resource_type == BROKER_RESOURCE,
+                    read_only=r.resource_type == BROKER_RESOURCE and r.resource_name != "",
                     is_default=source == DEFAULT_CONFIG_SOURCE, is_sensitive=False,
                     config_source=source, synonyms=(), config_type=STRING_CONFIG_TYPE,
                     documentation=doc) for name, value, source, doc in configs)))
@@ -125,12 +125,15 @@ class AdminApis:
         if kind != BROKER_RESOURCE:
             raise BrokerError(Reason.INVALID_REQUEST,
                               f"resource type {kind} has no configs here")
+        if name == "":  # the cluster-wide defaults (kafka-configs.sh --entity-default)
+            op.describe_cluster_configs(access)
+            return [(k, v, DYNAMIC_DEFAULT_BROKER_SOURCE, None)
+                    for k, v in cluster_configs.described(self.admin.cluster.image.cluster_configs)]
         op.describe_cluster(access)
         me = str(self.admin.cluster.id)
         if name != me:
             raise BrokerError(Reason.INVALID_REQUEST,
-                              f"this is broker {me}: ask broker {name or '(none named)'} for "
-                              "its own configs (cluster-wide broker defaults are not kept)")
+                              f"this is broker {me}: ask broker {name} for its own configs")
         return [(c.name, "" if c.sensitive else c.value,
                  _BROKER_SOURCES[c.source],
                  c.documentation or None) for c in self.admin.described_broker_configs()]
@@ -158,22 +161,39 @@ class AdminApis:
                 pb.AlterTopicConfigsRequest(name=name, set=set_, delete=delete,
                                             validate_only=validate_only))
 
+    async def _alter(self, kind: int, name: str, set_: dict[str, str], delete: list[str],
+                     validate_only: bool, access: Access) -> None:
+        if kind == TOPIC_RESOURCE:
+            await self._alter_topic(name, set_, delete, validate_only, access)
+            return
+        if kind != BROKER_RESOURCE or name != "":
+            raise BrokerError(Reason.INVALID_REQUEST,
+                              "only topic configs and the cluster-wide defaults (a broker "
+                              "resource with an empty name) can be altered; a broker's own "
+                              "settings are its start-up flags")
+        op.alter_cluster_configs(access)
+        topic_set, topic_delete = cluster_configs.to_topic_configs(set_, delete)
+        if self.admin.cluster.is_controller():
+            await self.admin.alter_cluster_configs(topic_set, topic_delete, validate_only)
+        else:
+            await self.forwarder.forward(
+                self.admin.controller_address(), "AlterClusterConfigs",
+                pb.AlterClusterConfigsRequest(set=topic_set, delete=topic_delete,
+                                              validate_only=validate_only))
+
     async def incremental_alter_configs(self, version: int, body: Any, access: Access) -> Any:
         module = codec.response_module(44, version)
         results = []
         for r in body.resources:
             code, message = err.NONE, None
             try:
-                if r.resource_type != TOPIC_RESOURCE:
-                    raise BrokerError(Reason.INVALID_REQUEST,
-                                      "only topic configs can be altered")
                 set_ = {c.name: c.value or "" for c in r.configs if c.config_operation == SET}
                 delete = [c.name for c in r.configs if c.config_operation == DELETE]
                 if any(c.config_operation not in (SET, DELETE) for c in r.configs):
                     raise BrokerError(Reason.INVALID_CONFIG, "APPEND and SUBTRACT are not "
                                       "supported; SET the whole list instead")
-                await self._alter_topic(r.resource_name, set_, delete,
-                                        bool(body.validate_only), access)
+                await self._alter(r.resource_type, r.resource_name, set_, delete,
+                                  bool(body.validate_only), access)
             except Exception as exc:
                 code, message = err.error_of(exc, "IncrementalAlterConfigs")
             results.append(codec.nested(module, "AlterConfigsResourceResponse",
@@ -189,15 +209,17 @@ class AdminApis:
         for r in body.resources:
             code, message = err.NONE, None
             try:
-                if r.resource_type != TOPIC_RESOURCE:
-                    raise BrokerError(Reason.INVALID_REQUEST,
-                                      "only topic configs can be altered")
                 set_ = {c.name: c.value or "" for c in r.configs}
-                info = self.admin.cluster.image.topics.get(r.resource_name)
-                delete = [k for k in (info.configs if info is not None else {})
-                          if k not in set_]
-                await self._alter_topic(r.resource_name, set_, delete,
-                                        bool(body.validate_only), access)
+                if r.resource_type == BROKER_RESOURCE:  # the whole cluster-wide set
+                    named = {cluster_configs.topic_config(k) for k in set_}
+                    current = self.admin.cluster.image.cluster_configs
+                else:
+                    named = set(set_)
+                    info = self.admin.cluster.image.topics.get(r.resource_name)
+                    current = info.configs if info is not None else {}
+                delete = [k for k in current if k not in named]
+                await self._alter(r.resource_type, r.resource_name, set_, delete,
+                                  bool(body.validate_only), access)
             except Exception as exc:
                 code, message = err.error_of(exc, "AlterConfigs")
             results.append(codec.nested(module, "AlterConfigsResourceResponse",
