@@ -137,14 +137,19 @@ class Elections:
             raise BrokerError(Reason.REASSIGNMENT_IN_PROGRESS, f"partition {index} of topic "
                               f"{topic!r} is being reassigned; elect once the move is done")
         where = f"partition {index} of topic {topic!r}"
+        unavailable = BrokerError(Reason.PREFERRED_LEADER_NOT_AVAILABLE,
+                                  f"the preferred replica of {where}, broker {preferred}, is "
+                                  "not in sync (or not alive); the leader stays "
+                                  f"broker {self.broker_id}")
         if not self._broker_alive(preferred) or preferred not in partition.in_sync_replicas():
-            raise BrokerError(Reason.PREFERRED_LEADER_NOT_AVAILABLE,
-                              f"the preferred replica of {where}, broker {preferred}, is "
-                              "not in sync (or not alive); the leader stays "
-                              f"broker {self.broker_id}")
+            raise unavailable
         node = partition.node
         deadline = time.monotonic() + timeout_s
         while partition.node.leader != preferred:
+            # Gone since the check (killed a moment before, its last words still fresh):
+            # no point waiting out the timeout for it.
+            if not self._broker_alive(preferred) and partition.node.is_leader():
+                raise unavailable
             if time.monotonic() > deadline:
                 raise BrokerError(Reason.PREFERRED_LEADER_NOT_AVAILABLE,
                                   f"broker {preferred} did not take over the leadership of "
