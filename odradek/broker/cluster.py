@@ -142,11 +142,11 @@ class ClusterNode:
         self.meta_node: RaftNode | None = None
         self.meta_storage: MetadataRaftStorage | None = None
         if self.voter:
-            # The metadata log is small and precious: every entry is fsynced before it
-            # counts. Brokers that are not voters follow it through FetchMetadata.
+            # Small and precious: every entry fsynced before it counts, all of it CRC-checked
+            # at every start (cut there, never applied). Non-voters use FetchMetadata.
             self.meta_log = PartitionLog.open(settings.data_dir / META_GROUP,
                                               LogConfig(retention_ms=-1, flush_messages=1),
-                                              clock=clock.time_ms)
+                                              clock=clock.time_ms, trust_sealed=False)
             self.meta_storage = MetadataRaftStorage(self.meta_log, sorted(settings.voters))
             snapshot = self.meta_storage.snapshot()
             if snapshot.data:

@@ -72,6 +72,18 @@ def test_an_unclean_start_still_cuts_a_corrupt_batch_at_recovery(tmp_path: Path)
     log.close()
 
 
+def test_a_start_that_trusts_no_segment_cuts_a_corrupt_sealed_batch(tmp_path: Path) -> None:
+    """The metadata log's open: after a clean stop too, every segment is scanned."""
+    filled(tmp_path)
+    assert len(segment_files(tmp_path)) > 2
+    bad = flip(segment_files(tmp_path)[0], 5)
+    log = PartitionLog.open(tmp_path, CONFIG, trust_sealed=False)
+    assert log.log_end_offset == bad
+    assert len(segment_files(tmp_path)) == 1  # the later segments follow the corruption
+    assert [r.value for r in read_all(log)][-1] == b"w%03d" % (bad // 2 - 1)
+    log.close()
+
+
 def raft_storage(d: Path) -> PartitionRaftStorage:
     return PartitionRaftStorage(PartitionLog.open(d, CONFIG), [1, 2, 3], clock=lambda: 0)
 
