@@ -140,6 +140,25 @@ def test_raft_storage_cuts_a_corrupt_batch_its_load_scan_meets(tmp_path: Path) -
     st.log.close()
 
 
+def test_a_commit_lost_to_the_recovery_cut_is_remembered_across_restarts(
+        tmp_path: Path) -> None:
+    """Recovery at open cut the log below the saved commit index. Before the fix the lost
+    commit was known only until the next save (a new term, say): a restart after it, and
+    before the repair, forgot it, and the replica voted again with its short log."""
+    written(tmp_path)
+    (tmp_path / ".clean_shutdown").unlink()
+    (tmp_path / "recovery-point").write_text("0\n")
+    bad = flip(segment_files(tmp_path)[0], 3)
+    st = raft_storage(tmp_path)
+    assert st.last_index() == bad - 1
+    assert st.lost_commit == 39
+    st.set_hard_state(HardState(3, None, bad - 1))  # saved: a new term
+    st.log.close()
+    st = raft_storage(tmp_path)
+    assert st.lost_commit == 39
+    st.log.close()
+
+
 def test_first_corrupt_finds_the_first_bad_batch() -> None:
     good = batch(b"a", b"b") + batch(b"c")
     assert first_corrupt(good) is None
