@@ -204,11 +204,12 @@ class Network:
         reset (ss -K) so that they come back through the relay: a delay that began with
         a reconnection (only new connections are DNATed)."""
         ns, addr = self.namespaces[i], self.address(i)
+        self._stop_relay(i)  # a delay on a delay: the new one replaces it
         proc = subprocess.Popen(
             ["ip", "netns", "exec", ns, sys.executable, "-m", "tests.chaos.relay",
              "--outgoing", f"{addr}:{RELAY_OUT}", "--incoming", f"{addr}:{RELAY_IN}",
              "--delay-ms", str(ms), "--jitter-ms", str(jitter_ms), "--seed", str(seed)],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         self._relays[i] = proc
         assert proc.stdout is not None
         ready, _, _ = select.select([proc.stdout], [], [], 20)
@@ -227,18 +228,23 @@ class Network:
             f"( dport = :{self.port} or sport = :{self.port} )")
 
     def _stop_relays(self) -> None:
-        for i, proc in sorted(self._relays.items()):
-            run("ip", "netns", "exec", self.namespaces[i], "nft", "delete table ip chaosdelay",
-                check=False)
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
-            if proc.stdout is not None:
-                proc.stdout.close()
-        self._relays.clear()
+        for i in sorted(self._relays):
+            self._stop_relay(i)
+
+    def _stop_relay(self, i: int) -> None:
+        proc = self._relays.pop(i, None)
+        if proc is None:
+            return
+        run("ip", "netns", "exec", self.namespaces[i], "nft", "delete table ip chaosdelay",
+            check=False)
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()
 
     def heal(self) -> None:
         self._stop_relays()
