@@ -122,21 +122,26 @@ class ChaosBroker(BrokerProcess):
 
     def stored(self, topic: str) -> dict[int, tuple[Records, str | None]]:
         """Each local partition's data records from its files, and the first bad batch."""
-        out: dict[int, tuple[Records, str | None]] = {}
-        for partition, path in self.partition_dirs(topic).items():
-            records: Records = []
-            bad: str | None = None
-            for segment in sorted(path.glob("*.log"), key=lambda p: int(p.stem)):
-                raw = segment.read_bytes()
-                try:
-                    for pos, header in iter_batches(raw):
-                        check_batch(raw, pos, pos + header.size)
-                    records += [(r.offset, r.value or b"") for r in iter_records(raw)]
-                except ValueError as exc:
-                    bad = f"{segment.name}: {exc}"
-                    break
-            out[partition] = (records, bad)
-        return out
+        return {partition: read_log(path)
+                for partition, path in self.partition_dirs(topic).items()}
+
+    def meta_stored(self) -> tuple[Records, str | None]:
+        """This voter's metadata commands from its files, and the first bad batch."""
+        return read_log(self.data_dir / META_DIR)
+
+
+def read_log(path: Path) -> tuple[Records, str | None]:
+    """A log directory's data records, CRC-checked, up to the first bad batch."""
+    records: Records = []
+    for segment in sorted(path.glob("*.log"), key=lambda p: int(p.stem)):
+        raw = segment.read_bytes()
+        try:
+            for pos, header in iter_batches(raw):
+                check_batch(raw, pos, pos + header.size)
+            records += [(r.offset, r.value or b"") for r in iter_records(raw)]
+        except ValueError as exc:
+            return records, f"{segment.name}: {exc}"
+    return records, None
 
 
 class ChaosCluster:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from odradek.client import SyncAdmin, SyncProducer
 from tests.brokers import wait_until
-from tests.chaos.checker import TP, History, Violation
+from tests.chaos.checker import TP, History, Violation, check_metadata
 from tests.chaos.cluster import TOPIC_CONFIGS, ChaosBroker, ChaosCluster
 from tests.chaos.net import unavailable
 from tests.chaos.workload import PARTITIONS, TOPIC, Workload
@@ -353,6 +353,8 @@ def run_chaos(seed: int, duration: float, brokers: int = 5, root: Path | None = 
                 report.violations.append(Violation("NOT_LIVE_AFTER_HEAL", str(exc)))
             workload.stop()
             report.violations += history.check(final_logs(cluster))
+            report.violations += check_metadata(
+                {b.index: b.meta_stored() for b in cluster.brokers[:3]})
         except BaseException as exc:
             report.violations.append(Violation("RUN_FAILED", f"{type(exc).__name__}: {exc}"))
             if not isinstance(exc, Exception):
