@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import random
 from collections.abc import Callable
@@ -147,22 +146,24 @@ class ClusterNode:
         self.meta_node: RaftNode | None = None
         self.meta_storage: MetadataRaftStorage | None = None
         if self.voter:
-            # The metadata log is small and precious: every entry is fsynced before it
-            # counts. Brokers that are not voters follow it through FetchMetadata.
+            # Small and precious: every entry fsynced before it counts, all of it CRC-checked
+            # at every start (cut there, never applied). Non-voters use FetchMetadata.
             self.meta_log = PartitionLog.open(settings.data_dir / META_GROUP,
                                               LogConfig(retention_ms=-1, flush_messages=1),
-                                              clock=clock.time_ms)
+                                              clock=clock.time_ms, trust_sealed=False)
             self.meta_storage = MetadataRaftStorage(self.meta_log, sorted(settings.voters))
             snapshot = self.meta_storage.snapshot()
             if snapshot.data:
                 self.image = decode_snapshot(snapshot.data)
-            self.meta_node = RaftNode(self._raft_config(True), self.meta_storage, self._rng)
+            # Cut at load (corrupt): no elections until it holds its commit again (repair.py).
+            self.meta_node = RaftNode(self._raft_config(True, self.meta_storage.lost_commit),
+                                      self.meta_storage, self._rng)
             self.host.add(RaftGroup(META_GROUP, self.meta_node, self.meta_storage,
                                     _MetaListener(self)))
 
-    def _raft_config(self, entries: bool) -> RaftConfig:
+    def _raft_config(self, entries: bool, lost_commit: int) -> RaftConfig:
         s = self.settings
-        return RaftConfig(self.id, election_ticks=s.election_ticks,
+        return RaftConfig(self.id, election_ticks=s.election_ticks, lost_commit=lost_commit,
                           heartbeat_ticks=s.heartbeat_ticks, return_committed_entries=entries)
 
     # ---------------------------------------------------------------- addresses
@@ -476,8 +477,7 @@ class ClusterNode:
         self.repair.watch(name, partition, storage)
 
     def _partition_node(self, storage: PartitionRaftStorage) -> RaftNode:
-        config = dataclasses.replace(self._raft_config(False), lost_commit=storage.lost_commit)
-        return RaftNode(config, storage, self._rng)
+        return RaftNode(self._raft_config(False, storage.lost_commit), storage, self._rng)
 
     def _close_partition(self, key: tuple[str, int], delete: bool) -> None:
         partition = self.partitions.pop(key)

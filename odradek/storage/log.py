@@ -153,8 +153,12 @@ class PartitionLog:
 
     @classmethod
     def open(cls, directory: Path, config: LogConfig,
-             clock: Callable[[], int] = wall_clock_ms) -> PartitionLog:
-        """Opens the partition in directory, creating it or recovering it."""
+             clock: Callable[[], int] = wall_clock_ms, trust_sealed: bool = True
+             ) -> PartitionLog:
+        """Opens the partition in directory, creating it or recovering it. With
+        trust_sealed=False every segment is scanned (CRCs included), not only those a
+        crash may have left unflushed: a small log whose corruption must be cut before
+        anything reads it (the metadata log)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         marker = directory / CLEAN_SHUTDOWN
@@ -168,7 +172,8 @@ class PartitionLog:
             recovery_point = reset
         cleaner.recover_interrupted(directory)
         bases = _cleanup_directory(directory)
-        segments = _load_segments(directory, bases, config, clean, recovery_point)
+        segments = _load_segments(directory, bases, config, clean, recovery_point,
+                                  trust_sealed)
         if not segments:
             segments = [LogSegment(directory, 0, truncate=True)]
         plog = cls(directory, config, clock, segments,
@@ -800,14 +805,14 @@ def _cleanup_directory(directory: Path) -> list[int]:
 
 
 def _load_segments(directory: Path, bases: list[int], config: LogConfig, clean: bool,
-                   recovery_point: int) -> list[LogSegment]:
+                   recovery_point: int, trust_sealed: bool) -> list[LogSegment]:
     interval = config.index_interval_bytes
     segments: list[LogSegment] = []
     prev_next = 0
     for i, base in enumerate(bases):
         seg = LogSegment(directory, base)
         last = i == len(bases) - 1
-        trusted = not last and (clean or bases[i + 1] <= recovery_point)
+        trusted = trust_sealed and not last and (clean or bases[i + 1] <= recovery_point)
         error: ScanError | None = None
         if base < prev_next:
             error = ScanError(0, f"segment base offset {base} overlaps the previous segment, "

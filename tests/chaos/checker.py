@@ -181,3 +181,24 @@ class History:
                                      f"from {low} to {high} but never {len(missed)} records "
                                      f"there, first offset {missed[0]}"))
         return out
+
+
+def check_metadata(logs: dict[int, tuple[list[tuple[int, bytes]], str | None]]
+                   ) -> list[Violation]:
+    """The voters' metadata logs (each voter's commands and first bad batch, read once
+    the brokers stopped): every batch passes its CRC (a flipped one is cut at the voter's
+    start, never kept), and at every offset two voters both hold they hold the same
+    command (snapshots move the log starts apart)."""
+    out = [Violation("CORRUPT_METADATA_LOG", f"voter {i}: {bad}")
+           for i, (_, bad) in sorted(logs.items()) if bad is not None]
+    held = {i: dict(records) for i, (records, _) in sorted(logs.items())}
+    if not held:
+        return out
+    first = min(held)
+    for i in sorted(held):
+        differ = [o for o in sorted(held[first].keys() & held[i].keys())
+                  if held[first][o] != held[i][o]]
+        if differ:
+            out.append(Violation("METADATA_LOGS_DIFFER", f"voters {first} and {i} differ at "
+                                 f"{len(differ)} offsets, the first {differ[0]}"))
+    return out

@@ -16,6 +16,7 @@ from tests.brokers import BrokerProcess, wait_until
 from tests.chaos.net import HOST, Network, run
 
 PORT = 9092
+META_DIR = "__meta"  # the metadata log's directory in a voter's data dir (cluster.py)
 DISK_MB = 256
 # Every write is fsynced before it is acknowledged, so that "acknowledged" means durable
 # and a failed fsync has something to fail.
@@ -91,12 +92,19 @@ class ChaosBroker(BrokerProcess):
         return found
 
     def flip_bit(self, topic: str, rng: random.Random) -> str | None:
-        """Flips one bit inside a stored batch (past its CRC field, so the CRC covers it)
-        of a random segment of this stopped broker. Returns what it did."""
-        assert not self.alive
+        """Flips one bit inside a stored batch of a random segment of topic's partitions
+        on this stopped broker. Returns what it did."""
         dirs = self.partition_dirs(topic)
-        segments = [s for d in dirs.values() for s in sorted(d.glob("*.log"))
-                    if s.stat().st_size > 0]
+        return self._flip([s for d in dirs.values() for s in sorted(d.glob("*.log"))], rng)
+
+    def flip_meta_bit(self, rng: random.Random) -> str | None:
+        """The same in this stopped voter's metadata log (a command's batch)."""
+        return self._flip(sorted((self.data_dir / META_DIR).glob("*.log")), rng)
+
+    def _flip(self, segments: list[Path], rng: random.Random) -> str | None:
+        """Flips one bit inside a data batch (past its CRC field, so the CRC covers it)."""
+        assert not self.alive
+        segments = [s for s in segments if s.stat().st_size > 0]
         if not segments:
             return None
         segment = rng.choice(segments)
@@ -114,21 +122,26 @@ class ChaosBroker(BrokerProcess):
 
     def stored(self, topic: str) -> dict[int, tuple[Records, str | None]]:
         """Each local partition's data records from its files, and the first bad batch."""
-        out: dict[int, tuple[Records, str | None]] = {}
-        for partition, path in self.partition_dirs(topic).items():
-            records: Records = []
-            bad: str | None = None
-            for segment in sorted(path.glob("*.log"), key=lambda p: int(p.stem)):
-                raw = segment.read_bytes()
-                try:
-                    for pos, header in iter_batches(raw):
-                        check_batch(raw, pos, pos + header.size)
-                    records += [(r.offset, r.value or b"") for r in iter_records(raw)]
-                except ValueError as exc:
-                    bad = f"{segment.name}: {exc}"
-                    break
-            out[partition] = (records, bad)
-        return out
+        return {partition: read_log(path)
+                for partition, path in self.partition_dirs(topic).items()}
+
+    def meta_stored(self) -> tuple[Records, str | None]:
+        """This voter's metadata commands from its files, and the first bad batch."""
+        return read_log(self.data_dir / META_DIR)
+
+
+def read_log(path: Path) -> tuple[Records, str | None]:
+    """A log directory's data records, CRC-checked, up to the first bad batch."""
+    records: Records = []
+    for segment in sorted(path.glob("*.log"), key=lambda p: int(p.stem)):
+        raw = segment.read_bytes()
+        try:
+            for pos, header in iter_batches(raw):
+                check_batch(raw, pos, pos + header.size)
+            records += [(r.offset, r.value or b"") for r in iter_records(raw)]
+        except ValueError as exc:
+            return records, f"{segment.name}: {exc}"
+    return records, None
 
 
 class ChaosCluster:

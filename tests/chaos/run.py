@@ -21,7 +21,7 @@ from pathlib import Path
 
 from odradek.client import SyncAdmin, SyncProducer
 from tests.brokers import wait_until
-from tests.chaos.checker import TP, History, Violation
+from tests.chaos.checker import TP, History, Violation, check_metadata
 from tests.chaos.cluster import TOPIC_CONFIGS, ChaosBroker, ChaosCluster
 from tests.chaos.net import unavailable
 from tests.chaos.workload import PARTITIONS, TOPIC, Workload
@@ -70,10 +70,11 @@ class Schedule:
         self.kinds: dict[str, Callable[[], Undo]] = {
             "partition": self.partition, "cut-one-way": self.cut_one_way,
             "isolate-from-clients": self.isolate, "loss": self.loss, "slow-link": self.slow,
-            "delay": self.delay, "reorder": self.reorder, "pause": self.pause,
-            "kill-9": self.kill, "restart": self.restart, "disk-full": self.disk_full,
-            "fsync-fail": self.fsync_fail, "fsync-stall": self.fsync_stall,
-            "bit-flip": self.bit_flip,
+            "queue-delay": self.queue, "delay": self.delay, "reorder": self.reorder,
+            "pause": self.pause, "kill-9": self.kill, "restart": self.restart,
+            "disk-full": self.disk_full, "fsync-fail": self.fsync_fail,
+            "fsync-stall": self.fsync_stall, "bit-flip": self.bit_flip,
+            "meta-bit-flip": self.meta_bit_flip,
         }
         missing = dict(cluster.net.missing)
         if not known_bugs:
@@ -83,6 +84,10 @@ class Schedule:
             report.skipped[kind] = reason
         # A broker with a process fault on it takes no other one.
         self.busy: set[int] = set()
+        # The one voter whose metadata log rots: a minority, whatever the timing (two
+        # voters repairing at once could elect no controller: neither votes till repaired).
+        voters = min(3, len(cluster.brokers))
+        self.meta_victim = self.rng.randrange(voters)
 
     def pick(self) -> int:
         free = [b.index for b in self.cluster.brokers if b.index not in self.busy]
@@ -123,8 +128,11 @@ class Schedule:
 
     def loss(self) -> Undo:
         i, percent = self.pick(), self.rng.choice((5, 10, 30))
-        self.log(f"fault: broker {i} loses {percent}% of what it receives")
-        self.cluster.net.loss(i, percent)
+        hooks = self.rng.choice((("input",), ("output",), ("input", "output")))
+        what = {"input": "receives", "output": "sends"}
+        self.log(f"fault: broker {i} loses {percent}% of what it "
+                 f"{' and '.join(what[h] for h in hooks)}")
+        self.cluster.net.loss(i, percent, hooks)
         return self.cluster.net.heal
 
     def slow(self) -> Undo:
@@ -133,10 +141,16 @@ class Schedule:
         self.cluster.net.slow(i, kbit)
         return self.cluster.net.heal
 
+    def queue(self) -> Undo:
+        i, kbit, ms = self.pick(), self.rng.choice((1024, 4096)), self.rng.choice((50, 500))
+        self.log(f"fault: broker {i} sends at {kbit} kbit/s through a {ms} ms queue")
+        self.cluster.net.queue(i, kbit, ms)
+        return self.cluster.net.heal
+
     def delay(self) -> Undo:
         i, ms = self.pick(), self.rng.choice((20, 100, 400))
         self.log(f"fault: broker {i} sends {ms} ms late")
-        self.cluster.net.delay(i, ms, ms // 2)
+        self.cluster.net.delay(i, ms, ms // 2, seed=self.rng.randrange(1 << 30))
         return self.cluster.net.heal
 
     def reorder(self) -> Undo:
@@ -201,11 +215,35 @@ class Schedule:
     def fsync_stall(self) -> Undo:
         return self._fsync(f"stall {self.rng.choice((200, 1000, 3000))}")
 
+    def _stopped(self, broker: ChaosBroker) -> str:
+        """Stops broker cleanly (a start then trusts its sealed segments: the flip is
+        found by a read or the scrub) or with kill -9 (recovery scans what lies past the
+        recovery point)."""
+        if self.rng.random() < 0.5:
+            broker.stop()
+            return "stopped cleanly"
+        broker.kill9()
+        return "killed"
+
     def bit_flip(self) -> Undo:
         broker = self._broker()
-        broker.kill9()
+        how = self._stopped(broker)
         where = broker.flip_bit(TOPIC, self.rng)
-        self.log(f"fault: broker {broker.index} killed, bit flipped in {where}, restarted")
+        self.log(f"fault: broker {broker.index} {how}, bit flipped in {where}, restarted")
+        broker.start(wait=False)
+        return self._release(broker, lambda: None)
+
+    def meta_bit_flip(self) -> Undo:
+        broker = self.cluster.brokers[self.meta_victim]
+        if broker.index in self.busy:
+            # Its other fault first (busy follows from the seed, not from the timing).
+            self.report.faults["meta-bit-flip"] -= 1
+            self.report.faults["bit-flip"] = self.report.faults.get("bit-flip", 0) + 1
+            return self.bit_flip()
+        self.busy.add(broker.index)
+        how = self._stopped(broker)
+        where = broker.flip_meta_bit(self.rng)
+        self.log(f"fault: voter {broker.index} {how}, bit flipped in {where}, restarted")
         broker.start(wait=False)
         return self._release(broker, lambda: None)
 
@@ -315,6 +353,8 @@ def run_chaos(seed: int, duration: float, brokers: int = 5, root: Path | None = 
                 report.violations.append(Violation("NOT_LIVE_AFTER_HEAL", str(exc)))
             workload.stop()
             report.violations += history.check(final_logs(cluster))
+            report.violations += check_metadata(
+                {b.index: b.meta_stored() for b in cluster.brokers[:3]})
         except BaseException as exc:
             report.violations.append(Violation("RUN_FAILED", f"{type(exc).__name__}: {exc}"))
             if not isinstance(exc, Exception):

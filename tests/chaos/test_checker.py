@@ -3,7 +3,7 @@ history passes (no root needed)."""
 
 from __future__ import annotations
 
-from tests.chaos.checker import History
+from tests.chaos.checker import History, check_metadata
 
 TP0 = ("chaos", 0)
 Logs = dict[tuple[str, int], dict[int, tuple[list[tuple[int, bytes]], str | None]]]
@@ -69,3 +69,11 @@ def test_a_record_no_group_member_read() -> None:
     h.read("m1-g1", TP0, [(0, b"p0:0")], group=True)
     h.read("m2-g2", TP0, [(3, b"p0:2")], group=True)
     assert kinds(h, logs(LOG)) == ["GROUP_SKIPPED"]
+
+
+def test_the_metadata_check_finds_corrupt_and_differing_voters() -> None:
+    log = [(1, b"a"), (2, b"b"), (3, b"c")]
+    assert check_metadata({0: (log, None), 1: (log[:2], None), 2: (log[1:], None)}) == []
+    found = check_metadata({0: (log, None), 1: ([(1, b"a"), (2, b"x")], None),
+                            2: (log[:1], "00000000000000000000.log: CRC")})
+    assert sorted(v.kind for v in found) == ["CORRUPT_METADATA_LOG", "METADATA_LOGS_DIFFER"]

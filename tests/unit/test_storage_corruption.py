@@ -72,6 +72,18 @@ def test_an_unclean_start_still_cuts_a_corrupt_batch_at_recovery(tmp_path: Path)
     log.close()
 
 
+def test_a_start_that_trusts_no_segment_cuts_a_corrupt_sealed_batch(tmp_path: Path) -> None:
+    """The metadata log's open: after a clean stop too, every segment is scanned."""
+    filled(tmp_path)
+    assert len(segment_files(tmp_path)) > 2
+    bad = flip(segment_files(tmp_path)[0], 5)
+    log = PartitionLog.open(tmp_path, CONFIG, trust_sealed=False)
+    assert log.log_end_offset == bad
+    assert len(segment_files(tmp_path)) == 1  # the later segments follow the corruption
+    assert [r.value for r in read_all(log)][-1] == b"w%03d" % (bad // 2 - 1)
+    log.close()
+
+
 def raft_storage(d: Path) -> PartitionRaftStorage:
     return PartitionRaftStorage(PartitionLog.open(d, CONFIG), [1, 2, 3], clock=lambda: 0)
 
@@ -125,6 +137,25 @@ def test_raft_storage_cuts_a_corrupt_batch_its_load_scan_meets(tmp_path: Path) -
     assert st.lost_commit == 39
     # The terms before the cut are learnt all the same (term 2 begins at offset 2).
     assert (st.term_of(1), st.term_of(bad - 1)) == (1, 2)
+    st.log.close()
+
+
+def test_a_commit_lost_to_the_recovery_cut_is_remembered_across_restarts(
+        tmp_path: Path) -> None:
+    """Recovery at open cut the log below the saved commit index. Before the fix the lost
+    commit was known only until the next save (a new term, say): a restart after it, and
+    before the repair, forgot it, and the replica voted again with its short log."""
+    written(tmp_path)
+    (tmp_path / ".clean_shutdown").unlink()
+    (tmp_path / "recovery-point").write_text("0\n")
+    bad = flip(segment_files(tmp_path)[0], 3)
+    st = raft_storage(tmp_path)
+    assert st.last_index() == bad - 1
+    assert st.lost_commit == 39
+    st.set_hard_state(HardState(3, None, bad - 1))  # saved: a new term
+    st.log.close()
+    st = raft_storage(tmp_path)
+    assert st.lost_commit == 39
     st.log.close()
 
 

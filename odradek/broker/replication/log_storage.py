@@ -134,9 +134,10 @@ class PartitionRaftStorage:
         state.starts = [(o, v) for o, v in state.starts if o < end]
         state.scanned_to = min(state.scanned_to, end)
         # Committed entries gone (a corrupt batch cut, or unsynced writes lost): Raft
-        # must not count this replica's log as holding them (RaftConfig.lost_commit).
+        # must not count this replica's log as holding them (RaftConfig.lost_commit). The
+        # mark goes into the state, which next saves a commit index below it.
         if state.commit > end - 1:
-            self.lost_commit = max(self.lost_commit, state.commit)
+            state.lost = max(state.lost, state.commit)
         if state.lost > end - 1:
             self.lost_commit = max(self.lost_commit, state.lost)
         else:
