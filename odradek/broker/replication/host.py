@@ -17,7 +17,9 @@ threads): a Ready's writes go to the page cache on the loop, the fsyncs its stor
 for them (``take_sync``) go to the syncer, one job per group, and only when that job is
 done are the Ready's messages sent (a leader's leave at once unless its term or vote
 changed: it writes its log beside its followers) and the Ready advanced (a leader's own
-entries count for the commit only then). Meanwhile the group takes
+entries count for the commit only then). Terms and votes go to the broker's state
+journal (``journal``): the first job of a turn fsyncs the records of every group of that
+turn, and the other groups' jobs find theirs durable. Meanwhile the group takes
 messages and proposals (Raft's log keeps them unstable) but no new Ready, so each
 group's writes and fsyncs stay in order and nothing is acknowledged before it is
 durable."""
