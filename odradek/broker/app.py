@@ -37,6 +37,7 @@ from odradek.broker.producers.manager import DEFAULT_MAX_NAMES, DEFAULT_NAME_EXP
 from odradek.broker.replication.host import RaftHost, ThreadSyncer
 from odradek.broker.replication.producer_state import DEFAULT_EXPIRATION_MS
 from odradek.broker.replication.replica import ReplicatedPartition
+from odradek.broker.replication.state_journal import StateJournal
 from odradek.broker.topic_admin import TopicAdmin
 from odradek.raft import Message
 from odradek.security.hosts import host_port
@@ -172,7 +173,8 @@ class Broker:
         self.host = RaftHost(s.broker_id, transport.send, tick_s,
                              alive=lambda peer: transport.alive(peer, election_s),
                              on_tick=lambda: transport.ping_idle(tick_s),
-                             stall_after_s=election_s / 2, syncer=self.syncer)
+                             stall_after_s=election_s / 2, syncer=self.syncer,
+                             journal=StateJournal(s.data_dir) if self.syncer else None)
         cluster_settings = ClusterSettings(
             broker_id=s.broker_id, host=s.host, port=self.port, data_dir=s.data_dir,
             voters=voters, rack=s.rack, topic_defaults=self.defaults,
@@ -319,6 +321,8 @@ class Broker:
             await self.cluster.stop()
         if self.syncer is not None:  # after the logs closed: no fsync is left to wait for
             await asyncio.get_running_loop().run_in_executor(None, self.syncer.close)
+        if self.host is not None and self.host.journal is not None:
+            self.host.journal.close()
         if self._data_lock is not None:
             self._data_lock.release()
         log.info("broker %d stopped", self.settings.broker_id)

@@ -103,8 +103,7 @@ class ClusterNode:
     def __init__(self, settings: ClusterSettings, host: RaftHost,
                  peers_changed: Callable[[], None] = lambda: None,
                  broker_alive: Callable[[int], bool] = lambda _: False,
-                 tls: ClientTLS | None = None,
-                 controller: ControllerClient | None = None) -> None:
+                 tls: ClientTLS | None = None, controller: ControllerClient | None = None) -> None:
         self.settings = settings
         self.id = settings.broker_id
         self.cluster_id = settings.cluster_id
@@ -446,7 +445,8 @@ class ClusterNode:
     def _open_partition(self, key: tuple[str, int], topic_id: str,
                         replicas: tuple[int, ...], config: LogConfig) -> None:
         topic, index = key
-        directory = self.settings.data_dir / partition_group(topic, index)
+        name = partition_group(topic, index)
+        directory = self.settings.data_dir / name
         id_file = directory / "topic-id"
         fresh = clear_if_stale(directory, id_file, topic_id)
         plog = PartitionLog.open(directory, config, clock=clock.time_ms)
@@ -457,9 +457,9 @@ class ClusterNode:
             (write_unsynced if batched else write_durably)(id_file, topic_id)
         storage = PartitionRaftStorage(
             plog, replicas, producer_id_expiration_ms=self.settings.producer_id_expiration_ms,
-            sync_behind=self.host.syncer is not None)
+            sync_behind=self.host.syncer is not None, journal=self.host.journal,
+            journal_key=f"{name}/{topic_id}")
         node = self._partition_node(storage)
-        name = partition_group(topic, index)
         partition = ReplicatedPartition(
             topic, index, plog, node, lambda: self.host.schedule(name), self.address_of,
             liveness_s=self.settings.tick_interval_s * self.settings.election_ticks,
@@ -481,9 +481,9 @@ class ClusterNode:
 
     def _close_partition(self, key: tuple[str, int], delete: bool) -> None:
         partition = self.partitions.pop(key)
-        self._topic_ids.pop(key, None)
-        self.new_replicas.forget(partition_group(*key))
-        self.host.remove(partition_group(*key))
+        name, topic_id = partition_group(*key), self._topic_ids.pop(key, None)
+        self.new_replicas.forget(name)
+        self.host.remove(name, f"{name}/{topic_id}" if delete else None)
         partition.close(delete=delete)
 
     def _leader_changed(self, partition: ReplicatedPartition) -> None:

@@ -8,12 +8,10 @@ the next start) can be given twice. Done one partition at a time on the event lo
 is two fsyncs per partition in a row, and creating 1,000 partitions took tens of seconds.
 Here the partitions a reconcile pass opens are made durable together, in the fsync
 workers: the topic-id of each (written by the loop, renamed into place), then the data
-directory once for all the new directory entries. The partition directory itself needs
-no fsync of its own: the group's first durable state write (the vote or term every new
-replica stores before it answers anything) fsyncs that directory, which makes the
-topic-id's entry durable with it; a crash before that loses only a replica that had
-said nothing, which the next start makes again. Only then are the groups added to the
-Raft host, all at once; messages for them in the meantime are kept by the host.
+directory once for all the new directory entries, and each partition directory (for the
+topic-id's entry in it: votes and terms go to the broker's state journal, so no state
+write of the partition's own fsyncs that directory). Only then are the groups added to
+the Raft host, all at once; messages for them in the meantime are kept by the host.
 
 A new group whose voters all start together is elected at once by its preferred replica
 (the first of its assignment, as the controller placed it), rather than after an
@@ -68,6 +66,12 @@ def write_unsynced(path: Path, text: str) -> None:
     with open(tmp, "w") as f:
         f.write(text)
     os.replace(tmp, path)
+
+
+def sync_id_file(id_file: Path) -> None:
+    """The topic-id file and its entry in the partition directory."""
+    fsync_dir(id_file)  # fsync_dir opens read-only and fsyncs, which does for a file too
+    fsync_dir(id_file.parent)
 
 
 def campaign_if_new(host: RaftHost, group: RaftGroup) -> None:
@@ -139,9 +143,8 @@ class NewReplicas:
                 self._finish(outcomes, dir_error)
 
         for job in jobs:
-            # fsync_dir opens read-only and fsyncs, which does for a file as well.
             syncs: list[Callable[[], None]] = [
-                functools.partial(fsync_dir, p.id_file) for p in job]
+                functools.partial(sync_id_file, p.id_file) for p in job]
             if job is jobs[0]:
                 syncs.insert(0, sync_data_dir)
             syncer.submit(syncs, functools.partial(done, job))

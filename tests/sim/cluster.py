@@ -22,6 +22,7 @@ from odradek.raft import (
     EntryKind,
     MemoryStorage,
     Message,
+    MessageType,
     NotLeader,
     PersistentLogStorage,
     ProposalDropped,
@@ -237,6 +238,9 @@ class SimCluster:
         self.chain: dict[int, tuple[int, int, bytes, int]] = {}
         self.chain_end = -1
         self.pending_props: dict[tuple[int, int], tuple[int, bytes, int]] = {}
+        # (voter, term) -> the candidate it voted for, as its messages showed, across its
+        # crashes: a vote that a crash loses (not durable before it left) shows as two.
+        self.votes: dict[tuple[int, int], int] = {}
         self.acked: list[tuple[int, int, bytes]] = []
         self.client_seq = 0
         self.client_target = 1
@@ -373,7 +377,13 @@ class SimCluster:
                 self.fail(f"node {n.id} commit {hs.commit} beyond its durable log")
             n.durable_commit = hs.commit
             st.set_hard_state(hs)
+        # A broker's storage owes its fsyncs (the log's, the state journal's) until now.
+        take_sync = getattr(st, "take_sync", None)
+        sync = take_sync() if take_sync is not None else None
+        if sync is not None:
+            sync()
         for m in rd.messages:
+            self._check_vote(m)
             self.net.send(m, self.now)
         if snap is not None:
             n.sm = decode_sm(snap.data)
@@ -381,6 +391,17 @@ class SimCluster:
         for e in rd.committed_entries:
             self._apply(n, e)
         r.advance(rd)
+
+    def _check_vote(self, m: Message) -> None:
+        if m.type == MessageType.VOTE:  # a candidate voted for itself
+            candidate = m.from_id
+        elif m.type == MessageType.VOTE_RESP and not m.reject:
+            candidate = m.to_id
+        else:
+            return
+        given = self.votes.setdefault((m.from_id, m.term), candidate)
+        if given != candidate:
+            self.fail(f"node {m.from_id} voted for {given} and for {candidate} in term {m.term}")
 
     def _apply(self, n: SimNode, e: Entry) -> None:
         if e.index <= n.applied:
@@ -724,7 +745,10 @@ def make_cluster(seed: int, nodes: int, steps: int, verbose: bool = False,
         return SimCluster(seed, nodes=nodes, steps=steps, verbose=verbose)
     from tests.sim.real_storage import RealDisk
 
-    return SimCluster(seed, nodes=nodes, steps=steps, verbose=verbose, disk=RealDisk())
+    # Odd seeds keep the hard state in the broker's state journal, even ones in the
+    # partition's own state file.
+    return SimCluster(seed, nodes=nodes, steps=steps, verbose=verbose,
+                      disk=RealDisk(journal=seed % 2 == 1))
 
 
 def nodes_for_seed(seed: int) -> int:

@@ -9,11 +9,13 @@ unlink and replace forget the inode, so a reused inode number starts with nothin
 durable). Directory operations (create, rename, unlink) count as durable at once. At a
 crash, each file goes back to its durable content, except that a seeded part of what was
 written since (a prefix of the unsynced bytes: a torn write, possibly mid-batch) may
-survive, and in segment ``.log`` files a byte of the surviving unsynced part may be
-flipped (the batch CRC must catch it). A crash may also strike in the middle of
-persisting a Ready: the storage code runs and the power fails at its k-th fsync.
-Then the node's directory is reopened with PartitionLog.open (recovery) and
-PartitionRaftStorage (which reloads raft-state.json).
+survive, and in segment ``.log`` files and the state journal a byte of the surviving
+unsynced part may be flipped (the batch's or the record's CRC must catch it). A crash may
+also strike in the middle of persisting a Ready: the storage code runs and the power
+fails at its k-th fsync. Then the node's directory is reopened with PartitionLog.open
+(recovery) and PartitionRaftStorage (which reloads raft-state.json and, on disks made
+with ``journal``, the broker's state journal: there the hard state is appended to a
+StateJournal and made durable by the storage's ``take_sync``, as on a broker).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from odradek.broker.replication.log_storage import PartitionRaftStorage
+from odradek.broker.replication.state_journal import JOURNAL_FILE, StateJournal
 from odradek.raft import PersistentLogStorage, Ready
 from odradek.records import encode_batch
 from odradek.storage import LogConfig, PartitionLog, durable_end
@@ -158,8 +161,10 @@ def _common_prefix(a: bytes, b: bytes) -> int:
 class RealDisk:
     """Per-node real storage for SimCluster (see the module doc)."""
 
-    def __init__(self, parent: Path | None = None) -> None:
+    def __init__(self, parent: Path | None = None, journal: bool = False) -> None:
         _install()
+        self.journal = journal
+        self.journals: dict[int, StateJournal] = {}
         self.root = Path(tempfile.mkdtemp(prefix="odradek-sim-", dir=parent)).resolve()
         self.prefix = str(self.root) + os.sep
         self.config = LogConfig(segment_bytes=SEGMENT_BYTES, index_interval_bytes=INDEX_INTERVAL,
@@ -198,7 +203,12 @@ class RealDisk:
     def open(self, node_id: int, voters: list[int]) -> PersistentLogStorage:
         self.voters[node_id] = list(voters)
         log = PartitionLog.open(self.node_dir(node_id), self.config, clock=self.now_ms)
-        st = PartitionRaftStorage(log, voters, clock=self.now_ms)
+        if not self.journal:
+            st = PartitionRaftStorage(log, voters, clock=self.now_ms)
+        else:
+            journal = self.journals[node_id] = StateJournal(self.node_dir(node_id))
+            st = PartitionRaftStorage(log, voters, clock=self.now_ms, sync_behind=True,
+                                      journal=journal, journal_key=f"n{node_id}")
         self.storages[node_id] = st
         return st
 
@@ -223,12 +233,17 @@ class RealDisk:
                     st.append(pending.entries_to_persist)
                 if pending.hard_state is not None:
                     st.set_hard_state(pending.hard_state)
+                sync = st.take_sync()
+                if sync is not None:
+                    sync()
             except SimPowerLoss:
                 pass
             finally:
                 self.fsync_budget = None
         for seg in st.log.segments:
             seg.close()
+        if node_id in self.journals:
+            self.journals.pop(node_id).close()
         d = self.node_dir(node_id)
         for path in sorted(d.iterdir()):
             if path.is_file():
@@ -261,7 +276,8 @@ class RealDisk:
             result = current[: common + keep]
             if 0 < keep < extra:
                 self.stats["torn"] += 1
-            if keep and path.suffix == ".log" and rng.random() < 0.5:
+            if keep and (path.suffix == ".log" or path.name == JOURNAL_FILE) \
+                    and rng.random() < 0.5:
                 pos = common + rng.randrange(keep)
                 flipped = bytearray(result)
                 flipped[pos] ^= 1 << rng.randrange(8)
@@ -277,4 +293,6 @@ class RealDisk:
         for st in self.storages.values():
             for seg in st.log.segments:
                 seg.close()
+        for journal in self.journals.values():
+            journal.close()
         shutil.rmtree(self.root, ignore_errors=True)

@@ -22,6 +22,7 @@ from odradek.broker.groups.lookup import OffsetLookup
 from odradek.broker.peers.controller import MetadataReply, PeerUnavailable
 from odradek.broker.producers.manager import ProducerIdManager
 from odradek.broker.replication.host import RaftHost, SyncDone, run_syncs
+from odradek.broker.replication.state_journal import StateJournal
 from odradek.broker.topic_admin import TopicAdmin
 from odradek.broker.topics.reads import OffsetSpec, list_offsets
 from odradek.raft import Message
@@ -102,7 +103,8 @@ class SimBroker:
         self.host = RaftHost(self.id, self.send, TICK_S,
                              alive=lambda peer: self.alive(peer, election_s),
                              on_tick=lambda: self.ping_idle(TICK_S),
-                             syncer=SimSyncer(random.Random(w.rng.getrandbits(32))))
+                             syncer=SimSyncer(random.Random(w.rng.getrandbits(32))),
+                             journal=StateJournal(self.data_dir))
         self.cluster = ClusterNode(settings, self.host,
                                    broker_alive=lambda peer: self.alive(peer, election_s),
                                    controller=SimControllerClient(self))
@@ -130,6 +132,8 @@ class SimBroker:
         for plog in logs:
             for segment in plog.segments:
                 segment.close()
+        if self.host is not None and self.host.journal is not None:
+            self.host.journal.close()
         self.world.disk.lose_unsynced_under(self.data_dir, rng)
         self.host = self.cluster = self.admin = self.groups = None
 

@@ -156,6 +156,8 @@ class World:
             for broker in self.brokers.values():
                 if broker.proc is not None:
                     self.loop.kill(broker.proc)
+                if broker.host is not None and broker.host.journal is not None:
+                    broker.host.journal.close()
             for task in self._clients:
                 task.cancel()
             self.loop.run_until_complete(asyncio.sleep(0))

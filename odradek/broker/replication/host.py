@@ -17,7 +17,9 @@ threads): a Ready's writes go to the page cache on the loop, the fsyncs its stor
 for them (``take_sync``) go to the syncer, one job per group, and only when that job is
 done are the Ready's messages sent (a leader's leave at once unless its term or vote
 changed: it writes its log beside its followers) and the Ready advanced (a leader's own
-entries count for the commit only then). Meanwhile the group takes
+entries count for the commit only then). Terms and votes go to the broker's state
+journal (``journal``): the first job of a turn fsyncs the records of every group of that
+turn, and the other groups' jobs find theirs durable. Meanwhile the group takes
 messages and proposals (Raft's log keeps them unstable) but no new Ready, so each
 group's writes and fsyncs stay in order and nothing is acknowledged before it is
 durable."""
@@ -35,6 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol, runtime_checkable
 
 from odradek.broker import clock, regressions
+from odradek.broker.replication.state_journal import StateJournal
 from odradek.raft import Message, MessageType, RaftNode, Ready, Role
 from odradek.raft.storage import PersistentLogStorage
 from odradek.storage import CorruptBatchError
@@ -155,9 +158,11 @@ class RaftHost:
                  alive: Callable[[int], bool] | None = None,
                  on_tick: Callable[[], None] | None = None,
                  quiesce_after_ticks: int = 20, stall_after_s: float = 0.5,
-                 syncer: Syncer | None = None) -> None:
+                 syncer: Syncer | None = None, journal: StateJournal | None = None) -> None:
         self.broker_id = broker_id
         self.syncer = syncer
+        # The hard states of this host's partitions, fsynced once for all groups of a turn.
+        self.journal = journal if syncer is not None else None
         self._owed: list[tuple[RaftGroup, Ready, Callable[[], None]]] = []
         self.send = send
         self.tick_interval_s = tick_interval_s
@@ -208,7 +213,10 @@ class RaftHost:
             self.deliver(group.name, message)
         self.schedule(group.name)
 
-    def remove(self, name: str) -> RaftGroup | None:
+    def remove(self, name: str, forget_state: str | None = None) -> RaftGroup | None:
+        """forget_state: the journal key of a replica deleted for good."""
+        if forget_state is not None and self.journal is not None:
+            self.journal.forget(forget_state)
         self._expected.pop(name, None)
         self._dirty.discard(name)
         self.quiet.discard(name)

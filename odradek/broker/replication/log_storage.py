@@ -20,8 +20,12 @@ never describes log contents that are gone or replaced.
 With ``sync_behind`` (the broker's partitions), append and set_hard_state write without
 fsyncing; the fsyncs they owe are handed to the Raft host (``take_sync``), which runs them
 in its fsync thread and sends the Ready's messages only after, so no produce or fetch
-waits on the event loop behind another partition's fsync. Writes that change what is
-already stored (truncation, snapshot install) still fsync in place, write-ahead."""
+waits on the event loop behind another partition's fsync. With a ``journal`` (the
+broker's StateJournal) a hard state that must be durable is appended there instead of
+rewriting the state file, and the owed sync waits for the journal's fsync, which one
+call makes for every partition of the broker (state_journal.py); at load the newer of
+the state file's and the journal's hard state wins. Writes that change what is already
+stored (truncation, snapshot install) still fsync in place, write-ahead."""
 
 from __future__ import annotations
 
@@ -36,6 +40,7 @@ from odradek.broker import clock as broker_clock
 from odradek.broker.replication.control import decode_control, encode_control, log_start_of
 from odradek.broker.replication.producer_log import ProducerStateStore
 from odradek.broker.replication.producer_state import DEFAULT_EXPIRATION_MS
+from odradek.broker.replication.state_journal import StateJournal, newer
 from odradek.raft import (
     NO_INDEX,
     ConfigState,
@@ -83,11 +88,16 @@ class PartitionRaftStorage:
     def __init__(self, log: PartitionLog, initial_voters: Sequence[int],
                  clock: Callable[[], int] | None = None,
                  producer_id_expiration_ms: int = DEFAULT_EXPIRATION_MS,
-                 producer_state: bool = True, sync_behind: bool = False) -> None:
+                 producer_state: bool = True, sync_behind: bool = False,
+                 journal: StateJournal | None = None, journal_key: str = "") -> None:
         self.log = log
         self.sync_behind = sync_behind
+        # sync_behind: the broker's journal takes the hard states that must be durable.
+        self.journal = journal if sync_behind else None
+        self.journal_key = journal_key
         self._log_owed = False  # sync_behind: a flush the topic's policy asks for
         self._state_owed: str | None = None  # sync_behind: a state to save durably
+        self._journal_owed = 0  # sync_behind: the journal ticket to wait for
         self.path = log_dir(log) / STATE_FILE
         self._clock = clock or broker_clock.time_ms
         self._commit_saved_at = 0.0
@@ -114,6 +124,11 @@ class PartitionRaftStorage:
                 starts=[(a, b) for a, b in raw.get("starts", [])])
         except FileNotFoundError:
             state = RaftState(voters=sorted(initial_voters))
+        journaled = self.journal.get(self.journal_key) if self.journal is not None else None
+        if journaled is not None and newer(journaled, HardState(state.term, state.vote,
+                                                                state.commit)):
+            state.term, state.vote, state.commit = \
+                journaled.term, journaled.vote, journaled.commit
         if state.reset_to is not None:
             # A crash interrupted apply_snapshot after the state was saved: finish it.
             self.log.reset_to(state.reset_to)
@@ -377,7 +392,9 @@ class PartitionRaftStorage:
         if vote_changed or self.strict:
             # Strict: the commit index too, so that the high watermark a restarted
             # replica serves never goes back below what it already exposed.
-            if self.sync_behind:
+            if self.journal is not None:
+                self._journal_owed = self.journal.append([(self.journal_key, hs)])
+            elif self.sync_behind:
                 self._state_owed = self._state_json()
             else:
                 self.save(sync=True)
@@ -389,10 +406,11 @@ class PartitionRaftStorage:
     def take_sync(self) -> Callable[[], None] | None:
         """The fsyncs that the writes since the last call owe (sync_behind), as one call
         that may run in another thread before this group's next write; None if none."""
-        log_owed, state = self._log_owed, self._state_owed
-        self._log_owed, self._state_owed = False, None
-        if not log_owed and state is None:
+        log_owed, state, ticket = self._log_owed, self._state_owed, self._journal_owed
+        self._log_owed, self._state_owed, self._journal_owed = False, None, 0
+        if not log_owed and state is None and not ticket:
             return None
+        journal = self.journal
 
         def sync() -> None:
             # The log first: a durable state never vouches for entries that are not.
@@ -400,6 +418,8 @@ class PartitionRaftStorage:
                 self.log.flush()
             if state is not None:
                 self._write_state(state, sync=True)
+            if ticket and journal is not None:
+                journal.sync(ticket)
 
         return sync
 
