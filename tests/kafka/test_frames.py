@@ -117,3 +117,15 @@ def test_unknown_api_and_versions_are_answered_and_the_connection_stays(
         correlation_id, error, count = struct.unpack_from(">ihi", answer)
         assert (correlation_id, error) == (13, UNSUPPORTED_VERSION) and count > 5
         assert api_versions_works(sock, 14)
+
+
+def test_a_clean_stop_with_connections_open_logs_no_error(kafka_broker: KafkaBroker) -> None:
+    sock = connect(kafka_broker)
+    try:
+        assert api_versions_works(sock, 1)
+        assert kafka_broker.stop() == 0
+    finally:
+        sock.close()
+    log = kafka_broker.log()
+    assert "broker 0 stopped" in log
+    assert " ERROR " not in log, log[-3000:]

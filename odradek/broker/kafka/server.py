@@ -159,6 +159,10 @@ class KafkaListener:
                 await answers.put(task)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass  # the client went away mid-request: answer nothing, close below
+        except asyncio.CancelledError:
+            # The broker stops. Ended rather than cancelled: asyncio logs a cancelled
+            # connection task as an ERROR with a traceback, at every clean stop.
+            pass
         finally:
             # The connection is over (the client left, sent what closes it, or the broker
             # stops): answers still pending have nobody to go to, and a JoinGroup or a
