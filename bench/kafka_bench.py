@@ -59,9 +59,15 @@ def kafka_produce(bootstrap: str, topic: str, records: int, size: int,
     started = clock()
     for i in range(records):
         if interval:
-            # Polling while waiting for the slot serves delivery reports on time.
+            # Polling while waiting for the slot serves delivery reports on time. poll()
+            # takes whole milliseconds (a shorter wait returns at once, and the loop would
+            # spin a core away from the brokers), so the rest of a wait is a sleep.
             while (delay := started + i * interval - clock()) > 0:
-                producer.poll(delay)
+                if delay >= 0.001:
+                    producer.poll(delay)
+                else:
+                    time.sleep(delay)
+                    producer.poll(0)
         while True:
             try:
                 producer.produce(topic, value, key=b"%d" % i, on_delivery=delivered)
