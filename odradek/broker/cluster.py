@@ -24,36 +24,33 @@ from odradek.broker.leader_reports import LeaderReporter
 from odradek.broker.metadata.commands import (
     Command,
     Endpoints,
-    PartitionReplicas,
     RegisterBroker,
     decode_command,
 )
 from odradek.broker.metadata.image import (
     MetadataImage,
-    PartitionInfo,
     apply,
     decode_snapshot,
     encode_snapshot,
     registered_as,
 )
-from odradek.broker.metadata.placement import reassignment_steps
 from odradek.broker.names import partition_group
 from odradek.broker.new_replicas import NewReplicas, clear_if_stale, write_unsynced
 from odradek.broker.peers.channels import ChannelPool
 from odradek.broker.peers.controller import ControllerClient, GrpcControllerClient, PeerUnavailable
 from odradek.broker.producers.manager import ProducerIdManager
+from odradek.broker.reassigner import Reassigner
 from odradek.broker.replication.host import RaftGroup, RaftHost
 from odradek.broker.replication.log_storage import PartitionRaftStorage
 from odradek.broker.replication.meta_storage import MetadataRaftStorage
 from odradek.broker.replication.producer_state import DEFAULT_EXPIRATION_MS
+from odradek.broker.replication.quiet import QuietGroups
 from odradek.broker.replication.repair import CorruptionRepair
 from odradek.broker.replication.replica import ReplicatedPartition
 from odradek.broker.topic_defaults import effective_defaults
 from odradek.raft import (
-    ConfigChangeType,
     EntryKind,
     NotLeader,
-    ProposalDropped,
     RaftConfig,
     RaftNode,
     Ready,
@@ -126,7 +123,7 @@ class ClusterNode:
         # Controller calls go through this seam (gRPC here, in memory in the simulation).
         self.controller: ControllerClient = controller or GrpcControllerClient(self.channels)
         self._rng = random.Random(settings.seed)
-        self._reported_configs: set[tuple[str, int, int]] = set()
+        self.reassigner = Reassigner(self, self._topic_ids)
         self.voter = self.id in settings.voters
         # Given to every partition log this node opens: times its fsyncs (metrics).
         self.flush_observer: Callable[[float], None] | None = None
@@ -187,7 +184,7 @@ class ClusterNode:
     def start(self) -> None:
         self._spawn(self._register_loop())
         self._spawn(leadership.balance_loop(self))
-        self._spawn(self._reassign_loop())
+        self._spawn(self.reassigner.run())
         self._spawn(in_sync.report_loop(self, self._topic_ids))
         self._spawn(self.leader_reports.run())
         if not self.voter:
@@ -491,14 +488,6 @@ class ClusterNode:
             key = (partition.topic, partition.index)
             self.leader_reports.won(*key, partition.leader_term, self._topic_ids.get(key))
 
-    async def _report(self, command: Command, key: tuple[str, int, int] | None = None) -> None:
-        try:
-            await self.propose(command, timeout_s=60)
-        except BrokerError as exc:
-            log.warning("could not report %s: %s", command, exc.message)
-            if key is not None:  # reported again on the next pass, or the move stalls
-                self._reported_configs.discard(key)
-
     async def _register_loop(self) -> None:
         s = self.settings
         me = RegisterBroker(s.broker_id, s.host, s.port, s.rack, s.kafka_port, s.endpoints)
@@ -508,68 +497,12 @@ class ClusterNode:
             except BrokerError as exc:  # no quorum yet: keep trying until one forms
                 log.debug("registration of broker %d waits: %s", self.id, exc.message)
 
+    @property
+    def quiet_groups(self) -> QuietGroups:
+        return self.host.quiet
+
     def hand_off_leadership(self) -> int:
         return leadership.hand_off(self)
-
-    async def _reassign_loop(self) -> None:
-        """The leader of a partition under reassignment walks it to its target one
-        membership change at a time, and reports each committed change to the metadata."""
-        while True:
-            await asyncio.sleep(0.2)
-            for (topic, index), partition in list(self.partitions.items()):
-                node = partition.node
-                if not node.is_leader():
-                    continue
-                info = self.image.partition(topic, index)
-                if info is None or (info.target_replicas is None
-                                    and node.config_index <= node.commit_index
-                                    and node.config.voters.issuperset(info.replicas)
-                                    and len(node.config.voters) == len(info.replicas)):
-                    continue  # nothing to walk and nothing to report (the common case)
-                try:
-                    self._reassign_step(topic, index, partition, info)
-                except (NotLeader, ProposalDropped, ValueError) as exc:
-                    log.debug("reassignment of %s-%d waits: %s", topic, index, exc)
-
-    def _reassign_step(self, topic: str, index: int, partition: ReplicatedPartition,
-                       info: PartitionInfo) -> None:
-        node = partition.node
-        if node.config_index > node.commit_index:
-            return  # a change is still being committed
-        voters = node.config.voters
-        order = list(info.target_replicas or ()) + list(info.replicas)
-        current = tuple(sorted(voters, key=lambda b: order.index(b) if b in order else 99))
-        key = (topic, index, node.config_index)
-        if set(info.replicas) != voters and node.config_index >= 0:
-            if key not in self._reported_configs:
-                self._reported_configs.add(key)
-                self._spawn(self._report(PartitionReplicas(
-                    topic, index, current, node.config_index, self._topic_ids.get((topic, index))),
-                    key))
-            return
-        target = info.target_replicas
-        if target is None or set(target) == voters:
-            return
-        steps = reassignment_steps(current, target, leader=self.id)
-        if not steps:
-            return
-        kind, broker = steps[0]
-        group = partition_group(topic, index)
-        if kind == "add":
-            node.propose_config_change(ConfigChangeType.ADD_VOTER, broker)
-        else:
-            lagging = [b for b in voters & set(target) if b != self.id and (
-                (p := node.progress.get(b)) is None or p.match < node.commit_index)]
-            if lagging:
-                return  # let the new replicas catch up before giving up an old one
-            if broker == self.id:
-                successors = [b for b in target if b in voters and b != self.id]
-                if successors:
-                    node.transfer_leadership(successors[0])
-            else:
-                node.propose_config_change(ConfigChangeType.REMOVE_VOTER, broker)
-        self.host.schedule(group)
-
 
 class _Retry(Exception):
     """A proposal found no controller, or was not applied in time: try again."""

@@ -158,6 +158,16 @@ async def test_replicate_fail_over_and_catch_up(tmp_path: Path) -> None:
                 await r.crash()
 
 
+async def quiet_after_one_write(replicas: list[Replica]) -> Replica:
+    """Writes b"v" once all are in sync, waits for the group to quiesce everywhere, and
+    returns the leader."""
+    leader = await leader_of(replicas)
+    await wait_until(lambda: len(leader.partition.in_sync_replicas()) == 3)
+    await leader.partition.append(encode_batch([(0, None, b"v")]), timeout_s=5)
+    await wait_until(lambda: all(GROUP in r.host.quiet for r in replicas))
+    return leader
+
+
 @pytest.mark.timeout(60)
 async def test_an_idle_group_quiesces_and_keeps_its_leader(tmp_path: Path) -> None:
     """Once quiet, nobody ticks: no follower may be left awake to time out against a leader
@@ -166,10 +176,7 @@ async def test_an_idle_group_quiesces_and_keeps_its_leader(tmp_path: Path) -> No
     net = Net()
     replicas = [Replica(i, tmp_path, net, quiesce=True) for i in IDS]
     try:
-        leader = await leader_of(replicas)
-        await wait_until(lambda: len(leader.partition.in_sync_replicas()) == 3)
-        await leader.partition.append(encode_batch([(0, None, b"v")]), timeout_s=5)
-        await wait_until(lambda: all(GROUP in r.host.quiet for r in replicas))
+        leader = await quiet_after_one_write(replicas)
         term = leader.node.term
         await asyncio.sleep(1.0)  # 100 ticks, 20 election timeouts
         assert [r.node.term for r in replicas] == [term] * 3
@@ -182,6 +189,25 @@ async def test_an_idle_group_quiesces_and_keeps_its_leader(tmp_path: Path) -> No
         for r in replicas:
             await r.crash()
 
+
+@pytest.mark.timeout(60)
+async def test_quiet_followers_elect_a_new_leader_when_theirs_goes_silent(
+        tmp_path: Path) -> None:
+    """A quiet group is not ticked; its followers must still wake (all of one leader's
+    groups at once) when that leader's broker goes silent, and elect a new one."""
+    net = Net()
+    replicas = [Replica(i, tmp_path, net, quiesce=True) for i in IDS]
+    try:
+        leader = await quiet_after_one_write(replicas)
+        await leader.crash()
+        survivors = [r for r in replicas if r is not leader]
+        new_leader = await leader_of(survivors)
+        await new_leader.partition.append(encode_batch([(1, None, b"w")]), timeout_s=5)
+        await wait_until(lambda: all(values(r) == [b"v", b"w"] for r in survivors))
+    finally:
+        for r in replicas:
+            if r.id not in net.down:
+                await r.crash()
 
 
 @pytest.mark.timeout(60)

@@ -37,6 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol, runtime_checkable
 
 from odradek.broker import clock, regressions
+from odradek.broker.replication.quiet import QuietGroups
 from odradek.broker.replication.state_journal import StateJournal
 from odradek.raft import Message, MessageType, RaftNode, Ready, Role
 from odradek.raft.storage import PersistentLogStorage
@@ -170,7 +171,9 @@ class RaftHost:
         self._alive = alive
         self._on_tick = on_tick
         self.quiesce_after_ticks = quiesce_after_ticks
-        self.quiet: set[str] = set()
+        self.quiet = QuietGroups()
+        # The groups that are not quiet, in the order they woke: the ones a tick walks.
+        self._awake: dict[str, None] = {}
         self._calm: dict[str, tuple[tuple[int, int, int], int]] = {}
         self.groups: dict[str, RaftGroup] = {}
         self._dirty: set[str] = set()
@@ -209,6 +212,8 @@ class RaftHost:
 
     def add(self, group: RaftGroup) -> None:
         self.groups[group.name] = group
+        if group.name not in self.quiet:
+            self._awake[group.name] = None
         for message in self._expected.pop(group.name, ()):
             self.deliver(group.name, message)
         self.schedule(group.name)
@@ -220,6 +225,7 @@ class RaftHost:
         self._expected.pop(name, None)
         self._dirty.discard(name)
         self.quiet.discard(name)
+        self._awake.pop(name, None)
         self._calm.pop(name, None)
         self.elections.forget(name)
         return self.groups.pop(name, None)
@@ -235,7 +241,7 @@ class RaftHost:
         if message.type == MessageType.QUIESCE:
             node = group.node
             if node.leader == message.from_id and node.term == message.term:
-                self.quiet.add(group_name)
+                self._fall_quiet(group_name, node.leader)
             return
         node = group.node
         try:
@@ -264,8 +270,8 @@ class RaftHost:
             self.schedule(name)
 
     def schedule(self, name: str, wake: bool = True) -> None:
-        if wake and name in self.quiet:
-            self.quiet.discard(name)
+        if wake and self.quiet.discard(name):
+            self._awake[name] = None
             self._calm.pop(name, None)
         self._dirty.add(name)
         if not self._scheduled:
@@ -381,23 +387,21 @@ class RaftHost:
             self.tick()
 
     def tick(self) -> None:
-        quiet = self.quiet
-        calm: list[str] = []
         # Most groups are quiet on an idle broker: ask about each leader's broker once per
-        # tick, not once per group.
-        alive: dict[int | None, bool] = {None: True, self.broker_id: True}
-        for name, group in self.groups.items():
-            node = group.node
-            if name in quiet:
-                leader = node.leader
-                up = alive.get(leader)
-                if up is None:
-                    assert leader is not None  # None is in the cache
-                    up = alive[leader] = self._alive is not None and self._alive(leader)
-                if up:
-                    continue
-                quiet.discard(name)  # the leader's broker went silent: time out as usual
-                log.info("raft group %s wakes: broker %d went silent", name, leader)
+        # tick, and walk only the groups that are awake.
+        for leader in self.quiet.leaders():
+            if leader is None or leader == self.broker_id:
+                continue
+            if self._alive is not None and self._alive(leader):
+                continue
+            woken = self.quiet.wake_led_by(leader)  # time out as usual
+            for name in woken:
+                self._awake[name] = None
+            log.info("%d raft groups wake: broker %d went silent", len(woken), leader)
+        calm: list[str] = []
+        groups = self.groups
+        for name in self._awake:
+            node = groups[name].node
             node.tick()
             if node.is_leader() and self._alive is not None and self._calm_for_long(name, node):
                 calm.append(name)
@@ -436,5 +440,9 @@ class RaftHost:
             if voter != self.broker_id:
                 self.send(voter, name, Message(MessageType.QUIESCE, self.broker_id, voter,
                                                node.term))
-        self.quiet.add(name)
+        self._fall_quiet(name, node.leader)
         self._calm.pop(name, None)
+
+    def _fall_quiet(self, name: str, leader: int | None) -> None:
+        self.quiet.add(name, leader)
+        self._awake.pop(name, None)
