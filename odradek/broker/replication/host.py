@@ -176,7 +176,9 @@ class RaftHost:
         self._awake: dict[str, None] = {}
         self._calm: dict[str, tuple[tuple[int, int, int], int]] = {}
         self.groups: dict[str, RaftGroup] = {}
-        self._dirty: set[str] = set()
+        # Groups with work for the next process(), in the order they got it (a seed replays
+        # the same order whatever the string hash seed).
+        self._dirty: dict[str, None] = {}
         self._scheduled = False
         self._ticker: asyncio.Task[None] | None = None
         self.elections = ElectionCounter()
@@ -223,7 +225,7 @@ class RaftHost:
         if forget_state is not None and self.journal is not None:
             self.journal.forget(forget_state)
         self._expected.pop(name, None)
-        self._dirty.discard(name)
+        self._dirty.pop(name, None)
         self.quiet.discard(name)
         self._awake.pop(name, None)
         self._calm.pop(name, None)
@@ -273,14 +275,14 @@ class RaftHost:
         if wake and self.quiet.discard(name):
             self._awake[name] = None
             self._calm.pop(name, None)
-        self._dirty.add(name)
+        self._dirty[name] = None
         if not self._scheduled:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self.process)
 
     def process(self) -> None:
         self._scheduled = False
-        dirty, self._dirty = self._dirty, set()
+        dirty, self._dirty = self._dirty, {}
         for name in dirty:
             group = self.groups.get(name)
             if group is not None:
@@ -406,7 +408,7 @@ class RaftHost:
             if node.is_leader() and self._alive is not None and self._calm_for_long(name, node):
                 calm.append(name)
             if node.has_ready():
-                self._dirty.add(name)
+                self._dirty[name] = None
         if self._dirty:
             self.process()
         # Only now, after this tick's heartbeats left: QUIESCE must be the last message a
