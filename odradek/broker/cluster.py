@@ -108,7 +108,9 @@ class ClusterNode:
         self.image = MetadataImage()
         self.partitions: dict[tuple[str, int], ReplicatedPartition] = {}
         self._topic_ids: dict[tuple[str, int], str] = {}
-        self._applied_waiters: list[tuple[int, asyncio.Future[None]]] = []
+        # (offset, term it was proposed in here or None, future) of each proposer waiting.
+        self._applied_waiters: list[tuple[int, int | None, asyncio.Future[None]]] = []
+        self._committed = (-1, 0)  # (index, term) of the last metadata entry committed
         # Commands whose application a proposer waits to see (propose_tracked): the image
         # right after each was applied here.
         self._tracked: dict[Command, MetadataImage | None] = {}
@@ -257,11 +259,13 @@ class ClusterNode:
         try:
             while True:
                 try:
+                    term = None  # a remote controller answers once it applied the command
                     if self.is_controller():
-                        offset = await self._propose_local(command, deadline)
+                        offset, term = await self._propose_local(command, deadline)
                     else:
                         offset = await self._propose_remote(command, deadline)
-                    await self.wait_applied(offset, max(0.0, deadline - clock.monotonic()))
+                    await self.wait_applied(offset, max(0.0, deadline - clock.monotonic()),
+                                            term)
                     return offset, self._tracked.get(command)
                 except (NotLeader, _Retry) as exc:
                     if clock.monotonic() + delay > deadline:
@@ -278,12 +282,13 @@ class ClusterNode:
                 del self._tracking[command]
                 self._tracked.pop(command, None)
 
-    async def _propose_local(self, command: Command, deadline: float) -> int:
+    async def _propose_local(self, command: Command, deadline: float) -> tuple[int, int]:
         assert self.meta_node is not None
         data = encode_batch([(clock.time_ms(), None, command.encode())])
+        term = self.meta_node.term
         offset = self.meta_node.propose(data, 1)
         self.host.schedule(META_GROUP)
-        return offset
+        return offset, term
 
     async def _propose_remote(self, command: Command, deadline: float) -> int:
         sent_to = self.controller_id
@@ -296,11 +301,18 @@ class ClusterNode:
         except (PeerUnavailable, ControllerMoved) as exc:
             raise _Retry(str(exc)) from None
 
-    async def wait_applied(self, offset: int, timeout_s: float) -> None:
-        if self.image.last_offset >= offset:
+    async def wait_applied(self, offset: int, timeout_s: float,
+                           term: int | None = None) -> None:
+        """Returns once the image is at offset, or, for an entry proposed here in term,
+        once the log settled what is at offset: a later term's entry committed at or
+        below it means it can never commit (a log's terms never go down). A new
+        controller whose log was shorter may otherwise never reach that offset, and the
+        proposer waited out its whole timeout (a CreateTopic failed with NOT_CONTROLLER
+        after 15 s, leader reports waited 60 s)."""
+        if self.image.last_offset >= offset or self._settled(offset, term):
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._applied_waiters.append((offset, future))
+        self._applied_waiters.append((offset, term, future))
         try:
             await asyncio.wait_for(future, timeout_s)
         except TimeoutError:
@@ -326,7 +338,11 @@ class ClusterNode:
             if entry.kind == EntryKind.NORMAL:
                 commands += [(entry.index + i, record.value or b"") for i, record in
                              enumerate(iter_records(entry.data, verify=False))]
+        if ready.committed_entries:
+            last = ready.committed_entries[-1]
+            self._committed = (last.last, last.term)
         self._apply_commands(commands)
+        self._wake_waiters()  # a no-op of a new term can settle a lost proposal
 
     def install_snapshot(self, data: bytes) -> None:
         """A voter that fell behind the log start was sent the controller's image."""
@@ -352,16 +368,23 @@ class ClusterNode:
             storage.compact(self.image.last_offset, encode_snapshot(self.image))
             log.info("metadata snapshot at offset %d", self.image.last_offset)
 
-    def _image_applied(self) -> None:
+    def _settled(self, offset: int, term: int | None) -> bool:
+        committed, committed_term = self._committed
+        return term is not None and (committed >= offset or committed_term > term)
+
+    def _wake_waiters(self) -> None:
         last = self.image.last_offset
         keep = []
-        for offset, future in self._applied_waiters:
-            if offset <= last:
+        for offset, term, future in self._applied_waiters:
+            if offset <= last or self._settled(offset, term):
                 if not future.done():
                     future.set_result(None)
             else:
-                keep.append((offset, future))
+                keep.append((offset, term, future))
         self._applied_waiters = keep
+
+    def _image_applied(self) -> None:
+        self._wake_waiters()
         event, self._image_changed = self._image_changed, asyncio.Event()
         event.set()
         self.reconcile()
