@@ -118,6 +118,7 @@ class Broker:
         self.transport: RaftTransport | None = None
         self.host: RaftHost | None = None
         self.syncer: ThreadSyncer | None = None
+        self.open_workers: ThreadSyncer | None = None
         self.groups: GroupCoordinator | None = None
         self.kafka: KafkaListener | None = None
         self.kafka_port = 0
@@ -170,6 +171,9 @@ class Broker:
         tick_s = s.tick_interval_ms / 1000
         transport = self.transport
         self.syncer = ThreadSyncer() if s.fsync_in_worker else None
+        # New replicas' files open here, not on the event loop (replica_files.py); apart
+        # from the fsync workers, so that opening 1,000 replicas delays no group's fsync.
+        self.open_workers = ThreadSyncer(2, "odradek-open") if s.fsync_in_worker else None
         election_s = tick_s * ClusterSettings.election_ticks
         # Five pings per liveness window: a late one or two do not wake a silent broker's
         # quiet groups, and an idle broker pair exchanges 10 envelopes a second, not 20.
@@ -190,7 +194,7 @@ class Broker:
             auto_leader_rebalance=s.auto_leader_rebalance)
         self.cluster = ClusterNode(cluster_settings, self.host, self._sync_peers,
                                    broker_alive=lambda peer: transport.alive(peer, election_s),
-                                   tls=peer_tls)
+                                   tls=peer_tls, open_workers=self.open_workers)
         self.cluster.flush_observer = self.metrics.observe_fsync
         self.cluster.repair.observer = self.metrics.corrupt_batch_found
         self.cluster.producer_ids.name_expiration_ms = s.producer_name_expiration_ms
@@ -264,8 +268,8 @@ class Broker:
             registered = await cluster.wait_for(lambda image: me in image.brokers, 3600)
         # Catching up: wait (a bounded time) until every local replica knows its leader.
         deadline = clock.monotonic() + 60
-        while clock.monotonic() < deadline and any(
-                p.leader is None for p in cluster.partitions.values()):
+        while clock.monotonic() < deadline and (cluster.opening or any(
+                p.leader is None for p in cluster.partitions.values())):
             await asyncio.sleep(0.05)
         await self.listener.set_serving(True)
         await self.extra.set_serving(True)
@@ -323,8 +327,9 @@ class Broker:
             await self.transport.stop()
         if self.cluster is not None:
             await self.cluster.stop()
-        if self.syncer is not None:  # after the logs closed: no fsync is left to wait for
-            await asyncio.get_running_loop().run_in_executor(None, self.syncer.close)
+        for workers in (self.syncer, self.open_workers):  # after the logs closed: idle
+            if workers is not None:
+                await asyncio.get_running_loop().run_in_executor(None, workers.close)
         if self.host is not None and self.host.journal is not None:
             self.host.journal.close()
         if self._data_lock is not None:

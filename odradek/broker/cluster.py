@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from odradek.broker import clock, in_sync, leadership, regressions
-from odradek.broker.data_dir import write_durably
 from odradek.broker.errors import BrokerError, Reason
 from odradek.broker.follow_controller import ControllerMoved, unless_moved
 from odradek.broker.leader_reports import LeaderReporter
+from odradek.broker.meta_listener import MetaListener
 from odradek.broker.metadata.commands import (
     Command,
     Endpoints,
@@ -35,12 +35,19 @@ from odradek.broker.metadata.image import (
     registered_as,
 )
 from odradek.broker.names import partition_group
-from odradek.broker.new_replicas import NewReplicas, clear_if_stale, write_unsynced
+from odradek.broker.new_replicas import NewReplicas
 from odradek.broker.peers.channels import ChannelPool
 from odradek.broker.peers.controller import ControllerClient, GrpcControllerClient, PeerUnavailable
 from odradek.broker.producers.manager import ProducerIdManager
 from odradek.broker.reassigner import Reassigner
-from odradek.broker.replication.host import RaftGroup, RaftHost
+from odradek.broker.replica_files import (
+    JOB_SIZE,
+    OpenedFiles,
+    OpenRequest,
+    ReplicaOpener,
+    open_files,
+)
+from odradek.broker.replication.host import RaftGroup, RaftHost, Syncer
 from odradek.broker.replication.log_storage import PartitionRaftStorage
 from odradek.broker.replication.meta_storage import MetadataRaftStorage
 from odradek.broker.replication.producer_state import DEFAULT_EXPIRATION_MS
@@ -54,7 +61,6 @@ from odradek.raft import (
     RaftConfig,
     RaftNode,
     Ready,
-    Role,
 )
 from odradek.records import encode_batch, iter_records
 from odradek.security.hosts import host_port
@@ -65,6 +71,7 @@ log = logging.getLogger("odradek.broker")
 
 META_GROUP = "__meta"
 PROPOSE_TIMEOUT_S = 15.0
+OPEN_RETRY_S = 1.0  # after the files of a replica failed to open (a disk error)
 
 
 @dataclass
@@ -100,7 +107,8 @@ class ClusterNode:
     def __init__(self, settings: ClusterSettings, host: RaftHost,
                  peers_changed: Callable[[], None] = lambda: None,
                  broker_alive: Callable[[int], bool] = lambda _: False,
-                 tls: ClientTLS | None = None, controller: ControllerClient | None = None) -> None:
+                 tls: ClientTLS | None = None, controller: ControllerClient | None = None,
+                 open_workers: Syncer | None = None) -> None:
         self.settings = settings
         self.id = settings.broker_id
         self.cluster_id = settings.cluster_id
@@ -125,13 +133,18 @@ class ClusterNode:
         # Controller calls go through this seam (gRPC here, in memory in the simulation).
         self.controller: ControllerClient = controller or GrpcControllerClient(self.channels)
         self._rng = random.Random(settings.seed)
-        self.reassigner = Reassigner(self, self._topic_ids)
+        self.reassigner = Reassigner(self, self._topic_ids, self._spawn)
         self.voter = self.id in settings.voters
         # Given to every partition log this node opens: times its fsyncs (metrics).
         self.flush_observer: Callable[[float], None] | None = None
         # Given every partition log this node opens (the broker's housekeeper takes it).
         self.adopt_log: Callable[[PartitionLog], None] = lambda _: None
         self._observed_controller: int | None = None
+        self._next_pass: asyncio.Handle | None = None  # a reconcile pass with opens left
+        self._stopped = False
+        # Opens new replicas' files in worker threads (replica_files.py); None: inline.
+        self.opener = None if open_workers is None else ReplicaOpener(
+            open_workers, clock.time_ms, self._register_opened, self._open_failed)
         # Cuts and re-replicates a replica whose log holds a corrupt batch.
         self.repair = CorruptionRepair(
             host, self._partition_node, broker_alive,
@@ -157,7 +170,7 @@ class ClusterNode:
             self.meta_node = RaftNode(self._raft_config(True, self.meta_storage.lost_commit),
                                       self.meta_storage, self._rng)
             self.host.add(RaftGroup(META_GROUP, self.meta_node, self.meta_storage,
-                                    _MetaListener(self)))
+                                    MetaListener(self)))
 
     def _raft_config(self, entries: bool, lost_commit: int) -> RaftConfig:
         s = self.settings
@@ -193,6 +206,12 @@ class ClusterNode:
             self._spawn(self._observe_loop())
 
     async def stop(self) -> None:
+        self._stopped = True
+        if self._next_pass is not None:
+            self._next_pass.cancel()
+            self._next_pass = None
+        if self.opener is not None:
+            await self.opener.stop()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -439,8 +458,22 @@ class ClusterNode:
                                   for record in iter_records(reply.records)])
             offset = max(offset, reply.next_offset)
 
+    @property
+    def opening(self) -> bool:
+        """Replicas the image gives this broker are still being opened."""
+        return self._next_pass is not None or bool(self.opener and self.opener.in_flight)
+
     def reconcile(self) -> None:
-        """Opens the replicas the image gives this broker and closes the others."""
+        """Opens the replicas the image gives this broker and closes the others. The files
+        of new ones open in the opener's workers, or inline JOB_SIZE per pass of the loop
+        (replica_files.py)."""
+        if self._stopped:
+            return
+        if self._next_pass is not None:
+            self._next_pass.cancel()  # this pass does its work (a no-op if this is it)
+            self._next_pass = None
+        budget, requests = JOB_SIZE, []
+        in_flight = {} if self.opener is None else self.opener.in_flight
         wanted: dict[tuple[str, int], tuple[str, tuple[int, ...]]] = {}
         base = effective_defaults(self.settings.topic_defaults, self.image.cluster_configs)
         for topic, index, info in self.image.iter_partitions():
@@ -455,26 +488,54 @@ class ClusterNode:
                 replicas = ()  # joining through a reassignment: the leader adds us
             config = LogConfig.from_dict(self.image.topics[key[0]].configs, base=base)
             partition = self.partitions.get(key)
-            if partition is None:
-                self._open_partition(key, topic_id, replicas, config)
-            elif partition.log.config != config:
-                partition.log.update_config(config)
+            if partition is not None:
+                if partition.log.config != config:
+                    partition.log.update_config(config)
+            elif key not in in_flight:  # an opened one is checked again once registered
+                request = OpenRequest(key, topic_id,
+                                      self.settings.data_dir / partition_group(*key), config)
+                if self.opener is not None:
+                    requests.append(request)
+                elif budget == 0:
+                    self._reconcile_later()
+                else:
+                    budget -= 1
+                    self._register_partition(
+                        open_files(request, clock.time_ms, self.new_replicas.batched), replicas)
+        if requests:
+            assert self.opener is not None
+            for request in requests:
+                self.host.expect(partition_group(*request.key))  # keeps their messages
+            self.opener.submit(requests)
         self.new_replicas.flush()
         self._peers_changed()
 
-    def _open_partition(self, key: tuple[str, int], topic_id: str,
-                        replicas: tuple[int, ...], config: LogConfig) -> None:
+    def _register_opened(self, opened: list[OpenedFiles]) -> None:
+        for files in opened:
+            info = self.image.partition(*files.request.key)
+            replicas = info.replicas if info is not None and self.id in info.replicas else ()
+            self._register_partition(files, replicas)
+        self.reconcile()  # starts them, and closes any the image no longer gives here
+
+    def _open_failed(self, request: OpenRequest, error: BaseException) -> None:
+        log.error("could not open the files of %s-%d (%s: %s); trying again in %.0f s",
+                  *request.key, type(error).__name__, error, OPEN_RETRY_S)
+        asyncio.get_running_loop().call_later(OPEN_RETRY_S, self.reconcile)
+
+    def _reconcile_later(self) -> None:
+        if self._next_pass is None:
+            self._next_pass = asyncio.get_running_loop().call_soon(self.reconcile)
+
+    def _register_partition(self, files: OpenedFiles, replicas: tuple[int, ...]) -> None:
+        """A replica whose files are open joins the node (its group starts with the next
+        NewReplicas flush once it is durable, or now)."""
+        key, topic_id, plog = files.request.key, files.request.topic_id, files.log
         topic, index = key
         name = partition_group(topic, index)
-        directory = self.settings.data_dir / name
-        id_file = directory / "topic-id"
-        fresh = clear_if_stale(directory, id_file, topic_id)
-        plog = PartitionLog.open(directory, config, clock=clock.time_ms)
+        id_file = files.request.directory / "topic-id"
         plog.flush_observer = self.flush_observer
         self.adopt_log(plog)
-        batched = fresh and self.new_replicas.batched
-        if fresh:  # batched: made durable before the group starts (new_replicas.py)
-            (write_unsynced if batched else write_durably)(id_file, topic_id)
+        batched = files.fresh and self.new_replicas.batched
         storage = PartitionRaftStorage(
             plog, replicas, producer_id_expiration_ms=self.settings.producer_id_expiration_ms,
             sync_behind=self.host.syncer is not None, journal=self.host.journal,
@@ -529,28 +590,3 @@ class ClusterNode:
 
 class _Retry(Exception):
     """A proposal found no controller, or was not applied in time: try again."""
-
-
-class _MetaListener:
-    def __init__(self, cluster: ClusterNode) -> None:
-        self.cluster = cluster
-        self._role = Role.FOLLOWER
-
-    def on_persisted(self, ready: Ready) -> None:
-        """Nothing to do: metadata changes take effect when committed (on_ready)."""
-
-    def heard_from(self, node_id: int) -> None:
-        """Nothing to do: the metadata group needs no in-sync count."""
-
-    def acknowledged(self, node_id: int) -> None:
-        """Nothing to do: the metadata image is read from what is applied, not led."""
-
-    def on_ready(self, ready: Ready) -> None:
-        if ready.snapshot_to_apply is not None and ready.snapshot_to_apply.data:
-            self.cluster.install_snapshot(ready.snapshot_to_apply.data)
-        if ready.committed_entries:
-            self.cluster.apply_committed(ready)
-        if ready.soft_state.role != self._role:
-            self._role = ready.soft_state.role
-            if self._role == Role.LEADER:
-                log.info("broker %d is now the controller", self.cluster.id)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, Protocol
 
 from odradek.broker import clock
@@ -39,13 +39,13 @@ class _Cluster(Protocol):
 
     async def propose(self, command: Command, timeout_s: float = ...) -> int: ...
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None: ...
-
 
 class Reassigner:
-    def __init__(self, cluster: _Cluster, topic_ids: Mapping[tuple[str, int], str]) -> None:
+    def __init__(self, cluster: _Cluster, topic_ids: Mapping[tuple[str, int], str],
+                 spawn: Callable[[Coroutine[Any, Any, None]], None]) -> None:
         self.cluster = cluster
         self._topic_ids = topic_ids
+        self._spawn = spawn  # runs a task the cluster node cancels when it stops
         # (topic, partition, config index) of the membership changes reported (or being).
         self._reported: set[tuple[str, int, int]] = set()
 
@@ -92,7 +92,7 @@ class Reassigner:
         if set(info.replicas) != voters and node.config_index >= 0:
             if key not in self._reported:
                 self._reported.add(key)
-                self.cluster._spawn(self._report(PartitionReplicas(
+                self._spawn(self._report(PartitionReplicas(
                     topic, index, current, node.config_index, self._topic_ids.get((topic, index))),
                     key))
             return

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import grpc
@@ -35,6 +37,13 @@ from odradek.v1 import odradek_pb2_grpc as pb_grpc
 from odradek.v1 import security_pb2 as spb
 from odradek.v1 import security_pb2_grpc as spb_grpc
 
+# Answers a call gets while the cluster elects a controller or a leader: the same call
+# succeeds a moment later, so it is retried until the API timeout, as Kafka's admin client
+# does. Unreachable brokers are not retried here: a wrong address or a TLS mismatch does
+# not heal, and the caller should hear of it at once.
+RETRY_REASONS = frozenset({"NOT_CONTROLLER", "LEADER_NOT_AVAILABLE"})
+RETRY_BACKOFF_S = (0.05, 1.0)  # first and largest pause between tries
+
 _SPECS = {
     "earliest": pb.OFFSET_SPEC_EARLIEST,
     "latest": pb.OFFSET_SPEC_LATEST,
@@ -51,6 +60,7 @@ class Admin:
         bootstrap: str | Sequence[str] | None = None,
         *,
         request_timeout_ms: int = 30_000,
+        api_timeout_ms: int = 60_000,
         tls: bool | None = None,
         tls_ca: str | os.PathLike[str] | None = None,
         tls_cert: str | os.PathLike[str] | None = None,
@@ -65,6 +75,7 @@ class Admin:
             ConnectionOptions(tls, tls_ca, tls_cert, tls_key, username, password))
         self._owns_cluster = cluster is None
         self._timeout = request_timeout_ms / 1000
+        self._api_timeout = api_timeout_ms / 1000
         self._groups = GroupClient(self._cluster)
 
     @property
@@ -82,11 +93,26 @@ class Admin:
             await self._cluster.close()
 
     async def _admin(self, method: str, request: Any) -> Any:
-        async def call(address: str) -> Any:
-            return await getattr(self._cluster.admin_stub(address), method)(
-                request, timeout=self._timeout)
+        return await self._call(self._cluster.admin_stub, method, request)
 
-        return await self._cluster.any_broker(call)
+    async def _call(self, stub_for: Callable[[str], Any], method: str, request: Any) -> Any:
+        """One call to any broker, tried again while the answer is RETRY_REASONS and the
+        API timeout (api_timeout_ms, counted from the first try) has time left."""
+        deadline = time.monotonic() + self._api_timeout
+        pause, longest = RETRY_BACKOFF_S
+
+        async def call(address: str) -> Any:
+            timeout = max(0.001, min(self._timeout, deadline - time.monotonic()))
+            return await getattr(stub_for(address), method)(request, timeout=timeout)
+
+        while True:
+            try:
+                return await self._cluster.any_broker(call)
+            except OdradekError as err:
+                if err.reason not in RETRY_REASONS or time.monotonic() + pause >= deadline:
+                    raise
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, longest)
 
     async def create_topic(
         self,
@@ -229,11 +255,10 @@ class Admin:
         return [ProducerNameInfo.from_pb(p) for p in reply.producers]
 
     async def _security(self, method: str, request: Any) -> Any:
-        async def call(address: str) -> Any:
-            stub = spb_grpc.SecurityStub(self._cluster.channel(address))  # type: ignore[no-untyped-call]
-            return await getattr(stub, method)(request, timeout=self._timeout)
+        return await self._call(self._security_stub, method, request)
 
-        return await self._cluster.any_broker(call)
+    def _security_stub(self, address: str) -> Any:
+        return spb_grpc.SecurityStub(self._cluster.channel(address))  # type: ignore[no-untyped-call]
 
     @staticmethod
     def _user_request(name: str, password: str, iterations: int) -> spb.UpsertUserRequest:

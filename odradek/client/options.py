@@ -111,4 +111,6 @@ class ConsumerKwargs(ConnectionKwargs, total=False):
 
 
 class AdminKwargs(ConnectionKwargs, total=False):
-    """Admin takes only the connection keywords."""
+    """The connection keywords, and how long a call is retried while the cluster elects a
+    controller (Kafka's default.api.timeout.ms)."""
+    api_timeout_ms: int

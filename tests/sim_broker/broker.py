@@ -107,7 +107,9 @@ class SimBroker:
                              journal=StateJournal(self.data_dir))
         self.cluster = ClusterNode(settings, self.host,
                                    broker_alive=lambda peer: self.alive(peer, election_s),
-                                   controller=SimControllerClient(self))
+                                   controller=SimControllerClient(self),
+                                   open_workers=SimSyncer(random.Random(
+                                       f"open-{w.seed}-{self.id}-{self.life}")))
         # Small blocks: brokers go back to the metadata log for ids often.
         self.cluster.producer_ids = ProducerIdManager(self.cluster, w.p.pid_block)
         self.admin = TopicAdmin(self.cluster, w.topic_defaults, 3)

@@ -84,8 +84,8 @@ class ThreadSyncer:
     """Runs fsyncs in worker threads. The host has at most one job per group in flight,
     so a group's fsyncs stay in order however many workers there are."""
 
-    def __init__(self, workers: int = 4) -> None:
-        self._worker = ThreadPoolExecutor(workers, thread_name_prefix="odradek-fsync")
+    def __init__(self, workers: int = 4, name: str = "odradek-fsync") -> None:
+        self._worker = ThreadPoolExecutor(workers, thread_name_prefix=name)
 
     def submit(self, syncs: list[Callable[[], None]], done: SyncDone) -> None:
         loop = asyncio.get_running_loop()
