@@ -71,7 +71,6 @@ log = logging.getLogger("odradek.broker")
 
 META_GROUP = "__meta"
 PROPOSE_TIMEOUT_S = 15.0
-OPEN_RETRY_S = 1.0  # after the files of a replica failed to open (a disk error)
 
 
 @dataclass
@@ -140,11 +139,11 @@ class ClusterNode:
         # Given every partition log this node opens (the broker's housekeeper takes it).
         self.adopt_log: Callable[[PartitionLog], None] = lambda _: None
         self._observed_controller: int | None = None
-        self._next_pass: asyncio.Handle | None = None  # a reconcile pass with opens left
+        self._next_pass: asyncio.Handle | None = None  # a pass with opens left (inline)
         self._stopped = False
-        # Opens new replicas' files in worker threads (replica_files.py); None: inline.
-        self.opener = None if open_workers is None else ReplicaOpener(
-            open_workers, clock.time_ms, self._register_opened, self._open_failed)
+        self.opener = None if open_workers is None else ReplicaOpener(  # None: inline
+            open_workers, clock.time_ms, host.syncer is not None, self._register_opened,
+            self.reconcile)
         # Cuts and re-replicates a replica whose log holds a corrupt batch.
         self.repair = CorruptionRepair(
             host, self._partition_node, broker_alive,
@@ -461,7 +460,8 @@ class ClusterNode:
     @property
     def opening(self) -> bool:
         """Replicas the image gives this broker are still being opened."""
-        return self._next_pass is not None or bool(self.opener and self.opener.in_flight)
+        opener = self.opener
+        return self._next_pass is not None or bool(opener and (opener.in_flight or opener.held))
 
     def reconcile(self) -> None:
         """Opens the replicas the image gives this broker and closes the others. The files
@@ -473,7 +473,7 @@ class ClusterNode:
             self._next_pass.cancel()  # this pass does its work (a no-op if this is it)
             self._next_pass = None
         budget, requests = JOB_SIZE, []
-        in_flight = {} if self.opener is None else self.opener.in_flight
+        opener = self.opener
         wanted: dict[tuple[str, int], tuple[str, tuple[int, ...]]] = {}
         base = effective_defaults(self.settings.topic_defaults, self.image.cluster_configs)
         for topic, index, info in self.image.iter_partitions():
@@ -484,17 +484,16 @@ class ClusterNode:
             if key not in wanted or self._topic_ids.get(key) != wanted[key][0]:
                 self._close_partition(key, delete=True)
         for key, (topic_id, replicas) in wanted.items():
-            if self.id not in replicas:
-                replicas = ()  # joining through a reassignment: the leader adds us
+            replicas = self._voting_replicas(replicas)
             config = LogConfig.from_dict(self.image.topics[key[0]].configs, base=base)
             partition = self.partitions.get(key)
             if partition is not None:
                 if partition.log.config != config:
                     partition.log.update_config(config)
-            elif key not in in_flight:  # an opened one is checked again once registered
+            elif opener is None or not opener.busy(key):  # checked again once registered
                 request = OpenRequest(key, topic_id,
                                       self.settings.data_dir / partition_group(*key), config)
-                if self.opener is not None:
+                if opener is not None:
                     requests.append(request)
                 elif budget == 0:
                     self._reconcile_later()
@@ -502,25 +501,22 @@ class ClusterNode:
                     budget -= 1
                     self._register_partition(
                         open_files(request, clock.time_ms, self.new_replicas.batched), replicas)
-        if requests:
-            assert self.opener is not None
+        if opener is not None and requests:
             for request in requests:
                 self.host.expect(partition_group(*request.key))  # keeps their messages
-            self.opener.submit(requests)
+            opener.submit(requests)
         self.new_replicas.flush()
         self._peers_changed()
+
+    def _voting_replicas(self, replicas: tuple[int, ...]) -> tuple[int, ...]:
+        return replicas if self.id in replicas else ()  # joining by reassignment: none
 
     def _register_opened(self, opened: list[OpenedFiles]) -> None:
         for files in opened:
             info = self.image.partition(*files.request.key)
-            replicas = info.replicas if info is not None and self.id in info.replicas else ()
-            self._register_partition(files, replicas)
+            self._register_partition(
+                files, self._voting_replicas(info.replicas) if info is not None else ())
         self.reconcile()  # starts them, and closes any the image no longer gives here
-
-    def _open_failed(self, request: OpenRequest, error: BaseException) -> None:
-        log.error("could not open the files of %s-%d (%s: %s); trying again in %.0f s",
-                  *request.key, type(error).__name__, error, OPEN_RETRY_S)
-        asyncio.get_running_loop().call_later(OPEN_RETRY_S, self.reconcile)
 
     def _reconcile_later(self) -> None:
         if self._next_pass is None:

@@ -28,6 +28,7 @@ log = logging.getLogger("odradek.broker")
 # Replicas per job (and per inline pass): a job's registration on the loop stays short,
 # and the first replicas start while the rest are still being opened.
 JOB_SIZE = 32
+RETRY_AFTER_S = 1.0  # before a replica whose files failed to open (a disk error) is tried again
 
 Key = tuple[str, int]
 
@@ -61,16 +62,20 @@ def open_files(request: OpenRequest, clock: Callable[[], int], batched: bool) ->
 
 class ReplicaOpener:
     """Runs open_files for batches of requests on `workers` and hands what opened to
-    `opened` on the event loop, one job at a time."""
+    `opened` on the event loop, one job at a time. A replica that failed to open is held
+    back for RETRY_AFTER_S, then `retry` is called (the node reconciles again)."""
 
-    def __init__(self, workers: Syncer, clock: Callable[[], int],
+    def __init__(self, workers: Syncer, clock: Callable[[], int], batched: bool,
                  opened: Callable[[list[OpenedFiles]], None],
-                 failed: Callable[[OpenRequest, BaseException], None]) -> None:
+                 retry: Callable[[], None]) -> None:
         self._workers = workers
         self._clock = clock
+        self._batched = batched  # as NewReplicas.batched: who makes the topic-id durable
         self._opened = opened
-        self._failed = failed
+        self._retry = retry
         self.in_flight: dict[Key, str] = {}  # key -> topic id, while its files open
+        self.held: set[Key] = set()  # failed, waiting to be tried again
+        self._timers: dict[int, asyncio.TimerHandle] = {}  # the retries due, by number
         self.stopped = False
         self._idle = asyncio.Event()
         self._idle.set()
@@ -87,8 +92,11 @@ class ReplicaOpener:
                 functools.partial(self._open_into, request, results) for request in chunk]
             self._workers.submit(jobs, functools.partial(self._done, chunk, results))
 
+    def busy(self, key: Key) -> bool:
+        return key in self.in_flight or key in self.held
+
     def _open_into(self, request: OpenRequest, results: list[OpenedFiles]) -> None:
-        results.append(open_files(request, self._clock, batched=True))
+        results.append(open_files(request, self._clock, self._batched))
 
     def _done(self, chunk: list[OpenRequest], results: list[OpenedFiles],
               outcomes: list[BaseException | None]) -> None:
@@ -100,14 +108,31 @@ class ReplicaOpener:
             for opened in results:
                 opened.log.close()
             return
+        failed = [request.key for request, outcome in zip(chunk, outcomes, strict=True)
+                  if outcome is not None]
         for request, outcome in zip(chunk, outcomes, strict=True):
             if outcome is not None:
-                self._failed(request, outcome)
+                log.error("could not open the files of %s-%d (%s: %s); trying again in "
+                          "%.0f s", *request.key, type(outcome).__name__, outcome,
+                          RETRY_AFTER_S)
+        if failed:
+            self.held.update(failed)
+            number = len(self._timers) and max(self._timers) + 1
+            self._timers[number] = asyncio.get_running_loop().call_later(
+                RETRY_AFTER_S, self._release, number, failed)
         self._opened(results)
+
+    def _release(self, number: int, keys: list[Key]) -> None:
+        del self._timers[number]
+        self.held.difference_update(keys)
+        self._retry()
 
     async def stop(self, timeout_s: float = 30.0) -> None:
         """Waits (bounded) for the jobs in flight, whose logs are then closed unused."""
         self.stopped = True
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
         try:
             await asyncio.wait_for(self._idle.wait(), timeout_s)
         except TimeoutError:

@@ -74,6 +74,8 @@ class Admin:
             bootstrap, request_timeout_ms, cluster, connection,
             ConnectionOptions(tls, tls_ca, tls_cert, tls_key, username, password))
         self._owns_cluster = cluster is None
+        if api_timeout_ms <= 0:
+            raise ValueError(f"api_timeout_ms must be positive, got {api_timeout_ms}")
         self._timeout = request_timeout_ms / 1000
         self._api_timeout = api_timeout_ms / 1000
         self._groups = GroupClient(self._cluster)

@@ -61,3 +61,8 @@ async def test_other_errors_are_not_retried() -> None:
             await admin.create_topic("orders")
         assert caught.value.reason == "TOPIC_ALREADY_EXISTS"
         assert calls(fake, "CreateTopic") == 1
+
+
+def test_a_timeout_that_is_not_positive_is_refused() -> None:
+    with pytest.raises(ValueError, match="api_timeout_ms must be positive"):
+        Admin("127.0.0.1:1", api_timeout_ms=0)

@@ -6,6 +6,7 @@ broker's Raft heartbeats and votes waited behind them."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 from odradek.broker.cluster import ClusterNode, ClusterSettings
@@ -112,3 +113,27 @@ def _open_files_under(directory: Path) -> list[str]:
         except OSError:
             continue  # closed meanwhile (the listing's own fd)
     return [t for t in targets if t.startswith(str(directory))]
+
+
+async def test_a_replica_whose_files_fail_to_open_is_tried_again(tmp_path: Path) -> None:
+    workers = ThreadSyncer(1, "test-open")
+    node = _node(tmp_path, workers)
+    blocker = tmp_path / partition_group("wide", 1)
+    blocker.write_text("a file where the partition's directory goes")
+    try:
+        _create(node, 1, partitions=2)
+        assert node.opener is not None
+
+        async def until(condition: Callable[[], bool]) -> None:
+            while not condition():
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(until(lambda: ("wide", 1) in node.opener.held), timeout=30)
+        assert node.opening  # not SERVING yet
+        await asyncio.wait_for(until(lambda: ("wide", 0) in node.partitions), timeout=30)
+        blocker.unlink()
+        await asyncio.wait_for(until(lambda: len(node.partitions) == 2), timeout=30)
+        await asyncio.wait_for(_while_opening(node), timeout=30)
+    finally:
+        await node.stop()
+        workers.close()
