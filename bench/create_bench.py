@@ -12,6 +12,8 @@ then stops the three brokers and starts them again:
   serving_s  from the start of the processes until all three say SERVING (their health
              check waits for every replica to know its leader)
   reled_s    until every broker's Metadata shows a leader for every partition again
+and, measured just before each shape, file_us: microseconds to make one empty file or
+directory on the same disk (what creation time depends on; see file_creation_us).
 
     python bench/create_bench.py [--shape 1x1000,10x100] [--profile-dir DIR] [--json]
 
@@ -127,6 +129,7 @@ def one_shape(workdir: Path, shape: str, profile_dir: Path | None,
     topics, partitions = SHAPES[shape]
     total = topics * partitions
     names = [f"create-{shape}-{i}" for i in range(topics)]
+    file_us = file_creation_us(workdir / f"{shape}-probe")
     cluster = Cluster(workdir / shape)
     try:
         cluster.start()
@@ -147,7 +150,8 @@ def one_shape(workdir: Path, shape: str, profile_dir: Path | None,
         result: dict[str, Any] = {
             "topics": topics, "partitions_per_topic": partitions, "partitions": total,
             "replication_factor": 3, "call_s": round(call_s, 2), "led_s": _round(led_s),
-            "led_per_broker": led, "restart_serving_s": None, "restart_led_s": None}
+            "led_per_broker": led, "restart_serving_s": None, "restart_led_s": None,
+            "file_create_us": file_us}
         if led_s is None:
             return result  # a restart would measure the unfinished creation
         cluster.stop()
@@ -166,6 +170,22 @@ def one_shape(workdir: Path, shape: str, profile_dir: Path | None,
         cluster.stop()
 
 
+def file_creation_us(directory: Path, dirs: int = 200, files: int = 4) -> float:
+    """Microseconds per new file or directory on the disk the brokers use, just before
+    the shape runs: the baseline that creation time depends on. A replica is a directory
+    and a few files, and the cost of making one varies with the file system's state: on
+    an ext4 without a journal (this machine's), inodes freed in the last minutes (a
+    previous run's data deleted) are skipped by the allocator, and creation is several
+    times slower until they age."""
+    t0 = time.perf_counter()
+    for d in range(dirs):
+        sub = directory / str(d)
+        sub.mkdir(parents=True)
+        for f in range(files):
+            (sub / str(f)).touch()
+    return round((time.perf_counter() - t0) / (dirs * (files + 1)) * 1e6, 1)
+
+
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 2)
 
@@ -181,12 +201,13 @@ def create_bench(workdir: Path, shapes: list[str], profile_dir: Path | None = No
 
 def summary(results: dict[str, Any]) -> str:
     out = [f"{'partition creation, 3 brokers RF=3':<38} {'call s':>7} {'led s':>7} "
-           f"{'restart s':>10} {'re-led s':>9}"]
+           f"{'restart s':>10} {'re-led s':>9} {'file us':>8}"]
     for shape, r in results.items():
         name = f"{r['topics']} x {r['partitions_per_topic']} partitions ({shape})"
         cells = [f"{v:.2f}" if v is not None else "-" for v in (
             r["call_s"], r["led_s"], r["restart_serving_s"], r["restart_led_s"])]
-        out.append(f"{name:<38} {cells[0]:>7} {cells[1]:>7} {cells[2]:>10} {cells[3]:>9}"
+        out.append(f"{name:<38} {cells[0]:>7} {cells[1]:>7} {cells[2]:>10} {cells[3]:>9} "
+                   f"{r['file_create_us']:>8.1f}"
                    + ("" if r["led_s"] is not None else
                       f"  (led per broker at the timeout: {r['led_per_broker']})"))
     return "\n".join(out)

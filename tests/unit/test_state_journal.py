@@ -1,16 +1,20 @@
 """The broker's Raft state journal (odradek/broker/replication/state_journal.py): records
 survive a reopen, a torn or corrupt tail is cut, damage to durable records is refused,
-the newest state wins over the partition's own state file, and compaction keeps the
-newest record of each key."""
+the newest state wins over the partition's own state file, compaction keeps the newest
+record of each key and runs as a job of its own, and the commit index goes to the journal
+instead of a rewrite of the state file."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from odradek.broker.replication import state_journal
+from odradek.broker import clock as broker_clock
+from odradek.broker.replication import log_storage, state_journal
+from odradek.broker.replication.host import RaftHost, SyncDone
 from odradek.broker.replication.log_storage import PartitionRaftStorage
 from odradek.broker.replication.state_journal import (
     JOURNAL_FILE,
@@ -18,7 +22,7 @@ from odradek.broker.replication.state_journal import (
     StateJournal,
     encode_record,
 )
-from odradek.raft import HardState
+from odradek.raft import Entry, EntryKind, HardState
 from odradek.storage import LogConfig, PartitionLog
 
 
@@ -94,9 +98,12 @@ def test_compaction_keeps_the_newest_record_of_each_key(tmp_path: Path) -> None:
     for term in range(1, 200):
         journal.sync(journal.append([("a/1", HardState(term, 1, term)),
                                      ("b/1", HardState(term, 2, 0))]))
+        journal.compact_if_due()
+    assert not journal.compaction_due
     journal.forget("b/1")
     for term in range(200, 260):
         journal.sync(journal.append([("a/1", HardState(term, 1, term))]))
+        journal.compact_if_due()
     size = (tmp_path / JOURNAL_FILE).stat().st_size
     assert size <= 2048 + 200  # rewritten, not 259 rounds of records
     journal.close()
@@ -121,6 +128,7 @@ def test_records_appended_during_a_compaction_are_kept(tmp_path: Path,
 
     monkeypatch.setattr(state_journal, "fsync_dir", append_meanwhile)
     journal.sync(journal.append([("a/1", HardState(1, 1, i)) for i in range(10)]))
+    journal.compact_if_due()
     monkeypatch.setattr(state_journal, "fsync_dir", real)
     assert tickets
     journal.sync(tickets[0])
@@ -168,6 +176,97 @@ def test_the_partition_storage_loads_the_newer_of_file_and_journal(tmp_path: Pat
                                  sync_behind=True, journal=journal, journal_key="t-0/other")
     assert other.initial_state() == HardState(0, None, -1)
     journal.close()
+
+
+class StepClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def time(self) -> float:
+        return self.now
+
+
+def test_commit_indexes_go_to_the_journal_and_the_state_file_is_a_rare_cache(
+        tmp_path: Path) -> None:
+    clock = StepClock()
+    previous = broker_clock.set_clock(clock)
+    try:
+        plog = PartitionLog.open(tmp_path / "t-0", LogConfig())
+        journal = StateJournal(tmp_path)
+        storage = PartitionRaftStorage(plog, [1, 2, 3], sync_behind=True, journal=journal,
+                                       journal_key="t-0/id")
+        storage.append([Entry(0, 1, 1, b"", EntryKind.NOOP)])
+        storage.set_hard_state(HardState(1, 1, -1))
+        sync = storage.take_sync()
+        assert sync is not None
+        sync()
+        for commit in range(0, 10):  # a second apart: each one is saved
+            clock.now += log_storage.COMMIT_SAVE_INTERVAL_S
+            storage.append([Entry(commit + 1, 1, 1, b"", EntryKind.NOOP)])
+            storage.set_hard_state(HardState(1, 1, commit))
+        assert journal.get("t-0/id") == HardState(1, 1, 9)
+        assert not storage.path.exists()  # no file rewritten per commit index
+        clock.now += log_storage.STATE_CACHE_INTERVAL_S
+        storage.append([Entry(11, 1, 1, b"", EntryKind.NOOP)])
+        storage.set_hard_state(HardState(1, 1, 10))
+        assert storage.path.exists()  # the cache of what the log holds, once in a while
+        saved = storage.path.stat().st_mtime_ns, storage.path.read_text()
+        clock.now += log_storage.STATE_CACHE_INTERVAL_S
+        storage.set_hard_state(HardState(1, 1, 11))  # nothing new in the log
+        assert (storage.path.stat().st_mtime_ns, storage.path.read_text()) == saved
+        plog.close()
+        journal.close()
+        journal = StateJournal(tmp_path)
+        reopened = PartitionRaftStorage(PartitionLog.open(tmp_path / "t-0", LogConfig()),
+                                        [1, 2, 3], sync_behind=True, journal=journal,
+                                        journal_key="t-0/id")
+        assert reopened.initial_state() == HardState(1, 1, 11)
+        journal.close()
+    finally:
+        broker_clock.set_clock(previous)
+
+
+class HeldSyncer:
+    def __init__(self) -> None:
+        self.jobs: list[tuple[list[Callable[[], None]], SyncDone]] = []
+
+    def submit(self, syncs: list[Callable[[], None]], done: SyncDone) -> None:
+        self.jobs.append((syncs, done))
+
+    def run(self) -> None:
+        jobs, self.jobs = self.jobs, []
+        for syncs, done in jobs:
+            done([run_one(sync) for sync in syncs])
+
+
+def run_one(sync: Callable[[], None]) -> BaseException | None:
+    try:
+        sync()
+    except Exception as exc:
+        return exc
+    return None
+
+
+def test_the_host_compacts_the_journal_in_a_job_of_its_own(tmp_path: Path) -> None:
+    syncer = HeldSyncer()
+    journal = StateJournal(tmp_path, compact_bytes=1024)
+    host = RaftHost(0, lambda *_: None, syncer=syncer, journal=journal)
+    for commit in range(100):  # commit indexes only: nothing ever calls sync
+        journal.append([("a/1", HardState(1, 1, commit))])
+    assert journal.compaction_due
+    host.process()
+    host.process()
+    assert len(syncer.jobs) == 1  # one at a time
+    syncer.run()
+    assert not journal.compaction_due
+    assert (tmp_path / JOURNAL_FILE).stat().st_size < 1024
+    host.process()
+    assert not syncer.jobs
+    journal.close()
+    assert StateJournal(tmp_path).get("a/1") == HardState(1, 1, 99)
 
 
 def flip(path: Path, pos: int) -> None:

@@ -71,6 +71,7 @@ class SyncBehind(Protocol):
         """The fsyncs owed by the writes since the last call, or None."""
 
 
+COMPACT_RETRY_S = 10.0
 SyncDone = Callable[[list[BaseException | None]], None]
 
 
@@ -165,6 +166,8 @@ class RaftHost:
         # The hard states of this host's partitions, fsynced once for all groups of a turn.
         self.journal = journal if syncer is not None else None
         self._owed: list[tuple[RaftGroup, Ready, Callable[[], None]]] = []
+        self._compacting = False  # a journal compaction job is in flight
+        self._compact_after = -math.inf  # after a failed compaction: when to try again
         self.send = send
         self.tick_interval_s = tick_interval_s
         # Without a liveness signal groups never quiesce (every follower must keep its timer).
@@ -294,6 +297,23 @@ class RaftHost:
             # and one group's never waits behind another's.
             assert self.syncer is not None
             self.syncer.submit([job[2]], functools.partial(self._synced, [job]))
+        if self.journal is not None and not self._compacting \
+                and clock.monotonic() >= self._compact_after and self.journal.compaction_due:
+            self._compact_journal(self.journal)
+
+    def _compact_journal(self, journal: StateJournal) -> None:
+        """In a job of its own: no group's fsync waits behind the rewrite (though one
+        that starts during it waits for it: the journal allows one at a time)."""
+        def done(outcomes: list[BaseException | None]) -> None:
+            self._compacting = False
+            if outcomes[0] is not None:
+                self._compact_after = clock.monotonic() + COMPACT_RETRY_S
+                log.error("raft state journal compaction failed (%s); trying again in %.0f s",
+                          outcomes[0], COMPACT_RETRY_S)
+
+        self._compacting = True
+        assert self.syncer is not None
+        self.syncer.submit([journal.compact_if_due], done)
 
     def _guarded(self, group: RaftGroup, step: Callable[[RaftGroup], None]) -> None:
         name = group.name

@@ -12,7 +12,9 @@ its messages leave (one fsync per Ready: group commit), so acknowledged writes s
 power loss of every replica; the simulator runs this way. With the default policy, writes
 reach the page cache (they survive a killed process, not a lost machine) and the log is
 fsynced by flush.messages / flush.ms; the term and vote are always fsynced, and the commit
-index is saved at most every COMMIT_SAVE_INTERVAL_S. The state file is a cache of the log
+index is saved at most every COMMIT_SAVE_INTERVAL_S (to the journal, unsynced, where
+there is one; the state file then at most every STATE_CACHE_INTERVAL_S, for its cache of
+the log's terms and configs). The state file is a cache of the log
 below ``scanned_to``; any change to the log below that point (truncation, snapshot
 install) first saves the state durably (write-ahead), so that after a crash the state file
 never describes log contents that are gone or replaced.
@@ -57,6 +59,7 @@ from odradek.storage.cleaner import fsync_dir
 
 STATE_FILE = "raft-state.json"
 COMMIT_SAVE_INTERVAL_S = 1.0
+STATE_CACHE_INTERVAL_S = 30.0
 SCAN_CHUNK = 4 << 20
 
 
@@ -101,6 +104,11 @@ class PartitionRaftStorage:
         self.path = log_dir(log) / STATE_FILE
         self._clock = clock or broker_clock.time_ms
         self._commit_saved_at = 0.0
+        # With a journal, the state file is rewritten at most every STATE_CACHE_INTERVAL_S
+        # for what only it holds (how far the log was scanned, and what was found), so
+        # that a restart rescans at most that much; a new replica has none for as long.
+        self._cache_saved_at = broker_clock.monotonic()
+        self._cache_saved: tuple[int, ...] = ()
         self.producers: ProducerStateStore | None = None  # made once the log is checked
         # Corrupt batches the load scan cut (before anyone could be told: see repair.py).
         self.corrupt_at_load: list[CorruptBatchError] = []
@@ -178,6 +186,7 @@ class PartitionRaftStorage:
 
     def save(self, sync: bool) -> None:
         self._write_state(self._state_json(), sync)
+        self._cache_saved_at, self._cache_saved = broker_clock.monotonic(), self._cache_key()
 
     def _state_json(self) -> str:
         s = self.state
@@ -400,8 +409,19 @@ class PartitionRaftStorage:
                 self.save(sync=True)
             self._commit_saved_at = now
         elif now - self._commit_saved_at >= COMMIT_SAVE_INTERVAL_S:
-            self.save(sync=False)
             self._commit_saved_at = now
+            if self.journal is None:
+                self.save(sync=False)
+                return
+            self.journal.append([(self.journal_key, hs)])  # a hint: nobody waits for it
+            if now - self._cache_saved_at >= STATE_CACHE_INTERVAL_S \
+                    and self._cache_key() != self._cache_saved:
+                self.save(sync=False)
+
+    def _cache_key(self) -> tuple[int, ...]:
+        """What the state file knows beyond the hard state, in short."""
+        s = self.state
+        return (s.scanned_to, s.lost, len(s.epochs), len(s.configs), len(s.starts))
 
     def take_sync(self) -> Callable[[], None] | None:
         """The fsyncs that the writes since the last call owe (sync_behind), as one call

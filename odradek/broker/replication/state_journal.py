@@ -7,9 +7,14 @@ thousands of those behind each other, longer than an election timeout, and elect
 churned. Now a group's hard state is appended here by the event loop (page cache only),
 and its Ready's fsync job calls ``sync(ticket)``: the first such call fsyncs everything
 appended so far, and the jobs of the other groups of the same host turn find their
-records already durable (group commit). The per-partition state file is still written
-where the log changes under it (truncation, snapshot install) and now and then for the
-commit index; at load the newer of the two wins (``newer``).
+records already durable (group commit). The commit index goes here too, now and then
+and without an fsync of its own (a hint: a replica that restarts with an older one
+learns the commit again from its leader), instead of rewriting the partition's state
+file: that rewrite made a new file (write, rename) every second per active partition,
+and file creation is what made creating many partitions slow. The per-partition state
+file is still written where the log changes under it (truncation, snapshot install) and
+now and then as a cache of what the log holds; at load the newer of the two wins
+(``newer``).
 
 A record: magic, payload length and the CRC-32C of the payload, then the payload: the
 record's sequence number, the sequence number that was durable when it was written, term,
@@ -19,8 +24,10 @@ first that does not check out. What follows is a torn write (never fsynced, so n
 acknowledged) and is cut, unless a later intact record says that the bad one was already
 durable when it was written: then fsynced state is damaged and the load refuses
 (JournalCorruptError) rather than forget a vote. When the file has grown past
-``compact_bytes`` and four times its live records, it is rewritten with the newest
-record of each key (a new file, fsynced and renamed into place)."""
+``compact_bytes`` and four times its live records (``compaction_due``), the host has it
+rewritten with the newest record of each key (a new file, fsynced and renamed into
+place) by a job of its own in the fsync workers, so that no group's fsync waits behind
+the rewrite and a journal that only takes commit indexes (no sync) is compacted too."""
 
 from __future__ import annotations
 
@@ -173,8 +180,16 @@ class StateJournal:
             self.fsyncs += 1
             with self._lock:
                 self._durable = max(self._durable, upto)
-                due = self._size > max(self.compact_bytes, 4 * len(self.latest) * 64)
-            if due:
+
+    @property
+    def compaction_due(self) -> bool:
+        with self._lock:
+            return self._size > max(self.compact_bytes, 4 * len(self.latest) * 64)
+
+    def compact_if_due(self) -> None:
+        """Rewrites the file if it is due (a worker thread: it fsyncs)."""
+        with self._sync_lock:
+            if self.compaction_due:
                 self._compact()
 
     def forget(self, key: str) -> None:
