@@ -51,7 +51,6 @@ from odradek.broker.replication.host import RaftGroup, RaftHost, Syncer
 from odradek.broker.replication.log_storage import PartitionRaftStorage
 from odradek.broker.replication.meta_storage import MetadataRaftStorage
 from odradek.broker.replication.producer_state import DEFAULT_EXPIRATION_MS
-from odradek.broker.replication.quiet import QuietGroups
 from odradek.broker.replication.repair import CorruptionRepair
 from odradek.broker.replication.replica import ReplicatedPartition
 from odradek.broker.topic_defaults import effective_defaults
@@ -577,9 +576,12 @@ class ClusterNode:
             except BrokerError as exc:  # no quorum yet: keep trying until one forms
                 log.debug("registration of broker %d waits: %s", self.id, exc.message)
 
-    @property
-    def quiet_groups(self) -> QuietGroups:
-        return self.host.quiet
+    def awake_partitions(self) -> list[ReplicatedPartition]:
+        """The replicas whose Raft group is not quiet."""
+        groups = self.host.groups
+        return [g.listener for name in self.host.awake_groups()
+                if (g := groups.get(name)) is not None
+                and isinstance(g.listener, ReplicatedPartition)]
 
     def hand_off_leadership(self) -> int:
         return leadership.hand_off(self)

@@ -11,7 +11,9 @@ A quiet (quiesced) group's in-sync set can only change with its brokers' livenes
 its followers were caught up when it fell quiet. So a pass skips quiet groups unless the
 metadata image or the set of live brokers changed, and still takes them all every
 FULL_PASS_S: two passes a second over a thousand idle partitions cost a visible part of
-an idle broker's CPU.
+an idle broker's CPU. The other passes walk only the awake groups (the Raft host's list),
+not every partition to skip the quiet ones: the walk itself was 17% of an idle broker's
+busy samples with 1,000 quiet partitions.
 """
 
 from __future__ import annotations
@@ -19,14 +21,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Callable, Container, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
 
 from odradek.broker import clock
 from odradek.broker.errors import BrokerError
 from odradek.broker.metadata.commands import Command, InSyncReport, PartitionsInSync
 from odradek.broker.metadata.image import MetadataImage
-from odradek.broker.names import partition_group
 from odradek.broker.replication.replica import ReplicatedPartition
 
 log = logging.getLogger(__name__)
@@ -43,24 +44,23 @@ class _Cluster(Protocol):
     partitions: dict[tuple[str, int], ReplicatedPartition]
     broker_alive: Callable[[int], bool]
 
-    @property
-    def quiet_groups(self) -> Container[str]: ...
+    def awake_partitions(self) -> list[ReplicatedPartition]: ...
 
     async def propose(self, command: Command, timeout_s: float = ...) -> int: ...
 
 
-def in_sync_changes(broker_id: int, partitions: Mapping[tuple[str, int], ReplicatedPartition],
+def in_sync_changes(broker_id: int, partitions: Iterable[ReplicatedPartition],
                     image: MetadataImage,
-                    topic_ids: Mapping[tuple[str, int], str],
-                    skip: Container[str] = ()) -> list[InSyncReport]:
-    """The partitions this broker leads whose in-sync set differs from the recorded one,
-    but for those whose Raft group is in skip. A leader whose election is not recorded
-    yet waits: its report would be refused."""
+                    topic_ids: Mapping[tuple[str, int], str]) -> list[InSyncReport]:
+    """Of ``partitions``, those this broker leads whose in-sync set differs from the
+    recorded one. A leader whose election is not recorded yet waits: its report would be
+    refused."""
     reports = []
-    for (topic, index), partition in partitions.items():
+    for partition in partitions:
         node = partition.node
-        if not node.is_leader() or (skip and partition_group(topic, index) in skip):
+        if not node.is_leader() or partition.closed:
             continue
+        topic, index = partition.topic, partition.index
         info = image.partition(topic, index)
         if info is None or info.leader != broker_id or info.leader_term != node.term:
             continue
@@ -79,12 +79,13 @@ async def report_loop(cluster: _Cluster, topic_ids: Mapping[tuple[str, int], str
         await asyncio.sleep(REPORT_INTERVAL_S)
         image, now = cluster.image, clock.monotonic()
         alive = frozenset(b for b in image.brokers if cluster.broker_alive(b))
-        skip: Container[str] = ()
+        partitions: Iterable[ReplicatedPartition]
         if image is seen and alive == seen_alive and now - full_at < FULL_PASS_S:
-            skip = cluster.quiet_groups
+            partitions = cluster.awake_partitions()
         else:
             seen, seen_alive, full_at = image, alive, now
-        reports = in_sync_changes(cluster.id, cluster.partitions, image, topic_ids, skip)
+            partitions = list(cluster.partitions.values())
+        reports = in_sync_changes(cluster.id, partitions, image, topic_ids)
         if not reports:
             continue
         try:

@@ -82,7 +82,7 @@ class BatchHeader:
         return bool(self.attributes & ATTR_LOG_APPEND_TIME)
 
 
-def parse_header(buf: bytes | memoryview, pos: int = 0) -> BatchHeader:
+def parse_header(buf: bytes | bytearray | memoryview, pos: int = 0) -> BatchHeader:
     return BatchHeader(*_HEADER.unpack_from(buf, pos))
 
 
@@ -93,7 +93,7 @@ def peek_size(buf: bytes | bytearray | memoryview, pos: int) -> int | None:
     return int(_OFFSET_LENGTH.unpack_from(buf, pos)[1]) + LOG_OVERHEAD
 
 
-def check_batch(buf: bytes | memoryview, pos: int, end: int) -> BatchHeader:
+def check_batch(buf: bytes | bytearray | memoryview, pos: int, end: int) -> BatchHeader:
     """Validates the batch at pos (framing, magic, CRC, counts); returns its header."""
     if end - pos < BATCH_HEADER_SIZE:
         raise InvalidRecordError(
@@ -150,7 +150,7 @@ def first_corrupt(buf: bytes | memoryview) -> tuple[int, InvalidRecordError] | N
     return None
 
 
-def iter_batches(buf: bytes | memoryview) -> Iterator[tuple[int, BatchHeader]]:
+def iter_batches(buf: bytes | bytearray | memoryview) -> Iterator[tuple[int, BatchHeader]]:
     """Yields (position, header) of each whole batch; stops at a partial tail."""
     pos = 0
     end = len(buf)

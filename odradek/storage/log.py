@@ -282,7 +282,7 @@ class PartitionLog:
             self.flush()
         return AppendInfo(first, offset - 1, now if append_time else -1, max_ts)
 
-    def append_replicated(self, records: bytes, flush: bool = True) -> AppendInfo:
+    def append_replicated(self, records: bytes | bytearray, flush: bool = True) -> AppendInfo:
         """Follower/Raft path: batches keep their offsets and epochs; the first must start
         at the log end offset and offsets must increase. flush=False leaves the fsync that
         flush.messages asks for to the caller (who then calls flush() before relying on

@@ -197,6 +197,10 @@ class RaftHost:
         # first election is not lost to a replica that starts a moment later.
         self._expected: dict[str, list[Message]] = {}
 
+    def awake_groups(self) -> list[str]:
+        """The groups that are not quiet (a quiet group's state does not change)."""
+        return list(self._awake)
+
     def busy(self, name: str) -> bool:
         """Is a Ready of this group still being persisted (written, fsync owed)?"""
         return name in self._syncing or any(job[0].name == name for job in self._owed)

@@ -350,23 +350,25 @@ class PartitionRaftStorage:
         first = entries[0].index
         if first <= self.last_index():
             self.truncate(first)
-        parts = []
+        # One buffer for all the entries, each batch copied into it once (its offset and
+        # epoch are then set in place): a copy per entry, a second to bytes and a third to
+        # join them were a tenth of a broker's event loop under produce load.
+        data = bytearray()
         now = self._clock()
         for e in entries:
+            start = len(data)
             if e.kind == EntryKind.NORMAL:
-                buf = bytearray(e.data)
-                self._note_start(e.index, buf)
+                data += e.data
+                self._note_start(e.index, e.data)
             else:
-                buf = bytearray(encode_control(e.kind, e.data, now))
+                data += encode_control(e.kind, e.data, now)
                 if e.kind == EntryKind.CONFIG:
                     self.state.configs.append(
                         (e.index, sorted(ConfigState.decode(e.data).voters)))
-            set_offset_and_epoch(buf, 0, e.index, e.term)
-            parts.append(bytes(buf))
+            set_offset_and_epoch(data, start, e.index, e.term)
             self._note(e.index, e.term)
         # The log fsyncs by the topic's flush.messages; with flush.messages=1 the entries
         # are durable when this returns, before the follower acknowledges them.
-        data = b"".join(parts)
         self.log.append_replicated(data, flush=not self.sync_behind)
         self._log_owed = self._log_owed or (self.sync_behind and self.log.flush_owed)
         self.state.scanned_to = self.log.log_end_offset

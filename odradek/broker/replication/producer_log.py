@@ -75,7 +75,7 @@ class ProducerStateStore:
             if table.end_offset == before:
                 break
 
-    def on_append(self, data: bytes | memoryview, snapshot: bool = True) -> None:
+    def on_append(self, data: bytes | bytearray | memoryview, snapshot: bool = True) -> None:
         """Batches (with their offsets) entered the log."""
         table = self.table
         # Expiry counts from when this replica stored a producer's last batch (after a
