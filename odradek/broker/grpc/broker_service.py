@@ -51,6 +51,15 @@ def rpc(method: Handler[T]) -> Handler[T]:
         started = time.perf_counter()
         code: str | None = None
         reason: str | None = None
+        observed = False
+
+        def observe() -> None:
+            nonlocal observed
+            if metrics is not None and not observed:
+                metrics.observe_rpc(method.__name__, time.perf_counter() - started,
+                                    code, reason)
+            observed = True
+
         try:
             return await method(self, request, context)
         except asyncio.CancelledError:
@@ -66,12 +75,13 @@ def rpc(method: Handler[T]) -> Handler[T]:
             addresses: Addresses | None = getattr(self, "addresses", None)
             if addresses is not None:  # a further listener: hints name its addresses
                 error = addresses.error(error)
+            # Counted before the status leaves: abort sends it at once, and a client that
+            # has its error and then scrapes the broker must find it counted.
+            observe()
             await context.abort_with_status(to_status(error))
             raise AssertionError("abort_with_status returned") from exc
         finally:
-            if metrics is not None:
-                metrics.observe_rpc(method.__name__, time.perf_counter() - started,
-                                    code, reason)
+            observe()
 
     return wrapper
 
