@@ -47,7 +47,6 @@ class ClusterSpec:
     topology_key: str | None = None
     super_users: tuple[str, ...] = ()
     authorization: bool = False
-    explicit_voters: bool = False  # spec.voters given (else the first min(3, brokers))
     pod: dict[str, Any] = field(default_factory=dict)  # scheduling fields of the pod spec
     tls: pki.TLSSpec | None = None
     external: ExternalSpec | None = None
@@ -60,12 +59,24 @@ def default_voters(brokers: int) -> int:
     return 3 if brokers >= 3 else 1
 
 
-def desired(spec: Mapping[str, Any], name: str, namespace: str) -> ClusterSpec:
+def desired(spec: Mapping[str, Any], name: str, namespace: str,
+            running_voters: int | None = None) -> ClusterSpec:
+    """running_voters: the metadata voters of the cluster's StatefulSet, when it exists.
+    They are fixed when the cluster is created (a broker refuses a data directory made
+    for other voters), so they are kept whatever spec.brokers becomes."""
     brokers = int(spec.get("brokers", 3))
-    voters = int(spec.get("voters") or default_voters(brokers))
-    if voters > brokers or voters not in (1, 3, 5):
-        raise SpecError(f"voters must be 1, 3 or 5 and at most brokers ({brokers}), "
-                        f"not {voters}")
+    asked = spec.get("voters") or None
+    if running_voters is not None:
+        if asked is not None and int(asked) != running_voters:
+            raise SpecError(f"spec.voters is {asked}, but the cluster runs with "
+                            f"{running_voters} metadata voters, which are fixed when it is "
+                            "created; nothing was changed")
+        voters = running_voters
+    else:
+        voters = int(asked or default_voters(brokers))
+        if voters > brokers or voters not in (1, 3, 5):
+            raise SpecError(f"voters must be 1, 3 or 5 and at most brokers ({brokers}), "
+                            f"not {voters}")
     auth = spec.get("authorization") or {}
     tls = pki.tls_spec(spec, name)
     if auth.get("enabled") and brokers > 1 and tls is None:
@@ -81,8 +92,19 @@ def desired(spec: Mapping[str, Any], name: str, namespace: str) -> ClusterSpec:
         {str(k): str(v) for k, v in (spec.get("config") or {}).items()},
         (spec.get("rack") or {}).get("topologyKey"),
         tuple(auth.get("superUsers") or ()), bool(auth.get("enabled")),
-        spec.get("voters") is not None, dict(spec.get("pod") or {}), tls,
+        dict(spec.get("pod") or {}), tls,
         external.external_spec(spec), external.internal_spec(spec))
+
+
+def voters_of(stateful_set: Mapping[str, Any] | None) -> int | None:
+    """How many metadata voters the StatefulSet's brokers run with (its --voters
+    argument); None when there is no StatefulSet or it names none."""
+    template = ((stateful_set or {}).get("spec") or {}).get("template") or {}
+    for container in (template.get("spec") or {}).get("containers") or []:
+        args = list(container.get("args") or [])
+        if "--voters" in args[:-1]:
+            return len(str(args[args.index("--voters") + 1]).split(","))
+    return None
 
 
 # -- names ---------------------------------------------------------------------------------
@@ -355,11 +377,10 @@ def scale_plan(c: ClusterSpec, current: int | None, hosted: Mapping[int, int],
     if current is None or c.brokers >= current:
         return ScalePlan(c.brokers)
     # Voters are not moved: the ones running now must all stay.
-    running_voters = c.voters if c.explicit_voters else default_voters(current)
-    if c.brokers < running_voters:
+    if c.brokers < c.voters:
         return ScalePlan(current, refused=Outcome(
             "False", "ScaleDownRefused", f"{c.brokers} brokers would be fewer than the "
-            f"{running_voters} metadata voters; nothing was changed"))
+            f"{c.voters} metadata voters; nothing was changed"))
     if c.brokers < max_replication_factor:
         return ScalePlan(current, refused=Outcome(
             "False", "ScaleDownRefused", f"a topic has replication factor "

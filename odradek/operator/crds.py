@@ -213,7 +213,8 @@ GROUP_STATUS = _obj("The group as its coordinator reports it", {
 CLUSTER_SPEC = _obj("A cluster of brokers", {
     "brokers": _int("Number of brokers (StatefulSet replicas)", minimum=1, maximum=100,
                     default=3),
-    "voters": _int("Metadata voters: the first N ordinals (default 3; 1 below 3 brokers)",
+    "voters": _int("Metadata voters: the first N ordinals (default 3; 1 below 3 "
+                   "brokers); fixed when the cluster is created",
                    enum=[1, 3, 5]),
     "image": _str("Broker image", default="odradek:latest", minLength=1),
     "port": _int("gRPC port", minimum=1024, maximum=65535, default=9092),

@@ -132,9 +132,9 @@ def test_scale_down_refusals() -> None:
     below_rf = cl.scale_plan(cl.desired({"brokers": 3}, "x", "ns"), 4, {}, 4)
     assert below_rf.refused and below_rf.refused.reason == "ScaleDownRefused"
     assert below_rf.replicas == 4 and not below_rf.drain
-    below_voters = cl.scale_plan(cl.desired({"brokers": 2}, "x", "ns"), 4, {}, 1)
+    below_voters = cl.scale_plan(cl.desired({"brokers": 2}, "x", "ns", 3), 4, {}, 1)
     assert below_voters.refused and "voters" in below_voters.refused.message
-    explicit = cl.desired({"brokers": 2, "voters": 1}, "x", "ns")
+    explicit = cl.desired({"brokers": 2, "voters": 1}, "x", "ns", 1)
     assert cl.scale_plan(explicit, 4, {}, 1) == cl.ScalePlan(2)
 
 
@@ -180,3 +180,19 @@ def test_pod_scheduling_and_user() -> None:
     assert pod["securityContext"]["runAsUser"] == pod["securityContext"]["fsGroup"] == (
         cl.BROKER_UID)
     assert "affinity" not in objects()["StatefulSet/events"]["spec"]["template"]["spec"]
+
+
+def test_voters_of_a_running_cluster_never_change() -> None:
+    # A scale-down below the voters re-rendered the StatefulSet with voters for 2 brokers:
+    # the roll restarted broker 1 with --voters [0] and its data directory refused it.
+    running = cl.render_stateful_set(cl.desired({"brokers": 3}, "x", "ns"), OWNER)
+    assert cl.voters_of(running) == 3 and cl.voters_of(None) is None
+    refused = cl.desired({"brokers": 2}, "x", "ns", cl.voters_of(running))
+    assert refused.voters == 3
+    assert cl.config_hash(refused) == cl.config_hash(cl.desired({"brokers": 3}, "x", "ns"))
+    plan = cl.scale_plan(refused, 3, {}, 1)
+    assert plan.refused and plan.refused.reason == "ScaleDownRefused" and plan.replicas == 3
+    # Growing a one-broker cluster keeps its single voter.
+    assert cl.desired({"brokers": 3}, "x", "ns", 1).voters == 1
+    with pytest.raises(cl.SpecError, match="fixed when it is created"):
+        cl.desired({"brokers": 3, "voters": 1}, "x", "ns", 3)

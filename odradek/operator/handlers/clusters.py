@@ -190,13 +190,13 @@ async def reconcile(body: Any, spec: Any, status: Any, meta: Any, namespace: str
                     patch: Any) -> None:
     generation = meta.get("generation")
     async with reconciling("Cluster") as tally, BROKERS.lock(meta.get("uid", name)):
+        sts = await kube.read("StatefulSet", namespace, name)
         try:
-            c = cl.desired(spec, name, namespace)
+            c = cl.desired(spec, name, namespace, cl.voters_of(sts))
         except (cl.SpecError, ValueError) as exc:
             tally.fail("InvalidSpec")
             conclude(body, status, patch, Outcome("False", "InvalidSpec", str(exc)), generation)
             return
-        sts = await kube.read("StatefulSet", namespace, name)
         unusable = await _tls(c, body) if c.tls else None
         if unusable is None and c.authorization:
             unusable = await _super_user(c, body, sts is not None)
