@@ -32,8 +32,9 @@ from odradek.cli.record_format import (
 from odradek.cli.record_input import InputRecord, parse_json_record, parse_text_record
 from odradek.client.admin import Admin
 from odradek.client.consumer import Consumer, TopicPartition
+from odradek.client.delivery import RecordFuture
 from odradek.client.errors import OdradekError
-from odradek.client.producer import Producer, RecordMetadata
+from odradek.client.producer import Producer
 from odradek.client.types import TopicDescription
 from odradek.records import Compression
 
@@ -286,7 +287,7 @@ async def _send_lines(args: argparse.Namespace, stream: IO[bytes]) -> int:
     failures: list[BaseException] = []
     line_no = 0
 
-    def done(fut: asyncio.Future[RecordMetadata]) -> None:
+    def done(fut: RecordFuture) -> None:
         if fut.cancelled():
             return
         exc = fut.exception()

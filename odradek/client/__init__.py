@@ -11,6 +11,7 @@ from odradek.client.acls import AclBinding, AclFilter, acl, acl_filter
 from odradek.client.admin import Admin
 from odradek.client.connection import Cluster, parse_bootstrap
 from odradek.client.consumer import Consumer, ConsumerRecord, TopicPartition
+from odradek.client.delivery import RecordFuture, RecordMetadata
 from odradek.client.errors import (
     ClientClosedError,
     CorruptRecordError,
@@ -34,7 +35,7 @@ from odradek.client.errors import (
     from_rpc_error,
 )
 from odradek.client.partitioner import DefaultPartitioner, murmur2
-from odradek.client.producer import Producer, RecordMetadata
+from odradek.client.producer import Producer
 from odradek.client.sync import SyncAdmin, SyncConsumer, SyncProducer
 from odradek.client.types import (
     GroupDescription,
@@ -74,6 +75,7 @@ __all__ = [
     "OffsetOutOfRangeError",
     "PermissionDeniedError",
     "Producer",
+    "RecordFuture",
     "RecordMetadata",
     "RecordTooLargeError",
     "RequestTimeoutError",

@@ -12,11 +12,12 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from itertools import islice
-from typing import Any, NamedTuple
+from typing import Any
 
 import grpc
 
 from odradek.client.connection import Cluster
+from odradek.client.delivery import Delivery, RecordFuture, RecordMetadata
 from odradek.client.errors import (
     ClientClosedError,
     OdradekError,
@@ -49,13 +50,6 @@ def parse_acks(acks: str | int) -> int:
     return int(value)
 
 
-class RecordMetadata(NamedTuple):
-    topic: str
-    partition: int
-    offset: int
-    timestamp: int
-
-
 def _to_bytes(data: bytes | bytearray | memoryview | str | None) -> bytes | None:
     if data is None or type(data) is bytes:
         return data
@@ -65,14 +59,14 @@ def _to_bytes(data: bytes | bytearray | memoryview | str | None) -> bytes | None
 
 
 class _Batch:
-    __slots__ = ("builder", "futures", "timestamps", "created", "data", "count", "size", "done")
+    __slots__ = ("builder", "delivery", "created", "data", "count", "size", "done")
 
     def __init__(
-        self, builder: BatchBuilder, created: float, done: asyncio.Future[None],
+        self, builder: BatchBuilder, delivery: Delivery, created: float,
+        done: asyncio.Future[None],
     ) -> None:
         self.builder: BatchBuilder | None = builder
-        self.futures: list[asyncio.Future[RecordMetadata]] = []
-        self.timestamps: list[int] = []
+        self.delivery = delivery
         self.created = created
         self.data = b""
         self.count = 0
@@ -163,6 +157,8 @@ class Producer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._buffered = 0
         self._space: asyncio.Event | None = None
+        self._delivered = 0
+        self._failed = 0
         self._closed = False
         self._loop: asyncio.AbstractEventLoop | None = None
         quorum = self._acks == pb.ACKS_QUORUM
@@ -180,6 +176,12 @@ class Producer:
     @property
     def cluster(self) -> Cluster:
         return self._cluster
+
+    def metrics(self) -> dict[str, int]:
+        """Counters since the producer started, named as the Kafka producer's:
+        records acknowledged, records failed, and bytes waiting to be sent."""
+        return {"record-send-total": self._delivered, "record-error-total": self._failed,
+                "buffer-used-bytes": self._buffered}
 
     @property
     def idempotent(self) -> bool:
@@ -213,7 +215,7 @@ class Producer:
         partition: int | None = None,
         headers: Sequence[HeaderInput] = (),
         timestamp_ms: int | None = None,
-    ) -> asyncio.Future[RecordMetadata]:
+    ) -> RecordFuture:
         """Queues one record; returns its delivery future."""
         if self._closed:
             raise ClientClosedError("the producer is closed")
@@ -264,8 +266,8 @@ class Producer:
         if batch is None:
             if cluster.metadata_stale():
                 self._refresh_in_background(topic)
-            batch = _Batch(
-                BatchBuilder(self._compression), time.monotonic(), loop.create_future())
+            batch = _Batch(BatchBuilder(self._compression), Delivery(loop, topic, partition),
+                           time.monotonic(), loop.create_future())
             state.current = batch
             state.timer = loop.call_later(self._linger, self._linger_expired, state, batch)
         if timestamp_ms is None:
@@ -273,9 +275,7 @@ class Producer:
         builder = batch.builder
         assert builder is not None
         builder.append(timestamp_ms, key_b, value_b, hdrs)
-        fut: asyncio.Future[RecordMetadata] = loop.create_future()
-        batch.futures.append(fut)
-        batch.timestamps.append(timestamp_ms)
+        fut = batch.delivery.add(timestamp_ms)
         batch.size += size
         self._buffered += size
         if builder.size_estimate >= self._batch_size:
@@ -405,7 +405,7 @@ class Producer:
             except OdradekError as exc:
                 err = exc
             else:
-                self._complete(state, batches, resp)
+                self._complete(batches, resp)
                 return
             attempt += 1
             delay = self._backoff_for(attempt)
@@ -431,8 +431,7 @@ class Producer:
             await asyncio.sleep(delay)
             await cluster.after_error(topic, partition, err)
 
-    def _complete(self, state: _Partition, batches: list[_Batch], resp: pb.ProduceResponse) -> None:
-        topic, partition = state.topic, state.partition
+    def _complete(self, batches: list[_Batch], resp: pb.ProduceResponse) -> None:
         offset = resp.base_offset
         append_time = resp.log_append_time_ms
         # Batches the partition had already (retries) keep their first offsets, so the
@@ -441,15 +440,8 @@ class Producer:
         for n, b in enumerate(batches):
             if bases is not None:
                 offset = bases[n]
-            timestamps = b.timestamps
-            if append_time > 0:
-                for i, fut in enumerate(b.futures):
-                    if not fut.done():
-                        fut.set_result(RecordMetadata(topic, partition, offset + i, append_time))
-            else:
-                for i, fut in enumerate(b.futures):
-                    if not fut.done():
-                        fut.set_result(RecordMetadata(topic, partition, offset + i, timestamps[i]))
+            b.delivery.succeed(offset, append_time)
+            self._delivered += b.count
             offset += b.count
             self._release(b)
 
@@ -457,14 +449,12 @@ class Producer:
         for b in batches:
             if b.done.done():
                 continue
-            for fut in b.futures:
-                if not fut.done():
-                    fut.set_exception(err)
+            b.delivery.fail(err)
+            self._failed += len(b.delivery)
             self._release(b)
 
     def _release(self, batch: _Batch) -> None:
         self._buffered -= batch.size
-        batch.futures = []
         batch.data = b""
         if not batch.done.done():
             batch.done.set_result(None)

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from odradek.client.admin import Admin
 from odradek.client.consumer import Consumer, ConsumerRecord, RebalanceCallback, TopicPartition
-from odradek.client.producer import HeaderInput, Producer, RecordMetadata
+from odradek.client.delivery import RecordMetadata
+from odradek.client.producer import HeaderInput, Producer
 from odradek.client.types import (
     BrokerConfig,
     CommittedOffset,

@@ -19,7 +19,7 @@ from odradek.client import (
     ConsumerRecord,
     OdradekError,
     Producer,
-    RecordMetadata,
+    RecordFuture,
     TopicAlreadyExistsError,
     TopicPartition,
 )
@@ -271,7 +271,7 @@ class Runtime:
     async def _flush_outputs(self) -> None:
         """Sends every task's outputs and waits for all acknowledgements: only then may the
         inputs that caused them be committed. A failed send raises, so nothing is."""
-        sent: list[tuple[TaskId, str | None, asyncio.Future[RecordMetadata]]] = []
+        sent: list[tuple[TaskId, str | None, RecordFuture]] = []
         for task in self.tasks.values():
             changelogs = {c: s for s, c in task.context.changelogs.items()}
             for out in task.take_outputs():

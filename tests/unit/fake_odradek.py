@@ -46,6 +46,7 @@ class Fault:
     count: int = 1
     broker: int | None = None
     metadata: dict[str, str] = field(default_factory=dict)
+    skip: int = 0  # matching calls to let through first
 
 
 @dataclass
@@ -100,8 +101,9 @@ class FakeCluster:
             self.leaders[(name, p)] = leader
 
     def inject(self, method: str, reason: str | None, code: grpc.StatusCode,
-               count: int = 1, broker: int | None = None, **metadata: str) -> None:
-        self.faults.append(Fault(method, reason, code, count, broker, dict(metadata)))
+               count: int = 1, broker: int | None = None, skip: int = 0,
+               **metadata: str) -> None:
+        self.faults.append(Fault(method, reason, code, count, broker, dict(metadata), skip))
 
     def append_raw(self, topic: str, partition: int, data: bytes, skip: int = 0) -> int:
         part = self.topics[topic][partition]
@@ -144,6 +146,9 @@ class FakeCluster:
     def fault_for(self, method: str, broker: int) -> Fault | None:
         for f in self.faults:
             if f.method == method and (f.broker is None or f.broker == broker) and f.count > 0:
+                if f.skip > 0:
+                    f.skip -= 1
+                    continue
                 f.count -= 1
                 return f
         return None

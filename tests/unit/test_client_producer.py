@@ -218,6 +218,8 @@ async def test_non_retriable_error_fails_the_future() -> None:
             assert len(fake.produce_requests()) == 1
             # The partition keeps working after the failure.
             assert (await p.send_and_wait("t", b"w")).offset == 0
+            assert p.metrics() == {"record-send-total": 1, "record-error-total": 1,
+                                   "buffer-used-bytes": 0}
 
 
 async def test_delivery_timeout() -> None:
