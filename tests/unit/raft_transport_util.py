@@ -7,9 +7,9 @@ from collections.abc import Callable
 
 import grpc
 
+from odradek.broker.peers.raft_service import add_raft_service
 from odradek.broker.peers.raft_transport import SERVER_OPTIONS, RaftTransport
 from odradek.raft.types import Entry, EntryKind, Message, MessageType
-from odradek.v1 import raft_pb2_grpc as pb_grpc
 from tests.brokers import free_port
 
 WAIT = 30.0
@@ -57,7 +57,7 @@ class Broker:
 
     async def start_server(self) -> None:
         server = grpc.aio.server(options=SERVER_OPTIONS)
-        pb_grpc.add_RaftServicer_to_server(self.transport.servicer(), server)
+        add_raft_service(self.transport.servicer(), server)
         assert server.add_insecure_port(f"127.0.0.1:{self.port}") == self.port
         await server.start()
         self.server = server

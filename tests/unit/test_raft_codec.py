@@ -6,7 +6,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from odradek.broker.peers.raft_codec import estimate_size, from_proto, to_proto
+from odradek.broker.peers.raft_codec import (
+    encode_envelope,
+    estimate_size,
+    from_proto,
+    serialize_envelope,
+    to_proto,
+)
 from odradek.raft.types import (
     NO_INDEX,
     ConfigState,
@@ -101,3 +107,28 @@ def test_unknown_type_is_refused() -> None:
     pm.type = 99
     with pytest.raises(ValueError):
         from_proto(pm)
+
+
+@settings(max_examples=200)
+@given(st.integers(min_value=-(2**31), max_value=2**31 - 1),
+       st.integers(min_value=-(2**31), max_value=2**31 - 1),
+       st.lists(st.tuples(groups, messages), max_size=4))
+def test_envelope_framed_by_hand_is_what_protobuf_writes(
+        sender: int, receiver: int, batch: list[tuple[str, Message]]) -> None:
+    protos = [to_proto(g, m) for g, m in batch]
+    framed = encode_envelope(sender, receiver, [p.SerializeToString() for p in protos])
+    expected = pb.RaftEnvelope(from_broker=sender, to_broker=receiver, messages=protos)
+    assert framed == expected.SerializeToString()
+    parsed = pb.RaftEnvelope.FromString(framed)
+    assert [from_proto(p) for p in parsed.messages] == batch
+    assert (parsed.from_broker, parsed.to_broker) == (sender, receiver)
+    assert serialize_envelope(framed) is framed
+    assert serialize_envelope(expected) == framed
+
+
+def test_envelope_of_large_messages() -> None:
+    data = bytes(range(256)) * 1024
+    protos = [to_proto("t-0", Message(MessageType.APPEND, 0, 1, 3, entries=[
+        Entry(i, 100, 3, data)])) for i in range(3)]
+    framed = encode_envelope(0, 1, [p.SerializeToString() for p in protos])
+    assert framed == pb.RaftEnvelope(to_broker=1, messages=protos).SerializeToString()

@@ -10,7 +10,12 @@ import pytest
 
 from odradek.broker.peers import raft_transport as transport_mod
 from odradek.broker.peers.raft_codec import estimate_size
-from odradek.broker.peers.raft_transport import CHANNEL_OPTIONS, SERVER_OPTIONS, RaftTransport
+from odradek.broker.peers.raft_service import add_raft_service
+from odradek.broker.peers.raft_transport import (
+    CHANNEL_OPTIONS,
+    SERVER_OPTIONS,
+    RaftTransport,
+)
 from odradek.v1 import raft_pb2 as pb
 from odradek.v1 import raft_pb2_grpc as pb_grpc
 from tests.unit.raft_transport_util import WAIT, Cluster, eventually, free_port, msg
@@ -63,7 +68,7 @@ class _Handshaker(pb_grpc.RaftServicer):
 
 async def _serve(servicer: Any, c: Cluster) -> str:
     server = grpc.aio.server(options=SERVER_OPTIONS)
-    pb_grpc.add_RaftServicer_to_server(servicer, server)
+    add_raft_service(servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     c.servers.append(server)

@@ -23,6 +23,7 @@ from odradek.broker.grpc.security_service import SecurityService
 from odradek.broker.grpc.status import status_code
 from odradek.broker.listeners import Addresses
 from odradek.broker.metrics.broker import BrokerMetrics
+from odradek.broker.peers.raft_service import add_raft_service
 from odradek.broker.peers.raft_transport import SERVER_OPTIONS, RaftTransport
 from odradek.broker.topic_admin import TopicAdmin
 from odradek.security.hosts import host_port
@@ -31,7 +32,6 @@ from odradek.v1 import (
     cluster_pb2_grpc,
     groups_pb2,
     groups_pb2_grpc,
-    raft_pb2_grpc,
     security_pb2,
     security_pb2_grpc,
 )
@@ -78,7 +78,7 @@ class GrpcListener:
         """The broker's own listener: the client services and the brokers' own."""
         server = self.server
         cluster_pb2_grpc.add_ControllerServicer_to_server(ControllerService(admin, metrics), server)  # type: ignore[no-untyped-call]
-        raft_pb2_grpc.add_RaftServicer_to_server(transport.servicer(), server)  # type: ignore[no-untyped-call]
+        add_raft_service(transport.servicer(), server)
         self.add_client_services(admin, cluster, guard, groups, metrics)
 
     def add_client_services(self, admin: TopicAdmin, cluster: ClusterNode, guard: Guard,

@@ -7,6 +7,8 @@ and ``()`` when there are none, so that messages built with the default compare 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from odradek.raft.types import (
     ConfigState,
     Entry,
@@ -89,3 +91,33 @@ def estimate_size(m: Message) -> int:
     if s is not None:
         n += len(s.data) + 32 + 6 * len(s.meta.config.voters)
     return n
+
+
+def encode_envelope(from_broker: int, to_broker: int, messages: Sequence[bytes]) -> bytes:
+    """RaftEnvelope bytes around messages already encoded (``to_proto(...)
+    .SerializeToString()``). Framed here because upb's SerializeToString of an envelope
+    holding several large messages is slow (three 256 KiB messages: 1.8 ms, against
+    0.07 ms for the three on their own): it was 13% of a broker's loop at 50 MB/s."""
+    parts: list[bytes] = []
+    if from_broker:
+        parts += (b"\x08", _varint(from_broker))
+    if to_broker:
+        parts += (b"\x10", _varint(to_broker))
+    for m in messages:
+        parts += (b"\x1a", _varint(len(m)), m)
+    return b"".join(parts)
+
+
+def serialize_envelope(env: bytes | pb.RaftEnvelope) -> bytes:
+    """The Raft stream's serializer: envelopes framed by encode_envelope pass as they are."""
+    return env if isinstance(env, bytes) else env.SerializeToString()
+
+
+def _varint(value: int) -> bytes:
+    value &= 0xFFFF_FFFF_FFFF_FFFF  # a negative int32 is sent as ten bytes, as protobuf does
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)

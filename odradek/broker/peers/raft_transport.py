@@ -26,7 +26,14 @@ from typing import Any
 import grpc
 
 from odradek.broker import clock
-from odradek.broker.peers.raft_codec import estimate_size, from_proto, to_proto
+from odradek.broker.peers.raft_codec import (
+    encode_envelope,
+    estimate_size,
+    from_proto,
+    serialize_envelope,
+    to_proto,
+)
+from odradek.broker.peers.raft_service import EXCHANGE
 from odradek.raft.types import Message
 from odradek.security.tls import ClientTLS, TLSConfigError, open_channel
 from odradek.v1 import raft_pb2 as pb
@@ -117,7 +124,7 @@ class _Session:
         """Resolved to ask the session to end."""
         self.finished: asyncio.Future[None] = loop.create_future()
         """Resolved once the session has ended and released its stream."""
-        self.queue: deque[tuple[pb.RaftEnvelope, int, int]] = deque()
+        self.queue: deque[tuple[bytes, int, int]] = deque()  # envelope, size, messages
         self.pending_bytes = 0
         self.wakeup = asyncio.Event()
 
@@ -296,27 +303,28 @@ class RaftTransport:
             st.dropped_envelopes += 1
             st.dropped_messages += len(buffered)
             return
-        env = pb.RaftEnvelope(from_broker=self.broker_id, to_broker=peer.id)
+        messages: list[bytes] = []
         size = 0
         for group, msg in buffered:
             n = estimate_size(msg)
-            if n > self._max_envelope:
-                pm = to_proto(group, msg)
-                if pm.ByteSize() + 64 > MAX_MESSAGE_BYTES:
-                    log.error(
-                        "raft message of group %s to broker %d is %d bytes, over the %d limit; "
-                        "dropped", group, peer.id, pm.ByteSize(), MAX_MESSAGE_BYTES,
-                    )
-                    st.dropped_messages += 1
-                    continue
-            if env.messages and size + n > self._max_envelope:
-                self._enqueue(peer, session, env, size)
-                env = pb.RaftEnvelope(from_broker=self.broker_id, to_broker=peer.id)
+            encoded = to_proto(group, msg).SerializeToString()
+            if n > self._max_envelope and len(encoded) + 64 > MAX_MESSAGE_BYTES:
+                log.error(
+                    "raft message of group %s to broker %d is %d bytes, over the %d limit; "
+                    "dropped", group, peer.id, len(encoded), MAX_MESSAGE_BYTES,
+                )
+                st.dropped_messages += 1
+                continue
+            if messages and size + n > self._max_envelope:
+                self._enqueue(peer, session, encode_envelope(self.broker_id, peer.id, messages),
+                              size, len(messages))
+                messages = []
                 size = 0
-            env.messages.append(to_proto(group, msg))
+            messages.append(encoded)
             size += n
-        if env.messages:
-            self._enqueue(peer, session, env, size)
+        if messages:
+            self._enqueue(peer, session, encode_envelope(self.broker_id, peer.id, messages),
+                          size, len(messages))
 
     def ping_idle(self, interval_s: float) -> None:
         """Sends an empty envelope to each connected peer that was sent nothing for
@@ -325,17 +333,17 @@ class RaftTransport:
         for peer in self._peers.values():
             session = peer.session
             if session is not None and not self._stopped and now - peer.last_sent >= interval_s:
-                self._enqueue(peer, session, pb.RaftEnvelope(
-                    from_broker=self.broker_id, to_broker=peer.id), 16)
+                self._enqueue(peer, session, encode_envelope(self.broker_id, peer.id, ()), 16, 0)
 
     def alive(self, peer_id: int, within_s: float) -> bool:
         """Whether anything arrived from the peer within the last within_s seconds."""
         peer = self._peers.get(peer_id)
         return peer is not None and clock.monotonic() - peer.last_received <= within_s
 
-    def _enqueue(self, peer: _Peer, session: _Session, env: pb.RaftEnvelope, size: int) -> None:
+    def _enqueue(self, peer: _Peer, session: _Session, envelope: bytes, size: int,
+                 count: int) -> None:
         peer.last_sent = clock.monotonic()
-        session.queue.append((env, size, len(env.messages)))
+        session.queue.append((envelope, size, count))
         session.pending_bytes += size
         st = peer.stats
         while session.pending_bytes > self._max_pending and len(session.queue) > 1:
@@ -351,7 +359,7 @@ class RaftTransport:
         self,
         peer: _Peer,
         read: Callable[[], Awaitable[Any]],
-        write: Callable[[pb.RaftEnvelope], Awaitable[None]],
+        write: Callable[[bytes | pb.RaftEnvelope], Awaitable[None]],
     ) -> None:
         """Pumps an established stream until it breaks, is replaced, or the transport stops."""
         assert self._loop is not None
@@ -464,7 +472,7 @@ class RaftTransport:
         self,
         peer: _Peer,
         session: _Session,
-        write: Callable[[pb.RaftEnvelope], Awaitable[None]],
+        write: Callable[[bytes | pb.RaftEnvelope], Awaitable[None]],
     ) -> None:
         st = peer.stats
         while True:
@@ -502,7 +510,9 @@ class RaftTransport:
             return False
         established = False
         try:
-            call = pb_grpc.RaftStub(channel).Exchange()  # type: ignore[no-untyped-call]
+            call = channel.stream_stream(
+                EXCHANGE, request_serializer=serialize_envelope,
+                response_deserializer=pb.RaftEnvelope.FromString)()
             try:
                 await call.write(pb.RaftEnvelope(from_broker=self.broker_id, to_broker=peer.id))
                 hello = await asyncio.wait_for(call.read(), HANDSHAKE_TIMEOUT)
