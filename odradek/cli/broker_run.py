@@ -21,6 +21,7 @@ from odradek.broker.listeners import (
     parse_listener,
 )
 from odradek.broker.metrics.broker import DEFAULT_METRICS_PORT_OFFSET
+from odradek.cli.allocator import tune_malloc
 from odradek.cli.broker_flags import describe_flags
 from odradek.security.principal import PrincipalRule, PrincipalRuleError
 from odradek.security.tls import ServerTLS, TLSConfigError
@@ -184,6 +185,7 @@ def run_broker(args: argparse.Namespace) -> int:
                              "needs --listener tls with --tls-cert and --tls-key")
     except ConfigError as exc:
         raise SystemExit(f"error: {exc} (INVALID_CONFIG)") from None
+    tune_malloc()
     try:
         asyncio.run(serve(settings))
     except (TLSConfigError, DataDirError, ListenError) as exc:
